@@ -47,10 +47,12 @@ PROGRESS_RE = re.compile(
 @dataclass
 class CompileStats:
     """What one capture saw.  ``ops_compiled`` is the larger of the operators Jittor's
-    progress lines announced and the new operator libraries that appeared in Jittor's
-    ``jit`` cache folder (Jittor prints progress only for batches slower than 2 s, so the
-    folder count also catches quick compiles).  ``compile_seconds`` sums the batches Jittor
-    reported; quick batches under 2 s are not included."""
+    progress lines announced and the operator libraries this process compiled during the
+    block (``*.so`` files in Jittor's ``jit`` cache that this process loaded and that were
+    written after the block began; other processes sharing the cache do not count).
+    Jittor prints progress only for batches slower than 2 s, so the library count also
+    catches quick compiles.  ``compile_seconds`` sums the batches Jittor reported; quick
+    batches under 2 s are not included."""
 
     ops_compiled: int = 0
     compile_seconds: float = 0.0
@@ -58,7 +60,7 @@ class CompileStats:
     core_compiled: bool = False      # a "Compiling jittor_core" batch was seen
     passthrough_bytes: int = 0       # other stderr bytes forwarded unchanged
     progress_ops: int = 0            # operators announced by progress lines
-    new_jit_libs: Optional[int] = None  # new *.so in the jit cache (None: not measurable)
+    new_jit_libs: Optional[int] = None  # op libraries compiled here (None: not measurable)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -174,6 +176,8 @@ class _Display:
         self._task = None
         self._lock = threading.Lock()
         self._no_bar = False
+        self._status = None       # a rich Live spinner while nothing else is shown
+        self._status_console = None
 
     def _make_console(self):
         from rich.console import Console
@@ -214,7 +218,35 @@ class _Display:
                 self._progress.start()
             self._progress.update(self._task, completed=i, total=n)
 
+    def show_status(self, text: str) -> None:
+        """A spinner with ``text`` (a plain line when stderr is not a terminal), until the
+        first progress line or other stderr text arrives."""
+        if self.quiet:
+            return
+        with self._lock:
+            if self._progress is not None or self._status is not None:
+                return
+            console = self._make_console()
+            if not console.is_terminal:
+                if console is not self._console:
+                    console.file.close()
+                _write_all(self.fd, f"{text}\n".encode())
+                return
+            from rich.live import Live
+            from rich.spinner import Spinner
+
+            self._status_console = console
+            self._status = Live(Spinner("dots", text=text), console=console, transient=True,
+                                refresh_per_second=8, redirect_stdout=False,
+                                redirect_stderr=False)
+            self._status.start()
+
     def _stop(self) -> None:
+        if self._status is not None:
+            live, self._status = self._status, None
+            live.stop()
+            if self._status_console is not self._console:
+                self._status_console.file.close()
         if self._progress is not None:
             p, self._progress = self._progress, None
             p.stop()
@@ -261,14 +293,31 @@ def _jit_dir() -> Optional[str]:
         return None
 
 
-def _count_libs(path: Optional[str]) -> Optional[int]:
-    if not path:
+def _libs_compiled_here(jit_dir: Optional[str], since: float) -> Optional[int]:
+    """Operator libraries under ``jit_dir`` mapped into this process and written at or
+    after ``since`` (wall clock): the ones this process compiled.  None: not measurable."""
+    if not jit_dir:
         return None
+    prefix = os.path.realpath(jit_dir) + os.sep
+    seen = set()
     try:
-        with os.scandir(path) as it:
-            return sum(1 for e in it if e.name.endswith(".so"))
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                parts = line.split(None, 5)
+                if len(parts) == 6 and parts[5].rstrip("\n").endswith(".so"):
+                    path = parts[5].rstrip("\n")
+                    if path.startswith(prefix):
+                        seen.add(path)
     except OSError:
         return None
+    n = 0
+    for path in seen:
+        try:
+            if os.stat(path).st_mtime >= since - 1.0:
+                n += 1
+        except OSError:
+            continue
+    return n
 
 
 _capture_lock = threading.Lock()
@@ -276,11 +325,16 @@ _active: Optional[CompileStats] = None
 
 
 @contextlib.contextmanager
-def compile_progress(quiet: bool = True, console=None) -> Iterator[CompileStats]:
+def compile_progress(quiet: bool = True, console=None, status: Optional[str] = None,
+                     status_after: float = 2.0) -> Iterator[CompileStats]:
     """Capture fd 2 for the block; show Jittor's compile progress as a rich bar (none when
     ``quiet``), forward all other stderr bytes unchanged.  Yields :class:`CompileStats`,
     complete once the block has exited.  A no-op (yielding the outer stats) when nested
-    or when another thread already captures."""
+    or when another thread already captures.
+
+    ``status``: a message shown with a spinner when the block is still running after
+    ``status_after`` seconds and nothing else is on screen (e.g. "preparing Jittor"
+    around a first import, which compiles for minutes without a word)."""
     global _active
     if not _capture_lock.acquire(blocking=False):
         yield _active if _active is not None else CompileStats()
@@ -344,9 +398,12 @@ def compile_progress(quiet: bool = True, console=None) -> Iterator[CompileStats]
             finally:
                 display.close()
 
-    jit_dir = _jit_dir()
-    libs_before = _count_libs(jit_dir)
+    t_start = time.time()
     thread = threading.Thread(target=reader, name="gradcheck-stderr", daemon=True)
+    timer = None
+    if status and not quiet:
+        timer = threading.Timer(status_after, display.show_status, args=(status,))
+        timer.daemon = True
     _active = stats
     restored = False
     try:
@@ -355,8 +412,14 @@ def compile_progress(quiet: bool = True, console=None) -> Iterator[CompileStats]
         os.close(w)
         w = -1
         thread.start()
+        if timer is not None:
+            timer.start()
         yield stats
     finally:
+        if timer is not None:
+            timer.cancel()
+            if timer.is_alive():
+                timer.join()
         try:
             _flush_python_stderr()
             os.dup2(saved, 2)
@@ -373,11 +436,7 @@ def compile_progress(quiet: bool = True, console=None) -> Iterator[CompileStats]
             _active = None
             _capture_lock.release()
         if restored:
-            jit_dir = jit_dir or _jit_dir()
-            if libs_before is not None:
-                after = _count_libs(jit_dir)
-                if after is not None:
-                    stats.new_jit_libs = max(after - libs_before, 0)
+            stats.new_jit_libs = _libs_compiled_here(_jit_dir(), t_start)
             stats.ops_compiled = max(stats.progress_ops, stats.new_jit_libs or 0)
 
 

@@ -15,7 +15,8 @@ This module must run before the first ``import jittor`` of the process; importin
    once, loudly, with the slowdown.
 3. **Quiet.**  Jittor's ``[i ...]`` log lines are silenced (``log_silent=1``); the
    "Compiling Operators" progress Jittor writes to fd 2 is taken over by
-   :class:`gradcheck.progress.CompileProgress`.
+   :func:`gradcheck.progress.compile_progress` (``import_jittor(progress=True)`` uses it
+   around the import, which on a fresh cache compiles silently for minutes).
 4. **Seeds.**  :func:`seed_everything` seeds Jittor, numpy and ``random`` from one number.
 """
 
@@ -59,6 +60,9 @@ class RuntimeState:
 
 
 _state: Optional[RuntimeState] = None
+_mkl_disabled_by_us = False   # we set use_mkl=0 ourselves (a later setup must not blame the user)
+_warned = False               # OneDNNSlowWarning is emitted once per process
+_nvcc_hidden_by_us = False
 
 
 # --------------------------------------------------------------------------- device
@@ -209,7 +213,7 @@ def _preload(lib: str) -> None:
 def setup(device: Optional[str] = None, quiet: bool = True) -> RuntimeState:
     """Prepare the environment for ``import jittor``.  Idempotent; the first call wins
     unless jittor is not imported yet, in which case a later call may change the device."""
-    global _state
+    global _state, _mkl_disabled_by_us, _warned, _nvcc_hidden_by_us
     requested = device or os.environ.get("GRADCHECK_DEVICE", "auto")
     if _state is not None and (device is None or requested == _state.requested_device):
         return _state
@@ -225,9 +229,13 @@ def setup(device: Optional[str] = None, quiet: bool = True) -> RuntimeState:
     if not imported:
         if dev == "cpu":
             os.environ["nvcc_path"] = ""
+            _nvcc_hidden_by_us = True
+        elif _nvcc_hidden_by_us:   # an earlier setup chose cpu; let Jittor find nvcc
+            os.environ.pop("nvcc_path", None)
+            _nvcc_hidden_by_us = False
         if quiet:
             os.environ.setdefault("log_silent", "1")
-        if os.environ.get("use_mkl") == "0":
+        if os.environ.get("use_mkl") == "0" and not _mkl_disabled_by_us:
             state.onednn_reason = "disabled by use_mkl=0"
         else:
             ok, lib, reason = install_onednn_for_jittor()
@@ -237,15 +245,23 @@ def setup(device: Optional[str] = None, quiet: bool = True) -> RuntimeState:
                     _preload(lib)
                 except OSError as exc:
                     state.onednn, state.onednn_reason = False, f"cannot load {lib}: {exc}"
+            if state.onednn and _mkl_disabled_by_us:
+                os.environ.pop("use_mkl", None)
+                _mkl_disabled_by_us = False
             if not state.onednn:
                 os.environ["use_mkl"] = "0"
+                _mkl_disabled_by_us = True
+            if not state.onednn and not _warned:
+                _warned = True
                 warnings.warn(
                     f"oneDNN unavailable ({state.onednn_reason}): Jittor convolutions will run "
                     "70-120x slower. Fix: pip install onednn-cpu-gomp==2021.2.0 "
                     "onednn-devel-cpu-gomp==2021.2.0", OneDNNSlowWarning, stacklevel=2)
     else:
         state.notes.append("jittor was imported before gradcheck; its settings were left as they are")
-        state.onednn = os.environ.get("use_mkl", "1") != "0"
+        ce = sys.modules.get("jittor.compile_extern")
+        state.onednn = (getattr(ce, "mkl_ops", None) is not None if ce is not None
+                        else os.environ.get("use_mkl", "1") != "0")
         state.onednn_reason = "set up by whoever imported jittor first"
     _state = state
     return state
@@ -255,10 +271,24 @@ def state() -> RuntimeState:
     return _state if _state is not None else setup()
 
 
-def import_jittor():
-    """Import Jittor after :func:`setup`, with its use_cuda flag set for the chosen device."""
+COLD_START_MESSAGE = ("preparing Jittor: the first run on this machine compiles its core "
+                      "(3-6 minutes, once)")
+
+
+def import_jittor(progress: bool = False, console=None):
+    """Import Jittor after :func:`setup`, with its use_cuda flag set for the chosen device.
+
+    ``progress``: while the import runs (minutes on a fresh cache, where Jittor compiles
+    its core without a word), show a spinner and Jittor's operator compile progress on
+    stderr; see :func:`gradcheck.progress.compile_progress`."""
     st = state()
-    import jittor as jt
+    if progress and "jittor" not in sys.modules:
+        from gradcheck.progress import compile_progress
+
+        with compile_progress(quiet=False, console=console, status=COLD_START_MESSAGE):
+            import jittor as jt
+    else:
+        import jittor as jt
 
     jt.flags.use_cuda = 1 if st.device == "cuda" else 0
     if st.onednn:
