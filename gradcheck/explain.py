@@ -1,0 +1,163 @@
+"""Why a parameter is not plainly covered: a stable cause code plus one sentence.
+
+Codes (stored in ``ParamRecord.cause``; the sentence in ``cause_detail``):
+
+=========================  ==================================================================
+``not_called``             its module never ran in the forward pass (seen by forward hooks)
+``cut``                    its module ran, but no differentiable path reaches the loss
+                           (detached, ``stop_grad``, ``no_grad``, or the output is unused)
+``frozen``                 frozen on purpose, with the declared reason
+``frozen_undeclared``      frozen (``stop_grad``/``requires_grad=False``) without a declaration
+``zero_gradient``          reaches the loss but the gradient is exactly zero, with the likely
+                           reason when one can be found
+``nonfinite``              NaN/Inf in its gradient, from the step it first appeared
+``not_in_optimizer``       it has a gradient, but no optimizer group will apply it
+``update_below_precision`` its gradient was non-zero but too small to change the float32 value
+``decay_only``             it got no gradient, yet weight decay or momentum changed its value
+=========================  ==================================================================
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from gradcheck.report import ParamRecord, Report
+
+CAUSES = ("not_called", "cut", "frozen", "frozen_undeclared", "zero_gradient", "nonfinite",
+          "not_in_optimizer", "update_below_precision", "decay_only")
+
+
+class CallRecorder:
+    """Record which modules run, with Jittor pre-forward hooks (chained, and restored after)."""
+
+    _HOOK = "__fhook2__"
+
+    def __init__(self, model):
+        self.modules = list(model.named_modules())
+        self.called: set = set()
+        self.active = False
+
+    def __enter__(self):
+        self.active = True
+        self._saved = []
+        for name, module in self.modules:
+            prev = module.__dict__.get(self._HOOK)
+            self._saved.append((module, prev))
+
+            def hook(mod, args, *kw, _name=name, _prev=prev):
+                self.called.add(_name)
+                if _prev is not None:
+                    return _prev(mod, args, *kw)
+                return None
+
+            module.register_pre_forward_hook(hook)
+        return self
+
+    def __exit__(self, *exc):
+        for module, prev in self._saved:
+            if prev is None:
+                module.__dict__.pop(self._HOOK, None)
+            else:
+                module.__dict__[self._HOOK] = prev
+        self.active = False
+        return False
+
+    def ran(self, module_name: str) -> Optional[bool]:
+        """Did the module (or, for a root parameter, the model) run?  None if unknown."""
+        if not self.called:
+            return None
+        return module_name in self.called or module_name == ""
+
+
+def _fmt_steps(steps: list, status: str) -> str:
+    idx = [str(i + 1) for i, s in enumerate(steps) if s == status]
+    return ", ".join(idx)
+
+
+def _zero_reason(rec: ParamRecord, report: Report) -> str:
+    """A likely reason for an exactly-zero gradient."""
+    hints = []
+    zero_weights = [p.name for p in report.params
+                    if p.requires_grad and p.weight_norm == 0 and p.name != rec.name
+                    and p.status != "missing"]
+    stats = [s.get("stats", {}) for s in report.steps]
+    empty_levels = set()
+    for st in stats:
+        for key, value in (st.get("num_pos_per_stride") or {}).items():
+            if value == 0:
+                empty_levels.add(str(key))
+    if empty_levels:
+        hints.append("no positive anchors on stride(s) " + ", ".join(sorted(empty_levels, key=int))
+                     + ", so that level's regression branch gets no gradient")
+    if zero_weights:
+        shown = ", ".join(zero_weights[:3]) + (" ..." if len(zero_weights) > 3 else "")
+        hints.append(f"weights that start at exactly zero ({shown}) block the gradient "
+                     "until they move")
+    if rec.weight_norm == 0:
+        hints.append("its own value is all zeros")
+    if not hints:
+        hints.append("a zero multiplier, a mask or a saturated activation on its path")
+    return "reaches the loss, but its gradient is exactly zero: likely " + "; ".join(hints)
+
+
+def cause_of(rec: ParamRecord, report: Report, calls: Optional[CallRecorder]) -> tuple:
+    """(code, sentence) for one parameter, or (None, None) when it is plainly covered."""
+    if rec.status == "frozen":
+        if rec.frozen_reason:
+            return "frozen", f"frozen on purpose: {rec.frozen_reason}"
+        return "frozen_undeclared", ("frozen (stop_grad / requires_grad=False) but not declared "
+                                     "in expected_frozen: a bug, or add it there")
+    if rec.status == "nonfinite":
+        return "nonfinite", (f"NaN/Inf in its gradient from step {rec.first_nonfinite_step} "
+                             f"(steps {_fmt_steps(rec.steps, 'nonfinite')})")
+    ran = calls.ran(rec.module) if calls is not None else None
+    if rec.status == "missing" and ran is False:
+        return "not_called", (f"its module {rec.module or '<root>'!r} never ran in the forward "
+                              "pass (unused module, or a branch taken only in eval mode)")
+    if rec.status in ("missing", "zero") and rec.moved_without_grad and rec.in_optimizer:
+        why = "no path to the loss" if rec.status == "missing" else "an exactly-zero gradient"
+        return "decay_only", (f"{why}, yet its value changed: weight decay or momentum alone "
+                              "moved it (updated is not trained)")
+    if rec.status == "missing":
+        return "cut", (f"its module {rec.module or '<root>'!r} ran, but no differentiable path "
+                       "reaches the loss (detached, stop_grad, no_grad, or output unused)")
+    if rec.status == "zero":
+        return "zero_gradient", _zero_reason(rec, report)
+    # covered from here on
+    if rec.requires_grad and not rec.in_optimizer:
+        return "not_in_optimizer", ("has a gradient, but no optimizer group holds it: "
+                                    "it is never trained")
+    stuck = [i + 1 for i, (s, u) in enumerate(zip(rec.steps, rec.updated_steps))
+             if s == "nonzero" and not u]
+    if stuck and rec.in_optimizer:
+        return "update_below_precision", (
+            f"non-zero gradient on step(s) {', '.join(map(str, stuck))} left the float32 value "
+            f"unchanged (gradient norm {rec.grad_norms[stuck[0] - 1]:.3g} is below its precision)")
+    return None, None
+
+
+def health_flags(rec: ParamRecord, policy) -> list:
+    flags = []
+    if not rec.requires_grad or not rec.weight_norm:
+        return flags
+    norms = [g for g in rec.grad_norms if g is not None]
+    if not norms:
+        return flags
+    ratios = [g / rec.weight_norm for g in norms]
+    if rec.status == "covered" and 0 < norms[-1] and ratios[-1] < policy.vanishing_grad:
+        flags.append("vanishing")
+    if any(r > policy.exploding_grad for r in ratios):
+        flags.append("exploding")
+    return flags
+
+
+def explain(report: Report, calls: Optional[CallRecorder] = None, policy=None) -> Report:
+    from gradcheck.policy import Policy
+
+    policy = policy or Policy()
+    for rec in report.params:
+        if rec.frozen_reason is None:
+            rec.frozen_reason = policy.frozen_reason(rec.name)
+        rec.flags = health_flags(rec, policy)
+        rec.cause, rec.cause_detail = cause_of(rec, report, calls)
+    return report
