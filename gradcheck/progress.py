@@ -133,7 +133,7 @@ class ProgressParser:
                 self._end_batch(expect_nl=False)
                 return
             if self._pending_nl:
-                self._text(b"\n")
+                self._text(b"")   # emits the held "\n"; this one is held in turn
             self._pending_nl = True
             return
         if self._batch is not None:
@@ -293,9 +293,8 @@ def _jit_dir() -> Optional[str]:
         return None
 
 
-def _libs_compiled_here(jit_dir: Optional[str], since: float) -> Optional[int]:
-    """Operator libraries under ``jit_dir`` mapped into this process and written at or
-    after ``since`` (wall clock): the ones this process compiled.  None: not measurable."""
+def _mapped_libs(jit_dir: Optional[str]) -> Optional[set]:
+    """Operator libraries under ``jit_dir`` mapped into this process (None: unknown)."""
     if not jit_dir:
         return None
     prefix = os.path.realpath(jit_dir) + os.sep
@@ -310,10 +309,20 @@ def _libs_compiled_here(jit_dir: Optional[str], since: float) -> Optional[int]:
                         seen.add(path)
     except OSError:
         return None
+    return seen
+
+
+def _libs_compiled_here(jit_dir: Optional[str], before: Optional[set], since: float
+                        ) -> Optional[int]:
+    """Operator libraries loaded during the block and written at or after ``since``
+    (wall clock): the ones this process compiled (not merely loaded from the cache)."""
+    after = _mapped_libs(jit_dir)
+    if after is None:
+        return None
     n = 0
-    for path in seen:
+    for path in after - (before or set()):
         try:
-            if os.stat(path).st_mtime >= since - 1.0:
+            if os.stat(path).st_mtime >= since - 1.0:   # coarse filesystem clocks
                 n += 1
         except OSError:
             continue
@@ -399,6 +408,8 @@ def compile_progress(quiet: bool = True, console=None, status: Optional[str] = N
                 display.close()
 
     t_start = time.time()
+    jit_dir = _jit_dir()
+    libs_before = _mapped_libs(jit_dir) if jit_dir else set()
     thread = threading.Thread(target=reader, name="gradcheck-stderr", daemon=True)
     timer = None
     if status and not quiet:
@@ -436,7 +447,8 @@ def compile_progress(quiet: bool = True, console=None, status: Optional[str] = N
             _active = None
             _capture_lock.release()
         if restored:
-            stats.new_jit_libs = _libs_compiled_here(_jit_dir(), t_start)
+            stats.new_jit_libs = _libs_compiled_here(jit_dir or _jit_dir(), libs_before,
+                                                     t_start)
             stats.ops_compiled = max(stats.progress_ops, stats.new_jit_libs or 0)
 
 

@@ -1,0 +1,360 @@
+"""Runtime bootstrap (device, oneDNN layout and fallback, seeding) and the fd-2 compile
+progress capture (:mod:`gradcheck.progress`)."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gradcheck  # noqa: F401  - runs runtime.setup() before any jittor import
+from gradcheck import progress, runtime
+from gradcheck.progress import CompileStats, ProgressParser, compile_progress
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_py(code: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ, PYTHONPATH=str(REPO))
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO,
+                          env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+# --------------------------------------------------------------------------- device
+def test_auto_picks_cpu_when_no_driver(monkeypatch):
+    monkeypatch.setattr(runtime, "cuda_available", lambda: (False, "no CUDA driver (test)"))
+    assert runtime.choose_device("auto") == ("cpu", "no CUDA driver (test)")
+    assert runtime.choose_device("cpu")[0] == "cpu"
+
+
+def test_auto_picks_cuda_when_driver_answers(monkeypatch):
+    monkeypatch.setattr(runtime, "cuda_available", lambda: (True, "1 CUDA GPU(s)"))
+    assert runtime.choose_device("auto") == ("cuda", "1 CUDA GPU(s)")
+    assert runtime.choose_device("cpu")[0] == "cpu"  # an explicit cpu always wins
+
+
+def test_cuda_requested_without_gpu_names_the_problem(monkeypatch):
+    monkeypatch.setattr(runtime, "cuda_available", lambda: (False, "CUDA driver present but no GPU"))
+    with pytest.raises(runtime.RuntimeSetupError) as info:
+        runtime.choose_device("cuda")
+    msg = str(info.value)
+    assert "cuda" in msg and "no GPU" in msg and "\n" not in msg
+
+
+def test_invalid_device_lists_the_choices():
+    with pytest.raises(runtime.RuntimeSetupError, match=r"unknown device 'gpu'.*auto, cpu, cuda"):
+        runtime.choose_device("gpu")
+
+
+def test_cuda_probe_answers_without_crashing():
+    ok, why = runtime.cuda_available()
+    assert isinstance(ok, bool) and why
+
+
+@pytest.fixture
+def fresh_setup(monkeypatch, tmp_path):
+    """runtime.setup() as if Jittor were not imported yet, writing oneDNN into tmp_path
+    and the environment into a throwaway copy."""
+    monkeypatch.setattr(os, "environ", dict(os.environ))
+    os.environ.pop("use_mkl", None)
+    monkeypatch.setattr(runtime, "_state", None)
+    monkeypatch.setattr(runtime, "_warned", False)
+    monkeypatch.setattr(runtime, "_mkl_disabled_by_us", False)
+    monkeypatch.setattr(runtime, "_nvcc_hidden_by_us", False)
+    monkeypatch.delitem(sys.modules, "jittor", raising=False)
+    monkeypatch.setattr(runtime, "jittor_mkl_dir", lambda: tmp_path / "mkl")
+    monkeypatch.setattr(runtime, "cuda_available", lambda: (False, "no CUDA driver (test)"))
+    return tmp_path / "mkl"
+
+
+def test_setup_cpu_hides_nvcc_and_silences_logs(fresh_setup):
+    os.environ.pop("log_silent", None)
+    st = runtime.setup()
+    assert st.device == "cpu" and st.requested_device == "auto"
+    assert os.environ["nvcc_path"] == "" and os.environ["log_silent"] == "1"
+
+
+def test_setup_cuda_without_gpu_raises(fresh_setup):
+    with pytest.raises(runtime.RuntimeSetupError, match="--device cuda asked for, but no CUDA"):
+        runtime.setup(device="cuda")
+
+
+def test_onednn_fallback_warns_once_and_disables_mkl(fresh_setup, monkeypatch):
+    monkeypatch.setattr(runtime, "find_pypi_onednn",
+                        lambda: (None, None, "onednn-cpu-gomp==2021.2.0 is not installed"))
+    with pytest.warns(runtime.OneDNNSlowWarning) as rec:
+        st = runtime.setup()
+        runtime.setup(device="cpu")  # a second setup (another device asked) must not warn again
+    assert len(rec) == 1
+    assert "onednn-cpu-gomp==2021.2.0 is not installed" in str(rec[0].message)
+    assert "pip install onednn-cpu-gomp" in str(rec[0].message)
+    assert st.onednn is False and os.environ["use_mkl"] == "0"
+    assert not (fresh_setup / runtime.DNNL_DIRNAME).exists()
+
+
+def test_user_use_mkl_0_is_respected_without_warning(fresh_setup, recwarn):
+    os.environ["use_mkl"] = "0"
+    st = runtime.setup()
+    assert st.onednn is False and st.onednn_reason == "disabled by use_mkl=0"
+    assert not [w for w in recwarn if issubclass(w.category, runtime.OneDNNSlowWarning)]
+
+
+def test_onednn_fallback_end_to_end_in_a_fresh_process(tmp_path):
+    """Missing oneDNN: one warning, use_mkl=0, and Jittor then runs without mkl ops."""
+    r = run_py(f"""
+        import os, warnings
+        import gradcheck.runtime as rt           # runs setup() once with the real oneDNN
+        rt._state = None; os.environ.pop("use_mkl", None)
+        rt.find_pypi_onednn = lambda: (None, None, "onednn-cpu-gomp==2021.2.0 is not installed")
+        rt.jittor_mkl_dir = lambda: __import__("pathlib").Path({str(tmp_path)!r})
+        rt.setup(); rt.setup()
+        jt = rt.import_jittor()
+        from jittor import compile_extern
+        print("use_mkl", os.environ["use_mkl"], "mkl_ops", compile_extern.mkl_ops)
+    """)
+    assert r.returncode == 0, r.stderr
+    assert "use_mkl 0 mkl_ops None" in r.stdout
+    assert r.stderr.count("OneDNNSlowWarning") == 1, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+# --------------------------------------------------------------------------- layout
+@pytest.fixture
+def mkl_dir(monkeypatch, tmp_path):
+    if runtime.find_pypi_onednn()[0] is None:
+        pytest.skip("PyPI oneDNN (onednn-cpu-gomp, onednn-devel-cpu-gomp) not installed")
+    d = tmp_path / "mkl"
+    monkeypatch.setattr(runtime, "jittor_mkl_dir", lambda: d)
+    return d
+
+
+def test_layout_is_what_jittor_looks_for(mkl_dir):
+    ok, lib, why = runtime.install_onednn_for_jittor()
+    assert ok, why
+    target = mkl_dir / runtime.DNNL_DIRNAME
+    # Jittor's own check (compile_extern.install_mkl) and the headers its mkl ops include
+    assert (target / "lib" / "libmkldnn.so").is_file()
+    assert (target / "include" / "dnnl.h").is_file()
+    assert (target / "include" / "oneapi" / "dnnl" / "dnnl.hpp").is_file()
+    assert Path(lib).resolve() == (target / "lib" / "libmkldnn.so").resolve()
+    assert [p.name for p in mkl_dir.iterdir()] == [runtime.DNNL_DIRNAME]  # no temp leftovers
+
+
+def test_layout_is_idempotent(mkl_dir):
+    first = runtime.install_onednn_for_jittor()
+    ino = (mkl_dir / runtime.DNNL_DIRNAME).stat().st_ino
+    second = runtime.install_onednn_for_jittor()
+    assert second[0] and second[1] == first[1] and second[2] == "already in place"
+    assert (mkl_dir / runtime.DNNL_DIRNAME).stat().st_ino == ino
+
+
+def test_a_half_written_target_is_repaired(mkl_dir):
+    target = mkl_dir / runtime.DNNL_DIRNAME
+    (target / "lib").mkdir(parents=True)          # e.g. an interrupted download
+    (target / "lib" / "libmkldnn.so").write_bytes(b"")
+    ok, _, why = runtime.install_onednn_for_jittor()
+    assert ok, why
+    assert runtime._valid_dnnl_dir(target)
+
+
+def test_a_broken_folder_that_would_shadow_ours_is_reported(mkl_dir):
+    (mkl_dir / "dnnl_old_partial").mkdir(parents=True)
+    ok, lib, why = runtime.install_onednn_for_jittor()
+    assert not ok and lib is None
+    assert "dnnl_old_partial" in why and "remove it" in why
+
+
+def test_missing_pypi_onednn_leaves_nothing_behind(mkl_dir, monkeypatch):
+    monkeypatch.setattr(runtime, "find_pypi_onednn",
+                        lambda: (None, None, "onednn-devel-cpu-gomp==2021.2.0 is not installed (no dnnl.h)"))
+    ok, lib, why = runtime.install_onednn_for_jittor()
+    assert (ok, lib) == (False, None) and "onednn-devel-cpu-gomp" in why
+    assert not (mkl_dir / runtime.DNNL_DIRNAME).exists()
+
+
+# --------------------------------------------------------------------------- seeding
+def test_seed_everything_reproduces_and_differs():
+    def draw(seed):
+        runtime.seed_everything(seed)
+        jt = runtime.import_jittor()
+        return (jt.randn(6).numpy(), jt.rand(4).numpy(), np.random.rand(3), random.random())
+
+    a, b, c = draw(7), draw(7), draw(8)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    for x, z in zip(a, c):
+        assert not np.array_equal(x, z)
+
+
+# --------------------------------------------------------------------------- import
+def test_import_is_quiet_and_uses_onednn():
+    r = run_py("""
+        import gradcheck
+        from gradcheck import runtime
+        jt = runtime.import_jittor()
+        from jittor import compile_extern
+        print(compile_extern.mkl_ops is not None)
+    """)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "True"
+    alarming = [ln for ln in r.stderr.splitlines()
+                if ln.startswith(("[w", "[e", "[f")) or "Traceback" in ln
+                or "ownload" in ln or "Warning" in ln]
+    assert not alarming, r.stderr
+
+
+# --------------------------------------------------------------------------- progress
+PROGRESS = [f"Compiling Operators({i}/7) used: {0.5 * i:4.3g}s eta: {7.0 - i:4.3g}s \r"
+            for i in range(1, 8)]
+JITTOR_BURST = "\n" + "".join(PROGRESS) + "\n"   # exactly what parallel_compiler.cc writes
+
+
+def _parse(chunks):
+    out, prog, batches = [], [], []
+    p = ProgressParser(lambda *a: prog.append(a), out.append, batches.append)
+    for c in chunks:
+        p.feed(c)
+    p.close()
+    return b"".join(out), prog, batches
+
+
+@pytest.mark.parametrize("step", [1, 3, 7, 1 << 20])
+def test_parser_strips_progress_and_keeps_everything_else(step):
+    data = ("before\n" + JITTOR_BURST + "[e 0101 error] boom\r\n\n" + "tail no newline").encode()
+    chunks = [data[i:i + step] for i in range(0, len(data), step)]
+    out, prog, batches = _parse(chunks)
+    assert out == b"before\n[e 0101 error] boom\r\n\ntail no newline"
+    assert [(p[1], p[2]) for p in prog] == [(i, 7) for i in range(1, 8)]
+    assert len(batches) == 1 and batches[0].n == 7 and batches[0].used == pytest.approx(3.5)
+
+
+def test_parser_passes_look_alikes_through():
+    text = b"Compiling Operators is fun\nCompiling x(1/2) used: soon\n"
+    out, prog, _ = _parse([text])
+    assert out == text and prog == []
+
+
+class Fd2File:
+    """Points fd 2 at a file (the 'original stderr' a capture forwards to) inside a test
+    body -- pytest re-points fd 2 at its own file between fixture setup and the call."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(fd, 2)
+        os.close(fd)
+        return self
+
+    def __exit__(self, *exc):
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+
+    def read(self) -> bytes:
+        return self.path.read_bytes()
+
+
+@pytest.fixture
+def stderr_file(tmp_path):
+    return Fd2File(tmp_path / "stderr.txt")
+
+
+def _fd2_identity():
+    st = os.fstat(2)
+    return st.st_dev, st.st_ino
+
+
+def test_capture_hides_progress_and_forwards_the_rest(stderr_file):
+    big = b"x" * (1 << 20)          # far more than a pipe holds: must not deadlock
+    with stderr_file, compile_progress(quiet=True) as stats:
+        os.write(2, b"first\n")
+        os.write(2, JITTOR_BURST.encode())
+        with os.fdopen(os.dup(2), "w") as py_stderr:   # what sys.stderr is outside pytest
+            print("from python", file=py_stderr)
+        os.write(2, big + b"\nlast line without newline")
+    data = stderr_file.read()
+    expected = b"first\nfrom python\n" + big + b"\nlast line without newline"
+    assert len(data) == len(expected) and data == expected
+    assert stats.progress_ops == 7 and stats.ops_compiled >= 7 and stats.batches == 1
+    assert stats.compile_seconds == pytest.approx(3.5)
+
+
+def test_capture_not_quiet_reports_a_summary(stderr_file):
+    with stderr_file, compile_progress(quiet=False):
+        os.write(2, JITTOR_BURST.encode())
+    text = stderr_file.read().decode()
+    assert "compiled 7 Jittor operators in 3.5s" in text and "Compiling Operators" not in text
+
+
+@pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
+def test_fd2_restored_on_exceptions(stderr_file, exc):
+    with stderr_file:
+        before = _fd2_identity()
+        with pytest.raises(exc):
+            with compile_progress(quiet=True):
+                assert _fd2_identity() != before
+                os.write(2, b"error message before the crash\n")
+                raise exc("boom")
+        assert _fd2_identity() == before
+    assert stderr_file.read() == b"error message before the crash\n"
+
+
+def test_nested_capture_is_a_no_op(stderr_file):
+    with stderr_file, compile_progress(quiet=True) as outer:
+        captured = _fd2_identity()
+        with compile_progress(quiet=False) as inner:
+            assert inner is outer and _fd2_identity() == captured
+        assert _fd2_identity() == captured   # the inner block did not restore fd 2
+        os.write(2, JITTOR_BURST.encode() + b"after inner\n")
+    assert stderr_file.read() == b"after inner\n"
+    assert outer.progress_ops == 7
+
+
+def test_capture_counts_a_real_jittor_compile():
+    r = run_py("""
+        import os, random
+        from gradcheck import runtime
+        from gradcheck.progress import compile_progress
+        jt = runtime.import_jittor()
+        a = jt.ones(4)
+        tag = f"{os.getpid()}_{random.getrandbits(48)}"   # a never-seen op: forces a compile
+        with compile_progress(quiet=True) as st:
+            b = jt.code(a.shape, a.dtype, [a],
+                        cpu_src=f"// {tag}\\nfor (int i=0;i<in0_shape0;i++) @out(i)=@in0(i)*2;")
+            print(b.numpy().tolist())
+        with compile_progress(quiet=True) as again:
+            jt.code(a.shape, a.dtype, [a], cpu_src=f"// {tag}\\nfor (int i=0;i<in0_shape0;i++) @out(i)=@in0(i)*2;").sync()
+        print("compiled", st.ops_compiled, "again", again.ops_compiled)
+    """)
+    assert r.returncode == 0, r.stderr
+    assert "[2.0, 2.0, 2.0, 2.0]" in r.stdout
+    line = r.stdout.strip().splitlines()[-1].split()
+    assert int(line[1]) >= 1 and int(line[3]) == 0, r.stdout
+
+
+def test_jittor_logs_silenced_sets_and_restores():
+    jt = runtime.import_jittor()
+    old = jt.flags.log_silent
+    jt.flags.log_silent = 0
+    try:
+        with progress.jittor_logs_silenced():
+            assert jt.flags.log_silent == 1
+        assert jt.flags.log_silent == 0
+    finally:
+        jt.flags.log_silent = old
+
+
+def test_stats_summary():
+    assert CompileStats().summary() == "no operators compiled"
+    assert CompileStats(ops_compiled=3, compile_seconds=2.5).summary() == \
+        "compiled 3 Jittor operator(s) in 2.5s"
