@@ -15,6 +15,7 @@ import numpy as np
 from gradcheck import runtime as _runtime
 
 from ..registry import BLOCKS
+from .ops import MaxPool2d
 
 jt = _runtime.import_jittor()
 from jittor import nn  # noqa: E402
@@ -289,7 +290,7 @@ class SimSPPF(_SPPFBase):
         c_ = in_channels // 2
         self.cv1 = SimConv(in_channels, c_, 1, 1)
         self.cv2 = SimConv(c_ * 4, out_channels, 1, 1)
-        self.m = nn.MaxPool2d(kernel_size, stride=1, padding=kernel_size // 2)
+        self.m = MaxPool2d(kernel_size, stride=1, padding=kernel_size // 2)
 
     def execute(self, x):
         x = self.cv1(x)
@@ -304,7 +305,7 @@ class SPPF(SimSPPF):
         c_ = in_channels // 2
         self.cv1 = Conv(in_channels, c_, 1, 1)
         self.cv2 = Conv(c_ * 4, out_channels, 1, 1)
-        self.m = nn.MaxPool2d(kernel_size, stride=1, padding=kernel_size // 2)
+        self.m = MaxPool2d(kernel_size, stride=1, padding=kernel_size // 2)
 
 
 class SimCSPSPPF(_SPPFBase):
@@ -320,7 +321,7 @@ class SimCSPSPPF(_SPPFBase):
         self.cv2 = C(in_channels, c_, 1, 1)
         self.cv3 = C(c_, c_, 3, 1)
         self.cv4 = C(c_, c_, 1, 1)
-        self.m = nn.MaxPool2d(kernel_size, stride=1, padding=kernel_size // 2)
+        self.m = MaxPool2d(kernel_size, stride=1, padding=kernel_size // 2)
         self.cv5 = C(4 * c_, c_, 1, 1)
         self.cv6 = C(c_, c_, 3, 1)
         self.cv7 = C(2 * c_, out_channels, 1, 1)

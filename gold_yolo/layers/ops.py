@@ -12,6 +12,8 @@ are written here as separable linear maps:
 The small matrices are built in numpy from torch's exact index/weight rules and cached;
 on CPU the two matmuls are far cheaper than a gather.  Divisible pooling (the common case)
 is a reshape + mean.
+
+``MaxPool2d`` lifts Jittor's refusal of maps no larger than the kernel (torch accepts them).
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ import numpy as np
 from gradcheck import runtime as _runtime
 
 jt = _runtime.import_jittor()
+from jittor import nn  # noqa: E402
 
-__all__ = ["adaptive_avg_pool2d", "interpolate_bilinear", "pool_matrix", "bilinear_matrix"]
+__all__ = ["adaptive_avg_pool2d", "interpolate_bilinear", "pool_matrix", "bilinear_matrix",
+           "MaxPool2d"]
 
 
 @lru_cache(maxsize=256)
@@ -95,3 +99,26 @@ def interpolate_bilinear(x, size: Sequence[int] | int):
     if (oh, ow) == (H, W):
         return x  # exact identity under torch's rule
     return _apply_separable(x, bilinear_matrix(H, oh), bilinear_matrix(W, ow))
+
+
+class MaxPool2d(nn.MaxPool2d):
+    """``nn.MaxPool2d`` (stride 1, 'same' padding in Gold-YOLO's SPPF) that also accepts maps
+    no larger than the kernel, as torch does.
+
+    Jittor's pool refuses H <= kernel or W <= kernel (a guard, not a limit of the kernel).
+    For such small maps we pad the bottom/right with -inf up to kernel+1, pool, and crop:
+    -inf never wins a window that holds a real value, and Jittor's max-pool backward, like
+    torch's, routes each gradient to the first maximum only.
+    """
+
+    def execute(self, x):
+        kh, kw = self._layer.kernel_size
+        N, C, H, W = x.shape
+        ph, pw = max(0, kh + 1 - H), max(0, kw + 1 - W)
+        if ph == 0 and pw == 0:
+            return self._layer(x)
+        if pw:
+            x = jt.concat([x, jt.full((N, C, H, pw), float("-inf"), dtype=x.dtype)], dim=3)
+        if ph:
+            x = jt.concat([x, jt.full((N, C, ph, W + pw), float("-inf"), dtype=x.dtype)], dim=2)
+        return self._layer(x)[:, :, :H, :W]
