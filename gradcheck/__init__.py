@@ -1,7 +1,11 @@
 """gradcheck: which parameters of a Jittor model get no gradient, and why.
 
 Importing this package prepares the Jittor runtime (device, oneDNN, quiet logs) before
-Jittor itself is imported; see :mod:`gradcheck.runtime`.
+Jittor itself is imported; see :mod:`gradcheck.runtime`.  The library API::
+
+    import gradcheck
+    report = gradcheck.check(gradcheck.Workload(model, batch, loss), steps=3)
+    report.verdict.result, report.param("fc.weight").status
 """
 
 from gradcheck import runtime as _runtime
@@ -9,3 +13,32 @@ from gradcheck import runtime as _runtime
 _runtime.setup()
 
 __version__ = "0.1.0"
+__all__ = ["Workload", "check", "Report", "Policy", "load_report", "compare", "__version__"]
+
+
+def __getattr__(name):  # lazy: importing gradcheck must not import jittor yet
+    if name == "Workload":
+        from gradcheck.workload import Workload
+
+        return Workload
+    if name == "check":
+        from gradcheck.api import check
+
+        return check
+    if name == "Report":
+        from gradcheck.report import Report
+
+        return Report
+    if name == "load_report":
+        from gradcheck.report import load_report
+
+        return load_report
+    if name == "Policy":
+        from gradcheck.policy import Policy
+
+        return Policy
+    if name == "compare":
+        from gradcheck.compare import compare
+
+        return compare
+    raise AttributeError(f"module 'gradcheck' has no attribute {name!r}")

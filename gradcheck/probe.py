@@ -230,7 +230,6 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
     warnings_out: list = []
     step_log: list = []
     reach_by_term: dict = {}
-    never_reached_terms: dict = {}
     hooks = explain.CallRecorder(model)
 
     for step in range(1, steps + 1):
@@ -238,6 +237,9 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
         if on_step:
             on_step(step, steps, "forward")
         batch = workload.batch_for(step)
+        # values before the forward: a BatchNorm forward already queues its running-stat update
+        before = [e.var.numpy().copy() for e in params]
+        buf_before = [e.var.numpy().copy() for e in buffers]
         with hooks:
             loss, terms, stats = call_loss(workload, batch)
         roots = {"__loss__": loss, **terms}
@@ -245,8 +247,6 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
         reached = reach["__loss__"]
         for term in terms:
             reach_by_term.setdefault(term, set()).update(reach[term])
-        before = [e.var.numpy().copy() for e in params]
-        buf_before = [e.var.numpy().copy() for e in buffers]
         if on_step:
             on_step(step, steps, "backward")
         with jt.log_capture_scope(log_v=0, log_silent=1) as logs:

@@ -349,14 +349,20 @@ def compile_progress(quiet: bool = True, console=None, status: Optional[str] = N
         yield _active if _active is not None else CompileStats()
         return
     stats = CompileStats()
+    opened: list = []
     try:
         saved = os.dup(2)
-    except OSError:  # no stderr at all (daemon): nothing to capture
+        opened.append(saved)
+        r, w = os.pipe()
+        opened += [r, w]
+        stop_r, stop_w = os.pipe()
+        opened += [stop_r, stop_w]
+    except OSError:  # no stderr at all (daemon) or out of fds: run the block uncaptured
+        for fd in opened:
+            os.close(fd)
         _capture_lock.release()
         yield stats
         return
-    r, w = os.pipe()
-    stop_r, stop_w = os.pipe()
     display = _Display(saved, quiet, console)
 
     def on_progress(what, i, n, used, eta):
@@ -378,34 +384,50 @@ def compile_progress(quiet: bool = True, console=None, status: Optional[str] = N
     parser = ProgressParser(on_progress, on_text, on_batch_end)
 
     def reader():
-        try:
-            while True:
-                ready, _, _ = select.select([r, stop_r], [], [])
-                if r in ready:
-                    data = os.read(r, 65536)
+        broken = False   # the parser or display failed: forward raw bytes from then on
+
+        def handle(data: bytes) -> None:
+            nonlocal broken
+            if not broken:
+                try:
+                    parser.feed(data)
+                    return
+                except Exception as exc:  # noqa: BLE001 - never let stderr vanish
+                    broken = True
+                    _write_all(saved, f"[gradcheck] compile progress display failed "
+                                      f"({exc!r}); stderr follows unfiltered\n".encode())
+            _write_all(saved, data)
+
+        poller = select.poll()
+        poller.register(r, select.POLLIN)
+        poller.register(stop_r, select.POLLIN)
+        while True:
+            events = dict(poller.poll())
+            if r in events:
+                data = os.read(r, 65536)
+                if not data:
+                    break
+                handle(data)
+            elif stop_r in events:
+                # Everything written before fd 2 was restored is in the pipe: drain it
+                # without blocking (forked children may keep the write end open).
+                os.set_blocking(r, False)
+                while True:
+                    try:
+                        data = os.read(r, 65536)
+                    except BlockingIOError:
+                        break
                     if not data:
                         break
-                    parser.feed(data)
-                elif stop_r in ready:
-                    # Everything written before fd 2 was restored is in the pipe: drain it
-                    # without blocking (forked children may keep the write end open).
-                    os.set_blocking(r, False)
-                    while True:
-                        try:
-                            data = os.read(r, 65536)
-                        except BlockingIOError:
-                            break
-                        if not data:
-                            break
-                        parser.feed(data)
-                    break
-        except Exception as exc:  # noqa: BLE001 - never let stderr vanish silently
-            _write_all(saved, f"[gradcheck] stderr capture failed: {exc!r}\n".encode())
-        finally:
+                    handle(data)
+                break
+        if not broken:
             try:
                 parser.close()
-            finally:
-                display.close()
+            except Exception:  # noqa: BLE001
+                pass
+        with contextlib.suppress(Exception):
+            display.close()
 
     t_start = time.time()
     jit_dir = _jit_dir()

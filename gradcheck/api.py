@@ -1,0 +1,38 @@
+"""The library entry points under the CLI: load a workload by name, probe it, judge it."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+from gradcheck.policy import Policy
+from gradcheck.report import Report
+from gradcheck.workload import Workload, load_workload
+
+
+def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
+          policy: Optional[Policy] = None, on_step=None) -> Report:
+    """Probe ``workload`` for ``steps`` real training steps; the verdict follows ``policy``."""
+    from gradcheck.probe import check as probe_check
+
+    policy = policy or Policy(steps=steps, seed=seed if seed is not None else 0)
+    return probe_check(workload, steps=steps, seed=seed, policy=policy, on_step=on_step)
+
+
+def run(policy: Policy, data: Optional[str] = None, quiet: bool = True) -> Report:
+    """What ``gradcheck run`` does: set up Jittor, build the workload, probe it."""
+    from gradcheck import runtime
+    from gradcheck.progress import compile_progress
+
+    runtime.setup(device=policy.device)
+
+    def on_step(step, total, phase):
+        if not quiet:
+            print(f"gradcheck: step {step}/{total}: {phase}", file=sys.stderr, flush=True)
+
+    with compile_progress(quiet=quiet, status="preparing Jittor (first run compiles for minutes)"):
+        runtime.seed_everything(policy.seed)
+        workload = load_workload(policy.model, img_size=policy.img_size,
+                                 batch_size=policy.batch_size, seed=policy.seed, data=data)
+        return check(workload, steps=policy.steps, seed=policy.seed, policy=policy,
+                     on_step=on_step)

@@ -1,0 +1,23 @@
+"""Click options shared by several commands, each declared once."""
+
+from __future__ import annotations
+
+import click
+
+from gradcheck.render import FORMATS
+from gradcheck.runtime import DEVICES
+
+format_option = click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+    help="What to print on stdout: a table for people, json for machines, markdown for PRs.")
+quiet_option = click.option(
+    "--quiet", "-q", is_flag=True, help="Print only the verdict line; no progress display.")
+config_option = click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), default=None,
+    help="Read the [gradcheck] section from this file instead of ./setup.cfg.")
+device_option = click.option(
+    "--device", type=click.Choice(DEVICES), default=None,
+    help="auto: CUDA only where a working CUDA driver exists.  [default: auto]")
+depth_option = click.option(
+    "--depth", type=click.IntRange(0, 20), default=2, show_default=True,
+    help="Depth of the coverage-by-module tree.")

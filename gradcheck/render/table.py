@@ -1,0 +1,164 @@
+"""The people format: a summary line, counts by status, what needs attention grouped by
+module, a coverage tree, loss-term reach and the verdict, drawn with rich."""
+
+from __future__ import annotations
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from gradcheck.render.common import (STATUS_STYLE, attention, by_module, changing, headline,
+                                     human, timeline)
+from gradcheck.report import RUN_STATUSES
+
+MAX_ROWS = 60
+
+
+def _console(out) -> Console:
+    tty = hasattr(out, "isatty") and out.isatty()
+    return Console(file=out, width=None if tty else 140, no_color=not tty, highlight=False,
+                   soft_wrap=False)
+
+
+def _status(s: str | None) -> Text:
+    return Text(str(s), style=STATUS_STYLE.get(str(s), ""))
+
+
+class TableRenderer:
+    def report(self, report, out, depth: int = 2) -> None:
+        con = _console(out)
+        v = report.verdict
+        con.print(Text(headline(report), style="bold green" if v.passed else "bold red"))
+        con.print(self._counts(report))
+        att = attention(report)
+        if att:
+            con.print(self._attention(att))
+        if report.loss_terms:
+            con.print(self._terms(report))
+        ch = changing(report)
+        if ch and len(report.steps) > 1:
+            con.print(self._timeline(ch))
+        if report.modules and depth > 0:
+            con.print(self._tree(report, depth))
+        if report.warnings:
+            agree = sum(1 for w in report.warnings if w.agrees)
+            con.print(f"Jittor warned {len(report.warnings)} time(s) about missing gradients; "
+                      f"{agree} agree with the probe (Jittor warns once per name per process).")
+        for line in v.reasons:
+            con.print(Text(f"FAIL  {line}", style="red"))
+        for line in v.warnings:
+            con.print(Text(f"WARN  {line}", style="yellow"))
+        con.print(Text(f"verdict: {v.result}", style="bold green" if v.passed else "bold red"))
+
+    def _counts(self, report) -> Table:
+        s = report.summary
+        t = Table(title="parameters by status", title_justify="left", show_edge=False)
+        t.add_column("status")
+        t.add_column("params", justify="right")
+        t.add_column("values", justify="right")
+        for st in RUN_STATUSES:
+            n = s.get("by_status", {}).get(st, 0)
+            if n:
+                t.add_row(_status(st), str(n), human(s.get("numel_by_status", {}).get(st, 0)))
+        t.add_row("buffers", str(s.get("buffers", 0)), human(s.get("buffer_numel", 0)))
+        return t
+
+    def _attention(self, params: list) -> Table:
+        t = Table(title="needs attention (steps: + non-zero, 0 zero, - missing, ! non-finite, "
+                  "f frozen)", title_justify="left", show_lines=False)
+        for col in ("parameter", "shape", "status", "steps", "cause", "detail"):
+            t.add_column(col, overflow="fold")
+        shown = 0
+        for module, group in by_module(params).items():
+            if shown >= MAX_ROWS:
+                break
+            t.add_section()
+            t.add_row(Text(module, style="bold"), "", "", "", "", "")
+            for p in group:
+                if shown >= MAX_ROWS:
+                    break
+                shown += 1
+                t.add_row("  " + p.name.rsplit(".", 1)[-1], "x".join(map(str, p.shape)),
+                          _status(p.status), timeline(p.steps), p.cause or "",
+                          p.cause_detail or "")
+        if len(params) > shown:
+            t.caption = f"... and {len(params) - shown} more (see --format json)"
+        return t
+
+    def _terms(self, report) -> Table:
+        t = Table(title="loss terms", title_justify="left", show_edge=False)
+        t.add_column("term")
+        t.add_column("reaches params", justify="right")
+        t.add_column("values per step")
+        for term in report.loss_terms:
+            dead = term.get("reaches") == 0
+            vals = ", ".join(f"{v:.4g}" if isinstance(v, (int, float)) else str(v)
+                             for v in term.get("values", []))
+            t.add_row(Text(term["name"], style="red" if dead else ""), str(term.get("reaches")),
+                      vals + ("  (reaches nothing)" if dead else ""))
+        # per-module reach: which terms reach each top-level module
+        mods: dict = {}
+        for p in report.params:
+            if p.reached_by is None:
+                continue
+            key = ".".join(p.name.split(".")[:2])
+            mods.setdefault(key, set()).update(p.reached_by)
+        if mods:
+            r = Table(title="terms reaching each module", title_justify="left", show_edge=False)
+            r.add_column("module")
+            r.add_column("reached by")
+            for key, terms in mods.items():
+                r.add_row(key, "+".join(sorted(terms)) or Text("nothing", style="red"))
+            return Group(t, r)
+        return t
+
+    def _timeline(self, params: list) -> Table:
+        t = Table(title=f"status changes over steps ({len(params)} parameters)",
+                  title_justify="left", show_edge=False)
+        t.add_column("module")
+        t.add_column("params", justify="right")
+        t.add_column("pattern")
+        patterns: dict = {}
+        for p in params:
+            patterns.setdefault((p.module, timeline(p.steps)), 0)
+            patterns[(p.module, timeline(p.steps))] += 1
+        for i, ((module, pattern), n) in enumerate(patterns.items()):
+            if i >= MAX_ROWS:
+                t.caption = f"... {len(patterns) - MAX_ROWS} more groups"
+                break
+            t.add_row(module or "<root>", str(n), pattern)
+        return t
+
+    def _tree(self, report, depth: int) -> Tree:
+        rows = [m for m in report.modules if m["depth"] <= depth]
+        root = Tree(Text("coverage by module (covered/trainable, worst status)", style="bold"))
+        nodes = {}
+        for m in rows:
+            label = Text(f"{m['module'] or '<model>'}  {m['covered']}/{m['trainable']}  ")
+            label.append(m["worst"], style=STATUS_STYLE.get(m["worst"], ""))
+            parent_key = m["module"].rsplit(".", 1)[0] if "." in m["module"] else (
+                "" if m["module"] else None)
+            parent = nodes.get(parent_key, root) if parent_key is not None else root
+            nodes[m["module"]] = parent.add(label)
+        return root
+
+    def comparison(self, cmp, out) -> None:
+        con = _console(out)
+        for w in cmp.warnings:
+            con.print(Text(f"WARN  {w}", style="yellow"))
+        t = Table(title=f"{cmp.before_model} -> {cmp.after_model}", title_justify="left")
+        for col in ("parameter", "before", "after", "", "cause"):
+            t.add_column(col, overflow="fold")
+        for c in cmp.added + cmp.changed + cmp.removed:
+            tag = ("REGRESSION" if c.regression and not c.allowed else
+                   "allowed" if c.allowed else "")
+            t.add_row(c.name, _status(c.before or "(new)"), _status(c.after or "(removed)"),
+                      Text(tag, style="bold red" if tag == "REGRESSION" else "dim"), c.cause or "")
+        if t.row_count:
+            con.print(t)
+        con.print(f"{len(cmp.added)} added, {len(cmp.removed)} removed, {len(cmp.changed)} changed, "
+                  f"{cmp.unchanged} unchanged; {len(cmp.regressions)} regression(s), "
+                  f"{len(cmp.allowed)} allowed")
+        con.print(Text("compare: " + ("ok" if cmp.ok else "REGRESSION"),
+                       style="bold green" if cmp.ok else "bold red"))
