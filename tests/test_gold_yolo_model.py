@@ -88,7 +88,7 @@ def test_configs():
     assert s.head.strides == [8, 16, 32] and s.head.atss_warmup_epoch == 0
     assert s.channels_list == [32, 64, 128, 256, 512, 128, 64, 64, 128, 128, 256]
     assert s.num_repeats == [1, 2, 4, 6, 2, 4, 4, 4, 4]
-    assert get_config("s").model.head is get_config("s").head or True  # upstream spelling
+    assert s.model.head is s.head  # upstream spelling cfg.model.head works too
     a, b = get_config("gold_yolo_s"), get_config("gold_yolo_s")
     a.drop_path_rate = 0.0
     assert a.neck.extra_cfg.drop_path_rate == 0.0 and b.drop_path_rate == 0.1  # fresh copies
