@@ -69,7 +69,7 @@ class LossOutput:
 
     def items(self):
         """Detached weighted ``[iou, dfl, cls]`` (upstream's ``loss_items``)."""
-        return jt.concat([self.terms[k].reshape(1) for k in ("iou", "dfl", "cls")]).detach()
+        return jt.concat([self.terms[k].reshape(1) for k in ("iou", "dfl", "cls")]).detach().stop_grad()
 
 
 def _bce(pred, target):
