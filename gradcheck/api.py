@@ -26,8 +26,10 @@ def run(policy: Policy, data: Optional[str] = None, quiet: bool = True) -> Repor
 
     runtime.setup(device=policy.device)
 
+    live = not quiet and sys.stderr.isatty()   # progress is for people watching a terminal
+
     def on_step(step, total, phase):
-        if not quiet:
+        if live:
             print(f"gradcheck: step {step}/{total}: {phase}", file=sys.stderr, flush=True)
 
     with compile_progress(quiet=quiet, status="preparing Jittor (first run compiles for minutes)"):

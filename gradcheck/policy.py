@@ -134,6 +134,8 @@ def load_policy(path: Optional[str | Path] = None) -> Policy:
                 kw[key] = _parse_frozen(value)
             else:
                 kw[key] = value.strip()
+        except ConfigError:
+            raise
         except ValueError:
             raise ConfigError(f"[{SECTION}] in {path}: invalid {key} = {value!r}") from None
     return Policy(**kw)

@@ -12,8 +12,9 @@ from collections import Counter, defaultdict
 from gradcheck.policy import Policy
 from gradcheck.report import RUN_STATUSES, ParamRecord, Report, Verdict
 
-# worst first: the status a module shows when its subtree mixes several
-SEVERITY = ("nonfinite", "missing", "zero", "frozen", "covered")
+# worst first: the status a module shows when its subtree mixes several ("frozen" only
+# shows for a subtree that is all frozen: frozen-and-covered reads as covered)
+SEVERITY = ("nonfinite", "missing", "zero", "covered", "frozen")
 
 
 def findings(rec: ParamRecord) -> list:

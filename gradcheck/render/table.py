@@ -120,9 +120,9 @@ class TableRenderer:
         t.add_column("params", justify="right")
         t.add_column("pattern")
         patterns: dict = {}
-        for p in params:
-            patterns.setdefault((p.module, timeline(p.steps)), 0)
-            patterns[(p.module, timeline(p.steps))] += 1
+        for p in params:  # grouped two levels deep: a timeline per block, not per conv
+            key = (".".join(p.module.split(".")[:2]), timeline(p.steps))
+            patterns[key] = patterns.get(key, 0) + 1
         for i, ((module, pattern), n) in enumerate(patterns.items()):
             if i >= MAX_ROWS:
                 t.caption = f"... {len(patterns) - MAX_ROWS} more groups"

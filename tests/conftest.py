@@ -1,0 +1,45 @@
+"""Shared test set-up: the repo on sys.path, the zoo, and golden files.
+
+Golden files live in tests/golden/; run ``pytest --update-golden`` to rewrite them after an
+intended change, then review the diff.  The ``slow`` marker is declared once, in setup.cfg.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import gradcheck  # noqa: E402,F401  (sets up the Jittor runtime before anything imports jittor)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="rewrite tests/golden/* from the current output")
+
+
+@pytest.fixture
+def golden(request):
+    update = request.config.getoption("--update-golden")
+
+    def check(name: str, text: str) -> None:
+        path = ROOT / "tests" / "golden" / name
+        if update or not path.exists():
+            if not update:
+                pytest.fail(f"golden file {path} is missing; run pytest --update-golden")
+            path.write_text(text, encoding="utf-8")
+            return
+        assert text == path.read_text(encoding="utf-8"), (
+            f"output differs from {path}; if intended, run pytest --update-golden")
+
+    return check
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return ROOT

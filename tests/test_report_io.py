@@ -1,0 +1,94 @@
+"""Reports survive a JSON round trip; bad files give one clear error; writes are atomic."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from gradcheck.policy import Policy
+from gradcheck.report import (SCHEMA_VERSION, ParamRecord, Report, ReportError, load_report,
+                              save_report, write_atomic)
+from gradcheck.summary import finalize
+
+
+def make_report(**statuses) -> Report:
+    params = []
+    for name, status in statuses.items():
+        step = {"covered": "nonzero"}.get(status, status)
+        params.append(ParamRecord(name=name, shape=[2, 2], numel=4, status=status, steps=[step],
+                                  grad_norms=[float("nan") if status == "nonfinite" else 1.0],
+                                  requires_grad=status != "frozen", module=name.rpartition(".")[0]))
+    rep = Report(config={"model": "toy", "steps": 1, "seed": 0}, environment={"host": "h"},
+                 params=params, created="2026-01-01T00:00:00+00:00")
+    return finalize(rep, Policy())
+
+
+def test_round_trip(tmp_path):
+    rep = make_report(**{"a.w": "covered", "a.b": "zero", "b.w": "missing", "c.w": "nonfinite",
+                         "d.w": "frozen"})
+    path = save_report(rep, tmp_path / "r.json")
+    back = load_report(path)
+    assert back.to_dict() == json.loads(path.read_text())
+    assert [p.status for p in back.params] == ["covered", "zero", "missing", "nonfinite", "frozen"]
+    assert back.param("c.w").grad_norms == ["nan"]   # strict JSON: non-finite as strings
+    assert back.verdict.result == "fail" and back.schema_version == SCHEMA_VERSION
+
+
+def test_summary_counts_and_verdict():
+    rep = make_report(**{"a.w": "covered", "a.b": "zero", "b.w": "missing"})
+    assert rep.summary["by_status"] == {"covered": 1, "zero": 1, "missing": 1, "nonfinite": 0,
+                                        "frozen": 0}
+    assert rep.verdict.reasons == ["missing: 1 parameter (b.w)"]
+    assert rep.verdict.warnings == ["zero: 1 parameter (a.b)"]
+    root = rep.modules[0]
+    assert root["module"] == "" and root["covered"] == 1 and root["worst"] == "missing"
+
+
+@pytest.mark.parametrize("content,message", [
+    ("", "truncated JSON"),
+    ('{"schema_version": 1, "params": [', "truncated JSON"),
+    ("not json at all", "corrupt JSON"),
+    ("[1, 2]", "not a gradcheck report"),
+    ('{"params": []}', "no schema_version"),
+    ('{"schema_version": 99, "params": [], "config": {}}', "newer than this gradcheck"),
+    ('{"schema_version": 1, "config": {}}', "malformed report"),
+    ('{"schema_version": 1, "config": {}, "params": [{"name": "x", "shape": [1], "numel": 1, '
+     '"status": "weird"}]}', "unknown status"),
+])
+def test_bad_report_files(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(ReportError, match=message) as err:
+        load_report(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_report_file(tmp_path):
+    with pytest.raises(ReportError, match="no such file"):
+        load_report(tmp_path / "nope.json")
+
+
+def test_atomic_write_keeps_old_content_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "r.json"
+    path.write_text("old")
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        write_atomic(path, "new")
+    assert path.read_text() == "old"
+    assert os.listdir(tmp_path) == ["r.json"]   # no temp file left behind
+
+
+def test_timestamps_do_not_matter_for_compare():
+    from gradcheck.compare import compare
+
+    a = make_report(**{"a.w": "covered"})
+    b = make_report(**{"a.w": "covered"})
+    b.created, b.environment = "2030-01-01T00:00:00+00:00", {"host": "other"}
+    cmp = compare(a, b)
+    assert cmp.ok and not cmp.warnings and cmp.unchanged == 1
