@@ -21,12 +21,15 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
+
 from gradcheck import runtime as _runtime
 
 from .backbone import CSPBepBackbone, EfficientRep  # noqa: F401  (registers them)
 from .configs import GoldYOLOConfig, get_config
 from .head import Detect, build_effidehead_layer
 from .layers.common import get_block
+from .layers.transformer import DropPath
 from .neck import GDNeck, GDNeck2, RepGDNeck  # noqa: F401  (registers them)
 from .registry import BACKBONES, NECKS
 
@@ -107,8 +110,6 @@ class GoldYOLO(nn.Module):
     def set_drop_path(self, rate: Optional[float] = None) -> None:
         """Set every neck DropPath's ``drop_prob``: None -> the config's linspace schedule,
         0 -> off.  (Blocks whose scheduled rate is 0 have no DropPath, as upstream.)"""
-        from .layers.transformer import DropPath
-        import numpy as np
         blocks = list(self.neck.high_IFM.transformer_blocks)
         sched = np.linspace(0, self.cfg.drop_path_rate if rate is None else rate, len(blocks))
         for blk, p in zip(blocks, sched):

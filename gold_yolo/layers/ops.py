@@ -18,7 +18,6 @@ is a reshape + mean.
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 from typing import Sequence, Tuple
 
