@@ -320,6 +320,17 @@ def test_nested_capture_is_a_no_op(stderr_file):
     assert outer.progress_ops == 7
 
 
+def test_a_failing_display_falls_back_to_raw_stderr(stderr_file, monkeypatch):
+    def explode(self, data):
+        raise ValueError("display bug")
+
+    monkeypatch.setattr(ProgressParser, "feed", explode)
+    with stderr_file, compile_progress(quiet=True):
+        os.write(2, b"real error\n")
+    data = stderr_file.read()
+    assert b"display bug" in data and data.endswith(b"real error\n")
+
+
 def test_capture_counts_a_real_jittor_compile():
     r = run_py("""
         import os, random
