@@ -419,6 +419,7 @@ def test_loss_api_terms_items_and_stats():
     np.testing.assert_allclose(loss.item(), total, rtol=1e-6)
     np.testing.assert_allclose(items.numpy(), [res.terms[k].item() for k in ("iou", "dfl", "cls")], rtol=1e-6)
     assert items.is_stop_grad()
+    np.testing.assert_allclose(crit.compute(out, jt.array(targets)).total.item(), total, rtol=1e-6)  # Var targets
     st = res.stats
     assert set(st["num_pos_per_stride"]) == set(STRIDES) and st["num_targets"] == len(targets)
     assert st["assigner"] == "tal" and st["num_pos"] == sum(st["num_pos_per_stride"].values())
@@ -694,3 +695,20 @@ def test_real_model_n_loss_gradients_and_one_step():
     # after one step the prediction weights are non-zero: gradient now reaches the neck
     neck_w = model.detect.stems[0].conv.weight
     assert np.abs(jt.grad(res2.total, neck_w).numpy()).sum() > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("epoch", [0, 5])
+def test_real_model_s_dfl_nonzero_and_every_stride(epoch):
+    from gold_yolo.model import build_model
+    jt.set_global_seed(0)
+    model = build_model("gold_yolo_s", num_classes=80)
+    images, targets = synthetic_batch(160, 2, 3)
+    crit = build_loss("gold_yolo_s", 80, warmup_epoch=3)
+    res = crit.compute(model(images), targets, epoch, 0)
+    assert res.stats["assigner"] == ("atss" if epoch < 3 else "tal")
+    assert min(res.stats["num_pos_per_stride"].values()) > 0
+    assert res.terms["dfl"].item() > 0 and np.isfinite(res.total.item())
+    opt = build_optimizer(model, "gold_yolo_s", batch_size=2)
+    opt.step(res.total)
+    assert np.isfinite(crit.compute(model(images), targets, epoch, 1).total.item())
