@@ -1,0 +1,224 @@
+"""The self-contained HTML page (gradcheck.render.html): content, escaping, no external
+assets, robustness to odd numbers, atomic writes, size at Gold-YOLO scale, and the CLI path."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from gradcheck.policy import Policy
+from gradcheck.render.html import render_html, write_html
+from gradcheck.report import ParamRecord, Report, load_report, save_report
+from gradcheck.summary import finalize
+
+ROOT = Path(__file__).resolve().parents[1]
+EVIL = "head.<script>alert(1)</script>.weight"
+
+
+def _p(name, status="covered", steps=None, norms=None, **kw):
+    steps = steps or {"covered": ["nonzero"] * 3, "zero": ["zero"] * 3,
+                      "missing": ["missing"] * 3, "frozen": ["frozen"] * 3,
+                      "nonfinite": ["nonzero", "nonfinite", "nonfinite"]}[status]
+    if norms is None:
+        norms = {"covered": [0.5, 0.3, 0.2], "zero": [0.0] * 3, "missing": [None] * 3,
+                 "nonfinite": [0.1, "nan", "inf"], "frozen": [None] * 3}[status]
+    kw.setdefault("update_norms", [1e-3] * 3 if status == "covered" else [0.0] * 3)
+    kw.setdefault("weight_norm", 1.5)
+    return ParamRecord(name=name, shape=[4, 4], numel=16, status=status, steps=steps,
+                       grad_norms=norms, grad_norm=norms[-1], module=name.rsplit(".", 1)[0]
+                       if "." in name else "", requires_grad=status != "frozen", **kw)
+
+
+def make_report() -> Report:
+    params = [
+        _p("backbone.stem.weight", reached_by=["cls", "reg"]),
+        _p("backbone.stem.bias", "covered", steps=["zero", "nonzero", "nonzero"],
+           norms=[0.0, 0.2, 0.1], reached_by=["cls"]),
+        _p("backbone.aux.weight", "missing", cause="cut",
+           cause_detail="its module 'backbone.aux' ran, but no differentiable path reaches "
+                        "the loss",
+           reached_by=[]),
+        _p("neck.gate.weight", "zero", cause="zero_gradient",
+           cause_detail="reaches the loss, but its gradient is exactly zero: likely a zero gate",
+           weight_norm=0.0, reached_by=["cls"]),
+        _p("neck.proj.weight", "frozen", cause="frozen_undeclared",
+           cause_detail="frozen (stop_grad / requires_grad=False) but not declared",
+           weight_norm="nan"),
+        _p("head.cls.weight", "nonfinite", cause="nonfinite", first_nonfinite_step=2,
+           cause_detail="NaN/Inf in its gradient from step 2 (steps 2, 3)",
+           update_norms=["nan", "inf", None], reached_by=["cls"]),
+        _p(EVIL, "covered", reached_by=["cls"]),
+        _p("scale", "covered", norms=[1e-12, 1e-13, 1e-14], flags=["vanishing"], reached_by=None),
+    ]
+    report = Report(
+        config={"model": "zoo:<b>demo</b>", "steps": 3, "img_size": 320, "batch_size": 2,
+                "seed": 7, "device": "cpu"},
+        environment={"jittor": "1.3", "device": "cpu"},
+        params=params,
+        steps=[{"step": i + 1, "loss": loss, "terms": {}, "stats": {}, "seconds": 0.1}
+               for i, loss in enumerate([3.0, 2.0, "nan"])],
+        loss_terms=[{"name": "cls", "reaches": 6, "constant": False, "values": [2.0, 1.5, "nan"]},
+                    {"name": "reg", "reaches": 1, "constant": False, "values": [1.0, 0.5, 0.25]},
+                    {"name": "dead_term", "reaches": 0, "constant": True,
+                     "values": [0.0, 0.0, 0.0]}],
+        created="2025-01-01T00:00:00+00:00")
+    return finalize(report, Policy())
+
+
+@pytest.fixture(scope="module")
+def report():
+    return make_report()
+
+
+@pytest.fixture(scope="module")
+def page(report):
+    return render_html(report)
+
+
+def test_page_shows_every_parameter_verdict_and_config(report, page):
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    for p in report.params:
+        if p.name != EVIL:
+            assert p.name in page
+    assert report.verdict.result == "fail"
+    assert "FAIL" in page
+    for reason in report.verdict.reasons:           # missing / nonfinite fail by default
+        assert reason.split(":")[0] in page
+    assert "loss term &#x27;dead_term&#x27; reaches no parameter" in page   # a verdict warning
+    for chip in ("320", "seed</span> 7", "batch</span> 2", "device</span> cpu"):
+        assert chip in page
+    # counts by status (cards) and the module tree with covered/trainable per module
+    for status in ("covered", "zero", "missing", "nonfinite", "frozen", "buffers"):
+        assert f"<span>{status}</span>" in page
+    assert '<details class="mod" open>' in page
+    backbone = next(m for m in report.modules if m["module"] == "backbone")
+    assert f'{backbone["covered"]}/{backbone["trainable"]}' in page
+
+
+def test_causes_grouped_with_codes_details_and_counts(report, page):
+    causes = page[page.index('<section id="causes">'):page.index('<section id="flow">')]
+    for p in report.params:
+        if p.cause:
+            assert f'id="cause-{p.cause}"' in causes
+            assert p.cause_detail.replace("'", "&#x27;") in causes
+    assert '<span class="cnt">1</span>' in causes
+    assert "other findings" in causes                 # "scale" is vanishing without a cause
+    assert "vanishing" in causes
+
+
+def test_loss_terms_and_status_timeline(page):
+    terms = page[page.index('<section id="terms">'):]
+    assert "dead_term" in terms and "reaches nothing" in terms and "constant" in terms
+    timeline = page[page.index('<section id="timeline">'):page.index('<section id="modules">')]
+    # backbone.stem.bias goes zero -> nonzero; the nonfinite one goes nonzero -> nonfinite
+    assert "backbone.stem" in timeline and "head.cls" in timeline
+    assert 'class="sq t-zero"' in timeline and 'class="sq t-nonfinite"' in timeline
+
+
+def test_gradient_flow_chart(report, page):
+    flow = page[page.index('<section id="flow">'):page.index('<section id="terms">')]
+    assert flow.count("<svg") >= 1 and "</svg>" in flow
+    assert 'class="mk-missing"' in flow and 'class="mk-zero"' in flow
+    assert 'class="mk-frozen"' in flow and 'class="bnan"' in flow
+    assert flow.count('class="bar') >= 2
+    assert 'class="rd"' in flow                       # update/weight ratio dots
+    assert "NaN" not in flow.replace("NaN/Inf", "")   # no NaN leaked into coordinates
+
+
+def test_text_is_escaped(page):
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "zoo:&lt;b&gt;demo&lt;/b&gt;" in page
+    assert page.count("<script>") == 1                # only the page's own little script
+
+
+def test_no_external_assets(page):
+    assert "http://" not in page and "https://" not in page
+    assert not re.search(r"\bsrc\s*=", page)
+    assert "<link" not in page and "@import" not in page and "url(" not in page
+
+
+def test_odd_numbers_do_not_crash():
+    r = make_report()
+    r.params[0].grad_norms = ["inf", "-inf", "nan"]
+    r.params[0].grad_norm = "nan"
+    r.params[0].weight_norm = None
+    r.params[1].grad_norms, r.params[1].update_norms, r.params[1].steps = [], [], []
+    r.params[2].grad_norms = [float("nan"), 0, None]
+    r.params[3].weight_norm = float("inf")
+    r.loss_terms.append({"name": "odd", "values": [None, "inf", float("nan")]})
+    r.loss_terms.append({"name": "empty"})
+    page = render_html(r)
+    assert "odd" in page and "empty" in page
+
+
+def test_round_trip_through_json_and_minimal_reports(tmp_path, report):
+    save_report(report, tmp_path / "r.json")
+    loaded = load_report(tmp_path / "r.json")
+    assert render_html(loaded) == render_html(report)
+    bare = Report(config={"model": "m"}, environment={}, params=[])
+    assert "m" in render_html(finalize(bare, Policy()))
+    unfinalized = Report(config={}, environment={}, params=[_p("a.b")])  # no modules/summary
+    assert "a.b" in render_html(unfinalized)
+
+
+def test_write_is_atomic(tmp_path, report, monkeypatch):
+    target = tmp_path / "r.html"
+    out = write_html(report, target)
+    assert out == target and target.read_text(encoding="utf-8") == render_html(report)
+    assert sorted(os.listdir(tmp_path)) == ["r.html"]          # no temp file left behind
+
+    target.write_text("old page", encoding="utf-8")
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", boom)
+    with pytest.raises(OSError):
+        write_html(report, target)
+    assert target.read_text(encoding="utf-8") == "old page"
+    assert sorted(os.listdir(tmp_path)) == ["r.html"]
+
+
+def test_gold_yolo_sized_report_stays_small():
+    params = []
+    for i in range(700):
+        stage = ("backbone", "neck", "detect")[i % 3]
+        status = "missing" if i % 97 == 0 else "zero" if i % 131 == 0 else "covered"
+        params.append(_p(f"{stage}.block{i // 30}.layer{i // 6}.conv{i % 6}.weight", status,
+                         cause="cut" if status == "missing" else None,
+                         cause_detail="no path" if status == "missing" else None,
+                         reached_by=["cls", "iou", "dfl"]))
+    r = Report(config={"model": "gold_yolo_l", "steps": 3}, environment={}, params=params,
+               loss_terms=[{"name": "cls", "reaches": 700, "constant": False,
+                            "values": [1.0, 0.9, 0.8]}])
+    page = render_html(finalize(r, Policy()))
+    assert len(page.encode()) < 3_000_000
+    assert all(p.name in page for p in params)
+    assert page.count("<svg class=\"flow\"") >= 3        # charts split by module
+
+
+def test_cli_writes_html(tmp_path, monkeypatch):
+    pytest.importorskip("jittor")
+    from click.testing import CliRunner
+
+    from gradcheck.cli import main
+
+    monkeypatch.chdir(ROOT)
+    target = tmp_path / "r.html"
+    result = CliRunner().invoke(main, ["run", "--model", "tests/zoo.py:detached", "--steps", "2",
+                                       "--html", str(target), "--quiet"])
+    assert result.exit_code == 1, result.output          # side.* has no gradient: fail
+    page = target.read_text(encoding="utf-8")
+    assert sorted(os.listdir(tmp_path)) == ["r.html"]
+    assert "tests/zoo.py:detached" in page and ">FAIL<" in page
+    assert "https://" not in page and "http://" not in page
+    rows = dict(re.findall(r'<tr class="p" data-k="([^" ]+) s:(\w+)', page))
+    assert rows == {"main.weight": "covered", "main.bias": "covered",
+                    "side.weight": "missing", "side.bias": "missing"}
+    causes = page[page.index('<section id="causes">'):page.index('<section id="flow">')]
+    assert 'id="cause-cut"' in causes and "side.weight" in causes and "main.weight" not in causes
+    assert page.count('<svg class="flow"') == 1 and 'class="mk-missing"' in page
