@@ -57,7 +57,12 @@ def synthetic_targets(img_size: int, batch_size: int, seed: int = 0, num_classes
     * a small box (about 5-7 px) centred near one anchor centre of level s that contains
       no anchor centre of the other levels, so TAL's candidates for it are on level s only;
 
-    plus 0-2 boxes of random size.  So every stride gets positives under both assigners
+    plus one large box (0.85-0.95 of the image side) and 0-2 boxes of random size.  The large
+    box matters for TAL with DFL: at initialisation every anchor predicts a box 16 strides
+    wide (uniform bins, expectation 8 strides per side), so only a box near or above 16*32 px
+    makes the stride-32 level win the alignment metric; without one, the stride-32
+    regression branch gets a gradient around 1e-22 and its convolutions stay at exactly zero
+    for many steps.  So every stride gets positives under both assigners
     for ``img_size`` from 160 to 640 (multiples of 32) whenever the predicted boxes contain
     their anchor points (always true with DFL; true for the n head at initialisation).
     """
@@ -82,6 +87,9 @@ def synthetic_targets(img_size: int, batch_size: int, seed: int = 0, num_classes
             half = rng.uniform(2.5, 3.0, size=2)       # < 4 px: other levels' centres stay outside
             jx, jy = rng.uniform(-0.9, 0.9, size=2) * (3.9 - half)
             boxes.append((cx + jx, cy + jy, 2 * half[0], 2 * half[1]))
+        big = rng.uniform(0.85, 0.95, size=2) * S
+        boxes.append((S / 2 + rng.uniform(-0.02, 0.02) * S, S / 2 + rng.uniform(-0.02, 0.02) * S,
+                      big[0], big[1]))
         for _ in range(rng.randint(0, 3)):
             w, h = rng.uniform(0.05, 0.6, size=2) * S
             xc, yc = rng.uniform(w / 2, S - w / 2), rng.uniform(h / 2, S - h / 2)

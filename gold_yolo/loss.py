@@ -60,7 +60,8 @@ class LossOutput:
 
     total: the scalar loss Var (sum of ``terms``).
     terms: the WEIGHTED terms ``{"iou", "dfl", "cls"}``, still attached to the graph.
-    stats: plain Python numbers: ``num_pos_per_stride`` ({stride: int}), ``num_pos``,
+    stats: plain Python numbers: ``num_pos_per_stride`` ({stride: int}),
+      ``target_score_per_stride`` ({stride: float}, the assigner's weight per level), ``num_pos``,
       ``num_targets``, ``num_targets_per_image``, ``target_scores_sum``, ``assigner``.
     """
     total: Any
@@ -280,9 +281,13 @@ class ComputeLoss:
         terms = {"iou": (w["iou"] * loss_iou).reshape(1), "dfl": (w["dfl"] * loss_dfl).reshape(1),
                  "cls": (w["class"] * loss_cls).reshape(1)}
         total = terms["cls"] + terms["iou"] + terms["dfl"]
-        per_level = np.split(fg_np, np.cumsum(n_anchors_list)[:-1], axis=1)
+        splits = np.cumsum(n_anchors_list)[:-1]
+        per_level = np.split(fg_np, splits, axis=1)
+        score_levels = np.split(target_scores.sum(-1).numpy(), splits, axis=1)   # (b, A_l) each
         stats = {
             "num_pos_per_stride": {s: int(m.sum()) for s, m in zip(self.fpn_strides, per_level)},
+            # the weight TAL gives each level's positives: near 0 means its box branch learns ~nothing
+            "target_score_per_stride": {s: float(v.sum()) for s, v in zip(self.fpn_strides, score_levels)},
             "num_pos": int(fg_np.sum()),
             "num_pos_per_image": [int(x) for x in fg_np.sum(1)],
             "num_targets": int(counts.sum()),

@@ -10,7 +10,10 @@ Jittor itself is imported; see :mod:`gradcheck.runtime`.  The library API::
 
 from gradcheck import runtime as _runtime
 
-_runtime.setup()
+try:
+    _runtime.setup()
+except _runtime.RuntimeSetupError:
+    pass  # e.g. GRADCHECK_DEVICE=cuda without a GPU: raised again, as one line, where it is used
 
 __version__ = "0.1.0"
 __all__ = ["Workload", "check", "Report", "Policy", "load_report", "compare", "__version__"]

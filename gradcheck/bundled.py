@@ -8,6 +8,7 @@ dataset.
 
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 from gradcheck.workload import Workload, WorkloadError
@@ -44,7 +45,41 @@ def build(name: str, img_size: Optional[int] = None, batch_size: Optional[int] =
         out = loss_fn.compute(model(imgs), tgts, epoch_num=0, step_num=0)
         return out.total, out.terms, out.stats
 
+    strides = list(gold_yolo.get_config(name).head.strides)
     return Workload(model=model, batch=(images, targets), loss=loss, optimizer=optimizer,
-                    frozen=dict(FROZEN), name=name,
+                    frozen=dict(FROZEN), name=name, zero_hint=level_hint(strides),
                     info={"img_size": img_size, "batch_size": batch_size,
                           "data": str(data) if data else "synthetic"})
+
+
+_HEAD_BRANCH = re.compile(r"^detect\.(stems|cls_convs|reg_convs|cls_preds|reg_preds)\.(\d+)\.")
+
+
+def level_hint(strides: list):
+    """Explain an exactly-zero gradient in one detection level of the head from the loss's
+    per-level statistics (positive anchors and the assigner's target scores)."""
+
+    def hint(rec, report) -> Optional[str]:
+        m = _HEAD_BRANCH.match(rec.name)
+        if not m or int(m.group(2)) >= len(strides):
+            return None
+        stride = str(strides[int(m.group(2))])
+        for step in report.steps:
+            stats = step.get("stats") or {}
+            pos = (stats.get("num_pos_per_stride") or {}).get(stride)
+            scores = stats.get("target_score_per_stride") or {}
+            if pos == 0:
+                return (f"no positive anchors on stride {stride} (step {step['step']}), so that "
+                        "level's branch gets no gradient")
+            if scores and stride in scores:
+                best = max(scores.values())
+                if best > 0 and scores[stride] < 1e-6 * best:
+                    return (f"stride {stride} has {pos} positive anchors, but the assigner gives "
+                            f"them a total target score of {scores[stride]:.2g} against "
+                            f"{best:.3g} on the best level: at initialisation every anchor "
+                            "predicts a box 16 strides wide, so no box of this image size aligns "
+                            "best with this level and its regression branch learns ~nothing "
+                            "(try a larger --img-size)")
+        return None
+
+    return hint

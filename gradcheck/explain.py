@@ -15,6 +15,10 @@ Codes (stored in ``ParamRecord.cause``; the sentence in ``cause_detail``):
 ``update_below_precision`` its gradient was non-zero but too small to change the float32 value
 ``decay_only``             it got no gradient, yet weight decay or momentum changed its value
 =========================  ==================================================================
+
+Flags (``ParamRecord.flags``): ``intermittent`` (a gradient on some steps, none on a later
+one: data-dependent coverage), ``vanishing`` and ``exploding`` (gradient norm over weight
+norm beyond the policy's thresholds).
 """
 
 from __future__ import annotations
@@ -74,21 +78,16 @@ def _fmt_steps(steps: list, status: str) -> str:
     return ", ".join(idx)
 
 
-def _zero_reason(rec: ParamRecord, report: Report) -> str:
+def _zero_reason(rec: ParamRecord, report: Report, zero_hint=None) -> str:
     """A likely reason for an exactly-zero gradient."""
     hints = []
+    if zero_hint is not None:
+        specific = zero_hint(rec, report)
+        if specific:
+            return "reaches the loss, but its gradient is exactly zero: " + specific
     zero_weights = [p.name for p in report.params
                     if p.requires_grad and p.weight_norm == 0 and p.name != rec.name
                     and p.status != "missing"]
-    stats = [s.get("stats", {}) for s in report.steps]
-    empty_levels = set()
-    for st in stats:
-        for key, value in (st.get("num_pos_per_stride") or {}).items():
-            if value == 0:
-                empty_levels.add(str(key))
-    if empty_levels:
-        hints.append("no positive anchors on stride(s) " + ", ".join(sorted(empty_levels, key=int))
-                     + ", so that level's regression branch gets no gradient")
     if zero_weights:
         shown = ", ".join(zero_weights[:3]) + (" ..." if len(zero_weights) > 3 else "")
         hints.append(f"weights that start at exactly zero ({shown}) block the gradient "
@@ -100,7 +99,8 @@ def _zero_reason(rec: ParamRecord, report: Report) -> str:
     return "reaches the loss, but its gradient is exactly zero: likely " + "; ".join(hints)
 
 
-def cause_of(rec: ParamRecord, report: Report, calls: Optional[CallRecorder]) -> tuple:
+def cause_of(rec: ParamRecord, report: Report, calls: Optional[CallRecorder],
+             zero_hint=None) -> tuple:
     """(code, sentence) for one parameter, or (None, None) when it is plainly covered."""
     if rec.status == "frozen":
         if rec.frozen_reason:
@@ -115,14 +115,16 @@ def cause_of(rec: ParamRecord, report: Report, calls: Optional[CallRecorder]) ->
         return "not_called", (f"its module {rec.module or '<root>'!r} never ran in the forward "
                               "pass (unused module, or a branch taken only in eval mode)")
     if rec.status in ("missing", "zero") and rec.moved_without_grad and rec.in_optimizer:
-        why = "no path to the loss" if rec.status == "missing" else "an exactly-zero gradient"
+        why = ("no path to the loss" if rec.status == "missing" else
+               _zero_reason(rec, report, zero_hint).replace("reaches the loss, but its gradient is "
+                                                            "exactly zero", "an exactly-zero gradient"))
         return "decay_only", (f"{why}, yet its value changed: weight decay or momentum alone "
                               "moved it (updated is not trained)")
     if rec.status == "missing":
         return "cut", (f"its module {rec.module or '<root>'!r} ran, but no differentiable path "
                        "reaches the loss (detached, stop_grad, no_grad, or output unused)")
     if rec.status == "zero":
-        return "zero_gradient", _zero_reason(rec, report)
+        return "zero_gradient", _zero_reason(rec, report, zero_hint)
     # covered from here on
     if rec.requires_grad and not rec.in_optimizer:
         return "not_in_optimizer", ("has a gradient, but no optimizer group holds it: "
@@ -138,6 +140,9 @@ def cause_of(rec: ParamRecord, report: Report, calls: Optional[CallRecorder]) ->
 
 def health_flags(rec: ParamRecord, policy) -> list:
     flags = []
+    if rec.first_nonzero_step is not None and any(
+            s in ("zero", "missing") for s in rec.steps[rec.first_nonzero_step:]):
+        flags.append("intermittent")   # covered on some steps only: data-dependent
     if not rec.requires_grad or not rec.weight_norm:
         return flags
     norms = [g for g in rec.grad_norms if g is not None]
@@ -151,7 +156,8 @@ def health_flags(rec: ParamRecord, policy) -> list:
     return flags
 
 
-def explain(report: Report, calls: Optional[CallRecorder] = None, policy=None) -> Report:
+def explain(report: Report, calls: Optional[CallRecorder] = None, policy=None,
+            zero_hint=None) -> Report:
     from gradcheck.policy import Policy
 
     policy = policy or Policy()
@@ -159,5 +165,5 @@ def explain(report: Report, calls: Optional[CallRecorder] = None, policy=None) -
         if rec.frozen_reason is None:
             rec.frozen_reason = policy.frozen_reason(rec.name)
         rec.flags = health_flags(rec, policy)
-        rec.cause, rec.cause_detail = cause_of(rec, report, calls)
+        rec.cause, rec.cause_detail = cause_of(rec, report, calls, zero_hint)
     return report

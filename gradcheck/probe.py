@@ -325,8 +325,9 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
     loss_terms = []
     for term, reached_set in reach_by_term.items():
         values = [s["terms"].get(term) for s in step_log]
-        loss_terms.append({"name": term, "reaches": len(reached_set),
-                           "constant": all(v == values[0] for v in values) and len(reached_set) == 0,
+        # constant: the same value on every step, and either several steps or exactly 0
+        constant = all(v == values[0] for v in values) and (len(values) > 1 or values[0] == 0)
+        loss_terms.append({"name": term, "reaches": len(reached_set), "constant": constant,
                            "values": values})
     cfg = {"model": workload.name, "steps": steps, "seed": seed,
            "device": runtime.state().device, "optimizer": describe_optimizer(optimizer),
@@ -334,7 +335,7 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
     report = Report(config=cfg, environment=environment(), params=records, buffers=buf_records,
                     warnings=warnings_out, steps=step_log, loss_terms=loss_terms,
                     created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    explain.explain(report, calls=hooks, policy=policy)
+    explain.explain(report, calls=hooks, policy=policy, zero_hint=workload.zero_hint)
     summary.finalize(report, policy or policy_mod.Policy())
     return report
 

@@ -113,6 +113,13 @@ def judge(report: Report, policy: Policy) -> Verdict:
     for term in report.loss_terms:
         if term.get("reaches") == 0:
             verdict.warnings.append(f"loss term {term['name']!r} reaches no parameter")
+        elif term.get("constant"):
+            verdict.warnings.append(f"loss term {term['name']!r} is constant "
+                                    f"({term['values'][0]} on every step): a dead loss term?")
+    intermittent = [p.name for p in report.params if "intermittent" in p.flags]
+    if intermittent:
+        verdict.warnings.append(f"intermittent: {len(intermittent)} parameter(s) covered on some "
+                                f"steps only (data-dependent), e.g. {intermittent[0]}")
     for glob in policy.expected_frozen:
         import fnmatch
 

@@ -14,7 +14,10 @@ A :class:`Workload` is the whole contract between a user's code and the probe::
 
     $ gradcheck run --model mypkg.checks:make      # or --model path/to/checks.py:make
 
-``loss(model, batch)`` returns a scalar Var, or ``(scalar, {term_name: Var})``.  ``batch``
+``loss(model, batch)`` returns a scalar Var, or ``(scalar, {term_name: Var})``, or
+``(scalar, terms, stats)`` with a dict of JSON-able statistics kept per step in the report.
+``zero_hint(record, report)`` may return a model-specific sentence explaining an exactly-zero
+gradient (the bundled Gold-YOLO workloads name a detection level without usable positives).  ``batch``
 may also be a callable ``batch(step) -> batch`` (steps count from 1) for data that changes
 from step to step.
 """
@@ -45,6 +48,8 @@ class Workload:
     name: str = "custom"
     buffers: tuple = ()                          # extra globs of non-trainable Vars (buffers)
     info: dict = field(default_factory=dict)     # settings to record in the report's config
+    # model-specific explanation of an exactly-zero gradient: (record, report) -> sentence
+    zero_hint: Optional[Callable] = None
 
     def batch_for(self, step: int):
         return self.batch(step) if callable(self.batch) else self.batch

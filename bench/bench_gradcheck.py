@@ -1,0 +1,133 @@
+"""What gradcheck costs: `gradcheck run` against a bare script doing the same steps.
+
+Prints, for one model (default gold_yolo_s at 320, batch 2, the steps from setup.cfg):
+
+* bare:  wall time and peak RSS of a script that imports gold_yolo, builds the model, loss,
+         optimizer and synthetic batch, and runs the same training steps (``optimizer.step``);
+* probe: the same for ``gradcheck run --model ... --steps N --output ...``;
+* ratio: probe / bare, whole process and steps alone (goal: at most 1.3x), and
+* cold:  with ``--cold``, the probe again with an empty Jittor cache (a fresh HOME), which
+         includes compiling Jittor's core and every operator (minutes).
+
+Each measurement runs in its own process; run on an otherwise idle machine.
+
+    python3 bench/bench_gradcheck.py [--model gold_yolo_s] [--steps 4] [--repeat 3] [--cold]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BARE = r"""
+import json, resource, sys, time
+t0 = time.perf_counter()
+import gold_yolo
+from gradcheck import runtime
+name, img, bs, steps, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+runtime.seed_everything(seed)
+model = gold_yolo.build_model(name)
+loss_fn = gold_yolo.build_loss(name)
+opt = gold_yolo.build_optimizer(model, name, batch_size=bs)
+images, targets = gold_yolo.synthetic_batch(img, bs, seed)
+jt = runtime.import_jittor()
+model.train()
+step_times = []
+for step in range(steps):
+    t = time.perf_counter()
+    loss, items = loss_fn(model(images), targets, 0, step)
+    opt.step(loss)
+    jt.sync_all(True)
+    step_times.append(time.perf_counter() - t)
+print(json.dumps({"wall": time.perf_counter() - t0, "steps": step_times,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+PROBE = r"""
+import json, resource, sys
+from gradcheck.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "code": code}), file=sys.stderr)
+"""
+
+
+def run_bare(model, img, bs, steps, seed, env) -> dict:
+    out = subprocess.run([sys.executable, "-c", BARE, model, str(img), str(bs), str(steps), str(seed)],
+                         cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_probe(model, img, bs, steps, seed, env) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "r.json"
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", PROBE, "run", "--model", model,
+                               "--img-size", str(img), "--batch-size", str(bs), "--steps", str(steps),
+                               "--seed", str(seed), "--output", str(report), "--quiet"],
+                              cwd=tmp, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        tail = json.loads(proc.stderr.strip().splitlines()[-1])
+        if tail["code"] not in (0, 1):
+            raise SystemExit(f"gradcheck run failed ({tail['code']}): {proc.stderr.strip()}")
+        data = json.loads(report.read_text())
+    return {"wall": wall, "rss_mb": tail["rss_mb"], "steps": [s["seconds"] for s in data["steps"]],
+            "verdict": data["verdict"]["result"],
+            "covered": data["summary"]["by_status"]["covered"],
+            "trainable": data["summary"]["trainable"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="gold_yolo_s")
+    ap.add_argument("--img-size", type=int, default=320)
+    ap.add_argument("--batch-size", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each; the median is printed")
+    ap.add_argument("--cold", action="store_true", help="also time a run with an empty Jittor cache")
+    a = ap.parse_args()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    args = (a.model, a.img_size, a.batch_size, a.steps, a.seed)
+
+    print(f"# {a.model} {a.img_size}px batch {a.batch_size}, {a.steps} steps, median of {a.repeat}")
+    run_bare(*args, env)   # warm the operator cache for this shape
+    bare, probe = [], []
+    for _ in range(a.repeat):
+        bare.append(run_bare(*args, env))
+        probe.append(run_probe(*args, env))
+    rss_bare = max(x["rss_mb"] for x in bare)
+    rss_probe = max(x["rss_mb"] for x in probe)
+    med = statistics.median
+    bw, pw = med(x["wall"] for x in bare), med(x["wall"] for x in probe)
+    bs_ = med(sum(x["steps"]) for x in bare)
+    ps_ = med(sum(x["steps"]) for x in probe)
+    print(f"bare script   : wall {bw:7.2f} s   steps {bs_:7.2f} s   peak RSS {rss_bare:7.0f} MB")
+    print(f"gradcheck run : wall {pw:7.2f} s   steps {ps_:7.2f} s   peak RSS {rss_probe:7.0f} MB   verdict {probe[-1]['verdict']} "
+          f"({probe[-1]['covered']}/{probe[-1]['trainable']} covered)")
+    print(f"ratio         : wall {pw / bw:5.2f}x   steps {ps_ / bs_:5.2f}x   (goal <= 1.3x; "
+          f"warm run goal < 20 s: {'met' if pw < 20 else 'NOT met'})")
+    if a.cold:
+        with tempfile.TemporaryDirectory() as home:
+            cold_env = dict(env, HOME=home)   # a fresh ~/.cache/jittor, never JITTOR_HOME
+            t0 = time.perf_counter()
+            c = run_probe(*args, cold_env)
+            print(f"cold cache    : wall {time.perf_counter() - t0:7.2f} s   (compiles Jittor's core "
+                  f"and every operator; verdict {c['verdict']})")
+
+
+if __name__ == "__main__":
+    main()
