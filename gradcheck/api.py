@@ -32,7 +32,7 @@ def run(policy: Policy, data: Optional[str] = None, quiet: bool = True) -> Repor
         if live:
             print(f"gradcheck: step {step}/{total}: {phase}", file=sys.stderr, flush=True)
 
-    with compile_progress(quiet=quiet, status="preparing Jittor (first run compiles for minutes)"):
+    with compile_progress(quiet=quiet, status="gradcheck: running (a first run also compiles Jittor: minutes)"):
         runtime.seed_everything(policy.seed)
         workload = load_workload(policy.model, img_size=policy.img_size,
                                  batch_size=policy.batch_size, seed=policy.seed, data=data)

@@ -149,7 +149,10 @@ def health_flags(rec: ParamRecord, policy) -> list:
     if not norms:
         return flags
     ratios = [g / rec.weight_norm for g in norms]
-    if rec.status == "covered" and 0 < norms[-1] and ratios[-1] < policy.vanishing_grad:
+    nonzero = [r for r in ratios if r > 0]
+    # vanishing: tiny on every step that had a gradient, over at least two such steps (a
+    # gradient that has just arrived through a zero-initialised layer starts tiny)
+    if len(nonzero) >= 2 and max(nonzero) < policy.vanishing_grad:
         flags.append("vanishing")
     if any(r > policy.exploding_grad for r in ratios):
         flags.append("exploding")

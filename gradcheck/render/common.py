@@ -21,9 +21,24 @@ def timeline(steps: list) -> str:
     return "".join(STEP_MARK.get(s, "?") for s in steps)
 
 
+# causes that are worth knowing but are no problem: shown as counts, not as rows
+INFORMATIONAL = ("frozen", "update_below_precision")
+
+
 def attention(report) -> list:
-    """Parameters a person should look at: any finding or any cause, in model order."""
-    return [p for p in report.params if findings(p) or p.cause]
+    """Parameters a person should look at: a finding, or a cause that is a problem."""
+    return [p for p in report.params
+            if findings(p) or (p.cause and p.cause not in INFORMATIONAL)]
+
+
+def notes(report) -> list:
+    """One line per informational cause: how many parameters, and one example."""
+    out = []
+    for cause in INFORMATIONAL:
+        hit = [p for p in report.params if p.cause == cause and not findings(p)]
+        if hit:
+            out.append(f"{len(hit)} parameter(s) {cause}: e.g. {hit[0].name}: {hit[0].cause_detail}")
+    return out
 
 
 def by_module(params: list) -> dict:

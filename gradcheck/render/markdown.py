@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gradcheck.render.common import attention, headline, human, timeline
+from gradcheck.render.common import attention, headline, human, notes, timeline
 from gradcheck.report import RUN_STATUSES
 
 MAX_ROWS = 100
@@ -33,6 +33,8 @@ class MarkdownRenderer:
             if len(att) > MAX_ROWS:
                 w(f"\n… and {len(att) - MAX_ROWS} more.\n")
             w("\n")
+        if notes(report):
+            w("".join(f"- note: {_cell(line)}\n" for line in notes(report)) + "\n")
         if report.loss_terms:
             w("### Loss terms\n\n| term | reaches params |\n|---|---:|\n")
             for t in report.loss_terms:

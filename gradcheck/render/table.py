@@ -9,7 +9,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from gradcheck.render.common import (STATUS_STYLE, attention, by_module, changing, headline,
-                                     human, timeline)
+                                     human, notes, timeline)
 from gradcheck.report import RUN_STATUSES
 
 MAX_ROWS = 60
@@ -34,6 +34,8 @@ class TableRenderer:
         att = attention(report)
         if att:
             con.print(self._attention(att))
+        for line in notes(report):
+            con.print(Text(f"note  {line}", style="dim"))
         if report.loss_terms:
             con.print(self._terms(report))
         ch = changing(report)
