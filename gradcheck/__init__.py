@@ -16,32 +16,16 @@ except _runtime.RuntimeSetupError:
     pass  # e.g. GRADCHECK_DEVICE=cuda without a GPU: raised again, as one line, where it is used
 
 __version__ = "0.1.0"
-__all__ = ["Workload", "check", "Report", "Policy", "load_report", "compare", "__version__"]
+__all__ = ["Workload", "check", "Report", "Policy", "load_report", "__version__"]
+
+
+_LAZY = {"Workload": "gradcheck.workload", "check": "gradcheck.api", "Report": "gradcheck.report",
+         "load_report": "gradcheck.report", "Policy": "gradcheck.policy"}
 
 
 def __getattr__(name):  # lazy: importing gradcheck must not import jittor yet
-    if name == "Workload":
-        from gradcheck.workload import Workload
+    if name in _LAZY:
+        import importlib
 
-        return Workload
-    if name == "check":
-        from gradcheck.api import check
-
-        return check
-    if name == "Report":
-        from gradcheck.report import Report
-
-        return Report
-    if name == "load_report":
-        from gradcheck.report import load_report
-
-        return load_report
-    if name == "Policy":
-        from gradcheck.policy import Policy
-
-        return Policy
-    if name == "compare":
-        from gradcheck.compare import compare
-
-        return compare
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'gradcheck' has no attribute {name!r}")

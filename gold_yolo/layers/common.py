@@ -42,38 +42,35 @@ def _pair(v):
     return v if isinstance(v, (tuple, list)) else (v, v)
 
 
-class Conv(nn.Module):
+class _ConvBNAct(nn.Module):
+    """Conv2d -> BatchNorm2d -> ``ACT``: the shared body of upstream's Conv and SimConv."""
+
+    ACT = nn.Identity
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride, groups=1, bias=False,
+                 padding=None):
+        super().__init__()
+        if padding is None:
+            padding = kernel_size // 2
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
+                              padding=padding, groups=groups, bias=bias)
+        self.bn = nn.BatchNorm2d(out_channels)
+        self.act = self.ACT()
+
+    def execute(self, x):
+        return self.act(self.bn(self.conv(x)))
+
+
+class Conv(_ConvBNAct):
     """Conv2d -> BatchNorm2d -> SiLU."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride, groups=1, bias=False,
-                 padding=None):
-        super().__init__()
-        if padding is None:
-            padding = kernel_size // 2
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
-                              padding=padding, groups=groups, bias=bias)
-        self.bn = nn.BatchNorm2d(out_channels)
-        self.act = nn.SiLU()
-
-    def execute(self, x):
-        return self.act(self.bn(self.conv(x)))
+    ACT = nn.SiLU
 
 
-class SimConv(nn.Module):
+class SimConv(_ConvBNAct):
     """Conv2d -> BatchNorm2d -> ReLU."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride, groups=1, bias=False,
-                 padding=None):
-        super().__init__()
-        if padding is None:
-            padding = kernel_size // 2
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
-                              padding=padding, groups=groups, bias=bias)
-        self.bn = nn.BatchNorm2d(out_channels)
-        self.act = nn.ReLU()
-
-    def execute(self, x):
-        return self.act(self.bn(self.conv(x)))
+    ACT = nn.ReLU
 
 
 @BLOCKS.register("conv_silu")
