@@ -7,7 +7,7 @@ from typing import Optional
 
 from gradcheck.policy import Policy
 from gradcheck.report import Report
-from gradcheck.workload import Workload, load_workload
+from gradcheck.workload import Workload, check_spec, load_workload
 
 
 def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
@@ -24,6 +24,7 @@ def run(policy: Policy, data: Optional[str] = None, quiet: bool = True) -> Repor
     from gradcheck import runtime
     from gradcheck.progress import compile_progress
 
+    check_spec(policy.model)           # a typo fails at once, before Jittor starts
     runtime.setup(device=policy.device)
 
     live = not quiet and sys.stderr.isatty()   # progress is for people watching a terminal

@@ -69,6 +69,22 @@ def default_optimizer(params, lr: float = 0.01):
 
 
 # ---------------------------------------------------------------------- loading
+def check_spec(spec: str) -> None:
+    """The cheap part of resolving ``--model`` (no imports): fail fast on a bad spec."""
+    from gradcheck.bundled import NAMES
+
+    if spec in NAMES:
+        return
+    if ":" not in spec:
+        raise WorkloadError(f"unknown model {spec!r}: use one of {', '.join(NAMES)}, "
+                            "package.module:factory or path/to/file.py:factory")
+    target, _, attr = spec.rpartition(":")
+    if not target or not attr.isidentifier():
+        raise WorkloadError(f"bad model spec {spec!r}: expected module:factory")
+    if (target.endswith(".py") or "/" in target or os.sep in target) and not Path(target).is_file():
+        raise WorkloadError(f"model file {target} does not exist (from --model {spec})")
+
+
 def load_workload(spec: str, **options) -> Workload:
     """Resolve ``--model``: a bundled name, ``package.module:factory`` or ``file.py:factory``.
 
@@ -77,15 +93,10 @@ def load_workload(spec: str, **options) -> Workload:
     """
     from gradcheck import bundled
 
+    check_spec(spec)
     if spec in bundled.NAMES:
         return bundled.build(spec, **options)
-    if ":" not in spec:
-        known = ", ".join(bundled.NAMES)
-        raise WorkloadError(f"unknown model {spec!r}: use one of {known}, "
-                            "package.module:factory or path/to/file.py:factory")
     target, _, attr = spec.rpartition(":")
-    if not target or not attr.isidentifier():
-        raise WorkloadError(f"bad model spec {spec!r}: expected module:factory")
     module = _import_target(target, spec)
     factory = getattr(module, attr, None)
     if factory is None:
