@@ -97,7 +97,7 @@ def run(model, steps, img_size, batch_size, seed, data, output, html_path, stric
     from gradcheck import api
 
     report = api.run(policy, data=data, quiet=quiet or fmt != "table")
-    _emit_report(report, fmt, quiet, depth)
+    # files first: a closed stdout (`| head`) must not cost the report
     if output:
         from gradcheck.report import save_report
 
@@ -106,6 +106,7 @@ def run(model, steps, img_size, batch_size, seed, data, output, html_path, stric
         from gradcheck.render.html import write_html
 
         write_html(report, html_path)
+    _emit_report(report, fmt, quiet, depth)
     sys.exit(EXIT_PASS if report.verdict.passed else EXIT_FAIL)
 
 
