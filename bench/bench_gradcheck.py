@@ -1,6 +1,7 @@
 """What gradcheck costs: `gradcheck run` against a bare script doing the same steps.
 
-Prints, for one model (default gold_yolo_s at 320, batch 2, the steps from setup.cfg):
+Prints, for one model (default: the project's setup.cfg [gradcheck] settings, i.e. what a
+plain ``gradcheck run`` does: gold_yolo_s, 3 steps at 640, batch 2):
 
 * bare:  wall time and peak RSS of a script that imports gold_yolo, builds the model, loss,
          optimizer and synthetic batch, and runs the same training steps (``optimizer.step``);
@@ -11,7 +12,8 @@ Prints, for one model (default gold_yolo_s at 320, batch 2, the steps from setup
 
 Each measurement runs in its own process; run on an otherwise idle machine.
 
-    python3 bench/bench_gradcheck.py [--model gold_yolo_s] [--steps 4] [--repeat 3] [--cold]
+    python3 bench/bench_gradcheck.py [--model gold_yolo_s] [--img-size 640] [--steps 3]
+                                     [--repeat 3] [--cold]
 """
 
 from __future__ import annotations
@@ -91,12 +93,16 @@ def run_probe(model, img, bs, steps, seed, env) -> dict:
 
 
 def main() -> None:
+    sys.path.insert(0, str(ROOT))
+    from gradcheck.policy import load_policy
+
+    cfg = load_policy(ROOT / "setup.cfg")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="gold_yolo_s")
-    ap.add_argument("--img-size", type=int, default=320)
-    ap.add_argument("--batch-size", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=4)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", default=cfg.model or "gold_yolo_s")
+    ap.add_argument("--img-size", type=int, default=cfg.img_size or 320)
+    ap.add_argument("--batch-size", type=int, default=cfg.batch_size or 2)
+    ap.add_argument("--steps", type=int, default=cfg.steps)
+    ap.add_argument("--seed", type=int, default=cfg.seed)
     ap.add_argument("--repeat", type=int, default=3, help="runs of each; the median is printed")
     ap.add_argument("--cold", action="store_true", help="also time a run with an empty Jittor cache")
     a = ap.parse_args()
