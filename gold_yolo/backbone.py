@@ -32,6 +32,23 @@ def _merge_layer(block, cspsppf):
 
 
 class _Backbone(nn.Module):
+    """stem + ERBlock_2..5, each (stride-2 block, ``stage_block``); an SPPF-style merge ends
+    ERBlock_5.  Subclasses choose the stage block, as upstream's two backbone classes do."""
+
+    def _build(self, in_channels, channels_list, num_repeats, block, fuse_P2, cspsppf,
+               stage_block):
+        assert channels_list is not None and num_repeats is not None
+        ch, n = channels_list, num_repeats
+        self.fuse_P2 = fuse_P2
+        self.stem = block(in_channels=in_channels, out_channels=ch[0], kernel_size=3, stride=2)
+        for i in range(1, 5):
+            stage = [block(in_channels=ch[i - 1], out_channels=ch[i], kernel_size=3, stride=2),
+                     stage_block(ch[i], n[i])]
+            if i == 4:
+                stage.append(_merge_layer(block, cspsppf)(in_channels=ch[4], out_channels=ch[4],
+                                                          kernel_size=5))
+            setattr(self, f"ERBlock_{i + 1}", nn.Sequential(*stage))
+
     def execute(self, x):
         outputs = []
         x = self.stem(x)
@@ -54,17 +71,8 @@ class EfficientRep(_Backbone):
     def __init__(self, in_channels=3, channels_list=None, num_repeats=None, block=RepVGGBlock,
                  fuse_P2=False, cspsppf=False):
         super().__init__()
-        assert channels_list is not None and num_repeats is not None
-        ch, n = channels_list, num_repeats
-        self.fuse_P2 = fuse_P2
-        self.stem = block(in_channels=in_channels, out_channels=ch[0], kernel_size=3, stride=2)
-        for i in range(1, 5):
-            stage = [block(in_channels=ch[i - 1], out_channels=ch[i], kernel_size=3, stride=2),
-                     RepBlock(in_channels=ch[i], out_channels=ch[i], n=n[i], block=block)]
-            if i == 4:
-                stage.append(_merge_layer(block, cspsppf)(in_channels=ch[4], out_channels=ch[4],
-                                                          kernel_size=5))
-            setattr(self, f"ERBlock_{i + 1}", nn.Sequential(*stage))
+        self._build(in_channels, channels_list, num_repeats, block, fuse_P2, cspsppf,
+                    lambda c, n: RepBlock(in_channels=c, out_channels=c, n=n, block=block))
 
 
 @BACKBONES.register()
@@ -74,14 +82,5 @@ class CSPBepBackbone(_Backbone):
     def __init__(self, in_channels=3, channels_list=None, num_repeats=None, block=RepVGGBlock,
                  csp_e=float(1) / 2, fuse_P2=False, cspsppf=False):
         super().__init__()
-        assert channels_list is not None and num_repeats is not None
-        ch, n = channels_list, num_repeats
-        self.fuse_P2 = fuse_P2
-        self.stem = block(in_channels=in_channels, out_channels=ch[0], kernel_size=3, stride=2)
-        for i in range(1, 5):
-            stage = [block(in_channels=ch[i - 1], out_channels=ch[i], kernel_size=3, stride=2),
-                     BepC3(in_channels=ch[i], out_channels=ch[i], n=n[i], e=csp_e, block=block)]
-            if i == 4:
-                stage.append(_merge_layer(block, cspsppf)(in_channels=ch[4], out_channels=ch[4],
-                                                          kernel_size=5))
-            setattr(self, f"ERBlock_{i + 1}", nn.Sequential(*stage))
+        self._build(in_channels, channels_list, num_repeats, block, fuse_P2, cspsppf,
+                    lambda c, n: BepC3(in_channels=c, out_channels=c, n=n, e=csp_e, block=block))
