@@ -231,6 +231,7 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
     step_log: list = []
     reach_by_term: dict = {}
     hooks = explain.CallRecorder(model)
+    index_of = {e.name: i for i, e in enumerate(params)}
 
     for step in range(1, steps + 1):
         t0 = time.perf_counter()
@@ -258,6 +259,7 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
                 grads[id(e.var)] = e.var.opt_grad(optimizer)
         for e, g in zip(extra, extra_grads):
             grads[id(e.var)] = g
+        jt.sync([loss, *terms.values(), *grads.values()])   # one execution for all of them
         loss_value = float(loss.item())
         term_values = {k: float(v.item()) for k, v in terms.items()}
         grad_np = {k: g.numpy() for k, g in grads.items()}
@@ -308,18 +310,16 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
         for i, (e, rec) in enumerate(zip(buffers, buf_records)):
             if not np.array_equal(e.var.numpy(), buf_before[i]):
                 rec.changed = True
-        index_of = {e.name: i for i, e in enumerate(params)}
         for w in warnings_out:
             if w.step == step and w.param in index_of:
                 w.agrees = index_of[w.param] not in reached
         step_log.append({"step": step, "loss": loss_value, "terms": term_values,
                          "stats": _jsonable(stats), "seconds": round(time.perf_counter() - t0, 4)})
 
-    for rec in records:
+    for idx, rec in enumerate(records):
         rec.status = run_status(rec.steps)
         rec.grad_norm = rec.grad_norms[-1] if rec.grad_norms else None
         rec.update_norm = rec.update_norms[-1] if rec.update_norms else None
-    for idx, rec in enumerate(records):
         if reach_by_term:
             rec.reached_by = [t for t, found in reach_by_term.items() if idx in found]
     loss_terms = []
