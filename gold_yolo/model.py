@@ -29,6 +29,7 @@ from .backbone import CSPBepBackbone, EfficientRep  # noqa: F401  (registers the
 from .configs import GoldYOLOConfig, get_config
 from .head import Detect, build_effidehead_layer
 from .layers.common import get_block
+from .layers.norm import BatchNorm2d
 from .layers.transformer import DropPath
 from .neck import GDNeck, GDNeck2, RepGDNeck  # noqa: F401  (registers them)
 from .registry import BACKBONES, NECKS
@@ -45,7 +46,7 @@ def initialize_weights(model: nn.Module) -> None:
     default init, which in Jittor is torch's (uniform +-1/sqrt(fan_in)); activations'
     ``inplace`` has no Jittor meaning."""
     for m in model.modules():
-        if type(m) is nn.BatchNorm2d:
+        if type(m) is BatchNorm2d:   # ours: torch's statistics (layers/norm.py)
             m.eps = 1e-3
             m.momentum = 0.03
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from gradcheck import runtime as _runtime
 
 from .layers.common import RepVGGBlock, SyncBatchNorm
+from .layers.norm import BatchNorm2d
 
 jt = _runtime.import_jittor()
 from jittor import nn  # noqa: E402
@@ -39,8 +40,8 @@ def _children(module):
                 yield layers, key, value
 
 
-def _to_batchnorm(bn: SyncBatchNorm) -> nn.BatchNorm2d:
-    out = nn.BatchNorm2d(bn.num_features, eps=bn.eps, momentum=bn.momentum, affine=bn.affine)
+def _to_batchnorm(bn: SyncBatchNorm) -> BatchNorm2d:
+    out = BatchNorm2d(bn.num_features, eps=bn.eps, momentum=bn.momentum, affine=bn.affine)
     # keep the very same Vars (values and requires_grad unchanged)
     out.weight, out.bias = bn.weight, bn.bias
     out.running_mean, out.running_var = bn.running_mean, bn.running_var

@@ -22,6 +22,7 @@ from jittor import nn  # noqa: E402
 
 from gold_yolo.configs import CONFIG_NAMES, get_config  # noqa: E402
 from gold_yolo.layers.common import RepVGGBlock, SyncBatchNorm  # noqa: E402
+from gold_yolo.layers.norm import BatchNorm2d  # noqa: E402
 from gold_yolo.layers.ops import adaptive_avg_pool2d, interpolate_bilinear  # noqa: E402
 from gold_yolo.layers.transformer import DropPath  # noqa: E402
 from gold_yolo.model import GoldYOLO, build_model  # noqa: E402
@@ -164,7 +165,7 @@ def test_head_priors_and_proj(name):
 
 def test_batchnorm_hyperparameters():
     model = cached("gold_yolo_n")
-    plain = [m for m in model.modules() if type(m) is nn.BatchNorm2d]
+    plain = [m for m in model.modules() if type(m) is BatchNorm2d]
     sync = [m for m in model.modules() if isinstance(m, SyncBatchNorm)]
     assert plain and sync
     assert all((m.eps, m.momentum) == (1e-3, 0.03) for m in plain)
@@ -325,3 +326,20 @@ def test_reparam_preserves_eval_output_n():
 @pytest.mark.parametrize("name", ["gold_yolo_s", "gold_yolo_m", "gold_yolo_l"])
 def test_reparam_preserves_eval_output_sml(name):
     _reparam_roundtrip(name, 128)
+
+
+def test_batchnorm_training_statistics_match_torch_semantics():
+    """Two-pass batch variance (not Jittor's float32 E[x^2]-E[x]^2) and an unbiased running
+    variance, as torch.nn.BatchNorm2d: checked against float64 numpy."""
+    rng = np.random.default_rng(0)
+    x = (5.0 + 0.01 * rng.standard_normal((2, 3, 40, 40))).astype(np.float32)  # big mean
+    bn = BatchNorm2d(3, eps=1e-3, momentum=0.03)
+    bn.train()
+    y = bn(jt.array(x)).numpy()
+    x64 = x.astype(np.float64)
+    mean, var = x64.mean((0, 2, 3)), x64.var((0, 2, 3))
+    ref = (x64 - mean[None, :, None, None]) / np.sqrt(var[None, :, None, None] + 1e-3)
+    np.testing.assert_allclose(y, ref, rtol=0, atol=2e-4)
+    n = x.size // 3
+    np.testing.assert_allclose(bn.running_var.numpy(), 0.97 + 0.03 * var * n / (n - 1), rtol=1e-6)
+    np.testing.assert_allclose(bn.running_mean.numpy(), 0.03 * mean, rtol=1e-6)

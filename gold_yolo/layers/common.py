@@ -15,6 +15,7 @@ import numpy as np
 from gradcheck import runtime as _runtime
 
 from ..registry import BLOCKS
+from .norm import BatchNorm2d
 from .ops import MaxPool2d
 
 jt = _runtime.import_jittor()
@@ -27,7 +28,7 @@ __all__ = [
 ]
 
 
-class SyncBatchNorm(nn.BatchNorm2d):
+class SyncBatchNorm(BatchNorm2d):
     """Stands for upstream ``norm_cfg=dict(type='SyncBN')`` (mmcv ``build_norm_layer``).
 
     On one process it is a plain BatchNorm; it exists as its own type because upstream
@@ -54,7 +55,7 @@ class _ConvBNAct(nn.Module):
             padding = kernel_size // 2
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
                               padding=padding, groups=groups, bias=bias)
-        self.bn = nn.BatchNorm2d(out_channels)
+        self.bn = BatchNorm2d(out_channels)
         self.act = self.ACT()
 
     def execute(self, x):
@@ -102,7 +103,7 @@ def conv_bn(in_channels, out_channels, kernel_size, stride, padding, groups=1, b
     result = nn.Sequential()
     result.add_module("conv", nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
                                         padding=padding, groups=groups, bias=bias))
-    result.add_module("bn", nn.BatchNorm2d(out_channels))
+    result.add_module("bn", BatchNorm2d(out_channels))
     return result
 
 
@@ -140,7 +141,7 @@ class RepVGGBlock(nn.Module):
                                          padding=padding, dilation=dilation, groups=groups,
                                          bias=True)
         else:
-            self.rbr_identity = (nn.BatchNorm2d(in_channels)
+            self.rbr_identity = (BatchNorm2d(in_channels)
                                  if out_channels == in_channels and stride == 1 else None)
             self.rbr_dense = conv_bn(in_channels, out_channels, kernel_size, stride, padding,
                                      groups)
@@ -239,7 +240,7 @@ class Conv_C3(nn.Module):
         if p is None:
             p = k // 2
         self.conv = nn.Conv2d(c1, c2, k, stride=s, padding=p, groups=g, bias=False)
-        self.bn = nn.BatchNorm2d(c2)
+        self.bn = BatchNorm2d(c2)
         self.act = nn.ReLU() if act is True else (act if isinstance(act, nn.Module)
                                                   else nn.Identity())
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from gradcheck import runtime as _runtime
 
 from .common import SyncBatchNorm
+from .norm import BatchNorm2d
 from .ops import adaptive_avg_pool2d
 
 jt = _runtime.import_jittor()
@@ -37,7 +38,7 @@ def build_norm_layer(norm_cfg, num_features):
     if kind == "SyncBN":
         layer = SyncBatchNorm(num_features, **cfg)
     elif kind in ("BN", "BN2d"):
-        layer = nn.BatchNorm2d(num_features, **cfg)
+        layer = BatchNorm2d(num_features, **cfg)
     else:
         raise NotImplementedError(f"norm type {kind!r}")
     if not requires_grad:
