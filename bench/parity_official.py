@@ -66,6 +66,7 @@ module is located with forward hooks on both models (``--trace`` forces that).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -299,19 +300,10 @@ def train_pass(ours, off, loss_j, loss_t, loss_j_atss, loss_t_atss, x_j, x_t, ta
     # official
     for p in off.parameters():
         p.grad = None
-    cap = {}
-    fa = loss_t.formal_assigner
-
-    def capture(*a, **k):
-        r = fa(*a, **k)
-        cap["fg"] = r[3].detach().clone()
-        cap["tss"] = float(r[2].sum())
-        return r
-    loss_t.formal_assigner = capture
-    out_t, feat_t = off(x_t)
-    feat_t = [f.detach().clone() for f in feat_t]
-    loss_tot_t, items_t = loss_t(out_t, targets_t, 0, 0)
-    loss_t.formal_assigner = fa
+    with capture_assignment(loss_t) as cap:
+        out_t, feat_t = off(x_t)
+        feat_t = [f.detach().clone() for f in feat_t]
+        loss_tot_t, items_t = loss_t(out_t, targets_t, 0, 0)
     loss_tot_t.backward()
 
     res["neck"] = [diff(a, b) for a, b in zip(feat_j, feat_t)]
@@ -342,6 +334,26 @@ def train_pass(ours, off, loss_j, loss_t, loss_j_atss, loss_t_atss, x_j, x_t, ta
     return res
 
 
+@contextlib.contextmanager
+def capture_assignment(loss_t):
+    """Wrap the official loss's TAL assigner for one call: the yielded dict receives the
+    foreground mask (``fg``) and the target-score sum (``tss``)."""
+    cap = {}
+    fa = loss_t.formal_assigner
+
+    def capture(*a, **k):
+        r = fa(*a, **k)
+        cap["fg"] = r[3].detach().clone()
+        cap["tss"] = float(r[2].sum())
+        return r
+
+    loss_t.formal_assigner = capture
+    try:
+        yield cap
+    finally:
+        loss_t.formal_assigner = fa
+
+
 def loss_same_inputs(loss_j, loss_t, out_t, targets_np, targets_t):
     """Both losses on the very same arrays (the official model's outputs): isolates the loss
     from the model.  Compares loss, items, positives and d loss / d (cls_scores, reg_distri)."""
@@ -352,19 +364,8 @@ def loss_same_inputs(loss_j, loss_t, out_t, targets_np, targets_t):
     gcj, grj = jt.grad(lo.total, [cj, rj])
     ct = torch.from_numpy(cls_np.copy()).requires_grad_(True)
     rt = torch.from_numpy(reg_np.copy()).requires_grad_(True)
-    cap = {}
-    fa = loss_t.formal_assigner
-
-    def capture(*a, **k):
-        r = fa(*a, **k)
-        cap["fg"] = r[3].detach().clone()
-        cap["tss"] = float(r[2].sum())
-        return r
-    loss_t.formal_assigner = capture
-    try:
+    with capture_assignment(loss_t) as cap:
         lt, it = loss_t(([torch.from_numpy(f.copy()) for f in feats], ct, rt), targets_t, 0, 0)
-    finally:
-        loss_t.formal_assigner = fa
     lt.backward()
     ij = np32(lo.items()).reshape(-1)
     return {"loss": diff(np32(lo.total).reshape(-1), lt.detach().reshape(-1)),
