@@ -25,7 +25,8 @@ RECOMMENDED = Recommended(
     # From the official initialisation the prediction convolutions (and the attention's
     # output BatchNorm weight) start at exactly zero: on step 1 only the prediction layers
     # get a gradient, and coverage spreads backwards one zero-initialised layer per step;
-    # every trainable parameter is covered by step 3.
+    # every trainable parameter is covered by step 3 (measured at 640, batch 2: n and s
+    # 456/456, m 681/681, newly covered per step 12 / most / 20; l not measured).
     steps=3,
     # 640, not 320: at 320 no box aligns best with the stride-32 level at initialisation
     # (every anchor predicts a box 16 strides wide), so its regression branch stays at zero.
@@ -36,7 +37,6 @@ RECOMMENDED = Recommended(
                               "as upstream",
         "detect.proj": "fixed DFL projection values 0..reg_max, not trained, as upstream",
     },
-    why="zero-initialised prediction layers: coverage reaches every layer by step 3 at 640px",
 )
 
 
@@ -74,10 +74,7 @@ def build(name: str, img_size: Optional[int] = None, batch_size: Optional[int] =
 
 
 for _name in GOLD_YOLO:
-    register_workload(_name, recommended=RECOMMENDED,
-                      summary=f"Gold-YOLO-{_name[-1].upper()}: official loss, optimizer and "
-                              "initialisation, synthetic batch or --data")(
-        functools.partial(build, _name))
+    register_workload(_name, recommended=RECOMMENDED)(functools.partial(build, _name))
 
 
 _HEAD_BRANCH = re.compile(r"^detect\.(stems|cls_convs|reg_convs|cls_preds|reg_preds)\.(\d+)\.")

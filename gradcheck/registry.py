@@ -31,7 +31,6 @@ class Recommended:
     batch_size: Optional[int] = None
     # glob -> reason: parameters frozen on purpose (applied with the config's own globs)
     expected_frozen: Mapping[str, str] = field(default_factory=dict)
-    why: str = ""   # one sentence: why these values
 
 
 @dataclass(frozen=True)
@@ -39,15 +38,14 @@ class Entry:
     name: str
     factory: Callable          # (img_size, batch_size, seed, data) -> Workload
     recommended: Recommended
-    summary: str = ""
 
 
 _ENTRIES: Dict[str, Entry] = {}
 _loaded = False
 
 
-def register_workload(name: Optional[str] = None, *, recommended: Recommended = Recommended(),
-                      summary: str = "") -> Callable:
+def register_workload(name: Optional[str] = None, *,
+                      recommended: Recommended = Recommended()) -> Callable:
     """Decorator: register ``factory`` as the workload ``name`` (default: its ``__name__``)."""
 
     def deco(factory: Callable) -> Callable:
@@ -55,7 +53,7 @@ def register_workload(name: Optional[str] = None, *, recommended: Recommended = 
         old = _ENTRIES.get(key)
         if old is not None and old.factory is not factory:
             raise KeyError(f"workload {key!r} is already registered")
-        _ENTRIES[key] = Entry(key, factory, recommended, summary)
+        _ENTRIES[key] = Entry(key, factory, recommended)
         return factory
 
     return deco

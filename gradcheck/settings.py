@@ -43,7 +43,7 @@ class Settings:
 
     def record(self) -> dict:
         """``config.settings_source`` of the report: the origin of each setting used."""
-        return {k: v for k, v in self.source.items() if k != "device"}
+        return dict(self.source)
 
 
 def resolve_settings(flags: Optional[Mapping] = None,

@@ -87,7 +87,7 @@ def test_settings_origin_in_header_and_report(cli, tmp_path):
     res = cli("run", "--model", f"{ZOO}:healthy", "--config", str(cfg), "-o", str(out), "-q")
     assert f"{ZOO}:healthy (flag) | 3 steps (tool default) | seed 3 (config): PASS" in res.stdout
     assert json.loads(out.read_text())["config"]["settings_source"] == {
-        "model": "flag", "steps": "tool default", "seed": "config"}
+        "model": "flag", "steps": "tool default", "seed": "config", "device": "tool default"}
 
 
 @pytest.mark.parametrize("args,message", [
