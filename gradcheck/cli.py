@@ -52,12 +52,33 @@ def main():
     """Which parameters of a Jittor model get no gradient, and why."""
 
 
+def _defaults_help(key: str, other_models: bool = False) -> str:
+    """The effective default of a run setting, as --help shows it."""
+    import os
+
+    from gradcheck import registry
+    from gradcheck.settings import TOOL_DEFAULTS
+
+    by_value: dict = {}
+    for name in registry.names():
+        value = getattr(registry.recommended(name), key)
+        if value is not None:
+            by_value.setdefault(value, []).append(name)
+    own = ", ".join(f"{os.path.commonprefix(names) + '*' if len(names) > 1 else names[0]}: {value}"
+                    for value, names in by_value.items())
+    tail = f", else {TOOL_DEFAULTS[key]}" if other_models else ""
+    return f"  [default: config, else the model's own ({own}){tail}]"
+
+
 @main.command()
 @click.option("--model", "-m", default=None,
               help="gold_yolo_n|s|m|l, package.module:factory or path/to/file.py:factory.")
-@click.option("--steps", type=int, default=None, help="Real optimizer steps to run.  [default: 1]")
-@click.option("--img-size", type=int, default=None, help="Image size for bundled models.  [default: 320]")
-@click.option("--batch-size", type=int, default=None, help="Batch size for bundled models.  [default: 2]")
+@click.option("--steps", type=int, default=None,
+              help="Real optimizer steps to run." + _defaults_help("steps", other_models=True))
+@click.option("--img-size", type=int, default=None,
+              help="Image size for bundled models." + _defaults_help("img_size"))
+@click.option("--batch-size", type=int, default=None,
+              help="Batch size for bundled models." + _defaults_help("batch_size"))
 @click.option("--seed", type=int, default=None, help="Seed for Jittor, numpy and random.  [default: 0]")
 @click.option("--data", type=click.Path(), default=None,
               help="A YOLO-format dataset folder (images/, labels/) for a bundled model.")
@@ -68,35 +89,43 @@ def main():
 @click.option("--strict", is_flag=True, default=None, help="Warnings fail the run too.")
 @options.format_option
 @options.quiet_option
+@options.verbose_option
 @options.config_option
 @options.device_option
 @options.depth_option
 @user_errors_exit_2
 def run(model, steps, img_size, batch_size, seed, data, output, html_path, strict, fmt, quiet,
-        config_path, device, depth):
-    """Run real training steps and report every parameter's gradient coverage."""
-    from gradcheck.policy import load_policy
+        verbose, config_path, device, depth):
+    """Run real training steps and report every parameter's gradient coverage.
 
-    policy = load_policy(config_path).with_overrides(
-        model=model, steps=steps, img_size=img_size, batch_size=batch_size, seed=seed,
-        device=device, strict=strict)
-    if not policy.model:
+    Each setting comes from its flag, else the [gradcheck] config section, else the bundled
+    model's recommended settings, else gradcheck's default; the first line says which.
+    """
+    from gradcheck.policy import load_config
+    from gradcheck.settings import resolve_settings
+
+    config = load_config(config_path)
+    settings = resolve_settings(
+        dict(model=model, steps=steps, img_size=img_size, batch_size=batch_size, seed=seed,
+             device=device, data=data), config.settings)
+    policy = config.policy.with_overrides(strict=strict)
+    if not settings.model:
         fail_usage("no model: pass --model NAME or set model in the [gradcheck] config section")
-    if policy.steps < 1:
-        fail_usage(f"--steps must be at least 1, got {policy.steps}")
+    if settings.steps < 1:
+        fail_usage(f"--steps must be at least 1, got {settings.steps}")
     for key in ("img_size", "batch_size"):
-        value = getattr(policy, key)
+        value = getattr(settings, key)
         if value is not None and value < 1:
             fail_usage(f"--{key.replace('_', '-')} must be positive, got {value}")
-    if data is not None and not Path(data).is_dir():
-        fail_usage(f"--data {data}: no such folder")
+    if settings.data is not None and not Path(settings.data).is_dir():
+        fail_usage(f"--data {settings.data}: no such folder")
     for path in (output, html_path):
         if path and not Path(path).resolve().parent.is_dir():
             fail_usage(f"cannot write {path}: its folder does not exist")
 
     from gradcheck import api
 
-    report = api.run(policy, data=data, quiet=quiet or fmt != "table")
+    report = api.run(settings, policy, quiet=quiet or fmt != "table")
     # files first: a closed stdout (`| head`) must not cost the report
     if output:
         from gradcheck.report import save_report
@@ -106,7 +135,7 @@ def run(model, steps, img_size, batch_size, seed, data, output, html_path, stric
         from gradcheck.render.html import write_html
 
         write_html(report, html_path)
-    _emit_report(report, fmt, quiet, depth)
+    _emit_report(report, fmt, quiet, options.table_depth(verbose, depth))
     sys.exit(EXIT_PASS if report.verdict.passed else EXIT_FAIL)
 
 
@@ -123,15 +152,16 @@ def _emit_report(report, fmt, quiet, depth):
 @main.command()
 @click.argument("report_path", type=click.Path())
 @options.format_option
+@options.verbose_option
 @options.depth_option
 @user_errors_exit_2
-def show(report_path, fmt, depth):
+def show(report_path, fmt, verbose, depth):
     """Render a saved report again (exit 1 if its verdict was fail)."""
     from gradcheck.render import get_renderer
     from gradcheck.report import load_report
 
     report = load_report(report_path)
-    get_renderer(fmt).report(report, sys.stdout, depth=depth)
+    get_renderer(fmt).report(report, sys.stdout, depth=options.table_depth(verbose, depth))
     sys.exit(EXIT_PASS if report.verdict.passed else EXIT_FAIL)
 
 

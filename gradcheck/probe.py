@@ -223,7 +223,8 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
     records = [ParamRecord(name=e.name, shape=list(e.var.shape), numel=int(e.var.numel()),
                            requires_grad=not e.var.is_stop_grad(), in_optimizer=id(e.var) in opt_ids,
                            module=e.module, aliases=list(e.aliases),
-                           frozen_reason=workload.frozen_reason(e.name))
+                           frozen_reason=policy_mod.declared_reason(  # the one lookup
+                               e.name, workload.frozen, getattr(policy, "expected_frozen", None)))
                for e in params]
     buf_records = [BufferRecord(name=e.name, shape=list(e.var.shape), numel=int(e.var.numel()))
                    for e in buffers]

@@ -92,6 +92,7 @@ class Verdict:
     result: str = "pass"                               # "pass" or "fail"
     reasons: list = field(default_factory=list)        # why it fails
     warnings: list = field(default_factory=list)       # what is worth a look but passes
+    groups: list = field(default_factory=list)         # findings by cause (gradcheck.summary)
 
     @property
     def passed(self) -> bool:
