@@ -20,8 +20,12 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
 
 
 def run(policy: Policy, data: Optional[str] = None, quiet: bool = True) -> Report:
-    """What ``gradcheck run`` does: set up Jittor, build the workload, probe it."""
-    from gradcheck import runtime
+    """What ``gradcheck run`` does: set up Jittor, build the workload, probe it.
+
+    A failure inside Jittor raises :class:`gradcheck.errors.JittorFailure` saying in which
+    step and phase it happened; one inside Jittor's operator compiler is retried once, from
+    a fresh model, and the retry is recorded in the verdict's warnings."""
+    from gradcheck import errors, runtime
     from gradcheck.progress import compile_progress
 
     check_spec(policy.model)           # a typo fails at once, before Jittor starts
@@ -29,13 +33,29 @@ def run(policy: Policy, data: Optional[str] = None, quiet: bool = True) -> Repor
 
     live = not quiet and sys.stderr.isatty()   # progress is for people watching a terminal
 
-    def on_step(step, total, phase):
-        if live:
-            print(f"gradcheck: step {step}/{total}: {phase}", file=sys.stderr, flush=True)
+    def attempt(where: errors.Where) -> Report:
+        def on_step(step, total, phase):
+            where.set(step, total, phase)
+            errors.reclaim_signals()   # Jittor may have put its own handlers back
+            if live:
+                print(f"gradcheck: step {step}/{total}: {phase}", file=sys.stderr, flush=True)
 
-    with compile_progress(quiet=quiet, status="gradcheck: running (a first run also compiles Jittor: minutes)"):
-        runtime.seed_everything(policy.seed)
-        workload = load_workload(policy.model, img_size=policy.img_size,
-                                 batch_size=policy.batch_size, seed=policy.seed, data=data)
-        return check(workload, steps=policy.steps, seed=policy.seed, policy=policy,
-                     on_step=on_step)
+        where.set(0, policy.steps, "loading the model")
+        with compile_progress(quiet=quiet, status="gradcheck: running (a first run also compiles Jittor: minutes)"):
+            runtime.seed_everything(policy.seed)
+            errors.reclaim_signals()   # importing Jittor installed its quick-exit handlers
+            workload = load_workload(policy.model, img_size=policy.img_size,
+                                     batch_size=policy.batch_size, seed=policy.seed, data=data)
+            return check(workload, steps=policy.steps, seed=policy.seed, policy=policy,
+                         on_step=on_step)
+
+    return errors.retrying(attempt, errors.Where(what=policy.model), on_retry=_record_retry)
+
+
+def _record_retry(report: Report, first) -> None:
+    # in the verdict's warnings (every format shows them), not in report.warnings: that list
+    # is Jittor's own warnings, which the formats count as such
+    report.verdict.warnings.append(
+        f"retried: Jittor's operator compiler failed {first.where} ({first.reason}); the run "
+        "was repeated once from a fresh model and this report is from the repeat")
+
