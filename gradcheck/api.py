@@ -59,3 +59,39 @@ def _record_retry(report: Report, first) -> None:
         f"retried: Jittor's operator compiler failed {first.where} ({first.reason}); the run "
         "was repeated once from a fresh model and this report is from the repeat")
 
+
+# what a test asserts by default: every trainable parameter gets a non-zero, finite gradient
+# that its optimizer applies, and every frozen one is frozen on purpose
+COVERED = ("missing", "zero", "nonfinite", "not_in_optimizer", "frozen_undeclared",
+           "frozen_but_trained")
+
+
+def assert_covered(workload: Workload, steps: int = 3, expected_frozen: Optional[dict] = None,
+                   seed: Optional[int] = 0, fail_on: tuple = COVERED) -> Report:
+    """Probe ``workload`` and raise :class:`AssertionError` listing each parameter that is not
+    covered, with its cause; return the report when all are.  For a user's own test suite
+    (see :mod:`gradcheck.pytest_plugin`)::
+
+        def test_every_parameter_trains():
+            gradcheck.assert_covered(make_workload(), steps=3,
+                                     expected_frozen={"backbone.embed.*": "pretrained"})
+
+    ``expected_frozen``: glob -> reason for parameters frozen on purpose.  ``fail_on``: the
+    findings (see :mod:`gradcheck.policy`) that fail; by default all but gradient health."""
+    from gradcheck.summary import findings
+
+    policy = Policy(steps=steps, seed=seed if seed is not None else 0,
+                    expected_frozen=dict(expected_frozen or {}), fail_on=tuple(fail_on),
+                    warn_on=())
+    report = check(workload, steps=steps, seed=seed, policy=policy)
+    bad = [(p, [f for f in findings(p) if f in policy.fail_on]) for p in report.params]
+    bad = [(p, found) for p, found in bad if found]
+    if bad:
+        lines = [f"{len(bad)} of {len(report.params)} parameter(s) of {workload.name} not "
+                 f"covered after {steps} step(s):"]
+        for p, found in bad:
+            why = f" ({p.cause}: {p.cause_detail})" if p.cause_detail else (
+                f" ({p.cause})" if p.cause else "")
+            lines.append(f"  {p.name}: {', '.join(found)}{why}")
+        raise AssertionError("\n".join(lines))
+    return report
