@@ -21,10 +21,9 @@ from gradcheck.summary import findings
 def _failing(report) -> set:
     pol = report.config.get("policy") if isinstance(report.config, dict) else None
     if isinstance(pol, dict) and isinstance(pol.get("fail_on"), list):
-        fail = set(pol["fail_on"])
-        if pol.get("strict"):
-            fail |= set(pol.get("warn_on") or ())
-        return fail
+        words = pol["fail_on"] + (pol.get("warn_on") if pol.get("strict") is True
+                                  and isinstance(pol.get("warn_on"), list) else [])
+        return {w for w in words if isinstance(w, str)}
     from gradcheck.policy import Policy
 
     return set(Policy().failing())
