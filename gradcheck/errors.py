@@ -84,18 +84,25 @@ class JittorFailure(RuntimeError):
 class _SignalState:
     depth: int = 0
     received: Optional[int] = None   # the first signal seen while handling
+    pid: int = 0                     # the process that installed the handlers
 
 
 _signals = _SignalState()
 
 
 def _on_signal(signum, frame):
+    if os.getpid() != _signals.pid:
+        # a forked child (a worker pool) inherited the handler: end quietly, by the signal
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     if _signals.received is None:
         _signals.received = signum
     raise Interrupted(signum)
 
 
 def _install() -> None:
+    _signals.pid = os.getpid()
     for sig in HANDLED_SIGNALS:
         signal.signal(sig, _on_signal)
     # Jittor's SIGCHLD handler quick-exits (status 1) when a compiler child dies of a
