@@ -91,8 +91,7 @@ _signals = _SignalState()
 
 
 def _on_signal(signum, frame):
-    if os.getpid() != _signals.pid:
-        # a forked child (a worker pool) inherited the handler: end quietly, by the signal
+    if os.getpid() != _signals.pid:   # a forked child that has not run _after_fork_in_child
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
         return
@@ -108,6 +107,31 @@ def _install() -> None:
     # Jittor's SIGCHLD handler quick-exits (status 1) when a compiler child dies of a
     # signal, e.g. of the Ctrl-C sent to the whole process group, or of the OOM killer.
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (Jittor's compile pool forks Python workers) must die at once on
+    SIGTERM/SIGINT, as it did under Jittor: a Python-level handler only runs between
+    bytecodes, and Pool.terminate() at exit then waits forever on a worker blocked in C."""
+    if _signals.depth:
+        _signals.depth = 0
+        for sig in HANDLED_SIGNALS:
+            try:
+                signal.signal(sig, signal.SIG_DFL)
+            except ValueError:   # forked from a thread that Python does not take as main
+                _libc_default(sig)
+
+
+def _libc_default(sig: int) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    libc.signal.argtypes, libc.signal.restype = [ctypes.c_int, ctypes.c_void_p], ctypes.c_void_p
+    libc.signal(int(sig), None)   # SIG_DFL
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def reclaim_signals() -> None:

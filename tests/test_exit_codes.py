@@ -112,3 +112,16 @@ def test_a_shape_error_at_op_creation_stays_bad_input():
         raise WorkloadError("the loss raised RuntimeError: Wrong inputs") from cause
     except WorkloadError as exc:
         assert errors.classify(exc)[0] == 2
+
+
+def test_forked_children_die_at_once_on_sigterm():
+    """Jittor's compile pool forks Python workers; with gradcheck's Python-level handler
+    inherited, a worker blocked in C never ran it and Pool.terminate() at exit waited forever
+    (seen once in bench/bench_flaky.py).  Children get the default action back."""
+    with errors.handling_signals():
+        pid = os.fork()
+        if pid == 0:   # the child reports what it would do on SIGTERM
+            os._exit(0 if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        assert signal.getsignal(signal.SIGTERM) is errors._on_signal   # the parent keeps its own
