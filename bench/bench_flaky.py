@@ -40,6 +40,21 @@ def outcome(code: int, report_path: Path, baseline: Path) -> tuple:
     return (code, data["verdict"]["result"], digest, gate.stdout.strip() or gate.stderr.strip())
 
 
+def _jit_dirs() -> list:
+    """Jittor's compiled-operator folders (~/.cache/jittor/jt<ver>/<cc>/<py>/<os>/<cpu>/<arch>/<branch>/jit)."""
+    return list((Path.home() / ".cache" / "jittor").glob("jt*/*/*/*/*/*/*/jit"))
+
+
+def _new_libs(since: float) -> int:
+    """Operator libraries compiled since ``since``: the op-compiler failure can only happen
+    while Jittor compiles a new fused operator.  (The cache is shared: other processes count.)"""
+    n = 0
+    for d in _jit_dirs():
+        with os.scandir(d) as it:
+            n += sum(1 for e in it if e.name.endswith(".so") and e.stat().st_mtime >= since)
+    return n
+
+
 def _env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -60,7 +75,7 @@ def main() -> int:
     for i in range(1, args.runs + 1):
         report = folder / f"run{i:02d}.json"
         report.unlink(missing_ok=True)
-        t0 = time.perf_counter()
+        t0, wall0 = time.perf_counter(), time.time()
         try:
             proc = subprocess.run([sys.executable, "-m", "gradcheck.cli", "run", "--quiet",
                                    "--output", str(report)], cwd=ROOT, env=_env(),
@@ -69,12 +84,14 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             code, err = -1, f"timed out after {args.timeout:.0f} s"
         seconds = time.perf_counter() - t0
+        compiled = _new_libs(wall0)
         out = outcome(code, report, Path(args.baseline))
         retried = report.exists() and any(
             w.startswith("retried:") for w in json.loads(report.read_text())["verdict"]["warnings"])
         results.append((out, retried))
         print(f"run {i:2d}/{args.runs}: exit {code}, {seconds:6.1f} s, verdict {out[1]}, "
-              f"statuses {out[2] or '-'}, {out[3]}" + (" [retried once]" if retried else ""),
+              f"statuses {out[2] or '-'}, {out[3]}, {compiled} op libs compiled meanwhile"
+              + (" [retried once]" if retried else ""),
               flush=True)
         if code not in (0, 1):
             print("   " + "\n   ".join(err.strip().splitlines()[-6:]), flush=True)
