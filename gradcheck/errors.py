@@ -68,6 +68,8 @@ class JittorFailure(RuntimeError):
             head = f"gradcheck: out of memory{where}: {self.reason}."
             tips = ("Try a smaller --img-size or --batch-size, fewer --steps, or close other "
                     "jobs on this machine; `gradcheck doctor` checks the set-up.")
+            return (f"{head}\nThis is a limit of the machine, not a finding about the model; "
+                    f"no report was written. {tips}")
         else:
             head = f"gradcheck: Jittor failed{where}: {self.reason}."
             cache = self.cache_dir or "~/.cache/jittor/<build>/jit"
