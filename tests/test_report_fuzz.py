@@ -19,8 +19,11 @@ _REP.loss_terms = [{"name": "cls", "reaches": 2, "constant": False, "values": [1
 _REP.steps = [{"step": 1, "loss": 1.0, "terms": {"cls": 1.0}, "stats": {}, "seconds": 0.1}]
 VALID = _REP.to_dict()
 
+# no subnormal floats: a loaded Jittor operator library (built with -Ofast) flushes them to
+# zero process-wide, and hypothesis refuses to draw floats then
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-3, 10**12) | st.floats(allow_nan=False)
+    st.none() | st.booleans() | st.integers(-3, 10**12)
+    | st.floats(allow_nan=False, allow_subnormal=False)
     | st.text(max_size=8) | st.sampled_from(["covered", "nan", "frozen", "nonzero", ""]),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
                                                                  max_size=3),
