@@ -9,7 +9,8 @@ from gradcheck.runtime import DEVICES
 
 format_option = click.option(
     "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
-    help="What to print on stdout: a table for people, json for machines, markdown for PRs.")
+    help="What to print on stdout: a table for people, json for machines, markdown for PRs, "
+         "junit for CI test reports, html for the page.")
 quiet_option = click.option(
     "--quiet", "-q", is_flag=True, help="Print only the verdict line; no progress display.")
 config_option = click.option(

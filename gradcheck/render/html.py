@@ -81,3 +81,10 @@ def _page(report, nav: str, body: str, version: str) -> str:
 def write_html(report, path) -> Path:
     """Render, then write atomically: ``path`` keeps its old content if anything fails."""
     return write_atomic(path, render_html(report))
+
+
+class HtmlRenderer:
+    """The page as a format of the registry (``--format html``; ``--html FILE`` writes it)."""
+
+    def report(self, report, out, depth: int = 2) -> None:
+        out.write(render_html(report))

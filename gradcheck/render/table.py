@@ -221,8 +221,9 @@ class TableRenderer:
         for c in cmp.added + cmp.changed + cmp.removed:
             tag = ("REGRESSION" if c.regression and not c.allowed else
                    "allowed" if c.allowed else "")
+            tag = f"{tag}: {c.kind}" if tag else c.kind
             t.add_row(c.name, _status(c.before or "(new)"), _status(c.after or "(removed)"),
-                      Text(tag, style="bold red" if tag == "REGRESSION" else "dim"), c.cause or "")
+                      Text(tag, style="bold red" if tag.startswith("REGRESSION") else "dim"), c.cause or "")
         if t.row_count:
             con.print(t)
         con.print(f"{len(cmp.added)} added, {len(cmp.removed)} removed, {len(cmp.changed)} changed, "
