@@ -75,3 +75,17 @@ def test_html_flow_section_golden(golden):
     section = page[page.index('<section id="flow">'):page.index('<section id="terms">')]
     assert section.endswith("</section>")
     golden("report_flow.html", re.sub(r"><", ">\n<", section) + "\n")   # one tag a line: readable diffs
+
+
+def test_markdown_shows_html_in_names_as_text():
+    """A PR comment must never render HTML that comes from a model's own names."""
+    import io
+    import re
+
+    from gradcheck.render import get_renderer
+
+    out = io.StringIO()
+    get_renderer("markdown").report(_report(), out)
+    text = re.sub(r"`[^`\n]*`", "", out.getvalue())   # code spans show literally on GitHub
+    assert "<b>" not in text and "<script>" not in text
+    assert "&lt;b&gt;demo&lt;/b&gt;" in text

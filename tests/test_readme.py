@@ -6,7 +6,7 @@ import re
 
 from gradcheck import errors
 from gradcheck.compare import REGRESSION_KINDS
-from gradcheck.workload import check_spec
+from gradcheck.resolve import check_spec
 
 
 def _code_blocks(text: str) -> list:
@@ -17,8 +17,10 @@ def test_the_missions_command_is_shown_literally(repo_root):
     readme = (repo_root / "README.md").read_text()
     first = _code_blocks(readme)[0]
     commands = [ln.split("#")[0].strip() for ln in first.splitlines()]
-    assert "gradcheck run --model gold_yolo_s" in commands
-    assert any(c.endswith("gradcheck run") for c in commands)   # the plain one, next to it
+    # the newcomer's first command ends in the mission's command, word for word
+    assert any(c.endswith("&& gradcheck run --model gold_yolo_s") for c in commands)
+    assert "python3 -m pytest" in commands                      # and the tests, next to it
+    assert "a plain `gradcheck run`" in readme                  # the in-repo short form is named
     check_spec("gold_yolo_s")                                   # and it names a real model
 
 

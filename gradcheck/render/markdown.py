@@ -8,6 +8,8 @@ a CI job find its own earlier comment and update it instead of adding another.
 
 from __future__ import annotations
 
+import html
+
 from gradcheck.render.common import attention, headline, human, notes, timeline
 from gradcheck.report import RUN_STATUSES
 
@@ -17,7 +19,18 @@ COMPARE_MARKER = "<!-- gradcheck compare -->"
 
 
 def _cell(s) -> str:
-    return str(s if s is not None else "").replace("|", "\\|").replace("\n", " ")
+    """Plain text in a table cell or line: HTML in a model's own names (a class name, a user
+    string) must show as text in a PR comment, never render, and ``|`` must not split a cell."""
+    text = html.escape(str(s if s is not None else ""), quote=False)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _code(s) -> str:
+    """A name as inline code: GitHub shows code spans literally; a backtick in the name gets
+    a longer fence."""
+    text = str(s).replace("\n", " ").replace("|", "\\|")
+    fence = "``" if "`" in text else "`"
+    return f"{fence} {text} {fence}" if fence == "``" else f"`{text}`"
 
 
 def _details(w, summary: str) -> None:
@@ -47,7 +60,7 @@ class MarkdownRenderer:
             w("### Needs attention\n\n| parameter | shape | status | steps | cause | detail |\n"
               "|---|---|---|---|---|---|\n")
             for p in att[:MAX_ROWS]:
-                w(f"| `{p.name}` | {'x'.join(map(str, p.shape))} | {p.status} | "
+                w(f"| {_code(p.name)} | {'x'.join(map(str, p.shape))} | {p.status} | "
                   f"`{timeline(p.steps)}` | {_cell(p.cause)} | {_cell(p.cause_detail)} |\n")
             if len(att) > MAX_ROWS:
                 w(f"\n… and {len(att) - MAX_ROWS} more (the JSON report lists all).\n")
@@ -87,7 +100,7 @@ class MarkdownRenderer:
         def rows(changes):
             for c in changes[:MAX_ROWS]:
                 kind = f"{c.kind} (allowed)" if c.allowed else c.kind
-                w(f"| `{c.name}` | {kind} | {_cell(c.before or '(new)')} | "
+                w(f"| {_code(c.name)} | {kind} | {_cell(c.before or '(new)')} | "
                   f"{_cell(c.after or '(removed)')} | {_cell(c.cause)} |\n")
             if len(changes) > MAX_ROWS:
                 w(f"\n… and {len(changes) - MAX_ROWS} more.\n")
