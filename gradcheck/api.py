@@ -13,8 +13,12 @@ from gradcheck.workload import Workload, check_spec, load_workload
 def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
           policy: Optional[Policy] = None, on_step=None) -> Report:
     """Probe ``workload`` for ``steps`` real training steps; the verdict follows ``policy``."""
-    from gradcheck.probe import check as probe_check
+    from gradcheck.torchenv import is_torch_module
 
+    if is_torch_module(workload.model):     # a PyTorch original: same semantics, same report
+        from gradcheck.torch_probe import check as probe_check
+    else:
+        from gradcheck.probe import check as probe_check
     policy = policy or Policy(steps=steps, seed=seed if seed is not None else 0)
     return probe_check(workload, steps=steps, seed=seed, policy=policy, on_step=on_step)
 
