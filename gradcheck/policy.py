@@ -60,7 +60,7 @@ class Policy:
     align_output_tol: float = 1e-3  # module outputs, relative (or noise_factor x the floor)
     align_grad_tol: float = 1e-3    # gradients, relative
     align_loss_tol: float = 1e-4    # loss and loss terms, relative
-    align_value_tol: float = 1e-4   # parameter values after --steps, relative
+    align_value_tol: float = 1e-3   # parameter updates after --steps, relative
     align_noise_factor: float = 10.0  # allowed multiple of the float64-calibrated noise floor
     source: str = "defaults"
 

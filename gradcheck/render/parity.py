@@ -71,7 +71,8 @@ def align_headline(res) -> str:
     return (f"align: {res.verdict['result'].replace('_', ' ')} -- {s['params']} parameters, "
             f"gradients median rel {_f(s['grad_rel_median'])} (noise floor "
             f"{_f(s['noise_floor_median'])}), {s['grad_not_ok']} beyond tolerance; "
-            + (f"first divergence {fd['port_module']}" if fd else "no diverging module"))
+            + (f"first divergence {fd['port_module'] or '<root>'}" if fd else
+               "no diverging module"))
 
 
 def align_sections(res) -> list:
@@ -99,7 +100,8 @@ def align_sections(res) -> list:
     if bad:
         out.append(("parameters beyond tolerance", [
             f"{p['name']}: grad rel {_f(p['grad_rel'])} floor {_f(p['noise_floor'])}"
-            + (f", value rel {_f(p.get('value_rel'))}" if "value_rel" in p else "")
+            + (f", update rel {_f(p.get('update_rel'))} floor {_f(p.get('update_floor'))}"
+               if "update_rel" in p else "")
             + (f" -- {p['note']}" if p.get("note") else "") for p in bad]))
     return out
 
