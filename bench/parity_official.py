@@ -7,7 +7,8 @@ workloads and prints a table::
         [--steps 1] [--seed 0] [--json out/parity.json]
 
 or, through the command line, with the official folder in ``GOLD_YOLO_OFFICIAL`` (and its
-dependencies' folder in ``GOLD_YOLO_OFFDEPS``)::
+dependencies' folder in ``GOLD_YOLO_OFFDEPS``; ``GOLD_YOLO_IMG_SIZE``, ``GOLD_YOLO_BATCH_SIZE``,
+``GOLD_YOLO_SEED`` and ``GOLD_YOLO_PRED_STD`` -- 0: upstream's initialisation -- too)::
 
     GOLD_YOLO_OFFICIAL=/work/ext/official/Detection/Gold-YOLO GOLD_YOLO_OFFDEPS=/work/ext/offdeps \\
         gradcheck align --port bench/parity_official.py:port_s \\
@@ -95,6 +96,7 @@ def import_official(path: str, extra_paths=()) -> None:
 
 def _settings():
     return {"img_size": int(os.environ.get("GOLD_YOLO_IMG_SIZE", 320)),
+            "pred_std": float(os.environ.get("GOLD_YOLO_PRED_STD", PRED_STD)),
             "batch_size": int(os.environ.get("GOLD_YOLO_BATCH_SIZE", 2)),
             "seed": int(os.environ.get("GOLD_YOLO_SEED", 0))}
 
@@ -108,8 +110,10 @@ def _env_import():
 
 
 # --------------------------------------------------------------------------- the workloads
-def official_workload(variant: str, img_size: int = 320, batch_size: int = 2, seed: int = 0):
-    """The official model, loss and optimizer as a torch :class:`gradcheck.Workload`."""
+def official_workload(variant: str, img_size: int = 320, batch_size: int = 2, seed: int = 0,
+                      pred_std: float = PRED_STD):
+    """The official model, loss and optimizer as a torch :class:`gradcheck.Workload`;
+    ``pred_std`` 0 keeps upstream's zero-initialised prediction convolutions."""
     cfg = OFF["config"].Config.fromfile(str(Path(OFF["path"]) / "configs" / f"gold_yolo-{variant}.py"))
     if not hasattr(cfg, "training_mode"):          # tools/train.py default
         setattr(cfg, "training_mode", "repvgg")
@@ -119,9 +123,9 @@ def official_workload(variant: str, img_size: int = 320, batch_size: int = 2, se
     model = OFF["switch_tool"]._convert_batchnorm(model).float().train()
     rng = np.random.RandomState(seed + 1)
     with torch.no_grad():
-        for k, p in sorted(model.named_parameters()):
+        for k, p in sorted(model.named_parameters()) if pred_std else ():
             if k.startswith(("detect.cls_preds.", "detect.reg_preds.")) and k.endswith("weight"):
-                p.copy_(torch.from_numpy(rng.standard_normal(tuple(p.shape)) * PRED_STD))
+                p.copy_(torch.from_numpy(rng.standard_normal(tuple(p.shape)) * pred_std))
     hp = gold_yolo.optim.solver_hparams(gold_yolo.get_config(f"gold_yolo_{variant}"), batch_size)
     cfg.solver.lr0, cfg.solver.weight_decay = hp["lr0"], hp["weight_decay"]
     optimizer = OFF["solver"].build_optimizer(cfg, model)
@@ -184,7 +188,9 @@ def _factory(kind: str, variant: str):
         if kind == "official":
             _env_import()
             return official_workload(variant, **_settings())
-        return port_workload(variant, **_settings())
+        kw = _settings()
+        kw.pop("pred_std")
+        return port_workload(variant, **kw)
     make.__name__ = f"{kind}_{variant}"
     return make
 

@@ -79,6 +79,7 @@ class Alignment:
     verdict: dict = field(default_factory=lambda: {"result": "aligned", "reasons": [],
                                                    "warnings": []})
     first_divergence: Optional[dict] = None
+    first_backward_divergence: Optional[dict] = None   # closest to the loss, d loss/d output
     keys: dict = field(default_factory=dict)
     bn_mismatch: list = field(default_factory=list)
     membership: dict = field(default_factory=dict)
@@ -117,7 +118,9 @@ class Alignment:
                        "tolerances": vars(self.tolerances), "name_map": self.name_map,
                        "calibrated": self.calibrated},
             "environment": self.environment, "verdict": self.verdict,
-            "first_divergence": self.first_divergence, "summary": self.summary(),
+            "first_divergence": self.first_divergence,
+            "first_backward_divergence": self.first_backward_divergence,
+            "summary": self.summary(),
             "keys": self.keys, "bn_mismatch": self.bn_mismatch, "membership": self.membership,
             "loss": self.loss, "params": self.params, "modules": self.modules,
             "seconds": round(self.seconds, 2)})
@@ -234,17 +237,40 @@ class TorchOutputs:
         self.model, self.torch = model, torch
         self.order: list = []       # [(name, call, type)]
         self.out: dict = {}         # name -> [[np leaves]]
+        self.live: list = []        # per entry of order: [(output tensor, its version)]
+        self.grads: dict = {}       # (name, call) -> [np d loss / d output]
         self._handles: list = []
+
+    def output_grads(self, loss) -> None:
+        """d loss / d every recorded output (before the backward that frees the graph)."""
+        flat = [t for ts in self.live for t, _ in ts]
+        if not flat or not loss.requires_grad:
+            return
+        try:
+            gs = iter(self.torch.autograd.grad(loss, flat, retain_graph=True, allow_unused=True))
+        except RuntimeError:    # e.g. an output changed in place later: no backward view
+            self.live = []
+            return
+        for (name, call, _), ts in zip(self.order, self.live):
+            got = [next(gs) for _ in ts]
+            # an output changed in place later (e.g. ReLU(inplace=True)) is no longer the
+            # tensor the hook saw: its gradient would be the in-place result's
+            inplace = any(t._version != v for t, v in ts)
+            if got and not inplace and all(g is not None for g in got):
+                self.grads[(name, call)] = [g.detach().cpu().numpy().astype(np.float64)
+                                            for g in got]
+        self.live = []
 
     def __enter__(self):
         torch = self.torch
         for name, m in self.model.named_modules():
             def hook(mod, inp, out, name=name):
-                leaves = [t.detach().cpu().numpy().copy() for t in _leaves(out)
-                          if isinstance(t, torch.Tensor)]
+                tensors = [t for t in _leaves(out) if isinstance(t, torch.Tensor)]
+                leaves = [t.detach().cpu().numpy().copy() for t in tensors]
                 calls = self.out.setdefault(name, [])
                 self.order.append((name, len(calls), type(mod).__name__))
                 calls.append(leaves)
+                self.live.append([(t, t._version) for t in tensors if t.requires_grad])
             self._handles.append(m.register_forward_hook(hook))
         return self
 
@@ -261,7 +287,23 @@ class JittorOutputs:
     def __init__(self, model, jt):
         self.model, self.jt = model, jt
         self.out: dict = {}
+        self.live: dict = {}        # (name, call) -> the output Vars, graph attached
+        self.grads: dict = {}       # (name, call) -> [d loss / d output]
         self._saved: list = []
+
+    def output_grads(self, loss) -> None:
+        keys = [k for k, vs in self.live.items() if vs]
+        unique: dict = {}          # a Var output by nested modules: asked for once
+        for k in keys:
+            for v in self.live[k]:
+                unique.setdefault(id(v), v)
+        if unique:
+            with self.jt.log_capture_scope(log_v=0, log_silent=1):   # "no gradient" warnings
+                gs = dict(zip(unique, self.jt.grad(loss, list(unique.values()),
+                                                   retain_graph=True)))
+            for k in keys:
+                self.grads[k] = [gs[id(v)] for v in self.live[k]]
+        self.live = {}
 
     def __enter__(self):
         jt = self.jt
@@ -270,8 +312,10 @@ class JittorOutputs:
             self._saved.append((m, prev))
 
             def hook(mod, args, out, *kw, name=name, prev=prev):
-                self.out.setdefault(name, []).append(
-                    [v.detach() for v in _leaves(out) if isinstance(v, jt.Var)])
+                vs = [v for v in _leaves(out) if isinstance(v, jt.Var)]
+                calls = self.out.setdefault(name, [])
+                self.live[(name, len(calls))] = [v for v in vs if _float_var(v)]
+                calls.append([v.detach() for v in vs])
                 if prev is not None:
                     return prev(mod, args, out, *kw)
                 return None
@@ -287,8 +331,14 @@ class JittorOutputs:
         return False
 
     def fetch(self) -> None:
-        self.jt.sync([v for calls in self.out.values() for c in calls for v in c])
+        self.jt.sync([v for calls in self.out.values() for c in calls for v in c]
+                     + [g for gs in self.grads.values() for g in gs])
         self.out = {k: [[v.numpy() for v in c] for c in calls] for k, calls in self.out.items()}
+        self.grads = {k: [g.numpy() for g in gs] for k, gs in self.grads.items()}
+
+
+def _float_var(v) -> bool:
+    return str(v.dtype).startswith(("float", "bfloat")) and not v.is_stop_grad()
 
 
 # --------------------------------------------------------------------------- the steps
@@ -345,11 +395,13 @@ def bn_settings(port_model, original, name_map: NameMap, torch) -> list:
     return bad
 
 
-def _port_step(workload, batch, extra_trainable, jt):
+def _port_step(workload, batch, extra_trainable, jt, recorder=None):
     """Forward, loss and the optimizer's backward on the port: (loss, terms, {id: grad})."""
     from gradcheck.probe import call_loss
 
     loss, terms, _ = call_loss(workload, batch)
+    if recorder is not None:
+        recorder.output_grads(loss)
     opt = workload.optimizer
     opt.backward(loss, retain_graph=bool(extra_trainable))
     extra_grads = jt.grad(loss, extra_trainable) if extra_trainable else []
@@ -365,13 +417,15 @@ def _port_step(workload, batch, extra_trainable, jt):
             {k: g.numpy() for k, g in grads.items()})
 
 
-def _torch_step(workload, model, optimizer, batch, torch):
+def _torch_step(workload, model, optimizer, batch, torch, recorder=None):
     from gradcheck.torch_probe import call_loss
 
     optimizer.zero_grad(set_to_none=True)
     for p in model.parameters():
         p.grad = None
     loss, terms, _ = call_loss(workload, batch, model=model)
+    if recorder is not None:
+        recorder.output_grads(loss)
     if loss.requires_grad:
         loss.backward()
     grads = {n: (None if p.grad is None else p.grad.detach().cpu().numpy().astype(np.float64))
@@ -481,15 +535,16 @@ def align(port: Workload, original: Workload, name_map: Optional[NameMap] = None
         rec_p = JittorOutputs(pm, jt) if step == 1 else None
         if rec_p:
             with rec_p:
-                lp, tp, gp = _port_step(port, batch_p, extra_port, jt)
+                lp, tp, gp = _port_step(port, batch_p, extra_port, jt, rec_p)
             rec_p.fetch()
-            outs_p, grads_p = rec_p.out, gp
+            outs_p, grads_p, grads_out_p = rec_p.out, gp, rec_p.grads
         else:
             lp, tp, _ = _port_step(port, batch_p, extra_port, jt)
         rec_o = TorchOutputs(om, torch) if step == 1 else None
         if rec_o:
             with rec_o:
-                lo, to, go = _torch_step(original, om, original.optimizer, batch_t, torch)
+                lo, to, go = _torch_step(original, om, original.optimizer, batch_t, torch,
+                                         rec_o)
             outs_o, grads_o = rec_o, go
         else:
             lo, to, _ = _torch_step(original, om, original.optimizer, batch_t, torch)
@@ -502,7 +557,8 @@ def align(port: Workload, original: Workload, name_map: Optional[NameMap] = None
                     b64 = batch_to_double(batch_t, torch)
                     if rec_64:
                         with rec_64:
-                            l64, t64, g64 = _torch_step(original, ref[0], ref[1], b64, torch)
+                            l64, t64, g64 = _torch_step(original, ref[0], ref[1], b64, torch,
+                                                        rec_64)
                         outs_64, grads_64 = rec_64, g64
                     else:
                         l64, t64, _ = _torch_step(original, ref[0], ref[1], b64, torch)
@@ -523,7 +579,11 @@ def align(port: Workload, original: Workload, name_map: Optional[NameMap] = None
     res.calibrated = ref is not None
 
     # 4. modules, 5. loss, gradients, 6. values
-    res.modules = judge_modules(outs_p, outs_o, outs_64, name_map, dict(pm.named_modules()), tol)
+    res.modules = judge_modules(outs_p, outs_o, outs_64, name_map, dict(pm.named_modules()), tol,
+                                grads_out_p)
+    res.first_backward_divergence = next(
+        ({"module": m["original_module"], "port_module": m["module"], "rel": m["grad_rel"],
+          "type": m["type"]} for m in reversed(res.modules) if m.get("grad_ok") is False), None)
     res.first_divergence = next(({"module": m["original_module"], "port_module": m["module"],
                                   "rel": m["rel"], "type": m["type"], "note": m.get("note")}
                                  for m in res.modules if m["ok"] is False), None)
@@ -549,8 +609,9 @@ def _to_torch_like(batch_np, batch_o, torch):
     return batch_o
 
 
-def judge_modules(outs_p, rec_o, rec_64, name_map, port_modules, tol) -> list:
+def judge_modules(outs_p, rec_o, rec_64, name_map, port_modules, tol, grads_p=None) -> list:
     rows = []
+    grads_p = grads_p or {}
     for name, call, typ in rec_o.order:
         target = name_map(name)
         row = {"module": target, "original_module": name, "type": typ, "call": call,
@@ -589,6 +650,17 @@ def judge_modules(outs_p, rec_o, rec_64, name_map, port_modules, tol) -> list:
             row["rel"] = rel
             row["noise_floor"] = floor if rec_64 is not None else None
             row["ok"] = bool(rel <= tol.allowed(tol.output, row["noise_floor"]))
+        # backward: d loss / d this output, on both sides
+        gp, go = grads_p.get((target, call)), rec_o.grads.get((name, call))
+        g64 = rec_64.grads.get((name, call)) if rec_64 is not None else None
+        gref = g64 if g64 is not None else go
+        if gp is None or go is None or len(gp) != len(go) or \
+                any(tuple(a.shape) != tuple(b.shape) for a, b in zip(gp, go)):
+            continue
+        row["grad_rel"] = max((rel_scale(a, r) for a, r in zip(gp, gref)), default=0.0)
+        row["grad_floor"] = (max((rel_scale(b, r) for b, r in zip(go, g64)), default=0.0)
+                             if g64 is not None else None)
+        row["grad_ok"] = bool(row["grad_rel"] <= tol.allowed(tol.grad, row["grad_floor"]))
     return rows
 
 
@@ -730,8 +802,11 @@ def verdict(res: Alignment) -> None:
         reasons.append(f"loss terms differ: {', '.join(bad_terms)}")
     bad = [p for p in res.params if not p["ok"]]
     if bad:
+        fb = res.first_backward_divergence
         reasons.append(f"gradients beyond tolerance: {len(bad)} parameter(s) "
-                       f"({names(bad, 'name')})")
+                       f"({names(bad, 'name')})"
+                       + (f"; backward from the loss, d loss/d output first diverges at "
+                          f"{fb['port_module'] or '<root>'} (rel {fb['rel']:.2e})" if fb else ""))
     badv = [p for p in res.params if p.get("value_ok") is False]
     if badv:
         reasons.append(f"values after {res.steps} step(s) beyond tolerance: {len(badv)} "

@@ -31,7 +31,9 @@ def results():
 def test_faithful_port_aligns(results):
     res = results["none"]
     assert res.aligned, res.verdict["reasons"]
-    assert res.first_divergence is None
+    assert res.first_divergence is None and res.first_backward_divergence is None
+    assert all(m["grad_ok"] for m in res.modules if "grad_ok" in m)
+    assert sum("grad_ok" in m for m in res.modules) >= 10    # d loss/d output, both sides
     assert res.calibrated and res.keys["copied"] == 16 and res.keys["known_torch_only"] == 2
     assert all(p["ok"] and p["value_ok"] for p in res.params)
     # the calibration is real: the original's own float32 noise, above zero
@@ -76,8 +78,8 @@ def test_frozen_by_mistake(results):
     assert not res.aligned
     assert res.membership["frozen_diff"] == [{"name": "fc.weight", "original_name": "fc.weight",
                                               "port": "frozen", "original": "trainable"}]
-    # the forward is untouched, the gradient is not
-    assert res.first_divergence is None
+    # the forward is untouched, and so is d loss / d every output; the gradient is not
+    assert res.first_divergence is None and res.first_backward_divergence is None
     fc = next(p for p in res.params if p["name"] == "fc.weight")
     assert not fc["ok"] and fc["grad_rel"] == pytest.approx(1.0)
     assert [p["name"] for p in res.params if not p["ok"]] == ["fc.weight"]
