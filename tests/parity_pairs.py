@@ -12,6 +12,7 @@ port is built by :func:`port` with one ``bug``:
 ``frozen``         ``fc.weight`` frozen by mistake (``stop_grad``)
 ``transposed``     ``aux`` stores its weight as (in, out) and computes ``x @ w``
 ``no_residual``    ``blocks.0`` lost the residual branch of its ``execute``
+``renamed``        faithful, but ``blocks`` is called ``body`` (needs a rename rule)
 =================  =============================================================
 
 Factories for ``gradcheck align`` / ``gradcheck run``: ``original()`` and ``port_<bug>()``.
@@ -118,15 +119,20 @@ class JNet(jnn.Module):
         super().__init__()
         self.bug = bug
         self.stem = jnn.Conv2d(3, C, 3, padding=1)
-        self.blocks = jnn.Sequential(
+        blocks = jnn.Sequential(
             JBlock(C, eps=1e-1 if bug == "bn_eps" else 1e-5, residual=bug != "no_residual"),
             JBlock(C, act="sigmoid" if bug == "activation" else "relu"))
+        if bug == "renamed":     # not a bug: a port that names its modules its own way
+            self.body = blocks
+        else:
+            self.blocks = blocks
         self.fc = jnn.Linear(C, CLASSES)
         self.aux = LinearT(C, CLASSES + 1) if bug == "transposed" else jnn.Linear(C, CLASSES + 1)
 
     def execute(self, x):
         h = self.stem(x)
-        h = self.blocks[0](h) if self.bug == "skip_layer" else self.blocks(h)
+        blocks = self.body if self.bug == "renamed" else self.blocks
+        h = blocks[0](h) if self.bug == "skip_layer" else blocks(h)
         h = h.mean(dims=(2, 3))
         return self.fc(h), self.aux(h)
 

@@ -93,6 +93,17 @@ def test_transposed_linear_weight(results):
     assert any("transposed" in r for r in res.verdict["reasons"])
 
 
+def test_align_pairs_renamed_modules_through_the_map():
+    res = align_mod.align(pp.port("renamed"), pp.original(), steps=1)
+    assert not res.aligned and len(res.keys["original_only"]) == 10   # 6 params + 4 stats
+    rules = parse_rules(r"^blocks(?=\.|$) -> body")
+    res = align_mod.align(pp.port("renamed"), pp.original(), name_map=rules, steps=1)
+    assert res.aligned, res.verdict["reasons"]
+    assert {m["module"] for m in res.modules} >= {"body", "body.1.act"}
+    assert any(p["name"] == "body.0.conv.weight" and p["original_name"] == "blocks.0.conv.weight"
+               for p in res.params)
+
+
 def test_align_json_schema(results, tmp_path):
     d = json.loads(results["activation"].to_json())
     assert d["schema_version"] == 1 and d["kind"] == "align"
