@@ -259,7 +259,7 @@ def main() -> None:
         s = d["summary"]
         out = {m["original_module"]: m for m in res.modules}
         rows.append((v, res.verdict["result"], res.keys["copied"],
-                     max(out.get(k, {}).get("rel") or 0.0 for k in ("detect",)),
+                     (out.get("detect") or {}).get("rel"),
                      res.loss["rel"], s["grad_rel_median"], s["noise_floor_median"],
                      s["grad_not_ok"], s["params"],
                      d.get("eval_deploy", {}).get("eval"), d.get("eval_deploy", {}).get("deploy"),
@@ -272,12 +272,12 @@ def main() -> None:
           "(official f32 vs f64) | gradients beyond tolerance | eval / fused deploy | seconds |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for v, verdict, n, head, loss, gmed, floor, bad, np_, ev, dp, sec in rows:
-        f = align_mod_fmt
+        f = _fmt
         print(f"| {v} | {verdict} | {n} | {f(head)} | {f(loss)} | {f(gmed)} ({f(floor)}) | "
               f"{bad}/{np_} | {f(ev)} / {f(dp)} | {sec:.0f} |")
 
 
-def align_mod_fmt(x) -> str:
+def _fmt(x) -> str:
     return "-" if x is None else f"{x:.1e}"
 
 

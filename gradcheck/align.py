@@ -169,10 +169,6 @@ def _leaves(obj) -> list:
     return [obj]
 
 
-def _is_array(x) -> bool:
-    return isinstance(x, np.ndarray) or hasattr(x, "numpy") and hasattr(x, "shape")
-
-
 def to_numpy_tree(obj):
     """The batch with every tensor/Var/array leaf as a numpy array (a copy)."""
     if isinstance(obj, dict):
@@ -366,8 +362,8 @@ def copy_weights(port_entries: dict, original, name_map: NameMap, jt) -> dict:
                 "original": list(value.shape),
                 "transposed": transposed(list(entry.var.shape), list(value.shape))})
             continue
-        entry.var.update(jt.array(value.astype(str(entry.var.dtype) if "float" in
-                                               str(entry.var.dtype) else value.dtype)))
+        dtype = str(entry.var.dtype)      # the port keeps its own dtype (float32, int64...)
+        entry.var.update(jt.array(value.astype(dtype if dtype in np.sctypeDict else value.dtype)))
         keys["copied"] += 1
     keys["port_only"] = [n for n in port_entries if n not in targeted]
     return keys
