@@ -15,9 +15,15 @@ from gradcheck.workload import Workload
 def check(workload: Workload, steps: Optional[int] = None, seed: Optional[int] = 0,
           policy: Optional[Policy] = None, on_step=None) -> Report:
     """Probe ``workload`` for ``steps`` real training steps (default
-    :data:`~gradcheck.settings.DEFAULT_STEPS`); the verdict follows ``policy``."""
-    from gradcheck.probe import check as probe_check
+    :data:`~gradcheck.settings.DEFAULT_STEPS`); the verdict follows ``policy``.  A
+    ``torch.nn.Module`` model (a PyTorch original) goes through the torch backend: same
+    semantics, same report."""
+    from gradcheck.torchenv import is_torch_module
 
+    if is_torch_module(workload.model):
+        from gradcheck.torch_probe import check as probe_check
+    else:
+        from gradcheck.probe import check as probe_check
     steps = DEFAULT_STEPS if steps is None else steps
     return probe_check(workload, steps=steps, seed=seed, policy=policy or Policy(),
                        on_step=on_step)

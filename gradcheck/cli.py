@@ -172,11 +172,18 @@ def show(report_path, fmt, verbose, depth):
 @click.argument("after", type=click.Path())
 @click.option("--allow", multiple=True, metavar="GLOB",
               help="Accept regressions of parameters matching GLOB (repeatable).")
+@click.option("--across", is_flag=True,
+              help="BEFORE is a port's report, AFTER its original's (e.g. Jittor vs torch): "
+                   "pair by name, exit 1 on any coverage difference.")
+@click.option("--map", "map_path", type=click.Path(dir_okay=False), default=None,
+              help="With --across: rename rules 'PATTERN -> REPLACEMENT' (original -> port).")
 @options.format_option
 @options.quiet_option
 @user_errors_exit_2
-def compare(before, after, allow, fmt, quiet):
+def compare(before, after, allow, across, map_path, fmt, quiet):
     """Diff two reports; exit 1 on any regression (a CI gate)."""
+    if across:
+        _compare_across(before, after, map_path, fmt, quiet)
     from gradcheck.compare import compare as compare_reports
     from gradcheck.render import can_compare, get_renderer
     from gradcheck.report import load_report
@@ -189,6 +196,62 @@ def compare(before, after, allow, fmt, quiet):
     else:
         get_renderer(fmt).comparison(cmp, sys.stdout)
     sys.exit(EXIT_PASS if cmp.ok else EXIT_FAIL)
+
+
+def _compare_across(port, original, map_path, fmt, quiet):
+    from gradcheck.across import compare_across, load_name_map
+    from gradcheck.render.parity import across_headline, get_parity_renderer
+    from gradcheck.report import load_report
+
+    cmp = compare_across(load_report(port), load_report(original), load_name_map(map_path))
+    if quiet:
+        click.echo(across_headline(cmp))
+    else:
+        get_parity_renderer(fmt).across(cmp, sys.stdout)
+    sys.exit(EXIT_PASS if cmp.ok else EXIT_FAIL)
+
+
+@main.command()
+@click.option("--port", "port_spec", required=True, metavar="MOD:FACTORY",
+              help="Factory of the Jittor port's Workload (or a bundled model name).")
+@click.option("--original", "original_spec", required=True, metavar="MOD:FACTORY",
+              help="Factory of the PyTorch original's Workload.")
+@click.option("--map", "map_path", type=click.Path(dir_okay=False), default=None,
+              help="Rename rules 'PATTERN -> REPLACEMENT' (original -> port names).")
+@click.option("--steps", type=click.IntRange(1), default=1, show_default=True,
+              help="Optimizer steps on both sides before the parameter values are compared.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="Write the JSON result here (atomically).")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write a self-contained HTML page here.")
+@options.format_option
+@options.quiet_option
+@options.config_option
+@user_errors_exit_2
+def align(port_spec, original_spec, map_path, steps, seed, output, html_path, fmt, quiet,
+          config_path):
+    """Align a Jittor port with its PyTorch original: outputs, loss, gradients, values.
+
+    Exit 0 aligned within tolerance, 1 not aligned, 2 bad input, 3 internal error."""
+    from gradcheck import align as align_mod
+    from gradcheck.render.parity import align_headline, get_parity_renderer, write_align_html
+    from gradcheck.report import write_atomic
+
+    for path in (output, html_path):
+        if path and not Path(path).resolve().parent.is_dir():
+            fail_usage(f"cannot write {path}: its folder does not exist")
+    # bad input -> 2, a failure inside Jittor or torch -> 3, both without a traceback: exit_codes
+    res = align_mod.run(port_spec, original_spec, map_path, config_path, steps, seed)
+    if output:
+        write_atomic(output, res.to_json())
+    if html_path:
+        write_align_html(res, html_path)
+    if quiet:
+        click.echo(align_headline(res))
+    else:
+        get_parity_renderer(fmt).align(res, sys.stdout)
+    sys.exit(EXIT_PASS if res.aligned else EXIT_FAIL)
 
 
 @main.command()

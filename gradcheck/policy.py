@@ -69,6 +69,13 @@ class Policy:
     allow_uncovered: dict = field(default_factory=dict)   # glob -> reason it may stay uncovered
     vanishing_grad: float = 1e-10   # grad norm / weight norm below this on every step with one
     exploding_grad: float = 1e3     # grad norm / weight norm above this on any step
+    # port parity (gradcheck.across / gradcheck.align): rename rules and tolerances
+    name_map: str = ""              # "PATTERN -> REPLACEMENT" lines, original -> port names
+    align_output_tol: float = 1e-3  # module outputs, relative (or noise_factor x the floor)
+    align_grad_tol: float = 1e-3    # gradients, relative
+    align_loss_tol: float = 1e-4    # loss and loss terms, relative
+    align_value_tol: float = 1e-3   # parameter updates after --steps, relative
+    align_noise_factor: float = 10.0  # allowed multiple of the float64-calibrated noise floor
     source: str = "defaults"
 
     def frozen_reason(self, name: str) -> Optional[str]:
@@ -95,7 +102,8 @@ class Policy:
 # ---------------------------------------------------------------------- the config file
 SETTING_KEYS = ("model", "steps", "img_size", "batch_size", "seed", "device", "data")
 _INT_KEYS = ("steps", "img_size", "batch_size", "seed")
-_FLOAT_KEYS = ("vanishing_grad", "exploding_grad")
+_FLOAT_KEYS = ("vanishing_grad", "exploding_grad", "align_output_tol", "align_grad_tol",
+               "align_loss_tol", "align_value_tol", "align_noise_factor")
 _POLICY_KEYS = tuple(f.name for f in fields(Policy) if f.name != "source")
 
 

@@ -358,7 +358,7 @@ def run_status(steps: list) -> str:
 def environment() -> dict:
     jt = runtime.import_jittor()
     st = runtime.state()
-    return {"jittor": getattr(jt, "__version__", "?"), "python": platform.python_version(),
+    return {"framework": "jittor", "jittor": getattr(jt, "__version__", "?"), "python": platform.python_version(),
             "numpy": np.__version__, "onednn": st.onednn, "onednn_lib": st.onednn_lib,
             "device": st.device, "host": socket.gethostname(), "platform": platform.platform()}
 

@@ -1,0 +1,178 @@
+"""Output of the port-parity commands (``compare --across``, ``align``), one registry:
+``get_parity_renderer(fmt)`` -> an object with ``across(cmp, out)`` and ``align(res, out)``
+for the formats of :data:`gradcheck.render.FORMATS`; :func:`write_align_html` writes the
+self-contained page of ``align --html``.  Data stays in :mod:`gradcheck.across` and
+:mod:`gradcheck.align`; only drawing here.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+
+from gradcheck.report import write_atomic
+
+MAX_ROWS = 40
+
+
+def _f(x, spec=".2e") -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float) and math.isinf(x):
+        return "inf"
+    return format(x, spec) if isinstance(x, (int, float)) else str(x)
+
+
+def across_lines(cmp) -> list:
+    """(heading, [rows]) sections of an across comparison, shared by text and markdown."""
+    sections = []
+    if cmp.shape_mismatch:
+        sections.append(("shape mismatch", [
+            f"{s['name']} {s['port']} vs {s['original_name']} {s['original']}"
+            + (" (transposed)" if s["transposed"] else "") for s in cmp.shape_mismatch]))
+    if cmp.lost:
+        sections.append(("covered in the original, not in the port", [
+            f"{p.name}: {p.port_status}" + (f" ({p.port_cause})" if p.port_cause else "")
+            + f" -- original {p.original_name}: {p.original_status}" for p in cmp.lost]))
+    if cmp.gained:
+        sections.append(("covered in the port, not in the original", [
+            f"{p.name}: {p.port_status} -- original {p.original_name}: {p.original_status}"
+            + (f" ({p.original_cause})" if p.original_cause else "") for p in cmp.gained]))
+    if cmp.frozen_diff:
+        sections.append(("frozen set differs", [
+            f"{d['name']}: {d['port']} in the port, {d['original']} in the original"
+            for d in cmp.frozen_diff]))
+    if cmp.optimizer_diff:
+        sections.append(("optimizer membership differs", [
+            f"{d['name']}: {'in' if d['port'] else 'not in'} the port's optimizer, "
+            f"{'in' if d['original'] else 'not in'} the original's" for d in cmp.optimizer_diff]))
+    if cmp.original_only:
+        sections.append(("in the original only", list(cmp.original_only)))
+    if cmp.port_only:
+        sections.append(("in the port only", list(cmp.port_only)))
+    buffers = [f"original only: {b}" for b in cmp.buffers_original_only] + \
+              [f"port only: {b}" for b in cmp.buffers_port_only]
+    if buffers:
+        sections.append(("buffers on one side (not counted as differences)", buffers))
+    return sections
+
+
+def across_headline(cmp) -> str:
+    word = "agree" if cmp.ok else f"{cmp.differences} difference(s)"
+    return (f"across: {word} -- {cmp.paired} parameters paired, port {cmp.port_model} "
+            f"({cmp.port_framework}) vs original {cmp.original_model} ({cmp.original_framework});"
+            f" {cmp.known_torch_only} torch-only buffer(s) known")
+
+
+def align_headline(res) -> str:
+    s = res.summary()
+    fd = res.first_divergence
+    return (f"align: {res.verdict['result'].replace('_', ' ')} -- {s['params']} parameters, "
+            f"gradients median rel {_f(s['grad_rel_median'])} (noise floor "
+            f"{_f(s['noise_floor_median'])}), {s['grad_not_ok']} beyond tolerance; "
+            + (f"first divergence {fd['port_module'] or '<root>'}" if fd else
+               "no diverging module"))
+
+
+def align_sections(res) -> list:
+    out = [("verdict", [res.verdict["result"]] + list(res.verdict["reasons"])
+            + [f"warning: {w}" for w in res.verdict["warnings"]])]
+    k = res.keys
+    out.append(("weights", [f"{k['copied']} tensors copied from the original; "
+                            f"{len(k['shape_mismatch'])} shape mismatch(es), "
+                            f"{len(k['original_only'])} original-only, {len(k['port_only'])} "
+                            f"port-only, {k['known_torch_only']} torch-only buffers skipped"]))
+    lo = res.loss
+    rows = [f"loss: port {lo['port'][0]:.7g} original {lo['original'][0]:.7g} rel "
+            f"{_f(lo['rel'])} floor {_f(lo['noise_floor'])} {'ok' if lo['ok'] else 'DIFFERS'}"]
+    rows += [f"  {t['name']}: port {_f(t.get('port'), '.7g')} original "
+             f"{_f(t.get('original'), '.7g')} rel {_f(t.get('rel'))} "
+             f"{'ok' if t['ok'] else 'DIFFERS'}" for t in lo["terms"]]
+    out.append(("loss", rows))
+    mods = [m for m in res.modules if m["ok"] is False][:MAX_ROWS]
+    if mods:
+        out.append(("modules beyond tolerance (execution order)", [
+            f"{m['module']} [{m['type']}] call {m['call']}: "
+            + (m.get("note") or f"rel {_f(m['rel'])} floor {_f(m['noise_floor'])}")
+            for m in mods]))
+    bad = [p for p in res.params if not p["ok"] or p.get("value_ok") is False][:MAX_ROWS]
+    if bad:
+        out.append(("parameters beyond tolerance", [
+            f"{p['name']}: grad rel {_f(p['grad_rel'])} floor {_f(p['noise_floor'])}"
+            + (f", update rel {_f(p.get('update_rel'))} floor {_f(p.get('update_floor'))}"
+               if "update_rel" in p else "")
+            + (f" -- {p['note']}" if p.get("note") else "") for p in bad]))
+    return out
+
+
+class _Text:
+    def across(self, cmp, out) -> None:
+        out.write(across_headline(cmp) + "\n")
+        for head, rows in across_lines(cmp):
+            out.write(f"\n{head} ({len(rows)}):\n")
+            out.write("".join(f"  {r}\n" for r in rows[:MAX_ROWS]))
+            if len(rows) > MAX_ROWS:
+                out.write(f"  ... and {len(rows) - MAX_ROWS} more\n")
+        for w in cmp.warnings:
+            out.write(f"warning: {w}\n")
+
+    def align(self, res, out) -> None:
+        out.write(align_headline(res) + "\n")
+        for head, rows in align_sections(res):
+            out.write(f"\n{head}:\n" + "".join(f"  {r}\n" for r in rows))
+
+
+class _Markdown:
+    def across(self, cmp, out) -> None:
+        out.write(f"## gradcheck {'✅' if cmp.ok else '❌'} {across_headline(cmp)}\n\n")
+        for head, rows in across_lines(cmp):
+            out.write(f"### {head} ({len(rows)})\n\n")
+            out.write("".join(f"- `{r}`\n" for r in rows[:MAX_ROWS]) + "\n")
+
+    def align(self, res, out) -> None:
+        out.write(f"## gradcheck {'✅' if res.aligned else '❌'} {align_headline(res)}\n\n")
+        for head, rows in align_sections(res):
+            out.write(f"### {head}\n\n" + "".join(f"- {r}\n" for r in rows) + "\n")
+
+
+class _Json:
+    def across(self, cmp, out) -> None:
+        out.write(json.dumps(cmp.to_dict(), indent=1) + "\n")
+
+    def align(self, res, out) -> None:
+        out.write(res.to_json())
+
+
+def get_parity_renderer(fmt: str):
+    registry = {"table": _Text, "markdown": _Markdown, "json": _Json}
+    if fmt not in registry:
+        raise ValueError(f"unknown format {fmt!r}: choose one of {', '.join(registry)}")
+    return registry[fmt]()
+
+
+def write_align_html(res, path) -> None:
+    """One self-contained page: verdict, loss, every module and parameter row."""
+    e = html.escape
+    mod_rows = "".join(
+        f"<tr class='{'bad' if m['ok'] is False else ''}'><td>{e(m['module'])}</td>"
+        f"<td>{e(m['type'])}</td><td>{m['call']}</td><td>{_f(m['rel'])}</td>"
+        f"<td>{_f(m['noise_floor'])}</td><td>{e(m.get('note') or '')}</td></tr>"
+        for m in res.modules)
+    par_rows = "".join(
+        f"<tr class='{'bad' if not p['ok'] or p.get('value_ok') is False else ''}'>"
+        f"<td>{e(p['name'])}</td><td>{e(p['original_name'])}</td><td>{_f(p['grad_rel'])}</td>"
+        f"<td>{_f(p['noise_floor'])}</td><td>{_f(p.get('value_rel'))}</td>"
+        f"<td>{e(p.get('note') or '')}</td></tr>" for p in res.params)
+    sections = "".join(f"<h2>{e(h)}</h2><ul>" + "".join(f"<li>{e(r)}</li>" for r in rows)
+                       + "</ul>" for h, rows in align_sections(res))
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>gradcheck align</title>
+<style>body{{font:14px sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:2px 6px;font-family:monospace}}tr.bad{{background:#fdd}}</style>
+</head><body><h1>{e(align_headline(res))}</h1>{sections}
+<h2>modules (original execution order)</h2><table><tr><th>module</th><th>type</th><th>call</th>
+<th>rel</th><th>noise floor</th><th>note</th></tr>{mod_rows}</table>
+<h2>parameters</h2><table><tr><th>port</th><th>original</th><th>grad rel</th><th>noise floor</th>
+<th>value rel</th><th>note</th></tr>{par_rows}</table></body></html>
+"""
+    write_atomic(path, page)

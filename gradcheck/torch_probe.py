@@ -1,0 +1,285 @@
+"""The probe for a PyTorch model: the same semantics and report as :mod:`gradcheck.probe`.
+
+A :class:`gradcheck.Workload` whose model is a ``torch.nn.Module`` (its loss returns torch
+tensors, its optimizer is a ``torch.optim.Optimizer``) is probed here; ``gradcheck run`` and
+:func:`gradcheck.api.check` dispatch on the model's type.  Per step:
+
+1. forward and loss, exactly as the workload defines them, with forward pre-hooks recording
+   which modules ran (``not_called``);
+2. **structural reach**: the parameters with a path to the loss (and to each loss term),
+   found by walking autograd's ``grad_fn`` graph down to its ``AccumulateGrad`` leaves;
+3. the optimizer's own ``zero_grad()``, then ``loss.backward()``, then ``param.grad`` read
+   back (``None`` is no gradient at all); trainable parameters outside the optimizer get
+   theirs from the same backward (and are cleared by us, since no optimizer does);
+4. ``optimizer.step()``, then every value compared before and after.
+
+``in_optimizer`` comes from ``optimizer.param_groups``; buffers (``named_buffers``) are kept
+apart from parameters.  The report is the Jittor one (:class:`gradcheck.report.Report`), with
+``environment.framework = "torch"``; statuses, causes, totals and verdict come from the same
+code (:func:`gradcheck.probe.run_status`, :mod:`gradcheck.explain`, :mod:`gradcheck.summary`).
+"""
+
+from __future__ import annotations
+
+
+import platform
+import random
+import socket
+import time
+from datetime import datetime, timezone
+from typing import Callable, Optional
+
+import numpy as np
+
+from gradcheck import torchenv
+from gradcheck.policy import declared_reason
+from gradcheck.report import BufferRecord, ParamRecord, Report
+from gradcheck.workload import Workload, WorkloadError, _one_line
+
+try:  # the status rules have one home; it moves to gradcheck.status (issue 8)
+    from gradcheck.status import run_status, step_status as _step_status  # type: ignore
+except ImportError:  # pragma: no cover - before that split
+    from gradcheck.probe import _step_status, run_status
+
+
+class TorchCallRecorder:
+    """Which modules ran, seen by forward pre-hooks (removed on exit); the interface of
+    :class:`gradcheck.explain.CallRecorder`."""
+
+    def __init__(self, model):
+        self.modules = list(model.named_modules())
+        self.called: set = set()
+        self._handles: list = []
+
+    def __enter__(self):
+        for name, module in self.modules:
+            def hook(mod, args, _name=name):
+                self.called.add(_name)
+            self._handles.append(module.register_forward_pre_hook(hook))
+        return self
+
+    def __exit__(self, *exc):
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        return False
+
+    def ran(self, module_name: str) -> Optional[bool]:
+        if not self.called:
+            return None
+        return module_name in self.called or module_name == ""
+
+
+def inventory(model) -> tuple:
+    """``([(name, param, module, aliases)], [(name, buffer)])`` in model order; a parameter
+    reachable under several names is listed once, with the others as aliases."""
+    params, first = [], {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in first:
+            first[id(p)][3].append(name)
+            continue
+        entry = (name, p, name.rpartition(".")[0], [])
+        first[id(p)] = entry
+        params.append(entry)
+    buffers = [(name, b) for name, b in model.named_buffers()]
+    return params, buffers
+
+
+def graph_reach(roots: dict, params: list) -> dict:
+    """For each named root tensor, the indices of ``params`` that autograd would reach from
+    it: a walk of ``grad_fn.next_functions`` down to ``AccumulateGrad`` nodes."""
+    index_of = {id(p): i for i, p in enumerate(params)}
+    reach = {}
+    for name, root in roots.items():
+        found: set = set()
+        start = getattr(root, "grad_fn", None)
+        if start is None:
+            if getattr(root, "requires_grad", False) and id(root) in index_of:
+                found.add(index_of[id(root)])   # the loss is a parameter itself
+            reach[name] = found
+            continue
+        seen, stack = {start}, [start]
+        while stack:
+            node = stack.pop()
+            var = getattr(node, "variable", None)
+            if var is not None and id(var) in index_of:
+                found.add(index_of[id(var)])
+            for nxt, _ in getattr(node, "next_functions", ()):
+                if nxt is not None and nxt not in seen:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        reach[name] = found
+    return reach
+
+
+def call_loss(workload: Workload, batch, model=None):
+    """Run the workload's loss on torch; return (scalar tensor, {term: tensor}, stats)."""
+    torch = torchenv.import_torch(with_jittor=False)
+    try:
+        out = workload.loss(workload.model if model is None else model, batch)
+    except WorkloadError:
+        raise
+    except Exception as exc:
+        raise WorkloadError(f"the loss of {workload.name} raised {type(exc).__name__}: "
+                            f"{_one_line(exc)}") from exc
+    terms, stats = {}, {}
+    if isinstance(out, tuple):
+        if not 2 <= len(out) <= 3:
+            raise WorkloadError(f"the loss returned a tuple of {len(out)}; expected "
+                                "scalar, (scalar, terms) or (scalar, terms, stats)")
+        loss, terms = out[0], out[1] or {}
+        stats = out[2] if len(out) == 3 else {}
+        if not isinstance(terms, dict):
+            raise WorkloadError(f"the loss terms are a {type(terms).__name__}, expected a dict")
+    else:
+        loss = out
+    if not isinstance(loss, torch.Tensor):
+        raise WorkloadError(f"the loss is a {type(loss).__name__}, not a torch Tensor")
+    if loss.numel() != 1:
+        raise WorkloadError(f"the loss is not a scalar: shape {list(loss.shape)}")
+    if not loss.is_floating_point():
+        raise WorkloadError(f"the loss has dtype {loss.dtype}; gradients need a float")
+    for k, v in terms.items():
+        if not isinstance(v, torch.Tensor) or v.numel() != 1:
+            raise WorkloadError(f"loss term {k!r} is not a scalar tensor")
+    return loss.reshape(()), dict(terms), dict(stats or {})
+
+
+def _norm(a: np.ndarray) -> float:
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(np.linalg.norm(a.astype(np.float64).ravel()))
+
+
+def _np(t) -> np.ndarray:
+    return t.detach().cpu().numpy().copy()
+
+
+def environment() -> dict:
+    torch = torchenv.import_torch(with_jittor=False)
+    return {"framework": "torch", "torch": torch.__version__, "python": platform.python_version(),
+            "numpy": np.__version__, "device": "cpu", "threads": torch.get_num_threads(),
+            "host": socket.gethostname(), "platform": platform.platform()}
+
+
+def seed_everything(seed: int) -> None:
+    torch = torchenv.import_torch(with_jittor=False)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
+          on_step: Optional[Callable[[int, int, str], None]] = None,
+          config: Optional[dict] = None, policy=None) -> Report:
+    """Run ``steps`` real training steps of a torch ``workload``; return the :class:`Report`."""
+    from gradcheck import explain, policy as policy_mod, summary
+    from gradcheck.probe import _jsonable, describe_optimizer
+
+    torch = torchenv.import_torch(with_jittor=False)
+    if not isinstance(steps, int) or steps < 1:
+        raise WorkloadError(f"steps must be a positive integer, got {steps!r}")
+    model = workload.model
+    if not isinstance(model, torch.nn.Module):
+        raise WorkloadError(f"the model is a {type(model).__name__}, not a torch Module")
+    if seed is not None:
+        seed_everything(seed)
+    model.train()
+    params, buffers = inventory(model)
+    tensors = [p for _, p, _, _ in params]
+    if workload.optimizer is None:
+        trainable = [p for p in tensors if p.requires_grad]
+        if not trainable:
+            raise WorkloadError("the model has no trainable parameters")
+        workload.optimizer = torch.optim.SGD(trainable, lr=0.01)
+    optimizer = workload.optimizer
+    if not hasattr(optimizer, "param_groups") or not hasattr(optimizer, "step"):
+        raise WorkloadError(f"the optimizer is a {type(optimizer).__name__}, not a torch optimizer")
+    opt_ids = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    extra = [p for p in tensors if p.requires_grad and id(p) not in opt_ids]
+
+    records = [ParamRecord(name=n, shape=list(p.shape), numel=int(p.numel()),
+                           requires_grad=bool(p.requires_grad), in_optimizer=id(p) in opt_ids,
+                           module=mod, aliases=list(al),
+                           frozen_reason=declared_reason(  # the one lookup, as probe.py
+                               n, workload.frozen, getattr(policy, "expected_frozen", None)))
+               for n, p, mod, al in params]
+    buf_records = [BufferRecord(name=n, shape=list(b.shape), numel=int(b.numel()))
+                   for n, b in buffers]
+    step_log, reach_by_term = [], {}
+    hooks = TorchCallRecorder(model)
+
+    for step in range(1, steps + 1):
+        t0 = time.perf_counter()
+        if on_step:
+            on_step(step, steps, "forward")
+        batch = workload.batch_for(step)
+        before = [_np(p) for p in tensors]
+        buf_before = [_np(b) for _, b in buffers]
+        optimizer.zero_grad(set_to_none=True)
+        for p in extra:          # no optimizer clears these: gradients must not pile up
+            p.grad = None
+        with hooks:
+            loss, terms, stats = call_loss(workload, batch)
+        reach = graph_reach({"__loss__": loss, **terms}, tensors)
+        reached = reach["__loss__"]
+        for term in terms:
+            reach_by_term.setdefault(term, set()).update(reach[term])
+        if on_step:
+            on_step(step, steps, "backward")
+        if loss.requires_grad:
+            loss.backward()
+        grads = [None if p.grad is None else _np(p.grad) for p in tensors]
+        if on_step:
+            on_step(step, steps, "update")
+        optimizer.step()
+        for i, rec in enumerate(records):
+            p = tensors[i]
+            after = _np(p)
+            changed = not np.array_equal(after, before[i])
+            if step == 1:
+                rec.weight_norm = _norm(before[i])
+            if not p.requires_grad:
+                status, gnorm = "frozen", None
+            elif grads[i] is None or i not in reached:
+                status, gnorm = "missing", 0.0
+            else:
+                status, gnorm = _step_status(grads[i]), _norm(grads[i])
+            rec.steps.append(status)
+            rec.grad_norms.append(gnorm)
+            rec.update_norms.append(_norm(after - before[i]) if changed else 0.0)
+            rec.updated_steps.append(changed)
+            if changed:
+                rec.updated = True
+                if status in ("missing", "zero", "frozen"):
+                    rec.moved_without_grad = True
+            if status == "nonzero" and rec.first_nonzero_step is None:
+                rec.first_nonzero_step = step
+            if status == "nonfinite" and rec.first_nonfinite_step is None:
+                rec.first_nonfinite_step = step
+        for (_, b), rec, old in zip(buffers, buf_records, buf_before):
+            if not np.array_equal(_np(b), old):
+                rec.changed = True
+        step_log.append({"step": step, "loss": float(loss.detach()),
+                         "terms": {k: float(v.detach()) for k, v in terms.items()},
+                         "stats": _jsonable(stats), "seconds": round(time.perf_counter() - t0, 4)})
+
+    for idx, rec in enumerate(records):
+        rec.status = run_status(rec.steps)
+        rec.grad_norm = rec.grad_norms[-1] if rec.grad_norms else None
+        rec.update_norm = rec.update_norms[-1] if rec.update_norms else None
+        if reach_by_term:
+            rec.reached_by = [t for t, found in reach_by_term.items() if idx in found]
+    loss_terms = []
+    for term, found in reach_by_term.items():
+        values = [s["terms"].get(term) for s in step_log]
+        constant = all(v == values[0] for v in values) and (len(values) > 1 or values[0] == 0)
+        loss_terms.append({"name": term, "reaches": len(found), "constant": constant,
+                           "values": values})
+    cfg = {"model": workload.name, "steps": steps, "seed": seed, "device": "cpu",
+           "optimizer": describe_optimizer(optimizer), **workload.info, **(config or {})}
+    report = Report(config=cfg, environment=environment(), params=records, buffers=buf_records,
+                    warnings=[], steps=step_log, loss_terms=loss_terms,
+                    created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    explain.explain(report, calls=hooks, policy=policy, zero_hint=workload.zero_hint)
+    summary.finalize(report, policy or policy_mod.Policy())
+    return report
