@@ -75,7 +75,8 @@ def cli(tmp_path, monkeypatch):
 def test_compiler_flake_is_retried_once_and_recorded(cli, tmp_path, monkeypatch):
     monkeypatch.delenv("_GRADCHECK_TEST_FLAKED", raising=False)
     out = tmp_path / "r.json"
-    res = cli("run", "--model", f"{FAILURES}:flaky_compiler", "-o", str(out), "--quiet")
+    res = cli("run", "--model", f"{FAILURES}:flaky_compiler", "--steps", "1", "-o", str(out),
+              "--quiet")
     assert res.exit_code == 0, res.output
     from gradcheck.report import load_report
 
