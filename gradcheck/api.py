@@ -19,7 +19,8 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
     return probe_check(workload, steps=steps, seed=seed, policy=policy, on_step=on_step)
 
 
-def run(policy: Policy, data: Optional[str] = None, quiet: bool = True) -> Report:
+def run(policy: Policy, data: Optional[str] = None, quiet: bool = True,
+        train_mode: bool = False) -> Report:
     """What ``gradcheck run`` does: set up Jittor, build the workload, probe it."""
     from gradcheck import runtime
     from gradcheck.progress import compile_progress
@@ -37,5 +38,6 @@ def run(policy: Policy, data: Optional[str] = None, quiet: bool = True) -> Repor
         runtime.seed_everything(policy.seed)
         workload = load_workload(policy.model, img_size=policy.img_size,
                                  batch_size=policy.batch_size, seed=policy.seed, data=data)
+        workload.train_mode = workload.train_mode or train_mode
         return check(workload, steps=policy.steps, seed=policy.seed, policy=policy,
                      on_step=on_step)

@@ -13,14 +13,10 @@ one), in order.  A phase (see :func:`run_phase`):
    ``grads[N] ... doesn't have gradient`` is mapped through the list of the call that raised it;
 4. the optimizer step.
 
-Then every value is compared before and after the step: weight decay and momentum move
-parameters without a gradient, and a tiny gradient can leave a float32 value unchanged, so
-"updated" and "has a gradient" are recorded apart.  A step status comes from the graph and the
-gradient values only (:mod:`gradcheck.status`); warnings are evidence, and each one records
-whether the graph agrees with it.
-
-The probe runs the model as handed over: no ``train()`` unless the workload asks for it
-(``train_mode``), and ``requires_grad`` is never changed.
+Values are compared before and after the step ("updated" is not "has a gradient": decay and
+momentum move parameters).  A step status comes from the graph and the gradient values only
+(:mod:`gradcheck.status`); a warning is evidence that records whether the graph agrees.  The
+model runs as handed over: no ``train()`` unless ``train_mode``, ``requires_grad`` untouched.
 """
 
 from __future__ import annotations
@@ -36,9 +32,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from gradcheck import graph, runtime, status
-from gradcheck.graph import inventory  # noqa: F401  (part of the probe's API)
+from gradcheck.optimizers import backward_list, describe_optimizer, optimizer_params
 from gradcheck.report import BufferRecord, ParamRecord, Report, WarningRecord
-from gradcheck.status import run_status  # noqa: F401  (kept importable from here)
 from gradcheck.workload import Workload, WorkloadError, _one_line, default_optimizer
 
 _GRAD_WARNING = re.compile(r"grads\[(\d+)\] '([^']*)' doesn't have gradient")
@@ -76,33 +71,6 @@ def call_loss(loss_fn, model, batch, where: str):
         if not isinstance(v, jt.Var) or v.numel() != 1:
             raise WorkloadError(f"loss term {k!r} is not a scalar Var")
     return loss, dict(terms), dict(stats or {})
-
-
-def optimizer_params(optimizer) -> list:
-    out = []
-    for group in getattr(optimizer, "param_groups", []):
-        out.extend(group.get("params", []))
-    return out
-
-
-def describe_optimizer(optimizer) -> dict:
-    d = {"type": type(optimizer).__name__}
-    for key in ("lr", "momentum", "weight_decay", "nesterov", "dampening"):
-        if hasattr(optimizer, key):
-            d[key] = getattr(optimizer, key)
-    groups = getattr(optimizer, "param_groups", [])
-    d["groups"] = [{"params": len(g.get("params", [])),
-                    **{k: g[k] for k in ("lr", "momentum", "weight_decay", "nesterov") if k in g}}
-                   for g in groups]
-    return d
-
-
-def backward_list(optimizer) -> list:
-    """The list ``optimizer.backward`` passes to ``jt.grad`` (what its ``grads[N]`` indexes):
-    the group parameters that take gradients, in order, then its input Vars."""
-    out = [v for v in optimizer_params(optimizer) if not v.is_stop_grad()]
-    extra = getattr(optimizer, "_Optimizer__input_params", None) or []
-    return out + [v for v in extra if not v.is_stop_grad()]
 
 
 # --------------------------------------------------------------------- one run
@@ -303,10 +271,7 @@ def record_step(rec: ParamRecord, step: int, state: str, gnorm, before, after) -
 
 def step_entry(run: Run, step: int, results: list, seconds: float) -> dict:
     """The report's per-step line: loss (the first phase's), terms, stats, phase losses."""
-    def mean(values):
-        return sum(values) / len(values)
-
-    terms = {}
+    terms, mean = {}, (lambda values: sum(values) / len(values))
     for r in results:
         for k, v in r.terms.items():
             terms[f"{r.name}/{k}" if run.multi else k] = mean(v)

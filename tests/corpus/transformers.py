@@ -84,7 +84,7 @@ def clip_lora_few_shot():
     The backbone is stop-grad (declared frozen); LoRA ``A``/``B`` are trainable, with ``B``
     starting at zero so ``A``'s gradient is exactly zero on step 1 and appears on step 2.  The
     training loop calls ``encode_image``/``encode_text`` and never ``execute()``, so
-    ``logit_scale`` -- trainable, in the optimizer -- is never read.  Truth (two steps): every
+    ``logit_scale`` -- trainable, in the optimizer -- is never read.  Truth: with two steps, every
     LoRA parameter covered and updated (A: steps zero, nonzero); backbone ``frozen`` (cause
     ``frozen``); ``logit_scale`` ``missing`` with cause ``not_called`` (not ``cut``: no op read
     it, and the root module never ran); verdict ``fail``.
