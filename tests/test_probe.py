@@ -104,7 +104,9 @@ def test_jittor_warnings_are_mapped_to_the_call_that_raised_them(repo_root):
     env = dict(os.environ, PYTHONPATH=f"{repo_root}{os.pathsep}{repo_root / 'tests'}")
     proc = subprocess.run([sys.executable, "-c", _WARNINGS_SCRIPT], cwd=repo_root, env=env,
                           capture_output=True, text=True, timeout=600)
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    assert lines, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
+    line = lines[0]
     out = json.loads(line[len("RESULT "):])
     ev = out["eval_only"]["warnings"]
     assert {w[2] for w in ev} == {"eval_head.weight", "eval_head.bias"}
