@@ -82,6 +82,8 @@ def summarize(report: Report) -> dict:
         "findings": dict(find),
         "steps": len(report.steps),
         "jittor_warnings": len(report.warnings),
+        # a warning the graph contradicts: evidence against the probe, never a status
+        "jittor_warnings_disagree": sum(1 for w in report.warnings if w.agrees is False),
     }
 
 

@@ -155,3 +155,17 @@ def test_bad_loss_is_a_workload_error():
         gradcheck.check(zoo.not_scalar())
     with pytest.raises(WorkloadError, match="positive integer"):
         gradcheck.check(zoo.healthy(), steps=0)
+
+
+def test_a_warning_the_graph_contradicts_is_counted_never_decisive():
+    from gradcheck import summary
+    from gradcheck.report import WarningRecord
+
+    report = gradcheck.check(zoo.healthy())
+    report.warnings.append(WarningRecord(text="grads[0] 'fc1.weight' doesn't have gradient",
+                                         step=1, index=0, param="fc1.weight", agrees=False,
+                                         call="optimizer"))
+    summary.finalize(report, gradcheck.Policy())
+    assert report.summary["jittor_warnings_disagree"] == 1
+    assert report.param("fc1.weight").status == "covered"
+    assert report.verdict.result == "pass"

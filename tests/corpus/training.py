@@ -3,10 +3,16 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 
-import gradcheck
-from corpus import case
+if str(Path(__file__).resolve().parents[1]) not in sys.path:   # run as tests/corpus/<m>.py:<f>
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import gradcheck  # noqa: E402
+from corpus import case  # noqa: E402
 from gradcheck import runtime
 
 jt = runtime.import_jittor()
