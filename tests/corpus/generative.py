@@ -110,9 +110,10 @@ def _warnings_name_the_generator(report):
                for w in named), [(w.call, w.param, w.agrees) for w in named]
 
 
-@case(expect={"discriminator.*": {"status": "covered", "cause": None, "in_optimizer": True},
+@case(expect={"discriminator.*": {"status": "covered", "cause": None, "in_optimizer": True,
+                                  "reached_by": ["real", "fake"]},
               "generator.*": {"status": "missing", "cause": "cut", "in_optimizer": False,
-                              "updated": False}},
+                              "updated": False, "reached_by": []}},
       steps=1, extra=_warnings_name_the_generator, verdict="fail")
 def cgan_discriminator_step():
     """Source: RX300/jittor-2503-cgan train.py (the discriminator half of the loop alone:
@@ -126,7 +127,8 @@ def cgan_discriminator_step():
 
     Truth: with one step, every discriminator parameter
     ``covered``; every generator parameter read (G ran) but cut by ``stop_grad``: ``missing``
-    with cause ``cut``, not in the optimizer, not updated; every warning names a generator
+    with cause ``cut``, not in the optimizer, not updated, reached by no loss term (D by both
+    ``real`` and ``fake``); every warning names a generator
     parameter, comes from the probe's call, and agrees with the graph.
     """
     m = CGAN()

@@ -239,9 +239,10 @@ class TinyFCOSHead(nn.Module):
         return out
 
 
-@case(expect={"scales.*": {"status": "covered", "cause": None},
-              "level_bias.*": {"status": "covered", "cause": None},
-              "cls_convs.*": {"status": "covered"}, "fcos_reg.*": {"status": "covered"}},
+@case(expect={"scales.*": {"status": "covered", "cause": None, "reached_by": ["reg"]},
+              "level_bias.*": {"status": "covered", "cause": None, "reached_by": ["reg"]},
+              "cls_convs.*": {"status": "covered", "reached_by": ["cls"]},
+              "fcos_reg.*": {"status": "covered", "reached_by": ["reg"]}},
       buffers={"strides": {"kind": "non_float", "changed": False}}, verdict="pass")
 def fcos_head_lists():
     """Source: Jittor/JDet python/jdet/models/roi_heads/fcos_head.py (FCOS head: conv towers
@@ -250,7 +251,8 @@ def fcos_head_lists():
     Per-level parameters live in a ``ModuleList`` (``scales.0.scale``) and a ``ParameterList``
     (``level_bias.0``); the strides are an int32 Var.  Truth: every list entry is found by its
     dotted name and ``covered``; ``strides`` is a buffer of kind ``non_float`` (no gradient can
-    flow to an integer), not a frozen parameter, so no ``frozen_undeclared``.
+    flow to an integer), not a frozen parameter, so no ``frozen_undeclared``; the ``cls``
+    term reaches the classification tower only, ``reg`` the regression tower, scales and biases.
     """
     rng = np.random.default_rng(1)
     feats = [jt.array(rng.normal(size=(2, 8, s, s)).astype("float32")) for s in (4, 2)]
