@@ -94,12 +94,14 @@ def run_probe(model, img, bs, steps, seed, env) -> dict:
 
 def main() -> None:
     sys.path.insert(0, str(ROOT))
-    from gradcheck.policy import load_policy
+    from gradcheck.policy import load_config
+    from gradcheck.settings import resolve_settings
 
-    cfg = load_policy(ROOT / "setup.cfg")
+    # what a plain `gradcheck run` in the repository runs (config, else the model's own)
+    cfg = resolve_settings({}, load_config(ROOT / "setup.cfg").settings)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=cfg.model or "gold_yolo_s")
-    ap.add_argument("--img-size", type=int, default=cfg.img_size or 320)
+    ap.add_argument("--img-size", type=int, default=cfg.img_size or 640)
     ap.add_argument("--batch-size", type=int, default=cfg.batch_size or 2)
     ap.add_argument("--steps", type=int, default=cfg.steps)
     ap.add_argument("--seed", type=int, default=cfg.seed)

@@ -13,14 +13,12 @@ where ch = the width-scaled ``channels_list``.
 
 from __future__ import annotations
 
-from gradcheck import runtime as _runtime
+from . import jt  # the package sets up the Jittor runtime first
+from jittor import nn
 
 from .layers.common import (CSPSPPF, SPPF, BepC3, ConvWrapper, RepBlock, RepVGGBlock,
                             SimCSPSPPF, SimSPPF)
 from .registry import BACKBONES
-
-jt = _runtime.import_jittor()
-from jittor import nn  # noqa: E402
 
 __all__ = ["EfficientRep", "CSPBepBackbone"]
 

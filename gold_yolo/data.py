@@ -29,10 +29,8 @@ from typing import List, Tuple
 
 import numpy as np
 
-from gradcheck import runtime as _runtime
+from . import jt  # the package sets up the Jittor runtime first
 
-_runtime.setup()
-jt = _runtime.import_jittor()
 
 __all__ = ["DatasetError", "synthetic_batch", "synthetic_targets", "YoloDataset", "load_batch", "letterbox",
            "parse_label_file", "IMG_EXTS", "PAD_COLOR"]

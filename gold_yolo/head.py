@@ -24,12 +24,10 @@ import math
 
 import numpy as np
 
-from gradcheck import runtime as _runtime
+from . import jt  # the package sets up the Jittor runtime first
+from jittor import nn
 
 from .layers.common import Conv
-
-jt = _runtime.import_jittor()
-from jittor import nn  # noqa: E402
 
 __all__ = ["Detect", "EffiDeHead", "build_effidehead_layer", "generate_anchors_eval",
            "dist2bbox"]

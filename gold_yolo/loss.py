@@ -39,13 +39,11 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
-from gradcheck import runtime as _runtime
+from . import jt  # the package sets up the Jittor runtime first
 
 from .assigners import ATSSAssigner, TaskAlignedAssigner, generate_anchors
 from .box_ops import IOUloss, bbox2dist, dist2bbox, xywh2xyxy
 
-_runtime.setup()
-jt = _runtime.import_jittor()
 
 __all__ = ["ComputeLoss", "LossOutput", "VarifocalLoss", "BboxLoss", "build_loss", "preprocess_targets",
            "DEFAULT_LOSS_WEIGHT"]

@@ -23,7 +23,8 @@ from typing import Optional
 
 import numpy as np
 
-from gradcheck import runtime as _runtime
+from . import jt  # the package sets up the Jittor runtime first
+from jittor import nn
 
 from .backbone import CSPBepBackbone, EfficientRep  # noqa: F401  (registers them)
 from .configs import GoldYOLOConfig, get_config
@@ -33,9 +34,6 @@ from .layers.norm import BatchNorm2d
 from .layers.transformer import DropPath
 from .neck import GDNeck, GDNeck2, RepGDNeck  # noqa: F401  (registers them)
 from .registry import BACKBONES, NECKS
-
-jt = _runtime.import_jittor()
-from jittor import nn  # noqa: E402
 
 __all__ = ["GoldYOLO", "build_network", "build_model", "initialize_weights"]
 

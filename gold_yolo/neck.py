@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradcheck import runtime as _runtime
+from . import jt  # the package sets up the Jittor runtime first
+from jittor import nn
 
 from .layers.common import BepC3, BottleRep, Conv, RepBlock, RepVGGBlock, SimConv
 from .layers.gd import AdvPoolFusion, InjectionMultiSum_Auto_pool, SimFusion_3in, SimFusion_4in
 from .layers.transformer import PyramidPoolAgg, TopBasicLayer
 from .registry import NECKS
-
-jt = _runtime.import_jittor()
-from jittor import nn  # noqa: E402
 
 __all__ = ["RepGDNeck", "GDNeck", "GDNeck2"]
 

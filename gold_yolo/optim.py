@@ -33,10 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from gradcheck import runtime as _runtime
+from . import jt  # the package sets up the Jittor runtime first
 
-_runtime.setup()
-jt = _runtime.import_jittor()
 
 __all__ = ["build_optimizer", "param_groups", "ParamGroups", "solver_hparams"]
 

@@ -15,13 +15,11 @@ parameter count equals the training one.  Calling it twice is a no-op.
 
 from __future__ import annotations
 
-from gradcheck import runtime as _runtime
+from . import jt  # the package sets up the Jittor runtime first
+from jittor import nn
 
 from .layers.common import RepVGGBlock, SyncBatchNorm
 from .layers.norm import BatchNorm2d
-
-jt = _runtime.import_jittor()
-from jittor import nn  # noqa: E402
 
 __all__ = ["reparameterize", "switch_to_deploy", "convert_checkpoint_False",
            "count_parameters"]

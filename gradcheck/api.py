@@ -7,37 +7,101 @@ from typing import Optional
 
 from gradcheck.policy import Policy
 from gradcheck.report import Report
-from gradcheck.workload import Workload, check_spec, load_workload
+from gradcheck.resolve import check_spec, load_workload
+from gradcheck.settings import DEFAULT_STEPS, Settings
+from gradcheck.workload import Workload
 
 
-def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
+def check(workload: Workload, steps: Optional[int] = None, seed: Optional[int] = 0,
           policy: Optional[Policy] = None, on_step=None) -> Report:
-    """Probe ``workload`` for ``steps`` real training steps; the verdict follows ``policy``."""
+    """Probe ``workload`` for ``steps`` real training steps (default
+    :data:`~gradcheck.settings.DEFAULT_STEPS`); the verdict follows ``policy``."""
     from gradcheck.probe import check as probe_check
 
-    policy = policy or Policy(steps=steps, seed=seed if seed is not None else 0)
-    return probe_check(workload, steps=steps, seed=seed, policy=policy, on_step=on_step)
+    steps = DEFAULT_STEPS if steps is None else steps
+    return probe_check(workload, steps=steps, seed=seed, policy=policy or Policy(),
+                       on_step=on_step)
 
 
-def run(policy: Policy, data: Optional[str] = None, quiet: bool = True,
+def run(settings: Settings, policy: Optional[Policy] = None, quiet: bool = True,
         train_mode: bool = False) -> Report:
-    """What ``gradcheck run`` does: set up Jittor, build the workload, probe it."""
-    from gradcheck import runtime
+    """What ``gradcheck run`` does: set up Jittor, build the workload, probe it.
+
+    ``settings`` says what to run (see :func:`gradcheck.settings.resolve_settings`), ``policy``
+    what fails; the report records where each setting came from (``config.settings_source``).
+    A failure inside Jittor raises :class:`gradcheck.errors.JittorFailure` saying in which
+    step and phase it happened; one inside Jittor's operator compiler is retried once, from
+    a fresh model, and the retry is recorded in the verdict's warnings."""
+    from gradcheck import errors, runtime
     from gradcheck.progress import compile_progress
 
-    check_spec(policy.model)           # a typo fails at once, before Jittor starts
-    runtime.setup(device=policy.device)
+    check_spec(settings.model)           # a typo fails at once, before Jittor starts
+    runtime.setup(device=settings.device)
 
     live = not quiet and sys.stderr.isatty()   # progress is for people watching a terminal
 
-    def on_step(step, total, phase):
-        if live:
-            print(f"gradcheck: step {step}/{total}: {phase}", file=sys.stderr, flush=True)
+    def attempt(where: errors.Where) -> Report:
+        def on_step(step, total, phase):
+            where.set(step, total, phase)
+            errors.reclaim_signals()   # Jittor may have put its own handlers back
+            if live:
+                print(f"gradcheck: step {step}/{total}: {phase}", file=sys.stderr, flush=True)
 
-    with compile_progress(quiet=quiet, status="gradcheck: running (a first run also compiles Jittor: minutes)"):
-        runtime.seed_everything(policy.seed)
-        workload = load_workload(policy.model, img_size=policy.img_size,
-                                 batch_size=policy.batch_size, seed=policy.seed, data=data)
-        workload.train_mode = workload.train_mode or train_mode
-        return check(workload, steps=policy.steps, seed=policy.seed, policy=policy,
-                     on_step=on_step)
+        where.set(0, settings.steps, "loading the model")
+        with compile_progress(quiet=quiet, status="gradcheck: running (a first run also compiles Jittor: minutes)"):
+            runtime.seed_everything(settings.seed)
+            errors.reclaim_signals()   # importing Jittor installed its quick-exit handlers
+            workload = load_workload(settings.model, img_size=settings.img_size,
+                                     batch_size=settings.batch_size, seed=settings.seed,
+                                     data=settings.data)
+            workload.train_mode = workload.train_mode or train_mode   # --train-mode
+            report = check(workload, steps=settings.steps, seed=settings.seed, policy=policy,
+                           on_step=on_step)
+        report.config["settings_source"] = settings.record()
+        return report
+
+    return errors.retrying(attempt, errors.Where(what=settings.model), on_retry=_record_retry)
+
+
+def _record_retry(report: Report, first) -> None:
+    # in the verdict's warnings (every format shows them), not in report.warnings: that list
+    # is Jittor's own warnings, which the formats count as such
+    report.verdict.warnings.append(
+        f"retried: Jittor's operator compiler failed {first.where} ({first.reason}); the run "
+        "was repeated once from a fresh model and this report is from the repeat")
+
+
+# what a test asserts by default: every trainable parameter gets a non-zero, finite gradient
+# that its optimizer applies, and every frozen one is frozen on purpose
+COVERED = ("missing", "zero", "nonfinite", "not_in_optimizer", "frozen_undeclared",
+           "frozen_but_trained")
+
+
+def assert_covered(workload: Workload, steps: int = 3, expected_frozen: Optional[dict] = None,
+                   seed: Optional[int] = 0, fail_on: tuple = COVERED) -> Report:
+    """Probe ``workload`` and raise :class:`AssertionError` listing each parameter that is not
+    covered, with its cause; return the report when all are.  For a user's own test suite
+    (see :mod:`gradcheck.pytest_plugin`)::
+
+        def test_every_parameter_trains():
+            gradcheck.assert_covered(make_workload(), steps=3,
+                                     expected_frozen={"backbone.embed.*": "pretrained"})
+
+    ``expected_frozen``: glob -> reason for parameters frozen on purpose.  ``fail_on``: the
+    findings (see :mod:`gradcheck.policy`) that fail; by default all but gradient health."""
+    from gradcheck.summary import findings
+
+    policy = Policy(expected_frozen=dict(expected_frozen or {}), fail_on=tuple(fail_on),
+                    warn_on=())
+    report = check(workload, steps=steps, seed=seed, policy=policy)
+    bad = [(p, [f for f in findings(p) if f in policy.fail_on]) for p in report.params]
+    bad = [(p, found) for p, found in bad if found]
+    if bad:
+        lines = [f"{len(bad)} of {len(report.params)} parameter(s) of {workload.name} not "
+                 f"covered after {steps} step(s):"]
+        for p, found in bad:
+            why = f" ({p.cause}: {p.cause_detail})" if p.cause_detail else (
+                f" ({p.cause})" if p.cause else "")
+            lines.append(f"  {p.name}: {', '.join(found)}{why}")
+        raise AssertionError("\n".join(lines))
+    return report

@@ -1,28 +1,21 @@
 """The ``gradcheck`` command line: a thin layer over the library.
 
-Exit codes: 0 pass / no regression, 1 fail / regression, 2 bad input or usage.
+Exit codes (see :mod:`gradcheck.errors`, their one home): 0 pass / no regression, 1 coverage
+fail / regression, 2 bad input, 3 internal or environment error (Jittor failed), 130/143
+interrupted by SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 
 import click
 
-from gradcheck import options
-
-EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-
-
-def _user_errors() -> tuple:
-    from gradcheck.policy import ConfigError
-    from gradcheck.report import ReportError
-    from gradcheck.runtime import RuntimeSetupError
-    from gradcheck.workload import WorkloadError
-
-    return (ConfigError, ReportError, RuntimeSetupError, WorkloadError)
+from gradcheck import errors, options
+from gradcheck.errors import EXIT_FAIL, EXIT_PASS, EXIT_USAGE
 
 
 def fail_usage(message: str) -> "NoReturn":  # noqa: F821
@@ -30,20 +23,29 @@ def fail_usage(message: str) -> "NoReturn":  # noqa: F821
     sys.exit(EXIT_USAGE)
 
 
-def user_errors_exit_2(fn):
-    """Bad input becomes one line on stderr and exit code 2, never a traceback."""
+def exit_codes(fn):
+    """Every failure becomes its message and exit code from :func:`gradcheck.errors.classify`
+    (bad input: one line and 2; Jittor failed: one paragraph and 3; a signal: 130/143);
+    Python's SIGINT/SIGTERM handlers are in place for the command, not Jittor's quick exit."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except _user_errors() as exc:
-            fail_usage(str(exc))
-        except KeyboardInterrupt:
-            click.echo("gradcheck: interrupted; no report written", err=True)
-            sys.exit(130)
+        with errors.handling_signals():
+            try:
+                return fn(*args, **kwargs)
+            except (SystemExit, click.exceptions.ClickException, click.exceptions.Exit):
+                raise
+            except BaseException as exc:  # noqa: BLE001 - mapped to an exit code right here
+                code, message = errors.classify(exc)
+                if code == errors.EXIT_INTERNAL and os.environ.get(errors.TRACEBACK_ENV):
+                    raise
+                click.echo(message, err=True)
+                sys.exit(code)
 
     return wrapper
+
+
+user_errors_exit_2 = exit_codes   # the name the commands (and branches adding commands) use
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -52,12 +54,33 @@ def main():
     """Which parameters of a Jittor model get no gradient, and why."""
 
 
+def _defaults_help(key: str, other_models: bool = False) -> str:
+    """The effective default of a run setting, as --help shows it."""
+    import os
+
+    from gradcheck import registry
+    from gradcheck.settings import TOOL_DEFAULTS
+
+    by_value: dict = {}
+    for name in registry.names():
+        value = getattr(registry.recommended(name), key)
+        if value is not None:
+            by_value.setdefault(value, []).append(name)
+    own = ", ".join(f"{os.path.commonprefix(names) + '*' if len(names) > 1 else names[0]}: {value}"
+                    for value, names in by_value.items())
+    tail = f", else {TOOL_DEFAULTS[key]}" if other_models else ""
+    return f"  [default: config, else the model's own ({own}){tail}]"
+
+
 @main.command()
 @click.option("--model", "-m", default=None,
               help="gold_yolo_n|s|m|l, package.module:factory or path/to/file.py:factory.")
-@click.option("--steps", type=int, default=None, help="Real optimizer steps to run.  [default: 1]")
-@click.option("--img-size", type=int, default=None, help="Image size for bundled models.  [default: 320]")
-@click.option("--batch-size", type=int, default=None, help="Batch size for bundled models.  [default: 2]")
+@click.option("--steps", type=int, default=None,
+              help="Real optimizer steps to run." + _defaults_help("steps", other_models=True))
+@click.option("--img-size", type=int, default=None,
+              help="Image size for bundled models." + _defaults_help("img_size"))
+@click.option("--batch-size", type=int, default=None,
+              help="Batch size for bundled models." + _defaults_help("batch_size"))
 @click.option("--seed", type=int, default=None, help="Seed for Jittor, numpy and random.  [default: 0]")
 @click.option("--data", type=click.Path(), default=None,
               help="A YOLO-format dataset folder (images/, labels/) for a bundled model.")
@@ -70,45 +93,53 @@ def main():
               help="Call model.train() before probing (default: the model as handed over).")
 @options.format_option
 @options.quiet_option
+@options.verbose_option
 @options.config_option
 @options.device_option
 @options.depth_option
 @user_errors_exit_2
 def run(model, steps, img_size, batch_size, seed, data, output, html_path, strict, train_mode, fmt,
-        quiet, config_path, device, depth):
-    """Run real training steps and report every parameter's gradient coverage."""
-    from gradcheck.policy import load_policy
+        quiet, verbose, config_path, device, depth):
+    """Run real training steps and report every parameter's gradient coverage.
 
-    policy = load_policy(config_path).with_overrides(
-        model=model, steps=steps, img_size=img_size, batch_size=batch_size, seed=seed,
-        device=device, strict=strict)
-    if not policy.model:
+    Each setting comes from its flag, else the [gradcheck] config section, else the bundled
+    model's recommended settings, else gradcheck's default; the first line says which.
+    """
+    from gradcheck.policy import load_config
+    from gradcheck.settings import resolve_settings
+
+    config = load_config(config_path)
+    settings = resolve_settings(
+        dict(model=model, steps=steps, img_size=img_size, batch_size=batch_size, seed=seed,
+             device=device, data=data), config.settings)
+    policy = config.policy.with_overrides(strict=strict)
+    if not settings.model:
         fail_usage("no model: pass --model NAME or set model in the [gradcheck] config section")
-    if policy.steps < 1:
-        fail_usage(f"--steps must be at least 1, got {policy.steps}")
+    if settings.steps < 1:
+        fail_usage(f"--steps must be at least 1, got {settings.steps}")
     for key in ("img_size", "batch_size"):
-        value = getattr(policy, key)
+        value = getattr(settings, key)
         if value is not None and value < 1:
             fail_usage(f"--{key.replace('_', '-')} must be positive, got {value}")
-    if data is not None and not Path(data).is_dir():
-        fail_usage(f"--data {data}: no such folder")
+    if settings.data is not None and not Path(settings.data).is_dir():
+        fail_usage(f"--data {settings.data}: no such folder")
     for path in (output, html_path):
         if path and not Path(path).resolve().parent.is_dir():
             fail_usage(f"cannot write {path}: its folder does not exist")
 
     from gradcheck import api
 
-    report = api.run(policy, data=data, quiet=quiet or fmt != "table", train_mode=train_mode)
+    report = api.run(settings, policy, quiet=quiet or fmt != "table", train_mode=train_mode)
     # files first: a closed stdout (`| head`) must not cost the report
     if output:
         from gradcheck.report import save_report
 
         save_report(report, output)
     if html_path:
-        from gradcheck.render.html import write_html
+        from gradcheck.render import write_file
 
-        write_html(report, html_path)
-    _emit_report(report, fmt, quiet, depth)
+        write_file("html", report, html_path)
+    _emit_report(report, fmt, quiet, options.table_depth(verbose, depth))
     sys.exit(EXIT_PASS if report.verdict.passed else EXIT_FAIL)
 
 
@@ -125,15 +156,16 @@ def _emit_report(report, fmt, quiet, depth):
 @main.command()
 @click.argument("report_path", type=click.Path())
 @options.format_option
+@options.verbose_option
 @options.depth_option
 @user_errors_exit_2
-def show(report_path, fmt, depth):
+def show(report_path, fmt, verbose, depth):
     """Render a saved report again (exit 1 if its verdict was fail)."""
     from gradcheck.render import get_renderer
     from gradcheck.report import load_report
 
     report = load_report(report_path)
-    get_renderer(fmt).report(report, sys.stdout, depth=depth)
+    get_renderer(fmt).report(report, sys.stdout, depth=options.table_depth(verbose, depth))
     sys.exit(EXIT_PASS if report.verdict.passed else EXIT_FAIL)
 
 
@@ -148,9 +180,11 @@ def show(report_path, fmt, depth):
 def compare(before, after, allow, fmt, quiet):
     """Diff two reports; exit 1 on any regression (a CI gate)."""
     from gradcheck.compare import compare as compare_reports
-    from gradcheck.render import get_renderer
+    from gradcheck.render import can_compare, get_renderer
     from gradcheck.report import load_report
 
+    if not can_compare(fmt):
+        fail_usage(f"--format {fmt} cannot show a comparison")
     cmp = compare_reports(load_report(before), load_report(after), allow=tuple(allow))
     if quiet:
         click.echo("compare: " + ("ok" if cmp.ok else f"{len(cmp.regressions)} regression(s)"))

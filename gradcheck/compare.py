@@ -1,7 +1,18 @@
-"""Diff two reports by parameter name: what was added, removed, or changed status.
+"""Diff two reports by parameter name: what was added, removed, or changed.
 
-A *regression* is a parameter that is ``missing``/``zero``/``nonfinite`` after but was
-``covered`` before, or that is new and neither covered nor declared frozen.  ``--allow GLOB``
+Regressions (``Change.kind``), each a way a parameter can stop training:
+
+* ``lost_gradient``: ``covered`` before, ``zero``/``missing``/``nonfinite`` after;
+* ``frozen_undeclared``: ``covered`` before, ``frozen`` after with no declared reason;
+* ``left_optimizer``: trainable and in the optimizer before, trainable and outside it after
+  (its gradient is computed and never applied);
+* ``no_longer_updated``: trainable and updated before, trainable and never updated after
+  (only where none of the above already says why);
+* ``new_uncovered``: a new parameter that is neither covered nor declared frozen.
+
+Changes that are listed but pass: other status changes (``status``; e.g. ``covered`` ->
+``frozen`` with a declared reason), a parameter whose first non-zero step moved later
+(``later_first_step``), new covered parameters and removed parameters.  ``--allow GLOB``
 accepts matching regressions.  Keys are parameter names, never positions, and timestamps,
 hosts and timings never enter the comparison.
 """
@@ -25,6 +36,7 @@ class Change:
     regression: bool = False
     allowed: bool = False
     cause: str | None = None
+    kind: str = "status"  # see the module docstring
 
 
 @dataclass
@@ -61,12 +73,44 @@ class Comparison:
                 "warnings": self.warnings}
 
 
-def _is_regression(before: str | None, after_rec) -> bool:
-    if before is None:  # new parameter
-        if after_rec.status == "frozen":
-            return not after_rec.frozen_reason
-        return after_rec.status != "covered"
-    return before == "covered" and after_rec.status in UNCOVERED
+REGRESSION_KINDS = ("lost_gradient", "frozen_undeclared", "left_optimizer", "no_longer_updated",
+                    "new_uncovered")
+
+
+def _added(rec) -> Change:
+    if rec.status == "frozen":
+        bad = not rec.frozen_reason
+    else:
+        bad = rec.status != "covered"
+    return Change(rec.name, None, rec.status, bad, cause=rec.cause,
+                  kind="new_uncovered" if bad else "added")
+
+
+def _changes(old, new) -> list:
+    """Every change of one parameter present in both reports, regressions flagged."""
+    out = []
+    if old.status != new.status:
+        kind = "status"
+        if old.status == "covered" and new.status in UNCOVERED:
+            kind = "lost_gradient"
+        elif old.status == "covered" and new.status == "frozen" and not new.frozen_reason:
+            kind = "frozen_undeclared"
+        out.append(Change(new.name, old.status, new.status, kind != "status", cause=new.cause,
+                          kind=kind))
+    trainable = old.requires_grad and new.requires_grad
+    if trainable and old.in_optimizer and not new.in_optimizer:
+        out.append(Change(new.name, "in optimizer", "not in optimizer", True,
+                          cause=new.cause or "not_in_optimizer", kind="left_optimizer"))
+    if trainable and old.updated and not new.updated and not any(c.regression for c in out):
+        out.append(Change(new.name, "updated", "never updated", True, cause=new.cause,
+                          kind="no_longer_updated"))
+    if (old.status == new.status == "covered" and old.first_nonzero_step is not None
+            and new.first_nonzero_step is not None
+            and new.first_nonzero_step > old.first_nonzero_step):
+        out.append(Change(new.name, f"first gradient at step {old.first_nonzero_step}",
+                          f"first gradient at step {new.first_nonzero_step}", False,
+                          cause=new.cause, kind="later_first_step"))
+    return out
 
 
 def compare(before: Report, after: Report, allow: tuple = ()) -> Comparison:
@@ -86,19 +130,18 @@ def compare(before: Report, after: Report, allow: tuple = ()) -> Comparison:
     for name, rec in a.items():
         old = b.get(name)
         if old is None:
-            ch = Change(name, None, rec.status, _is_regression(None, rec), cause=rec.cause)
-            cmp.added.append(ch)
-        elif old.status != rec.status:
-            ch = Change(name, old.status, rec.status, _is_regression(old.status, rec),
-                        cause=rec.cause)
-            cmp.changed.append(ch)
+            found = [_added(rec)]
+            cmp.added.extend(found)
         else:
-            cmp.unchanged += 1
-            continue
-        ch.allowed = ch.regression and any(fnmatch.fnmatchcase(name, g) for g in allow)
+            found = _changes(old, rec)
+            if not found:
+                cmp.unchanged += 1
+            cmp.changed.extend(found)
+        for ch in found:
+            ch.allowed = ch.regression and any(fnmatch.fnmatchcase(name, g) for g in allow)
     for name, rec in b.items():
         if name not in a:
-            cmp.removed.append(Change(name, rec.status, None))
+            cmp.removed.append(Change(name, rec.status, None, kind="removed"))
     for glob in allow:
         if not any(fnmatch.fnmatchcase(c.name, glob) for c in cmp.added + cmp.changed):
             cmp.warnings.append(f"--allow {glob!r} matches no change")

@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
+from gradcheck.procmaps import mapped_files
+
 __all__ = ["Check", "DoctorReport", "run_doctor", "render_doctor", "conv_self_test",
            "dir_size", "loaded_onednn_libs"]
 
@@ -37,9 +39,6 @@ class Check:
     ok: bool
     detail: str
     fix_hint: str = ""
-
-    def __iter__(self):  # unpacks as the (name, ok, detail, fix_hint) tuple
-        return iter((self.name, self.ok, self.detail, self.fix_hint))
 
 
 @dataclass
@@ -93,21 +92,9 @@ def _human(n: float) -> str:
 
 
 def loaded_onednn_libs() -> List[str]:
-    """The oneDNN shared libraries mapped into this process (from /proc/self/maps)."""
-    found: List[str] = []
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                parts = line.split(None, 5)
-                if len(parts) == 6:
-                    p = parts[5].strip()
-                    name = os.path.basename(p)
-                    if (name.startswith("libdnnl") or name.startswith("libmkldnn")) \
-                            and p not in found:
-                        found.append(p)
-    except OSError:
-        pass
-    return found
+    """The oneDNN shared libraries mapped into this process."""
+    return [p for p in mapped_files() or []
+            if os.path.basename(p).startswith(("libdnnl", "libmkldnn"))]
 
 
 def _compiler_version(cc: str) -> str:

@@ -185,9 +185,7 @@ def explain(report: Report, calls: Optional[CallRecorder] = None, policy=None,
     from gradcheck.policy import Policy
 
     policy = policy or Policy()
-    for rec in report.params:
-        if rec.frozen_reason is None:
-            rec.frozen_reason = policy.frozen_reason(rec.name)
+    for rec in report.params:   # rec.frozen_reason: resolved once, when the report was built
         rec.flags = health_flags(rec, policy)
         rec.cause, rec.cause_detail = cause_of(rec, report, calls, zero_hint)
     return report

@@ -1,25 +1,29 @@
-"""Settings and verdict policy, read from the ``[gradcheck]`` section of setup.cfg (or ``--config``).
+"""What fails a run (:class:`Policy`), the one frozen-reason lookup, and the one parser of
+the ``[gradcheck]`` config section (setup.cfg, or ``--config FILE``).
 
-Example::
+What to *run* (model, steps, sizes, seed, device, data) is :class:`gradcheck.settings.Settings`;
+this module only parses those keys from the file.  Example::
 
     [gradcheck]
-    model = gold_yolo_s
+    model = gold_yolo_s          # settings: model, steps, img_size, batch_size, seed, device, data
     steps = 3
-    img_size = 320
-    batch_size = 2
-    seed = 0
-    # which findings fail the run; the others in warn_on only warn (and fail under --strict)
-    fail_on = missing, nonfinite
-    warn_on = zero, not_in_optimizer, frozen_undeclared
+    # which findings fail the run; those in warn_on only warn (and fail under --strict)
+    fail_on = missing, nonfinite, zero
+    warn_on = not_in_optimizer, frozen_undeclared, frozen_but_trained
     expected_frozen =
         *.proj_conv.weight: fixed DFL projection (not trained, as upstream)
-        detect.proj: fixed DFL projection (not trained, as upstream)
+    allow_uncovered =
+        aux_head.*: only trained in the second stage
 
 Findings (the words of ``fail_on``/``warn_on``): ``missing``, ``nonfinite``, ``zero``
-(run status), ``not_in_optimizer`` (trainable, has no optimizer group),
-``frozen_undeclared`` (frozen without a matching ``expected_frozen`` glob),
-``frozen_but_trained`` (an ``expected_frozen`` glob matches a trainable parameter),
-``vanishing`` and ``exploding`` (gradient health, thresholds below).
+(run status: no gradient, or an exactly-zero one, on every probed step),
+``not_in_optimizer`` (trainable, has no optimizer group), ``frozen_undeclared`` (frozen
+without a matching ``expected_frozen`` glob), ``frozen_but_trained`` (an ``expected_frozen``
+glob matches a trainable parameter), ``vanishing`` (gradient norm over weight norm below
+``vanishing_grad`` on every step that had a gradient, over at least two such steps) and
+``exploding`` (above ``exploding_grad`` on any step).  A parameter matching an
+``allow_uncovered`` glob is reported, with its reason, but its ``missing``/``zero`` finding
+does not fail or warn.
 """
 
 from __future__ import annotations
@@ -28,10 +32,11 @@ import configparser
 import fnmatch
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional
 
 FINDINGS = ("missing", "nonfinite", "zero", "not_in_optimizer", "frozen_undeclared",
             "frozen_but_trained", "vanishing", "exploding")
+ALLOWABLE = ("missing", "zero")   # the findings allow_uncovered can excuse
 SECTION = "gradcheck"
 
 
@@ -39,29 +44,38 @@ class ConfigError(ValueError):
     """The config file or a setting in it is invalid (a user error: exit code 2)."""
 
 
+def declared_reason(name: str, *declared: Optional[Mapping[str, str]]) -> Optional[str]:
+    """The reason of the first ``glob: reason`` declaration matching ``name``, or None.
+
+    The one lookup for ``expected_frozen`` (and ``allow_uncovered``).  The frozen reason is
+    resolved once per parameter, by the probe, when the report is built, over the
+    workload's own globs and the config's (:meth:`Policy.frozen_reason`).
+    """
+    for table in declared:
+        for pattern, reason in (table or {}).items():
+            if fnmatch.fnmatchcase(name, pattern):
+                return reason
+    return None
+
+
 @dataclass
 class Policy:
-    # what to run
-    model: Optional[str] = None
-    steps: int = 1
-    img_size: Optional[int] = None
-    batch_size: Optional[int] = None
-    seed: int = 0
-    device: str = "auto"
-    # how to judge it
-    fail_on: tuple = ("missing", "nonfinite")
-    warn_on: tuple = ("zero", "not_in_optimizer", "frozen_undeclared", "frozen_but_trained")
+    """What fails a run, and what only warns."""
+
+    fail_on: tuple = ("missing", "nonfinite", "zero")
+    warn_on: tuple = ("not_in_optimizer", "frozen_undeclared", "frozen_but_trained")
     strict: bool = False
-    expected_frozen: dict = field(default_factory=dict)  # glob -> reason
-    vanishing_grad: float = 1e-10   # grad norm / weight norm below this on the last step
+    expected_frozen: dict = field(default_factory=dict)   # glob -> reason it is frozen
+    allow_uncovered: dict = field(default_factory=dict)   # glob -> reason it may stay uncovered
+    vanishing_grad: float = 1e-10   # grad norm / weight norm below this on every step with one
     exploding_grad: float = 1e3     # grad norm / weight norm above this on any step
     source: str = "defaults"
 
     def frozen_reason(self, name: str) -> Optional[str]:
-        for pattern, reason in self.expected_frozen.items():
-            if fnmatch.fnmatchcase(name, pattern):
-                return reason
-        return None
+        return declared_reason(name, self.expected_frozen)
+
+    def allowed_reason(self, name: str) -> Optional[str]:
+        return declared_reason(name, self.allow_uncovered)
 
     def failing(self) -> tuple:
         return tuple(self.fail_on) + (tuple(self.warn_on) if self.strict else ())
@@ -69,9 +83,29 @@ class Policy:
     def with_overrides(self, **kw) -> "Policy":
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
 
+    def record(self) -> dict:
+        """What the report's ``config.policy`` keeps of it."""
+        out = {"fail_on": list(self.fail_on), "warn_on": list(self.warn_on),
+               "strict": self.strict, "source": self.source}
+        if self.allow_uncovered:
+            out["allow_uncovered"] = dict(self.allow_uncovered)
+        return out
 
+
+# ---------------------------------------------------------------------- the config file
+SETTING_KEYS = ("model", "steps", "img_size", "batch_size", "seed", "device", "data")
 _INT_KEYS = ("steps", "img_size", "batch_size", "seed")
 _FLOAT_KEYS = ("vanishing_grad", "exploding_grad")
+_POLICY_KEYS = tuple(f.name for f in fields(Policy) if f.name != "source")
+
+
+@dataclass
+class ConfigFile:
+    """The ``[gradcheck]`` section as read: the settings it sets, and its policy."""
+
+    path: Optional[str] = None
+    settings: dict = field(default_factory=dict)   # only the keys the file sets
+    policy: Policy = field(default_factory=Policy)
 
 
 def _parse_list(key: str, value: str) -> tuple:
@@ -83,7 +117,7 @@ def _parse_list(key: str, value: str) -> tuple:
     return items
 
 
-def _parse_frozen(value: str) -> dict:
+def _parse_globs(key: str, value: str) -> dict:
     out = {}
     for line in value.splitlines():
         line = line.strip()
@@ -91,19 +125,41 @@ def _parse_frozen(value: str) -> dict:
             continue
         glob, sep, reason = line.partition(":")
         if not sep or not glob.strip():
-            raise ConfigError(f"[{SECTION}] expected_frozen: {line!r} is not 'glob: reason'")
-        out[glob.strip()] = reason.strip() or "declared frozen"
+            raise ConfigError(f"[{SECTION}] {key}: {line!r} is not 'glob: reason'")
+        out[glob.strip()] = reason.strip() or "declared"
     return out
 
 
-def load_policy(path: Optional[str | Path] = None) -> Policy:
+def _parse_value(parser, path, key: str, value: str):
+    try:
+        if key in _INT_KEYS:
+            number = int(value)
+            if number < (0 if key == "seed" else 1):
+                raise ValueError
+            return number
+        if key in _FLOAT_KEYS:
+            return float(value)
+        if key in ("fail_on", "warn_on"):
+            return _parse_list(key, value)
+        if key == "strict":
+            return parser.getboolean(SECTION, key)
+        if key in ("expected_frozen", "allow_uncovered"):
+            return _parse_globs(key, value)
+        return value.strip()
+    except ConfigError:
+        raise
+    except ValueError:
+        raise ConfigError(f"[{SECTION}] in {path}: invalid {key} = {value!r}") from None
+
+
+def load_config(path: Optional[str | Path] = None) -> ConfigFile:
     """Read ``[gradcheck]`` from ``path``; without one, from ./setup.cfg if it has the section."""
     explicit = path is not None
     path = Path(path) if explicit else Path("setup.cfg")
     if not path.exists():
         if explicit:
             raise ConfigError(f"config file {path} does not exist")
-        return Policy()
+        return ConfigFile()
     parser = configparser.ConfigParser(interpolation=None)
     try:
         parser.read(path, encoding="utf-8")
@@ -113,29 +169,13 @@ def load_policy(path: Optional[str | Path] = None) -> Policy:
     if not parser.has_section(SECTION):
         if explicit:
             raise ConfigError(f"config file {path} has no [{SECTION}] section")
-        return Policy()
-    known = {f.name for f in fields(Policy)} - {"source"}
-    kw: dict = {"source": str(path)}
+        return ConfigFile()
+    settings, policy = {}, {"source": str(path)}
     for key, value in parser.items(SECTION):
-        if key not in known:
+        if key in SETTING_KEYS:
+            settings[key] = _parse_value(parser, path, key, value)
+        elif key in _POLICY_KEYS:
+            policy[key] = _parse_value(parser, path, key, value)
+        else:
             raise ConfigError(f"[{SECTION}] in {path}: unknown setting {key!r}")
-        try:
-            if key in _INT_KEYS:
-                kw[key] = int(value)
-                if kw[key] < (0 if key == "seed" else 1):
-                    raise ValueError
-            elif key in _FLOAT_KEYS:
-                kw[key] = float(value)
-            elif key in ("fail_on", "warn_on"):
-                kw[key] = _parse_list(key, value)
-            elif key == "strict":
-                kw[key] = parser.getboolean(SECTION, key)
-            elif key == "expected_frozen":
-                kw[key] = _parse_frozen(value)
-            else:
-                kw[key] = value.strip()
-        except ConfigError:
-            raise
-        except ValueError:
-            raise ConfigError(f"[{SECTION}] in {path}: invalid {key} = {value!r}") from None
-    return Policy(**kw)
+    return ConfigFile(path=str(path), settings=settings, policy=Policy(**policy))

@@ -33,7 +33,7 @@ import numpy as np
 
 from gradcheck import graph, runtime, status
 from gradcheck.optimizers import backward_list, describe_optimizer, optimizer_params
-from gradcheck.report import BufferRecord, ParamRecord, Report, WarningRecord
+from gradcheck.report import BufferRecord, ParamRecord, Report, WarningRecord, jsonable
 from gradcheck.workload import Workload, WorkloadError, _one_line, default_optimizer
 
 _GRAD_WARNING = re.compile(r"grads\[(\d+)\] '([^']*)' doesn't have gradient")
@@ -86,11 +86,17 @@ class Run:
     extra: list                   # trainable params outside every optimizer: the probe's jt.grad
     calls: object = None          # explain.CallRecorder
     reads: object = None          # graph.ReadRecorder
+    on_step: Optional[Callable] = None            # (step, steps, phase) progress callback
+    steps: int = 1
     targets: list = field(default_factory=list)   # params then buffers: graph target indices
 
     @property
     def multi(self) -> bool:
         return len(self.phases) > 1
+
+    def tell(self, step: int, what: str) -> None:
+        if self.on_step:
+            self.on_step(step, self.steps, what)
 
     def owners(self, i: int) -> list:
         return [p.name for p in self.phases if i in self.owned[p.name]]
@@ -176,13 +182,13 @@ def map_warnings(logs, call_list, call, run, reached, step, phase) -> list:
 
 def run_phase(run: Run, phase, step: int) -> PhaseResult:
     """Forward, graph, backward (``accumulate`` times), then the optimizer step."""
-    jt = runtime.import_jittor()
-    res = PhaseResult(phase.name)
+    jt, res = runtime.import_jittor(), PhaseResult(phase.name)
     opt, model = phase.optimizer, run.workload.model
     where = run.workload.name + (f" phase {phase.name!r}" if run.multi else "")
     extra = [run.targets[i] for i in run.extra]
     pending, probe_grads = [], []
     for _ in range(phase.accumulate):
+        run.tell(step, "forward")
         batch = run.workload.batch_for(step)
         fence = graph.fence()
         run.reads.read = res.read
@@ -194,6 +200,7 @@ def run_phase(run: Run, phase, step: int) -> PhaseResult:
         res.read |= read
         for term, found in reach.items():
             res.term_reach.setdefault(term, set()).update(found)
+        run.tell(step, "backward")
         with jt.log_capture_scope(log_v=0, log_silent=1) as logs:
             opt.backward(loss, retain_graph=bool(extra))
         res.warnings += map_warnings(logs, backward_list(opt), "optimizer", run, reached,
@@ -217,13 +224,17 @@ def run_phase(run: Run, phase, step: int) -> PhaseResult:
     for gs in probe_grads:
         for i, g in zip(run.extra, gs):
             res.grads[i] = res.grads[i] + g.numpy() if i in res.grads else g.numpy()
+    run.tell(step, "update")
     opt.step()
     jt.sync_all()
     return res
 
 
 # --------------------------------------------------------------------- records
-def new_records(run: Run, mode_changes: dict, frozen_by_eval: dict) -> tuple:
+def new_records(run: Run, mode_changes: dict, frozen_by_eval: dict, policy=None) -> tuple:
+    from gradcheck.policy import declared_reason
+
+    expected = getattr(policy, "expected_frozen", None)
     held = {id(v) for p in run.phases for v in optimizer_params(p.optimizer)}
     records = []
     for i, e in enumerate(run.params):
@@ -231,7 +242,8 @@ def new_records(run: Run, mode_changes: dict, frozen_by_eval: dict) -> tuple:
         records.append(ParamRecord(
             name=e.name, shape=list(e.var.shape), numel=int(e.var.numel()),
             requires_grad=not frozen, in_optimizer=id(e.var) in held, module=e.module,
-            aliases=list(e.aliases), frozen_reason=run.workload.frozen_reason(e.name),
+            aliases=list(e.aliases),
+            frozen_reason=declared_reason(e.name, run.workload.frozen, expected),  # one lookup
             eval_module=frozen_by_eval.get(id(e.var)) if frozen else None,
             mode_change=mode_changes.get(id(e.var)),
             optimizers=run.owners(i) if run.multi else []))
@@ -276,7 +288,7 @@ def step_entry(run: Run, step: int, results: list, seconds: float) -> dict:
         for k, v in r.terms.items():
             terms[f"{r.name}/{k}" if run.multi else k] = mean(v)
     entry = {"step": step, "loss": mean(results[0].losses), "terms": terms,
-             "stats": _jsonable(results[0].stats if not run.multi
+             "stats": jsonable(results[0].stats if not run.multi
                                 else {r.name: r.stats for r in results}),
              "seconds": round(seconds, 4)}
     if run.multi:
@@ -303,21 +315,18 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
     run, mode_changes, frozen_by_eval = prepare(workload)
     run.calls = explain.CallRecorder(workload.model)
     run.reads = graph.ReadRecorder(run.params)
-    records, buf_records = new_records(run, mode_changes, frozen_by_eval)
+    run.on_step, run.steps = on_step, steps
+    records, buf_records = new_records(run, mode_changes, frozen_by_eval, policy)
     warnings_out, step_log, reach_by_term = [], [], {}
 
     for step in range(1, steps + 1):
         t0 = time.perf_counter()
-        if on_step:
-            on_step(step, steps, "forward")
         # values before the forward: a BatchNorm forward already queues its running-stat update
         before = [e.var.numpy().copy() for e in run.params]
         buf_before = [e.var.numpy().copy() for e in run.buffers]
         results = []
         for phase in run.phases:
             results.append(run_phase(run, phase, step))
-            if on_step:
-                on_step(step, steps, "update")
         for r in results:
             warnings_out.extend(r.warnings)
             for term, found in r.term_reach.items():
@@ -378,22 +387,3 @@ def environment() -> dict:
     return {"jittor": getattr(jt, "__version__", "?"), "python": platform.python_version(),
             "numpy": np.__version__, "onednn": st.onednn, "onednn_lib": st.onednn_lib,
             "device": st.device, "host": socket.gethostname(), "platform": platform.platform()}
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if hasattr(obj, "item") and hasattr(obj, "numel"):
-        try:
-            return obj.item() if obj.numel() == 1 else obj.numpy().tolist()
-        except Exception:
-            return str(obj)
-    if isinstance(obj, (int, float, str, bool)) or obj is None:
-        return obj
-    return str(obj)

@@ -17,32 +17,23 @@ Guarantees:
 
 The yielded :class:`CompileStats` counts operators compiled and compile seconds so callers
 can report them ("compiled 37 operators in 41.2s").
-
-:func:`jittor_logs_silenced` silences Jittor's own ``[i ...]``/``[w ...]`` log lines
-(``jt.flags.log_silent``) for a block, outside of any fd capture.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import select
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, Optional
 
-__all__ = ["CompileStats", "compile_progress", "jittor_logs_silenced", "ProgressParser",
-           "PROGRESS_RE"]
+from gradcheck.procmaps import mapped_files
+from gradcheck.progress_parser import PROGRESS_RE, ProgressParser, _Batch
 
-#: ``Compiling Operators(3/7) used: 4.33s eta: 5.77s`` (C++) and
-#: ``Compiling jittor_core(12/40) used: 3.100s eta: 7.000s`` (Python, fresh cache).
-PROGRESS_RE = re.compile(
-    rb"^Compiling (?P<what>[\w.\-]+)\((?P<i>\d+)/(?P<n>\d+)\) used: *(?P<used>[0-9.eE+\-]+)s"
-    rb" eta: *(?P<eta>[0-9.eE+\-]+)s *$")
-
+__all__ = ["CompileStats", "compile_progress", "ProgressParser", "PROGRESS_RE"]
 
 @dataclass
 class CompileStats:
@@ -62,105 +53,11 @@ class CompileStats:
     progress_ops: int = 0            # operators announced by progress lines
     new_jit_libs: Optional[int] = None  # op libraries compiled here (None: not measurable)
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
     def summary(self) -> str:
         if not self.ops_compiled:
             return "no operators compiled"
         secs = f" in {self.compile_seconds:.1f}s" if self.compile_seconds else ""
         return f"compiled {self.ops_compiled} Jittor operator(s){secs}"
-
-
-# --------------------------------------------------------------------------- parser
-@dataclass
-class _Batch:
-    what: str
-    i: int = 0
-    n: int = 0
-    used: float = 0.0
-
-
-class ProgressParser:
-    """Stream splitter: feed raw stderr bytes, get callbacks for progress updates and
-    for pass-through bytes.  Pure logic, no fds; the output is byte-for-byte the input
-    minus the progress lines (and the bare newlines Jittor writes around them)."""
-
-    def __init__(self, on_progress, on_text, on_batch_end):
-        self._buf = b""
-        self._on_progress = on_progress     # (what, i, n, used, eta)
-        self._on_text = on_text             # (bytes)
-        self._on_batch_end = on_batch_end   # (_Batch)
-        self._pending_nl = False            # a bare "\n" held back: maybe Jittor's lead-in
-        self._batch: Optional[_Batch] = None
-        self._expect_nl = False             # Jittor's std::endl after a finished batch
-
-    def feed(self, data: bytes) -> None:
-        self._buf += data
-        while True:
-            cut = min((k for k in (self._buf.find(b"\r"), self._buf.find(b"\n")) if k >= 0),
-                      default=-1)
-            if cut < 0:
-                break
-            seg, term, self._buf = self._buf[:cut], self._buf[cut:cut + 1], self._buf[cut + 1:]
-            self._segment(seg, term)
-        # Text that is clearly not the start of a progress line goes out at once, so a
-        # prompt or partial message without a newline is not held back.
-        if self._buf and not b"Compiling ".startswith(self._buf[:10]):
-            self._text(self._buf)
-            self._buf = b""
-
-    def _segment(self, seg: bytes, term: bytes) -> None:
-        m = PROGRESS_RE.match(seg)
-        if m:
-            self._pending_nl = False  # Jittor's "\n" before the first progress line
-            what = m["what"].decode("ascii", "replace")
-            if self._batch is not None and self._batch.what != what:
-                self._end_batch()
-            if self._batch is None:
-                self._batch = _Batch(what)
-            b = self._batch
-            b.i, b.n, b.used = int(m["i"]), int(m["n"]), float(m["used"])
-            self._on_progress(what, b.i, b.n, b.used, float(m["eta"]))
-            if b.i >= b.n:
-                self._end_batch(expect_nl=True)
-            return
-        if seg == b"" and term == b"\n":
-            if self._expect_nl:       # Jittor's std::endl after the last progress line
-                self._expect_nl = False
-                return
-            if self._batch is not None:  # a batch ended without reaching n/n
-                self._end_batch(expect_nl=False)
-                return
-            if self._pending_nl:
-                self._text(b"")   # emits the held "\n"; this one is held in turn
-            self._pending_nl = True
-            return
-        if self._batch is not None:
-            self._end_batch()
-        self._text(seg + term)
-
-    def _end_batch(self, expect_nl: bool = False) -> None:
-        b, self._batch = self._batch, None
-        self._expect_nl = expect_nl
-        if b is not None:
-            self._on_batch_end(b)
-
-    def _text(self, data: bytes) -> None:
-        self._expect_nl = False
-        if self._pending_nl:
-            self._pending_nl = False
-            data = b"\n" + data
-        if data:
-            self._on_text(data)
-
-    def close(self) -> None:
-        """End of stream: flush whatever is held back."""
-        if self._batch is not None:
-            self._end_batch()
-        rest, self._buf = self._buf, b""
-        if rest or self._pending_nl:
-            self._text(rest)
 
 
 # --------------------------------------------------------------------------- display
@@ -297,19 +194,11 @@ def _mapped_libs(jit_dir: Optional[str]) -> Optional[set]:
     """Operator libraries under ``jit_dir`` mapped into this process (None: unknown)."""
     if not jit_dir:
         return None
-    prefix = os.path.realpath(jit_dir) + os.sep
-    seen = set()
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                parts = line.split(None, 5)
-                if len(parts) == 6 and parts[5].rstrip("\n").endswith(".so"):
-                    path = parts[5].rstrip("\n")
-                    if path.startswith(prefix):
-                        seen.add(path)
-    except OSError:
+    files = mapped_files()
+    if files is None:
         return None
-    return seen
+    prefix = os.path.realpath(jit_dir) + os.sep
+    return {p for p in files if p.endswith(".so") and p.startswith(prefix)}
 
 
 def _libs_compiled_here(jit_dir: Optional[str], before: Optional[set], since: float
@@ -478,29 +367,3 @@ def _flush_python_stderr() -> None:
     for stream in (sys.stderr, sys.__stderr__):
         with contextlib.suppress(Exception):
             stream.flush()
-
-
-# --------------------------------------------------------------------------- logs
-@contextlib.contextmanager
-def jittor_logs_silenced(silent: bool = True) -> Iterator[None]:
-    """Set ``jt.flags.log_silent`` for the block (Jittor's ``[i``/``[w`` lines, Python and
-    C++ side) and restore it afterwards.  Without Jittor imported, sets the ``log_silent``
-    environment variable that Jittor reads at import."""
-    jt = sys.modules.get("jittor")
-    if jt is None or not hasattr(jt, "flags"):
-        old = os.environ.get("log_silent")
-        os.environ["log_silent"] = "1" if silent else "0"
-        try:
-            yield
-        finally:
-            if old is None:
-                os.environ.pop("log_silent", None)
-            else:
-                os.environ["log_silent"] = old
-        return
-    old = jt.flags.log_silent
-    jt.flags.log_silent = 1 if silent else 0
-    try:
-        yield
-    finally:
-        jt.flags.log_silent = old

@@ -86,6 +86,7 @@ class Verdict:
     result: str = "pass"                               # "pass" or "fail"
     reasons: list = field(default_factory=list)        # why it fails
     warnings: list = field(default_factory=list)       # what is worth a look but passes
+    groups: list = field(default_factory=list)         # findings by cause (gradcheck.summary)
 
     @property
     def passed(self) -> bool:
@@ -152,29 +153,98 @@ class Report:
         if version < 1:
             raise ReportError(f"{source}: invalid schema_version {version}")
         try:
-            params = [_record(ParamRecord, p) for p in d["params"]]
-            buffers = [_record(BufferRecord, b) for b in d.get("buffers", [])]
-            warns = [_record(WarningRecord, w) for w in d.get("warnings", [])]
+            params = [_record(ParamRecord, p) for p in _typed(d["params"], list, "params")]
+            buffers = [_record(BufferRecord, b) for b in _typed(d.get("buffers", []), list, "buffers")]
+            warns = [_record(WarningRecord, w) for w in _typed(d.get("warnings", []), list, "warnings")]
             verdict = _record(Verdict, d.get("verdict", {}))
-            return cls(config=dict(d["config"]), environment=dict(d.get("environment", {})),
-                       params=params, buffers=buffers, warnings=warns,
-                       steps=list(d.get("steps", [])), summary=dict(d.get("summary", {})),
-                       verdict=verdict, loss_terms=list(d.get("loss_terms", [])),
-                       modules=list(d.get("modules", [])), created=str(d.get("created", "")),
-                       schema_version=version)
+            if verdict.result not in ("pass", "fail"):
+                raise ValueError(f"verdict {verdict.result!r} is neither pass nor fail")
+            report = cls(config=_typed(d["config"], dict, "config"),
+                         environment=_typed(d.get("environment", {}), dict, "environment"),
+                         params=params, buffers=buffers, warnings=warns,
+                         steps=[_step(s) for s in _typed(d.get("steps", []), list, "steps")],
+                         verdict=verdict,
+                         loss_terms=[_term(t) for t in _typed(d.get("loss_terms", []), list,
+                                                              "loss_terms")],
+                         created=str(d.get("created", "")), schema_version=version)
         except (KeyError, TypeError, ValueError) as exc:
             raise ReportError(f"{source}: malformed report ({type(exc).__name__}: {exc})") from None
+        # totals are derived from the records, never trusted from the file (see summary.py)
+        from gradcheck.summary import module_rollup, summarize
+
+        report.summary, report.modules = summarize(report), module_rollup(report.params)
+        return report
+
+
+_NONFINITE = ("nan", "inf", "-inf")
+
+
+def _typed(value, kind, what: str):
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise TypeError(f"{what} is a {type(value).__name__}, expected {kind.__name__}")
+    return value
+
+
+def _number(value) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) or value in _NONFINITE
+
+
+def _check_field(name: str, annotation: str, value) -> None:
+    """Check ``value`` against a record field's annotation (``int``, ``Optional[float]``...)."""
+    if annotation.startswith("Optional["):
+        if value is None:
+            return
+        annotation = annotation[len("Optional["):-1]
+    ok = {"str": lambda v: isinstance(v, str), "bool": lambda v: isinstance(v, bool),
+          "list": lambda v: isinstance(v, list), "float": _number,
+          "int": lambda v: isinstance(v, int) and not isinstance(v, bool)}.get(annotation)
+    if ok is not None and not ok(value):
+        raise TypeError(f"{name} is {value!r}, expected {annotation}")
 
 
 def _record(cls, d):
     if not isinstance(d, dict):
         raise TypeError(f"{cls.__name__} entry is not an object")
-    names = {f.name for f in fields(cls)}
-    rec = cls(**{k: v for k, v in d.items() if k in names})
+    kept = {}
+    for f in fields(cls):
+        if f.name in d:
+            _check_field(f.name, str(f.type), d[f.name])
+            kept[f.name] = d[f.name]
+    rec = cls(**kept)
     if isinstance(rec, ParamRecord):
-        if not isinstance(rec.name, str) or rec.status not in RUN_STATUSES:
+        if rec.status not in RUN_STATUSES:
             raise ValueError(f"parameter {rec.name!r} has unknown status {rec.status!r}")
+        if any(s not in STEP_STATUSES for s in rec.steps):
+            raise ValueError(f"parameter {rec.name!r} has an unknown step status")
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in rec.shape):
+            raise ValueError(f"parameter {rec.name!r} has shape {rec.shape!r}")
+        for key in ("aliases", "flags", "reached_by"):
+            if not all(isinstance(v, str) for v in getattr(rec, key) or ()):
+                raise ValueError(f"parameter {rec.name!r} has a non-text entry in {key}")
+        for key in ("grad_norms", "update_norms"):
+            if not all(v is None or _number(v) for v in getattr(rec, key)):
+                raise ValueError(f"parameter {rec.name!r} has a non-number in {key}")
+    if isinstance(rec, Verdict) and not all(isinstance(x, str) for x in rec.reasons + rec.warnings):
+        raise ValueError("the verdict's reasons and warnings must be text")
     return rec
+
+
+def _step(s) -> dict:
+    _typed(s, dict, "a step")
+    for key, kind in (("terms", dict), ("stats", dict)):
+        _typed(s.get(key, {}), kind, f"a step's {key}")
+    if not all(v is None or _number(v) for v in [s.get("loss"), s.get("seconds"),
+                                                 *s.get("terms", {}).values()]):
+        raise ValueError("a step holds a non-number")
+    return s
+
+
+def _term(t) -> dict:
+    _typed(t, dict, "a loss term")
+    _check_field("loss term name", "str", t.get("name"))
+    _check_field("loss term reaches", "Optional[int]", t.get("reaches"))
+    _typed(t.get("values", []), list, "a loss term's values")
+    return t
 
 
 def _finite(obj):
@@ -240,3 +310,25 @@ def load_report(path: os.PathLike | str) -> Report:
         what = "truncated" if exc.pos >= len(text.rstrip()) else "corrupt"
         raise ReportError(f"{path}: {what} JSON (line {exc.lineno}, column {exc.colno})") from None
     return Report.from_dict(data, source=str(path))
+
+
+def jsonable(obj):
+    """A plain JSON-able copy of a loss's statistics (numpy and Jittor scalars to numbers)."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if hasattr(obj, "item") and hasattr(obj, "numel"):
+        try:
+            return obj.item() if obj.numel() == 1 else obj.numpy().tolist()
+        except Exception:
+            return str(obj)
+    if isinstance(obj, (int, float, str, bool)) or obj is None:
+        return obj
+    return str(obj)

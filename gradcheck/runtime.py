@@ -15,8 +15,7 @@ This module must run before the first ``import jittor`` of the process; importin
    once, loudly, with the slowdown.
 3. **Quiet.**  Jittor's ``[i ...]`` log lines are silenced (``log_silent=1``); the
    "Compiling Operators" progress Jittor writes to fd 2 is taken over by
-   :func:`gradcheck.progress.compile_progress` (``import_jittor(progress=True)`` uses it
-   around the import, which on a fresh cache compiles silently for minutes).
+   :func:`gradcheck.progress.compile_progress` where gradcheck runs Jittor.
 4. **Seeds.**  :func:`seed_everything` seeds Jittor, numpy and ``random`` from one number.
 """
 
@@ -27,13 +26,12 @@ import os
 import random
 import sys
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 DEVICES = ("auto", "cpu", "cuda")
 DNNL_DIRNAME = "dnnl_lnx_2.2.0_cpu_gomp"  # the folder name Jittor 1.3.11 itself downloads to
-ONEDNN_DISTS = ("onednn-cpu-gomp", "onednn-devel-cpu-gomp")
 
 
 class RuntimeSetupError(RuntimeError):
@@ -54,9 +52,6 @@ class RuntimeState:
     onednn_reason: str = ""
     jittor_was_imported: bool = False   # jittor was already imported before setup ran
     notes: list = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 _state: Optional[RuntimeState] = None
@@ -271,24 +266,10 @@ def state() -> RuntimeState:
     return _state if _state is not None else setup()
 
 
-COLD_START_MESSAGE = ("preparing Jittor: the first run on this machine compiles its core "
-                      "(3-6 minutes, once)")
-
-
-def import_jittor(progress: bool = False, console=None):
-    """Import Jittor after :func:`setup`, with its use_cuda flag set for the chosen device.
-
-    ``progress``: while the import runs (minutes on a fresh cache, where Jittor compiles
-    its core without a word), show a spinner and Jittor's operator compile progress on
-    stderr; see :func:`gradcheck.progress.compile_progress`."""
+def import_jittor():
+    """Import Jittor after :func:`setup`, with its use_cuda flag set for the chosen device."""
     st = state()
-    if progress and "jittor" not in sys.modules:
-        from gradcheck.progress import compile_progress
-
-        with compile_progress(quiet=False, console=console, status=COLD_START_MESSAGE):
-            import jittor as jt
-    else:
-        import jittor as jt
+    import jittor as jt
 
     jt.flags.use_cuda = 1 if st.device == "cuda" else 0
     if st.onednn:

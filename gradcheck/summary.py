@@ -2,14 +2,20 @@
 
 :func:`finalize` fills ``report.summary``, ``report.modules`` and ``report.verdict`` from the
 per-parameter records and a :class:`~gradcheck.policy.Policy`.  It is pure: running it twice,
-or on a report loaded from JSON, gives the same result.
+or on a report loaded from JSON, gives the same result.  The verdict (:func:`judge`) groups
+the findings by cause (:func:`finding_groups`), each group with its fix, so 444 exactly-zero
+gradients read as one line that says why and what to run next (:func:`next_command`).
 """
 
 from __future__ import annotations
 
+import fnmatch
+import re
+import shlex
 from collections import Counter, defaultdict
+from typing import Optional
 
-from gradcheck.policy import Policy
+from gradcheck.policy import ALLOWABLE, Policy
 from gradcheck.report import ParamRecord, Report, Verdict
 from gradcheck.status import RUN_STATUSES, SEVERITY, UNCOVERED, worst  # noqa: F401
 
@@ -87,20 +93,145 @@ def summarize(report: Report) -> dict:
     }
 
 
-def judge(report: Report, policy: Policy) -> Verdict:
-    by_finding: dict = defaultdict(list)
-    for p in report.params:
-        for f in findings(p):
-            by_finding[f].append(p.name)
-    verdict = Verdict()
+# why a finding's parameters are in that state, and what to do: (finding, cause) -> (why, fix)
+WHY = {
+    ("missing", "not_called"): ("its module never ran in the forward pass",
+                                "call it in training, remove it, or list it under allow_uncovered"),
+    ("missing", "cut"): ("no differentiable path reaches the loss (detach, stop_grad, no_grad, "
+                         "or an unused output)",
+                         "find the detach / stop_grad / no_grad on its path to the loss"),
+    ("zero", "zero_gradient"): ("a zero multiplier, a mask or a saturated activation on its path",
+                                "find what zeroes it, or list it under allow_uncovered"),
+    ("nonfinite", "nonfinite"): ("NaN/Inf in its gradient",
+                                 "look at the first step with NaN/Inf (a log, sqrt or division "
+                                 "of a non-positive value?)"),
+    ("not_in_optimizer", "not_in_optimizer"): ("it has a gradient, but no optimizer group holds "
+                                               "it", "add it to an optimizer parameter group"),
+    ("frozen_undeclared", "frozen_undeclared"): ("frozen without an expected_frozen declaration",
+                                                 "declare it under expected_frozen "
+                                                 "(glob: reason), or let it train"),
+    ("frozen_but_trained", "frozen_but_trained"): ("an expected_frozen glob matches it, yet it "
+                                                   "trains", "drop the glob, or stop_grad it"),
+    ("vanishing", "vanishing"): ("gradient norm / weight norm below vanishing_grad",
+                                 "check the initialisation and normalisation on its path"),
+    ("exploding", "exploding"): ("gradient norm / weight norm above exploding_grad",
+                                 "check the learning rate, initialisation and normalisation"),
+}
+ZERO_INIT = "downstream weights start at zero"
+_ZERO_INIT_MARKS = ("start at exactly zero", "its own value is all zeros")
+_TRY = re.compile(r"\s*\((try [^)]*)\)\s*$")
+
+
+def _steps_fix(report) -> tuple:
+    """(why, fix, rerun) for exactly-zero gradients behind zero-initialised weights."""
+    from gradcheck import registry
+    from gradcheck.settings import DEFAULT_STEPS
+
+    steps = len(report.steps) or int(report.config.get("steps") or 1)
+    spreading = steps == 1 or any(p.first_nonzero_step == steps for p in report.params)
+    if not spreading:
+        return (f"{ZERO_INIT} and stayed there (nothing new was covered on step {steps})",
+                "see what keeps them at zero (a zero learning rate, a frozen layer), or list "
+                "them under allow_uncovered", None)
+    rec = registry.recommended(report.config.get("model"))
+    if rec is not None and rec.steps and rec.steps > steps:
+        more = rec.steps
+    else:
+        more = DEFAULT_STEPS if steps < DEFAULT_STEPS else 2 * steps
+    return (f"{ZERO_INIT}; coverage spreads one layer per step", f"run with --steps {more}",
+            {"steps": more})
+
+
+def _why(finding: str, rec: ParamRecord, steps_fix) -> tuple:
+    """(cause, why, fix, rerun) of one parameter's finding: the key it is grouped under."""
+    if finding == "zero":
+        detail = rec.cause_detail or ""
+        if any(mark in detail for mark in _ZERO_INIT_MARKS):
+            return ("zero_gradient",) + steps_fix()
+        text = detail.split("exactly zero: ", 1)[-1].split(", yet its value changed")[0]
+        text = text[len("likely "):] if text.startswith("likely ") else text
+        m = _TRY.search(text)
+        if text and m:
+            return "zero_gradient", text[:m.start()], m.group(1), None
+        if text and rec.cause in ("zero_gradient", "decay_only"):
+            return "zero_gradient", text, WHY["zero", "zero_gradient"][1], None
+        return ("zero_gradient",) + WHY["zero", "zero_gradient"] + (None,)
+    if finding == "missing":
+        cause = "not_called" if rec.cause == "not_called" else "cut"
+        why, fix = WHY["missing", cause]
+        if rec.cause == "decay_only":
+            why += "; weight decay or momentum moves it anyway"
+        return cause, why, fix, None
+    return (finding,) + WHY.get((finding, finding), ("", None)) + (None,)
+
+
+def finding_groups(report: Report, policy: Policy) -> list:
+    """The findings of a run grouped by cause, failing first: one dict per group with
+    ``finding``, ``severity`` (fail / warn / allowed), ``cause``, ``why``, ``fix``,
+    ``rerun`` (settings that fix it, or None), ``count`` and ``names``."""
     failing = policy.failing()
-    for finding, names in by_finding.items():
-        shown = ", ".join(names[:5]) + (f", ... (+{len(names) - 5})" if len(names) > 5 else "")
-        line = f"{finding}: {len(names)} parameter{'s' if len(names) != 1 else ''} ({shown})"
-        if finding in failing:
-            verdict.reasons.append(line)
-        elif finding in policy.warn_on:
-            verdict.warnings.append(line)
+    cache: list = []
+
+    def steps_fix():
+        if not cache:
+            cache.append(_steps_fix(report))
+        return cache[0]
+
+    groups: dict = {}
+    for p in report.params:
+        for finding in findings(p):
+            allowed = policy.allowed_reason(p.name) if finding in ALLOWABLE else None
+            if allowed is not None:
+                severity, cause, why, fix, rerun = "allowed", finding, allowed, None, None
+            elif finding in failing or finding in policy.warn_on:
+                severity = "fail" if finding in failing else "warn"
+                cause, why, fix, rerun = _why(finding, p, steps_fix)
+            else:
+                continue
+            key = (finding, severity, cause, why)
+            g = groups.setdefault(key, {"finding": finding, "severity": severity, "cause": cause,
+                                        "why": why, "fix": fix, "rerun": rerun, "count": 0,
+                                        "names": []})
+            g["count"] += 1
+            g["names"].append(p.name)
+    order = {"fail": 0, "warn": 1, "allowed": 2}
+    return sorted(groups.values(), key=lambda g: order[g["severity"]])
+
+
+def group_line(g: dict, shown: int = 3) -> str:
+    """One line for a group: '444 parameters: zero_gradient, why: fix (a, b, c, ... +441)'."""
+    n = g["count"]
+    names = ", ".join(g["names"][:shown]) + (f", ... (+{n - shown})" if n > shown else "")
+    fix = f": {g['fix']}" if g.get("fix") else ""
+    return (f"{g['finding']}: {n} parameter{'s' if n != 1 else ''}: {g['cause']}, {g['why']}"
+            f"{fix} ({names})")
+
+
+def next_command(report: Report) -> Optional[str]:
+    """The command to run next after a failing run: the same run with the settings that fix
+    the first failing group, or with --verbose to see every parameter."""
+    v = report.verdict
+    if v.passed:
+        return None
+    cfg, src = report.config, report.config.get("settings_source") or {}
+    args = {key: cfg.get(key) for key in ("steps", "img_size", "batch_size", "seed", "data")
+            if src.get(key) == "flag" and cfg.get(key) is not None}
+    rerun = next((g["rerun"] for g in v.groups if g["severity"] == "fail" and g.get("rerun")),
+                 None)
+    args.update(rerun or {})
+    cmd = ["gradcheck", "run", "--model", shlex.quote(str(cfg.get("model")))]
+    for key, value in args.items():
+        cmd += [f"--{key.replace('_', '-')}", shlex.quote(str(value))]
+    return " ".join(cmd + ([] if rerun else ["--verbose"]))
+
+
+def judge(report: Report, policy: Policy) -> Verdict:
+    verdict = Verdict(groups=finding_groups(report, policy))
+    for g in verdict.groups:
+        if g["severity"] == "fail":
+            verdict.reasons.append(group_line(g))
+        elif g["severity"] == "warn":
+            verdict.warnings.append(group_line(g))
     for term in report.loss_terms:
         if term.get("reaches") == 0:
             verdict.warnings.append(f"loss term {term['name']!r} reaches no parameter")
@@ -111,23 +242,18 @@ def judge(report: Report, policy: Policy) -> Verdict:
     if intermittent:
         verdict.warnings.append(f"intermittent: {len(intermittent)} parameter(s) covered on some "
                                 f"steps only (data-dependent), e.g. {intermittent[0]}")
-    for glob in policy.expected_frozen:
-        import fnmatch
-
-        if not any(fnmatch.fnmatchcase(p.name, glob) for p in report.params):
-            verdict.warnings.append(f"expected_frozen {glob!r} matches no parameter")
+    for table, label in ((policy.expected_frozen, "expected_frozen"),
+                         (policy.allow_uncovered, "allow_uncovered")):
+        for glob in table:
+            if not any(fnmatch.fnmatchcase(p.name, glob) for p in report.params):
+                verdict.warnings.append(f"{label} {glob!r} matches no parameter")
     verdict.result = "fail" if verdict.reasons else "pass"
     return verdict
 
 
 def finalize(report: Report, policy: Policy) -> Report:
-    for p in report.params:
-        if p.frozen_reason is None:
-            p.frozen_reason = policy.frozen_reason(p.name)
     report.summary = summarize(report)
     report.modules = module_rollup(report.params)
     report.verdict = judge(report, policy)
-    report.config.setdefault("policy", {"fail_on": list(policy.fail_on),
-                                        "warn_on": list(policy.warn_on),
-                                        "strict": policy.strict, "source": policy.source})
+    report.config.setdefault("policy", policy.record())
     return report

@@ -60,8 +60,34 @@ def test_markdown_golden(cli, golden, monkeypatch):
 
 
 def test_strict_flag(cli):
-    assert cli("run", "--model", f"{ZOO}:times_zero").exit_code == 0
-    assert cli("run", "--model", f"{ZOO}:times_zero", "--strict").exit_code == 1
+    assert cli("run", "--model", f"{ZOO}:not_in_optimizer").exit_code == 0
+    assert cli("run", "--model", f"{ZOO}:not_in_optimizer", "--strict").exit_code == 1
+
+
+def test_one_screen_goldens(cli, golden, monkeypatch):
+    """The default view: a pass in a few lines; a fail grouped by cause, with the fix and
+    the next command.  Zoo models: deterministic names and counts, no time or host shown."""
+    monkeypatch.chdir(Path(ZOO).parent)
+    ok = cli("run", "--model", "zoo.py:multi_term")
+    assert ok.exit_code == 0
+    golden("screen_pass.txt", ok.stdout)
+    bad = cli("run", "--model", "zoo.py:late_gradient", "--steps", "1")
+    assert bad.exit_code == 1
+    golden("screen_fail.txt", bad.stdout)
+    assert len(ok.stdout.splitlines()) <= 25 and len(bad.stdout.splitlines()) <= 25
+    full = cli("run", "--model", "zoo.py:late_gradient", "--steps", "1", "--verbose")
+    assert "needs attention" in full.stdout and "coverage by module" in full.stdout
+    assert "needs attention" not in bad.stdout
+
+
+def test_settings_origin_in_header_and_report(cli, tmp_path):
+    cfg = tmp_path / "g.cfg"
+    cfg.write_text("[gradcheck]\nseed = 3\n")
+    out = tmp_path / "r.json"
+    res = cli("run", "--model", f"{ZOO}:healthy", "--config", str(cfg), "-o", str(out), "-q")
+    assert f"{ZOO}:healthy (flag) | 3 steps (tool default) | seed 3 (config): PASS" in res.stdout
+    assert json.loads(out.read_text())["config"]["settings_source"] == {
+        "model": "flag", "steps": "tool default", "seed": "config", "device": "tool default"}
 
 
 @pytest.mark.parametrize("args,message", [

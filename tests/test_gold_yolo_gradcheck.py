@@ -52,7 +52,7 @@ def test_cli_with_a_yolo_dataset(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "r.json"
     res = CliRunner().invoke(main, ["run", "--model", "gold_yolo_n", "--data", "data",
-                                    "--img-size", "320", "--batch-size", "2", "-o", str(out),
+                                    "--img-size", "320", "--batch-size", "2", "--steps", "1", "-o", str(out),
                                     "--quiet"], catch_exceptions=False)
     assert res.exit_code in (0, 1), res.output
     data = json.loads(out.read_text())

@@ -1,7 +1,7 @@
 """Tests of the Jittor Gold-YOLO model structure against the official PyTorch contract.
 
 Wang et al., "Gold-YOLO: Efficient Object Detector via Gather-and-Distribute Mechanism",
-NeurIPS 2023.  The contract is ``../shared/spec/gold_yolo_{n,s,m,l}.params.tsv`` (every
+NeurIPS 2023.  The contract is ``tests/data/gold_yolo_{n,s,m,l}.params.tsv`` (every
 parameter of the official models in training mode: name, shape, requires_grad), plus the
 official training/deploy parameter totals.
 """
@@ -9,12 +9,15 @@ official training/deploy parameter totals.
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import gold_yolo  # noqa: F401  (sets up the Jittor runtime)
+import gold_yolo  # noqa: F401
 from gradcheck import runtime
 
 jt = runtime.import_jittor()
@@ -28,7 +31,7 @@ from gold_yolo.layers.transformer import DropPath  # noqa: E402
 from gold_yolo.model import GoldYOLO, build_model  # noqa: E402
 from gold_yolo.reparam import count_parameters, reparameterize  # noqa: E402
 
-SPEC_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "spec"
+SPEC_DIR = Path(__file__).resolve().parent / "data"
 
 TRAIN_TOTALS = {"gold_yolo_n": 6_062_590, "gold_yolo_s": 23_202_974,
                 "gold_yolo_m": 44_326_806, "gold_yolo_l": 75_114_699}
@@ -43,8 +46,6 @@ def _is_running_stat(name: str) -> bool:
 
 def load_spec(name: str) -> dict:
     path = SPEC_DIR / f"{name}.params.tsv"
-    if not path.exists():
-        pytest.skip(f"spec file not found: {path}")
     spec = {}
     for line in path.read_text().splitlines():
         if not line.strip() or line.startswith("#"):
@@ -93,6 +94,22 @@ def test_configs():
     a, b = get_config("gold_yolo_s"), get_config("gold_yolo_s")
     a.drop_path_rate = 0.0
     assert a.neck.extra_cfg.drop_path_rate == 0.0 and b.drop_path_rate == 0.1  # fresh copies
+
+
+def test_configs_import_without_jittor():
+    """The configs (and the package itself) load without starting Jittor; the first
+    Jittor-using submodule sets up the runtime, once, for the whole port."""
+    code = ("import sys, gold_yolo.configs as c, gold_yolo as g\n"
+            "assert g.CONFIG_NAMES == c.CONFIG_NAMES and g.get_config('gold_yolo_n')\n"
+            "print(sorted(m for m in ('jittor', 'gradcheck', 'gradcheck.runtime') if m in sys.modules))\n"
+            "import gold_yolo.layers.norm\n"
+            "from gradcheck import runtime\n"
+            "print('jittor' in sys.modules, runtime.state().device, g.jt is sys.modules['jittor'])\n")
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                       timeout=300, env={**os.environ, "PYTHONPATH": str(root)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[:2] == ["[]", f"True {runtime.state().device} True"], r.stdout
 
 
 # --------------------------------------------------------------------------- inventory

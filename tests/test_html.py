@@ -160,7 +160,9 @@ def test_round_trip_through_json_and_minimal_reports(tmp_path, report):
     loaded = load_report(tmp_path / "r.json")
     assert render_html(loaded) == render_html(report)
     bare = Report(config={"model": "m"}, environment={}, params=[])
-    assert "m" in render_html(finalize(bare, Policy()))
+    page = render_html(finalize(bare, Policy()))
+    assert "<title>gradcheck: m PASS</title>" in page and "<h1>m</h1>" in page
+    assert "no trainable parameters" in page and '<section id="flow">' not in page
     unfinalized = Report(config={}, environment={}, params=[_p("a.b")])  # no modules/summary
     assert "a.b" in render_html(unfinalized)
 
@@ -222,3 +224,17 @@ def test_cli_writes_html(tmp_path, monkeypatch):
     causes = page[page.index('<section id="causes">'):page.index('<section id="flow">')]
     assert 'id="cause-cut"' in causes and "side.weight" in causes and "main.weight" not in causes
     assert page.count('<svg class="flow"') == 1 and 'class="mk-missing"' in page
+
+
+def test_css_and_js_ship_as_package_data_and_are_inlined(page):
+    import configparser
+    import fnmatch
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    patterns = [p.strip() for p in cfg["options.package_data"]["gradcheck.render"].split(",")]
+    assets = sorted((ROOT / "gradcheck" / "render" / "assets").iterdir())
+    assert {a.name for a in assets} == {"report.css", "report.js"}
+    for asset in assets:                       # an installed wheel carries every asset ...
+        assert any(fnmatch.fnmatch(f"assets/{asset.name}", p) for p in patterns), asset
+        assert asset.read_text(encoding="utf-8") in page   # ... and the page inlines it

@@ -28,10 +28,11 @@ def test_zoo_case_is_classified(factory):
 
 def test_verdict_follows_default_policy():
     assert gradcheck.check(zoo.unused()).verdict.result == "fail"       # missing fails
-    assert gradcheck.check(zoo.times_zero()).verdict.result == "pass"   # zero only warns
+    assert gradcheck.check(zoo.times_zero()).verdict.result == "fail"   # zero fails too
     assert gradcheck.check(zoo.nan_grad()).verdict.result == "fail"     # nonfinite fails
+    assert gradcheck.check(zoo.not_in_optimizer()).verdict.result == "pass"   # only warns
     strict = gradcheck.Policy(strict=True)
-    assert gradcheck.check(zoo.times_zero(), policy=strict).verdict.result == "fail"
+    assert gradcheck.check(zoo.not_in_optimizer(), policy=strict).verdict.result == "fail"
 
 
 def test_shared_parameter_listed_once_with_alias():
@@ -64,7 +65,7 @@ def test_update_below_precision_has_gradient_but_no_change():
 
 
 def test_not_in_optimizer_gets_gradient_but_is_not_updated():
-    report = gradcheck.check(zoo.not_in_optimizer())
+    report = gradcheck.check(zoo.not_in_optimizer(), steps=1)
     rec = report.param("fc2.weight")
     assert not rec.in_optimizer and rec.steps == ["nonzero"] and not rec.updated
     assert any("not_in_optimizer" in w for w in report.verdict.warnings)

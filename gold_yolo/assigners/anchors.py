@@ -12,10 +12,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from gradcheck import runtime as _runtime
+from .. import jt  # the package sets up the Jittor runtime first
 
-_runtime.setup()
-jt = _runtime.import_jittor()
 
 __all__ = ["generate_anchors", "anchors_numpy"]
 

@@ -14,13 +14,11 @@ instead of ``one_hot(...).sum()`` (padded gts get none, real gts exactly their k
 
 from __future__ import annotations
 
-from gradcheck import runtime as _runtime
+from .. import jt  # the package sets up the Jittor runtime first
 
 from .iou2d import iou2d_calculator
 from .utils import dist_calculator, iou_calculator, select_candidates_in_gts, select_highest_overlaps
 
-_runtime.setup()
-jt = _runtime.import_jittor()
 
 __all__ = ["ATSSAssigner"]
 

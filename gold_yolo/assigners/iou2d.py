@@ -7,10 +7,8 @@ Detection/Gold-YOLO.  The fp16 path of upstream is not ported (we always compute
 
 from __future__ import annotations
 
-from gradcheck import runtime as _runtime
+from .. import jt  # the package sets up the Jittor runtime first
 
-_runtime.setup()
-jt = _runtime.import_jittor()
 
 __all__ = ["iou2d_calculator", "bbox_overlaps"]
 

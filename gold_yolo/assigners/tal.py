@@ -13,12 +13,10 @@ conflicts).  Upstream loops image by image when M > 100 to save GPU memory; we d
 
 from __future__ import annotations
 
-from gradcheck import runtime as _runtime
+from .. import jt  # the package sets up the Jittor runtime first
 
 from .utils import iou_calculator, select_candidates_in_gts, select_highest_overlaps
 
-_runtime.setup()
-jt = _runtime.import_jittor()
 
 __all__ = ["TaskAlignedAssigner"]
 

@@ -11,10 +11,8 @@ Jittor idioms used (checked numerically against numpy in the tests):
 
 from __future__ import annotations
 
-from gradcheck import runtime as _runtime
+from .. import jt  # the package sets up the Jittor runtime first
 
-_runtime.setup()
-jt = _runtime.import_jittor()
 
 __all__ = ["dist_calculator", "select_candidates_in_gts", "select_highest_overlaps", "iou_calculator"]
 

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradcheck import runtime as _runtime
+from .. import jt  # the package sets up the Jittor runtime first
+from jittor import nn
 
 from ..registry import BLOCKS
 from .norm import BatchNorm2d
 from .ops import MaxPool2d
-
-jt = _runtime.import_jittor()
-from jittor import nn  # noqa: E402
 
 __all__ = [
     "SyncBatchNorm", "Conv", "SimConv", "ConvWrapper", "SimConvWrapper", "conv_bn",

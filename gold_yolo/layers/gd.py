@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import math
 
-from gradcheck import runtime as _runtime
+from .. import jt  # the package sets up the Jittor runtime first
+from jittor import nn
 
 from .common import SimConv
 from .ops import adaptive_avg_pool2d, interpolate_bilinear
 from .transformer import build_norm_layer, h_sigmoid
-
-jt = _runtime.import_jittor()
-from jittor import nn  # noqa: E402
 
 __all__ = ["ConvModule", "AdvPoolFusion", "SimFusion_3in", "SimFusion_4in",
            "InjectionMultiSum_Auto_pool"]

@@ -20,10 +20,8 @@ mode is Jittor's own (it already matches torch).
 
 from __future__ import annotations
 
-from gradcheck import runtime as _runtime
-
-jt = _runtime.import_jittor()
-from jittor import nn  # noqa: E402
+from .. import jt  # the package sets up the Jittor runtime first
+from jittor import nn
 
 __all__ = ["BatchNorm2d"]
 

@@ -23,10 +23,8 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
-from gradcheck import runtime as _runtime
-
-jt = _runtime.import_jittor()
-from jittor import nn  # noqa: E402
+from .. import jt  # the package sets up the Jittor runtime first
+from jittor import nn
 
 __all__ = ["adaptive_avg_pool2d", "interpolate_bilinear", "pool_matrix", "bilinear_matrix",
            "MaxPool2d"]

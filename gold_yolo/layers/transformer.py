@@ -10,14 +10,12 @@ q/k/v projections are 1x1 convs and attention is two batched matmuls per block.
 
 from __future__ import annotations
 
-from gradcheck import runtime as _runtime
+from .. import jt  # the package sets up the Jittor runtime first
+from jittor import nn
 
 from .common import SyncBatchNorm
 from .norm import BatchNorm2d
 from .ops import adaptive_avg_pool2d
-
-jt = _runtime.import_jittor()
-from jittor import nn  # noqa: E402
 
 __all__ = [
     "Conv2d_BN", "drop_path", "DropPath", "h_sigmoid", "Mlp", "Attention", "top_Block",

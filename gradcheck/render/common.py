@@ -1,4 +1,5 @@
-"""Shared bits of the human formats: what needs attention, and how to say a run in one line."""
+"""Shared bits of the human formats: what needs attention, and how to say a run in one line
+(with where each setting came from)."""
 
 from __future__ import annotations
 
@@ -48,16 +49,50 @@ def by_module(params: list) -> dict:
     return groups
 
 
-def headline(report) -> str:
-    s, cfg = report.summary, report.config
-    bits = [str(cfg.get("model"))]
-    for key, label in (("steps", "steps"), ("img_size", "px"), ("batch_size", "batch")):
-        if cfg.get(key) is not None:
-            bits.append(f"{cfg[key]} {label}" if key != "img_size" else f"{cfg[key]}{label}")
+_SETTINGS = (("model", "{}"), ("steps", "{} step{s}"), ("img_size", "{}px"),
+             ("batch_size", "batch {}"), ("seed", "seed {}"))
+
+
+def settings_line(report) -> str:
+    """What ran and where each setting came from, e.g.
+    ``gold_yolo_s (flag) | 3 steps, 640px, batch 2 (model default) | seed 0 (tool default)``:
+    neighbours with the same origin (the model apart) share one label."""
+    cfg, src = report.config, report.config.get("settings_source") or {}
+    parts: list = []   # [origin, [texts]]
+    for key, fmt in _SETTINGS:
+        value = cfg.get(key)
+        if value is None:
+            continue
+        text = fmt.format(value, s="s" if value != 1 else "")
+        origin = src.get(key)
+        if len(parts) > 1 and origin is not None and parts[-1][0] == origin:  # not the model
+            parts[-1][1].append(text)
+        else:
+            parts.append([origin, [text]])
+    return " | ".join(", ".join(texts) + (f" ({origin})" if origin else "")
+                      for origin, texts in parts)
+
+
+def verdict_line(report) -> str:
+    s = report.summary
     covered = s.get("by_status", {}).get("covered", 0)
-    return (f"{' | '.join(bits)}: {report.verdict.result.upper()} - {covered}/{s.get('trainable', 0)} "
-            f"trainable parameters covered ({human(s.get('trainable_numel', 0))} values), "
+    return (f"{report.verdict.result.upper()} - {covered}/{s.get('trainable', 0)} trainable "
+            f"parameters covered ({human(s.get('trainable_numel', 0))} values), "
             f"{s.get('frozen', 0)} frozen, {s.get('buffers', 0)} buffers")
+
+
+def headline(report) -> str:
+    """The run in one line: settings with their origins, then the verdict."""
+    return f"{settings_line(report)}: {verdict_line(report)}"
+
+
+def first_covered(report) -> str:
+    """How coverage grew over the steps, e.g. 'step 1: 12, step 2: 318, step 3: 126'."""
+    counts: dict = {}
+    for p in report.params:
+        if p.first_nonzero_step is not None and p.status == "covered":
+            counts[p.first_nonzero_step] = counts.get(p.first_nonzero_step, 0) + 1
+    return ", ".join(f"step {k}: {counts[k]}" for k in sorted(counts))
 
 
 def changing(report) -> list:

@@ -1,5 +1,10 @@
-"""The people format: a summary line, counts by status, what needs attention grouped by
-module, a coverage tree, loss-term reach and the verdict, drawn with rich."""
+"""The people format, drawn with rich.
+
+By default one screen: what ran (and where each setting came from), the verdict and counts,
+the findings grouped by cause with the first few names and the fix, notes, and the command
+to run next.  With a ``depth`` (``--verbose`` / ``--depth``) every table: what needs
+attention grouped by module, loss-term reach, status changes over steps, a coverage tree.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,15 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from gradcheck.render.common import (STATUS_STYLE, attention, by_module, changing, headline,
-                                     human, notes, timeline)
+from gradcheck.render.common import (STATUS_STYLE, attention, by_module, changing,
+                                     first_covered, headline, human, notes, settings_line,
+                                     timeline, verdict_line)
 from gradcheck.report import RUN_STATUSES
+from gradcheck.summary import group_line, next_command
 
 MAX_ROWS = 60
+SHOWN_NAMES = 3      # names per finding group on the one-screen view
+MAX_NOTES = 4
 
 
 def _console(out) -> Console:
@@ -26,8 +35,13 @@ def _status(s: str | None) -> Text:
 
 
 class TableRenderer:
-    def report(self, report, out, depth: int = 2) -> None:
+    def report(self, report, out, depth=None) -> None:
+        """``depth`` None: the one-screen summary; a number: every table, the module tree
+        that deep."""
         con = _console(out)
+        if depth is None:
+            self.screen(report, con)
+            return
         v = report.verdict
         con.print(Text(headline(report), style="bold green" if v.passed else "bold red"))
         con.print(self._counts(report))
@@ -52,6 +66,58 @@ class TableRenderer:
         for line in v.warnings:
             con.print(Text(f"WARN  {line}", style="yellow"))
         con.print(Text(f"verdict: {v.result}", style="bold green" if v.passed else "bold red"))
+
+    def screen(self, report, con) -> None:
+        v = report.verdict
+        style = "bold green" if v.passed else "bold red"
+        con.print(Text(settings_line(report), style="bold"))
+        con.print(Text(verdict_line(report), style=style))
+        by = report.summary.get("by_status", {})
+        con.print("by status: " + ", ".join(f"{by[st]} {st}" for st in RUN_STATUSES if by.get(st)))
+        grew = first_covered(report)
+        if len(report.steps) > 1 and grew:
+            con.print(f"first covered on {grew}")
+        if report.loss_terms:
+            con.print("loss terms reach: " + ", ".join(
+                f"{t['name']} {t.get('reaches')}" for t in report.loss_terms))
+        grouped = set()
+        for g in v.groups:
+            if g["severity"] == "allowed":
+                continue
+            grouped.add(group_line(g))
+            self._group(con, g)
+        for line in v.reasons:   # a report from before findings were grouped
+            if line not in grouped:
+                con.print(Text(f"FAIL  {line}", style="red"))
+        for line in v.warnings:
+            if line not in grouped:
+                con.print(Text(f"WARN  {line}", style="yellow"))
+        lines = [f"{g['count']} parameter(s) allowed to stay uncovered ({g['finding']}): "
+                 f"{g['why']}, e.g. {g['names'][0]}" for g in v.groups if g["severity"] == "allowed"]
+        lines += notes(report)
+        for line in lines[:MAX_NOTES]:
+            con.print(Text(f"note  {line}", style="dim"))
+        if len(lines) > MAX_NOTES:
+            con.print(Text(f"note  ... {len(lines) - MAX_NOTES} more (--verbose)", style="dim"))
+        nxt = next_command(report)
+        if nxt:
+            con.print(Text(f"next: {nxt}", style="bold"))
+        line = Text(f"verdict: {v.result}", style=style)
+        line.append("   every parameter: --verbose, --format json, --html FILE", style="dim")
+        con.print(line)
+
+    def _group(self, con, g: dict) -> None:
+        fail = g["severity"] == "fail"
+        n = g["count"]
+        con.print(Text(f"{'FAIL' if fail else 'WARN'}  {g['finding']}: {n} parameter"
+                       f"{'s' if n != 1 else ''}: {g['cause']}, {g['why']}",
+                       style="red" if fail else "yellow"))
+        names = ", ".join(g["names"][:SHOWN_NAMES])
+        if n > SHOWN_NAMES:
+            names += f", ... (+{n - SHOWN_NAMES})"
+        con.print(Text(f"      {names}", style="dim"))
+        if g.get("fix"):
+            con.print(f"      fix: {g['fix']}")
 
     def _counts(self, report) -> Table:
         s = report.summary
@@ -155,8 +221,9 @@ class TableRenderer:
         for c in cmp.added + cmp.changed + cmp.removed:
             tag = ("REGRESSION" if c.regression and not c.allowed else
                    "allowed" if c.allowed else "")
+            tag = f"{tag}: {c.kind}" if tag else c.kind
             t.add_row(c.name, _status(c.before or "(new)"), _status(c.after or "(removed)"),
-                      Text(tag, style="bold red" if tag == "REGRESSION" else "dim"), c.cause or "")
+                      Text(tag, style="bold red" if tag.startswith("REGRESSION") else "dim"), c.cause or "")
         if t.row_count:
             con.print(t)
         con.print(f"{len(cmp.added)} added, {len(cmp.removed)} removed, {len(cmp.changed)} changed, "

@@ -1,0 +1,355 @@
+"""What each failure means to a caller: exit codes, signals, and Jittor's own failures.
+
+One home for the mapping the CLI uses (and that a CI reads)::
+
+    0    pass / no regression
+    1    coverage fail or regression (a finding about the model)
+    2    bad input: one line naming the bad value, never a traceback
+    3    internal or environment error: Jittor failed to compile or execute an operator,
+         ran out of memory, or gradcheck itself broke (one short paragraph, no traceback)
+    130  interrupted by SIGINT (Ctrl-C); 143 terminated by SIGTERM
+
+Jittor installs its own SIGINT handler when its library loads (a ``quick_exit(1)``: exit 1,
+no message, which reads as "coverage failed"), and a SIGCHLD handler that quick-exits when
+a compiler child dies of a signal.  :func:`handling_signals` puts Python-level handlers back
+for the duration of a command, and :func:`reclaim_signals` re-installs them once Jittor is up.
+
+A failing step leaves parameters half-updated, so a retry re-runs the whole probe from a
+fresh model (:func:`retrying`), and only for failures inside Jittor's operator compiler:
+those are known to be transient (``op_compiler.cc: Check failed: member.size() <= var_num``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import sys
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional
+
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_SIGINT, EXIT_SIGTERM = 128 + signal.SIGINT, 128 + signal.SIGTERM   # 130, 143
+
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+TRACEBACK_ENV = "GRADCHECK_TRACEBACK"   # set to 1 to see the traceback of an exit-3 failure
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived.  A BaseException, like KeyboardInterrupt, so that no
+    ``except Exception`` in a workload swallows it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+
+class JittorFailure(RuntimeError):
+    """Jittor failed (operator compile or execution, memory): an environment error, exit 3."""
+
+    def __init__(self, reason: str, where: str = "", kind: str = "jittor", cache_dir: str = "",
+                 step: Optional[int] = None):
+        super().__init__(reason)
+        self.reason, self.where, self.kind, self.cache_dir = reason, where, kind, cache_dir
+        self.step = step   # the 1-based step it failed in, if it got that far
+
+    def message(self) -> str:
+        where = f" {self.where}" if self.where else ""
+        if self.kind == "memory":
+            head = f"gradcheck: out of memory{where}: {self.reason}."
+            tips = ("Try a smaller --img-size or --batch-size, fewer --steps, or close other "
+                    "jobs on this machine; `gradcheck doctor` checks the set-up.")
+            return (f"{head}\nThis is a limit of the machine, not a finding about the model; "
+                    f"no report was written. {tips}")
+        else:
+            head = f"gradcheck: Jittor failed{where}: {self.reason}."
+            cache = self.cache_dir or "~/.cache/jittor/<build>/jit"
+            tips = ("Try: rerun it (some Jittor compile failures are transient); rerun with "
+                    "JT_SYNC=1 trace_py_var=3 to locate the operator; if it persists, clear "
+                    f"Jittor's compiled operators (rm -rf {cache}) and rerun; "
+                    "`gradcheck doctor` checks the set-up.")
+        return (f"{head}\nThis is an error inside Jittor, not a finding about the model; "
+                f"no report was written. {tips}")
+
+
+# ------------------------------------------------------------------ signals
+@dataclass
+class _SignalState:
+    depth: int = 0
+    received: Optional[int] = None   # the first signal seen while handling
+    pid: int = 0                     # the process that installed the handlers
+
+
+_signals = _SignalState()
+
+
+def _on_signal(signum, frame):
+    if os.getpid() != _signals.pid:   # a forked child that has not run _after_fork_in_child
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    if _signals.received is None:
+        _signals.received = signum
+    raise Interrupted(signum)
+
+
+def _install() -> None:
+    _signals.pid = os.getpid()
+    for sig in HANDLED_SIGNALS:
+        signal.signal(sig, _on_signal)
+    # Jittor's SIGCHLD handler quick-exits (status 1) when a compiler child dies of a
+    # signal, e.g. of the Ctrl-C sent to the whole process group, or of the OOM killer.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (Jittor's compile pool forks Python workers) must die at once on
+    SIGTERM/SIGINT, as it did under Jittor: a Python-level handler only runs between
+    bytecodes, and Pool.terminate() at exit then waits forever on a worker blocked in C."""
+    if _signals.depth:
+        _signals.depth = 0
+        for sig in HANDLED_SIGNALS:
+            try:
+                signal.signal(sig, signal.SIG_DFL)
+            except ValueError:   # forked from a thread that Python does not take as main
+                _libc_default(sig)
+
+
+def _libc_default(sig: int) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    libc.signal.argtypes, libc.signal.restype = [ctypes.c_int, ctypes.c_void_p], ctypes.c_void_p
+    libc.signal(int(sig), None)   # SIG_DFL
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def reclaim_signals() -> None:
+    """Re-install gradcheck's handlers (call once Jittor is imported); a no-op outside
+    :func:`handling_signals` or off the main thread."""
+    if _signals.depth and _main_thread():
+        _install()
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def handling_signals() -> Iterator[None]:
+    """SIGINT/SIGTERM raise :class:`Interrupted` in the block; the previous handlers (Python's,
+    or Jittor's) are put back afterwards, so an in-process caller (tests) is left as it was."""
+    if not _main_thread():
+        yield
+        return
+    saved = {sig: signal.getsignal(sig) for sig in HANDLED_SIGNALS + (signal.SIGCHLD,)}
+    if _signals.depth == 0:
+        _signals.received = None
+    _signals.depth += 1
+    _install()
+    try:
+        yield
+    finally:
+        _signals.depth -= 1
+        for sig, handler in saved.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+def signal_received() -> Optional[int]:
+    return _signals.received
+
+
+# ------------------------------------------------------------------ Jittor failures
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# Jittor's fatal log line: "[f 1126 13:20:30.624733 64 executor.cc:686] text"
+_FATAL = re.compile(r"\[f \d{4} [\d:.]+ [\w:]+ ([\w./-]+\.(?:cc|h|cpp|cu|py):\d+)\]\s*([^\n]*)")
+_OP_FAILED = re.compile(r"((?:Execute fused|Compile) operator\(\d+/\d+\)\s*failed)")
+_MEMORY = ("out of memory", "std::bad_alloc", "cannot allocate memory", "memory exhausted")
+
+
+def _text(exc: BaseException) -> str:
+    return _ANSI.sub("", str(exc))
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def jittor_cause(exc: BaseException) -> Optional[BaseException]:
+    """The exception in ``exc``'s chain that comes from inside Jittor (a fatal log line of its
+    C++ core, an operator that failed to compile or execute, or memory), if any.  A workload
+    error whose cause is one (the loss synced a failing operator) counts too: the deepest
+    such exception of the chain is returned, the one with Jittor's whole message."""
+    found = None
+    for e in _chain(exc):
+        if isinstance(e, MemoryError):
+            found = e
+            continue
+        text = _text(e)
+        if _FATAL.search(text) or _OP_FAILED.search(text):
+            # Jittor's argument-checking errors at op creation ("Wrong inputs arguments" with
+            # a shape check) are the workload's bug, not Jittor's: only execution counts
+            if "Wrong inputs arguments" in text and not _OP_FAILED.search(text) \
+                    and "compil" not in text.lower():
+                return None
+            found = e
+    return found
+
+
+def is_compiler_flake(exc: BaseException) -> bool:
+    """A failure inside Jittor's own operator compiler (op_compiler.cc), not a g++ error."""
+    e = jittor_cause(exc)
+    return e is not None and "op_compiler.cc" in _text(e)
+
+
+def _shorten(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_OP_TYPE = re.compile(r"\[OP TYPE\]:\s*(\S+)")
+
+
+def jittor_reason(exc: BaseException) -> str:
+    """One line from Jittor's multi-line error: which operator failed, and why."""
+    if isinstance(exc, MemoryError):
+        return f"MemoryError: {exc}" if str(exc) else "MemoryError"
+    text = _text(exc)
+    op = _OP_FAILED.search(text)
+    parts = [op.group(1)] if op else []
+    op_type = _OP_TYPE.search(text)
+    if op and op_type:
+        parts[0] += f" (a {op_type.group(1)} operator)"
+    fatals = [(loc, why.strip()) for loc, why in _FATAL.findall(text)]
+    fatals = [(loc, why) for loc, why in fatals if why and not (op and why.startswith(op.group(1)))]
+    if fatals:
+        loc, why = fatals[-1]
+        loc = os.path.basename(loc)
+        # a generated operator's source file is named after its whole key: leave it out
+        parts.append(why if len(loc) > 40 else f"{loc}: {why}")
+    elif not op:
+        lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+        parts = [lines[0] if lines else type(exc).__name__]
+    return _shorten(": ".join(parts))
+
+
+def _kind(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError) or any(m in _text(exc).lower() for m in _MEMORY):
+        return "memory"
+    return "jittor"
+
+
+def jittor_cache_dir() -> str:
+    """Where Jittor keeps compiled operators (empty before Jittor is imported)."""
+    jt = sys.modules.get("jittor")
+    try:
+        return os.path.join(str(jt.flags.cache_path), "jit") if jt is not None else ""
+    except Exception:  # noqa: BLE001 - a hint only
+        return ""
+
+
+def as_jittor_failure(exc: BaseException, where: "Optional[Where]" = None
+                      ) -> Optional[JittorFailure]:
+    cause = jittor_cause(exc)
+    if cause is None:
+        return None
+    return JittorFailure(jittor_reason(cause), where=str(where or ""), kind=_kind(cause),
+                         cache_dir=jittor_cache_dir(), step=(where.step or None) if where else None)
+
+
+@dataclass
+class Where:
+    """Where a run is, for the message of a failure: set by the step callback."""
+
+    what: str = ""            # e.g. "gold_yolo_s"
+    step: int = 0
+    total: int = 0
+    phase: str = "loading the model"
+
+    def set(self, step: int, total: int, phase: str) -> None:
+        self.step, self.total, self.phase = step, total, phase
+
+    def __str__(self) -> str:
+        of = f" of {self.what}" if self.what else ""
+        if self.step:
+            return f"in step {self.step}/{self.total} ({self.phase}){of}"
+        return f"while {self.phase}{of}"
+
+
+def retrying(attempt: Callable[[Where], object], where: Where, on_retry: Callable) -> object:
+    """Run ``attempt(where)``; if it fails inside Jittor's operator compiler, run it once more
+    and call ``on_retry(result, first_failure)`` on the second result (to record it).  Any
+    other Jittor failure is raised as :class:`JittorFailure` (chained to the original)."""
+    try:
+        return attempt(where)
+    except Exception as exc:  # noqa: BLE001 - classified right here
+        failure = as_jittor_failure(exc, where)
+        if failure is None:
+            raise
+        if failure.kind != "jittor" or not is_compiler_flake(exc):
+            raise failure from exc
+    first = failure
+    try:
+        result = attempt(where)
+    except Exception as exc:  # noqa: BLE001
+        again = as_jittor_failure(exc, where)
+        if again is None:
+            raise
+        again.reason += f" (after a retry; first attempt: {first.reason})"
+        raise again from exc
+    on_retry(result, first)
+    return result
+
+
+# ------------------------------------------------------------------ the CLI's mapping
+def user_errors() -> tuple:
+    """Exceptions that mean bad input (exit 2): each carries one line naming the bad value."""
+    from gradcheck.policy import ConfigError
+    from gradcheck.report import ReportError
+    from gradcheck.runtime import RuntimeSetupError
+    from gradcheck.workload import WorkloadError
+
+    return (ConfigError, ReportError, RuntimeSetupError, WorkloadError, BadInput)
+
+
+class BadInput(ValueError):
+    """A bad command-line value found by the CLI itself (exit 2)."""
+
+
+def classify(exc: BaseException) -> tuple:
+    """``(exit code, message for stderr)`` for an exception that ended a command."""
+    if isinstance(exc, (Interrupted, KeyboardInterrupt)) or signal_received() is not None:
+        signum = getattr(exc, "signum", None) or signal_received() or signal.SIGINT
+        code = 128 + signum
+        what = "interrupted" if signum == signal.SIGINT else "terminated"
+        return code, f"gradcheck: {what}; no report written"
+    if isinstance(exc, JittorFailure):
+        return EXIT_INTERNAL, exc.message()
+    failure = as_jittor_failure(exc)
+    if failure is not None:
+        return EXIT_INTERNAL, failure.message()
+    if isinstance(exc, user_errors()):
+        return EXIT_USAGE, f"gradcheck: error: {exc}"
+    detail = _shorten(f"{type(exc).__name__}: {_text(exc)}")
+    hint = "" if os.environ.get(TRACEBACK_ENV) else f" Set {TRACEBACK_ENV}=1 to see the traceback."
+    return EXIT_INTERNAL, (f"gradcheck: internal error: {detail}\nNo report was written. "
+                           f"This is a bug in gradcheck or in the workload's own code.{hint}")

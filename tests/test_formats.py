@@ -1,0 +1,166 @@
+"""Output formats through one registry: JUnit XML for CI, markdown for PR comments, the HTML
+page as one of the formats, and the compare gate on real runs of real regressions."""
+
+from __future__ import annotations
+
+import io
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gradcheck import render
+from gradcheck.cli import main
+from test_report_io import make_report
+
+ZOO = str(Path(__file__).with_name("zoo.py"))
+FAILURES = str(Path(__file__).with_name("zoo_failures.py"))
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)   # away from the project's own [gradcheck] settings
+
+    def invoke(*args):
+        return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+    return invoke
+
+
+# ------------------------------------------------------------------ the compare gate
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Reports of real runs: the healthy baseline and three ways a layer stops training."""
+    folder = tmp_path_factory.mktemp("runs")
+    (folder / "none.cfg").write_text("[gradcheck]\n")
+    out = {}
+    for name, spec in (("healthy", f"{ZOO}:healthy"),
+                       ("frozen", f"{FAILURES}:frozen_layer"),
+                       ("declared", f"{FAILURES}:frozen_layer_declared"),
+                       ("optimizer", f"{ZOO}:not_in_optimizer"),
+                       ("still", f"{FAILURES}:no_decay_updates")):
+        out[name] = folder / f"{name}.json"
+        res = CliRunner().invoke(main, ["run", "--model", spec, "--steps", "2", "--config",
+                                        str(folder / "none.cfg"), "-o", str(out[name]), "-q"])
+        assert out[name].exists(), res.output
+    return out
+
+
+@pytest.mark.parametrize("after,code,kind", [
+    ("frozen", 1, "frozen_undeclared"),
+    ("optimizer", 1, "left_optimizer"),
+    ("still", 1, "no_longer_updated"),
+    ("declared", 0, "status"),
+])
+def test_compare_gate_on_real_runs(cli, runs, after, code, kind):
+    res = cli("compare", str(runs["healthy"]), str(runs[after]), "--format", "json")
+    assert res.exit_code == code, res.output
+    data = json.loads(res.stdout)
+    kinds = {(c["name"], c["kind"]) for c in data["regressions" if code else "changed"]}
+    assert ("fc2.weight", kind) in kinds
+    if code:
+        assert cli("compare", str(runs["healthy"]), str(runs[after]),
+                   "--allow", "fc2.*").exit_code == 0
+
+
+# ------------------------------------------------------------------ JUnit
+def _junit(text: str) -> ET.Element:
+    root = ET.fromstring(text)
+    assert root.tag == "testsuites"
+    return root
+
+
+def test_junit_report_one_case_per_parameter(cli):
+    res = cli("run", "--model", f"{ZOO}:unused", "--format", "junit")
+    assert res.exit_code == 1
+    root = _junit(res.stdout)
+    suite = root.find("testsuite")
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] == ["used.weight", "used.bias", "unused.weight",
+                                              "unused.bias"]
+    failed = [c for c in cases if c.find("failure") is not None]
+    assert [c.get("name") for c in failed] == ["unused.weight", "unused.bias"]
+    assert failed[0].get("classname") == "unused"
+    assert failed[0].find("failure").get("type") == "missing"
+    assert "not_called" in failed[0].find("failure").get("message")
+    assert suite.get("failures") == root.get("failures") == "2"
+    assert suite.get("tests") == "4" and suite.get("errors") == "0"
+
+
+def test_junit_skips_frozen_and_warns_in_system_out():
+    rep = make_report(**{"a.w": "covered", "b.w": "zero", "c.w": "frozen"})
+    rep.param("c.w").frozen_reason = "pretrained"
+    root = _junit(render.render_text("junit", "report", rep))
+    cases = {c.get("name"): c for c in root.iter("testcase")}
+    assert root.get("failures") == "0" and root.get("skipped") == "1"
+    assert "pretrained" in cases["c.w"].find("skipped").get("message")
+    assert "zero" in cases["b.w"].find("system-out").text
+
+
+def test_junit_comparison_failures_match_regressions():
+    before = make_report(**{"a.w": "covered", "b.w": "covered", "c.w": "covered"})
+    after = make_report(**{"a.w": "missing", "b.w": "frozen", "c.w": "covered", "n.w": "zero"})
+    from gradcheck.compare import compare
+
+    cmp = compare(before, after, allow=("b.*",))
+    root = _junit(render.render_text("junit", "comparison", cmp))
+    failed = sorted(c.get("name") for c in root.iter("testcase") if c.find("failure") is not None)
+    assert failed == sorted(c.name for c in cmp.regressions) == ["a.w", "n.w"]
+    assert root.get("failures") == "2"
+
+
+# ------------------------------------------------------------------ markdown for a PR
+def test_markdown_fits_a_pull_request_comment():
+    rep = make_report(**{f"layer{i}.w": "missing" for i in range(3000)})
+    text = render.render_text("markdown", "report", rep)
+    lines = text.splitlines()
+    assert lines[0] == "<!-- gradcheck -->"          # a CI job finds and updates its comment
+    assert lines[1].startswith("## gradcheck: ❌")
+    assert lines[3].startswith("- **FAIL** missing: 3000 parameters")   # the why comes first
+    assert "<details><summary>Coverage by module</summary>" in text
+    assert "… and 2900 more" in text and len(text) < 65536      # GitHub's comment limit
+
+
+def test_markdown_comparison_puts_regressions_first():
+    from gradcheck.compare import compare
+
+    before = make_report(**{"a.w": "covered", "b.w": "zero"})
+    after = make_report(**{"a.w": "frozen", "b.w": "covered"})
+    text = render.render_text("markdown", "comparison", compare(before, after))
+    reg, other = text.index("### Regressions"), text.index("<details><summary>Other changes (1)")
+    assert reg < other
+    assert "| `a.w` | frozen_undeclared | covered | frozen |" in text[reg:other]
+    assert "`b.w`" in text[other:]
+
+
+# ------------------------------------------------------------------ the registry
+def test_registry_drives_the_formats():
+    assert set(render.FORMATS) >= {"table", "json", "markdown", "junit", "html"}
+    assert render.FORMATS == render.formats()
+
+    @render.register("upper")
+    class Upper:
+        def report(self, report, out, depth=2):
+            out.write(str(report.config["model"]).upper())
+
+    try:
+        assert render.render_text("upper", "report", make_report(a="covered")) == "TOY"
+        assert not render.can_compare("upper") and render.can_compare("junit")
+    finally:
+        render._REGISTRY.pop("upper")
+    with pytest.raises(ValueError, match="unknown format 'nope'"):
+        render.get_renderer("nope")
+
+
+def test_html_is_a_format_and_the_html_file_goes_through_it(cli, tmp_path):
+    page = tmp_path / "r.html"
+    res = cli("run", "--model", f"{ZOO}:healthy", "--format", "html", "--html", str(page))
+    assert res.exit_code == 0
+    assert "<html" in res.stdout[:200] and res.stdout.rstrip().endswith("</html>")
+    assert page.read_text() == res.stdout     # one renderer, two destinations
+    a = tmp_path / "a.json"
+    cli("run", "--model", f"{ZOO}:healthy", "-o", str(a), "-q")
+    bad = cli("compare", str(a), str(a), "--format", "html")
+    assert bad.exit_code == 2 and "--format html cannot show a comparison" in bad.stderr
