@@ -46,3 +46,22 @@ def test_corpus_is_documented():
     for name, c in CASES.items():
         doc = c.factory.__doc__ or ""
         assert "Source:" in doc and "Truth:" in doc, name
+
+
+def test_train_mode_flag_switches_an_eval_model(tmp_path, repo_root):
+    from click.testing import CliRunner
+
+    from gradcheck.cli import main
+    from gradcheck.report import load_report
+
+    spec = f"{repo_root / 'tests' / 'corpus' / 'training.py'}:eval_at_import"
+    as_handed, switched = tmp_path / "a.json", tmp_path / "b.json"
+    for out, extra in ((as_handed, []), (switched, ["--train-mode"])):
+        CliRunner().invoke(main, ["run", "--model", spec, "--steps", "1", "-o", str(out),
+                                  "--quiet", *extra], catch_exceptions=False)
+    a, b = load_report(as_handed), load_report(switched)
+    assert {(p.status, p.cause) for p in a.params} == {("frozen", "eval_mode")}
+    assert a.config["train_mode"] is False
+    assert {(p.status, p.cause, p.mode_change) for p in b.params} == {
+        ("covered", "train_mode", "unfrozen")}
+    assert b.config["train_mode"] is True and len(b.config["mode_changes"]) == len(b.params)
