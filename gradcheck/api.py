@@ -29,7 +29,8 @@ def check(workload: Workload, steps: Optional[int] = None, seed: Optional[int] =
                        on_step=on_step)
 
 
-def run(settings: Settings, policy: Optional[Policy] = None, quiet: bool = True) -> Report:
+def run(settings: Settings, policy: Optional[Policy] = None, quiet: bool = True,
+        train_mode: bool = False) -> Report:
     """What ``gradcheck run`` does: set up Jittor, build the workload, probe it.
 
     ``settings`` says what to run (see :func:`gradcheck.settings.resolve_settings`), ``policy``
@@ -59,6 +60,7 @@ def run(settings: Settings, policy: Optional[Policy] = None, quiet: bool = True)
             workload = load_workload(settings.model, img_size=settings.img_size,
                                      batch_size=settings.batch_size, seed=settings.seed,
                                      data=settings.data)
+            workload.train_mode = workload.train_mode or train_mode   # --train-mode
             report = check(workload, steps=settings.steps, seed=settings.seed, policy=policy,
                            on_step=on_step)
         report.config["settings_source"] = settings.record()

@@ -58,6 +58,7 @@ def build(name: str, img_size: Optional[int] = None, batch_size: Optional[int] =
     else:
         images, targets = gold_yolo.synthetic_batch(img_size, batch_size, seed or 0)
     model = gold_yolo.build_model(name, num_classes=num_classes)
+    model.train()            # handed over in train mode: the probe itself never switches modes
     loss_fn = gold_yolo.build_loss(name, num_classes=num_classes)
     optimizer = gold_yolo.build_optimizer(model, name, batch_size=batch_size)
 

@@ -89,6 +89,8 @@ def _defaults_help(key: str, other_models: bool = False) -> str:
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
               help="Also write a self-contained HTML page here.")
 @click.option("--strict", is_flag=True, default=None, help="Warnings fail the run too.")
+@click.option("--train-mode", is_flag=True, default=False,
+              help="Call model.train() before probing (default: the model as handed over).")
 @options.format_option
 @options.quiet_option
 @options.verbose_option
@@ -96,8 +98,8 @@ def _defaults_help(key: str, other_models: bool = False) -> str:
 @options.device_option
 @options.depth_option
 @user_errors_exit_2
-def run(model, steps, img_size, batch_size, seed, data, output, html_path, strict, fmt, quiet,
-        verbose, config_path, device, depth):
+def run(model, steps, img_size, batch_size, seed, data, output, html_path, strict, train_mode, fmt,
+        quiet, verbose, config_path, device, depth):
     """Run real training steps and report every parameter's gradient coverage.
 
     Each setting comes from its flag, else the [gradcheck] config section, else the bundled
@@ -127,7 +129,7 @@ def run(model, steps, img_size, batch_size, seed, data, output, html_path, stric
 
     from gradcheck import api
 
-    report = api.run(settings, policy, quiet=quiet or fmt != "table")
+    report = api.run(settings, policy, quiet=quiet or fmt != "table", train_mode=train_mode)
     # files first: a closed stdout (`| head`) must not cost the report
     if output:
         from gradcheck.report import save_report

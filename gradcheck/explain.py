@@ -3,10 +3,15 @@
 Codes (stored in ``ParamRecord.cause``; the sentence in ``cause_detail``):
 
 =========================  ==================================================================
-``not_called``             its module never ran in the forward pass (seen by forward hooks)
-``cut``                    its module ran, but no differentiable path reaches the loss
+``not_called``             no op of any step read it (its module never ran, or the code that
+                           uses it, e.g. a method training does not call, never ran)
+``cut``                    an op read it, but no differentiable path reaches the loss
                            (detached, ``stop_grad``, ``no_grad``, or the output is unused)
 ``frozen``                 frozen on purpose, with the declared reason
+``eval_mode``              frozen because ``Module.eval()`` stop-grads every parameter (it took
+                           gradients before); training never calls ``train()``
+``train_mode``             its frozen state differs from the model as handed over, because
+                           ``train_mode`` called ``model.train()``
 ``frozen_undeclared``      frozen (``stop_grad``/``requires_grad=False``) without a declaration
 ``zero_gradient``          reaches the loss but the gradient is exactly zero, with the likely
                            reason when one can be found
@@ -27,22 +32,21 @@ from typing import Optional
 
 from gradcheck.report import ParamRecord, Report
 
-CAUSES = ("not_called", "cut", "frozen", "frozen_undeclared", "zero_gradient", "nonfinite",
-          "not_in_optimizer", "update_below_precision", "decay_only")
+CAUSES = ("not_called", "cut", "frozen", "eval_mode", "train_mode", "frozen_undeclared",
+          "zero_gradient", "nonfinite", "not_in_optimizer", "update_below_precision", "decay_only")
 
 
 class CallRecorder:
-    """Record which modules run, with Jittor pre-forward hooks (chained, and restored after)."""
+    """Record which modules run, with Jittor pre-forward hooks (chained, and restored after).
+    Only for the sentence: whether a parameter was read is decided from the graph."""
 
     _HOOK = "__fhook2__"
 
     def __init__(self, model):
         self.modules = list(model.named_modules())
         self.called: set = set()
-        self.active = False
 
     def __enter__(self):
-        self.active = True
         self._saved = []
         for name, module in self.modules:
             prev = module.__dict__.get(self._HOOK)
@@ -63,14 +67,13 @@ class CallRecorder:
                 module.__dict__.pop(self._HOOK, None)
             else:
                 module.__dict__[self._HOOK] = prev
-        self.active = False
         return False
 
     def ran(self, module_name: str) -> Optional[bool]:
-        """Did the module (or, for a root parameter, the model) run?  None if unknown."""
+        """Did the module's forward (``execute``) run?  None if unknown."""
         if not self.called:
             return None
-        return module_name in self.called or module_name == ""
+        return module_name in self.called
 
 
 def _fmt_steps(steps: list, status: str) -> str:
@@ -105,15 +108,30 @@ def cause_of(rec: ParamRecord, report: Report, calls: Optional[CallRecorder],
     if rec.status == "frozen":
         if rec.frozen_reason:
             return "frozen", f"frozen on purpose: {rec.frozen_reason}"
+        if rec.eval_module is not None:
+            return "eval_mode", (f"frozen by eval mode: {rec.eval_module or '<root>'!r}.eval() "
+                                 "stop-grads every parameter and this one took gradients before; "
+                                 "call model.train() before training (gradcheck: --train-mode), "
+                                 "or declare it in expected_frozen if that is on purpose")
+        if rec.mode_change == "frozen":
+            return "train_mode", ("frozen by the model's own train() (train_mode): it took "
+                                  "gradients as handed over")
         return "frozen_undeclared", ("frozen (stop_grad / requires_grad=False) but not declared "
                                      "in expected_frozen: a bug, or add it there")
     if rec.status == "nonfinite":
         return "nonfinite", (f"NaN/Inf in its gradient from step {rec.first_nonfinite_step} "
                              f"(steps {_fmt_steps(rec.steps, 'nonfinite')})")
-    ran = calls.ran(rec.module) if calls is not None else None
-    if rec.status == "missing" and ran is False:
-        return "not_called", (f"its module {rec.module or '<root>'!r} never ran in the forward "
-                              "pass (unused module, or a branch taken only in eval mode)")
+    read = any(rec.read_steps)
+    if rec.status == "missing" and not read:
+        ran = calls.ran(rec.module) if calls is not None else None
+        where = (f"its module {rec.module or '<root>'!r} never ran in the forward pass (unused "
+                 "module, or a branch taken only in eval mode)" if ran is False else
+                 f"its module {rec.module or '<root>'!r} ran, but never read it (used only by "
+                 "code training does not call)" if ran else "nothing read it")
+        if rec.reassigned:
+            where += ("; its attribute is replaced during the forward, so the forward reads "
+                      "another Var than the one the optimizer holds")
+        return "not_called", f"no op of any step read it: {where}"
     if rec.status in ("missing", "zero") and rec.moved_without_grad and rec.in_optimizer:
         why = ("no path to the loss" if rec.status == "missing" else
                _zero_reason(rec, report, zero_hint).replace("reaches the loss, but its gradient is "
@@ -121,14 +139,17 @@ def cause_of(rec: ParamRecord, report: Report, calls: Optional[CallRecorder],
         return "decay_only", (f"{why}, yet its value changed: weight decay or momentum alone "
                               "moved it (updated is not trained)")
     if rec.status == "missing":
-        return "cut", (f"its module {rec.module or '<root>'!r} ran, but no differentiable path "
-                       "reaches the loss (detached, stop_grad, no_grad, or output unused)")
+        return "cut", ("an op read it, but no differentiable path reaches the loss (detached, "
+                       "stop_grad, no_grad, or the output is unused)")
     if rec.status == "zero":
         return "zero_gradient", _zero_reason(rec, report, zero_hint)
     # covered from here on
     if rec.requires_grad and not rec.in_optimizer:
         return "not_in_optimizer", ("has a gradient, but no optimizer group holds it: "
                                     "it is never trained")
+    if rec.mode_change == "unfrozen":
+        return "train_mode", ("takes gradients only because train_mode called model.train(): "
+                              "as handed over, an eval() had frozen it")
     stuck = [i + 1 for i, (s, u) in enumerate(zip(rec.steps, rec.updated_steps))
              if s == "nonzero" and not u]
     if stuck and rec.in_optimizer:

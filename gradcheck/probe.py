@@ -1,29 +1,29 @@
 """The probe: run real training steps and record, for every parameter, what training did to it.
 
-Per step (see :func:`check`):
+One probe step runs every phase of the workload (one phase per optimizer; a plain workload has
+one), in order.  A phase (see :func:`run_phase`):
 
-1. forward and loss, exactly as the workload defines them;
-2. **structural reach**: which parameters have a path to the loss (and to each named loss
-   term) in Jittor's graph, walked from the loss through differentiable float Vars.  This,
-   not Jittor's warning, decides ``missing``: Jittor warns once per variable *name* per
-   process, and its ``grads[N]`` indexes the optimizer's list, so warnings alone miss things;
-3. the optimizer's own backward (``optimizer.backward(loss)``) inside a log capture, so
-   Jittor's ``doesn't have gradient`` warnings are kept and mapped to parameter names as a
-   cross-check; the gradient read back with ``param.opt_grad(optimizer)``.  Trainable
-   parameters outside the optimizer get theirs from ``jt.grad``;
-4. the optimizer step, then a comparison of every value before and after: weight decay and
-   momentum move parameters without a gradient, and a tiny gradient can leave a float32
-   value unchanged, so "updated" and "has a gradient" are recorded apart.
+1. forward and loss, exactly as the workload defines them, ``accumulate`` times;
+2. **the graph**: after each forward, which parameters have a differentiable path to the loss
+   (and to each named loss term), and which ones an op of this forward read at all
+   (:func:`gradcheck.graph.analyse`);
+3. the optimizer's own backward (``optimizer.backward(loss)``), then the gradient read back with
+   ``param.opt_grad(optimizer)``; trainable parameters outside every optimizer get theirs from
+   the probe's own ``jt.grad``.  Each call runs in its own log capture, so a Jittor warning
+   ``grads[N] ... doesn't have gradient`` is mapped through the list of the call that raised it;
+4. the optimizer step.
+
+Values are compared before and after the step ("updated" is not "has a gradient": decay and
+momentum move parameters).  A step status comes from the graph and the gradient values only
+(:mod:`gradcheck.status`); a warning is evidence that records whether the graph agrees.  The
+model runs as handed over: no ``train()`` unless ``train_mode``, ``requires_grad`` untouched.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import math
 import platform
 import re
 import socket
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,109 +31,24 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from gradcheck import runtime
-from gradcheck.report import BufferRecord, ParamRecord, Report, WarningRecord
+from gradcheck import graph, runtime, status
+from gradcheck.optimizers import backward_list, describe_optimizer, optimizer_params
+from gradcheck.report import BufferRecord, ParamRecord, Report, WarningRecord, jsonable
 from gradcheck.workload import Workload, WorkloadError, _one_line, default_optimizer
 
-BUFFER_ATTRS = ("running_mean", "running_var", "num_batches_tracked")
 _GRAD_WARNING = re.compile(r"grads\[(\d+)\] '([^']*)' doesn't have gradient")
-_VAR_INFO = re.compile(r"^Var\((\d+):[^,]*:g(\d),(\w+),")
-_OP_INFO = re.compile(r"^Op\(\d+:[^,]*:g(\d),")
-
-
-@dataclass
-class Entry:
-    """One Var of the model: a parameter (trainable or frozen) or a buffer."""
-
-    name: str
-    var: object
-    module: str
-    aliases: list = field(default_factory=list)
-    buffer: bool = False
-
-
-# --------------------------------------------------------------------- inventory
-def inventory(model, buffer_globs=()) -> tuple[list, list]:
-    """Split a model's Vars into parameters and buffers, in model order.
-
-    Jittor's ``parameters()`` returns every public Var attribute, BatchNorm running stats
-    included.  Buffers are: Vars registered with ``register_buffer``, the running stats of
-    norm layers, and names matching ``buffer_globs``.  Everything else is a parameter,
-    trainable unless ``stop_grad``.  A Var reachable under two names (shared) is listed once,
-    under its first name, with the others as aliases.
-    """
-    jt = runtime.import_jittor()
-    seen: dict[int, Entry] = {}
-    params, buffers = [], []
-    for mod_name, module in model.named_modules():
-        attrs = module.params if isinstance(module, jt.nn.ParameterList) else module.__dict__
-        for key, var in list(attrs.items()):
-            if not isinstance(var, jt.Var) or (isinstance(key, str) and key.startswith("_")):
-                continue
-            name = f"{mod_name}.{key}" if mod_name else str(key)
-            if id(var) in seen:
-                seen[id(var)].aliases.append(name)
-                continue
-            is_buffer = (hasattr(var, "persistent") or key in BUFFER_ATTRS
-                         or any(fnmatch.fnmatchcase(name, g) for g in buffer_globs))
-            entry = Entry(name, var, mod_name, buffer=is_buffer)
-            if len(var.name()) < len(name):  # as Jittor's parameters() does: names in warnings
-                var.name(name)
-            seen[id(var)] = entry
-            (buffers if is_buffer else params).append(entry)
-    return params, buffers
-
-
-# --------------------------------------------------------------------- graph reach
-def graph_reach(roots: dict, targets: list) -> dict:
-    """For each named root Var, the set of indices of ``targets`` with a differentiable path
-    to it: walked backwards from the root through float Vars that do not stop gradients."""
-    jt = runtime.import_jittor()
-    graph = jt.dump_all_graphs()
-    info, inputs = graph.nodes_info, graph.inputs
-    index_of_id, passable = {}, [True] * len(info)
-    for i, text in enumerate(info):
-        m = _VAR_INFO.match(text)
-        if m:
-            index_of_id[int(m.group(1))] = i
-            passable[i] = m.group(2) == "1" and m.group(3).startswith(("float", "bfloat"))
-        else:  # an op: "g0" marks one that stops gradients (detach is a clone with g0)
-            m = _OP_INFO.match(text)
-            passable[i] = m is None or m.group(1) == "1"
-    target_at = {}
-    for t_index, var in enumerate(targets):
-        node = index_of_id.get(var.id)
-        if node is not None:
-            target_at[node] = t_index
-    reach = {}
-    for root_name, root in roots.items():
-        start = index_of_id.get(root.id)
-        found: set = set()
-        if start is not None:
-            seen = {start}
-            stack = [start]
-            while stack:
-                node = stack.pop()
-                if node in target_at:
-                    found.add(target_at[node])
-                for parent in inputs[node]:
-                    if parent not in seen and passable[parent]:
-                        seen.add(parent)
-                        stack.append(parent)
-        reach[root_name] = found
-    return reach
 
 
 # --------------------------------------------------------------------- loss
-def call_loss(workload: Workload, batch):
-    """Run the workload's loss; return (scalar Var, {term: Var}, stats dict)."""
+def call_loss(loss_fn, model, batch, where: str):
+    """Run one loss callable; return (scalar Var, {term: Var}, stats dict)."""
     jt = runtime.import_jittor()
     try:
-        out = workload.loss(workload.model, batch)
+        out = loss_fn(model, batch)
     except WorkloadError:
         raise
     except Exception as exc:
-        raise WorkloadError(f"the loss of {workload.name} raised {type(exc).__name__}: "
+        raise WorkloadError(f"the loss of {where} raised {type(exc).__name__}: "
                             f"{_one_line(exc)}") from exc
     terms, stats = {}, {}
     if isinstance(out, tuple):
@@ -150,7 +65,7 @@ def call_loss(workload: Workload, batch):
         raise WorkloadError(f"the loss is a {type(loss).__name__}, not a jittor Var")
     if loss.numel() != 1:
         raise WorkloadError(f"the loss is not a scalar: shape {list(loss.shape)}")
-    if not str(loss.dtype).startswith(("float", "bfloat")):
+    if not graph.is_float(loss):
         raise WorkloadError(f"the loss has dtype {loss.dtype}; gradients need a float")
     for k, v in terms.items():
         if not isinstance(v, jt.Var) or v.numel() != 1:
@@ -158,201 +73,312 @@ def call_loss(workload: Workload, batch):
     return loss, dict(terms), dict(stats or {})
 
 
-def optimizer_params(optimizer) -> list:
+# --------------------------------------------------------------------- one run
+@dataclass
+class Run:
+    """Per-run lookups: the model's Vars, the phases, who trains what."""
+
+    workload: Workload
+    params: list                  # [graph.Entry]
+    buffers: list
+    phases: list                  # [workload.Phase] with optimizers resolved
+    owned: dict                   # phase name -> indices of trainable params its optimizer holds
+    extra: list                   # trainable params outside every optimizer: the probe's jt.grad
+    calls: object = None          # explain.CallRecorder
+    reads: object = None          # graph.ReadRecorder
+    on_step: Optional[Callable] = None            # (step, steps, phase) progress callback
+    steps: int = 1
+    targets: list = field(default_factory=list)   # params then buffers: graph target indices
+
+    @property
+    def multi(self) -> bool:
+        return len(self.phases) > 1
+
+    def tell(self, step: int, what: str) -> None:
+        if self.on_step:
+            self.on_step(step, self.steps, what)
+
+    def owners(self, i: int) -> list:
+        return [p.name for p in self.phases if i in self.owned[p.name]]
+
+
+@dataclass
+class PhaseResult:
+    """What one phase of one step found."""
+
+    name: str
+    losses: list = field(default_factory=list)     # per micro-batch
+    terms: dict = field(default_factory=dict)      # term -> [value per micro-batch]
+    stats: dict = field(default_factory=dict)
+    reached: set = field(default_factory=set)      # param indices with a path to a loss
+    read: set = field(default_factory=set)         # param indices an op of a forward read
+    term_reach: dict = field(default_factory=dict)
+    grads: dict = field(default_factory=dict)      # param index -> accumulated gradient
+    warnings: list = field(default_factory=list)
+
+
+def prepare(workload: Workload) -> tuple:
+    """Check the workload, switch to train mode if asked, list Vars, resolve optimizers.
+    Returns ``(run, mode_changes, eval_frozen)``."""
+    jt = runtime.import_jittor()
+    model = workload.model
+    if not isinstance(model, jt.nn.Module):
+        raise WorkloadError(f"the model is a {type(model).__name__}, not a jittor Module")
+    mode_changes = {}
+    if workload.train_mode:
+        before = {id(v): v.is_stop_grad() for v in model.parameters()}
+        model.train()
+        for v in model.parameters():
+            if id(v) in before and before[id(v)] != v.is_stop_grad():
+                mode_changes[id(v)] = "frozen" if v.is_stop_grad() else "unfrozen"
+    frozen_by_eval = graph.eval_frozen(model)
+    params, buffers = graph.inventory(model, workload.buffers)
+    trainable = [i for i, e in enumerate(params) if not e.var.is_stop_grad()]
+    phases = workload.plan()
+    for phase in phases:
+        if not isinstance(phase.accumulate, int) or phase.accumulate < 1:
+            raise WorkloadError(f"accumulate must be a positive integer, got {phase.accumulate!r}")
+        if phase.optimizer is None:
+            if len(phases) > 1:
+                raise WorkloadError(f"phase {phase.name!r} has no optimizer")
+            if not trainable:
+                why = (f" ({len(frozen_by_eval)} frozen by eval mode: call model.train() or "
+                       "use train_mode)" if frozen_by_eval else "")
+                raise WorkloadError("the model has no trainable parameters" + why)
+            phase.optimizer = default_optimizer([params[i].var for i in trainable])
+            if not workload.phases:
+                workload.optimizer = phase.optimizer
+    owned, held = {}, set()
+    for phase in phases:
+        ids = {id(v) for v in optimizer_params(phase.optimizer)}
+        held |= ids
+        owned[phase.name] = {i for i in trainable if id(params[i].var) in ids}
+    extra = [i for i in trainable if id(params[i].var) not in held]
+    run = Run(workload, params, buffers, phases, owned, extra,
+              targets=[e.var for e in params + buffers])
+    return run, mode_changes, frozen_by_eval
+
+
+def map_warnings(logs, call_list, call, run, reached, step, phase) -> list:
+    """Jittor's captured log lines as :class:`WarningRecord`: ``grads[N]`` is an index into
+    ``call_list``, the list passed to the gradient call that raised it."""
+    index_of = {id(v): i for i, v in enumerate(run.targets)}
+    entries = run.params + run.buffers
     out = []
-    for group in getattr(optimizer, "param_groups", []):
-        out.extend(group.get("params", []))
+    for log in logs:
+        text = str(log.get("msg", ""))
+        rec = WarningRecord(text=text.split(": Var(")[0], level=str(log.get("level", "w")),
+                            step=step, call=call, phase=phase if run.multi else None)
+        m = _GRAD_WARNING.search(text)
+        if m:
+            rec.index = int(m.group(1))
+            if rec.index < len(call_list):
+                t = index_of.get(id(call_list[rec.index]))
+                rec.param = entries[t].name if t is not None else m.group(2)
+                rec.agrees = None if t is None else t not in reached
+        out.append(rec)
     return out
 
 
-def describe_optimizer(optimizer) -> dict:
-    d = {"type": type(optimizer).__name__}
-    for key in ("lr", "momentum", "weight_decay", "nesterov", "dampening"):
-        if hasattr(optimizer, key):
-            d[key] = getattr(optimizer, key)
-    groups = getattr(optimizer, "param_groups", [])
-    d["groups"] = [{"params": len(g.get("params", [])),
-                    **{k: g[k] for k in ("lr", "momentum", "weight_decay", "nesterov") if k in g}}
-                   for g in groups]
-    return d
+def run_phase(run: Run, phase, step: int) -> PhaseResult:
+    """Forward, graph, backward (``accumulate`` times), then the optimizer step."""
+    jt, res = runtime.import_jittor(), PhaseResult(phase.name)
+    opt, model = phase.optimizer, run.workload.model
+    where = run.workload.name + (f" phase {phase.name!r}" if run.multi else "")
+    extra = [run.targets[i] for i in run.extra]
+    pending, probe_grads = [], []
+    for _ in range(phase.accumulate):
+        run.tell(step, "forward")
+        batch = run.workload.batch_for(step)
+        fence = graph.fence()
+        run.reads.read = res.read
+        with run.calls, run.reads:
+            loss, terms, stats = call_loss(phase.loss, model, batch, where)
+        reach, read = graph.analyse({"__loss__": loss, **terms}, run.targets, fence)
+        reached = reach.pop("__loss__")
+        res.reached |= reached
+        res.read |= read
+        for term, found in reach.items():
+            res.term_reach.setdefault(term, set()).update(found)
+        run.tell(step, "backward")
+        with jt.log_capture_scope(log_v=0, log_silent=1) as logs:
+            opt.backward(loss, retain_graph=bool(extra))
+        res.warnings += map_warnings(logs, backward_list(opt), "optimizer", run, reached,
+                                     step, phase.name)
+        if extra:
+            with jt.log_capture_scope(log_v=0, log_silent=1) as logs:
+                probe_grads.append(jt.grad(loss, extra))
+            res.warnings += map_warnings(logs, extra, "probe", run, reached, step, phase.name)
+        pending.append((loss, terms))
+        res.stats = stats
+    mine = sorted(run.owned[phase.name])
+    opt_grads = [run.params[i].var.opt_grad(opt) for i in mine]
+    jt.sync([v for loss, terms in pending for v in (loss, *terms.values())]
+            + opt_grads + [g for gs in probe_grads for g in gs])   # one execution for all
+    for loss, terms in pending:
+        res.losses.append(float(loss.item()))
+        for k, v in terms.items():
+            res.terms.setdefault(k, []).append(float(v.item()))
+    for i, g in zip(mine, opt_grads):
+        res.grads[i] = g.numpy()
+    for gs in probe_grads:
+        for i, g in zip(run.extra, gs):
+            res.grads[i] = res.grads[i] + g.numpy() if i in res.grads else g.numpy()
+    run.tell(step, "update")
+    opt.step()
+    jt.sync_all()
+    return res
+
+
+# --------------------------------------------------------------------- records
+def new_records(run: Run, mode_changes: dict, frozen_by_eval: dict, policy=None) -> tuple:
+    from gradcheck.policy import declared_reason
+
+    expected = getattr(policy, "expected_frozen", None)
+    held = {id(v) for p in run.phases for v in optimizer_params(p.optimizer)}
+    records = []
+    for i, e in enumerate(run.params):
+        frozen = e.var.is_stop_grad()
+        records.append(ParamRecord(
+            name=e.name, shape=list(e.var.shape), numel=int(e.var.numel()),
+            requires_grad=not frozen, in_optimizer=id(e.var) in held, module=e.module,
+            aliases=list(e.aliases),
+            frozen_reason=declared_reason(e.name, run.workload.frozen, expected),  # one lookup
+            eval_module=frozen_by_eval.get(id(e.var)) if frozen else None,
+            mode_change=mode_changes.get(id(e.var)),
+            optimizers=run.owners(i) if run.multi else []))
+    buffers = [BufferRecord(name=e.name, shape=list(e.var.shape), numel=int(e.var.numel()),
+                            kind=e.kind, in_optimizer=id(e.var) in held) for e in run.buffers]
+    return records, buffers
+
+
+def classify(run: Run, i: int, results: list) -> tuple:
+    """(step status, gradient norm) of parameter ``i`` from this step's phase results: the
+    calls that train it (its optimizers' phases; every phase for one outside them all)."""
+    if run.params[i].var.is_stop_grad():
+        return "frozen", None
+    calls = [r for r in results if i in run.owned[r.name] or i in run.extra]
+    grads = [r.grads[i] for r in calls if i in r.grads]
+    step = status.combine(status.step_status(i in r.reached, r.grads.get(i, 0.0)) for r in calls)
+    return step, (_norm(sum(grads)) if grads else 0.0)
+
+
+def record_step(rec: ParamRecord, step: int, state: str, gnorm, before, after) -> None:
+    changed = not np.array_equal(after, before)
+    if step == 1:
+        rec.weight_norm = _norm(before)
+    rec.steps.append(state)
+    rec.grad_norms.append(gnorm)
+    rec.update_norms.append(_norm(after - before) if changed else 0.0)
+    rec.updated_steps.append(changed)
+    if changed:
+        rec.updated = True
+        if state in ("missing", "zero", "frozen"):
+            rec.moved_without_grad = True
+    if state == "nonzero" and rec.first_nonzero_step is None:
+        rec.first_nonzero_step = step
+    if state == "nonfinite" and rec.first_nonfinite_step is None:
+        rec.first_nonfinite_step = step
+
+
+def step_entry(run: Run, step: int, results: list, seconds: float) -> dict:
+    """The report's per-step line: loss (the first phase's), terms, stats, phase losses."""
+    terms, mean = {}, (lambda values: sum(values) / len(values))
+    for r in results:
+        for k, v in r.terms.items():
+            terms[f"{r.name}/{k}" if run.multi else k] = mean(v)
+    entry = {"step": step, "loss": mean(results[0].losses), "terms": terms,
+             "stats": jsonable(results[0].stats if not run.multi
+                                else {r.name: r.stats for r in results}),
+             "seconds": round(seconds, 4)}
+    if run.multi:
+        entry["phases"] = {r.name: mean(r.losses) for r in results}
+    return entry
 
 
 # --------------------------------------------------------------------- the probe
-def _norm(a: np.ndarray) -> float:
+def _norm(a) -> float:
     with np.errstate(over="ignore", invalid="ignore"):
-        return float(np.linalg.norm(a.astype(np.float64).ravel()))
-
-
-def _step_status(g: np.ndarray) -> str:
-    if not np.isfinite(g).all():
-        return "nonfinite"
-    return "nonzero" if np.any(g != 0) else "zero"
+        return float(np.linalg.norm(np.asarray(a, dtype=np.float64).ravel()))
 
 
 def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
-          on_step: Optional[Callable[[int, int, str], None]] = None,
-          config: Optional[dict] = None, policy=None) -> Report:
+          on_step: Optional[Callable[[int, int, str], None]] = None, policy=None) -> Report:
     """Run ``steps`` real training steps of ``workload`` and return the :class:`Report`."""
     from gradcheck import explain, policy as policy_mod, summary
 
     if not isinstance(steps, int) or steps < 1:
         raise WorkloadError(f"steps must be a positive integer, got {steps!r}")
-    jt = runtime.import_jittor()
+    runtime.import_jittor()
     if seed is not None:
         runtime.seed_everything(seed)
-    model = workload.model
-    if not isinstance(model, jt.nn.Module):
-        raise WorkloadError(f"the model is a {type(model).__name__}, not a jittor Module")
-    model.train()
-    params, buffers = inventory(model, workload.buffers)
-    trainable = [e for e in params if not e.var.is_stop_grad()]
-    if workload.optimizer is None:
-        if not trainable:
-            raise WorkloadError("the model has no trainable parameters")
-        workload.optimizer = default_optimizer([e.var for e in trainable])
-    optimizer = workload.optimizer
-    opt_list = optimizer_params(optimizer)
-    opt_ids = {id(v) for v in opt_list}
-    # Jittor's grads[N] indexes the optimizer's parameters that take gradients, in order.
-    opt_grad_list = [v for v in opt_list if not v.is_stop_grad()]
-    name_of = {}
-    for e in params + buffers:
-        name_of[id(e.var)] = e.name
-    extra = [e for e in trainable if id(e.var) not in opt_ids]
-
-    records = [ParamRecord(name=e.name, shape=list(e.var.shape), numel=int(e.var.numel()),
-                           requires_grad=not e.var.is_stop_grad(), in_optimizer=id(e.var) in opt_ids,
-                           module=e.module, aliases=list(e.aliases),
-                           frozen_reason=policy_mod.declared_reason(  # the one lookup
-                               e.name, workload.frozen, getattr(policy, "expected_frozen", None)))
-               for e in params]
-    buf_records = [BufferRecord(name=e.name, shape=list(e.var.shape), numel=int(e.var.numel()))
-                   for e in buffers]
-    warnings_out: list = []
-    step_log: list = []
-    reach_by_term: dict = {}
-    hooks = explain.CallRecorder(model)
-    index_of = {e.name: i for i, e in enumerate(params)}
+    run, mode_changes, frozen_by_eval = prepare(workload)
+    run.calls = explain.CallRecorder(workload.model)
+    run.reads = graph.ReadRecorder(run.params)
+    run.on_step, run.steps = on_step, steps
+    records, buf_records = new_records(run, mode_changes, frozen_by_eval, policy)
+    warnings_out, step_log, reach_by_term = [], [], {}
 
     for step in range(1, steps + 1):
         t0 = time.perf_counter()
-        if on_step:
-            on_step(step, steps, "forward")
-        batch = workload.batch_for(step)
         # values before the forward: a BatchNorm forward already queues its running-stat update
-        before = [e.var.numpy().copy() for e in params]
-        buf_before = [e.var.numpy().copy() for e in buffers]
-        with hooks:
-            loss, terms, stats = call_loss(workload, batch)
-        roots = {"__loss__": loss, **terms}
-        reach = graph_reach(roots, [e.var for e in params])
-        reached = reach["__loss__"]
-        for term in terms:
-            reach_by_term.setdefault(term, set()).update(reach[term])
-        if on_step:
-            on_step(step, steps, "backward")
-        with jt.log_capture_scope(log_v=0, log_silent=1) as logs:
-            optimizer.backward(loss, retain_graph=bool(extra))
-            extra_grads = jt.grad(loss, [e.var for e in extra]) if extra else []
-        grads = {}
-        for e in trainable:
-            if id(e.var) in opt_ids:
-                grads[id(e.var)] = e.var.opt_grad(optimizer)
-        for e, g in zip(extra, extra_grads):
-            grads[id(e.var)] = g
-        jt.sync([loss, *terms.values(), *grads.values()])   # one execution for all of them
-        loss_value = float(loss.item())
-        term_values = {k: float(v.item()) for k, v in terms.items()}
-        grad_np = {k: g.numpy() for k, g in grads.items()}
-        if on_step:
-            on_step(step, steps, "update")
-        optimizer.step()
-        jt.sync_all()
-        missing_by_warning = set()
-        for log in logs:
-            text = str(log.get("msg", ""))
-            m = _GRAD_WARNING.search(text)
-            rec = WarningRecord(text=text.split(": Var(")[0], level=str(log.get("level", "w")),
-                                step=step)
-            if m:
-                idx = int(m.group(1))
-                rec.index = idx
-                if idx < len(opt_grad_list):
-                    rec.param = name_of.get(id(opt_grad_list[idx]), m.group(2))
-                    missing_by_warning.add(id(opt_grad_list[idx]))
-            warnings_out.append(rec)
-        for i, (e, rec) in enumerate(zip(params, records)):
-            after = e.var.numpy()
-            changed = not np.array_equal(after, before[i])
-            delta = _norm(after - before[i]) if changed else 0.0
-            if step == 1:
-                rec.weight_norm = _norm(before[i])
-            if e.var.is_stop_grad():
-                status, gnorm = "frozen", None
-            else:
-                g = grad_np[id(e.var)]
-                if i not in reached or id(e.var) in missing_by_warning:
-                    status = "missing"
-                else:
-                    status = _step_status(g)
-                gnorm = _norm(g)
-            rec.steps.append(status)
-            rec.grad_norms.append(gnorm)
-            rec.update_norms.append(delta)
-            rec.updated_steps.append(changed)
-            if changed:
-                rec.updated = True
-                if status in ("missing", "zero", "frozen"):
-                    rec.moved_without_grad = True
-            if status == "nonzero" and rec.first_nonzero_step is None:
-                rec.first_nonzero_step = step
-            if status == "nonfinite" and rec.first_nonfinite_step is None:
-                rec.first_nonfinite_step = step
-        for i, (e, rec) in enumerate(zip(buffers, buf_records)):
-            if not np.array_equal(e.var.numpy(), buf_before[i]):
-                rec.changed = True
-        for w in warnings_out:
-            if w.step == step and w.param in index_of:
-                w.agrees = index_of[w.param] not in reached
-        step_log.append({"step": step, "loss": loss_value, "terms": term_values,
-                         "stats": _jsonable(stats), "seconds": round(time.perf_counter() - t0, 4)})
+        before = [e.var.numpy().copy() for e in run.params]
+        buf_before = [e.var.numpy().copy() for e in run.buffers]
+        results = []
+        for phase in run.phases:
+            results.append(run_phase(run, phase, step))
+        for r in results:
+            warnings_out.extend(r.warnings)
+            for term, found in r.term_reach.items():
+                key = f"{r.name}/{term}" if run.multi else term
+                reach_by_term.setdefault(key, set()).update(found)
+        read = set().union(*(r.read for r in results))
+        for i, (e, rec) in enumerate(zip(run.params, records)):
+            state, gnorm = classify(run, i, results)
+            record_step(rec, step, state, gnorm, before[i], e.var.numpy())
+            rec.read_steps.append(i in read)
+            rec.reassigned = rec.reassigned or e.current() is not e.var
+        for e, rec, old in zip(run.buffers, buf_records, buf_before):
+            rec.changed = rec.changed or not np.array_equal(e.var.numpy(), old)
+        step_log.append(step_entry(run, step, results, time.perf_counter() - t0))
 
     for idx, rec in enumerate(records):
-        rec.status = run_status(rec.steps)
+        rec.status = status.run_status(rec.steps)
         rec.grad_norm = rec.grad_norms[-1] if rec.grad_norms else None
         rec.update_norm = rec.update_norms[-1] if rec.update_norms else None
         if reach_by_term:
             rec.reached_by = [t for t, found in reach_by_term.items() if idx in found]
-    loss_terms = []
-    for term, reached_set in reach_by_term.items():
-        values = [s["terms"].get(term) for s in step_log]
-        # constant: the same value on every step, and either several steps or exactly 0
-        constant = all(v == values[0] for v in values) and (len(values) > 1 or values[0] == 0)
-        loss_terms.append({"name": term, "reaches": len(reached_set), "constant": constant,
-                           "values": values})
-    cfg = {"model": workload.name, "steps": steps, "seed": seed,
-           "device": runtime.state().device, "optimizer": describe_optimizer(optimizer),
-           **workload.info, **(config or {})}
-    report = Report(config=cfg, environment=environment(), params=records, buffers=buf_records,
-                    warnings=warnings_out, steps=step_log, loss_terms=loss_terms,
+    report = Report(config=run_config(run, steps, seed, mode_changes), environment=environment(),
+                    params=records, buffers=buf_records, warnings=warnings_out, steps=step_log,
+                    loss_terms=loss_terms(reach_by_term, step_log),
                     created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    explain.explain(report, calls=hooks, policy=policy, zero_hint=workload.zero_hint)
+    explain.explain(report, calls=run.calls, policy=policy, zero_hint=workload.zero_hint)
     summary.finalize(report, policy or policy_mod.Policy())
     return report
 
 
-def run_status(steps: list) -> str:
-    if not steps:
-        return "missing"
-    if all(s == "frozen" for s in steps):
-        return "frozen"
-    if "nonfinite" in steps:
-        return "nonfinite"
-    if "nonzero" in steps:
-        return "covered"
-    if "zero" in steps:
-        return "zero"
-    return "missing"
+def loss_terms(reach_by_term: dict, step_log: list) -> list:
+    out = []
+    for term, reached_set in reach_by_term.items():
+        values = [s["terms"].get(term) for s in step_log]
+        # constant: the same value on every step, and either several steps or exactly 0
+        constant = all(v == values[0] for v in values) and (len(values) > 1 or values[0] == 0)
+        out.append({"name": term, "reaches": len(reached_set), "constant": constant,
+                    "values": values})
+    return out
+
+
+def run_config(run: Run, steps: int, seed, mode_changes: dict) -> dict:
+    w = run.workload
+    cfg = {"model": w.name, "steps": steps, "seed": seed, "device": runtime.state().device,
+           "optimizer": describe_optimizer(run.phases[0].optimizer), "train_mode": w.train_mode}
+    if run.multi or run.phases[0].accumulate > 1:
+        cfg["phases"] = [{"name": p.name, "accumulate": p.accumulate,
+                          "optimizer": describe_optimizer(p.optimizer)} for p in run.phases]
+    if mode_changes:
+        names = {id(e.var): e.name for e in run.params + run.buffers}
+        cfg["mode_changes"] = {names.get(k, "?"): v for k, v in mode_changes.items()}
+    return {**cfg, **w.info}
 
 
 def environment() -> dict:
@@ -361,22 +387,3 @@ def environment() -> dict:
     return {"framework": "jittor", "jittor": getattr(jt, "__version__", "?"), "python": platform.python_version(),
             "numpy": np.__version__, "onednn": st.onednn, "onednn_lib": st.onednn_lib,
             "device": st.device, "host": socket.gethostname(), "platform": platform.platform()}
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if hasattr(obj, "item") and hasattr(obj, "numel"):
-        try:
-            return obj.item() if obj.numel() == 1 else obj.numpy().tolist()
-        except Exception:
-            return str(obj)
-    if isinstance(obj, (int, float, str, bool)) or obj is None:
-        return obj
-    return str(obj)

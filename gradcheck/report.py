@@ -4,16 +4,7 @@ Data, totals and rendering are kept apart: this module holds the records and the
 form; :mod:`gradcheck.summary` derives totals; :mod:`gradcheck.render` draws them.  A report
 file is versioned by ``schema_version`` and is always written atomically.
 
-Per-step statuses (``ParamRecord.steps``):
-
-* ``nonzero``   -- the gradient reached the parameter and is not all zeros;
-* ``zero``      -- the parameter reaches the loss, but its gradient is exactly zero;
-* ``missing``   -- no path from the parameter to the loss (what Jittor warns about);
-* ``nonfinite`` -- the gradient holds NaN or Inf;
-* ``frozen``    -- the parameter does not take gradients (``stop_grad`` / ``requires_grad=False``).
-
-Run-level status (``ParamRecord.status``): ``covered`` (a non-zero gradient on some step),
-``zero``, ``missing``, ``nonfinite`` (on any step) or ``frozen``.
+The statuses and the rules that decide them live in :mod:`gradcheck.status`.
 """
 
 from __future__ import annotations
@@ -26,11 +17,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
-SCHEMA_VERSION = 1
+from gradcheck.status import RUN_STATUSES, STEP_STATUSES, UNCOVERED  # noqa: F401 (re-exported)
 
-STEP_STATUSES = ("nonzero", "zero", "missing", "nonfinite", "frozen")
-RUN_STATUSES = ("covered", "zero", "missing", "nonfinite", "frozen")
-UNCOVERED = ("missing", "zero", "nonfinite")
+SCHEMA_VERSION = 1
 
 
 class ReportError(ValueError):
@@ -63,10 +52,11 @@ class ParamRecord:
     reached_by: Optional[list] = None                  # loss terms with a path to it
     first_nonfinite_step: Optional[int] = None
     flags: list = field(default_factory=list)          # e.g. vanishing, exploding
-
-    @property
-    def trainable(self) -> bool:
-        return self.requires_grad
+    read_steps: list = field(default_factory=list)     # per-step: did an op of the step read it?
+    eval_module: Optional[str] = None                  # frozen by this module's eval() ("" root)
+    mode_change: Optional[str] = None                  # "unfrozen"/"frozen" by train_mode's train()
+    reassigned: bool = False                           # its attribute was replaced in a forward
+    optimizers: list = field(default_factory=list)     # phases whose optimizer holds it
 
 
 @dataclass
@@ -75,6 +65,8 @@ class BufferRecord:
     shape: list
     numel: int
     changed: bool = False
+    kind: str = "buffer"             # buffer | non_float (int/bool) | derived (computed from params)
+    in_optimizer: bool = False       # an optimizer holds it (it cannot train it)
 
 
 @dataclass
@@ -82,9 +74,11 @@ class WarningRecord:
     text: str
     level: str = "w"
     step: Optional[int] = None
-    index: Optional[int] = None      # the N of grads[N]: an index into the optimizer's list
-    param: Optional[str] = None      # the parameter that index points at
-    agrees: Optional[bool] = None    # does the probe also find no gradient for it?
+    index: Optional[int] = None      # the N of grads[N]: an index into the list of `call`
+    param: Optional[str] = None      # the Var that index points at
+    agrees: Optional[bool] = None    # does the graph also find no path from it to that loss?
+    call: Optional[str] = None       # the gradient call that warned: "optimizer" | "probe"
+    phase: Optional[str] = None      # the phase (several optimizers) whose call it was
 
 
 @dataclass
@@ -109,7 +103,7 @@ class Report:
     steps: list = field(default_factory=list)         # per step: {"loss", "terms", "stats", "seconds"}
     summary: dict = field(default_factory=dict)
     verdict: Verdict = field(default_factory=Verdict)
-    loss_terms: list = field(default_factory=list)    # [{"name", "reaches", "constant"}]
+    loss_terms: list = field(default_factory=list)    # [{"name", "reaches", "constant", "values"}]
     modules: list = field(default_factory=list)       # rollup by module (see summary.module_rollup)
     created: str = ""
     schema_version: int = SCHEMA_VERSION
@@ -316,3 +310,25 @@ def load_report(path: os.PathLike | str) -> Report:
         what = "truncated" if exc.pos >= len(text.rstrip()) else "corrupt"
         raise ReportError(f"{path}: {what} JSON (line {exc.lineno}, column {exc.colno})") from None
     return Report.from_dict(data, source=str(path))
+
+
+def jsonable(obj):
+    """A plain JSON-able copy of a loss's statistics (numpy and Jittor scalars to numbers)."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if hasattr(obj, "item") and hasattr(obj, "numel"):
+        try:
+            return obj.item() if obj.numel() == 1 else obj.numpy().tolist()
+        except Exception:
+            return str(obj)
+    if isinstance(obj, (int, float, str, bool)) or obj is None:
+        return obj
+    return str(obj)

@@ -16,17 +16,14 @@ from collections import Counter, defaultdict
 from typing import Optional
 
 from gradcheck.policy import ALLOWABLE, Policy
-from gradcheck.report import RUN_STATUSES, ParamRecord, Report, Verdict
-
-# worst first: the status a module shows when its subtree mixes several ("frozen" only
-# shows for a subtree that is all frozen: frozen-and-covered reads as covered)
-SEVERITY = ("nonfinite", "missing", "zero", "covered", "frozen")
+from gradcheck.report import ParamRecord, Report, Verdict
+from gradcheck.status import RUN_STATUSES, SEVERITY, UNCOVERED, worst  # noqa: F401
 
 
 def findings(rec: ParamRecord) -> list:
     """The policy words (see :mod:`gradcheck.policy`) that apply to one parameter."""
     out = []
-    if rec.status in ("missing", "nonfinite", "zero"):
+    if rec.status in UNCOVERED:
         out.append(rec.status)
     if rec.requires_grad and not rec.in_optimizer:
         out.append("not_in_optimizer")
@@ -36,14 +33,6 @@ def findings(rec: ParamRecord) -> list:
         out.append("frozen_but_trained")
     out.extend(f for f in rec.flags if f in ("vanishing", "exploding"))
     return out
-
-
-def worst(statuses) -> str:
-    present = set(statuses)
-    for s in SEVERITY:
-        if s in present:
-            return s
-    return "covered"
 
 
 def module_rollup(params: list) -> list:
@@ -99,6 +88,8 @@ def summarize(report: Report) -> dict:
         "findings": dict(find),
         "steps": len(report.steps),
         "jittor_warnings": len(report.warnings),
+        # a warning the graph contradicts: evidence against the probe, never a status
+        "jittor_warnings_disagree": sum(1 for w in report.warnings if w.agrees is False),
     }
 
 

@@ -14,6 +14,17 @@ A :class:`Workload` is the whole contract between a user's code and the probe::
 
     $ gradcheck run --model mypkg.checks:make      # or --model path/to/checks.py:make
 
+Several optimizers (a GAN's alternating G/D steps) are ``phases``: each :class:`Phase` has its
+own loss and optimizer and runs, in order, once per probe step (forward, backward, optimizer
+step); ``accumulate=N`` runs N forward/backward passes before the one optimizer step
+(gradient accumulation)::
+
+    Workload(model, batch, phases=[Phase("D", d_loss, opt_d), Phase("G", g_loss, opt_g)])
+
+The probe runs the model exactly as handed over: it never calls ``train()`` and never changes
+``requires_grad``.  ``train_mode=True`` (CLI ``--train-mode``) calls ``model.train()`` first,
+and the report names every parameter whose frozen state that switch changed.
+
 (:mod:`gradcheck.resolve` turns ``--model`` into a Workload.)
 
 ``loss(model, batch)`` returns a scalar Var, or ``(scalar, {term_name: Var})``, or
@@ -35,10 +46,20 @@ class WorkloadError(ValueError):
 
 
 @dataclass
+class Phase:
+    """One optimizer's part of a training step: its loss, its optimizer, its micro-batches."""
+
+    name: str
+    loss: Callable                # (model, batch) -> like Workload.loss
+    optimizer: Any = None         # None: SGD over the trainable parameters (one phase only)
+    accumulate: int = 1           # backward passes summed before the one optimizer step
+
+
+@dataclass
 class Workload:
     model: Any
     batch: Any
-    loss: Callable
+    loss: Optional[Callable] = None              # None only when ``phases`` are given
     optimizer: Any = None
     frozen: Optional[Mapping[str, str]] = None   # glob -> reason it is frozen on purpose
     name: str = "custom"
@@ -46,6 +67,22 @@ class Workload:
     info: dict = field(default_factory=dict)     # settings to record in the report's config
     # model-specific explanation of an exactly-zero gradient: (record, report) -> sentence
     zero_hint: Optional[Callable] = None
+    train_mode: bool = False                     # call model.train() before probing
+    accumulate: int = 1                          # backward passes per optimizer step
+    phases: Optional[list] = None                # [Phase]: several optimizers, run in order
+
+    def plan(self) -> list:
+        """The phases of one step: ``phases``, or one phase from ``loss``/``optimizer``."""
+        if self.phases:
+            names = [getattr(p, "name", None) for p in self.phases]
+            if not all(isinstance(p, Phase) for p in self.phases):
+                raise WorkloadError("phases must be a list of gradcheck.workload.Phase")
+            if len(set(names)) != len(names):
+                raise WorkloadError(f"phase names must differ, got {names}")
+            return list(self.phases)
+        if self.loss is None:
+            raise WorkloadError("the workload has no loss (give loss or phases)")
+        return [Phase("main", self.loss, self.optimizer, self.accumulate)]
 
     def batch_for(self, step: int):
         return self.batch(step) if callable(self.batch) else self.batch

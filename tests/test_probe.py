@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
 import pytest
 
 import gradcheck
 import zoo
+from gradcheck import runtime, status
 from gradcheck.workload import WorkloadError
+
+jt = runtime.import_jittor()
 
 
 @pytest.mark.parametrize("factory", sorted(zoo.EXPECT))
@@ -79,12 +88,60 @@ def test_batchnorm_running_stats_are_buffers():
     assert "bn.running_mean" not in {p.name for p in report.params}
 
 
-def test_jittor_warnings_are_mapped_to_names():
-    report = gradcheck.check(zoo.eval_only())
-    named = {w.param for w in report.warnings}
-    # Jittor warns once per name per process: if it warned here, it names the right param
-    assert named <= {"eval_head.weight", "eval_head.bias"}
-    assert all(w.agrees for w in report.warnings)
+_WARNINGS_SCRIPT = """
+import json, gradcheck, zoo
+from corpus import generative
+out = {}
+for name, make in (("eval_only", zoo.eval_only), ("gan", generative.cgan_discriminator_step)):
+    r = gradcheck.check(make(), steps=1)
+    out[name] = {"warnings": [[w.call, w.index, w.param, w.agrees] for w in r.warnings],
+                 "status": {p.name: p.status for p in r.params}}
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_jittor_warnings_are_mapped_to_the_call_that_raised_them(repo_root):
+    # Jittor warns once per variable name per process: a fresh process sees every warning
+    env = dict(os.environ, PYTHONPATH=f"{repo_root}{os.pathsep}{repo_root / 'tests'}")
+    proc = subprocess.run([sys.executable, "-c", _WARNINGS_SCRIPT], cwd=repo_root, env=env,
+                          capture_output=True, text=True, timeout=600)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    assert lines, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
+    line = lines[0]
+    out = json.loads(line[len("RESULT "):])
+    ev = out["eval_only"]["warnings"]
+    assert {w[2] for w in ev} == {"eval_head.weight", "eval_head.bias"}
+    assert all(w[0] == "optimizer" and w[3] is True for w in ev)
+    gan = out["gan"]
+    assert gan["warnings"], "the generator outside D's optimizer must make the probe's call warn"
+    for call, index, param, agrees in gan["warnings"]:   # indices into the probe's own list
+        assert call == "probe" and param.startswith("generator.") and agrees is True
+    assert {p: s for p, s in gan["status"].items() if p.startswith("discriminator.")} and all(
+        s == "covered" for p, s in gan["status"].items() if p.startswith("discriminator."))
+
+
+def test_probe_leaves_the_model_as_handed_over():
+    w = zoo.healthy()
+    w.model.eval()                                   # frozen by eval mode, never undone
+    w.optimizer = jt.optim.SGD(w.model.parameters(), 0.01)
+    report = gradcheck.check(w)
+    assert not w.model.is_training()
+    assert all(p.is_stop_grad() for p in w.model.parameters())
+    assert {(p.status, p.cause) for p in report.params} == {("frozen", "eval_mode")}
+    w.train_mode = True
+    switched = gradcheck.check(w)
+    assert {(p.status, p.cause, p.mode_change) for p in switched.params} == {
+        ("covered", "train_mode", "unfrozen")}
+
+
+def test_status_rules():
+    assert status.step_status(False, np.ones(2)) == "missing"
+    assert status.step_status(True, np.zeros(2)) == "zero"
+    assert status.step_status(True, np.array([np.nan])) == "nonfinite"
+    assert status.combine(["missing", "nonzero"]) == "nonzero"
+    assert status.combine(["nonzero", "nonfinite"]) == "nonfinite"
+    assert status.combine([]) == "missing"
+    assert status.run_status(["zero", "nonzero", "missing"]) == "covered"
 
 
 def test_same_seed_same_report():
@@ -99,3 +156,17 @@ def test_bad_loss_is_a_workload_error():
         gradcheck.check(zoo.not_scalar())
     with pytest.raises(WorkloadError, match="positive integer"):
         gradcheck.check(zoo.healthy(), steps=0)
+
+
+def test_a_warning_the_graph_contradicts_is_counted_never_decisive():
+    from gradcheck import summary
+    from gradcheck.report import WarningRecord
+
+    report = gradcheck.check(zoo.healthy())
+    report.warnings.append(WarningRecord(text="grads[0] 'fc1.weight' doesn't have gradient",
+                                         step=1, index=0, param="fc1.weight", agrees=False,
+                                         call="optimizer"))
+    summary.finalize(report, gradcheck.Policy())
+    assert report.summary["jittor_warnings_disagree"] == 1
+    assert report.param("fc1.weight").status == "covered"
+    assert report.verdict.result == "pass"

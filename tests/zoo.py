@@ -69,6 +69,21 @@ def detached():
     return gradcheck.Workload(Detached(), _x(), lambda m, b: _sq(m(b)))
 
 
+class NoGradBranch(nn.Module):
+    def __init__(self):
+        self.main = nn.Linear(4, 4)
+        self.side = nn.Linear(4, 4)
+
+    def execute(self, x):
+        with jt.no_grad():
+            s = self.side(x)                 # read, but no gradient can flow back
+        return self.main(x) + s
+
+
+def no_grad_branch():
+    return gradcheck.Workload(NoGradBranch(), _x(), lambda m, b: _sq(m(b)))
+
+
 class EvalOnly(nn.Module):
     def __init__(self):
         self.body = nn.Linear(4, 4)
@@ -238,6 +253,7 @@ EXPECT = {
     "stop_grad_declared": {"scale": ("frozen", "frozen")},
     "detached": {"side.weight": ("missing", "cut"), "main.weight": ("covered", None)},
     "eval_only": {"eval_head.weight": ("missing", "not_called"), "body.weight": ("covered", None)},
+    "no_grad_branch": {"side.weight": ("missing", "cut"), "main.weight": ("covered", None)},
     "times_zero": {"muted.weight": ("zero", "zero_gradient"), "fc.weight": ("covered", None)},
     "shared": {"a.weight": ("covered", None), "b.bias": ("covered", None)},
     "not_in_optimizer": {"fc2.weight": ("covered", "not_in_optimizer"),

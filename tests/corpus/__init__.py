@@ -1,0 +1,43 @@
+"""A corpus of real training code, at toy size: each case is a small model plus the training
+loop of a real public Jittor program or model, with the truth gradcheck must report.
+
+Each case module registers its factories with :func:`case`; every factory returns a
+:class:`gradcheck.Workload` (so each is also ``gradcheck run --model tests/corpus/<m>.py:<f>``)
+and its docstring names the source (repository and file) and explains the ground truth.
+``expect`` maps a parameter-name glob to the fields every matching parameter must have
+(status, cause, in_optimizer, updated, reached_by, ...); ``buffers`` does the same for buffers;
+``extra(report)`` asserts anything else (warnings, loss terms, the verdict).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+CASES: dict = {}
+
+
+@dataclass
+class Case:
+    name: str
+    factory: Callable
+    expect: dict
+    steps: int = 2
+    buffers: dict = field(default_factory=dict)
+    extra: Optional[Callable] = None
+    verdict: Optional[str] = None
+    slow: bool = False
+
+
+def case(expect: dict, steps: int = 2, buffers=None, extra=None, verdict=None, slow=False):
+    def register(factory):
+        CASES[factory.__name__] = Case(factory.__name__, factory, expect, steps, buffers or {},
+                                       extra, verdict, slow)
+        return factory
+    return register
+
+
+def load_all() -> dict:
+    from corpus import generative, training, transformers, vision  # noqa: F401
+
+    return CASES
