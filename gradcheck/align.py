@@ -395,7 +395,7 @@ def _port_step(workload, batch, extra_trainable, jt, recorder=None):
     """Forward, loss and the optimizer's backward on the port: (loss, terms, {id: grad})."""
     from gradcheck.probe import call_loss
 
-    loss, terms, _ = call_loss(workload, batch)
+    loss, terms, _ = call_loss(workload.loss, workload.model, batch, workload.name)
     if recorder is not None:
         recorder.output_grads(loss)
     opt = workload.optimizer
@@ -440,7 +440,8 @@ def align(port: Workload, original: Workload, name_map: Optional[NameMap] = None
     """Align ``port`` (Jittor) with ``original`` (torch); see the module doc."""
     torch = torchenv.import_torch(with_jittor=True)
     from gradcheck import runtime
-    from gradcheck.probe import inventory, optimizer_params
+    from gradcheck.graph import inventory
+    from gradcheck.optimizers import optimizer_params
     from gradcheck.workload import default_optimizer
 
     jt = runtime.import_jittor()

@@ -16,7 +16,7 @@ tensors, its optimizer is a ``torch.optim.Optimizer``) is probed here; ``gradche
 ``in_optimizer`` comes from ``optimizer.param_groups``; buffers (``named_buffers``) are kept
 apart from parameters.  The report is the Jittor one (:class:`gradcheck.report.Report`), with
 ``environment.framework = "torch"``; statuses, causes, totals and verdict come from the same
-code (:func:`gradcheck.probe.run_status`, :mod:`gradcheck.explain`, :mod:`gradcheck.summary`).
+code (:func:`gradcheck.status.run_status`, :mod:`gradcheck.explain`, :mod:`gradcheck.summary`).
 """
 
 from __future__ import annotations
@@ -34,12 +34,8 @@ import numpy as np
 from gradcheck import torchenv
 from gradcheck.policy import declared_reason
 from gradcheck.report import BufferRecord, ParamRecord, Report
+from gradcheck.status import run_status, step_status  # the status rules' one home
 from gradcheck.workload import Workload, WorkloadError, _one_line
-
-try:  # the status rules have one home; it moves to gradcheck.status (issue 8)
-    from gradcheck.status import run_status, step_status as _step_status  # type: ignore
-except ImportError:  # pragma: no cover - before that split
-    from gradcheck.probe import _step_status, run_status
 
 
 class TorchCallRecorder:
@@ -173,7 +169,8 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
           config: Optional[dict] = None, policy=None) -> Report:
     """Run ``steps`` real training steps of a torch ``workload``; return the :class:`Report`."""
     from gradcheck import explain, policy as policy_mod, summary
-    from gradcheck.probe import _jsonable, describe_optimizer
+    from gradcheck.optimizers import describe_optimizer
+    from gradcheck.report import jsonable as _jsonable
 
     torch = torchenv.import_torch(with_jittor=False)
     if not isinstance(steps, int) or steps < 1:
@@ -243,7 +240,7 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
             elif grads[i] is None or i not in reached:
                 status, gnorm = "missing", 0.0
             else:
-                status, gnorm = _step_status(grads[i]), _norm(grads[i])
+                status, gnorm = step_status(True, grads[i]), _norm(grads[i])
             rec.steps.append(status)
             rec.grad_norms.append(gnorm)
             rec.update_norms.append(_norm(after - before[i]) if changed else 0.0)
