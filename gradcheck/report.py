@@ -196,6 +196,7 @@ def _check_field(name: str, annotation: str, value) -> None:
             return
         annotation = annotation[len("Optional["):-1]
     ok = {"str": lambda v: isinstance(v, str), "bool": lambda v: isinstance(v, bool),
+          "dict": lambda v: isinstance(v, dict),
           "list": lambda v: isinstance(v, list), "float": _number,
           "int": lambda v: isinstance(v, int) and not isinstance(v, bool)}.get(annotation)
     if ok is not None and not ok(value):
@@ -224,9 +225,28 @@ def _record(cls, d):
         for key in ("grad_norms", "update_norms"):
             if not all(v is None or _number(v) for v in getattr(rec, key)):
                 raise ValueError(f"parameter {rec.name!r} has a non-number in {key}")
-    if isinstance(rec, Verdict) and not all(isinstance(x, str) for x in rec.reasons + rec.warnings):
-        raise ValueError("the verdict's reasons and warnings must be text")
+    if isinstance(rec, Verdict):
+        if not all(isinstance(x, str) for x in rec.reasons + rec.warnings):
+            raise ValueError("the verdict's reasons and warnings must be text")
+        for g in rec.groups:
+            _group(g)
     return rec
+
+
+# a verdict group (gradcheck.summary): key -> its type, as the renderers read it
+_GROUP_FIELDS = {"finding": "str", "severity": "str", "cause": "Optional[str]", "why": "str",
+                 "fix": "Optional[str]", "rerun": "Optional[dict]", "count": "int",
+                 "names": "list"}
+
+
+def _group(g) -> None:
+    _typed(g, dict, "a verdict group")
+    for key, annotation in _GROUP_FIELDS.items():
+        _check_field(f"verdict group {key}", annotation, g.get(key))
+    if not all(isinstance(n, str) for n in g["names"]):
+        raise ValueError("a verdict group names a non-text parameter")
+    if g["severity"] not in ("fail", "warn", "allowed"):
+        raise ValueError(f"a verdict group has severity {g['severity']!r}")
 
 
 def _step(s) -> dict:

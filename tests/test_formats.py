@@ -90,13 +90,20 @@ def test_junit_report_one_case_per_parameter(cli):
 
 
 def test_junit_skips_frozen_and_warns_in_system_out():
-    rep = make_report(**{"a.w": "covered", "b.w": "zero", "c.w": "frozen"})
+    rep = make_report(**{"a.w": "covered", "b.w": "covered", "c.w": "frozen", "d.w": "zero"})
     rep.param("c.w").frozen_reason = "pretrained"
+    rep.param("b.w").in_optimizer = False            # a warning under the default policy
+    from gradcheck.policy import Policy
+    from gradcheck.summary import finalize
+
+    finalize(rep, Policy())
     root = _junit(render.render_text("junit", "report", rep))
     cases = {c.get("name"): c for c in root.iter("testcase")}
-    assert root.get("failures") == "0" and root.get("skipped") == "1"
+    assert root.get("failures") == "1" and root.get("skipped") == "1"  # zero fails by default
+    assert cases["d.w"].find("failure") is not None
     assert "pretrained" in cases["c.w"].find("skipped").get("message")
-    assert "zero" in cases["b.w"].find("system-out").text
+    assert cases["b.w"].find("failure") is None
+    assert "not_in_optimizer" in cases["b.w"].find("system-out").text
 
 
 def test_junit_comparison_failures_match_regressions():
