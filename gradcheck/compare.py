@@ -1,7 +1,9 @@
 """Diff two reports by parameter name: what was added, removed, or changed status.
 
 A *regression* is a parameter that is ``missing``/``zero``/``nonfinite`` after but was
-``covered`` before, or that is new and neither covered nor declared frozen.  ``--allow GLOB``
+``covered`` before, or that is new and neither covered nor declared frozen, or that gained
+one of the across-ranks findings of an MPI run (``rank_divergent``, ``replicas_diverged``,
+``optimizer_mismatch``: see :mod:`gradcheck.distributed`).  ``--allow GLOB``
 accepts matching regressions.  Keys are parameter names, never positions, and timestamps,
 hosts and timings never enter the comparison.
 """
@@ -15,6 +17,7 @@ from gradcheck.report import UNCOVERED, Report
 
 # config keys that make two runs comparable; timings and hosts are left out on purpose
 CONFIG_KEYS = ("model", "img_size", "batch_size", "steps", "seed", "data")
+RANK_FINDINGS = ("rank_divergent", "replicas_diverged", "optimizer_mismatch")
 
 
 @dataclass
@@ -91,6 +94,10 @@ def compare(before: Report, after: Report, allow: tuple = ()) -> Comparison:
         elif old.status != rec.status:
             ch = Change(name, old.status, rec.status, _is_regression(old.status, rec),
                         cause=rec.cause)
+            cmp.changed.append(ch)
+        elif any(f in RANK_FINDINGS and f not in old.flags for f in rec.flags):
+            new = [f for f in rec.flags if f in RANK_FINDINGS and f not in old.flags]
+            ch = Change(name, old.status, rec.status, True, cause=", ".join(new))
             cmp.changed.append(ch)
         else:
             cmp.unchanged += 1

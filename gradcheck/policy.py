@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import Optional
 
 FINDINGS = ("missing", "nonfinite", "zero", "not_in_optimizer", "frozen_undeclared",
-            "frozen_but_trained", "vanishing", "exploding")
+            "frozen_but_trained", "vanishing", "exploding",
+            # across MPI ranks (gradcheck.distributed; only a --nproc run sets them)
+            "rank_divergent", "replicas_diverged", "optimizer_mismatch")
 SECTION = "gradcheck"
 
 
@@ -49,8 +51,9 @@ class Policy:
     seed: int = 0
     device: str = "auto"
     # how to judge it
-    fail_on: tuple = ("missing", "nonfinite")
-    warn_on: tuple = ("zero", "not_in_optimizer", "frozen_undeclared", "frozen_but_trained")
+    fail_on: tuple = ("missing", "nonfinite", "replicas_diverged", "optimizer_mismatch")
+    warn_on: tuple = ("zero", "not_in_optimizer", "frozen_undeclared", "frozen_but_trained",
+                      "rank_divergent")
     strict: bool = False
     expected_frozen: dict = field(default_factory=dict)  # glob -> reason
     vanishing_grad: float = 1e-10   # grad norm / weight norm below this on the last step

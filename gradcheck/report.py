@@ -112,6 +112,7 @@ class Report:
     modules: list = field(default_factory=list)       # rollup by module (see summary.module_rollup)
     created: str = ""
     schema_version: int = SCHEMA_VERSION
+    distributed: dict = field(default_factory=dict)   # per-rank data of an MPI run (gradcheck.distributed)
 
     # ------------------------------------------------------------------ access
     def param(self, name: str) -> ParamRecord:
@@ -140,6 +141,8 @@ class Report:
             "buffers": [asdict(b) for b in self.buffers],
             "warnings": [asdict(w) for w in self.warnings],
         }
+        if self.distributed:
+            d["distributed"] = self.distributed
         return _finite(d)
 
     def to_json(self) -> str:
@@ -167,7 +170,7 @@ class Report:
                        steps=list(d.get("steps", [])), summary=dict(d.get("summary", {})),
                        verdict=verdict, loss_terms=list(d.get("loss_terms", [])),
                        modules=list(d.get("modules", [])), created=str(d.get("created", "")),
-                       schema_version=version)
+                       schema_version=version, distributed=dict(d.get("distributed") or {}))
         except (KeyError, TypeError, ValueError) as exc:
             raise ReportError(f"{source}: malformed report ({type(exc).__name__}: {exc})") from None
 
