@@ -66,14 +66,16 @@ def main():
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
               help="Also write a self-contained HTML page here.")
 @click.option("--strict", is_flag=True, default=None, help="Warnings fail the run too.")
+@click.option("--nproc", type=click.IntRange(min=1), default=None,
+              help="Run data-parallel on N MPI ranks (starts OpenMPI's mpirun -np N).")
 @options.format_option
 @options.quiet_option
 @options.config_option
 @options.device_option
 @options.depth_option
 @user_errors_exit_2
-def run(model, steps, img_size, batch_size, seed, data, output, html_path, strict, fmt, quiet,
-        config_path, device, depth):
+def run(model, steps, img_size, batch_size, seed, data, output, html_path, strict, nproc, fmt,
+        quiet, config_path, device, depth):
     """Run real training steps and report every parameter's gradient coverage."""
     from gradcheck.policy import load_policy
 
@@ -94,9 +96,19 @@ def run(model, steps, img_size, batch_size, seed, data, output, html_path, stric
         if path and not Path(path).resolve().parent.is_dir():
             fail_usage(f"cannot write {path}: its folder does not exist")
 
-    from gradcheck import api
+    from gradcheck import distributed
 
-    report = api.run(policy, data=data, quiet=quiet or fmt != "table")
+    if distributed.mpi_world() is not None:    # one rank of an MPI run (ours or the user's)
+        report = distributed.run_rank(policy, data=data, quiet=quiet or fmt != "table",
+                                      nproc=nproc)
+        if report is None:                     # not rank 0: rank 0 reports for everyone
+            sys.exit(distributed.finish(EXIT_PASS))
+    elif nproc is not None and nproc > 1:
+        sys.exit(distributed.launch(nproc, sys.argv[1:]))
+    else:
+        from gradcheck import api
+
+        report = api.run(policy, data=data, quiet=quiet or fmt != "table")
     # files first: a closed stdout (`| head`) must not cost the report
     if output:
         from gradcheck.report import save_report
@@ -107,7 +119,7 @@ def run(model, steps, img_size, batch_size, seed, data, output, html_path, stric
 
         write_html(report, html_path)
     _emit_report(report, fmt, quiet, depth)
-    sys.exit(EXIT_PASS if report.verdict.passed else EXIT_FAIL)
+    sys.exit(distributed.finish(EXIT_PASS if report.verdict.passed else EXIT_FAIL))
 
 
 def _emit_report(report, fmt, quiet, depth):
