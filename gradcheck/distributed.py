@@ -237,12 +237,12 @@ class RankObserver:
     """Wrap one optimizer's ``backward`` and ``step`` to record, per step, this rank's local
     reach, local gradients (before Jittor's all-reduce), reduced gradients and values."""
 
-    def __init__(self, jt, model, optimizer, sync: bool):
+    def __init__(self, jt, model, optimizer, sync: bool, buffer_globs=()):
         from gradcheck import probe
 
         self.jt, self.optimizer, self.sync = jt, optimizer, sync
-        params, _ = probe.inventory(model)
-        self.entries = [e for e in params]
+        params, _ = probe.inventory(model, buffer_globs)
+        self.entries = list(params)
         self.names = [e.name for e in params]
         opt_list = probe.optimizer_params(optimizer)
         self.opt_ids = {id(v) for v in opt_list}
@@ -294,8 +294,10 @@ class RankObserver:
         self._pending = (reached, local)
         return out
 
-    def step(self, *args, **kw):
+    def step(self, loss=None, retain_graph=False):
         jt = self.jt
+        if loss is not None:           # step(loss): Jittor's own order, backward then update
+            self.backward(loss, retain_graph)
         reached, local = self._pending or (set(), {})
         self._pending = None
         reduced = {}
@@ -307,7 +309,7 @@ class RankObserver:
         jt.sync(list(local.values()) + list(reduced.values()))
         local_np = {k: g.numpy() for k, g in local.items()}
         reduced_np = {k: g.numpy() for k, g in reduced.items()} if self.sync else {}
-        out = self._step(*args, **kw)
+        out = self._step()
         jt.sync_all()
         for i, e in enumerate(self.entries):
             n, key = e.name, id(e.var)
@@ -380,7 +382,8 @@ def check(workload, steps: int = 1, seed: Optional[int] = 0, policy=None, on_ste
                             "so their gradients cannot be compared")
     sync = all(o["in_optimizer"] == everyone[0]["in_optimizer"]
                and o["optimizer_size"] == everyone[0]["optimizer_size"] for o in everyone)
-    observer = RankObserver(jt, workload.model, workload.optimizer, sync=sync)
+    observer = RankObserver(jt, workload.model, workload.optimizer, sync=sync,
+                            buffer_globs=workload.buffers)
     report = api.check(workload, steps=steps, seed=seed, policy=policy, on_step=on_step)
     blobs = allgather_json(observer.to_dict(rank, report), jt)
     if rank != 0:
@@ -477,10 +480,9 @@ def merge(report, blobs: list, policy, zero_hint=None):
             entry["diverged_steps"] = diverged_steps
         if len(set(in_opt)) > 1:
             found.append("optimizer_mismatch")
+        rec.flags = explain.health_flags(rec, policy) + found   # on the merged steps
         for f in found:
             counts[f] += 1
-            if f not in rec.flags:
-                rec.flags.append(f)
         per_param[n] = entry
     report.distributed = {
         "world_size": world, "launcher": "mpirun",
