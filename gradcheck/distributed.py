@@ -121,12 +121,24 @@ def launch(nproc: int, argv: list) -> int:
         # ranks share the cores with each other (and with Jittor's compiler)
         env.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")
         proc = subprocess.Popen(cmd, env=env)
+
+        terminated = []
+
+        def forward_term(signum, frame):   # SIGTERM to us: mpirun passes it on to the ranks
+            terminated.append(signum)      # (no wait() here: the main thread is in one)
+            proc.send_signal(signal.SIGTERM)
+
+        previous = signal.signal(signal.SIGTERM, forward_term)
         try:
             rc = proc.wait()
         except KeyboardInterrupt:     # the terminal's SIGINT reached mpirun too; let it end
             proc.send_signal(signal.SIGINT)
             proc.wait()
             return 130
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        if terminated:
+            return 143
         if exit_file.is_file():
             try:
                 return int(exit_file.read_text().strip())
