@@ -199,3 +199,38 @@ def test_rank_callables_and_argv():
     assert not distributed.takes_rank(lambda step: None)
     assert distributed.strip_nproc(["run", "--nproc", "2", "-q", "--nproc=3", "--steps", "2"]) \
         == ["run", "-q", "--steps", "2"]
+
+
+def test_merge_without_mpi():
+    """The merge on hand-made rank records: runs where OpenMPI is missing too."""
+    from gradcheck.policy import Policy
+    from gradcheck.report import ParamRecord, Report
+
+    names = ("a", "b", "c")
+    report = Report(config={"model": "m"}, environment={},
+                    params=[ParamRecord(name=n, shape=[1], numel=1, steps=["nonzero"] * 2,
+                                        grad_norms=[1.0, 1.0], update_norms=[0.1, 0.1],
+                                        updated_steps=[True, True], weight_norm=1.0)
+                            for n in names])
+
+    def blob(rank, local, digests, members):
+        return {"rank": rank, "host": "h", "sync": True, "params": list(names),
+                "in_optimizer": members, "local": local,
+                "reduced": {n: ["nonzero", "nonzero"] for n in names},
+                "local_grad_norms": {n: [1.0, 1.0] for n in names},
+                "value_norms": {n: [1.0, 1.0] for n in names}, "digests": digests,
+                "steps": [{"loss": 1.0, "seconds": 0.1}] * 2}
+
+    same = {n: ["x", "y"] for n in names}
+    r0 = blob(0, {"a": ["nonzero"] * 2, "b": ["nonzero"] * 2, "c": ["nonzero"] * 2}, same,
+              ["a", "b", "c"])
+    r1 = blob(1, {"a": ["missing", "nonzero"], "b": ["nonzero"] * 2, "c": ["nonzero"] * 2},
+              {**same, "b": ["x", "z"]}, ["a", "b", "c"])
+    merged = distributed.merge(report, [r0, r1], Policy())
+    assert merged.param("a").flags == ["rank_divergent"]
+    assert merged.distributed["params"]["a"]["divergent_steps"] == [1]
+    assert merged.param("b").flags == ["replicas_diverged"]
+    assert merged.distributed["params"]["b"]["diverged_steps"] == [2]
+    assert merged.param("c").flags == []
+    assert merged.summary["findings"] == {"rank_divergent": 1, "replicas_diverged": 1}
+    assert not merged.verdict.passed          # replicas_diverged fails by default
