@@ -67,8 +67,22 @@ def build(name: str, img_size: Optional[int] = None, batch_size: Optional[int] =
         out = loss_fn.compute(model(imgs), tgts, epoch_num=0, step_num=0)
         return out.total, out.terms, out.stats
 
+    def batch(step, rank=None):
+        """The whole batch; under MPI (``gradcheck run --nproc``) rank ``rank``'s images and
+        their boxes (a box row's first column is its image's index in the batch)."""
+        if rank is None:
+            return images, targets
+        from gradcheck import runtime
+
+        jt = runtime.import_jittor()
+        lo = batch_size * rank // jt.world_size
+        hi = batch_size * (rank + 1) // jt.world_size
+        mine = targets[(targets[:, 0] >= lo) & (targets[:, 0] < hi)].copy()
+        mine[:, 0] -= lo
+        return images[lo:hi], mine
+
     strides = list(gold_yolo.get_config(name).head.strides)
-    return Workload(model=model, batch=(images, targets), loss=loss, optimizer=optimizer,
+    return Workload(model=model, batch=batch, loss=loss, optimizer=optimizer,
                     frozen=dict(RECOMMENDED.expected_frozen), name=name, zero_hint=level_hint(strides),
                     info={"img_size": img_size, "batch_size": batch_size,
                           "data": str(data) if data else "synthetic"})

@@ -91,6 +91,8 @@ def _defaults_help(key: str, other_models: bool = False) -> str:
 @click.option("--strict", is_flag=True, default=None, help="Warnings fail the run too.")
 @click.option("--train-mode", is_flag=True, default=False,
               help="Call model.train() before probing (default: the model as handed over).")
+@click.option("--nproc", type=click.IntRange(min=1), default=None,
+              help="Run data-parallel on N MPI ranks (starts OpenMPI's mpirun -np N).")
 @options.format_option
 @options.quiet_option
 @options.verbose_option
@@ -98,8 +100,8 @@ def _defaults_help(key: str, other_models: bool = False) -> str:
 @options.device_option
 @options.depth_option
 @user_errors_exit_2
-def run(model, steps, img_size, batch_size, seed, data, output, html_path, strict, train_mode, fmt,
-        quiet, verbose, config_path, device, depth):
+def run(model, steps, img_size, batch_size, seed, data, output, html_path, strict, train_mode,
+        nproc, fmt, quiet, verbose, config_path, device, depth):
     """Run real training steps and report every parameter's gradient coverage.
 
     Each setting comes from its flag, else the [gradcheck] config section, else the bundled
@@ -127,9 +129,19 @@ def run(model, steps, img_size, batch_size, seed, data, output, html_path, stric
         if path and not Path(path).resolve().parent.is_dir():
             fail_usage(f"cannot write {path}: its folder does not exist")
 
-    from gradcheck import api
+    from gradcheck import distributed
 
-    report = api.run(settings, policy, quiet=quiet or fmt != "table", train_mode=train_mode)
+    if distributed.mpi_world() is not None:    # one rank of an MPI run (ours or the user's)
+        report = distributed.run_rank(settings, policy, quiet=quiet or fmt != "table",
+                                      nproc=nproc, train_mode=train_mode)
+        if report is None:                     # not rank 0: rank 0 reports for everyone
+            sys.exit(distributed.finish(EXIT_PASS))
+    elif nproc is not None and nproc > 1:
+        sys.exit(distributed.launch(nproc, sys.argv[1:]))
+    else:
+        from gradcheck import api
+
+        report = api.run(settings, policy, quiet=quiet or fmt != "table", train_mode=train_mode)
     # files first: a closed stdout (`| head`) must not cost the report
     if output:
         from gradcheck.report import save_report
@@ -140,7 +152,7 @@ def run(model, steps, img_size, batch_size, seed, data, output, html_path, stric
 
         write_file("html", report, html_path)
     _emit_report(report, fmt, quiet, options.table_depth(verbose, depth))
-    sys.exit(EXIT_PASS if report.verdict.passed else EXIT_FAIL)
+    sys.exit(distributed.finish(EXIT_PASS if report.verdict.passed else EXIT_FAIL))
 
 
 def _emit_report(report, fmt, quiet, depth):

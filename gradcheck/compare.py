@@ -8,7 +8,10 @@ Regressions (``Change.kind``), each a way a parameter can stop training:
   (its gradient is computed and never applied);
 * ``no_longer_updated``: trainable and updated before, trainable and never updated after
   (only where none of the above already says why);
-* ``new_uncovered``: a new parameter that is neither covered nor declared frozen.
+* ``new_uncovered``: a new parameter that is neither covered nor declared frozen;
+* ``rank_finding``: it gained one of the across-ranks findings of an MPI run
+  (``rank_divergent``, ``replicas_diverged``, ``optimizer_mismatch``: see
+  :mod:`gradcheck.distributed`).
 
 Changes that are listed but pass: other status changes (``status``; e.g. ``covered`` ->
 ``frozen`` with a declared reason), a parameter whose first non-zero step moved later
@@ -26,6 +29,7 @@ from gradcheck.report import UNCOVERED, Report
 
 # config keys that make two runs comparable; timings and hosts are left out on purpose
 CONFIG_KEYS = ("model", "img_size", "batch_size", "steps", "seed", "data")
+RANK_FINDINGS = ("rank_divergent", "replicas_diverged", "optimizer_mismatch")
 
 
 @dataclass
@@ -74,7 +78,7 @@ class Comparison:
 
 
 REGRESSION_KINDS = ("lost_gradient", "frozen_undeclared", "left_optimizer", "no_longer_updated",
-                    "new_uncovered")
+                    "new_uncovered", "rank_finding")
 
 
 def _added(rec) -> Change:
@@ -104,6 +108,10 @@ def _changes(old, new) -> list:
     if trainable and old.updated and not new.updated and not any(c.regression for c in out):
         out.append(Change(new.name, "updated", "never updated", True, cause=new.cause,
                           kind="no_longer_updated"))
+    gained = [f for f in new.flags if f in RANK_FINDINGS and f not in old.flags]
+    if gained:
+        out.append(Change(new.name, ", ".join(f for f in old.flags if f in RANK_FINDINGS) or "-",
+                          ", ".join(gained), True, cause=", ".join(gained), kind="rank_finding"))
     if (old.status == new.status == "covered" and old.first_nonzero_step is not None
             and new.first_nonzero_step is not None
             and new.first_nonzero_step > old.first_nonzero_step):

@@ -35,7 +35,9 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 FINDINGS = ("missing", "nonfinite", "zero", "not_in_optimizer", "frozen_undeclared",
-            "frozen_but_trained", "vanishing", "exploding")
+            "frozen_but_trained", "vanishing", "exploding",
+            # across MPI ranks (gradcheck.distributed; only a --nproc run sets them)
+            "rank_divergent", "replicas_diverged", "optimizer_mismatch")
 ALLOWABLE = ("missing", "zero")   # the findings allow_uncovered can excuse
 SECTION = "gradcheck"
 
@@ -62,8 +64,9 @@ def declared_reason(name: str, *declared: Optional[Mapping[str, str]]) -> Option
 class Policy:
     """What fails a run, and what only warns."""
 
-    fail_on: tuple = ("missing", "nonfinite", "zero")
-    warn_on: tuple = ("not_in_optimizer", "frozen_undeclared", "frozen_but_trained")
+    fail_on: tuple = ("missing", "nonfinite", "zero", "replicas_diverged", "optimizer_mismatch")
+    warn_on: tuple = ("not_in_optimizer", "frozen_undeclared", "frozen_but_trained",
+                      "rank_divergent")
     strict: bool = False
     expected_frozen: dict = field(default_factory=dict)   # glob -> reason it is frozen
     allow_uncovered: dict = field(default_factory=dict)   # glob -> reason it may stay uncovered

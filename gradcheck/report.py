@@ -107,6 +107,7 @@ class Report:
     modules: list = field(default_factory=list)       # rollup by module (see summary.module_rollup)
     created: str = ""
     schema_version: int = SCHEMA_VERSION
+    distributed: dict = field(default_factory=dict)   # per-rank data of an MPI run (gradcheck.distributed)
 
     # ------------------------------------------------------------------ access
     def param(self, name: str) -> ParamRecord:
@@ -135,6 +136,8 @@ class Report:
             "buffers": [asdict(b) for b in self.buffers],
             "warnings": [asdict(w) for w in self.warnings],
         }
+        if self.distributed:
+            d["distributed"] = self.distributed
         return _finite(d)
 
     def to_json(self) -> str:
@@ -166,7 +169,8 @@ class Report:
                          verdict=verdict,
                          loss_terms=[_term(t) for t in _typed(d.get("loss_terms", []), list,
                                                               "loss_terms")],
-                         created=str(d.get("created", "")), schema_version=version)
+                         created=str(d.get("created", "")), schema_version=version,
+                         distributed=_typed(d.get("distributed") or {}, dict, "distributed"))
         except (KeyError, TypeError, ValueError) as exc:
             raise ReportError(f"{source}: malformed report ({type(exc).__name__}: {exc})") from None
         # totals are derived from the records, never trusted from the file (see summary.py)

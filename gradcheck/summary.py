@@ -31,7 +31,8 @@ def findings(rec: ParamRecord) -> list:
         out.append("frozen_undeclared")
     if rec.requires_grad and rec.frozen_reason:
         out.append("frozen_but_trained")
-    out.extend(f for f in rec.flags if f in ("vanishing", "exploding"))
+    out.extend(f for f in rec.flags if f in ("vanishing", "exploding", "rank_divergent",
+                                             "replicas_diverged", "optimizer_mismatch"))
     return out
 
 
