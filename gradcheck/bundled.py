@@ -14,12 +14,9 @@ import functools
 import re
 from typing import Optional
 
+from gold_yolo.configs import CONFIG_NAMES as GOLD_YOLO   # the names' one home; no Jittor
 from gradcheck.registry import Recommended, register_workload
 from gradcheck.workload import Workload, WorkloadError
-
-# One list of the bundled names.  gold_yolo.configs registers the same four configs, but
-# importing it starts Jittor today, and resolving --model must not (a typo fails at once).
-GOLD_YOLO = ("gold_yolo_n", "gold_yolo_s", "gold_yolo_m", "gold_yolo_l")
 
 RECOMMENDED = Recommended(
     # From the official initialisation the prediction convolutions (and the attention's
