@@ -1,16 +1,16 @@
-"""Coverage across ranks: gradcheck under Jittor's MPI data parallelism (the home of MPI runs).
+"""Coverage across ranks: gradcheck under Jittor's MPI data parallelism (home of MPI runs).
 
 ``gradcheck run --nproc N`` starts OpenMPI's ``mpirun -np N`` on ``python -m gradcheck.cli
-run ...`` itself (:func:`~gradcheck.distributed.launch.launch`); a ``gradcheck run`` that is already under ``mpirun``
+run ...`` itself (:func:`.launch.launch`); a ``gradcheck run`` that is already under ``mpirun``
 (``OMPI_COMM_WORLD_SIZE`` in the environment, what ``jittor.in_mpi`` reads) runs as one rank
-(:func:`~gradcheck.distributed.rank.run_rank`).  Every rank builds the same workload, gets its shard of the batch
+(:func:`.rank.run_rank`).  Every rank builds the same workload, gets its shard of the batch
 (``batch(step, rank)`` if the workload's batch callable takes a rank, otherwise ``batch(step)``
 or the fixed batch split along its leading dimension) and runs the ordinary probe on it, with
 Jittor's own data parallelism doing the work: ``optimizer.backward`` all-reduces every
 gradient with ``Var.mpi_all_reduce("mean")`` and broadcasts rank 0's parameters on its first
 call.
 
-What each rank records, per step and parameter (:class:`~gradcheck.distributed.observer.RankObserver`, which wraps the
+What each rank records, per step and parameter (:class:`.observer.RankObserver`, which wraps the
 optimizer's ``backward`` and ``step`` on that one instance):
 
 * its **local reach** (the probe's graph walk, on its own loss) and its **local gradient**:
@@ -20,7 +20,7 @@ optimizer's ``backward`` and ``step`` on that one instance):
 * a digest of its value after the step.
 
 Rank 0 gathers them (with Jittor's MPI ops: no mpi4py), merges them into one
-:class:`~gradcheck.report.Report` (:func:`~gradcheck.distributed.merge.merge`) and judges it.  Per parameter, the step
+:class:`~gradcheck.report.Report` (:func:`.merge.merge`) and judges it.  Per parameter, the step
 status becomes what the update used: ``missing`` if no rank reaches it, else the status of
 the reduced gradient.  Findings (policy words, set as parameter flags):
 
