@@ -215,7 +215,7 @@ def compare(before, after, allow, across, map_path, fmt, quiet):
 
 
 def _compare_across(port, original, map_path, fmt, quiet):
-    from gradcheck.across import compare_across, load_name_map
+    from gradcheck.parity.across import compare_across, load_name_map
     from gradcheck.render.parity import across_headline, get_parity_renderer
     from gradcheck.report import load_report
 
@@ -250,7 +250,7 @@ def align(port_spec, original_spec, map_path, steps, seed, output, html_path, fm
     """Align a Jittor port with its PyTorch original: outputs, loss, gradients, values.
 
     Exit 0 aligned within tolerance, 1 not aligned, 2 bad input, 3 internal error."""
-    from gradcheck import align as align_mod
+    from gradcheck.parity import align as align_mod
     from gradcheck.render.parity import align_headline, get_parity_renderer, write_align_html
     from gradcheck.report import write_atomic
 
