@@ -1,5 +1,5 @@
 """Parity of the Jittor Gold-YOLO port (``gold_yolo``) with the official PyTorch model,
-measured by ``gradcheck align`` (:mod:`gradcheck.align`); this script only builds the two
+measured by ``gradcheck align`` (:mod:`gradcheck.parity.align`); this script only builds the two
 workloads and prints a table::
 
     python3 bench/parity_official.py --official /work/ext/official/Detection/Gold-YOLO \\
@@ -56,7 +56,10 @@ if str(ROOT) not in sys.path:
 
 import gold_yolo  # noqa: E402  (sets up Jittor first)
 import gradcheck  # noqa: E402
-from gradcheck import align as align_mod, runtime, torchenv  # noqa: E402
+from gradcheck import runtime  # noqa: E402
+from gradcheck.parity import align as align_mod, torchenv  # noqa: E402
+from gradcheck.parity.alignment import Tolerances  # noqa: E402
+from gradcheck.parity.judge import rel_scale  # noqa: E402
 
 jt = runtime.import_jittor()
 torch = torchenv.import_torch()   # after Jittor, with its forking compile pool off
@@ -222,7 +225,7 @@ def eval_and_deploy(port_model, off_model, images) -> dict:
     with torch.no_grad():
         dp_t = off_model(x_t)
         dp_t = (dp_t[0] if isinstance(dp_t, (list, tuple)) else dp_t).numpy()
-    return {"eval": align_mod.rel_scale(ev_j, ev_t), "deploy": align_mod.rel_scale(dp_j, dp_t)}
+    return {"eval": rel_scale(ev_j, ev_t), "deploy": rel_scale(dp_j, dp_t)}
 
 
 def main() -> None:
@@ -243,7 +246,7 @@ def main() -> None:
     ap.add_argument("--json", default="")
     args = ap.parse_args()
     import_official(args.official, [p for p in args.pythonpath.split(":") if p])
-    tol = align_mod.Tolerances.from_policy(load_config(None).policy)
+    tol = Tolerances.from_policy(load_config(None).policy)
     rows, results = [], []
     for v in [s.strip() for s in args.variants.split(",") if s.strip()]:
         t0 = time.time()

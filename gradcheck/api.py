@@ -18,10 +18,10 @@ def check(workload: Workload, steps: Optional[int] = None, seed: Optional[int] =
     :data:`~gradcheck.settings.DEFAULT_STEPS`); the verdict follows ``policy``.  A
     ``torch.nn.Module`` model (a PyTorch original) goes through the torch backend: same
     semantics, same report."""
-    from gradcheck.torchenv import is_torch_module
+    from gradcheck.parity.torchenv import is_torch_module
 
     if is_torch_module(workload.model):
-        from gradcheck.torch_probe import check as probe_check
+        from gradcheck.parity.torch_probe import check as probe_check
     else:
         from gradcheck.probe import check as probe_check
     steps = DEFAULT_STEPS if steps is None else steps

@@ -129,15 +129,17 @@ def run(model, steps, img_size, batch_size, seed, data, output, html_path, stric
         if path and not Path(path).resolve().parent.is_dir():
             fail_usage(f"cannot write {path}: its folder does not exist")
 
-    from gradcheck import distributed
+    from gradcheck.distributed.launch import finish, launch, mpi_world
 
-    if distributed.mpi_world() is not None:    # one rank of an MPI run (ours or the user's)
-        report = distributed.run_rank(settings, policy, quiet=quiet or fmt != "table",
-                                      nproc=nproc, train_mode=train_mode)
+    if mpi_world() is not None:                # one rank of an MPI run (ours or the user's)
+        from gradcheck.distributed.rank import run_rank
+
+        report = run_rank(settings, policy, quiet=quiet or fmt != "table",
+                          nproc=nproc, train_mode=train_mode)
         if report is None:                     # not rank 0: rank 0 reports for everyone
-            sys.exit(distributed.finish(EXIT_PASS))
+            sys.exit(finish(EXIT_PASS))
     elif nproc is not None and nproc > 1:
-        sys.exit(distributed.launch(nproc, sys.argv[1:]))
+        sys.exit(launch(nproc, sys.argv[1:]))
     else:
         from gradcheck import api
 
@@ -152,7 +154,7 @@ def run(model, steps, img_size, batch_size, seed, data, output, html_path, stric
 
         write_file("html", report, html_path)
     _emit_report(report, fmt, quiet, options.table_depth(verbose, depth))
-    sys.exit(distributed.finish(EXIT_PASS if report.verdict.passed else EXIT_FAIL))
+    sys.exit(finish(EXIT_PASS if report.verdict.passed else EXIT_FAIL))
 
 
 def _emit_report(report, fmt, quiet, depth):
@@ -213,7 +215,7 @@ def compare(before, after, allow, across, map_path, fmt, quiet):
 
 
 def _compare_across(port, original, map_path, fmt, quiet):
-    from gradcheck.across import compare_across, load_name_map
+    from gradcheck.parity.across import compare_across, load_name_map
     from gradcheck.render.parity import across_headline, get_parity_renderer
     from gradcheck.report import load_report
 
@@ -248,7 +250,7 @@ def align(port_spec, original_spec, map_path, steps, seed, output, html_path, fm
     """Align a Jittor port with its PyTorch original: outputs, loss, gradients, values.
 
     Exit 0 aligned within tolerance, 1 not aligned, 2 bad input, 3 internal error."""
-    from gradcheck import align as align_mod
+    from gradcheck.parity import align as align_mod
     from gradcheck.render.parity import align_headline, get_parity_renderer, write_align_html
     from gradcheck.report import write_atomic
 

@@ -72,7 +72,7 @@ class Policy:
     allow_uncovered: dict = field(default_factory=dict)   # glob -> reason it may stay uncovered
     vanishing_grad: float = 1e-10   # grad norm / weight norm below this on every step with one
     exploding_grad: float = 1e3     # grad norm / weight norm above this on any step
-    # port parity (gradcheck.across / gradcheck.align): rename rules and tolerances
+    # port parity (gradcheck.parity.across / .align): rename rules and tolerances
     name_map: str = ""              # "PATTERN -> REPLACEMENT" lines, original -> port names
     align_output_tol: float = 1e-3  # module outputs, relative (or noise_factor x the floor)
     align_grad_tol: float = 1e-3    # gradients, relative

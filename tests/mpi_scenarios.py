@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import gradcheck  # noqa: E402  (prepares Jittor before it is imported)
-from gradcheck import distributed  # noqa: E402
+from gradcheck.distributed.rank import check  # noqa: E402
 from gradcheck.policy import Policy  # noqa: E402
 from gradcheck.report import save_report  # noqa: E402
 
@@ -27,7 +27,7 @@ def main(out: str, names) -> None:
     for name in names or NAMES:
         workload = getattr(mpi_zoo, name)()
         workload.name = name
-        report = distributed.check(workload, steps=2, seed=0, policy=Policy())
+        report = check(workload, steps=2, seed=0, policy=Policy())
         if report is not None:
             save_report(report, Path(out) / f"{name}.json")
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 import numpy as np
 
 import gradcheck  # noqa: F401  (Jittor before torch)
-from gradcheck import runtime, torchenv
+from gradcheck import runtime
+from gradcheck.parity import torchenv
 
 jt = runtime.import_jittor()
 torch = torchenv.import_torch()

@@ -18,9 +18,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from gradcheck import distributed
 from gradcheck.cli import main
+from gradcheck.distributed.launch import mpirun_command, strip_nproc
+from gradcheck.distributed.merge import FINDINGS, merge
+from gradcheck.distributed.shard import split_batch, takes_rank
 from gradcheck.report import load_report
+from gradcheck.workload import WorkloadError
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -37,8 +40,8 @@ def _env(**extra):
 @pytest.fixture(scope="module")
 def scenarios(tmp_path_factory):
     out = tmp_path_factory.mktemp("mpi")
-    cmd = distributed.mpirun_command(2, [str(out)], program=[sys.executable,
-                                                              str(TESTS / "mpi_scenarios.py")])
+    cmd = mpirun_command(2, [str(out)], program=[sys.executable,
+                                                  str(TESTS / "mpi_scenarios.py")])
     res = subprocess.run(cmd, env=_env(OMPI_MCA_mpi_yield_when_idle="1"), capture_output=True,
                          text=True, timeout=900)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -93,7 +96,7 @@ def test_fully_covered_model_raises_no_alarm(scenarios):
     r = scenarios["covered"]
     assert r.verdict.passed and not r.verdict.warnings
     assert all(not p.flags for p in r.params)
-    assert r.distributed["findings"] == {f: 0 for f in distributed.FINDINGS}
+    assert r.distributed["findings"] == {f: 0 for f in FINDINGS}
     assert r.distributed["world_size"] == 2 and r.config["nproc"] == 2
     for name, entry in r.distributed["params"].items():
         assert entry["local"] == [["nonzero", "nonzero"]] * 2, name
@@ -186,18 +189,18 @@ def test_split_batch_cuts_the_leading_dimension():
     x = np.arange(10).reshape(5, 2)
     y = np.arange(5)
     const = np.ones(3)
-    parts = [distributed.split_batch((x, {"y": y, "c": const}), r, 2) for r in range(2)]
+    parts = [split_batch((x, {"y": y, "c": const}), r, 2) for r in range(2)]
     assert parts[0][0].tolist() == x[:2].tolist() and parts[1][0].tolist() == x[2:].tolist()
     assert parts[1][1]["y"].tolist() == [2, 3, 4]
     assert parts[0][1]["c"] is const                 # not the batch dimension: passed whole
-    with pytest.raises(distributed.WorkloadError, match="cannot be split over 8 ranks"):
-        distributed.split_batch(x, 0, 8)
+    with pytest.raises(WorkloadError, match="cannot be split over 8 ranks"):
+        split_batch(x, 0, 8)
 
 
 def test_rank_callables_and_argv():
-    assert distributed.takes_rank(lambda step, rank: None)
-    assert not distributed.takes_rank(lambda step: None)
-    assert distributed.strip_nproc(["run", "--nproc", "2", "-q", "--nproc=3", "--steps", "2"]) \
+    assert takes_rank(lambda step, rank: None)
+    assert not takes_rank(lambda step: None)
+    assert strip_nproc(["run", "--nproc", "2", "-q", "--nproc=3", "--steps", "2"]) \
         == ["run", "-q", "--steps", "2"]
 
 
@@ -226,7 +229,7 @@ def test_merge_without_mpi():
               ["a", "b", "c"])
     r1 = blob(1, {"a": ["missing", "nonzero"], "b": ["nonzero"] * 2, "c": ["nonzero"] * 2},
               {**same, "b": ["x", "z"]}, ["a", "b", "c"])
-    merged = distributed.merge(report, [r0, r1], Policy())
+    merged = merge(report, [r0, r1], Policy())
     assert merged.param("a").flags == ["rank_divergent"]
     assert merged.distributed["params"]["a"]["divergent_steps"] == [1]
     assert merged.param("b").flags == ["replicas_diverged"]

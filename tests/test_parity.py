@@ -15,9 +15,10 @@ pytest.importorskip("torch")
 
 import parity_pairs as pp  # noqa: E402
 
-from gradcheck import align as align_mod  # noqa: E402
+from gradcheck.parity import align as align_mod  # noqa: E402
 from gradcheck import api  # noqa: E402
-from gradcheck.across import NameMap, compare_across, load_name_map, parse_rules  # noqa: E402
+from gradcheck.parity.across import (  # noqa: E402
+    NameMap, compare_across, load_name_map, parse_rules)
 from gradcheck.report import Report  # noqa: E402
 
 
@@ -222,7 +223,7 @@ def test_name_map_sources(tmp_path):
     cfg = tmp_path / "setup.cfg"
     cfg.write_text("[gradcheck]\nname_map =\n    ^x\\. -> y.\n")
     assert load_name_map(None, str(cfg))("x.w") == "y.w"
-    from gradcheck.across import NameMapError
+    from gradcheck.parity.across import NameMapError
 
     with pytest.raises(NameMapError):
         parse_rules("no arrow here")
@@ -288,7 +289,8 @@ def test_jittor_compiles_after_torch_threads_started(repo_root):
     forking compile pool must be off once torch is imported through gradcheck."""
     code = textwrap.dedent(f"""
         import time, gradcheck
-        from gradcheck import runtime, torchenv
+        from gradcheck import runtime
+        from gradcheck.parity import torchenv
         torch = torchenv.import_torch()
         import jittor_utils
         assert jittor_utils.run_cmds is torchenv.serial_run_cmds

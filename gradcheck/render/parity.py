@@ -1,8 +1,8 @@
 """Output of the port-parity commands (``compare --across``, ``align``), one registry:
 ``get_parity_renderer(fmt)`` -> an object with ``across(cmp, out)`` and ``align(res, out)``
 for the formats of :data:`gradcheck.render.FORMATS`; :func:`write_align_html` writes the
-self-contained page of ``align --html``.  Data stays in :mod:`gradcheck.across` and
-:mod:`gradcheck.align`; only drawing here.
+self-contained page of ``align --html``.  Data stays in :mod:`gradcheck.parity.across` and
+:mod:`gradcheck.parity.align`; only drawing here.
 """
 
 from __future__ import annotations

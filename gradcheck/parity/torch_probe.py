@@ -31,7 +31,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from gradcheck import torchenv
+from gradcheck.parity import torchenv
 from gradcheck.policy import declared_reason
 from gradcheck.report import BufferRecord, ParamRecord, Report
 from gradcheck.status import run_status, step_status  # the status rules' one home

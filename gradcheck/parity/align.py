@@ -1,0 +1,237 @@
+"""Align a Jittor port with its PyTorch original: ``gradcheck align``.
+
+::
+
+    gradcheck align --port mypkg.port:make --original mypkg.orig:make [--map FILE] [--steps N]
+
+``--port`` names a factory of a Jittor :class:`~gradcheck.Workload`, ``--original`` one of a
+torch Workload.  :func:`align`:
+
+1. copies the original's weights and buffers into the port by (renamed) name, checking shapes
+   (a transposed shape is called so); torch-only ``num_batches_tracked`` is known;
+2. compares the frozen set, optimizer membership and every BatchNorm's ``eps``/``momentum``;
+3. runs both on the same batch -- the original's, passed through numpy; the port's own batch
+   only tells which leaves its loss wants as Jittor Vars and which as numpy -- with forward
+   hooks on every module of both, and a third run: **the original in float64** (a deep copy,
+   torch's default dtype float64 while it runs), the reference that calibrates the float32
+   noise;
+4. per module (in the original's execution order): output difference against the reference,
+   next to the original's own float32 difference (its noise floor); the first module beyond
+   tolerance is **the first divergence** (a module the port has but never called diverges);
+5. loss and loss terms, then per parameter ``grad_rel = |g_port - g_64| / |g_64|`` judged
+   against ``noise_floor = |g_32 - g_64| / |g_64|``: ok when within
+   ``max(grad_tol, noise_factor * noise_floor)`` (or ``|g_port - g_64|`` below 1e-6 of the
+   largest gradient);
+6. both optimizers step (``--steps N`` in all, each step on ``batch_for(step)``) and the
+   parameter values are compared: ``value_rel`` on the values, and judged (``value_ok``) on
+   the updates (value after - value before) the same way as gradients.
+
+Tolerances come from the ``[gradcheck]`` config (``align_*``, see
+:class:`~gradcheck.parity.alignment.Tolerances`).
+Jittor is imported and made fork-safe before torch (:mod:`gradcheck.parity.torchenv`).
+
+The result (:class:`~gradcheck.parity.alignment.Alignment`) is a ``schema_version``-ed JSON
+object of kind ``align``.
+"""
+
+from __future__ import annotations
+
+import copy
+import platform
+import time
+from datetime import datetime, timezone
+from typing import Optional
+
+import numpy as np
+
+from gradcheck.parity import torchenv
+from gradcheck.parity.across import NameMap
+from gradcheck.parity.alignment import Alignment, Tolerances, verdict
+from gradcheck.parity.batches import batch_for_port, batch_to_double, to_numpy_tree, to_torch_like
+from gradcheck.parity.hooks import JittorOutputs, TorchOutputs
+from gradcheck.parity.judge import judge_loss, judge_modules, judge_params
+from gradcheck.parity.steps import default_torch_optimizer, port_step, torch_step
+from gradcheck.parity.weights import bn_settings, copy_weights
+from gradcheck.workload import Workload, WorkloadError
+
+
+def align(port: Workload, original: Workload, name_map: Optional[NameMap] = None, steps: int = 1,
+          tolerances: Optional[Tolerances] = None, seed: Optional[int] = 0,
+          calibrate: bool = True) -> Alignment:
+    """Align ``port`` (Jittor) with ``original`` (torch); see the module doc."""
+    torch = torchenv.import_torch(with_jittor=True)
+    from gradcheck import runtime
+    from gradcheck.graph import inventory
+    from gradcheck.optimizers import optimizer_params
+    from gradcheck.workload import default_optimizer
+
+    jt = runtime.import_jittor()
+    t0 = time.time()
+    name_map = name_map or NameMap()
+    tol = tolerances or Tolerances()
+    if not isinstance(steps, int) or steps < 1:
+        raise WorkloadError(f"steps must be a positive integer, got {steps!r}")
+    if not isinstance(port.model, jt.nn.Module):
+        raise WorkloadError(f"--port: the model is a {type(port.model).__name__}, "
+                            "not a jittor Module")
+    if not isinstance(original.model, torch.nn.Module):
+        raise WorkloadError(f"--original: the model is a {type(original.model).__name__}, "
+                            "not a torch Module")
+    res = Alignment(port=port.name, original=original.name, steps=steps, tolerances=tol,
+                    name_map=name_map.to_list(),
+                    created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    res.environment = {"jittor": getattr(jt, "__version__", "?"), "torch": torch.__version__,
+                       "python": platform.python_version(), "numpy": np.__version__,
+                       "device": "cpu"}
+    if seed is not None:
+        runtime.seed_everything(seed)
+        torch.manual_seed(seed)
+    pm, om = port.model, original.model
+    pm.train()
+    om.train()
+
+    # 1. weights and buffers, by name
+    p_params, p_buffers = inventory(pm, port.buffers)
+    entries = {e.name: e for e in p_params + p_buffers}
+    for e in p_params + p_buffers:
+        for a in e.aliases:
+            entries.setdefault(a, e)
+    keys = copy_weights(entries, om, name_map, jt)
+    pairs = keys.pop("pairs")
+    keys["port_only"] = [n for n in keys["port_only"]
+                         if n in {e.name for e in p_params + p_buffers}]
+    res.keys = keys
+    res.bn_mismatch = bn_settings(pm, om, name_map, torch)
+
+    # 2. frozen set and optimizer membership
+    if port.optimizer is None:
+        port.optimizer = default_optimizer([e.var for e in p_params if not e.var.is_stop_grad()])
+    if original.optimizer is None:
+        original.optimizer = default_torch_optimizer(om, torch)
+    p_opt = {id(v) for v in optimizer_params(port.optimizer)}
+    o_opt = {id(p) for g in original.optimizer.param_groups for p in g["params"]}
+    o_named = dict(om.named_parameters())
+    frozen_diff, opt_diff = [], []
+    for oname, p in o_named.items():
+        target = pairs.get(oname)
+        e = entries.get(target) if target else None
+        if e is None or e.buffer:
+            continue
+        pt, ot = not e.var.is_stop_grad(), bool(p.requires_grad)
+        if pt != ot:
+            frozen_diff.append({"name": e.name, "original_name": oname,
+                                "port": "trainable" if pt else "frozen",
+                                "original": "trainable" if ot else "frozen"})
+        pin, oin = id(e.var) in p_opt, id(p) in o_opt
+        if pin != oin and (pt or ot):
+            opt_diff.append({"name": e.name, "original_name": oname, "port": pin, "original": oin})
+    res.membership = {"frozen_diff": frozen_diff, "optimizer_diff": opt_diff}
+
+    initial = {n: p.detach().cpu().numpy().astype(np.float64) for n, p in o_named.items()}
+    # 3. the float64 reference: a copy taken before anything runs (same weights and buffers)
+    ref = None
+    if calibrate:
+        try:
+            m64, opt64 = copy.deepcopy((om, original.optimizer))
+            m64.double()
+            ref = (m64, opt64)
+        except Exception as exc:   # a model that cannot be copied: judge without a floor
+            res.verdict["warnings"].append(f"no float64 reference ({type(exc).__name__}: {exc})")
+    extra_port = [e.var for e in p_params if not e.var.is_stop_grad() and id(e.var) not in p_opt]
+
+    losses = {"port": [], "original": [], "original_f64": []}
+    terms_log = {"port": [], "original": [], "original_f64": []}
+    grads_p = grads_o = grads_64 = None
+    outs_p = outs_o = outs_64 = None
+    for step in range(1, steps + 1):
+        batch_o = original.batch_for(step)
+        batch_np = to_numpy_tree(batch_o)
+        batch_p = batch_for_port(batch_np, port.batch_for(step) if port.batch is not None
+                                 else None, jt)
+        batch_t = to_torch_like(batch_np, batch_o, torch)
+        # the port runs first: Jittor compiles before torch's thread pools do any work
+        rec_p = JittorOutputs(pm, jt) if step == 1 else None
+        if rec_p:
+            with rec_p:
+                lp, tp, gp = port_step(port, batch_p, extra_port, jt, rec_p)
+            rec_p.fetch()
+            outs_p, grads_p, grads_out_p = rec_p.out, gp, rec_p.grads
+        else:
+            lp, tp, _ = port_step(port, batch_p, extra_port, jt)
+        rec_o = TorchOutputs(om, torch) if step == 1 else None
+        if rec_o:
+            with rec_o:
+                lo, to, go = torch_step(original, om, original.optimizer, batch_t, torch,
+                                         rec_o)
+            outs_o, grads_o = rec_o, go
+        else:
+            lo, to, _ = torch_step(original, om, original.optimizer, batch_t, torch)
+        if ref is not None:
+            try:
+                old = torch.get_default_dtype()
+                torch.set_default_dtype(torch.float64)
+                try:
+                    rec_64 = TorchOutputs(ref[0], torch) if step == 1 else None
+                    b64 = batch_to_double(batch_t, torch)
+                    if rec_64:
+                        with rec_64:
+                            l64, t64, g64 = torch_step(original, ref[0], ref[1], b64, torch,
+                                                        rec_64)
+                        outs_64, grads_64 = rec_64, g64
+                    else:
+                        l64, t64, _ = torch_step(original, ref[0], ref[1], b64, torch)
+                    ref[1].step()
+                finally:
+                    torch.set_default_dtype(old)
+                losses["original_f64"].append(l64)
+                terms_log["original_f64"].append(t64)
+            except WorkloadError as exc:
+                res.verdict["warnings"].append(f"no float64 reference: {exc}")
+                ref, outs_64, grads_64 = None, None, None
+        port.optimizer.step()
+        original.optimizer.step()
+        losses["port"].append(lp)
+        losses["original"].append(lo)
+        terms_log["port"].append(tp)
+        terms_log["original"].append(to)
+    res.calibrated = ref is not None
+
+    # 4. modules, 5. loss, gradients, 6. values
+    res.modules = judge_modules(outs_p, outs_o, outs_64, name_map, dict(pm.named_modules()), tol,
+                                grads_out_p)
+    res.first_backward_divergence = next(
+        ({"module": m["original_module"], "port_module": m["module"], "rel": m["grad_rel"],
+          "type": m["type"]} for m in reversed(res.modules) if m.get("grad_ok") is False), None)
+    res.first_divergence = next(({"module": m["original_module"], "port_module": m["module"],
+                                  "rel": m["rel"], "type": m["type"], "note": m.get("note")}
+                                 for m in res.modules if m["ok"] is False), None)
+    res.loss = judge_loss(losses, terms_log, tol, res.calibrated)
+    port_values = {e.name: e.var.numpy() for e in p_params}
+    res.params = judge_params(p_params, entries, pairs, o_named, grads_p, grads_o, grads_64,
+                              port_values, dict(ref[0].named_parameters()) if ref else None,
+                              tol, frozen_diff, initial)
+    verdict(res)
+    res.seconds = time.time() - t0
+    return res
+
+
+def run(port_spec: str, original_spec: str, map_path: Optional[str] = None,
+        config_path: Optional[str] = None, steps: int = 1, seed: int = 0) -> Alignment:
+    """What ``gradcheck align`` does: load both factories (Jittor made fork-safe before the
+    original's torch code runs), read rename rules and tolerances, align."""
+    from gradcheck import runtime
+    from gradcheck.parity.across import load_name_map
+    from gradcheck.policy import load_config
+    from gradcheck.resolve import check_spec, load_workload
+
+    check_spec(port_spec)
+    check_spec(original_spec)
+    policy = load_config(config_path).policy
+    name_map = load_name_map(map_path, config_path)
+    runtime.setup()
+    torchenv.make_jittor_fork_safe()
+    runtime.seed_everything(seed)
+    port = load_workload(port_spec, seed=seed)
+    original = load_workload(original_spec, seed=seed)
+    return align(port, original, name_map=name_map, steps=steps,
+                 tolerances=Tolerances.from_policy(policy), seed=seed)

@@ -1,0 +1,150 @@
+"""The result of ``gradcheck align`` (:class:`Alignment`), its tolerances and its verdict.
+
+The home of the ``align`` JSON object (``schema_version``-ed, kind ``align``), of
+:class:`Tolerances` (read from the ``[gradcheck]`` config's ``align_*`` keys) and of
+:func:`verdict`, which turns the judged rows into reasons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+ALIGN_SCHEMA_VERSION = 1
+
+
+@dataclass
+class Tolerances:
+    output: float = 1e-3         # module outputs, scale-relative
+    grad: float = 1e-3           # per-parameter gradient, relative
+    loss: float = 1e-4           # loss and each loss term, relative
+    value: float = 1e-3          # parameter updates (value after the steps - before), relative
+    noise_factor: float = 10.0   # allowed multiple of the float64-calibrated noise floor
+
+    @classmethod
+    def from_policy(cls, policy) -> "Tolerances":
+        return cls(output=policy.align_output_tol, grad=policy.align_grad_tol,
+                   loss=policy.align_loss_tol, value=policy.align_value_tol,
+                   noise_factor=policy.align_noise_factor)
+
+    def allowed(self, tol: float, floor: Optional[float]) -> float:
+        return max(tol, self.noise_factor * floor) if floor is not None else tol
+
+
+@dataclass
+class Alignment:
+    port: str
+    original: str
+    steps: int
+    tolerances: Tolerances
+    verdict: dict = field(default_factory=lambda: {"result": "aligned", "reasons": [],
+                                                   "warnings": []})
+    first_divergence: Optional[dict] = None
+    first_backward_divergence: Optional[dict] = None   # closest to the loss, d loss/d output
+    keys: dict = field(default_factory=dict)
+    bn_mismatch: list = field(default_factory=list)
+    membership: dict = field(default_factory=dict)
+    loss: dict = field(default_factory=dict)
+    params: list = field(default_factory=list)
+    modules: list = field(default_factory=list)
+    environment: dict = field(default_factory=dict)
+    name_map: list = field(default_factory=list)
+    calibrated: bool = False
+    seconds: float = 0.0
+    created: str = ""
+
+    @property
+    def aligned(self) -> bool:
+        return self.verdict["result"] == "aligned"
+
+    def summary(self) -> dict:
+        judged = [p for p in self.params if p.get("grad_rel") is not None]
+        rel = [p["grad_rel"] for p in judged if p["grad_rel"] is not None]
+        floors = [p["noise_floor"] for p in judged if p.get("noise_floor") is not None]
+        return {"params": len(self.params), "grad_not_ok": sum(not p["ok"] for p in self.params),
+                "grad_rel_median": float(np.median(rel)) if rel else None,
+                "grad_rel_max": max(rel) if rel else None,
+                "noise_floor_median": float(np.median(floors)) if floors else None,
+                "modules": len(self.modules),
+                "modules_not_ok": sum(m.get("ok") is False for m in self.modules),
+                "values_not_ok": sum(p.get("value_ok") is False for p in self.params)}
+
+    def to_dict(self) -> dict:
+        from gradcheck.report import _finite, _version
+
+        return _finite({
+            "schema_version": ALIGN_SCHEMA_VERSION, "kind": "align",
+            "tool": {"name": "gradcheck", "version": _version()}, "created": self.created,
+            "config": {"port": self.port, "original": self.original, "steps": self.steps,
+                       "tolerances": vars(self.tolerances), "name_map": self.name_map,
+                       "calibrated": self.calibrated},
+            "environment": self.environment, "verdict": self.verdict,
+            "first_divergence": self.first_divergence,
+            "first_backward_divergence": self.first_backward_divergence,
+            "summary": self.summary(),
+            "keys": self.keys, "bn_mismatch": self.bn_mismatch, "membership": self.membership,
+            "loss": self.loss, "params": self.params, "modules": self.modules,
+            "seconds": round(self.seconds, 2)})
+
+    def to_json(self) -> str:
+        import json
+
+        return json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n"
+
+
+def verdict(res: Alignment) -> None:
+    reasons = res.verdict["reasons"]
+    k = res.keys
+
+    def names(items, key=None, n=3):
+        shown = [i[key] if key else i for i in items[:n]]
+        return ", ".join(map(str, shown)) + (f" (+{len(items) - n})" if len(items) > n else "")
+
+    if k["shape_mismatch"]:
+        reasons.append(f"shape mismatch: {len(k['shape_mismatch'])} "
+                       f"({names(k['shape_mismatch'], 'name')})"
+                       + (" -- transposed" if any(s["transposed"] for s in k["shape_mismatch"])
+                          else ""))
+    if k["original_only"]:
+        reasons.append(f"in the original only: {len(k['original_only'])} "
+                       f"({names(k['original_only'])})")
+    if k["port_only"]:
+        reasons.append(f"in the port only: {len(k['port_only'])} ({names(k['port_only'])})")
+    if res.bn_mismatch:
+        reasons.append("BatchNorm settings differ: " + ", ".join(
+            f"{b['module']}.{b['setting']} {b['port']:g} vs {b['original']:g}"
+            if isinstance(b["port"], float) and isinstance(b["original"], float)
+            else f"{b['module']}.{b['setting']} {b['port']} vs {b['original']}"
+            for b in res.bn_mismatch[:3]))
+    if res.membership["frozen_diff"]:
+        reasons.append(f"frozen set differs: {names(res.membership['frozen_diff'], 'name')}")
+    if res.membership["optimizer_diff"]:
+        reasons.append(f"optimizer membership differs: "
+                       f"{names(res.membership['optimizer_diff'], 'name')}")
+    if res.first_divergence:
+        f = res.first_divergence
+        reasons.append(f"first diverging module: {f['port_module']} (original "
+                       f"{f['module']}, {f['type']}): "
+                       + (f["note"] if f.get("note") else f"rel {f['rel']:.2e}"))
+    if not res.loss["ok"]:
+        reasons.append(f"loss differs: {res.loss['port'][0]:.6g} vs {res.loss['original'][0]:.6g} "
+                       f"(rel {res.loss['rel']:.2e})")
+    bad_terms = [t["name"] for t in res.loss["terms"] if not t["ok"]]
+    if bad_terms:
+        reasons.append(f"loss terms differ: {', '.join(bad_terms)}")
+    bad = [p for p in res.params if not p["ok"]]
+    if bad:
+        fb = res.first_backward_divergence
+        reasons.append(f"gradients beyond tolerance: {len(bad)} parameter(s) "
+                       f"({names(bad, 'name')})"
+                       + (f"; backward from the loss, d loss/d output first diverges at "
+                          f"{fb['port_module'] or '<root>'} (rel {fb['rel']:.2e})" if fb else ""))
+    badv = [p for p in res.params if p.get("value_ok") is False]
+    if badv:
+        reasons.append(f"values after {res.steps} step(s) beyond tolerance: {len(badv)} "
+                       f"({names(badv, 'name')})")
+    if not res.calibrated:
+        res.verdict["warnings"].append("no float64 reference: judged on the plain tolerances")
+    res.verdict["result"] = "not_aligned" if reasons else "aligned"

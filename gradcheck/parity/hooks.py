@@ -1,0 +1,123 @@
+"""Module outputs recorded in ``gradcheck align``: forward hooks on every module, both sides.
+
+The home of :class:`TorchOutputs` and :class:`JittorOutputs`: each module's outputs in call
+order and d loss / d each output, for the per-module (forward and backward) comparison.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gradcheck.parity.batches import tree_leaves
+
+
+class TorchOutputs:
+    """Forward hooks on every named module (root included, as ""): outputs in call order,
+    cloned at once (an in-place op later must not change what was recorded)."""
+
+    def __init__(self, model, torch):
+        self.model, self.torch = model, torch
+        self.order: list = []       # [(name, call, type)]
+        self.out: dict = {}         # name -> [[np leaves]]
+        self.live: list = []        # per entry of order: [(output tensor, its version)]
+        self.grads: dict = {}       # (name, call) -> [np d loss / d output]
+        self._handles: list = []
+
+    def output_grads(self, loss) -> None:
+        """d loss / d every recorded output (before the backward that frees the graph)."""
+        flat = [t for ts in self.live for t, _ in ts]
+        if not flat or not loss.requires_grad:
+            return
+        try:
+            gs = iter(self.torch.autograd.grad(loss, flat, retain_graph=True, allow_unused=True))
+        except RuntimeError:    # e.g. an output changed in place later: no backward view
+            self.live = []
+            return
+        for (name, call, _), ts in zip(self.order, self.live):
+            got = [next(gs) for _ in ts]
+            # an output changed in place later (e.g. ReLU(inplace=True)) is no longer the
+            # tensor the hook saw: its gradient would be the in-place result's
+            inplace = any(t._version != v for t, v in ts)
+            if got and not inplace and all(g is not None for g in got):
+                self.grads[(name, call)] = [g.detach().cpu().numpy().astype(np.float64)
+                                            for g in got]
+        self.live = []
+
+    def __enter__(self):
+        torch = self.torch
+        for name, m in self.model.named_modules():
+            def hook(mod, inp, out, name=name):
+                tensors = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
+                leaves = [t.detach().cpu().numpy().copy() for t in tensors]
+                calls = self.out.setdefault(name, [])
+                self.order.append((name, len(calls), type(mod).__name__))
+                calls.append(leaves)
+                self.live.append([(t, t._version) for t in tensors if t.requires_grad])
+            self._handles.append(m.register_forward_hook(hook))
+        return self
+
+    def __exit__(self, *exc):
+        for h in self._handles:
+            h.remove()
+        return False
+
+
+class JittorOutputs:
+    """Forward hooks on every named module of a Jittor model (an existing hook is chained
+    and put back on exit); leaves are kept as Vars and fetched once after the step."""
+
+    def __init__(self, model, jt):
+        self.model, self.jt = model, jt
+        self.out: dict = {}
+        self.live: dict = {}        # (name, call) -> the output Vars, graph attached
+        self.grads: dict = {}       # (name, call) -> [d loss / d output]
+        self._saved: list = []
+
+    def output_grads(self, loss) -> None:
+        keys = [k for k, vs in self.live.items() if vs]
+        unique: dict = {}          # a Var output by nested modules: asked for once
+        for k in keys:
+            for v in self.live[k]:
+                unique.setdefault(id(v), v)
+        if unique:
+            with self.jt.log_capture_scope(log_v=0, log_silent=1):   # "no gradient" warnings
+                gs = dict(zip(unique, self.jt.grad(loss, list(unique.values()),
+                                                   retain_graph=True)))
+            for k in keys:
+                self.grads[k] = [gs[id(v)] for v in self.live[k]]
+        self.live = {}
+
+    def __enter__(self):
+        jt = self.jt
+        for name, m in self.model.named_modules():
+            prev = m.__dict__.get("__fhook__")
+            self._saved.append((m, prev))
+
+            def hook(mod, args, out, *kw, name=name, prev=prev):
+                vs = [v for v in tree_leaves(out) if isinstance(v, jt.Var)]
+                calls = self.out.setdefault(name, [])
+                self.live[(name, len(calls))] = [v for v in vs if _float_var(v)]
+                calls.append([v.detach() for v in vs])
+                if prev is not None:
+                    return prev(mod, args, out, *kw)
+                return None
+            m.register_forward_hook(hook)
+        return self
+
+    def __exit__(self, *exc):
+        for m, prev in self._saved:
+            if prev is None:
+                m.__dict__.pop("__fhook__", None)
+            else:
+                m.__dict__["__fhook__"] = prev
+        return False
+
+    def fetch(self) -> None:
+        self.jt.sync([v for calls in self.out.values() for c in calls for v in c]
+                     + [g for gs in self.grads.values() for g in gs])
+        self.out = {k: [[v.numpy() for v in c] for c in calls] for k, calls in self.out.items()}
+        self.grads = {k: [g.numpy() for g in gs] for k, gs in self.grads.items()}
+
+
+def _float_var(v) -> bool:
+    return str(v.dtype).startswith(("float", "bfloat")) and not v.is_stop_grad()

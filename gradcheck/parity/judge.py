@@ -1,0 +1,193 @@
+"""The numbers of ``gradcheck align`` judged: module outputs, loss, gradients, values.
+
+The home of the two measures (:func:`rel_scale`, :func:`rel_norm`) and of the per-module,
+loss and per-parameter rows, each judged against the float64 reference's noise floor
+(``max(tol, noise_factor * floor)``, see :class:`~gradcheck.parity.alignment.Tolerances`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+TINY = 1e-30
+
+
+def _f64(a) -> np.ndarray:
+    return np.asarray(a, dtype=np.float64)
+
+
+def rel_scale(a, ref) -> float:
+    """max |a - ref| / max |ref|: scale-relative (an output's tiny elements do not dominate)."""
+    a, ref = _f64(a), _f64(ref)
+    if a.size == 0:
+        return 0.0
+    with np.errstate(invalid="ignore", over="ignore"):
+        d = float(np.abs(a - ref).max())
+        s = float(np.abs(ref).max())
+    if not math.isfinite(d):
+        return math.inf
+    return 0.0 if d == 0 else d / (s + TINY)
+
+
+def rel_norm(a, ref) -> float:
+    """|a - ref| / |ref| (L2): the gradient and value measure."""
+    a, ref = _f64(a), _f64(ref)
+    with np.errstate(invalid="ignore", over="ignore"):
+        d = float(np.linalg.norm((a - ref).ravel()))
+        s = float(np.linalg.norm(ref.ravel()))
+    if not math.isfinite(d):
+        return math.inf
+    return 0.0 if d == 0 else d / (s + TINY)
+
+
+def judge_modules(outs_p, rec_o, rec_64, name_map, port_modules, tol, grads_p=None) -> list:
+    rows = []
+    grads_p = grads_p or {}
+    for name, call, typ in rec_o.order:
+        target = name_map(name)
+        row = {"module": target, "original_module": name, "type": typ, "call": call,
+               "rel": None, "noise_floor": None, "ok": None}
+        rows.append(row)
+        o = rec_o.out[name][call]
+        ref = rec_64.out[name][call] if rec_64 is not None and name in rec_64.out and \
+            call < len(rec_64.out[name]) else o
+        if target not in port_modules:
+            row["note"] = "no module of that name in the port"
+            continue
+        calls = outs_p.get(target, [])
+        if call >= len(calls):
+            row.update(ok=False, rel=math.inf, note=("never called in the port" if not calls else
+                                                     f"called {len(calls)} time(s) in the port"))
+            continue
+        p = calls[call]
+        if len(p) != len(o):
+            # an API difference (e.g. the original also returns its feature maps): the
+            # leading outputs are compared, and must then agree in shape
+            row["note"] = (f"{len(p)} output(s) in the port, {len(o)} in the original: "
+                           f"the first {min(len(p), len(o))} compared")
+            if not p or not o:
+                row.update(ok=False, rel=math.inf)
+                continue
+        rel, floor = 0.0, 0.0
+        for a, b, r in zip(p, o, ref):
+            if tuple(a.shape) != tuple(b.shape):
+                row.update(ok=False, rel=math.inf,
+                           note=f"output shape {list(a.shape)} vs {list(b.shape)}")
+                break
+            rel = max(rel, rel_scale(a, r))
+            if rec_64 is not None:
+                floor = max(floor, rel_scale(b, r))
+        else:
+            row["rel"] = rel
+            row["noise_floor"] = floor if rec_64 is not None else None
+            row["ok"] = bool(rel <= tol.allowed(tol.output, row["noise_floor"]))
+        # backward: d loss / d this output, on both sides
+        gp, go = grads_p.get((target, call)), rec_o.grads.get((name, call))
+        g64 = rec_64.grads.get((name, call)) if rec_64 is not None else None
+        gref = g64 if g64 is not None else go
+        if gp is None or go is None or len(gp) != len(go) or \
+                any(tuple(a.shape) != tuple(b.shape) for a, b in zip(gp, go)):
+            continue
+        row["grad_rel"] = max((rel_scale(a, r) for a, r in zip(gp, gref)), default=0.0)
+        row["grad_floor"] = (max((rel_scale(b, r) for b, r in zip(go, g64)), default=0.0)
+                             if g64 is not None else None)
+        row["grad_ok"] = bool(row["grad_rel"] <= tol.allowed(tol.grad, row["grad_floor"]))
+    return rows
+
+
+def judge_loss(losses, terms_log, tol, calibrated) -> dict:
+    def one(p, o, r):
+        ref = r if r is not None else o
+        rel = abs(p - ref) / (abs(ref) + TINY) if p != ref else 0.0
+        floor = abs(o - r) / (abs(r) + TINY) if r is not None else None
+        return rel, floor, bool(rel <= tol.allowed(tol.loss, floor))
+
+    r0 = losses["original_f64"][0] if calibrated else None
+    rel, floor, ok = one(losses["port"][0], losses["original"][0], r0)
+    out = {"port": losses["port"], "original": losses["original"],
+           "original_f64": losses["original_f64"] if calibrated else None,
+           "rel": rel, "noise_floor": floor, "ok": ok, "terms": []}
+    tp, to = terms_log["port"][0], terms_log["original"][0]
+    t64 = terms_log["original_f64"][0] if calibrated else {}
+    for name in list(to) + [n for n in tp if n not in to]:
+        if name not in tp or name not in to:
+            out["terms"].append({"name": name, "port": tp.get(name), "original": to.get(name),
+                                 "ok": False, "note": "on one side only"})
+            continue
+        rel, floor, ok = one(tp[name], to[name], t64.get(name))
+        out["terms"].append({"name": name, "port": tp[name], "original": to[name], "rel": rel,
+                             "noise_floor": floor, "ok": ok})
+    return out
+
+
+def judge_params(p_params, entries, pairs, o_named, grads_p, grads_o, grads_64, port_values,
+                 named_64, tol, frozen_diff, initial) -> list:
+    frozen_names = {d["original_name"]: d for d in frozen_diff}
+    ref_grads = grads_64 if grads_64 is not None else grads_o
+    gmax = max((float(np.linalg.norm(g)) for g in ref_grads.values() if g is not None),
+               default=0.0)
+    rows = []
+    for oname, p in o_named.items():
+        target = pairs.get(oname)
+        e = entries.get(target) if target else None
+        if e is None or e.buffer:
+            continue
+        row = {"name": e.name, "original_name": oname, "shape": list(e.var.shape),
+               "grad_rel": None, "noise_floor": None, "ok": True}
+        rows.append(row)
+        if list(e.var.shape) != list(p.shape):
+            row.update(ok=False, note="shape mismatch: not copied, not compared")
+            continue
+        go, gr = grads_o.get(oname), ref_grads.get(oname)
+        trainable_p = not e.var.is_stop_grad()
+        gp = grads_p.get(id(e.var)) if trainable_p else None
+        if oname in frozen_names:
+            row.update(ok=False, note=f"{frozen_names[oname]['port']} in the port, "
+                                      f"{frozen_names[oname]['original']} in the original")
+        if gr is None and gp is None:
+            row["grad_rel"] = 0.0 if p.requires_grad or trainable_p else None
+        else:
+            gr = np.zeros(p.shape) if gr is None else gr
+            gp = np.zeros(p.shape) if gp is None else _f64(gp)
+            diff = float(np.linalg.norm((gp - gr).ravel()))
+            den = float(np.linalg.norm(gr.ravel()))
+            row["grad_rel"] = 0.0 if diff == 0 else diff / (den + TINY)
+            floor_abs = None
+            if grads_64 is not None:
+                go = np.zeros(p.shape) if go is None else go
+                floor_abs = float(np.linalg.norm((go - gr).ravel()))
+                row["noise_floor"] = 0.0 if floor_abs == 0 else floor_abs / (den + TINY)
+            allowed = max(tol.grad * den, 1e-6 * gmax,
+                          tol.noise_factor * floor_abs if floor_abs is not None else 0.0)
+            row["grad_norm"] = den
+            if diff > allowed:
+                row["ok"] = False
+    # values after the steps, judged on the update (value - initial value) like a gradient
+    updates = {}
+    for row in rows:
+        oname = row["original_name"]
+        wp = port_values.get(row["name"])
+        wo = o_named[oname].detach().cpu().numpy().astype(np.float64)
+        if wp is None or wp.shape != wo.shape:
+            continue
+        w64 = named_64[oname].detach().numpy() if named_64 else wo
+        updates[oname] = (_f64(wp) - initial[oname], wo - initial[oname], w64 - initial[oname])
+        row["value_rel"] = rel_norm(wp, w64)
+    umax = max((float(np.linalg.norm(u[2])) for u in updates.values()), default=0.0)
+    for row in rows:
+        u = updates.get(row["original_name"])
+        if u is None:
+            continue
+        up, uo, u64 = u
+        diff = float(np.linalg.norm((up - u64).ravel()))
+        den = float(np.linalg.norm(u64.ravel()))
+        row["update_rel"] = 0.0 if diff == 0 else diff / (den + TINY)
+        floor_abs = float(np.linalg.norm((uo - u64).ravel())) if named_64 else None
+        row["update_floor"] = (None if floor_abs is None else
+                               0.0 if floor_abs == 0 else floor_abs / (den + TINY))
+        allowed = max(tol.value * den, 1e-6 * umax,
+                      tol.noise_factor * floor_abs if floor_abs is not None else 0.0)
+        row["value_ok"] = bool(diff <= allowed)
+    return rows
