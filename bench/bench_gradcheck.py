@@ -1,19 +1,21 @@
 """What gradcheck costs: `gradcheck run` against a bare script doing the same steps.
 
-Prints, for one model (default: the project's setup.cfg [gradcheck] settings, i.e. what a
-plain ``gradcheck run`` does: gold_yolo_s, 3 steps at 640, batch 2):
+Prints, per model (default: the project's setup.cfg [gradcheck] settings, i.e. what a
+plain ``gradcheck run`` does: gold_yolo_s, 3 steps at 640, batch 2; ``--variants n,s,m,l``
+measures gold_yolo_n ... gold_yolo_l with the same settings):
 
 * bare:  wall time and peak RSS of a script that imports gold_yolo, builds the model, loss,
          optimizer and synthetic batch, and runs the same training steps (``optimizer.step``);
 * probe: the same for ``gradcheck run --model ... --steps N --output ...``;
-* ratio: probe / bare, whole process and steps alone (goal: at most 1.3x), and
+* ratio: probe / bare, whole process and steps alone, and peak RSS (goal: at most 1.15x
+         wall and 1.3x peak RSS), and
 * cold:  with ``--cold``, the probe again with an empty Jittor cache (a fresh HOME), which
          includes compiling Jittor's core and every operator (minutes).
 
 Each measurement runs in its own process; run on an otherwise idle machine.
 
-    python3 bench/bench_gradcheck.py [--model gold_yolo_s] [--img-size 640] [--steps 3]
-                                     [--repeat 3] [--cold]
+    python3 bench/bench_gradcheck.py [--model gold_yolo_s | --variants n,s,m,l] [--img-size 640]
+                                     [--steps 3] [--repeat 3] [--cold]
 """
 
 from __future__ import annotations
@@ -107,34 +109,39 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=cfg.seed)
     ap.add_argument("--repeat", type=int, default=3, help="runs of each; the median is printed")
     ap.add_argument("--cold", action="store_true", help="also time a run with an empty Jittor cache")
+    ap.add_argument("--variants", default="", help="comma list of Gold-YOLO variants (n,s,m,l): "
+                                                   "one row each, instead of --model")
     a = ap.parse_args()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    args = (a.model, a.img_size, a.batch_size, a.steps, a.seed)
-
-    print(f"# {a.model} {a.img_size}px batch {a.batch_size}, {a.steps} steps, median of {a.repeat}")
-    run_bare(*args, env)   # warm the operator cache for this shape
-    bare, probe = [], []
-    for _ in range(a.repeat):
-        bare.append(run_bare(*args, env))
-        probe.append(run_probe(*args, env))
-    rss_bare = max(x["rss_mb"] for x in bare)
-    rss_probe = max(x["rss_mb"] for x in probe)
-    med = statistics.median
-    bw, pw = med(x["wall"] for x in bare), med(x["wall"] for x in probe)
-    bs_ = med(sum(x["steps"]) for x in bare)
-    ps_ = med(sum(x["steps"]) for x in probe)
-    print(f"bare script   : wall {bw:7.2f} s   steps {bs_:7.2f} s   peak RSS {rss_bare:7.0f} MB")
-    print(f"gradcheck run : wall {pw:7.2f} s   steps {ps_:7.2f} s   peak RSS {rss_probe:7.0f} MB   verdict {probe[-1]['verdict']} "
-          f"({probe[-1]['covered']}/{probe[-1]['trainable']} covered)")
-    print(f"ratio         : wall {pw / bw:5.2f}x   steps {ps_ / bs_:5.2f}x   (goal <= 1.3x; "
-          f"warm run goal < 20 s: {'met' if pw < 20 else 'NOT met'})")
-    if a.cold:
-        with tempfile.TemporaryDirectory() as home:
-            cold_env = dict(env, HOME=home)   # a fresh ~/.cache/jittor, never JITTOR_HOME
-            t0 = time.perf_counter()
-            c = run_probe(*args, cold_env)
-            print(f"cold cache    : wall {time.perf_counter() - t0:7.2f} s   (compiles Jittor's core "
-                  f"and every operator; verdict {c['verdict']})")
+    models = ([f"gold_yolo_{v.strip()}" for v in a.variants.split(",") if v.strip()]
+              if a.variants else [a.model])
+    print(f"# {a.img_size}px batch {a.batch_size}, {a.steps} steps, median wall of {a.repeat} "
+          f"(bare and probe alternate); goal <= 1.15x wall, <= 1.3x peak RSS")
+    print(f"{'model':<13}{'bare wall':>10}{'probe wall':>11}{'ratio':>7}{'bare steps':>11}{'probe steps':>12}"
+          f"{'ratio':>7}{'bare RSS':>10}{'probe RSS':>10}{'ratio':>7}  verdict")
+    for model in models:
+        args = (model, a.img_size, a.batch_size, a.steps, a.seed)
+        run_bare(*args, env)   # warm the operator cache for this shape
+        bare, probe = [], []
+        for _ in range(a.repeat):
+            bare.append(run_bare(*args, env))
+            probe.append(run_probe(*args, env))
+        rss_bare = max(x["rss_mb"] for x in bare)
+        rss_probe = max(x["rss_mb"] for x in probe)
+        med = statistics.median
+        bw, pw = med(x["wall"] for x in bare), med(x["wall"] for x in probe)
+        bs_ = med(sum(x["steps"]) for x in bare)
+        ps_ = med(sum(x["steps"]) for x in probe)
+        print(f"{model:<13}{bw:8.2f} s{pw:9.2f} s{pw / bw:6.2f}x{bs_:9.2f} s{ps_:10.2f} s{ps_ / bs_:6.2f}x"
+              f"{rss_bare:7.0f} MB{rss_probe:7.0f} MB{rss_probe / rss_bare:6.2f}x  {probe[-1]['verdict']} "
+              f"({probe[-1]['covered']}/{probe[-1]['trainable']} covered)", flush=True)
+        if a.cold:
+            with tempfile.TemporaryDirectory() as home:
+                cold_env = dict(env, HOME=home)   # a fresh ~/.cache/jittor, never JITTOR_HOME
+                t0 = time.perf_counter()
+                c = run_probe(*args, cold_env)
+                print(f"{'':<13}cold cache: wall {time.perf_counter() - t0:7.2f} s   (compiles Jittor's core "
+                      f"and every operator; verdict {c['verdict']})")
 
 
 if __name__ == "__main__":

@@ -113,17 +113,39 @@ def _env_import():
 
 
 # --------------------------------------------------------------------------- the workloads
+def build_official(official: str, variant: str, img_size: int):
+    """The official config, model (SyncBN -> BatchNorm2d, drop-path 0, as trained on one CPU)
+    and ComputeLoss keyword arguments, from the imported official code (see import_official)."""
+    cfg = OFF["config"].Config.fromfile(str(Path(official) / "configs" / f"gold_yolo-{variant}.py"))
+    if not hasattr(cfg, "training_mode"):          # tools/train.py default
+        setattr(cfg, "training_mode", "repvgg")
+    cfg.model.neck.extra_cfg.drop_path_rate = 0.0
+    model = OFF["yolo"].build_model(cfg, 80, "cpu")
+    model = OFF["switch_tool"]._convert_batchnorm(model)
+    head = cfg.model.head
+    loss_kw = dict(num_classes=80, ori_img_size=img_size, warmup_epoch=head.atss_warmup_epoch,
+                   use_dfl=head.use_dfl, reg_max=head.reg_max, iou_type=head.iou_type,
+                   fpn_strides=head.strides)
+    return cfg, model, loss_kw
+
+
+def sync_weights(ours, off) -> int:
+    """Copy our parameters and buffers into the official model by name (the same weights on
+    both sides, so both assign the same positives); returns how many tensors were copied."""
+    state = {k: np.asarray(v.numpy()) for k, v in ours.state_dict().items()}
+    new = {k: torch.from_numpy(state[k].astype(np.float32)).to(v.dtype)
+           for k, v in off.state_dict().items() if k in state and tuple(state[k].shape) == tuple(v.shape)}
+    off.load_state_dict(new, strict=False)
+    return len(new)
+
+
 def official_workload(variant: str, img_size: int = 320, batch_size: int = 2, seed: int = 0,
                       pred_std: float = PRED_STD):
     """The official model, loss and optimizer as a torch :class:`gradcheck.Workload`;
     ``pred_std`` 0 keeps upstream's zero-initialised prediction convolutions."""
-    cfg = OFF["config"].Config.fromfile(str(Path(OFF["path"]) / "configs" / f"gold_yolo-{variant}.py"))
-    if not hasattr(cfg, "training_mode"):          # tools/train.py default
-        setattr(cfg, "training_mode", "repvgg")
-    cfg.model.neck.extra_cfg.drop_path_rate = 0.0
     torch.manual_seed(seed)          # the official random initialisation, the same every run
-    model = OFF["yolo"].build_model(cfg, 80, "cpu")
-    model = OFF["switch_tool"]._convert_batchnorm(model).float().train()
+    cfg, model, loss_kw = build_official(OFF["path"], variant, img_size)
+    model = model.float().train()
     rng = np.random.RandomState(seed + 1)
     with torch.no_grad():
         for k, p in sorted(model.named_parameters()) if pred_std else ():
@@ -132,10 +154,6 @@ def official_workload(variant: str, img_size: int = 320, batch_size: int = 2, se
     hp = gold_yolo.optim.solver_hparams(gold_yolo.get_config(f"gold_yolo_{variant}"), batch_size)
     cfg.solver.lr0, cfg.solver.weight_decay = hp["lr0"], hp["weight_decay"]
     optimizer = OFF["solver"].build_optimizer(cfg, model)
-    head = cfg.model.head
-    loss_kw = dict(num_classes=80, ori_img_size=img_size, warmup_epoch=head.atss_warmup_epoch,
-                   use_dfl=head.use_dfl, reg_max=head.reg_max, iou_type=head.iou_type,
-                   fpn_strides=head.strides)
     per_dtype: dict = {}     # align reruns the original in float64: a loss built for it
 
     def loss(model, batch):

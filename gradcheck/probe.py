@@ -34,6 +34,7 @@ import numpy as np
 from gradcheck import graph, runtime, status
 from gradcheck.optimizers import backward_list, describe_optimizer, optimizer_params
 from gradcheck.report import BufferRecord, ParamRecord, Report, WarningRecord, jsonable
+from gradcheck.snapshot import GradSummary, Snapshot, grads_alongside
 from gradcheck.workload import Workload, WorkloadError, _one_line, default_optimizer
 
 _GRAD_WARNING = re.compile(r"grads\[(\d+)\] '([^']*)' doesn't have gradient")
@@ -84,11 +85,13 @@ class Run:
     phases: list                  # [workload.Phase] with optimizers resolved
     owned: dict                   # phase name -> indices of trainable params its optimizer holds
     extra: list                   # trainable params outside every optimizer: the probe's jt.grad
+    exact: set = field(default_factory=set)       # params whose gradients several calls sum
     calls: object = None          # explain.CallRecorder
     reads: object = None          # graph.ReadRecorder
     on_step: Optional[Callable] = None            # (step, steps, phase) progress callback
     steps: int = 1
     targets: list = field(default_factory=list)   # params then buffers: graph target indices
+    snapshots: tuple = ()         # values before the step: compared with the last update
 
     @property
     def multi(self) -> bool:
@@ -113,7 +116,8 @@ class PhaseResult:
     reached: set = field(default_factory=set)      # param indices with a path to a loss
     read: set = field(default_factory=set)         # param indices an op of a forward read
     term_reach: dict = field(default_factory=dict)
-    grads: dict = field(default_factory=dict)      # param index -> accumulated gradient
+    grads: dict = field(default_factory=dict)      # param index -> (status, norm) of its gradient
+    arrays: dict = field(default_factory=dict)     # param index -> gradient, for run.exact only
     warnings: list = field(default_factory=list)
 
 
@@ -154,14 +158,18 @@ def prepare(workload: Workload) -> tuple:
         held |= ids
         owned[phase.name] = {i for i in trainable if id(params[i].var) in ids}
     extra = [i for i in trainable if id(params[i].var) not in held]
-    run = Run(workload, params, buffers, phases, owned, extra,
+    # a step's gradient of these is the sum over several calls (every phase serves params
+    # outside the optimizers; a param in two phases' optimizers gets two): kept as arrays
+    several = {i for i in trainable if sum(i in o for o in owned.values()) > 1}
+    run = Run(workload, params, buffers, phases, owned, extra, exact=set(extra) | several,
               targets=[e.var for e in params + buffers])
     return run, mode_changes, frozen_by_eval
 
 
-def map_warnings(logs, call_list, call, run, reached, step, phase) -> list:
+def map_warnings(logs, call_list, call, run, reached, step, phase, probe_from=None) -> list:
     """Jittor's captured log lines as :class:`WarningRecord`: ``grads[N]`` is an index into
-    ``call_list``, the list passed to the gradient call that raised it."""
+    ``call_list``, the list passed to the gradient call that raised it.  From ``probe_from``
+    on, that list holds what the probe asked for alongside the optimizer (``call`` probe)."""
     index_of = {id(v): i for i, v in enumerate(run.targets)}
     entries = run.params + run.buffers
     out = []
@@ -172,6 +180,8 @@ def map_warnings(logs, call_list, call, run, reached, step, phase) -> list:
         m = _GRAD_WARNING.search(text)
         if m:
             rec.index = int(m.group(1))
+            if probe_from is not None and rec.index >= probe_from:
+                rec.call = "probe"
             if rec.index < len(call_list):
                 t = index_of.get(id(call_list[rec.index]))
                 rec.param = entries[t].name if t is not None else m.group(2)
@@ -202,30 +212,41 @@ def run_phase(run: Run, phase, step: int) -> PhaseResult:
             res.term_reach.setdefault(term, set()).update(found)
         run.tell(step, "backward")
         with jt.log_capture_scope(log_v=0, log_silent=1) as logs:
-            opt.backward(loss, retain_graph=bool(extra))
-        res.warnings += map_warnings(logs, backward_list(opt), "optimizer", run, reached,
-                                     step, phase.name)
-        if extra:
+            # params outside the optimizer ride along in its own gradient call: one backward
+            with grads_alongside(extra) as got:
+                opt.backward(loss, retain_graph=bool(extra))
+        served, own = len(got) == len(extra), backward_list(opt)
+        res.warnings += map_warnings(logs, own + (extra if served else []), "optimizer", run,
+                                     reached, step, phase.name, probe_from=len(own))
+        if extra and not served:          # a custom backward that never called jt.grad
             with jt.log_capture_scope(log_v=0, log_silent=1) as logs:
-                probe_grads.append(jt.grad(loss, extra))
+                got = jt.grad(loss, extra)
             res.warnings += map_warnings(logs, extra, "probe", run, reached, step, phase.name)
+        if extra:
+            probe_grads.append(list(got))
         pending.append((loss, terms))
         res.stats = stats
-    mine = sorted(run.owned[phase.name])
-    opt_grads = [run.params[i].var.opt_grad(opt) for i in mine]
-    jt.sync([v for loss, terms in pending for v in (loss, *terms.values())]
-            + opt_grads + [g for gs in probe_grads for g in gs])   # one execution for all
+    grads = {i: run.params[i].var.opt_grad(opt) for i in sorted(run.owned[phase.name])}
+    for i, gs in zip(run.extra, zip(*probe_grads)):   # summed over the micro-batches
+        grads[i] = sum(gs[1:], gs[0])
+    # status and norm computed next to the backward: no host copy of the model's gradients
+    summary = GradSummary(grads.values())
+    exact = [i for i in grads if i in run.exact]
+    with jt.flag_scope(node_order=1):   # as optimizer.step() runs a backward: fewer live activations
+        jt.sync([v for loss, terms in pending for v in (loss, *terms.values())]
+                + summary.vars + [grads[i] for i in exact])   # one execution for all
     for loss, terms in pending:
         res.losses.append(float(loss.item()))
         for k, v in terms.items():
             res.terms.setdefault(k, []).append(float(v.item()))
-    for i, g in zip(mine, opt_grads):
-        res.grads[i] = g.numpy()
-    for gs in probe_grads:
-        for i, g in zip(run.extra, gs):
-            res.grads[i] = res.grads[i] + g.numpy() if i in res.grads else g.numpy()
+    res.grads = dict(zip(grads, summary.results()))
+    res.arrays = {i: grads[i].numpy() for i in exact}
+    del grads, summary, probe_grads
     run.tell(step, "update")
     opt.step()
+    if phase is run.phases[-1]:
+        for snap in run.snapshots:   # compared inside the update's execution: no copies
+            snap.queue()
     jt.sync_all()
     return res
 
@@ -258,18 +279,23 @@ def classify(run: Run, i: int, results: list) -> tuple:
     if run.params[i].var.is_stop_grad():
         return "frozen", None
     calls = [r for r in results if i in run.owned[r.name] or i in run.extra]
-    grads = [r.grads[i] for r in calls if i in r.grads]
-    step = status.combine(status.step_status(i in r.reached, r.grads.get(i, 0.0)) for r in calls)
-    return step, (_norm(sum(grads)) if grads else 0.0)
+    step = status.combine("missing" if i not in r.reached else r.grads.get(i, ("zero", 0.0))[0]
+                          for r in calls)
+    if i in run.exact:               # several calls: the norm of their sum
+        arrays = [r.arrays[i] for r in calls if i in r.arrays]
+        return step, (_norm(sum(arrays)) if arrays else 0.0)
+    return step, next((r.grads[i][1] for r in calls if i in r.grads), 0.0)
 
 
-def record_step(rec: ParamRecord, step: int, state: str, gnorm, before, after) -> None:
-    changed = not np.array_equal(after, before)
+def record_step(rec: ParamRecord, step: int, state: str, gnorm, change) -> None:
+    """One step of one parameter: its status, gradient norm and value change
+    (:class:`gradcheck.snapshot.Change`)."""
+    changed = change.changed
     if step == 1:
-        rec.weight_norm = _norm(before)
+        rec.weight_norm = change.before_norm
     rec.steps.append(state)
     rec.grad_norms.append(gnorm)
-    rec.update_norms.append(_norm(after - before) if changed else 0.0)
+    rec.update_norms.append(change.delta_norm)
     rec.updated_steps.append(changed)
     if changed:
         rec.updated = True
@@ -322,8 +348,9 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
     for step in range(1, steps + 1):
         t0 = time.perf_counter()
         # values before the forward: a BatchNorm forward already queues its running-stat update
-        before = [e.var.numpy().copy() for e in run.params]
-        buf_before = [e.var.numpy().copy() for e in run.buffers]
+        before = Snapshot(e.var for e in run.params)      # lazy: no copy while values stand
+        buf_before = Snapshot(e.var for e in run.buffers)
+        run.snapshots = (before, buf_before)
         results = []
         for phase in run.phases:
             results.append(run_phase(run, phase, step))
@@ -333,13 +360,14 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
                 key = f"{r.name}/{term}" if run.multi else term
                 reach_by_term.setdefault(key, set()).update(found)
         read = set().union(*(r.read for r in results))
+        changes, run.snapshots = before.compare(), ()
         for i, (e, rec) in enumerate(zip(run.params, records)):
             state, gnorm = classify(run, i, results)
-            record_step(rec, step, state, gnorm, before[i], e.var.numpy())
+            record_step(rec, step, state, gnorm, changes[i])
             rec.read_steps.append(i in read)
             rec.reassigned = rec.reassigned or e.current() is not e.var
-        for e, rec, old in zip(run.buffers, buf_records, buf_before):
-            rec.changed = rec.changed or not np.array_equal(e.var.numpy(), old)
+        for rec, change in zip(buf_records, buf_before.compare()):
+            rec.changed = rec.changed or change.changed
         step_log.append(step_entry(run, step, results, time.perf_counter() - t0))
 
     for idx, rec in enumerate(records):

@@ -9,7 +9,8 @@ Per level, the k anchors whose centres are nearest each gt centre are candidates
 candidate is positive when its anchor-box IoU exceeds mean + std (unbiased, as torch's
 ``std``) of the candidates' IoUs and its centre lies inside the gt.
 Difference from upstream, value-preserving: candidate membership is built with a scatter
-instead of ``one_hot(...).sum()`` (padded gts get none, real gts exactly their k).
+instead of ``one_hot(...).sum()`` (padded gts get none, real gts exactly their k).  The
+per-level top-k breaks ties (grid-symmetric anchors) as torch's CPU ``topk`` (``topk.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 from .. import jt  # the package sets up the Jittor runtime first
 
 from .iou2d import iou2d_calculator
+from .topk import torch_cpu_topk_indices
 from .utils import dist_calculator, iou_calculator, select_candidates_in_gts, select_highest_overlaps
 
 
@@ -78,7 +80,7 @@ class ATSSAssigner:
         for n_level in n_level_bboxes:
             level_d = distances[:, :, start:start + n_level]                          # (b, M, n_l)
             k = min(self.topk, n_level)
-            _, idxs = jt.topk(level_d, k, dim=-1, largest=False)                      # (b, M, k)
+            idxs = torch_cpu_topk_indices(level_d, k, largest=False)                  # (b, M, k)
             candidate_idxs.append(idxs + start)
             member = jt.zeros(level_d.shape, "float32")
             src = mask_gt.float32().broadcast(idxs.shape)                             # 0 for padded gts

@@ -8,13 +8,15 @@ Shapes: b images, A anchors (all levels), M = max gts per image (padded), C clas
 Differences from upstream, value-preserving: the top-k membership is built with a scatter
 instead of ``one_hot(...).sum()`` (same result: padded gts get no candidates, valid gts
 exactly their k indices), and the multi-gt resolution always runs (a no-op without
-conflicts).  Upstream loops image by image when M > 100 to save GPU memory; we do the same.
+conflicts).  The top-k breaks ties as torch's CPU ``topk`` (``topk.py``): from the official
+initialisation many anchors tie in the metric.  Upstream loops image by image when M > 100 to save GPU memory; we do the same.
 """
 
 from __future__ import annotations
 
 from .. import jt  # the package sets up the Jittor runtime first
 
+from .topk import torch_cpu_topk_indices
 from .utils import iou_calculator, select_candidates_in_gts, select_highest_overlaps
 
 
@@ -90,7 +92,7 @@ class TaskAlignedAssigner:
 
     def select_topk_candidates(self, metrics, mask_gt):
         """metrics (b, M, A), mask_gt (b, M, 1) -> (b, M, A) 0/1: the top-k anchors per real gt."""
-        _, topk_idxs = jt.topk(metrics, self.topk, dim=-1)                         # (b, M, k)
+        topk_idxs = torch_cpu_topk_indices(metrics, self.topk, largest=True)       # (b, M, k)
         is_in_topk = jt.zeros(metrics.shape, "float32")
         src = mask_gt.float32().broadcast(topk_idxs.shape)                         # 1 real gt, 0 padding
         return is_in_topk.scatter(2, topk_idxs, src)

@@ -12,8 +12,9 @@ in training mode in two ways that matter for "same weights, same gradients":
 
 This subclass keeps Jittor's parameters and buffers (``weight``, ``bias``, ``running_mean``,
 ``running_var``: same names, same optimizer groups) and computes the statistics as torch
-does: a two-pass variance, accumulated in float64, and an unbiased running variance.  Eval
-mode is Jittor's own (it already matches torch).
+does: a two-pass variance, accumulated in float64, and an unbiased running variance.  Its
+backward is explicit (``_TrainNorm``): float32 elementwise, the per-channel sums in float64.
+Eval mode is Jittor's own (it already matches torch).
 
     x (B, C, H, W) -> (B, C, H, W)
 """
@@ -26,19 +27,44 @@ from jittor import nn
 __all__ = ["BatchNorm2d"]
 
 
-class BatchNorm2d(nn.BatchNorm):
-    def execute(self, x):
-        if not self.is_train:
-            return super().execute(x)
+class _TrainNorm(jt.Function):
+    """Training-mode normalisation with the statistics in float64 and an explicit backward:
+    elementwise work in float32, the two per-channel sums accumulated in float64 (torch's
+    CPU kernel accumulates in double too).  Autodiff through the float64 statistics instead
+    materialised float64 copies of every activation (28% of Gold-YOLO-N's op time)."""
+
+    def execute(self, x, weight, bias, eps):
         dims = [0] + list(range(2, x.ndim))
         x64 = x.float64()
         mean = x64.mean(dims=dims)                                             # (C,)
         var = (x64 - mean.broadcast(x64, dims)).sqr().mean(dims=dims)          # (C,) biased
-        w = (self.weight / jt.sqrt(var + self.eps).float32())                  # (C,)
-        b = self.bias - mean.float32() * w
+        std = jt.sqrt(var + eps).float32()                                      # (C,)
+        inv = 1.0 / std
+        w = weight / std                                                        # (C,)
+        b = bias - mean.float32() * w
+        self.saved = (x, mean.float32(), inv, weight, dims)
+        return x * w.broadcast(x, dims) + b.broadcast(x, dims), mean.stop_grad(), var.stop_grad()
+
+    def grad(self, gy, gmean=None, gvar=None):
+        x, mean, inv, weight, dims = self.saved
+        self.saved = None
+        n = x.numel() // x.shape[1]
+        xhat = (x - mean.broadcast(x, dims)) * inv.broadcast(x, dims)          # float32
+        sum_g = gy.float64().sum(dims=dims)                                    # (C,) float64 sums
+        sum_gx = (gy * xhat).float64().sum(dims=dims)
+        mg, mgx = (sum_g / n).float32(), (sum_gx / n).float32()
+        gx = (gy - mg.broadcast(x, dims) - xhat * mgx.broadcast(x, dims)) * (weight * inv).broadcast(x, dims)
+        return gx, sum_gx.float32(), sum_g.float32(), None
+
+
+class BatchNorm2d(nn.BatchNorm):
+    def execute(self, x):
+        if not self.is_train:
+            return super().execute(x)
+        y, mean, var = _TrainNorm.apply(x, self.weight, self.bias, self.eps)
         n = x.numel() // x.shape[1]
         self.running_mean.update(self.running_mean
                                  + (mean.float32() - self.running_mean) * self.momentum)
         unbiased = (var * (n / max(n - 1, 1))).float32()
         self.running_var.update(self.running_var + (unbiased - self.running_var) * self.momentum)
-        return x * w.broadcast(x, dims) + b.broadcast(x, dims)
+        return y

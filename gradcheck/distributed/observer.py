@@ -47,7 +47,9 @@ class RankObserver:
         trainable = [e for e in self.entries if not e.var.is_stop_grad()]
         reached = analyse({"loss": loss}, [e.var for e in self.entries])[0]["loss"]
         extra = [e for e in trainable if id(e.var) not in self.opt_ids]
-        extra_grads = jt.grad(loss, [e.var for e in extra], retain_graph=True) if extra else []
+        # Jittor's own jt.grad, not the probe's grads_alongside (which serves the optimizer's call)
+        real_grad = getattr(jt.grad, "real", jt.grad)
+        extra_grads = real_grad(loss, [e.var for e in extra], True) if extra else []
         captured = []
         real = jt.Var.mpi_all_reduce
 

@@ -1,0 +1,69 @@
+"""gradcheck.snapshot: lazy before/after comparison, gradient summaries, one backward for extras."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from gradcheck import runtime
+from gradcheck.snapshot import GradSummary, Snapshot, grads_alongside
+
+jt = runtime.import_jittor()
+
+
+def test_snapshot_tells_changed_and_delta_norm():
+    a = jt.array(np.array([1.0, 2.0, 3.0], np.float32))
+    b = jt.array(np.array([4.0, 5.0], np.float32))
+    n = jt.array(np.array([1.0, 1.0], np.float32))
+    snap = Snapshot([a, b, n])
+    a.update(a * 2)
+    n.update(n * float("nan"))
+    ca, cb, cn = snap.compare()
+    assert ca.changed and math.isclose(ca.delta_norm, math.sqrt(14.0), rel_tol=1e-12)
+    assert math.isclose(ca.before_norm, math.sqrt(14.0), rel_tol=1e-12)
+    assert not cb.changed and cb.delta_norm == 0.0
+    assert math.isclose(cb.before_norm, math.sqrt(41.0), rel_tol=1e-12)
+    assert cn.changed                        # NaN != NaN, as np.array_equal says
+
+
+def test_snapshot_of_an_int_buffer():
+    c = jt.array(np.array([3], np.int64))
+    snap = Snapshot([c])
+    c.update(c + 1)
+    (ch,) = snap.compare()
+    assert ch.changed and ch.delta_norm == 1.0
+
+
+def test_grad_summary_status_and_norm():
+    gs = [jt.zeros((3,)), jt.array(np.array([3.0, -4.0], np.float32)),
+          jt.array(np.array([1.0, np.inf], np.float32)), jt.array(np.array([np.nan], np.float32))]
+    summ = GradSummary(gs)
+    jt.sync(summ.vars)
+    res = summ.results()
+    assert [s for s, _ in res] == ["zero", "nonzero", "nonfinite", "nonfinite"]
+    assert res[0][1] == 0.0 and res[1][1] == 5.0 and math.isinf(res[2][1]) and math.isnan(res[3][1])
+
+
+def test_grads_alongside_serves_extras_from_the_optimizer_backward():
+    w = jt.array(np.array([1.0, 2.0], np.float32))
+    v = jt.array(np.array([3.0], np.float32))
+    x = jt.array(np.array([5.0, 7.0], np.float32))
+    opt = jt.optim.SGD([w], lr=0.1)
+    real = jt.grad
+    loss = (w * x * v).sum()
+    with grads_alongside([v]) as got:
+        opt.backward(loss)
+    assert jt.grad is real
+    assert len(got) == 1
+    np.testing.assert_allclose(got[0].numpy(), [5.0 + 14.0])                 # d/dv = sum(w*x)
+    np.testing.assert_allclose(w.opt_grad(opt).numpy(), [15.0, 21.0])        # d/dw = x*v
+
+
+def test_grads_alongside_without_extras_changes_nothing():
+    w = jt.array(np.array([2.0], np.float32))
+    opt = jt.optim.SGD([w], lr=0.1)
+    with grads_alongside([]) as got:
+        opt.backward((w * w).sum())
+    assert got == []
+    np.testing.assert_allclose(w.opt_grad(opt).numpy(), [4.0])
