@@ -33,7 +33,8 @@ import numpy as np
 
 from gradcheck import graph, runtime, status
 from gradcheck.optimizers import backward_list, describe_optimizer, optimizer_params
-from gradcheck.report import BufferRecord, ParamRecord, Report, WarningRecord, jsonable
+from gradcheck.report import Report, jsonable
+from gradcheck.schema import BufferRecord, LossTermRecord, ParamRecord, StepRecord, WarningRecord
 from gradcheck.workload import Workload, WorkloadError, _one_line, default_optimizer
 
 _GRAD_WARNING = re.compile(r"grads\[(\d+)\] '([^']*)' doesn't have gradient")
@@ -281,19 +282,17 @@ def record_step(rec: ParamRecord, step: int, state: str, gnorm, before, after) -
         rec.first_nonfinite_step = step
 
 
-def step_entry(run: Run, step: int, results: list, seconds: float) -> dict:
+def step_entry(run: Run, step: int, results: list, seconds: float) -> StepRecord:
     """The report's per-step line: loss (the first phase's), terms, stats, phase losses."""
     terms, mean = {}, (lambda values: sum(values) / len(values))
     for r in results:
         for k, v in r.terms.items():
             terms[f"{r.name}/{k}" if run.multi else k] = mean(v)
-    entry = {"step": step, "loss": mean(results[0].losses), "terms": terms,
-             "stats": jsonable(results[0].stats if not run.multi
-                                else {r.name: r.stats for r in results}),
-             "seconds": round(seconds, 4)}
-    if run.multi:
-        entry["phases"] = {r.name: mean(r.losses) for r in results}
-    return entry
+    return StepRecord(step=step, loss=mean(results[0].losses), terms=terms,
+                      stats=jsonable(results[0].stats if not run.multi
+                                     else {r.name: r.stats for r in results}),
+                      seconds=round(seconds, 4),
+                      phases={r.name: mean(r.losses) for r in results} if run.multi else None)
 
 
 # --------------------------------------------------------------------- the probe
@@ -360,11 +359,11 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
 def loss_terms(reach_by_term: dict, step_log: list) -> list:
     out = []
     for term, reached_set in reach_by_term.items():
-        values = [s["terms"].get(term) for s in step_log]
+        values = [s.terms.get(term) for s in step_log]
         # constant: the same value on every step, and either several steps or exactly 0
         constant = all(v == values[0] for v in values) and (len(values) > 1 or values[0] == 0)
-        out.append({"name": term, "reaches": len(reached_set), "constant": constant,
-                    "values": values})
+        out.append(LossTermRecord(name=term, reaches=len(reached_set), constant=constant,
+                                  values=values))
     return out
 
 

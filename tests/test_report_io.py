@@ -38,14 +38,14 @@ def test_round_trip(tmp_path):
 
 def test_summary_counts_and_verdict():
     rep = make_report(**{"a.w": "covered", "a.b": "zero", "b.w": "missing"})
-    assert rep.summary["by_status"] == {"covered": 1, "zero": 1, "missing": 1, "nonfinite": 0,
+    assert rep.summary.by_status == {"covered": 1, "zero": 1, "missing": 1, "nonfinite": 0,
                                         "frozen": 0}
-    assert [(g["finding"], g["cause"], g["names"]) for g in rep.verdict.groups] == [
+    assert [(g.finding, g.cause, g.names) for g in rep.verdict.groups] == [
         ("zero", "zero_gradient", ["a.b"]), ("missing", "cut", ["b.w"])]
     assert rep.verdict.reasons[1].startswith("missing: 1 parameter: cut, no differentiable path")
     assert rep.verdict.result == "fail" and not rep.verdict.warnings
     root = rep.modules[0]
-    assert root["module"] == "" and root["covered"] == 1 and root["worst"] == "missing"
+    assert root.module == "" and root.covered == 1 and root.worst == "missing"
 
 
 @pytest.mark.parametrize("content,message", [
