@@ -102,11 +102,11 @@ def level_hint(strides: list):
             return None
         stride = str(strides[int(m.group(2))])
         for step in report.steps:
-            stats = step.get("stats") or {}
+            stats = step.stats
             pos = (stats.get("num_pos_per_stride") or {}).get(stride)
             scores = stats.get("target_score_per_stride") or {}
             if pos == 0:
-                return (f"no positive anchors on stride {stride} (step {step['step']}), so that "
+                return (f"no positive anchors on stride {stride} (step {step.step}), so that "
                         "level's branch gets no gradient")
             if scores and stride in scores:
                 best = max(scores.values())

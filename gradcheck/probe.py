@@ -33,45 +33,12 @@ import numpy as np
 
 from gradcheck import graph, runtime, status
 from gradcheck.optimizers import backward_list, describe_optimizer, optimizer_params
-from gradcheck.report import BufferRecord, ParamRecord, Report, WarningRecord, jsonable
+from gradcheck.report import Report, jsonable
+from gradcheck.schema import BufferRecord, LossTermRecord, ParamRecord, StepRecord, WarningRecord
 from gradcheck.snapshot import GradSummary, Snapshot, grads_alongside
-from gradcheck.workload import Workload, WorkloadError, _one_line, default_optimizer
+from gradcheck.workload import Workload, WorkloadError, call_loss, default_optimizer
 
 _GRAD_WARNING = re.compile(r"grads\[(\d+)\] '([^']*)' doesn't have gradient")
-
-
-# --------------------------------------------------------------------- loss
-def call_loss(loss_fn, model, batch, where: str):
-    """Run one loss callable; return (scalar Var, {term: Var}, stats dict)."""
-    jt = runtime.import_jittor()
-    try:
-        out = loss_fn(model, batch)
-    except WorkloadError:
-        raise
-    except Exception as exc:
-        raise WorkloadError(f"the loss of {where} raised {type(exc).__name__}: "
-                            f"{_one_line(exc)}") from exc
-    terms, stats = {}, {}
-    if isinstance(out, tuple):
-        if not 2 <= len(out) <= 3:
-            raise WorkloadError(f"the loss returned a tuple of {len(out)}; expected "
-                                "scalar, (scalar, terms) or (scalar, terms, stats)")
-        loss, terms = out[0], out[1] or {}
-        stats = out[2] if len(out) == 3 else {}
-        if not isinstance(terms, dict):
-            raise WorkloadError(f"the loss terms are a {type(terms).__name__}, expected a dict")
-    else:
-        loss = out
-    if not isinstance(loss, jt.Var):
-        raise WorkloadError(f"the loss is a {type(loss).__name__}, not a jittor Var")
-    if loss.numel() != 1:
-        raise WorkloadError(f"the loss is not a scalar: shape {list(loss.shape)}")
-    if not graph.is_float(loss):
-        raise WorkloadError(f"the loss has dtype {loss.dtype}; gradients need a float")
-    for k, v in terms.items():
-        if not isinstance(v, jt.Var) or v.numel() != 1:
-            raise WorkloadError(f"loss term {k!r} is not a scalar Var")
-    return loss, dict(terms), dict(stats or {})
 
 
 # --------------------------------------------------------------------- one run
@@ -307,19 +274,17 @@ def record_step(rec: ParamRecord, step: int, state: str, gnorm, change) -> None:
         rec.first_nonfinite_step = step
 
 
-def step_entry(run: Run, step: int, results: list, seconds: float) -> dict:
+def step_entry(run: Run, step: int, results: list, seconds: float) -> StepRecord:
     """The report's per-step line: loss (the first phase's), terms, stats, phase losses."""
     terms, mean = {}, (lambda values: sum(values) / len(values))
     for r in results:
         for k, v in r.terms.items():
             terms[f"{r.name}/{k}" if run.multi else k] = mean(v)
-    entry = {"step": step, "loss": mean(results[0].losses), "terms": terms,
-             "stats": jsonable(results[0].stats if not run.multi
-                                else {r.name: r.stats for r in results}),
-             "seconds": round(seconds, 4)}
-    if run.multi:
-        entry["phases"] = {r.name: mean(r.losses) for r in results}
-    return entry
+    return StepRecord(step=step, loss=mean(results[0].losses), terms=terms,
+                      stats=jsonable(results[0].stats if not run.multi
+                                     else {r.name: r.stats for r in results}),
+                      seconds=round(seconds, 4),
+                      phases={r.name: mean(r.losses) for r in results} if run.multi else None)
 
 
 # --------------------------------------------------------------------- the probe
@@ -388,11 +353,11 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
 def loss_terms(reach_by_term: dict, step_log: list) -> list:
     out = []
     for term, reached_set in reach_by_term.items():
-        values = [s["terms"].get(term) for s in step_log]
+        values = [s.terms.get(term) for s in step_log]
         # constant: the same value on every step, and either several steps or exactly 0
         constant = all(v == values[0] for v in values) and (len(values) > 1 or values[0] == 0)
-        out.append({"name": term, "reaches": len(reached_set), "constant": constant,
-                    "values": values})
+        out.append(LossTermRecord(name=term, reaches=len(reached_set), constant=constant,
+                                  values=values))
     return out
 
 

@@ -1,8 +1,10 @@
 """The report: what a probe found, as plain data that survives a round trip through JSON.
 
-Data, totals and rendering are kept apart: this module holds the records and their JSON
-form; :mod:`gradcheck.summary` derives totals; :mod:`gradcheck.render` draws them.  A report
-file is versioned by ``schema_version`` and is always written atomically.
+Data, totals and rendering are kept apart: the records a report holds, with every key of the
+file and its type, are defined in :mod:`gradcheck.schema`; this module holds the
+:class:`Report` that gathers them, its JSON form and the file I/O; :mod:`gradcheck.summary`
+derives totals; :mod:`gradcheck.render` draws them.  A report file is versioned by
+``schema_version`` and is always written atomically.
 
 The statuses and the rules that decide them live in :mod:`gradcheck.status`.
 """
@@ -13,10 +15,13 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
+from gradcheck.schema import (  # noqa: F401 (the records are re-exported from here)
+    BufferRecord, LossTermRecord, ModuleRollup, ParamRecord, StepRecord, Summary, Verdict,
+    VerdictGroup, WarningRecord, load, plain)
 from gradcheck.status import RUN_STATUSES, STEP_STATUSES, UNCOVERED  # noqa: F401 (re-exported)
 
 SCHEMA_VERSION = 1
@@ -27,84 +32,17 @@ class ReportError(ValueError):
 
 
 @dataclass
-class ParamRecord:
-    name: str
-    shape: list
-    numel: int
-    status: str = "covered"
-    steps: list = field(default_factory=list)          # per-step status, one of STEP_STATUSES
-    grad_norms: list = field(default_factory=list)     # per-step L2 norm of the gradient
-    update_norms: list = field(default_factory=list)   # per-step L2 norm of the value change
-    updated_steps: list = field(default_factory=list)  # per-step: did the value change?
-    first_nonzero_step: Optional[int] = None           # 1-based; None if never
-    requires_grad: bool = True
-    in_optimizer: bool = True
-    updated: bool = False                              # changed on any step
-    moved_without_grad: bool = False                   # changed on a step with no/zero gradient
-    grad_norm: Optional[float] = None                  # last step's gradient norm
-    update_norm: Optional[float] = None                # last step's update norm
-    weight_norm: Optional[float] = None                # value norm before the first step
-    module: str = ""                                   # owning module path ("" = root)
-    aliases: list = field(default_factory=list)        # other names of a shared parameter
-    frozen_reason: Optional[str] = None                # from expected_frozen, if declared
-    cause: Optional[str] = None                        # stable code (see gradcheck.explain)
-    cause_detail: Optional[str] = None                 # one sentence for people
-    reached_by: Optional[list] = None                  # loss terms with a path to it
-    first_nonfinite_step: Optional[int] = None
-    flags: list = field(default_factory=list)          # e.g. vanishing, exploding
-    read_steps: list = field(default_factory=list)     # per-step: did an op of the step read it?
-    eval_module: Optional[str] = None                  # frozen by this module's eval() ("" root)
-    mode_change: Optional[str] = None                  # "unfrozen"/"frozen" by train_mode's train()
-    reassigned: bool = False                           # its attribute was replaced in a forward
-    optimizers: list = field(default_factory=list)     # phases whose optimizer holds it
-
-
-@dataclass
-class BufferRecord:
-    name: str
-    shape: list
-    numel: int
-    changed: bool = False
-    kind: str = "buffer"             # buffer | non_float (int/bool) | derived (computed from params)
-    in_optimizer: bool = False       # an optimizer holds it (it cannot train it)
-
-
-@dataclass
-class WarningRecord:
-    text: str
-    level: str = "w"
-    step: Optional[int] = None
-    index: Optional[int] = None      # the N of grads[N]: an index into the list of `call`
-    param: Optional[str] = None      # the Var that index points at
-    agrees: Optional[bool] = None    # does the graph also find no path from it to that loss?
-    call: Optional[str] = None       # the gradient call that warned: "optimizer" | "probe"
-    phase: Optional[str] = None      # the phase (several optimizers) whose call it was
-
-
-@dataclass
-class Verdict:
-    result: str = "pass"                               # "pass" or "fail"
-    reasons: list = field(default_factory=list)        # why it fails
-    warnings: list = field(default_factory=list)       # what is worth a look but passes
-    groups: list = field(default_factory=list)         # findings by cause (gradcheck.summary)
-
-    @property
-    def passed(self) -> bool:
-        return self.result == "pass"
-
-
-@dataclass
 class Report:
     config: dict
     environment: dict
     params: list                      # [ParamRecord]
-    buffers: list = field(default_factory=list)
-    warnings: list = field(default_factory=list)
-    steps: list = field(default_factory=list)         # per step: {"loss", "terms", "stats", "seconds"}
-    summary: dict = field(default_factory=dict)
+    buffers: list = field(default_factory=list)       # [BufferRecord]
+    warnings: list = field(default_factory=list)      # [WarningRecord]
+    steps: list = field(default_factory=list)         # [StepRecord]
+    summary: Summary = field(default_factory=Summary)
     verdict: Verdict = field(default_factory=Verdict)
-    loss_terms: list = field(default_factory=list)    # [{"name", "reaches", "constant", "values"}]
-    modules: list = field(default_factory=list)       # rollup by module (see summary.module_rollup)
+    loss_terms: list = field(default_factory=list)    # [LossTermRecord]
+    modules: list = field(default_factory=list)       # [ModuleRollup]
     created: str = ""
     schema_version: int = SCHEMA_VERSION
     distributed: dict = field(default_factory=dict)   # per-rank data of an MPI run (gradcheck.distributed)
@@ -127,14 +65,14 @@ class Report:
             "created": self.created,
             "config": self.config,
             "environment": self.environment,
-            "summary": self.summary,
-            "verdict": asdict(self.verdict),
-            "steps": self.steps,
-            "loss_terms": self.loss_terms,
-            "modules": self.modules,
-            "params": [asdict(p) for p in self.params],
-            "buffers": [asdict(b) for b in self.buffers],
-            "warnings": [asdict(w) for w in self.warnings],
+            "summary": plain(self.summary),
+            "verdict": plain(self.verdict),
+            "steps": plain(self.steps),
+            "loss_terms": plain(self.loss_terms),
+            "modules": plain(self.modules),
+            "params": plain(self.params),
+            "buffers": plain(self.buffers),
+            "warnings": plain(self.warnings),
         }
         if self.distributed:
             d["distributed"] = self.distributed
@@ -156,19 +94,14 @@ class Report:
         if version < 1:
             raise ReportError(f"{source}: invalid schema_version {version}")
         try:
-            params = [_record(ParamRecord, p) for p in _typed(d["params"], list, "params")]
-            buffers = [_record(BufferRecord, b) for b in _typed(d.get("buffers", []), list, "buffers")]
-            warns = [_record(WarningRecord, w) for w in _typed(d.get("warnings", []), list, "warnings")]
-            verdict = _record(Verdict, d.get("verdict", {}))
-            if verdict.result not in ("pass", "fail"):
-                raise ValueError(f"verdict {verdict.result!r} is neither pass nor fail")
             report = cls(config=_typed(d["config"], dict, "config"),
                          environment=_typed(d.get("environment", {}), dict, "environment"),
-                         params=params, buffers=buffers, warnings=warns,
-                         steps=[_step(s) for s in _typed(d.get("steps", []), list, "steps")],
-                         verdict=verdict,
-                         loss_terms=[_term(t) for t in _typed(d.get("loss_terms", []), list,
-                                                              "loss_terms")],
+                         params=_records(ParamRecord, d["params"], "params"),
+                         buffers=_records(BufferRecord, d.get("buffers", []), "buffers"),
+                         warnings=_records(WarningRecord, d.get("warnings", []), "warnings"),
+                         steps=_records(StepRecord, d.get("steps", []), "steps"),
+                         verdict=load(Verdict, d.get("verdict", {})),
+                         loss_terms=_records(LossTermRecord, d.get("loss_terms", []), "loss_terms"),
                          created=str(d.get("created", "")), schema_version=version,
                          distributed=_typed(d.get("distributed") or {}, dict, "distributed"))
         except (KeyError, TypeError, ValueError) as exc:
@@ -180,95 +113,14 @@ class Report:
         return report
 
 
-_NONFINITE = ("nan", "inf", "-inf")
-
-
 def _typed(value, kind, what: str):
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
         raise TypeError(f"{what} is a {type(value).__name__}, expected {kind.__name__}")
     return value
 
 
-def _number(value) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)) or value in _NONFINITE
-
-
-def _check_field(name: str, annotation: str, value) -> None:
-    """Check ``value`` against a record field's annotation (``int``, ``Optional[float]``...)."""
-    if annotation.startswith("Optional["):
-        if value is None:
-            return
-        annotation = annotation[len("Optional["):-1]
-    ok = {"str": lambda v: isinstance(v, str), "bool": lambda v: isinstance(v, bool),
-          "dict": lambda v: isinstance(v, dict),
-          "list": lambda v: isinstance(v, list), "float": _number,
-          "int": lambda v: isinstance(v, int) and not isinstance(v, bool)}.get(annotation)
-    if ok is not None and not ok(value):
-        raise TypeError(f"{name} is {value!r}, expected {annotation}")
-
-
-def _record(cls, d):
-    if not isinstance(d, dict):
-        raise TypeError(f"{cls.__name__} entry is not an object")
-    kept = {}
-    for f in fields(cls):
-        if f.name in d:
-            _check_field(f.name, str(f.type), d[f.name])
-            kept[f.name] = d[f.name]
-    rec = cls(**kept)
-    if isinstance(rec, ParamRecord):
-        if rec.status not in RUN_STATUSES:
-            raise ValueError(f"parameter {rec.name!r} has unknown status {rec.status!r}")
-        if any(s not in STEP_STATUSES for s in rec.steps):
-            raise ValueError(f"parameter {rec.name!r} has an unknown step status")
-        if not all(isinstance(n, int) and not isinstance(n, bool) for n in rec.shape):
-            raise ValueError(f"parameter {rec.name!r} has shape {rec.shape!r}")
-        for key in ("aliases", "flags", "reached_by"):
-            if not all(isinstance(v, str) for v in getattr(rec, key) or ()):
-                raise ValueError(f"parameter {rec.name!r} has a non-text entry in {key}")
-        for key in ("grad_norms", "update_norms"):
-            if not all(v is None or _number(v) for v in getattr(rec, key)):
-                raise ValueError(f"parameter {rec.name!r} has a non-number in {key}")
-    if isinstance(rec, Verdict):
-        if not all(isinstance(x, str) for x in rec.reasons + rec.warnings):
-            raise ValueError("the verdict's reasons and warnings must be text")
-        for g in rec.groups:
-            _group(g)
-    return rec
-
-
-# a verdict group (gradcheck.summary): key -> its type, as the renderers read it
-_GROUP_FIELDS = {"finding": "str", "severity": "str", "cause": "Optional[str]", "why": "str",
-                 "fix": "Optional[str]", "rerun": "Optional[dict]", "count": "int",
-                 "names": "list"}
-
-
-def _group(g) -> None:
-    _typed(g, dict, "a verdict group")
-    for key, annotation in _GROUP_FIELDS.items():
-        _check_field(f"verdict group {key}", annotation, g.get(key))
-    if not all(isinstance(n, str) for n in g["names"]):
-        raise ValueError("a verdict group names a non-text parameter")
-    if g["severity"] not in ("fail", "warn", "allowed"):
-        raise ValueError(f"a verdict group has severity {g['severity']!r}")
-
-
-def _step(s) -> dict:
-    _typed(s, dict, "a step")
-    for key, kind in (("terms", dict), ("stats", dict)):
-        _typed(s.get(key, {}), kind, f"a step's {key}")
-    if not all(v is None or _number(v) for v in [s.get("loss"), s.get("seconds"),
-                                                 *s.get("terms", {}).values()]):
-        raise ValueError("a step holds a non-number")
-    return s
-
-
-def _term(t) -> dict:
-    _typed(t, dict, "a loss term")
-    _check_field("loss term name", "str", t.get("name"))
-    _check_field("loss term reaches", "Optional[int]", t.get("reaches"))
-    _typed(t.get("values", []), list, "a loss term's values")
-    return t
+def _records(cls, value, what: str) -> list:
+    return [load(cls, x) for x in _typed(value, list, what)]
 
 
 def _finite(obj):

@@ -16,7 +16,8 @@ from collections import Counter, defaultdict
 from typing import Optional
 
 from gradcheck.policy import ALLOWABLE, Policy
-from gradcheck.report import ParamRecord, Report, Verdict
+from gradcheck.report import Report
+from gradcheck.schema import ModuleRollup, ParamRecord, Summary, Verdict, VerdictGroup
 from gradcheck.status import RUN_STATUSES, SEVERITY, UNCOVERED, worst  # noqa: F401
 
 
@@ -56,14 +57,14 @@ def module_rollup(params: list) -> list:
     out = []
     for prefix in order:
         s = stats[prefix]
-        out.append({"module": prefix, "depth": 0 if not prefix else prefix.count(".") + 1,
-                    "params": s["params"], "numel": s["numel"], "trainable": s["trainable"],
-                    "covered": s["covered"], "by_status": dict(s["by_status"]),
-                    "worst": worst(s["by_status"])})
+        out.append(ModuleRollup(module=prefix, depth=0 if not prefix else prefix.count(".") + 1,
+                                params=s["params"], numel=s["numel"], trainable=s["trainable"],
+                                covered=s["covered"], by_status=dict(s["by_status"]),
+                                worst=worst(s["by_status"])))
     return out
 
 
-def summarize(report: Report) -> dict:
+def summarize(report: Report) -> Summary:
     params = report.params
     by_status = Counter(p.status for p in params)
     numel_by_status = Counter()
@@ -72,26 +73,26 @@ def summarize(report: Report) -> dict:
     trainable = [p for p in params if p.requires_grad]
     find = Counter(f for p in params for f in findings(p))
     covered = by_status.get("covered", 0)
-    return {
-        "params": len(params),
-        "numel": sum(p.numel for p in params),
-        "trainable": len(trainable),
-        "trainable_numel": sum(p.numel for p in trainable),
-        "frozen": by_status.get("frozen", 0),
-        "buffers": len(report.buffers),
-        "buffer_numel": sum(b.numel for b in report.buffers),
-        "by_status": {s: by_status.get(s, 0) for s in RUN_STATUSES},
-        "numel_by_status": {s: numel_by_status.get(s, 0) for s in RUN_STATUSES},
-        "coverage": round(covered / len(trainable), 6) if trainable else None,
-        "in_optimizer": sum(p.in_optimizer for p in params),
-        "updated": sum(p.updated for p in params),
-        "moved_without_grad": sum(p.moved_without_grad for p in params),
-        "findings": dict(find),
-        "steps": len(report.steps),
-        "jittor_warnings": len(report.warnings),
+    return Summary(
+        params=len(params),
+        numel=sum(p.numel for p in params),
+        trainable=len(trainable),
+        trainable_numel=sum(p.numel for p in trainable),
+        frozen=by_status.get("frozen", 0),
+        buffers=len(report.buffers),
+        buffer_numel=sum(b.numel for b in report.buffers),
+        by_status={s: by_status.get(s, 0) for s in RUN_STATUSES},
+        numel_by_status={s: numel_by_status.get(s, 0) for s in RUN_STATUSES},
+        coverage=round(covered / len(trainable), 6) if trainable else None,
+        in_optimizer=sum(p.in_optimizer for p in params),
+        updated=sum(p.updated for p in params),
+        moved_without_grad=sum(p.moved_without_grad for p in params),
+        findings=dict(find),
+        steps=len(report.steps),
+        jittor_warnings=len(report.warnings),
         # a warning the graph contradicts: evidence against the probe, never a status
-        "jittor_warnings_disagree": sum(1 for w in report.warnings if w.agrees is False),
-    }
+        jittor_warnings_disagree=sum(1 for w in report.warnings if w.agrees is False),
+    )
 
 
 # why a finding's parameters are in that state, and what to do: (finding, cause) -> (why, fix)
@@ -167,9 +168,8 @@ def _why(finding: str, rec: ParamRecord, steps_fix) -> tuple:
 
 
 def finding_groups(report: Report, policy: Policy) -> list:
-    """The findings of a run grouped by cause, failing first: one dict per group with
-    ``finding``, ``severity`` (fail / warn / allowed), ``cause``, ``why``, ``fix``,
-    ``rerun`` (settings that fix it, or None), ``count`` and ``names``."""
+    """The findings of a run grouped by cause, failing first: one
+    :class:`~gradcheck.schema.VerdictGroup` per (finding, severity, cause, why)."""
     failing = policy.failing()
     cache: list = []
 
@@ -190,21 +190,21 @@ def finding_groups(report: Report, policy: Policy) -> list:
             else:
                 continue
             key = (finding, severity, cause, why)
-            g = groups.setdefault(key, {"finding": finding, "severity": severity, "cause": cause,
-                                        "why": why, "fix": fix, "rerun": rerun, "count": 0,
-                                        "names": []})
-            g["count"] += 1
-            g["names"].append(p.name)
+            g = groups.setdefault(key, VerdictGroup(finding=finding, severity=severity,
+                                                    cause=cause, why=why, fix=fix, rerun=rerun,
+                                                    count=0, names=[]))
+            g.count += 1
+            g.names.append(p.name)
     order = {"fail": 0, "warn": 1, "allowed": 2}
-    return sorted(groups.values(), key=lambda g: order[g["severity"]])
+    return sorted(groups.values(), key=lambda g: order[g.severity])
 
 
-def group_line(g: dict, shown: int = 3) -> str:
+def group_line(g: VerdictGroup, shown: int = 3) -> str:
     """One line for a group: '444 parameters: zero_gradient, why: fix (a, b, c, ... +441)'."""
-    n = g["count"]
-    names = ", ".join(g["names"][:shown]) + (f", ... (+{n - shown})" if n > shown else "")
-    fix = f": {g['fix']}" if g.get("fix") else ""
-    return (f"{g['finding']}: {n} parameter{'s' if n != 1 else ''}: {g['cause']}, {g['why']}"
+    n = g.count
+    names = ", ".join(g.names[:shown]) + (f", ... (+{n - shown})" if n > shown else "")
+    fix = f": {g.fix}" if g.fix else ""
+    return (f"{g.finding}: {n} parameter{'s' if n != 1 else ''}: {g.cause}, {g.why}"
             f"{fix} ({names})")
 
 
@@ -217,8 +217,7 @@ def next_command(report: Report) -> Optional[str]:
     cfg, src = report.config, report.config.get("settings_source") or {}
     args = {key: cfg.get(key) for key in ("steps", "img_size", "batch_size", "seed", "data")
             if src.get(key) == "flag" and cfg.get(key) is not None}
-    rerun = next((g["rerun"] for g in v.groups if g["severity"] == "fail" and g.get("rerun")),
-                 None)
+    rerun = next((g.rerun for g in v.groups if g.severity == "fail" and g.rerun), None)
     args.update(rerun or {})
     cmd = ["gradcheck", "run", "--model", shlex.quote(str(cfg.get("model")))]
     for key, value in args.items():
@@ -229,16 +228,16 @@ def next_command(report: Report) -> Optional[str]:
 def judge(report: Report, policy: Policy) -> Verdict:
     verdict = Verdict(groups=finding_groups(report, policy))
     for g in verdict.groups:
-        if g["severity"] == "fail":
+        if g.severity == "fail":
             verdict.reasons.append(group_line(g))
-        elif g["severity"] == "warn":
+        elif g.severity == "warn":
             verdict.warnings.append(group_line(g))
     for term in report.loss_terms:
-        if term.get("reaches") == 0:
-            verdict.warnings.append(f"loss term {term['name']!r} reaches no parameter")
-        elif term.get("constant"):
-            verdict.warnings.append(f"loss term {term['name']!r} is constant "
-                                    f"({term['values'][0]} on every step): a dead loss term?")
+        if term.reaches == 0:
+            verdict.warnings.append(f"loss term {term.name!r} reaches no parameter")
+        elif term.constant:
+            verdict.warnings.append(f"loss term {term.name!r} is constant "
+                                    f"({term.values[0]} on every step): a dead loss term?")
     intermittent = [p.name for p in report.params if "intermittent" in p.flags]
     if intermittent:
         verdict.warnings.append(f"intermittent: {len(intermittent)} parameter(s) covered on some "

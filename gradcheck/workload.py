@@ -98,3 +98,39 @@ def default_optimizer(params, lr: float = 0.01):
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def call_loss(loss_fn, model, batch, where: str):
+    """Run one loss callable and check it keeps the contract above; return
+    ``(scalar Var, {term: Var}, stats dict)``.  A broken contract is the user's (exit 2)."""
+    from gradcheck import graph, runtime
+
+    jt = runtime.import_jittor()
+    try:
+        out = loss_fn(model, batch)
+    except WorkloadError:
+        raise
+    except Exception as exc:
+        raise WorkloadError(f"the loss of {where} raised {type(exc).__name__}: "
+                            f"{_one_line(exc)}") from exc
+    terms, stats = {}, {}
+    if isinstance(out, tuple):
+        if not 2 <= len(out) <= 3:
+            raise WorkloadError(f"the loss returned a tuple of {len(out)}; expected "
+                                "scalar, (scalar, terms) or (scalar, terms, stats)")
+        loss, terms = out[0], out[1] or {}
+        stats = out[2] if len(out) == 3 else {}
+        if not isinstance(terms, dict):
+            raise WorkloadError(f"the loss terms are a {type(terms).__name__}, expected a dict")
+    else:
+        loss = out
+    if not isinstance(loss, jt.Var):
+        raise WorkloadError(f"the loss is a {type(loss).__name__}, not a jittor Var")
+    if loss.numel() != 1:
+        raise WorkloadError(f"the loss is not a scalar: shape {list(loss.shape)}")
+    if not graph.is_float(loss):
+        raise WorkloadError(f"the loss has dtype {loss.dtype}; gradients need a float")
+    for k, v in terms.items():
+        if not isinstance(v, jt.Var) or v.numel() != 1:
+            raise WorkloadError(f"loss term {k!r} is not a scalar Var")
+    return loss, dict(terms), dict(stats or {})

@@ -14,7 +14,7 @@ from gradcheck import bundled
 from gradcheck.cli import main
 from gradcheck.explain import explain
 from gradcheck.policy import Policy
-from gradcheck.report import ParamRecord, Report
+from gradcheck.report import ParamRecord, Report, StepRecord
 
 
 def test_head_branches_are_reached_by_their_loss_terms():
@@ -28,8 +28,8 @@ def test_head_branches_are_reached_by_their_loss_terms():
         assert by[f"detect.stems.{i}.conv.weight"] == {"iou", "dfl", "cls"}
     assert by["backbone.stem.rbr_dense.conv.weight"] == {"iou", "dfl", "cls"}
     # n has no DFL: its dfl term is a constant zero, and gradcheck says so
-    dfl = next(t for t in report.loss_terms if t["name"] == "dfl")
-    assert dfl["constant"] and dfl["values"] == [0.0]
+    dfl = next(t for t in report.loss_terms if t.name == "dfl")
+    assert dfl.constant and dfl.values == [0.0]
     assert any("'dfl' is constant" in w for w in report.verdict.warnings)
     # from the official init only the prediction layers get a gradient on step 1
     first = {p.name for p in report.params if p.steps == ["nonzero"]}
@@ -69,8 +69,8 @@ def _report_with_level_stats(pos, scores):
     rec = ParamRecord(name="detect.reg_convs.2.conv.weight", shape=[1], numel=1, status="zero",
                       steps=["zero"], grad_norms=[0.0], module="detect.reg_convs.2.conv")
     return rec, Report(config={"model": "gold_yolo_s"}, environment={}, params=[rec],
-                       steps=[{"step": 1, "stats": {"num_pos_per_stride": pos,
-                                                    "target_score_per_stride": scores}}])
+                       steps=[StepRecord(step=1, stats={"num_pos_per_stride": pos,
+                                                        "target_score_per_stride": scores})])
 
 
 def test_level_hint_names_the_starved_level():

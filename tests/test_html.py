@@ -11,7 +11,8 @@ import pytest
 
 from gradcheck.policy import Policy
 from gradcheck.render.html import render_html, write_html
-from gradcheck.report import ParamRecord, Report, load_report, save_report
+from gradcheck.report import (LossTermRecord, ParamRecord, Report, StepRecord, load_report,
+                              save_report)
 from gradcheck.summary import finalize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,12 +59,12 @@ def make_report() -> Report:
                 "seed": 7, "device": "cpu"},
         environment={"jittor": "1.3", "device": "cpu"},
         params=params,
-        steps=[{"step": i + 1, "loss": loss, "terms": {}, "stats": {}, "seconds": 0.1}
+        steps=[StepRecord(step=i + 1, loss=loss, terms={}, stats={}, seconds=0.1)
                for i, loss in enumerate([3.0, 2.0, "nan"])],
-        loss_terms=[{"name": "cls", "reaches": 6, "constant": False, "values": [2.0, 1.5, "nan"]},
-                    {"name": "reg", "reaches": 1, "constant": False, "values": [1.0, 0.5, 0.25]},
-                    {"name": "dead_term", "reaches": 0, "constant": True,
-                     "values": [0.0, 0.0, 0.0]}],
+        loss_terms=[LossTermRecord(name="cls", reaches=6, constant=False, values=[2.0, 1.5, "nan"]),
+                    LossTermRecord(name="reg", reaches=1, constant=False, values=[1.0, 0.5, 0.25]),
+                    LossTermRecord(name="dead_term", reaches=0, constant=True,
+                                   values=[0.0, 0.0, 0.0])],
         created="2025-01-01T00:00:00+00:00")
     return finalize(report, Policy())
 
@@ -94,8 +95,8 @@ def test_page_shows_every_parameter_verdict_and_config(report, page):
     for status in ("covered", "zero", "missing", "nonfinite", "frozen", "buffers"):
         assert f"<span>{status}</span>" in page
     assert '<details class="mod" open>' in page
-    backbone = next(m for m in report.modules if m["module"] == "backbone")
-    assert f'{backbone["covered"]}/{backbone["trainable"]}' in page
+    backbone = next(m for m in report.modules if m.module == "backbone")
+    assert f'{backbone.covered}/{backbone.trainable}' in page
 
 
 def test_causes_grouped_with_codes_details_and_counts(report, page):
@@ -149,8 +150,8 @@ def test_odd_numbers_do_not_crash():
     r.params[1].grad_norms, r.params[1].update_norms, r.params[1].steps = [], [], []
     r.params[2].grad_norms = [float("nan"), 0, None]
     r.params[3].weight_norm = float("inf")
-    r.loss_terms.append({"name": "odd", "values": [None, "inf", float("nan")]})
-    r.loss_terms.append({"name": "empty"})
+    r.loss_terms.append(LossTermRecord(name="odd", values=[None, "inf", float("nan")]))
+    r.loss_terms.append(LossTermRecord(name="empty"))
     page = render_html(r)
     assert "odd" in page and "empty" in page
 
@@ -195,8 +196,8 @@ def test_gold_yolo_sized_report_stays_small():
                          cause_detail="no path" if status == "missing" else None,
                          reached_by=["cls", "iou", "dfl"]))
     r = Report(config={"model": "gold_yolo_l", "steps": 3}, environment={}, params=params,
-               loss_terms=[{"name": "cls", "reaches": 700, "constant": False,
-                            "values": [1.0, 0.9, 0.8]}])
+               loss_terms=[LossTermRecord(name="cls", reaches=700, constant=False,
+                                          values=[1.0, 0.9, 0.8])])
     page = render_html(finalize(r, Policy()))
     assert len(page.encode()) < 3_000_000
     assert all(p.name in page for p in params)

@@ -66,7 +66,7 @@ def test_data_dependent_branch_is_rank_divergent(scenarios):
     assert r.param("pos.weight").status == "covered"
     assert "rank_divergent" not in r.param("body.weight").flags
     assert r.verdict.passed and any("rank_divergent: 4" in w for w in r.verdict.warnings)
-    assert r.summary["findings"]["rank_divergent"] == 4
+    assert r.summary.findings["rank_divergent"] == 4
 
 
 @needs_mpi
@@ -235,5 +235,5 @@ def test_merge_without_mpi():
     assert merged.param("b").flags == ["replicas_diverged"]
     assert merged.distributed["params"]["b"]["diverged_steps"] == [2]
     assert merged.param("c").flags == []
-    assert merged.summary["findings"] == {"rank_divergent": 1, "replicas_diverged": 1}
+    assert merged.summary.findings == {"rank_divergent": 1, "replicas_diverged": 1}
     assert not merged.verdict.passed          # replicas_diverged fails by default

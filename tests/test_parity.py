@@ -3,6 +3,7 @@ written here (tests/parity_pairs.py).  Needs the ``torch`` extra."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -144,8 +145,8 @@ def test_torch_probe_same_schema(reports):
     assert rep.verdict.result == "pass"
     assert all(p.status == "covered" and p.in_optimizer for p in rep.params)
     # ce does not reach aux, reg does not reach fc: the same reach as Jittor's graph walk
-    assert {t["name"]: t["reaches"] for t in rep.loss_terms} == {"ce": 10, "reg": 10}
-    assert rep.loss_terms == [dict(t, values=t2["values"]) for t, t2 in
+    assert {t.name: t.reaches for t in rep.loss_terms} == {"ce": 10, "reg": 10}
+    assert rep.loss_terms == [dataclasses.replace(t, values=t2.values) for t, t2 in
                               zip(jrep.loss_terms, rep.loss_terms)]
     assert rep.config["optimizer"]["type"] == "SGD"
 

@@ -6,7 +6,7 @@ import pytest
 
 from gradcheck import registry
 from gradcheck.policy import ConfigError, ConfigFile, Policy, declared_reason, load_config
-from gradcheck.report import ParamRecord
+from gradcheck.report import ParamRecord, StepRecord
 from gradcheck.settings import DEFAULT_STEPS, resolve_settings
 from gradcheck.summary import finalize, judge, next_command
 from test_report_io import make_report
@@ -114,7 +114,7 @@ def test_zero_fails_by_default_unless_allowed():
     assert judge(rep, Policy()).result == "fail"
     allowed = judge(rep, Policy(allow_uncovered={"b.*": "trained later"}))
     assert allowed.result == "pass" and not allowed.warnings
-    assert [(g["severity"], g["why"], g["names"]) for g in allowed.groups] == [
+    assert [(g.severity, g.why, g.names) for g in allowed.groups] == [
         ("allowed", "trained later", ["b.w"])]
     assert judge(rep, Policy(allow_uncovered={"c.*": "x"})).warnings == [
         "allow_uncovered 'c.*' matches no parameter"]
@@ -139,18 +139,18 @@ def _zero_init_report(steps: int, model: str = "toy", source=None):
 
     rep = Report(config={"model": model, "steps": steps, "seed": 0,
                          "settings_source": source or {}},
-                 environment={}, params=params, steps=[{"step": k + 1} for k in range(steps)])
+                 environment={}, params=params, steps=[StepRecord(step=k + 1) for k in range(steps)])
     return finalize(rep, Policy())
 
 
 def test_zero_gradients_behind_zero_weights_group_with_the_fix():
     rep = _zero_init_report(1, "gold_yolo_s", {"model": "flag", "steps": "flag"})
     (g,) = rep.verdict.groups
-    assert (g["severity"], g["cause"], g["count"], g["rerun"]) == (
+    assert (g.severity, g.cause, g.count, g.rerun) == (
         "fail", "zero_gradient", 4, {"steps": registry.recommended("gold_yolo_s").steps})
     assert rep.verdict.reasons == [
         "zero: 4 parameters: zero_gradient, downstream weights start at zero; coverage spreads "
         "one layer per step: run with --steps 3 (l1.weight, l2.weight, l3.weight, ... (+1))"]
     assert next_command(rep) == "gradcheck run --model gold_yolo_s --steps 3"
     # a user model still spreading after the default: twice the steps
-    assert _zero_init_report(3).verdict.groups[0]["fix"] == "run with --steps 6"
+    assert _zero_init_report(3).verdict.groups[0].fix == "run with --steps 6"

@@ -76,8 +76,8 @@ def test_loss_terms_reach_and_dead_term():
     assert report.param("cls.weight").reached_by == ["cls"]
     assert report.param("reg.weight").reached_by == ["reg"]
     assert sorted(report.param("trunk.weight").reached_by) == ["cls", "reg"]
-    dead = next(t for t in report.loss_terms if t["name"] == "dead")
-    assert dead["reaches"] == 0
+    dead = next(t for t in report.loss_terms if t.name == "dead")
+    assert dead.reaches == 0
     assert any("'dead' reaches no parameter" in w for w in report.verdict.warnings)
 
 
@@ -148,7 +148,7 @@ def test_same_seed_same_report():
     a = gradcheck.check(zoo.healthy(), steps=2, seed=3)
     b = gradcheck.check(zoo.healthy(), steps=2, seed=3)
     assert [p.grad_norms for p in a.params] == [p.grad_norms for p in b.params]
-    assert a.steps[-1]["loss"] == b.steps[-1]["loss"]
+    assert a.steps[-1].loss == b.steps[-1].loss
 
 
 def test_bad_loss_is_a_workload_error():
@@ -167,6 +167,6 @@ def test_a_warning_the_graph_contradicts_is_counted_never_decisive():
                                          step=1, index=0, param="fc1.weight", agrees=False,
                                          call="optimizer"))
     summary.finalize(report, gradcheck.Policy())
-    assert report.summary["jittor_warnings_disagree"] == 1
+    assert report.summary.jittor_warnings_disagree == 1
     assert report.param("fc1.weight").status == "covered"
     assert report.verdict.result == "pass"

@@ -11,12 +11,13 @@ from hypothesis import strategies as st
 
 from gradcheck.cli import main
 from gradcheck.render import FORMATS
+from gradcheck.report import LossTermRecord, StepRecord
 from test_report_io import make_report
 
 _REP = make_report(**{"a.w": "covered", "a.b": "zero", "b.w": "missing", "c.w": "nonfinite",
                       "d.w": "frozen"})
-_REP.loss_terms = [{"name": "cls", "reaches": 2, "constant": False, "values": [1.0]}]
-_REP.steps = [{"step": 1, "loss": 1.0, "terms": {"cls": 1.0}, "stats": {}, "seconds": 0.1}]
+_REP.loss_terms = [LossTermRecord(name="cls", reaches=2, constant=False, values=[1.0])]
+_REP.steps = [StepRecord(step=1, loss=1.0, terms={"cls": 1.0}, stats={}, seconds=0.1)]
 VALID = _REP.to_dict()
 
 # no subnormal floats: a loaded Jittor operator library (built with -Ofast) flushes them to

@@ -6,10 +6,12 @@ import json
 import os
 
 import pytest
+from click.testing import CliRunner
 
+from gradcheck.cli import main
 from gradcheck.policy import Policy
-from gradcheck.report import (SCHEMA_VERSION, ParamRecord, Report, ReportError, load_report,
-                              save_report, write_atomic)
+from gradcheck.report import (SCHEMA_VERSION, LossTermRecord, ParamRecord, Report, ReportError,
+                              StepRecord, load_report, save_report, write_atomic)
 from gradcheck.summary import finalize
 
 
@@ -36,16 +38,49 @@ def test_round_trip(tmp_path):
     assert back.verdict.result == "fail" and back.schema_version == SCHEMA_VERSION
 
 
+def test_records_keep_their_keys_and_bytes_through_json():
+    rep = make_report(**{"a.w": "covered", "b.w": "missing"})
+    rep.steps = [StepRecord(step=1, loss=1.0, terms={"cls": 1.0}, stats={"n": 2}, seconds=0.1),
+                 StepRecord(step=2, loss=0.5, seconds=0.1, phases={"g": 0.5, "d": float("inf")})]
+    rep.loss_terms = [LossTermRecord(name="cls", reaches=1, constant=False, values=[1.0, None])]
+    text = finalize(rep, Policy()).to_json()
+    data = json.loads(text)
+    assert list(data["steps"][0]) == ["step", "loss", "terms", "stats", "seconds"]  # no phases
+    assert data["steps"][1]["phases"] == {"g": 0.5, "d": "inf"}
+    assert list(data["verdict"]["groups"][0]) == ["finding", "severity", "cause", "why", "fix",
+                                                  "rerun", "count", "names"]
+    assert list(data["modules"][0]) == ["module", "depth", "params", "numel", "trainable",
+                                        "covered", "by_status", "worst"]
+    assert data["summary"]["steps"] == 2 and data["loss_terms"][0]["values"] == [1.0, None]
+    back = Report.from_dict(data)
+    assert back.steps[1].phases == {"g": 0.5, "d": "inf"} and back.verdict.groups[0].names == ["b.w"]
+    assert back.to_json() == text
+
+
+def test_verdict_group_keys_optional_and_required(tmp_path):
+    data = make_report(**{"b.w": "missing"}).to_dict()
+    for key in ("cause", "fix", "rerun"):      # Optional fields: absent reads as None
+        del data["verdict"]["groups"][0][key]
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(data))
+    res = CliRunner().invoke(main, ["show", str(path)])
+    assert res.exit_code == 1 and "missing: 1 parameter: None" in res.stdout, res.output
+    del data["verdict"]["groups"][0]["why"]    # a required field
+    path.write_text(json.dumps(data))
+    res = CliRunner().invoke(main, ["show", str(path)])
+    assert res.exit_code == 2 and "'why'" in res.stderr and "Traceback" not in res.output
+
+
 def test_summary_counts_and_verdict():
     rep = make_report(**{"a.w": "covered", "a.b": "zero", "b.w": "missing"})
-    assert rep.summary["by_status"] == {"covered": 1, "zero": 1, "missing": 1, "nonfinite": 0,
+    assert rep.summary.by_status == {"covered": 1, "zero": 1, "missing": 1, "nonfinite": 0,
                                         "frozen": 0}
-    assert [(g["finding"], g["cause"], g["names"]) for g in rep.verdict.groups] == [
+    assert [(g.finding, g.cause, g.names) for g in rep.verdict.groups] == [
         ("zero", "zero_gradient", ["a.b"]), ("missing", "cut", ["b.w"])]
     assert rep.verdict.reasons[1].startswith("missing: 1 parameter: cut, no differentiable path")
     assert rep.verdict.result == "fail" and not rep.verdict.warnings
     root = rep.modules[0]
-    assert root["module"] == "" and root["covered"] == 1 and root["worst"] == "missing"
+    assert root.module == "" and root.covered == 1 and root.worst == "missing"
 
 
 @pytest.mark.parametrize("content,message", [

@@ -7,7 +7,7 @@ import io
 
 from gradcheck.policy import Policy
 from gradcheck.render.table import TableRenderer
-from gradcheck.report import ParamRecord, Report
+from gradcheck.report import ParamRecord, Report, StepRecord
 from gradcheck.summary import finalize, next_command
 
 
@@ -35,7 +35,7 @@ def make_report() -> Report:
                          "settings_source": {"model": "flag", "steps": "config",
                                              "img_size": "flag", "seed": "tool default"}},
                  environment={"host": "masked"}, params=params,
-                 steps=[{"step": 1}, {"step": 2}], created="2026-01-01T00:00:00+00:00")
+                 steps=[StepRecord(step=1), StepRecord(step=2)], created="2026-01-01T00:00:00+00:00")
     return finalize(rep, Policy(allow_uncovered={"stage2.*": "trained in stage 2"}))
 
 
@@ -45,11 +45,11 @@ def test_screen_groups_findings_by_cause(golden):
     TableRenderer().report(rep, out)
     golden("screen_groups.txt", out.getvalue())
     assert len(out.getvalue().splitlines()) <= 25
-    causes = [(g["severity"], g["finding"], g["cause"], g["count"]) for g in rep.verdict.groups]
+    causes = [(g.severity, g.finding, g.cause, g.count) for g in rep.verdict.groups]
     assert causes == [("fail", "missing", "not_called", 5), ("fail", "missing", "cut", 1),
                       ("fail", "zero", "zero_gradient", 1), ("fail", "zero", "zero_gradient", 1),
                       ("warn", "not_in_optimizer", "not_in_optimizer", 1),
                       ("allowed", "missing", "missing", 1)]
-    assert rep.verdict.groups[3]["fix"] == "try a larger --img-size"
+    assert rep.verdict.groups[3].fix == "try a larger --img-size"
     # nothing to rerun with: the next command shows every parameter, flags kept
     assert next_command(rep) == "gradcheck run --model pkg.mod:make --img-size 320 --verbose"

@@ -119,8 +119,7 @@ class RankObserver:
                 "local": self.local_status, "reduced": self.reduced_status,
                 "local_grad_norms": self.local_norms, "value_norms": self.value_norms,
                 "digests": self.digests,
-                "steps": [{"loss": s.get("loss"), "seconds": s.get("seconds")}
-                          for s in loss_report.steps]}
+                "steps": [{"loss": s.loss, "seconds": s.seconds} for s in loss_report.steps]}
 
 
 def _status(g: np.ndarray) -> str:

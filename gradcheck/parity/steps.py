@@ -11,7 +11,7 @@ import numpy as np
 
 def port_step(workload, batch, extra_trainable, jt, recorder=None):
     """Forward, loss and the optimizer's backward on the port: (loss, terms, {id: grad})."""
-    from gradcheck.probe import call_loss
+    from gradcheck.workload import call_loss
 
     loss, terms, _ = call_loss(workload.loss, workload.model, batch, workload.name)
     if recorder is not None:

@@ -33,7 +33,8 @@ import numpy as np
 
 from gradcheck.parity import torchenv
 from gradcheck.policy import declared_reason
-from gradcheck.report import BufferRecord, ParamRecord, Report
+from gradcheck.report import Report
+from gradcheck.schema import BufferRecord, LossTermRecord, ParamRecord, StepRecord
 from gradcheck.status import run_status, step_status  # the status rules' one home
 from gradcheck.workload import Workload, WorkloadError, _one_line
 
@@ -256,9 +257,10 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
         for (_, b), rec, old in zip(buffers, buf_records, buf_before):
             if not np.array_equal(_np(b), old):
                 rec.changed = True
-        step_log.append({"step": step, "loss": float(loss.detach()),
-                         "terms": {k: float(v.detach()) for k, v in terms.items()},
-                         "stats": _jsonable(stats), "seconds": round(time.perf_counter() - t0, 4)})
+        step_log.append(StepRecord(step=step, loss=float(loss.detach()),
+                                   terms={k: float(v.detach()) for k, v in terms.items()},
+                                   stats=_jsonable(stats),
+                                   seconds=round(time.perf_counter() - t0, 4)))
 
     for idx, rec in enumerate(records):
         rec.status = run_status(rec.steps)
@@ -268,10 +270,10 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
             rec.reached_by = [t for t, found in reach_by_term.items() if idx in found]
     loss_terms = []
     for term, found in reach_by_term.items():
-        values = [s["terms"].get(term) for s in step_log]
+        values = [s.terms.get(term) for s in step_log]
         constant = all(v == values[0] for v in values) and (len(values) > 1 or values[0] == 0)
-        loss_terms.append({"name": term, "reaches": len(found), "constant": constant,
-                           "values": values})
+        loss_terms.append(LossTermRecord(name=term, reaches=len(found), constant=constant,
+                                         values=values))
     cfg = {"model": workload.name, "steps": steps, "seed": seed, "device": "cpu",
            "optimizer": describe_optimizer(optimizer), **workload.info, **(config or {})}
     report = Report(config=cfg, environment=environment(), params=records, buffers=buf_records,

@@ -75,10 +75,10 @@ def settings_line(report) -> str:
 
 def verdict_line(report) -> str:
     s = report.summary
-    covered = s.get("by_status", {}).get("covered", 0)
-    return (f"{report.verdict.result.upper()} - {covered}/{s.get('trainable', 0)} trainable "
-            f"parameters covered ({human(s.get('trainable_numel', 0))} values), "
-            f"{s.get('frozen', 0)} frozen, {s.get('buffers', 0)} buffers")
+    covered = s.by_status.get("covered", 0)
+    return (f"{report.verdict.result.upper()} - {covered}/{s.trainable} trainable "
+            f"parameters covered ({human(s.trainable_numel)} values), "
+            f"{s.frozen} frozen, {s.buffers} buffers")
 
 
 def headline(report) -> str:

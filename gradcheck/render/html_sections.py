@@ -40,7 +40,7 @@ def _header(report) -> str:
            f'<div class="hl">{esc(headline(report))}</div>'
            f'<div class="chips">{"".join(chips)}</div></div></header>']
     # counts by status
-    by, numel = s.get("by_status", {}), s.get("numel_by_status", {})
+    by, numel = s.by_status, s.numel_by_status
     cards = []
     for st in RUN_STATUSES:
         n = by.get(st, 0)
@@ -48,18 +48,18 @@ def _header(report) -> str:
                      f'data-filter="s:{st}" style="border-top-color:{_color(st)}">'
                      f'<b>{n}</b><span>{st}</span><small>{esc(human(numel.get(st, 0)))} values'
                      f'</small></a>')
-    cards.append(f'<div class="card" style="border-top-color:{_GREY}"><b>{s.get("buffers", 0)}'
-                 f'</b><span>buffers</span><small>{esc(human(s.get("buffer_numel", 0)))} values'
+    cards.append(f'<div class="card" style="border-top-color:{_GREY}"><b>{s.buffers}'
+                 f'</b><span>buffers</span><small>{esc(human(s.buffer_numel))} values'
                  f'</small></div>')
-    cov = s.get("coverage")
+    cov = s.coverage
     cov_txt = f"{cov * 100:.1f}% of trainable parameters covered" if isinstance(
         cov, (int, float)) else "no trainable parameters"
     out.append(f'<section id="summary"><div class="cards">{"".join(cards)}</div>'
                f'<div class="covline">{_stack(by, sum(by.values()), "stack big")}'
-               f'<span>{esc(cov_txt)}; {s.get("in_optimizer", 0)} in the optimizer, '
-               f'{s.get("updated", 0)} updated'
-               + (f', <b>{s["moved_without_grad"]} moved without a gradient</b>'
-                  if s.get("moved_without_grad") else "") + '</span></div>')
+               f'<span>{esc(cov_txt)}; {s.in_optimizer} in the optimizer, '
+               f'{s.updated} updated'
+               + (f', <b>{s.moved_without_grad} moved without a gradient</b>'
+                  if s.moved_without_grad else "") + '</span></div>')
     if v.reasons or v.warnings:
         out.append('<ul class="verdict">')
         out.extend(f'<li class="fail"><b>FAIL</b> {esc(r)}</li>' for r in v.reasons)
@@ -117,9 +117,9 @@ def _terms(report) -> str:
     if not terms and not steps:
         return ""
     out = ['<section id="terms"><h2>Loss</h2>']
-    losses = [st.get("loss") for st in steps if isinstance(st, dict)]
+    losses = [st.loss for st in steps]
     if losses:
-        secs = [_num(st.get("seconds")) for st in steps if isinstance(st, dict)]
+        secs = [_num(st.seconds) for st in steps]
         secs = [x for x in secs if x is not None and math.isfinite(x)]
         out.append(f'<p class="lossline">total loss per step {_spark(losses, 200, 36)} '
                    f'<span class="mono">{esc(" → ".join(_fmt(x) for x in losses[:12]))}'
@@ -130,23 +130,21 @@ def _terms(report) -> str:
         out.append('<table class="tt"><thead><tr><th>term</th><th>reaches</th><th>per step</th>'
                    '<th>values</th><th></th></tr></thead><tbody>')
         for t in terms:
-            if not isinstance(t, dict):
-                continue
-            reaches = t.get("reaches")
+            reaches = t.reaches
             dead = reaches == 0
-            vals = t.get("values") or []
+            vals = t.values
             flags = []
             if dead:
                 flags.append('<span class="b s-missing">reaches nothing</span>')
-            if t.get("constant"):
+            if t.constant:
                 flags.append('<span class="b s-zero">constant</span>')
-            out.append(f'<tr class="{"dead" if dead else ""}"><td><b>{esc(t.get("name"))}</b></td>'
+            out.append(f'<tr class="{"dead" if dead else ""}"><td><b>{esc(t.name)}</b></td>'
                        f'<td class="num">{esc("?" if reaches is None else reaches)}</td>'
                        f'<td>{_spark(vals)}</td>'
                        f'<td class="mono">{esc(", ".join(_fmt(x) for x in vals[:8]))}'
                        f'{" …" if len(vals) > 8 else ""}</td><td>{" ".join(flags)}</td></tr>')
         out.append("</tbody></table>")
-        out.append(_reach_matrix(report, [t.get("name") for t in terms if isinstance(t, dict)]))
+        out.append(_reach_matrix(report, [t.name for t in terms]))
     out.append("</section>")
     return "".join(out)
 
@@ -246,7 +244,7 @@ def _tree(report) -> str:
     modules = report.modules or module_rollup(report.params)
     if not modules:
         return ""
-    info = {m["module"]: m for m in modules if isinstance(m, dict) and "module" in m}
+    info = {m.module: m for m in modules}
     children: dict = {}
     for name in info:
         if name == "":
@@ -263,20 +261,20 @@ def _tree(report) -> str:
     out = []
 
     def node(name: str) -> None:
-        m = info.get(name, {})
-        by = m.get("by_status", {}) or {}
-        worst = m.get("worst", "covered")
-        trainable, covered = m.get("trainable", 0), m.get("covered", 0)
-        is_open = name == "" or m.get("depth", 0) <= 1 and len(info) <= 60 or worst in (
+        m = info[name]
+        by = m.by_status
+        worst = m.worst
+        trainable, covered = m.trainable, m.covered
+        is_open = name == "" or m.depth <= 1 and len(info) <= 60 or worst in (
             "missing", "zero", "nonfinite")
         label = name.rsplit(".", 1)[-1] if name else model
-        n_params = m.get("params", 0)
+        n_params = m.params
         out.append(f'<details class="mod"{" open" if is_open else ""}><summary>'
-                   f'{_stack(by, m.get("params", 0) or sum(by.values()))}'
+                   f'{_stack(by, m.params or sum(by.values()))}'
                    f'<span class="mn" title="{esc(name or "<model>")}">{esc(label)}</span> '
                    f'<span class="cov">{covered}/{trainable}</span> {_badge(worst)} '
                    f'<span class="dim">{n_params} param{"" if n_params == 1 else "s"} · '
-                   f'{esc(human(m.get("numel", 0)))} values</span></summary><div class="kids">')
+                   f'{esc(human(m.numel))} values</span></summary><div class="kids">')
         mine = own.get(name, [])
         if mine:
             out.append(_PARAM_HEAD)

@@ -51,10 +51,10 @@ class MarkdownRenderer:
             w("\n")
         w("| status | params | values |\n|---|---:|---:|\n")
         for st in RUN_STATUSES:
-            n = s.get("by_status", {}).get(st, 0)
+            n = s.by_status.get(st, 0)
             if n:
-                w(f"| {st} | {n} | {human(s.get('numel_by_status', {}).get(st, 0))} |\n")
-        w(f"| buffers | {s.get('buffers', 0)} | {human(s.get('buffer_numel', 0))} |\n\n")
+                w(f"| {st} | {n} | {human(s.numel_by_status.get(st, 0))} |\n")
+        w(f"| buffers | {s.buffers} | {human(s.buffer_numel)} |\n\n")
         att = attention(report)
         if att:
             w("### Needs attention\n\n| parameter | shape | status | steps | cause | detail |\n"
@@ -71,15 +71,15 @@ class MarkdownRenderer:
             _details(w, f"Loss terms ({len(report.loss_terms)})")
             w("| term | reaches params |\n|---|---:|\n")
             for t in report.loss_terms:
-                w(f"| {_cell(t['name'])} | {t.get('reaches')} |\n")
+                w(f"| {_cell(t.name)} | {t.reaches} |\n")
             w("\n</details>\n\n")
-        rows = [m for m in report.modules if m["depth"] <= depth] if depth > 0 else []
+        rows = [m for m in report.modules if m.depth <= depth] if depth > 0 else []
         if rows:
             _details(w, "Coverage by module")
             w("| module | covered/trainable | worst |\n|---|---:|---|\n")
             for m in rows[:MAX_ROWS]:
-                w(f"| {'&nbsp;' * 2 * m['depth']}{_cell(m['module'] or '(model)')} | "
-                  f"{m['covered']}/{m['trainable']} | {m['worst']} |\n")
+                w(f"| {'&nbsp;' * 2 * m.depth}{_cell(m.module or '(model)')} | "
+                  f"{m.covered}/{m.trainable} | {m.worst} |\n")
             if len(rows) > MAX_ROWS:
                 w(f"\n… and {len(rows) - MAX_ROWS} more modules.\n")
             w("\n</details>\n\n")

@@ -72,17 +72,17 @@ class TableRenderer:
         style = "bold green" if v.passed else "bold red"
         con.print(Text(settings_line(report), style="bold"))
         con.print(Text(verdict_line(report), style=style))
-        by = report.summary.get("by_status", {})
+        by = report.summary.by_status
         con.print("by status: " + ", ".join(f"{by[st]} {st}" for st in RUN_STATUSES if by.get(st)))
         grew = first_covered(report)
         if len(report.steps) > 1 and grew:
             con.print(f"first covered on {grew}")
         if report.loss_terms:
             con.print("loss terms reach: " + ", ".join(
-                f"{t['name']} {t.get('reaches')}" for t in report.loss_terms))
+                f"{t.name} {t.reaches}" for t in report.loss_terms))
         grouped = set()
         for g in v.groups:
-            if g["severity"] == "allowed":
+            if g.severity == "allowed":
                 continue
             grouped.add(group_line(g))
             self._group(con, g)
@@ -92,8 +92,8 @@ class TableRenderer:
         for line in v.warnings:
             if line not in grouped:
                 con.print(Text(f"WARN  {line}", style="yellow"))
-        lines = [f"{g['count']} parameter(s) allowed to stay uncovered ({g['finding']}): "
-                 f"{g['why']}, e.g. {g['names'][0]}" for g in v.groups if g["severity"] == "allowed"]
+        lines = [f"{g.count} parameter(s) allowed to stay uncovered ({g.finding}): "
+                 f"{g.why}, e.g. {g.names[0]}" for g in v.groups if g.severity == "allowed"]
         lines += notes(report)
         for line in lines[:MAX_NOTES]:
             con.print(Text(f"note  {line}", style="dim"))
@@ -106,18 +106,18 @@ class TableRenderer:
         line.append("   every parameter: --verbose, --format json, --html FILE", style="dim")
         con.print(line)
 
-    def _group(self, con, g: dict) -> None:
-        fail = g["severity"] == "fail"
-        n = g["count"]
-        con.print(Text(f"{'FAIL' if fail else 'WARN'}  {g['finding']}: {n} parameter"
-                       f"{'s' if n != 1 else ''}: {g['cause']}, {g['why']}",
+    def _group(self, con, g) -> None:
+        fail = g.severity == "fail"
+        n = g.count
+        con.print(Text(f"{'FAIL' if fail else 'WARN'}  {g.finding}: {n} parameter"
+                       f"{'s' if n != 1 else ''}: {g.cause}, {g.why}",
                        style="red" if fail else "yellow"))
-        names = ", ".join(g["names"][:SHOWN_NAMES])
+        names = ", ".join(g.names[:SHOWN_NAMES])
         if n > SHOWN_NAMES:
             names += f", ... (+{n - SHOWN_NAMES})"
         con.print(Text(f"      {names}", style="dim"))
-        if g.get("fix"):
-            con.print(f"      fix: {g['fix']}")
+        if g.fix:
+            con.print(f"      fix: {g.fix}")
 
     def _counts(self, report) -> Table:
         s = report.summary
@@ -126,10 +126,10 @@ class TableRenderer:
         t.add_column("params", justify="right")
         t.add_column("values", justify="right")
         for st in RUN_STATUSES:
-            n = s.get("by_status", {}).get(st, 0)
+            n = s.by_status.get(st, 0)
             if n:
-                t.add_row(_status(st), str(n), human(s.get("numel_by_status", {}).get(st, 0)))
-        t.add_row("buffers", str(s.get("buffers", 0)), human(s.get("buffer_numel", 0)))
+                t.add_row(_status(st), str(n), human(s.numel_by_status.get(st, 0)))
+        t.add_row("buffers", str(s.buffers), human(s.buffer_numel))
         return t
 
     def _attention(self, params: list) -> Table:
@@ -160,10 +160,10 @@ class TableRenderer:
         t.add_column("reaches params", justify="right")
         t.add_column("values per step")
         for term in report.loss_terms:
-            dead = term.get("reaches") == 0
+            dead = term.reaches == 0
             vals = ", ".join(f"{v:.4g}" if isinstance(v, (int, float)) else str(v)
-                             for v in term.get("values", []))
-            t.add_row(Text(term["name"], style="red" if dead else ""), str(term.get("reaches")),
+                             for v in term.values)
+            t.add_row(Text(term.name, style="red" if dead else ""), str(term.reaches),
                       vals + ("  (reaches nothing)" if dead else ""))
         # per-module reach: which terms reach each top-level module
         mods: dict = {}
@@ -199,16 +199,16 @@ class TableRenderer:
         return t
 
     def _tree(self, report, depth: int) -> Tree:
-        rows = [m for m in report.modules if m["depth"] <= depth]
+        rows = [m for m in report.modules if m.depth <= depth]
         root = Tree(Text("coverage by module (covered/trainable, worst status)", style="bold"))
         nodes = {}
         for m in rows:
-            label = Text(f"{m['module'] or '<model>'}  {m['covered']}/{m['trainable']}  ")
-            label.append(m["worst"], style=STATUS_STYLE.get(m["worst"], ""))
-            parent_key = m["module"].rsplit(".", 1)[0] if "." in m["module"] else (
-                "" if m["module"] else None)
+            label = Text(f"{m.module or '<model>'}  {m.covered}/{m.trainable}  ")
+            label.append(m.worst, style=STATUS_STYLE.get(m.worst, ""))
+            parent_key = m.module.rsplit(".", 1)[0] if "." in m.module else (
+                "" if m.module else None)
             parent = nodes.get(parent_key, root) if parent_key is not None else root
-            nodes[m["module"]] = parent.add(label)
+            nodes[m.module] = parent.add(label)
         return root
 
     def comparison(self, cmp, out) -> None:

@@ -99,7 +99,7 @@ def cgan_alternating():
 
 def _phase_config(report, names):
     assert [p["name"] for p in report.config["phases"]] == names
-    assert set(report.steps[0]["phases"]) == set(names)
+    assert set(report.steps[0].phases) == set(names)
 
 
 def _warnings_name_the_generator(report):

@@ -72,7 +72,7 @@ class TinyCLIP(nn.Module):
 def _lora_frozen_backbone(report):
     a = report.param("visual.q_proj.lora_A")
     assert a.steps == ["zero", "nonzero"], a.steps       # B = 0 blocks A on step 1
-    assert report.summary["findings"] == {"missing": 1}, report.summary["findings"]
+    assert report.summary.findings == {"missing": 1}, report.summary.findings
 
 
 @case(expect={"*.lora_A": {"status": "covered", "in_optimizer": True, "updated": True},
@@ -141,7 +141,7 @@ def _shared_once(report):
     names = [p.name for p in report.params]
     assert names.count("to_qk.weight") == 1 and "to_k.weight" not in names
     assert report.param("to_qk.weight").aliases == ["to_k.weight"]
-    assert report.summary["findings"] == {}
+    assert report.summary.findings == {}
 
 
 @case(expect={"*": {"status": "covered", "cause": None, "updated": True}},

@@ -192,7 +192,7 @@ class TinyVGG(nn.Module):
 
 def _no_warnings(report):
     assert report.warnings == [], [w.text for w in report.warnings]
-    assert report.summary["findings"] == {}
+    assert report.summary.findings == {}
 
 
 @case(expect={"*": {"status": "covered", "cause": None, "in_optimizer": True, "updated": True}},
@@ -281,8 +281,8 @@ class TinyYOLOXHead(nn.Module):
 
 
 def _l1_term_is_dead(report):
-    l1 = next(t for t in report.loss_terms if t["name"] == "l1")
-    assert l1["reaches"] == 0 and l1["constant"] and l1["values"] == [0.0, 0.0]
+    l1 = next(t for t in report.loss_terms if t.name == "l1")
+    assert l1.reaches == 0 and l1.constant and l1.values == [0.0, 0.0]
     assert any("'l1'" in w for w in report.verdict.warnings)
     assert report.param("reg_pred.weight").reached_by == ["iou"]
 
