@@ -100,12 +100,9 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def call_loss(loss_fn, model, batch, where: str):
-    """Run one loss callable and check it keeps the contract above; return
-    ``(scalar Var, {term: Var}, stats dict)``.  A broken contract is the user's (exit 2)."""
-    from gradcheck import graph, runtime
-
-    jt = runtime.import_jittor()
+def unpack_loss(loss_fn, model, batch, where: str) -> tuple:
+    """Run one loss callable; return ``(loss, terms, stats)`` as the contract above shapes
+    them, whatever the framework.  A broken contract is the user's (exit 2)."""
     try:
         out = loss_fn(model, batch)
     except WorkloadError:
@@ -113,17 +110,24 @@ def call_loss(loss_fn, model, batch, where: str):
     except Exception as exc:
         raise WorkloadError(f"the loss of {where} raised {type(exc).__name__}: "
                             f"{_one_line(exc)}") from exc
-    terms, stats = {}, {}
-    if isinstance(out, tuple):
-        if not 2 <= len(out) <= 3:
-            raise WorkloadError(f"the loss returned a tuple of {len(out)}; expected "
-                                "scalar, (scalar, terms) or (scalar, terms, stats)")
-        loss, terms = out[0], out[1] or {}
-        stats = out[2] if len(out) == 3 else {}
-        if not isinstance(terms, dict):
-            raise WorkloadError(f"the loss terms are a {type(terms).__name__}, expected a dict")
-    else:
-        loss = out
+    if not isinstance(out, tuple):
+        return out, {}, {}
+    if not 2 <= len(out) <= 3:
+        raise WorkloadError(f"the loss returned a tuple of {len(out)}; expected "
+                            "scalar, (scalar, terms) or (scalar, terms, stats)")
+    terms = out[1] or {}
+    if not isinstance(terms, dict):
+        raise WorkloadError(f"the loss terms are a {type(terms).__name__}, expected a dict")
+    return out[0], dict(terms), dict((out[2] if len(out) == 3 else None) or {})
+
+
+def call_loss(loss_fn, model, batch, where: str):
+    """Run one loss callable and check it keeps the contract above for Jittor; return
+    ``(scalar Var, {term: Var}, stats dict)``."""
+    from gradcheck import graph, runtime
+
+    jt = runtime.import_jittor()
+    loss, terms, stats = unpack_loss(loss_fn, model, batch, where)
     if not isinstance(loss, jt.Var):
         raise WorkloadError(f"the loss is a {type(loss).__name__}, not a jittor Var")
     if loss.numel() != 1:
@@ -133,4 +137,4 @@ def call_loss(loss_fn, model, batch, where: str):
     for k, v in terms.items():
         if not isinstance(v, jt.Var) or v.numel() != 1:
             raise WorkloadError(f"loss term {k!r} is not a scalar Var")
-    return loss, dict(terms), dict(stats or {})
+    return loss, terms, stats

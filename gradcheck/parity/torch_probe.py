@@ -34,9 +34,11 @@ import numpy as np
 from gradcheck.parity import torchenv
 from gradcheck.policy import declared_reason
 from gradcheck.report import Report
-from gradcheck.schema import BufferRecord, LossTermRecord, ParamRecord, StepRecord
+from gradcheck.probe import loss_terms, record_step
+from gradcheck.schema import BufferRecord, ParamRecord, StepRecord
+from gradcheck.snapshot import Change
 from gradcheck.status import run_status, step_status  # the status rules' one home
-from gradcheck.workload import Workload, WorkloadError, _one_line
+from gradcheck.workload import Workload, WorkloadError, unpack_loss
 
 
 class TorchCallRecorder:
@@ -112,24 +114,8 @@ def graph_reach(roots: dict, params: list) -> dict:
 def call_loss(workload: Workload, batch, model=None):
     """Run the workload's loss on torch; return (scalar tensor, {term: tensor}, stats)."""
     torch = torchenv.import_torch(with_jittor=False)
-    try:
-        out = workload.loss(workload.model if model is None else model, batch)
-    except WorkloadError:
-        raise
-    except Exception as exc:
-        raise WorkloadError(f"the loss of {workload.name} raised {type(exc).__name__}: "
-                            f"{_one_line(exc)}") from exc
-    terms, stats = {}, {}
-    if isinstance(out, tuple):
-        if not 2 <= len(out) <= 3:
-            raise WorkloadError(f"the loss returned a tuple of {len(out)}; expected "
-                                "scalar, (scalar, terms) or (scalar, terms, stats)")
-        loss, terms = out[0], out[1] or {}
-        stats = out[2] if len(out) == 3 else {}
-        if not isinstance(terms, dict):
-            raise WorkloadError(f"the loss terms are a {type(terms).__name__}, expected a dict")
-    else:
-        loss = out
+    loss, terms, stats = unpack_loss(workload.loss, workload.model if model is None else model,
+                                     batch, workload.name)
     if not isinstance(loss, torch.Tensor):
         raise WorkloadError(f"the loss is a {type(loss).__name__}, not a torch Tensor")
     if loss.numel() != 1:
@@ -139,7 +125,7 @@ def call_loss(workload: Workload, batch, model=None):
     for k, v in terms.items():
         if not isinstance(v, torch.Tensor) or v.numel() != 1:
             raise WorkloadError(f"loss term {k!r} is not a scalar tensor")
-    return loss.reshape(()), dict(terms), dict(stats or {})
+    return loss.reshape(()), terms, stats
 
 
 def _norm(a: np.ndarray) -> float:
@@ -234,26 +220,14 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
             p = tensors[i]
             after = _np(p)
             changed = not np.array_equal(after, before[i])
-            if step == 1:
-                rec.weight_norm = _norm(before[i])
             if not p.requires_grad:
                 status, gnorm = "frozen", None
             elif grads[i] is None or i not in reached:
                 status, gnorm = "missing", 0.0
             else:
                 status, gnorm = step_status(True, grads[i]), _norm(grads[i])
-            rec.steps.append(status)
-            rec.grad_norms.append(gnorm)
-            rec.update_norms.append(_norm(after - before[i]) if changed else 0.0)
-            rec.updated_steps.append(changed)
-            if changed:
-                rec.updated = True
-                if status in ("missing", "zero", "frozen"):
-                    rec.moved_without_grad = True
-            if status == "nonzero" and rec.first_nonzero_step is None:
-                rec.first_nonzero_step = step
-            if status == "nonfinite" and rec.first_nonfinite_step is None:
-                rec.first_nonfinite_step = step
+            change = Change(changed, _norm(after - before[i]) if changed else 0.0, _norm(before[i]))
+            record_step(rec, step, status, gnorm, change)   # the same bookkeeping as Jittor's
         for (_, b), rec, old in zip(buffers, buf_records, buf_before):
             if not np.array_equal(_np(b), old):
                 rec.changed = True
@@ -268,16 +242,10 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
         rec.update_norm = rec.update_norms[-1] if rec.update_norms else None
         if reach_by_term:
             rec.reached_by = [t for t, found in reach_by_term.items() if idx in found]
-    loss_terms = []
-    for term, found in reach_by_term.items():
-        values = [s.terms.get(term) for s in step_log]
-        constant = all(v == values[0] for v in values) and (len(values) > 1 or values[0] == 0)
-        loss_terms.append(LossTermRecord(name=term, reaches=len(found), constant=constant,
-                                         values=values))
     cfg = {"model": workload.name, "steps": steps, "seed": seed, "device": "cpu",
            "optimizer": describe_optimizer(optimizer), **workload.info, **(config or {})}
     report = Report(config=cfg, environment=environment(), params=records, buffers=buf_records,
-                    warnings=[], steps=step_log, loss_terms=loss_terms,
+                    warnings=[], steps=step_log, loss_terms=loss_terms(reach_by_term, step_log),
                     created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     explain.explain(report, calls=hooks, policy=policy, zero_hint=workload.zero_hint)
     summary.finalize(report, policy or policy_mod.Policy())
