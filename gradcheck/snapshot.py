@@ -12,8 +12,8 @@ of the bare steps.  Here the comparisons run inside Jittor and only scalars come
   as numpy's ``linalg.norm`` of the float64 values), drops the clones and fetches all
   scalars in one execution.  A value turning NaN/inf counts as a change; one that was
   NaN and stays NaN does not (``np.array_equal`` would call that a change);
-* :class:`GradSummary` queues, per gradient, all-finite, any-nonzero and the float64 norm,
-  to be executed with the backward (``vars`` goes into the same ``jt.sync``);
+* :class:`GradSummary` queues, per gradient, its float64 norm (which also tells nonfinite /
+  nonzero / zero), to be executed with the backward (``vars`` goes into the same ``jt.sync``);
 * :func:`grads_alongside` gets the gradients of trainable Vars outside the optimizer from
   the optimizer's own backward, instead of a second backward over a retained graph.
 """
@@ -89,26 +89,27 @@ class Snapshot:
 
 
 class GradSummary:
-    """Status and norm of many gradients, computed next to the backward."""
+    """Status and norm of many gradients, computed next to the backward.
+
+    One reduction per gradient: the float64 norm decides the status too.  Squares of float32
+    values neither overflow nor underflow in float64, so the norm is > 0 exactly when some
+    element is non-zero, and NaN/Inf anywhere makes it non-finite."""
 
     def __init__(self, grads):
-        self._cols = [[], [], []]
-        for g in grads:
-            self._cols[0].append(runtime.import_jittor().isfinite(g).all().reshape(1))
-            self._cols[1].append((g != 0).any().reshape(1))
-            self._cols[2].append(_norm64(g))
+        self._cols = [[_norm64(g) for g in grads]]
 
     @property
     def vars(self) -> list:
         """The scalar Vars to put in the backward's ``jt.sync``."""
-        return [v for col in self._cols for v in col]
+        return list(self._cols[0])
 
     def results(self) -> list:
         """One ``(status, norm)`` per gradient: status ``nonfinite``, ``nonzero`` or ``zero``."""
         out = []
-        for finite, nonzero, norm in _fetch(self._cols):
-            status = "nonfinite" if not finite else ("nonzero" if nonzero else "zero")
-            out.append((status, float(norm)))
+        for (norm,) in _fetch(self._cols):
+            norm = float(norm)
+            status = "nonfinite" if not np.isfinite(norm) else ("nonzero" if norm > 0 else "zero")
+            out.append((status, norm))
         return out
 
 

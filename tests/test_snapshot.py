@@ -45,6 +45,20 @@ def test_grad_summary_status_and_norm():
     assert res[0][1] == 0.0 and res[1][1] == 5.0 and math.isinf(res[2][1]) and math.isnan(res[3][1])
 
 
+def test_grad_summary_sees_the_smallest_and_largest_float32():
+    # the status comes from the float64 norm alone: the smallest normal float32 squared must
+    # not underflow to zero, nor the largest float32 squared overflow to inf.  (Denormals are
+    # left out: once a fast-math kernel has set flush-to-zero, the CPU reads them as 0 in
+    # every comparison too.)
+    tiny = np.array([0.0, np.finfo(np.float32).tiny], np.float32)
+    huge = np.full((1000,), np.finfo(np.float32).max, np.float32)
+    res = GradSummary([jt.array(tiny), jt.array(huge)])
+    jt.sync(res.vars)
+    (s_tiny, n_tiny), (s_huge, n_huge) = res.results()
+    assert s_tiny == "nonzero" and n_tiny > 0
+    assert s_huge == "nonzero" and math.isfinite(n_huge)
+
+
 def test_grads_alongside_serves_extras_from_the_optimizer_backward():
     w = jt.array(np.array([1.0, 2.0], np.float32))
     v = jt.array(np.array([3.0], np.float32))
