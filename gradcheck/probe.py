@@ -35,7 +35,7 @@ from gradcheck import graph, runtime, status
 from gradcheck.optimizers import backward_list, describe_optimizer, optimizer_params
 from gradcheck.report import Report, jsonable
 from gradcheck.schema import BufferRecord, LossTermRecord, ParamRecord, StepRecord, WarningRecord
-from gradcheck.snapshot import GradSummary, Snapshot, grads_alongside
+from gradcheck.snapshot import GradSummary, Snapshot, grads_alongside, host_norm
 from gradcheck.workload import Workload, WorkloadError, call_loss, default_optimizer
 
 _GRAD_WARNING = re.compile(r"grads\[(\d+)\] '([^']*)' doesn't have gradient")
@@ -250,7 +250,7 @@ def classify(run: Run, i: int, results: list) -> tuple:
                           for r in calls)
     if i in run.exact:               # several calls: the norm of their sum
         arrays = [r.arrays[i] for r in calls if i in r.arrays]
-        return step, (_norm(sum(arrays)) if arrays else 0.0)
+        return step, (host_norm(sum(arrays)) if arrays else 0.0)
     return step, next((r.grads[i][1] for r in calls if i in r.grads), 0.0)
 
 
@@ -288,11 +288,6 @@ def step_entry(run: Run, step: int, results: list, seconds: float) -> StepRecord
 
 
 # --------------------------------------------------------------------- the probe
-def _norm(a) -> float:
-    with np.errstate(over="ignore", invalid="ignore"):
-        return float(np.linalg.norm(np.asarray(a, dtype=np.float64).ravel()))
-
-
 def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
           on_step: Optional[Callable[[int, int, str], None]] = None, policy=None) -> Report:
     """Run ``steps`` real training steps of ``workload`` and return the :class:`Report`."""

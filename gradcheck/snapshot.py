@@ -27,7 +27,7 @@ import numpy as np
 
 from gradcheck import runtime
 
-__all__ = ["Change", "GradSummary", "Snapshot", "grads_alongside"]
+__all__ = ["Change", "GradSummary", "Snapshot", "grads_alongside", "host_norm"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,13 @@ class Change:
     changed: bool
     delta_norm: float       # ||after - before||, 0.0 when unchanged
     before_norm: float      # ||before||
+
+
+def host_norm(a) -> float:
+    """The float64 L2 norm of a host array (numpy or array-like), as the report records it:
+    the one such helper for the Jittor probe, the torch probe and the MPI observer."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(np.linalg.norm(np.asarray(a, dtype=np.float64).ravel()))
 
 
 def _norm64(x):

@@ -11,6 +11,7 @@ import socket
 
 import numpy as np
 
+from gradcheck.snapshot import host_norm
 from gradcheck.status import step_status
 
 
@@ -101,14 +102,14 @@ class RankObserver:
             if e.var.is_stop_grad():
                 ls = rs = "frozen"
             else:
-                ls = "missing" if i not in reached or g is None else _status(g)
-                rs = _status(r) if r is not None else None
+                ls = "missing" if i not in reached or g is None else step_status(True, g)
+                rs = step_status(True, r) if r is not None else None
             self.local_status[n].append(ls)
             self.reduced_status[n].append(rs)
-            self.local_norms[n].append(_norm(g) if g is not None else None)
+            self.local_norms[n].append(host_norm(g) if g is not None else None)
             value = np.ascontiguousarray(e.var.numpy())
             self.digests[n].append(hashlib.sha1(value.tobytes()).hexdigest()[:16])
-            self.value_norms[n].append(_norm(value))
+            self.value_norms[n].append(host_norm(value))
         return out
 
     def to_dict(self, rank: int, loss_report) -> dict:
@@ -122,10 +123,3 @@ class RankObserver:
                 "steps": [{"loss": s.loss, "seconds": s.seconds} for s in loss_report.steps]}
 
 
-def _status(g: np.ndarray) -> str:
-    return step_status(True, g)   # the status rules' one home; reach is decided by the caller
-
-
-def _norm(a) -> float:
-    with np.errstate(over="ignore", invalid="ignore"):
-        return float(np.linalg.norm(np.asarray(a, dtype=np.float64).ravel()))

@@ -36,7 +36,7 @@ from gradcheck.policy import declared_reason
 from gradcheck.report import Report
 from gradcheck.probe import loss_terms, record_step
 from gradcheck.schema import BufferRecord, ParamRecord, StepRecord
-from gradcheck.snapshot import Change
+from gradcheck.snapshot import Change, host_norm
 from gradcheck.status import run_status, step_status  # the status rules' one home
 from gradcheck.workload import Workload, WorkloadError, unpack_loss
 
@@ -126,11 +126,6 @@ def call_loss(workload: Workload, batch, model=None):
         if not isinstance(v, torch.Tensor) or v.numel() != 1:
             raise WorkloadError(f"loss term {k!r} is not a scalar tensor")
     return loss.reshape(()), terms, stats
-
-
-def _norm(a: np.ndarray) -> float:
-    with np.errstate(over="ignore", invalid="ignore"):
-        return float(np.linalg.norm(a.astype(np.float64).ravel()))
 
 
 def _np(t) -> np.ndarray:
@@ -225,8 +220,9 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
             elif grads[i] is None or i not in reached:
                 status, gnorm = "missing", 0.0
             else:
-                status, gnorm = step_status(True, grads[i]), _norm(grads[i])
-            change = Change(changed, _norm(after - before[i]) if changed else 0.0, _norm(before[i]))
+                status, gnorm = step_status(True, grads[i]), host_norm(grads[i])
+            change = Change(changed, host_norm(after - before[i]) if changed else 0.0,
+                            host_norm(before[i]))
             record_step(rec, step, status, gnorm, change)   # the same bookkeeping as Jittor's
         for (_, b), rec, old in zip(buffers, buf_records, buf_before):
             if not np.array_equal(_np(b), old):
