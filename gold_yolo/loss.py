@@ -92,7 +92,8 @@ class VarifocalLoss:
     def __call__(self, pred_score, gt_score, label):
         weight = self.alpha * pred_score.pow(self.gamma) * (1 - label) + gt_score * label
         # summed in float64: a float32 sum over b*A*C (~336k at 320px) loses ~1e-3 of the value
-        return (_bce(pred_score.float32(), gt_score.float32()) * weight).float64().sum().float32()
+        dtype = pred_score.dtype   # float32 in training, float64 in align's float64 rerun
+        return (_bce(pred_score, gt_score.cast(dtype)) * weight).float64().sum().cast(dtype)
 
 
 class BboxLoss:
@@ -154,14 +155,16 @@ def preprocess_targets(targets, batch_size, img_hw):
     there are no targets at all).  Vectorised (no per-box Python loop).
     """
     t = targets.numpy() if isinstance(targets, jt.Var) else np.asarray(targets)
-    t = np.asarray(t, dtype=np.float32).reshape(-1, 6)
+    # float32 as in training; float64 targets (align's float64 rerun) stay float64
+    dtype = np.float64 if np.asarray(t).dtype == np.float64 else np.float32
+    t = np.asarray(t, dtype=dtype).reshape(-1, 6)
     img = t[:, 0].astype(np.int64)
     if t.size and (img.min() < 0 or img.max() >= batch_size or not np.all(t[:, 0] == img)):
         raise ValueError(f"target image indices must be integers in [0, {batch_size}), got "
                          f"{sorted(set(t[:, 0].tolist()))[:10]}")
     counts = np.bincount(img, minlength=batch_size)
     max_len = int(counts.max()) if batch_size else 0
-    out = np.zeros((batch_size, max_len, 5), np.float32)
+    out = np.zeros((batch_size, max_len, 5), dtype)
     out[:, :, 0] = -1
     if t.size:
         order = np.argsort(img, kind="stable")
@@ -169,7 +172,7 @@ def preprocess_targets(targets, batch_size, img_hw):
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         slot = np.arange(len(order)) - starts[img_sorted]
         h, w = img_hw
-        scale = np.array([w, h, w, h], np.float32)
+        scale = np.array([w, h, w, h], dtype)
         rows = t[order]
         out[img_sorted, slot, 0] = rows[:, 1]
         out[img_sorted, slot, 1:] = xywh2xyxy(rows[:, 2:6] * scale)

@@ -31,9 +31,9 @@ __all__ = ["adaptive_avg_pool2d", "interpolate_bilinear", "pool_matrix", "biline
 
 
 @lru_cache(maxsize=256)
-def pool_matrix(in_size: int, out_size: int) -> np.ndarray:
+def pool_matrix(in_size: int, out_size: int, dtype: str = "float32") -> np.ndarray:
     """(out, in) averaging matrix of torch ``adaptive_avg_pool`` along one axis."""
-    m = np.zeros((out_size, in_size), dtype=np.float32)
+    m = np.zeros((out_size, in_size), dtype=dtype)
     for i in range(out_size):
         start = (i * in_size) // out_size
         end = -((-(i + 1) * in_size) // out_size)  # ceil
@@ -43,10 +43,11 @@ def pool_matrix(in_size: int, out_size: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=256)
-def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
+def bilinear_matrix(in_size: int, out_size: int, dtype: str = "float32") -> np.ndarray:
     """(out, in) interpolation matrix of torch ``interpolate(bilinear, align_corners=False,
-    size=...)`` along one axis (scale = in/out, source index clamped at 0)."""
-    m = np.zeros((out_size, in_size), dtype=np.float32)
+    size=...)`` along one axis (scale = in/out, source index clamped at 0), built in the
+    input's dtype (float64 in ``gradcheck align``'s float64 rerun)."""
+    m = np.zeros((out_size, in_size), dtype=dtype)
     scale = in_size / out_size
     for i in range(out_size):
         src = max(scale * (i + 0.5) - 0.5, 0.0)
@@ -86,7 +87,7 @@ def adaptive_avg_pool2d(x, output_size: Sequence[int] | int):
     if H % oh == 0 and W % ow == 0:
         kh, kw = H // oh, W // ow
         return x.reshape(N, C, oh, kh, ow, kw).mean(dims=(3, 5))
-    return _apply_separable(x, pool_matrix(H, oh), pool_matrix(W, ow))
+    return _apply_separable(x, pool_matrix(H, oh, str(x.dtype)), pool_matrix(W, ow, str(x.dtype)))
 
 
 def interpolate_bilinear(x, size: Sequence[int] | int):
@@ -95,7 +96,8 @@ def interpolate_bilinear(x, size: Sequence[int] | int):
     H, W = x.shape[2], x.shape[3]
     if (oh, ow) == (H, W):
         return x  # exact identity under torch's rule
-    return _apply_separable(x, bilinear_matrix(H, oh), bilinear_matrix(W, ow))
+    dt = str(x.dtype)
+    return _apply_separable(x, bilinear_matrix(H, oh, dt), bilinear_matrix(W, ow, dt))
 
 
 class MaxPool2d(nn.MaxPool2d):
