@@ -237,6 +237,10 @@ def _compare_across(port, original, map_path, fmt, quiet):
 @click.option("--steps", type=click.IntRange(1), default=1, show_default=True,
               help="Optimizer steps on both sides before the parameter values are compared.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--float64", "float64_mode", type=click.Choice(["auto", "always", "never"]),
+              default=None, help="Rerun the port in float64 to tell float32 noise from a port "
+              "difference: auto (only when float32 leaves a row beyond tolerance; the "
+              "default, or align_float64 in the config), always, never.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
               help="Write the JSON result here (atomically).")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
@@ -245,8 +249,8 @@ def _compare_across(port, original, map_path, fmt, quiet):
 @options.quiet_option
 @options.config_option
 @user_errors_exit_2
-def align(port_spec, original_spec, map_path, steps, seed, output, html_path, fmt, quiet,
-          config_path):
+def align(port_spec, original_spec, map_path, steps, seed, float64_mode, output, html_path, fmt,
+          quiet, config_path):
     """Align a Jittor port with its PyTorch original: outputs, loss, gradients, values.
 
     Exit 0 aligned within tolerance, 1 not aligned, 2 bad input, 3 internal error."""
@@ -258,7 +262,8 @@ def align(port_spec, original_spec, map_path, steps, seed, output, html_path, fm
         if path and not Path(path).resolve().parent.is_dir():
             fail_usage(f"cannot write {path}: its folder does not exist")
     # bad input -> 2, a failure inside Jittor or torch -> 3, both without a traceback: exit_codes
-    res = align_mod.run(port_spec, original_spec, map_path, config_path, steps, seed)
+    res = align_mod.run(port_spec, original_spec, map_path, config_path, steps, seed,
+                        float64_mode)
     if output:
         write_atomic(output, res.to_json())
     if html_path:

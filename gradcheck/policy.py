@@ -79,6 +79,8 @@ class Policy:
     align_loss_tol: float = 1e-4    # loss and loss terms, relative
     align_value_tol: float = 1e-3   # parameter updates after --steps, relative
     align_noise_factor: float = 10.0  # allowed multiple of the float64-calibrated noise floor
+    align_float64: str = "auto"     # rerun the port in float64: auto, always, never
+    align_float64_tol: float = 1e-6  # port in float64 vs the original in float64, relative
     source: str = "defaults"
 
     def frozen_reason(self, name: str) -> Optional[str]:
@@ -106,7 +108,7 @@ class Policy:
 SETTING_KEYS = ("model", "steps", "img_size", "batch_size", "seed", "device", "data")
 _INT_KEYS = ("steps", "img_size", "batch_size", "seed")
 _FLOAT_KEYS = ("vanishing_grad", "exploding_grad", "align_output_tol", "align_grad_tol",
-               "align_loss_tol", "align_value_tol", "align_noise_factor")
+               "align_loss_tol", "align_value_tol", "align_noise_factor", "align_float64_tol")
 _POLICY_KEYS = tuple(f.name for f in fields(Policy) if f.name != "source")
 
 
@@ -154,6 +156,10 @@ def _parse_value(parser, path, key: str, value: str):
             return _parse_list(key, value)
         if key == "strict":
             return parser.getboolean(SECTION, key)
+        if key == "align_float64":
+            if value.strip() not in ("auto", "always", "never"):
+                raise ValueError
+            return value.strip()
         if key in ("expected_frozen", "allow_uncovered"):
             return _parse_globs(key, value)
         return value.strip()

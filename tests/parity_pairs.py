@@ -167,3 +167,76 @@ def _factory(bug):
 
 for _bug in BUGS:
     globals()[f"port_{_bug}"] = _factory(_bug)
+
+
+# ------------------------------------------- float32 noise that a model amplifies (float64)
+# ``h = relu(x @ (a - b))`` with ``b`` within 1e-6 of ``a``: the original subtracts the
+# weights first (exact in float32: Sterbenz), the faithful port ``relu(x @ a - x @ b)``
+# subtracts two ~4e3-sized products whose float32 rounding (~1e-3) is as large as ``h``'s
+# pre-activation itself, so its ReLU mask flips on many elements: the port's float32
+# gradients land far beyond the original's float32 noise floor although it computes the
+# same function -- as the port's float64 rerun shows.  ``cancel_bug`` adds a real
+# difference hidden in that noise: ``b`` scaled by 1 + 2e-7.
+CANCEL = ("cancel", "cancel_bug")
+
+
+def _cancel_batch():
+    rng = np.random.RandomState(3)
+    return rng.standard_normal((16, 24)).astype(np.float32), \
+        rng.standard_normal((16, 1)).astype(np.float32)
+
+
+def _cancel_weights():
+    rng = np.random.RandomState(4)
+    a = (1000.0 * rng.standard_normal((24, 32))).astype(np.float32)
+    b = (a + 1e-3 * rng.standard_normal((24, 32))).astype(np.float32)
+    return a, b
+
+
+class TCancel(tnn.Module):
+    def __init__(self):
+        super().__init__()
+        a, b = _cancel_weights()
+        self.a, self.b = tnn.Parameter(torch.from_numpy(a)), tnn.Parameter(torch.from_numpy(b))
+        self.act = tnn.ReLU()
+        self.head = tnn.Linear(32, 1)
+
+    def forward(self, x):
+        return self.head(self.act(x @ (self.a - self.b)))
+
+
+class JCancel(jnn.Module):
+    def __init__(self, bug=False):
+        super().__init__()
+        a, b = _cancel_weights()
+        self.a, self.b = jt.array(a), jt.array(b)
+        self.act = jnn.ReLU()
+        self.head = jnn.Linear(32, 1)
+        self.scale = 1.0 + 2e-7 if bug else 1.0
+
+    def execute(self, x):
+        return self.head(self.act(jnn.matmul(x, self.a) - jnn.matmul(x, self.b) * self.scale))
+
+
+def original_cancel():
+    torch.manual_seed(0)
+    x, y = _cancel_batch()
+    model = TCancel()
+    return gradcheck.Workload(model, (torch.from_numpy(x), torch.from_numpy(y)),
+                              lambda m, b: ((m(b[0]) - b[1]) ** 2).mean(),
+                              optimizer=torch.optim.SGD(model.parameters(), lr=1e-3),
+                              name="cancel_original")
+
+
+def port_cancel(bug: bool = False):
+    jt.set_global_seed(1)
+    x, y = _cancel_batch()
+    model = JCancel(bug)
+    return gradcheck.Workload(model, (jt.array(x), jt.array(y)),
+                              lambda m, b: ((m(b[0]) - b[1]) ** 2).mean(),
+                              optimizer=jt.optim.SGD(model.parameters(), lr=1e-3),
+                              name="cancel_bug_port" if bug else "cancel_port")
+
+
+def port_cancel_bug():
+    return port_cancel(bug=True)

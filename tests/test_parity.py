@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
@@ -124,6 +125,76 @@ def test_align_json_schema(results, tmp_path):
         assert "blocks.1.act" in buf.getvalue()
     write_align_html(results["activation"], tmp_path / "a.html")
     assert "blocks.1.act" in (tmp_path / "a.html").read_text()
+
+
+# ------------------------------------------------------- noise or port bug: the float64 rerun
+def test_every_planted_bug_survives_the_float64_rerun(results):
+    """A planted bug differs at any precision: the rerun (auto: float32 left rows beyond
+    tolerance) explains none of its rows."""
+    for bug in pp.BUGS:
+        res = results[bug]
+        if bug == "none":
+            assert res.float64_rerun is None      # nothing for it to explain: not run
+            continue
+        assert res.float64_rerun is not None and res.float64_rerun["explained"] == 0, bug
+        assert not res.aligned and not any(p.get("explained") for p in res.params)
+
+
+def test_float64_rerun_explains_noise_the_model_amplifies():
+    """The faithful but cancelling port: float32 puts its gradients 1e5x beyond the
+    original's noise floor; in float64 they agree to ~1e-10, so they are explained."""
+    from gradcheck.parity.alignment import Tolerances
+
+    res = align_mod.align(pp.port_cancel(), pp.original_cancel(),
+                          tolerances=Tolerances(float64_mode="never"))
+    assert not res.aligned and res.float64_rerun is None
+    res = align_mod.align(pp.port_cancel(), pp.original_cancel())
+    assert res.aligned, res.verdict["reasons"]
+    by = {p["name"]: p for p in res.params}
+    for name in ("a", "b", "head.weight"):
+        p = by[name]
+        assert p["grad_rel"] > 1e3 * p["noise_floor"] and p["grad_rel"] > 1e-2   # float32
+        assert p["grad_rel_f64"] < 1e-8 and p["explained"] == "float64"        # float64
+    assert res.float64_rerun["explained"] >= 3 and res.first_divergence_f64 is None
+    act = next(m for m in res.modules if m["module"] == "act")
+    assert act["rel"] > 1e-2 and act["rel_f64"] < 1e-8 and act["ok"]
+    assert any("agree when the port is rerun in float64" in w for w in res.verdict["warnings"])
+    assert res.summary()["explained_by_float64"] == 3
+
+
+def test_float64_rerun_keeps_a_bug_hidden_in_float32_noise():
+    """``b`` scaled by 1 + 2e-7: in float32 as far off as the faithful cancelling port, in
+    float64 still 10% off -- not explained, and located at the first module it changes."""
+    res = align_mod.align(pp.port_cancel_bug(), pp.original_cancel())
+    assert not res.aligned
+    by = {p["name"]: p for p in res.params}
+    assert by["a"]["grad_rel_f64"] > 1e-2 and not by["a"]["ok"]
+    assert res.float64_rerun["explained"] == 0
+    assert res.first_divergence_f64["port_module"] == "act"
+
+
+def test_float64_rerun_always_and_the_port_restored():
+    """``always`` reruns a faithful port too: its float64 gradients agree with the
+    original's to far below the tolerance, and afterwards every port Var has its dtype,
+    its trainable flag and its value back (the same as an align without the rerun)."""
+    from gradcheck.parity.alignment import Tolerances
+
+    ports = {}
+    for mode in ("never", "always"):
+        wl = pp.port("none")
+        res = align_mod.align(wl, pp.original(), steps=1,
+                              tolerances=Tolerances(float64_mode=mode))
+        assert res.aligned, res.verdict["reasons"]
+        ports[mode] = {n: (str(v.dtype), v.is_stop_grad(), v.numpy())
+                       for n, v in wl.model.state_dict().items()}
+        if mode == "always":
+            assert res.float64_rerun is not None and res.float64_rerun["explained"] == 0
+            assert max(p["grad_rel_f64"] for p in res.params) < 1e-6
+            assert res.loss["rel_f64"] < 1e-9
+    assert ports["never"].keys() == ports["always"].keys()
+    for n, (dtype, frozen, value) in ports["always"].items():
+        assert (dtype, frozen) == ports["never"][n][:2], n
+        assert np.array_equal(value, ports["never"][n][2]), n
 
 
 # ------------------------------------------------------------------ the torch probe

@@ -33,6 +33,16 @@ def test_reads_settings_and_policy_apart(tmp_path):
     assert p.allowed_reason("aux.fc.weight") == "second stage only"
 
 
+def test_align_float64_settings_reach_the_tolerances(tmp_path):
+    from gradcheck.parity.alignment import Tolerances
+
+    policy = load_config(write(tmp_path, "align_float64 = always\nalign_float64_tol = 1e-8\n")).policy
+    tol = Tolerances.from_policy(policy)
+    assert (tol.float64_mode, tol.float64) == ("always", 1e-8)
+    assert Tolerances.from_policy(policy.with_overrides(align_float64="never")).float64_mode == "never"
+    assert Tolerances.from_policy(Policy()).float64_mode == "auto"
+
+
 def test_declared_reason_first_table_wins():
     assert declared_reason("a.w", {"b.*": "no"}, {"a.*": "workload"}, {"a.w": "config"}) == "workload"
     assert declared_reason("a.w", None, {}) is None
@@ -44,6 +54,8 @@ def test_declared_reason_first_table_wins():
     ("colour = red\n", "unknown setting 'colour'"),
     ("fail_on = missing, sadness\n", "unknown finding 'sadness'"),
     ("expected_frozen =\n    no colon here\n", "is not 'glob: reason'"),
+    ("align_float64 = sometimes\n", "invalid align_float64 = 'sometimes'"),
+    ("align_float64_tol = tiny\n", "invalid align_float64_tol = 'tiny'"),
 ])
 def test_bad_settings_name_the_value(tmp_path, body, message):
     with pytest.raises(ConfigError, match=message):

@@ -24,7 +24,13 @@ torch Workload.  :func:`align`:
    largest gradient);
 6. both optimizers step (``--steps N`` in all, each step on ``batch_for(step)``) and the
    parameter values are compared: ``value_rel`` on the values, and judged (``value_ok``) on
-   the updates (value after - value before) the same way as gradients.
+   the updates (value after - value before) the same way as gradients;
+7. noise or port bug: where float32 leaves a row beyond tolerance (``--float64 auto``; or
+   ``always``), step 1 of the port is rerun in float64 and compared with the original's
+   float64 run (:mod:`gradcheck.parity.float64`).  A row that agrees there is float32 noise
+   the model amplified (a ReLU input near zero, a near tie) and is *explained*; a port bug
+   differs at any precision.  ``first_divergence_f64`` names the first module whose float64
+   output differs.
 
 Tolerances come from the ``[gradcheck]`` config (``align_*``, see
 :class:`~gradcheck.parity.alignment.Tolerances`).
@@ -44,12 +50,13 @@ from typing import Optional
 
 import numpy as np
 
-from gradcheck.parity import torchenv
+from gradcheck.parity import float64, torchenv
 from gradcheck.parity.across import NameMap
 from gradcheck.parity.alignment import Alignment, Tolerances, verdict
 from gradcheck.parity.batches import batch_for_port, batch_to_double, to_numpy_tree, to_torch_like
 from gradcheck.parity.hooks import JittorOutputs, TorchOutputs
-from gradcheck.parity.judge import judge_loss, judge_modules, judge_params
+from gradcheck.parity.judge import (judge_float64, judge_loss, judge_modules, judge_params,
+                                    numeric_failures)
 from gradcheck.parity.steps import default_torch_optimizer, port_step, torch_step
 from gradcheck.parity.weights import bn_settings, copy_weights
 from gradcheck.workload import Workload, WorkloadError
@@ -138,6 +145,11 @@ def align(port: Workload, original: Workload, name_map: Optional[NameMap] = None
         except Exception as exc:   # a model that cannot be copied: judge without a floor
             res.verdict["warnings"].append(f"no float64 reference ({type(exc).__name__}: {exc})")
     extra_port = [e.var for e in p_params if not e.var.is_stop_grad() and id(e.var) not in p_opt]
+    # the float64 rerun of the port starts from here (gradcheck.parity.float64)
+    port_vars = list({id(e.var): e.var for e in p_params + p_buffers}.values())
+    start = (float64.snapshot(port_vars, jt)
+             if ref is not None and tol.float64_mode != "never" else None)
+    first_batch = None
 
     losses = {"port": [], "original": [], "original_f64": []}
     terms_log = {"port": [], "original": [], "original_f64": []}
@@ -149,6 +161,8 @@ def align(port: Workload, original: Workload, name_map: Optional[NameMap] = None
         batch_p = batch_for_port(batch_np, port.batch_for(step) if port.batch is not None
                                  else None, jt)
         batch_t = to_torch_like(batch_np, batch_o, torch)
+        if step == 1:
+            first_batch = (batch_np, port.batch_for(step) if port.batch is not None else None)
         # the port runs first: Jittor compiles before torch's thread pools do any work
         rec_p = JittorOutputs(pm, jt) if step == 1 else None
         if rec_p:
@@ -199,26 +213,38 @@ def align(port: Workload, original: Workload, name_map: Optional[NameMap] = None
     # 4. modules, 5. loss, gradients, 6. values
     res.modules = judge_modules(outs_p, outs_o, outs_64, name_map, dict(pm.named_modules()), tol,
                                 grads_out_p)
+    res.loss = judge_loss(losses, terms_log, tol, res.calibrated)
+    port_values = {e.name: e.var.numpy() for e in p_params}
+    res.params = judge_params(p_params, entries, pairs, o_named, grads_p, grads_o, grads_64,
+                              port_values, dict(ref[0].named_parameters()) if ref else None,
+                              tol, frozen_diff, initial)
+    # 7. noise or port bug? the port rerun in float64, where float32 left rows unexplained
+    if start is not None and (tol.float64_mode == "always" or numeric_failures(res)):
+        trainable = [e.var for e in p_params if not e.var.is_stop_grad()]
+        run64 = float64.rerun_port_float64(port, port_vars, start, trainable, *first_batch, jt)
+        counts = judge_float64(res, run64, grads_64, outs_64, losses, terms_log, name_map,
+                               {e.name: e.var for e in p_params}, tol)
+        res.float64_rerun = {"seconds": round(run64.seconds, 2), **counts}
+        res.first_divergence_f64 = next(
+            ({"module": m["original_module"], "port_module": m["module"], "rel": m["rel_f64"],
+              "type": m["type"]} for m in res.modules if m.get("ok_f64") is False), None)
     res.first_backward_divergence = next(
         ({"module": m["original_module"], "port_module": m["module"], "rel": m["grad_rel"],
           "type": m["type"]} for m in reversed(res.modules) if m.get("grad_ok") is False), None)
     res.first_divergence = next(({"module": m["original_module"], "port_module": m["module"],
                                   "rel": m["rel"], "type": m["type"], "note": m.get("note")}
                                  for m in res.modules if m["ok"] is False), None)
-    res.loss = judge_loss(losses, terms_log, tol, res.calibrated)
-    port_values = {e.name: e.var.numpy() for e in p_params}
-    res.params = judge_params(p_params, entries, pairs, o_named, grads_p, grads_o, grads_64,
-                              port_values, dict(ref[0].named_parameters()) if ref else None,
-                              tol, frozen_diff, initial)
     verdict(res)
     res.seconds = time.time() - t0
     return res
 
 
 def run(port_spec: str, original_spec: str, map_path: Optional[str] = None,
-        config_path: Optional[str] = None, steps: int = 1, seed: int = 0) -> Alignment:
+        config_path: Optional[str] = None, steps: int = 1, seed: int = 0,
+        float64_mode: Optional[str] = None) -> Alignment:
     """What ``gradcheck align`` does: load both factories (Jittor made fork-safe before the
-    original's torch code runs), read rename rules and tolerances, align."""
+    original's torch code runs), read rename rules and tolerances (``float64_mode``, from
+    ``--float64``, overrides the config's ``align_float64``), align."""
     from gradcheck import runtime
     from gradcheck.parity.across import load_name_map
     from gradcheck.policy import load_config
@@ -226,7 +252,7 @@ def run(port_spec: str, original_spec: str, map_path: Optional[str] = None,
 
     check_spec(port_spec)
     check_spec(original_spec)
-    policy = load_config(config_path).policy
+    policy = load_config(config_path).policy.with_overrides(align_float64=float64_mode)
     name_map = load_name_map(map_path, config_path)
     runtime.setup()
     torchenv.make_jittor_fork_safe()

@@ -22,12 +22,16 @@ class Tolerances:
     loss: float = 1e-4           # loss and each loss term, relative
     value: float = 1e-3          # parameter updates (value after the steps - before), relative
     noise_factor: float = 10.0   # allowed multiple of the float64-calibrated noise floor
+    float64: float = 1e-6        # port rerun in float64 vs the original's float64 run, relative
+    float64_mode: str = "auto"   # rerun the port in float64: auto (when float32 leaves a row
+    #                              beyond tolerance), always, never
 
     @classmethod
     def from_policy(cls, policy) -> "Tolerances":
         return cls(output=policy.align_output_tol, grad=policy.align_grad_tol,
                    loss=policy.align_loss_tol, value=policy.align_value_tol,
-                   noise_factor=policy.align_noise_factor)
+                   noise_factor=policy.align_noise_factor, float64=policy.align_float64_tol,
+                   float64_mode=policy.align_float64)
 
     def allowed(self, tol: float, floor: Optional[float]) -> float:
         return max(tol, self.noise_factor * floor) if floor is not None else tol
@@ -52,6 +56,8 @@ class Alignment:
     environment: dict = field(default_factory=dict)
     name_map: list = field(default_factory=list)
     calibrated: bool = False
+    float64_rerun: Optional[dict] = None    # {"seconds", "explained", "float64_only"} when run
+    first_divergence_f64: Optional[dict] = None   # the first module that differs in float64
     seconds: float = 0.0
     created: str = ""
 
@@ -69,7 +75,9 @@ class Alignment:
                 "noise_floor_median": float(np.median(floors)) if floors else None,
                 "modules": len(self.modules),
                 "modules_not_ok": sum(m.get("ok") is False for m in self.modules),
-                "values_not_ok": sum(p.get("value_ok") is False for p in self.params)}
+                "values_not_ok": sum(p.get("value_ok") is False for p in self.params),
+                "explained_by_float64": sum(p.get("explained") == "float64"
+                                            for p in self.params)}
 
     def to_dict(self) -> dict:
         from gradcheck.report import _finite, _version
@@ -79,10 +87,11 @@ class Alignment:
             "tool": {"name": "gradcheck", "version": _version()}, "created": self.created,
             "config": {"port": self.port, "original": self.original, "steps": self.steps,
                        "tolerances": vars(self.tolerances), "name_map": self.name_map,
-                       "calibrated": self.calibrated},
+                       "calibrated": self.calibrated, "float64_rerun": self.float64_rerun},
             "environment": self.environment, "verdict": self.verdict,
             "first_divergence": self.first_divergence,
             "first_backward_divergence": self.first_backward_divergence,
+            "first_divergence_f64": self.first_divergence_f64,
             "summary": self.summary(),
             "keys": self.keys, "bn_mismatch": self.bn_mismatch, "membership": self.membership,
             "loss": self.loss, "params": self.params, "modules": self.modules,
@@ -147,4 +156,21 @@ def verdict(res: Alignment) -> None:
                        f"({names(badv, 'name')})")
     if not res.calibrated:
         res.verdict["warnings"].append("no float64 reference: judged on the plain tolerances")
+    f = res.float64_rerun
+    if f and f["explained"]:
+        fb = res.first_divergence_f64
+        res.verdict["warnings"].append(
+            f"{f['explained']} row(s) beyond the float32 noise floor agree when the port is "
+            f"rerun in float64 (within {res.tolerances.float64:g}): float32 noise the model "
+            f"amplifies, not a port difference"
+            + (f"; but in float64 the first module that differs is {fb['port_module']}"
+               if fb else ""))
+    if f and f["float64_only"]:
+        res.verdict["warnings"].append(
+            f"{f['float64_only']} row(s) within float32 noise differ in float64 (beyond "
+            f"{res.tolerances.float64:g})"
+            + (f", first at module {res.first_divergence_f64['port_module'] or '<root>'}"
+               if res.first_divergence_f64 else "")
+            + ": a difference below float32's own noise, or port code that is not "
+              "float64-clean (a hard-coded float32 cast)")
     res.verdict["result"] = "not_aligned" if reasons else "aligned"

@@ -2,7 +2,9 @@
 
 The home of the two measures (:func:`rel_scale`, :func:`rel_norm`) and of the per-module,
 loss and per-parameter rows, each judged against the float64 reference's noise floor
-(``max(tol, noise_factor * floor)``, see :class:`~gradcheck.parity.alignment.Tolerances`).
+(``max(tol, noise_factor * floor)``, see :class:`~gradcheck.parity.alignment.Tolerances`),
+and then, where the port was rerun in float64 (:mod:`gradcheck.parity.float64`), against
+the original's float64 run (:func:`judge_float64`).
 """
 
 from __future__ import annotations
@@ -162,6 +164,7 @@ def judge_params(p_params, entries, pairs, o_named, grads_p, grads_o, grads_64, 
             allowed = max(tol.grad * den, 1e-6 * gmax,
                           tol.noise_factor * floor_abs if floor_abs is not None else 0.0)
             row["grad_norm"] = den
+            row["grad_ok"] = bool(diff <= allowed)
             if diff > allowed:
                 row["ok"] = False
     # values after the steps, judged on the update (value - initial value) like a gradient
@@ -191,3 +194,96 @@ def judge_params(p_params, entries, pairs, o_named, grads_p, grads_o, grads_64, 
                       tol.noise_factor * floor_abs if floor_abs is not None else 0.0)
         row["value_ok"] = bool(diff <= allowed)
     return rows
+
+
+def _rel_abs(a, ref):
+    """(|a - ref|, |ref|) in L2, float64."""
+    a, ref = _f64(a), _f64(ref)
+    with np.errstate(invalid="ignore", over="ignore"):
+        d = float(np.linalg.norm((a - ref).ravel()))
+    return (d if math.isfinite(d) else math.inf), float(np.linalg.norm(ref.ravel()))
+
+
+def judge_float64(res, run, grads_64, rec_64, losses, terms_log, name_map, var_of, tol) -> dict:
+    """Step 1 of the port rerun in float64 (``run``) against the original's float64 run, row
+    by row: ``*_f64`` numbers next to the float32 ones.  A row that float32 put beyond
+    tolerance and that agrees in float64 (within ``tol.float64``) is *explained*: ok, with
+    ``explained: "float64"`` -- float32 noise that the model amplified, not a port
+    difference.  A row that float32 passed keeps its verdict whatever float64 says (a
+    difference below float32's own noise does not change float32 training); such rows are
+    counted in the returned ``{"explained", "float64_only"}``."""
+    f64 = tol.float64
+    counts = {"explained": 0, "float64_only": 0}
+
+    def settle(row, ok_key, f64_ok):
+        if row.get(ok_key) is False and f64_ok:
+            counts["explained"] += 1
+            return True
+        if row.get(ok_key) is not False and not f64_ok:
+            counts["float64_only"] += 1
+        return False
+
+    # parameters: gradients of step 1 (updates only when the one step is step 1)
+    gmax = max((float(np.linalg.norm(g)) for g in grads_64.values() if g is not None),
+               default=0.0)
+    for row in res.params:
+        var = var_of.get(row["name"])
+        if var is None or "grad_ok" not in row:
+            continue
+        gp, g64 = run.grads.get(id(var)), grads_64.get(row["original_name"])
+        shape = tuple(row["shape"])
+        diff, den = _rel_abs(np.zeros(shape) if gp is None else gp,
+                             np.zeros(shape) if g64 is None else g64)
+        row["grad_rel_f64"] = 0.0 if diff == 0 else diff / (den + TINY)
+        ok = bool(diff <= max(f64 * den, 1e-9 * gmax))
+        row["grad_ok_f64"] = ok
+        if not row.get("note") and settle(row, "grad_ok", ok):
+            row["ok"], row["explained"] = True, "float64"
+            if res.steps == 1 and row.get("value_ok") is False:
+                row["value_ok"], row["value_explained"] = True, "float64"
+    # modules: outputs and d loss / d output
+    for row in res.modules:
+        name, call, target = row["original_module"], row["call"], row["module"]
+        o64 = rec_64.out.get(name, [])
+        p64 = run.out.get(target, [])
+        if call < len(o64) and call < len(p64) and len(o64[call]) and len(p64[call]) and \
+                all(tuple(a.shape) == tuple(b.shape) for a, b in zip(p64[call], o64[call])):
+            row["rel_f64"] = max(rel_scale(a, b) for a, b in zip(p64[call], o64[call]))
+            ok = bool(row["rel_f64"] <= f64)
+            row["ok_f64"] = ok
+            if settle(row, "ok", ok):
+                row["ok"], row["explained"] = True, "float64"
+        gp, go = run.out_grads.get((target, call)), rec_64.grads.get((name, call))
+        if "grad_rel" in row and gp is not None and go is not None and len(gp) == len(go) and \
+                all(tuple(a.shape) == tuple(b.shape) for a, b in zip(gp, go)):
+            row["grad_rel_f64"] = max((rel_scale(a, b) for a, b in zip(gp, go)), default=0.0)
+            ok = bool(row["grad_rel_f64"] <= f64)
+            row["grad_ok_f64"] = ok
+            if settle(row, "grad_ok", ok):
+                row["grad_ok"], row["grad_explained"] = True, "float64"
+    # loss and its terms
+    lo = res.loss
+    r64 = losses["original_f64"][0]
+    lo["port_f64"] = run.loss
+    lo["rel_f64"] = abs(run.loss - r64) / (abs(r64) + TINY) if run.loss != r64 else 0.0
+    if settle(lo, "ok", lo["rel_f64"] <= f64):
+        lo["ok"], lo["explained"] = True, "float64"
+    t64 = terms_log["original_f64"][0]
+    for t in lo["terms"]:
+        if t.get("note") or t["name"] not in run.terms or t["name"] not in t64:
+            continue
+        p, r = run.terms[t["name"]], t64[t["name"]]
+        t["rel_f64"] = abs(p - r) / (abs(r) + TINY) if p != r else 0.0
+        if settle(t, "ok", t["rel_f64"] <= f64):
+            t["ok"], t["explained"] = True, "float64"
+    return counts
+
+
+def numeric_failures(res) -> int:
+    """Rows float32 put beyond tolerance for a number (not a structural difference: shape,
+    frozen set, a module never called) -- what a float64 rerun could explain."""
+    n = sum(p.get("grad_ok") is False or p.get("value_ok") is False for p in res.params)
+    n += sum((m["ok"] is False and math.isfinite(m["rel"] or 0.0)) or m.get("grad_ok") is False
+             for m in res.modules)
+    n += (not res.loss["ok"]) + sum(not t["ok"] and not t.get("note") for t in res.loss["terms"])
+    return n

@@ -70,7 +70,9 @@ def align_headline(res) -> str:
     fd = res.first_divergence
     return (f"align: {res.verdict['result'].replace('_', ' ')} -- {s['params']} parameters, "
             f"gradients median rel {_f(s['grad_rel_median'])} (noise floor "
-            f"{_f(s['noise_floor_median'])}), {s['grad_not_ok']} beyond tolerance; "
+            f"{_f(s['noise_floor_median'])}), {s['grad_not_ok']} beyond tolerance"
+            + (f" ({s['explained_by_float64']} more agree in float64)"
+               if s["explained_by_float64"] else "") + "; "
             + (f"first divergence {fd['port_module'] or '<root>'}" if fd else
                "no diverging module"))
 
@@ -96,12 +98,28 @@ def align_sections(res) -> list:
             f"{m['module']} [{m['type']}] call {m['call']}: "
             + (m.get("note") or f"rel {_f(m['rel'])} floor {_f(m['noise_floor'])}")
             for m in mods]))
+    f = res.float64_rerun
+    if f:
+        fd = res.first_divergence_f64
+        out.append(("port rerun in float64 (step 1, against the original in float64)", [
+            f"{f['explained']} row(s) beyond float32 noise explained (agree in float64), "
+            f"{f['float64_only']} differ only in float64; {f['seconds']:.1f} s",
+            f"loss: port {_f(res.loss.get('port_f64'), '.10g')} rel {_f(res.loss.get('rel_f64'))}",
+            "first module that differs in float64: "
+            + (f"{fd['port_module'] or '<root>'} [{fd['type']}] rel {_f(fd['rel'])}" if fd
+               else "none")]))
+        expl = [p for p in res.params if p.get("explained")][:MAX_ROWS]
+        if expl:
+            out.append(("explained by float64 (float32 noise, amplified)", [
+                f"{p['name']}: grad rel {_f(p['grad_rel'])} floor {_f(p['noise_floor'])}; "
+                f"in float64 {_f(p['grad_rel_f64'])}" for p in expl]))
     bad = [p for p in res.params if not p["ok"] or p.get("value_ok") is False][:MAX_ROWS]
     if bad:
         out.append(("parameters beyond tolerance", [
             f"{p['name']}: grad rel {_f(p['grad_rel'])} floor {_f(p['noise_floor'])}"
             + (f", update rel {_f(p.get('update_rel'))} floor {_f(p.get('update_floor'))}"
                if "update_rel" in p else "")
+            + (f"; in float64 {_f(p['grad_rel_f64'])}" if "grad_rel_f64" in p else "")
             + (f" -- {p['note']}" if p.get("note") else "") for p in bad]))
     return out
 
@@ -162,7 +180,8 @@ def write_align_html(res, path) -> None:
     par_rows = "".join(
         f"<tr class='{'bad' if not p['ok'] or p.get('value_ok') is False else ''}'>"
         f"<td>{e(p['name'])}</td><td>{e(p['original_name'])}</td><td>{_f(p['grad_rel'])}</td>"
-        f"<td>{_f(p['noise_floor'])}</td><td>{_f(p.get('value_rel'))}</td>"
+        f"<td>{_f(p['noise_floor'])}</td><td>{_f(p.get('grad_rel_f64'))}</td>"
+        f"<td>{_f(p.get('value_rel'))}</td>"
         f"<td>{e(p.get('note') or '')}</td></tr>" for p in res.params)
     sections = "".join(f"<h2>{e(h)}</h2><ul>" + "".join(f"<li>{e(r)}</li>" for r in rows)
                        + "</ul>" for h, rows in align_sections(res))
@@ -173,6 +192,6 @@ td,th{{border:1px solid #ccc;padding:2px 6px;font-family:monospace}}tr.bad{{back
 <h2>modules (original execution order)</h2><table><tr><th>module</th><th>type</th><th>call</th>
 <th>rel</th><th>noise floor</th><th>note</th></tr>{mod_rows}</table>
 <h2>parameters</h2><table><tr><th>port</th><th>original</th><th>grad rel</th><th>noise floor</th>
-<th>value rel</th><th>note</th></tr>{par_rows}</table></body></html>
+<th>grad rel in float64</th><th>value rel</th><th>note</th></tr>{par_rows}</table></body></html>
 """
     write_atomic(path, page)

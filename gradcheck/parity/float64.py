@@ -1,0 +1,147 @@
+"""The port rerun in float64: ``gradcheck align``'s answer to "noise or port bug?".
+
+The float32 noise floor (the original's own float32 error against its float64 rerun) is one
+sample of the noise.  Where a model amplifies noise -- an element near zero lands on the
+other side of a ReLU, a near tie in a max or a top-k flips -- the port's float32 run is
+another sample that can land 10-100x further from the reference than the floor, with no
+bug at all.  The floor cannot tell that apart from a port bug.  Running the port itself in
+float64 can: there the rounding noise is ~1e-16, nothing flips, and a port that computes
+the original's function agrees with the original's float64 run to ~1e-10, while a port
+bug keeps its difference at any precision.
+
+:func:`rerun_port_float64` puts the port's float Vars (parameters and buffers) back to
+their values at the start of step 1, as float64, runs step 1's forward, loss and backward
+in float64 (Jittor's ``auto_convert_64_to_32`` off, Python float operands kept float64 --
+Jittor would round them to float32 --, the batch's float leaves as float64, every module's
+output and d loss / d output recorded), and then puts every Var back as it
+was, value and dtype.  It needs a port whose code follows its input's dtype: a hard-coded
+cast to float32 brings float32 noise back into the rerun, and a row it should explain then
+stays unexplained (never the reverse).  Judging is in :mod:`gradcheck.parity.judge`.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gradcheck.parity.batches import batch_for_port
+from gradcheck.parity.hooks import JittorOutputs
+
+MODES = ("auto", "always", "never")   # auto: only when float32 leaves something unexplained
+
+
+@dataclass
+class Float64Run:
+    loss: float
+    terms: dict
+    grads: dict                                   # id(Var) -> np.ndarray (float64)
+    out: dict = field(default_factory=dict)       # module name -> [[np outputs]] per call
+    out_grads: dict = field(default_factory=dict)  # (name, call) -> [np d loss / d output]
+    seconds: float = 0.0
+
+
+def batch_to_float64(batch):
+    """The numpy batch with every floating leaf as float64 (ints, bools, others kept)."""
+    if isinstance(batch, dict):
+        return {k: batch_to_float64(v) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        items = [batch_to_float64(v) for v in batch]
+        return type(batch)(*items) if hasattr(batch, "_fields") else type(batch)(items)
+    if isinstance(batch, np.ndarray) and batch.dtype.kind == "f":
+        return batch.astype(np.float64)
+    return batch
+
+
+# Jittor turns a Python float operand into a float32 constant whatever the other operand's
+# dtype (pyjt's converter: ``x64 + 0.001`` adds float32(0.001), 4.7e-11 off), so every eps,
+# momentum and loss weight would bring float32 rounding into the rerun.  While it runs,
+# these operators pass a Python float next to a float64 Var as a float64 array instead.
+_SCALAR_OPS = ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
+               "__truediv__", "__rtruediv__", "__floordiv__", "__rfloordiv__", "__mod__",
+               "__rmod__", "__pow__", "__rpow__", "__lt__", "__le__", "__gt__", "__ge__",
+               "__iadd__", "__isub__", "__imul__", "__itruediv__", "maximum", "minimum")
+
+
+@contextmanager
+def float64_scalars(jt):
+    """Python float operands of float64 Vars stay float64 (see ``_SCALAR_OPS``; and in
+    ``jt.maximum``/``jt.minimum``)."""
+    saved = {}
+    for name in _SCALAR_OPS:
+        orig = getattr(jt.Var, name, None)
+        if orig is None:
+            continue
+
+        def op(self, other, _orig=orig):
+            if type(other) is float and str(self.dtype) == "float64":
+                other = jt.array(np.array([other], np.float64))
+            return _orig(self, other)
+        saved[name] = orig
+        setattr(jt.Var, name, op)
+    funcs = {}
+    for name in ("maximum", "minimum"):            # jt.maximum(x, eps): module functions
+        orig = getattr(jt, name, None)
+        if orig is None:
+            continue
+
+        def fn(a, b, *args, _orig=orig, **kw):
+            if type(b) is float and isinstance(a, jt.Var) and str(a.dtype) == "float64":
+                b = jt.array(np.array([b], np.float64))
+            if type(a) is float and isinstance(b, jt.Var) and str(b.dtype) == "float64":
+                a = jt.array(np.array([a], np.float64))
+            return _orig(a, b, *args, **kw)
+        funcs[name] = orig
+        setattr(jt, name, fn)
+    try:
+        yield
+    finally:
+        for name, orig in saved.items():
+            setattr(jt.Var, name, orig)
+        for name, orig in funcs.items():
+            setattr(jt, name, orig)
+
+
+def _is_float(var) -> bool:
+    return str(var.dtype).startswith(("float", "bfloat"))
+
+
+def snapshot(variables, jt) -> dict:
+    """{id: np value} of the float Vars (taken before step 1: the rerun's starting point)."""
+    jt.sync(list(variables))
+    return {id(v): v.numpy().copy() for v in variables if _is_float(v)}
+
+
+def rerun_port_float64(port, variables, start: dict, trainable, batch_np, template,
+                       jt) -> Float64Run:
+    """Step 1 of ``port`` again in float64 from ``start`` (see the module doc); ``variables``
+    are the port's parameters and buffers, ``trainable`` the Vars whose gradients are
+    wanted.  Every Var is restored (value and dtype) before it returns or raises."""
+    from gradcheck.workload import call_loss
+
+    t0 = time.time()
+    now = [(v, v.numpy().copy()) for v in variables if _is_float(v)]
+    try:
+        with jt.flag_scope(auto_convert_64_to_32=0), float64_scalars(jt):
+            for v in variables:
+                if id(v) in start:
+                    v.assign(jt.array(start[id(v)].astype(np.float64)))
+            batch = batch_for_port(batch_to_float64(batch_np), template, jt)
+            rec = JittorOutputs(port.model, jt)
+            with rec:
+                loss, terms, _ = call_loss(port.loss, port.model, batch, port.name)
+                rec.output_grads(loss)
+            with jt.log_capture_scope(log_v=0, log_silent=1):   # "no gradient" warnings
+                grads = jt.grad(loss, list(trainable)) if trainable else []
+            jt.sync([loss, *terms.values(), *grads])
+            rec.fetch()
+            return Float64Run(
+                loss=float(loss.item()), terms={k: float(v.item()) for k, v in terms.items()},
+                grads={id(v): g.numpy().astype(np.float64) for v, g in zip(trainable, grads)},
+                out=rec.out, out_grads=rec.grads, seconds=time.time() - t0)
+    finally:
+        for v, value in now:
+            v.assign(jt.array(value))
+        jt.sync([v for v, _ in now])
