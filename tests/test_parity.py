@@ -160,6 +160,13 @@ def test_float64_rerun_explains_noise_the_model_amplifies():
     assert act["rel"] > 1e-2 and act["rel_f64"] < 1e-8 and act["ok"]
     assert any("agree when the port is rerun in float64" in w for w in res.verdict["warnings"])
     assert res.summary()["explained_by_float64"] == 3
+    from gradcheck.render.parity import get_parity_renderer
+    import io
+
+    buf = io.StringIO()
+    get_parity_renderer("table").align(res, buf)
+    assert "(3 more agree in float64)" in buf.getvalue()
+    assert "a: grad rel" in buf.getvalue() and "ok (agrees in float64)" in buf.getvalue()
 
 
 def test_float64_rerun_keeps_a_bug_hidden_in_float32_noise():

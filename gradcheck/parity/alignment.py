@@ -161,8 +161,9 @@ def verdict(res: Alignment) -> None:
         fb = res.first_divergence_f64
         res.verdict["warnings"].append(
             f"{f['explained']} row(s) beyond the float32 noise floor agree when the port is "
-            f"rerun in float64 (within {res.tolerances.float64:g}): float32 noise the model "
-            f"amplifies, not a port difference"
+            f"rerun in float64 (within {res.tolerances.float64:g}): the port computes the "
+            f"original's function there, and what differs is float32 rounding, amplified "
+            f"(by the model, e.g. ReLU inputs near zero, or by the port's own formula)"
             + (f"; but in float64 the first module that differs is {fb['port_module']}"
                if fb else ""))
     if f and f["float64_only"]:

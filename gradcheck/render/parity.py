@@ -24,6 +24,12 @@ def _f(x, spec=".2e") -> str:
     return format(x, spec) if isinstance(x, (int, float)) else str(x)
 
 
+def _verdict(row) -> str:
+    if not row["ok"]:
+        return "DIFFERS"
+    return "ok (agrees in float64)" if row.get("explained") else "ok"
+
+
 def across_lines(cmp) -> list:
     """(heading, [rows]) sections of an across comparison, shared by text and markdown."""
     sections = []
@@ -87,10 +93,10 @@ def align_sections(res) -> list:
                             f"port-only, {k['known_torch_only']} torch-only buffers skipped"]))
     lo = res.loss
     rows = [f"loss: port {lo['port'][0]:.7g} original {lo['original'][0]:.7g} rel "
-            f"{_f(lo['rel'])} floor {_f(lo['noise_floor'])} {'ok' if lo['ok'] else 'DIFFERS'}"]
+            f"{_f(lo['rel'])} floor {_f(lo['noise_floor'])} {_verdict(lo)}"]
     rows += [f"  {t['name']}: port {_f(t.get('port'), '.7g')} original "
              f"{_f(t.get('original'), '.7g')} rel {_f(t.get('rel'))} "
-             f"{'ok' if t['ok'] else 'DIFFERS'}" for t in lo["terms"]]
+             f"{_verdict(t)}" for t in lo["terms"]]
     out.append(("loss", rows))
     mods = [m for m in res.modules if m["ok"] is False][:MAX_ROWS]
     if mods:
@@ -175,8 +181,8 @@ def write_align_html(res, path) -> None:
     mod_rows = "".join(
         f"<tr class='{'bad' if m['ok'] is False else ''}'><td>{e(m['module'])}</td>"
         f"<td>{e(m['type'])}</td><td>{m['call']}</td><td>{_f(m['rel'])}</td>"
-        f"<td>{_f(m['noise_floor'])}</td><td>{e(m.get('note') or '')}</td></tr>"
-        for m in res.modules)
+        f"<td>{_f(m['noise_floor'])}</td><td>{_f(m.get('rel_f64'))}</td>"
+        f"<td>{e(m.get('note') or '')}</td></tr>" for m in res.modules)
     par_rows = "".join(
         f"<tr class='{'bad' if not p['ok'] or p.get('value_ok') is False else ''}'>"
         f"<td>{e(p['name'])}</td><td>{e(p['original_name'])}</td><td>{_f(p['grad_rel'])}</td>"
@@ -190,7 +196,7 @@ def write_align_html(res, path) -> None:
 td,th{{border:1px solid #ccc;padding:2px 6px;font-family:monospace}}tr.bad{{background:#fdd}}</style>
 </head><body><h1>{e(align_headline(res))}</h1>{sections}
 <h2>modules (original execution order)</h2><table><tr><th>module</th><th>type</th><th>call</th>
-<th>rel</th><th>noise floor</th><th>note</th></tr>{mod_rows}</table>
+<th>rel</th><th>noise floor</th><th>rel in float64</th><th>note</th></tr>{mod_rows}</table>
 <h2>parameters</h2><table><tr><th>port</th><th>original</th><th>grad rel</th><th>noise floor</th>
 <th>grad rel in float64</th><th>value rel</th><th>note</th></tr>{par_rows}</table></body></html>
 """
