@@ -262,10 +262,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-deploy", dest="deploy", action="store_false",
                     help="skip the eval / fused-deploy comparison")
+    ap.add_argument("--float64", choices=("auto", "always", "never"), default=None,
+                    help="rerun the port in float64 (align --float64; default: the config's)")
     ap.add_argument("--json", default="")
     args = ap.parse_args()
     import_official(args.official, [p for p in args.pythonpath.split(":") if p])
-    tol = Tolerances.from_policy(load_config(None).policy)
+    tol = Tolerances.from_policy(load_config(None).policy.with_overrides(
+        align_float64=args.float64))
     rows, results = [], []
     for v in [s.strip() for s in args.variants.split(",") if s.strip()]:
         t0 = time.time()
@@ -283,7 +286,8 @@ def main() -> None:
         rows.append((v, res.verdict["result"], res.keys["copied"],
                      (out.get("detect") or {}).get("rel"),
                      res.loss["rel"], s["grad_rel_median"], s["noise_floor_median"],
-                     s["grad_not_ok"], s["params"],
+                     s["grad_not_ok"], s["params"], s["explained_by_float64"],
+                     _largest_f64_rel(res.params),
                      d.get("eval_deploy", {}).get("eval"), d.get("eval_deploy", {}).get("deploy"),
                      time.time() - t0))
         results.append(d)
@@ -291,12 +295,22 @@ def main() -> None:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps(results, indent=1, default=str))
     print("\n| variant | verdict | tensors copied | head outputs | loss | gradients, median "
-          "(official f32 vs f64) | gradients beyond tolerance | eval / fused deploy | seconds |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    for v, verdict, n, head, loss, gmed, floor, bad, np_, ev, dp, sec in rows:
+          "(official f32 vs f64) | gradients beyond tolerance | of them explained in float64 "
+          "| float64 rerun: largest gradient rel | eval / fused deploy | seconds |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for v, verdict, n, head, loss, gmed, floor, bad, np_, expl, f64, ev, dp, sec in rows:
         f = _fmt
         print(f"| {v} | {verdict} | {n} | {f(head)} | {f(loss)} | {f(gmed)} ({f(floor)}) | "
-              f"{bad}/{np_} | {f(ev)} / {f(dp)} | {sec:.0f} |")
+              f"{bad + expl}/{np_} | {expl} | {f(f64)} | {f(ev)} / {f(dp)} | {sec:.0f} |")
+
+
+def _largest_f64_rel(params):
+    """The largest float64-rerun gradient difference, over gradients not ~0 (a gradient that
+    is zero in exact arithmetic has no meaningful relative difference)."""
+    gmax = max((p.get("grad_norm") or 0.0 for p in params), default=0.0)
+    rels = [p["grad_rel_f64"] for p in params
+            if p.get("grad_rel_f64") is not None and (p.get("grad_norm") or 0.0) > 1e-9 * gmax]
+    return max(rels, default=None)
 
 
 def _fmt(x) -> str:
