@@ -155,8 +155,10 @@ def preprocess_targets(targets, batch_size, img_hw):
     there are no targets at all).  Vectorised (no per-box Python loop).
     """
     t = targets.numpy() if isinstance(targets, jt.Var) else np.asarray(targets)
-    # float32 as in training; float64 targets (align's float64 rerun) stay float64
-    dtype = np.float64 if np.asarray(t).dtype == np.float64 else np.float32
+    # float32, as Jittor turns float64 input into float32; float64 targets stay float64 only
+    # where Jittor keeps float64 too (auto_convert_64_to_32 off: align's float64 rerun)
+    keep64 = np.asarray(t).dtype == np.float64 and not jt.flags.auto_convert_64_to_32
+    dtype = np.float64 if keep64 else np.float32
     t = np.asarray(t, dtype=dtype).reshape(-1, 6)
     img = t[:, 0].astype(np.int64)
     if t.size and (img.min() < 0 or img.max() >= batch_size or not np.all(t[:, 0] == img)):
