@@ -79,6 +79,7 @@ class Policy:
     align_loss_tol: float = 1e-4    # loss and loss terms, relative
     align_value_tol: float = 1e-3   # parameter updates after --steps, relative
     align_noise_factor: float = 10.0  # allowed multiple of the float64-calibrated noise floor
+    align_noise_samples: int = 3    # extra float32 runs of the original (batch moved 1 ulp)
     align_float64: str = "auto"     # rerun the port in float64: auto, always, never
     align_float64_tol: float = 1e-6  # port in float64 vs the original in float64, relative
     source: str = "defaults"
@@ -106,7 +107,7 @@ class Policy:
 
 # ---------------------------------------------------------------------- the config file
 SETTING_KEYS = ("model", "steps", "img_size", "batch_size", "seed", "device", "data")
-_INT_KEYS = ("steps", "img_size", "batch_size", "seed")
+_INT_KEYS = ("steps", "img_size", "batch_size", "seed", "align_noise_samples")
 _FLOAT_KEYS = ("vanishing_grad", "exploding_grad", "align_output_tol", "align_grad_tol",
                "align_loss_tol", "align_value_tol", "align_noise_factor", "align_float64_tol")
 _POLICY_KEYS = tuple(f.name for f in fields(Policy) if f.name != "source")
@@ -147,7 +148,7 @@ def _parse_value(parser, path, key: str, value: str):
     try:
         if key in _INT_KEYS:
             number = int(value)
-            if number < (0 if key == "seed" else 1):
+            if number < (0 if key in ("seed", "align_noise_samples") else 1):
                 raise ValueError
             return number
         if key in _FLOAT_KEYS:

@@ -127,6 +127,38 @@ def test_align_json_schema(results, tmp_path):
     assert "blocks.1.act" in (tmp_path / "a.html").read_text()
 
 
+# ------------------------------------------------------------------ the noise floor's samples
+def test_one_ulp_moves_every_float_element_by_one_ulp():
+    from gradcheck.parity.noise import one_ulp
+
+    x = np.array([1.0, -2.5, 0.0, 3e-38, 1e30], np.float32)
+    y = np.array([1, 2, 3])
+    batch = {"x": x, "pair": (x.astype(np.float64), y)}
+    out = one_ulp(batch, np.random.RandomState(0))
+    for a, b in ((x, out["x"]), (batch["pair"][0], out["pair"][0])):
+        assert b.dtype == a.dtype
+        up, down = np.nextafter(a, np.inf), np.nextafter(a, -np.inf)
+        assert ((b == up) | (b == down)).all() and (b != a).all()
+        assert (b == up).any() and (b == down).any()
+    assert out["pair"][1] is y
+    again = one_ulp(batch, np.random.RandomState(0))
+    assert np.array_equal(again["x"], out["x"])          # seeded: the same coins
+
+
+def test_noise_floor_is_the_largest_over_the_samples():
+    from gradcheck.parity.alignment import Tolerances
+
+    one = align_mod.align(pp.port("none"), pp.original(), tolerances=Tolerances(noise_samples=0))
+    four = align_mod.align(pp.port("none"), pp.original(), tolerances=Tolerances(noise_samples=3))
+    assert (one.noise_samples, four.noise_samples) == (0, 3)
+    assert four.to_dict()["config"]["noise_samples"] == 3
+    floors = [(a["noise_floor"], b["noise_floor"]) for a, b in zip(one.params, four.params)]
+    assert all(b >= a for a, b in floors) and any(b > a for a, b in floors)
+    assert four.loss["noise_floor"] >= one.loss["noise_floor"]
+    # the port's own numbers do not depend on the samples
+    assert [p["grad_rel"] for p in one.params] == [p["grad_rel"] for p in four.params]
+
+
 # ------------------------------------------------------- noise or port bug: the float64 rerun
 def test_every_planted_bug_survives_the_float64_rerun(results):
     """A planted bug differs at any precision: the rerun (auto: float32 left rows beyond

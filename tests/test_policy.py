@@ -36,9 +36,10 @@ def test_reads_settings_and_policy_apart(tmp_path):
 def test_align_float64_settings_reach_the_tolerances(tmp_path):
     from gradcheck.parity.alignment import Tolerances
 
-    policy = load_config(write(tmp_path, "align_float64 = always\nalign_float64_tol = 1e-8\n")).policy
+    policy = load_config(write(tmp_path, "align_float64 = always\nalign_float64_tol = 1e-8\n"
+                                         "align_noise_samples = 0\n")).policy
     tol = Tolerances.from_policy(policy)
-    assert (tol.float64_mode, tol.float64) == ("always", 1e-8)
+    assert (tol.float64_mode, tol.float64, tol.noise_samples) == ("always", 1e-8, 0)
     assert Tolerances.from_policy(policy.with_overrides(align_float64="never")).float64_mode == "never"
     assert Tolerances.from_policy(Policy()).float64_mode == "auto"
 
@@ -55,6 +56,7 @@ def test_declared_reason_first_table_wins():
     ("fail_on = missing, sadness\n", "unknown finding 'sadness'"),
     ("expected_frozen =\n    no colon here\n", "is not 'glob: reason'"),
     ("align_float64 = sometimes\n", "invalid align_float64 = 'sometimes'"),
+    ("align_noise_samples = -1\n", "invalid align_noise_samples = '-1'"),
     ("align_float64_tol = tiny\n", "invalid align_float64_tol = 'tiny'"),
 ])
 def test_bad_settings_name_the_value(tmp_path, body, message):

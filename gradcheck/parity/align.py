@@ -15,11 +15,16 @@ torch Workload.  :func:`align`:
    hooks on every module of both, and a third run: **the original in float64** (a deep copy,
    torch's default dtype float64 while it runs), the reference that calibrates the float32
    noise;
+   Step 1 of the original also runs ``align_noise_samples`` more times in float32, on its
+   batch moved by one ulp per element (:mod:`gradcheck.parity.noise`): more samples of
+   float32 noise, since one run can sit far below what float32 does where a model amplifies
+   noise;
 4. per module (in the original's execution order): output difference against the reference,
-   next to the original's own float32 difference (its noise floor); the first module beyond
-   tolerance is **the first divergence** (a module the port has but never called diverges);
+   next to the original's own float32 difference (its noise floor: the largest over its run
+   and the samples); the first module beyond tolerance is **the first divergence** (a module
+   the port has but never called diverges);
 5. loss and loss terms, then per parameter ``grad_rel = |g_port - g_64| / |g_64|`` judged
-   against ``noise_floor = |g_32 - g_64| / |g_64|``: ok when within
+   against ``noise_floor = max_k |g_32,k - g_64| / |g_64|``: ok when within
    ``max(grad_tol, noise_factor * noise_floor)`` (or ``|g_port - g_64|`` below 1e-6 of the
    largest gradient);
 6. both optimizers step (``--steps N`` in all, each step on ``batch_for(step)``) and the
@@ -50,7 +55,7 @@ from typing import Optional
 
 import numpy as np
 
-from gradcheck.parity import float64, torchenv
+from gradcheck.parity import float64, noise, torchenv
 from gradcheck.parity.across import NameMap
 from gradcheck.parity.alignment import Alignment, Tolerances, verdict
 from gradcheck.parity.batches import batch_for_port, batch_to_double, to_numpy_tree, to_torch_like
@@ -144,6 +149,14 @@ def align(port: Workload, original: Workload, name_map: Optional[NameMap] = None
             ref = (m64, opt64)
         except Exception as exc:   # a model that cannot be copied: judge without a floor
             res.verdict["warnings"].append(f"no float64 reference ({type(exc).__name__}: {exc})")
+    # copies of the original for the noise floor's one-ulp samples (gradcheck.parity.noise)
+    noisy = None
+    if ref is not None and tol.noise_samples > 0:
+        try:
+            noisy = copy.deepcopy((om, original.optimizer))
+        except Exception as exc:    # pragma: no cover - the float64 copy worked
+            res.verdict["warnings"].append(f"no noise samples ({type(exc).__name__}: {exc})")
+    samples = []
     extra_port = [e.var for e in p_params if not e.var.is_stop_grad() and id(e.var) not in p_opt]
     # the float64 rerun of the port starts from here (gradcheck.parity.float64)
     port_vars = list({id(e.var): e.var for e in p_params + p_buffers}.values())
@@ -178,6 +191,8 @@ def align(port: Workload, original: Workload, name_map: Optional[NameMap] = None
                 lo, to, go = torch_step(original, om, original.optimizer, batch_t, torch,
                                          rec_o)
             outs_o, grads_o = rec_o, go
+            samples = [noise.sample(original, noisy, batch_np, batch_o, k, seed or 0, torch)
+                       for k in range(tol.noise_samples)] if noisy else []
         else:
             lo, to, _ = torch_step(original, om, original.optimizer, batch_t, torch)
         if ref is not None:
@@ -211,13 +226,15 @@ def align(port: Workload, original: Workload, name_map: Optional[NameMap] = None
     res.calibrated = ref is not None
 
     # 4. modules, 5. loss, gradients, 6. values
+    samples = samples if res.calibrated else []
+    res.noise_samples = len(samples)
     res.modules = judge_modules(outs_p, outs_o, outs_64, name_map, dict(pm.named_modules()), tol,
-                                grads_out_p)
-    res.loss = judge_loss(losses, terms_log, tol, res.calibrated)
+                                grads_out_p, samples)
+    res.loss = judge_loss(losses, terms_log, tol, res.calibrated, samples)
     port_values = {e.name: e.var.numpy() for e in p_params}
     res.params = judge_params(p_params, entries, pairs, o_named, grads_p, grads_o, grads_64,
                               port_values, dict(ref[0].named_parameters()) if ref else None,
-                              tol, frozen_diff, initial)
+                              tol, frozen_diff, initial, samples)
     # 7. noise or port bug? the port rerun in float64, where float32 left rows unexplained
     if start is not None and (tol.float64_mode == "always" or numeric_failures(res)):
         trainable = [e.var for e in p_params if not e.var.is_stop_grad()]

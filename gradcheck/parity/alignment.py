@@ -22,6 +22,7 @@ class Tolerances:
     loss: float = 1e-4           # loss and each loss term, relative
     value: float = 1e-3          # parameter updates (value after the steps - before), relative
     noise_factor: float = 10.0   # allowed multiple of the float64-calibrated noise floor
+    noise_samples: int = 3       # extra float32 runs of the original, batch moved by one ulp
     float64: float = 1e-6        # port rerun in float64 vs the original's float64 run, relative
     float64_mode: str = "auto"   # rerun the port in float64: auto (when float32 leaves a row
     #                              beyond tolerance), always, never
@@ -30,7 +31,8 @@ class Tolerances:
     def from_policy(cls, policy) -> "Tolerances":
         return cls(output=policy.align_output_tol, grad=policy.align_grad_tol,
                    loss=policy.align_loss_tol, value=policy.align_value_tol,
-                   noise_factor=policy.align_noise_factor, float64=policy.align_float64_tol,
+                   noise_factor=policy.align_noise_factor,
+                   noise_samples=policy.align_noise_samples, float64=policy.align_float64_tol,
                    float64_mode=policy.align_float64)
 
     def allowed(self, tol: float, floor: Optional[float]) -> float:
@@ -56,6 +58,7 @@ class Alignment:
     environment: dict = field(default_factory=dict)
     name_map: list = field(default_factory=list)
     calibrated: bool = False
+    noise_samples: int = 0       # one-ulp samples of the original's noise that were run
     float64_rerun: Optional[dict] = None    # {"seconds", "explained", "float64_only"} when run
     first_divergence_f64: Optional[dict] = None   # the first module that differs in float64
     seconds: float = 0.0
@@ -87,7 +90,8 @@ class Alignment:
             "tool": {"name": "gradcheck", "version": _version()}, "created": self.created,
             "config": {"port": self.port, "original": self.original, "steps": self.steps,
                        "tolerances": vars(self.tolerances), "name_map": self.name_map,
-                       "calibrated": self.calibrated, "float64_rerun": self.float64_rerun},
+                       "calibrated": self.calibrated, "noise_samples": self.noise_samples,
+                       "float64_rerun": self.float64_rerun},
             "environment": self.environment, "verdict": self.verdict,
             "first_divergence": self.first_divergence,
             "first_backward_divergence": self.first_backward_divergence,

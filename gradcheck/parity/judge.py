@@ -44,7 +44,18 @@ def rel_norm(a, ref) -> float:
     return 0.0 if d == 0 else d / (s + TINY)
 
 
-def judge_modules(outs_p, rec_o, rec_64, name_map, port_modules, tol, grads_p=None) -> list:
+def _sample_out(samples, name, call) -> list:
+    """Each noise sample's outputs of (name, call), where it recorded them."""
+    got = []
+    for s in samples:
+        calls = s.rec.out.get(name, [])
+        if call < len(calls):
+            got.append(calls[call])
+    return got
+
+
+def judge_modules(outs_p, rec_o, rec_64, name_map, port_modules, tol, grads_p=None,
+                  samples=()) -> list:
     rows = []
     grads_p = grads_p or {}
     for name, call, typ in rec_o.order:
@@ -82,6 +93,9 @@ def judge_modules(outs_p, rec_o, rec_64, name_map, port_modules, tol, grads_p=No
             if rec_64 is not None:
                 floor = max(floor, rel_scale(b, r))
         else:
+            for outs in _sample_out(samples, name, call) if rec_64 is not None else ():
+                floor = max([floor] + [rel_scale(b, r) for b, r in zip(outs, ref)
+                                       if tuple(b.shape) == tuple(r.shape)])
             row["rel"] = rel
             row["noise_floor"] = floor if rec_64 is not None else None
             row["ok"] = bool(rel <= tol.allowed(tol.output, row["noise_floor"]))
@@ -93,21 +107,24 @@ def judge_modules(outs_p, rec_o, rec_64, name_map, port_modules, tol, grads_p=No
                 any(tuple(a.shape) != tuple(b.shape) for a, b in zip(gp, go)):
             continue
         row["grad_rel"] = max((rel_scale(a, r) for a, r in zip(gp, gref)), default=0.0)
-        row["grad_floor"] = (max((rel_scale(b, r) for b, r in zip(go, g64)), default=0.0)
-                             if g64 is not None else None)
+        row["grad_floor"] = (max([rel_scale(b, r) for gs in [go] + [
+            s.rec.grads[(name, call)] for s in samples if (name, call) in s.rec.grads]
+            for b, r in zip(gs, g64)], default=0.0) if g64 is not None else None)
         row["grad_ok"] = bool(row["grad_rel"] <= tol.allowed(tol.grad, row["grad_floor"]))
     return rows
 
 
-def judge_loss(losses, terms_log, tol, calibrated) -> dict:
-    def one(p, o, r):
+def judge_loss(losses, terms_log, tol, calibrated, samples=()) -> dict:
+    def one(p, o, r, others=()):
         ref = r if r is not None else o
         rel = abs(p - ref) / (abs(ref) + TINY) if p != ref else 0.0
-        floor = abs(o - r) / (abs(r) + TINY) if r is not None else None
+        floor = (max(abs(x - r) for x in [o, *others]) / (abs(r) + TINY)
+                 if r is not None else None)
         return rel, floor, bool(rel <= tol.allowed(tol.loss, floor))
 
     r0 = losses["original_f64"][0] if calibrated else None
-    rel, floor, ok = one(losses["port"][0], losses["original"][0], r0)
+    rel, floor, ok = one(losses["port"][0], losses["original"][0], r0,
+                         [s.loss for s in samples])
     out = {"port": losses["port"], "original": losses["original"],
            "original_f64": losses["original_f64"] if calibrated else None,
            "rel": rel, "noise_floor": floor, "ok": ok, "terms": []}
@@ -118,14 +135,15 @@ def judge_loss(losses, terms_log, tol, calibrated) -> dict:
             out["terms"].append({"name": name, "port": tp.get(name), "original": to.get(name),
                                  "ok": False, "note": "on one side only"})
             continue
-        rel, floor, ok = one(tp[name], to[name], t64.get(name))
+        rel, floor, ok = one(tp[name], to[name], t64.get(name),
+                             [s.terms[name] for s in samples if name in s.terms])
         out["terms"].append({"name": name, "port": tp[name], "original": to[name], "rel": rel,
                              "noise_floor": floor, "ok": ok})
     return out
 
 
 def judge_params(p_params, entries, pairs, o_named, grads_p, grads_o, grads_64, port_values,
-                 named_64, tol, frozen_diff, initial) -> list:
+                 named_64, tol, frozen_diff, initial, samples=()) -> list:
     frozen_names = {d["original_name"]: d for d in frozen_diff}
     ref_grads = grads_64 if grads_64 is not None else grads_o
     gmax = max((float(np.linalg.norm(g)) for g in ref_grads.values() if g is not None),
@@ -158,8 +176,9 @@ def judge_params(p_params, entries, pairs, o_named, grads_p, grads_o, grads_64, 
             row["grad_rel"] = 0.0 if diff == 0 else diff / (den + TINY)
             floor_abs = None
             if grads_64 is not None:
-                go = np.zeros(p.shape) if go is None else go
-                floor_abs = float(np.linalg.norm((go - gr).ravel()))
+                floor_abs = max(float(np.linalg.norm(((np.zeros(p.shape) if g is None else g)
+                                                      - gr).ravel()))
+                                for g in [go] + [s.grads.get(oname) for s in samples])
                 row["noise_floor"] = 0.0 if floor_abs == 0 else floor_abs / (den + TINY)
             allowed = max(tol.grad * den, 1e-6 * gmax,
                           tol.noise_factor * floor_abs if floor_abs is not None else 0.0)

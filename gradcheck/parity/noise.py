@@ -1,0 +1,61 @@
+"""Samples of the original's float32 noise, for ``gradcheck align``'s noise floor.
+
+The floor of a number (a module output, the loss, a gradient) is how far the original's own
+float32 run lands from its float64 rerun.  One run is one sample of that noise, and where a
+model amplifies noise (a ReLU input near zero, a near tie) one sample can sit far below
+what float32 does there: measured on the official Gold-YOLO-N, moving every input element
+by 2e-7 moves its float32 gradients by a median 2.9e-3, while its one-run floor was 2.6e-5.
+
+:func:`sample` reruns step 1 of the original in float32 on its batch with every float
+element moved one ulp up or down (a seeded coin per element: the smallest change float32
+can represent, the size of one rounding), on a copy of the original taken before any step.
+``align`` takes each number's floor as the largest distance from the float64 reference
+over the original's run and these samples (``align_noise_samples``, default 3).  A port
+bug larger than float32's own sensitivity still stands out; a faithful port's float32 run
+is one more such sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradcheck.parity.batches import to_torch_like
+from gradcheck.parity.hooks import TorchOutputs
+from gradcheck.parity.steps import torch_step
+
+
+@dataclass
+class NoiseSample:
+    loss: float
+    terms: dict
+    grads: dict            # original parameter name -> np.ndarray float64 (or None)
+    rec: TorchOutputs      # module outputs (rec.out) and d loss / d output (rec.grads)
+
+
+def one_ulp(batch, rng):
+    """The numpy batch with every float element moved one ulp up or down (ints kept)."""
+    if isinstance(batch, dict):
+        return {k: one_ulp(v, rng) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        items = [one_ulp(v, rng) for v in batch]
+        return type(batch)(*items) if hasattr(batch, "_fields") else type(batch)(items)
+    if isinstance(batch, np.ndarray) and batch.dtype.kind == "f":
+        up = rng.random_sample(batch.shape) < 0.5
+        inf = np.array(np.inf, batch.dtype)
+        return np.where(up, np.nextafter(batch, inf), np.nextafter(batch, -inf)).astype(
+            batch.dtype)
+    return batch
+
+
+def sample(workload, copy, batch_np, batch_o, k: int, seed: int, torch) -> NoiseSample:
+    """Step 1 of the original (``copy``: its (model, optimizer), never stepped) on the batch
+    moved by one ulp, with coin flips seeded by (``seed``, ``k``)."""
+    model, optimizer = copy
+    rng = np.random.RandomState([seed % 2**32, k])
+    batch = to_torch_like(one_ulp(batch_np, rng), batch_o, torch)
+    rec = TorchOutputs(model, torch)
+    with rec:
+        loss, terms, grads = torch_step(workload, model, optimizer, batch, torch, rec)
+    return NoiseSample(loss, terms, grads, rec)
