@@ -132,7 +132,7 @@ def test_one_ulp_moves_every_float_element_by_one_ulp():
     from gradcheck.parity.noise import one_ulp
 
     # no 0.0: its neighbours are subnormal, equal to 0 once Jittor set flush-to-zero
-    x = np.array([1.0, -2.5, 7e-3, 3e-38, 1e30], np.float32)
+    x = np.array([1.5, -2.5, 7e-3, 3e-38, 1e6 + 0.25], np.float32)
     y = np.array([1, 2, 3])
     batch = {"x": x, "pair": (x.astype(np.float64), y)}
     out = one_ulp(batch, np.random.RandomState(0))
@@ -142,6 +142,9 @@ def test_one_ulp_moves_every_float_element_by_one_ulp():
         assert ((b == up) | (b == down)).all() and (b != a).all()
         assert (b == up).any() and (b == down).any()
     assert out["pair"][1] is y
+    rows = np.array([[0.0, 3.0, 0.25, 0.5]], np.float32)   # [image, class, x, y]: ids kept
+    moved = one_ulp(rows, np.random.RandomState(1))
+    assert (moved[0, :2] == rows[0, :2]).all() and (moved[0, 2:] != rows[0, 2:]).all()
     again = one_ulp(batch, np.random.RandomState(0))
     assert np.array_equal(again["x"], out["x"])          # seeded: the same coins
 

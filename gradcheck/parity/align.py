@@ -234,7 +234,8 @@ def align(port: Workload, original: Workload, name_map: Optional[NameMap] = None
     port_values = {e.name: e.var.numpy() for e in p_params}
     res.params = judge_params(p_params, entries, pairs, o_named, grads_p, grads_o, grads_64,
                               port_values, dict(ref[0].named_parameters()) if ref else None,
-                              tol, frozen_diff, initial, samples)
+                              tol, frozen_diff, initial, samples,
+                              update_samples=samples if steps == 1 else ())
     # 7. noise or port bug? the port rerun in float64, where float32 left rows unexplained
     if start is not None and (tol.float64_mode == "always" or numeric_failures(res)):
         trainable = [e.var for e in p_params if not e.var.is_stop_grad()]

@@ -143,7 +143,10 @@ def judge_loss(losses, terms_log, tol, calibrated, samples=()) -> dict:
 
 
 def judge_params(p_params, entries, pairs, o_named, grads_p, grads_o, grads_64, port_values,
-                 named_64, tol, frozen_diff, initial, samples=()) -> list:
+                 named_64, tol, frozen_diff, initial, samples=(), update_samples=()) -> list:
+    """Per-parameter gradient rows (floors over the original's run and ``samples``), then
+    the values after the steps, judged on the updates (floors over ``update_samples`` too:
+    the samples' one-step updates, given when the run was one step)."""
     frozen_names = {d["original_name"]: d for d in frozen_diff}
     ref_grads = grads_64 if grads_64 is not None else grads_o
     gmax = max((float(np.linalg.norm(g)) for g in ref_grads.values() if g is not None),
@@ -206,7 +209,10 @@ def judge_params(p_params, entries, pairs, o_named, grads_p, grads_o, grads_64, 
         diff = float(np.linalg.norm((up - u64).ravel()))
         den = float(np.linalg.norm(u64.ravel()))
         row["update_rel"] = 0.0 if diff == 0 else diff / (den + TINY)
-        floor_abs = float(np.linalg.norm((uo - u64).ravel())) if named_64 else None
+        floor_abs = (max(float(np.linalg.norm((x - u64).ravel()))
+                         for x in [uo] + [s.updates[row["original_name"]] for s in update_samples
+                                          if row["original_name"] in s.updates])
+                     if named_64 else None)
         row["update_floor"] = (None if floor_abs is None else
                                0.0 if floor_abs == 0 else floor_abs / (den + TINY))
         allowed = max(tol.value * den, 1e-6 * umax,

@@ -8,15 +8,18 @@ by 2e-7 moves its float32 gradients by a median 2.9e-3, while its one-run floor 
 
 :func:`sample` reruns step 1 of the original in float32 on its batch with every float
 element moved one ulp up or down (a seeded coin per element: the smallest change float32
-can represent, the size of one rounding), on a copy of the original taken before any step.
+can represent, the size of one rounding; elements holding an exact integer -- indices,
+classes, masks -- are left alone), on a copy of the original taken before any step.
 ``align`` takes each number's floor as the largest distance from the float64 reference
-over the original's run and these samples (``align_noise_samples``, default 3).  A port
+over the original's run and these samples (``align_noise_samples``, default 3); with
+``--steps 1`` the parameter updates' floors too (each sample runs the optimizer's step).  A port
 bug larger than float32's own sensitivity still stands out; a faithful port's float32 run
 is one more such sample.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,10 +35,12 @@ class NoiseSample:
     terms: dict
     grads: dict            # original parameter name -> np.ndarray float64 (or None)
     rec: TorchOutputs      # module outputs (rec.out) and d loss / d output (rec.grads)
+    updates: dict          # original parameter name -> value after the step - before
 
 
 def one_ulp(batch, rng):
-    """The numpy batch with every float element moved one ulp up or down (ints kept)."""
+    """The numpy batch with every float element moved one ulp up or down (integer dtypes,
+    and float elements that hold an exact integer, kept)."""
     if isinstance(batch, dict):
         return {k: one_ulp(v, rng) for k, v in batch.items()}
     if isinstance(batch, (list, tuple)):
@@ -44,18 +49,26 @@ def one_ulp(batch, rng):
     if isinstance(batch, np.ndarray) and batch.dtype.kind == "f":
         up = rng.random_sample(batch.shape) < 0.5
         inf = np.array(np.inf, batch.dtype)
-        return np.where(up, np.nextafter(batch, inf), np.nextafter(batch, -inf)).astype(
-            batch.dtype)
+        moved = np.where(up, np.nextafter(batch, inf), np.nextafter(batch, -inf))
+        # an exact integer in a float array is usually an index, a class or a mask (a target
+        # row's image and class columns): moving it would change what it means, not round it
+        return np.where(batch == np.round(batch), batch, moved).astype(batch.dtype)
     return batch
 
 
-def sample(workload, copy, batch_np, batch_o, k: int, seed: int, torch) -> NoiseSample:
-    """Step 1 of the original (``copy``: its (model, optimizer), never stepped) on the batch
-    moved by one ulp, with coin flips seeded by (``seed``, ``k``)."""
-    model, optimizer = copy
+def sample(workload, pristine, batch_np, batch_o, k: int, seed: int, torch) -> NoiseSample:
+    """Step 1 of the original on the batch moved by one ulp (coin flips seeded by ``seed``,
+    ``k``), on a fresh copy of ``pristine`` (its (model, optimizer) before any step), the
+    optimizer's update included."""
+    model, optimizer = copy.deepcopy(pristine)
     rng = np.random.RandomState([seed % 2**32, k])
     batch = to_torch_like(one_ulp(batch_np, rng), batch_o, torch)
+    before = {n: p.detach().cpu().numpy().astype(np.float64)
+              for n, p in model.named_parameters()}
     rec = TorchOutputs(model, torch)
     with rec:
         loss, terms, grads = torch_step(workload, model, optimizer, batch, torch, rec)
-    return NoiseSample(loss, terms, grads, rec)
+    optimizer.step()
+    updates = {n: p.detach().cpu().numpy().astype(np.float64) - before[n]
+               for n, p in model.named_parameters()}
+    return NoiseSample(loss, terms, grads, rec, updates)
