@@ -191,8 +191,6 @@ def align(port: Workload, original: Workload, name_map: Optional[NameMap] = None
                 lo, to, go = torch_step(original, om, original.optimizer, batch_t, torch,
                                          rec_o)
             outs_o, grads_o = rec_o, go
-            samples = [noise.sample(original, noisy, batch_np, batch_o, k, seed or 0, torch)
-                       for k in range(tol.noise_samples)] if noisy else []
         else:
             lo, to, _ = torch_step(original, om, original.optimizer, batch_t, torch)
         if ref is not None:
@@ -214,6 +212,9 @@ def align(port: Workload, original: Workload, name_map: Optional[NameMap] = None
                     torch.set_default_dtype(old)
                 losses["original_f64"].append(l64)
                 terms_log["original_f64"].append(t64)
+                if step == 1 and noisy:   # the noise samples, measured against the reference
+                    samples = [noise.sample(original, noisy, batch_np, batch_o, k, seed or 0,
+                                            torch, outs_64) for k in range(tol.noise_samples)]
             except WorkloadError as exc:
                 res.verdict["warnings"].append(f"no float64 reference: {exc}")
                 ref, outs_64, grads_64 = None, None, None

@@ -44,16 +44,6 @@ def rel_norm(a, ref) -> float:
     return 0.0 if d == 0 else d / (s + TINY)
 
 
-def _sample_out(samples, name, call) -> list:
-    """Each noise sample's outputs of (name, call), where it recorded them."""
-    got = []
-    for s in samples:
-        calls = s.rec.out.get(name, [])
-        if call < len(calls):
-            got.append(calls[call])
-    return got
-
-
 def judge_modules(outs_p, rec_o, rec_64, name_map, port_modules, tol, grads_p=None,
                   samples=()) -> list:
     rows = []
@@ -93,9 +83,8 @@ def judge_modules(outs_p, rec_o, rec_64, name_map, port_modules, tol, grads_p=No
             if rec_64 is not None:
                 floor = max(floor, rel_scale(b, r))
         else:
-            for outs in _sample_out(samples, name, call) if rec_64 is not None else ():
-                floor = max([floor] + [rel_scale(b, r) for b, r in zip(outs, ref)
-                                       if tuple(b.shape) == tuple(r.shape)])
+            if rec_64 is not None:      # the noise samples' distances (gradcheck.parity.noise)
+                floor = max([floor] + [s.out_floor.get((name, call), 0.0) for s in samples])
             row["rel"] = rel
             row["noise_floor"] = floor if rec_64 is not None else None
             row["ok"] = bool(rel <= tol.allowed(tol.output, row["noise_floor"]))
@@ -107,9 +96,9 @@ def judge_modules(outs_p, rec_o, rec_64, name_map, port_modules, tol, grads_p=No
                 any(tuple(a.shape) != tuple(b.shape) for a, b in zip(gp, go)):
             continue
         row["grad_rel"] = max((rel_scale(a, r) for a, r in zip(gp, gref)), default=0.0)
-        row["grad_floor"] = (max([rel_scale(b, r) for gs in [go] + [
-            s.rec.grads[(name, call)] for s in samples if (name, call) in s.rec.grads]
-            for b, r in zip(gs, g64)], default=0.0) if g64 is not None else None)
+        row["grad_floor"] = (max([rel_scale(b, r) for b, r in zip(go, g64)]
+                                 + [s.grad_floor.get((name, call), 0.0) for s in samples],
+                                 default=0.0) if g64 is not None else None)
         row["grad_ok"] = bool(row["grad_rel"] <= tol.allowed(tol.grad, row["grad_floor"]))
     return rows
 

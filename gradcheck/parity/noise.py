@@ -34,8 +34,9 @@ class NoiseSample:
     loss: float
     terms: dict
     grads: dict            # original parameter name -> np.ndarray float64 (or None)
-    rec: TorchOutputs      # module outputs (rec.out) and d loss / d output (rec.grads)
     updates: dict          # original parameter name -> value after the step - before
+    out_floor: dict        # (module, call) -> its outputs' distance from the reference
+    grad_floor: dict       # (module, call) -> d loss / d output's distance from the reference
 
 
 def one_ulp(batch, rng):
@@ -56,10 +57,29 @@ def one_ulp(batch, rng):
     return batch
 
 
-def sample(workload, pristine, batch_np, batch_o, k: int, seed: int, torch) -> NoiseSample:
+def _distances(recorded: dict, reference: dict) -> dict:
+    """Per key, the largest scale-relative distance of the recorded arrays from the
+    reference's (keys and arrays the reference lacks, or shaped otherwise, skipped)."""
+    from gradcheck.parity.judge import rel_scale
+
+    out = {}
+    for key, arrays in recorded.items():
+        ref = reference.get(key)
+        if ref is None:
+            continue
+        d = [rel_scale(a, r) for a, r in zip(arrays, ref) if tuple(a.shape) == tuple(r.shape)]
+        if d:
+            out[key] = max(d)
+    return out
+
+
+def sample(workload, pristine, batch_np, batch_o, k: int, seed: int, torch,
+           reference) -> NoiseSample:
     """Step 1 of the original on the batch moved by one ulp (coin flips seeded by ``seed``,
     ``k``), on a fresh copy of ``pristine`` (its (model, optimizer) before any step), the
-    optimizer's update included."""
+    optimizer's update included.  Module outputs are reduced at once to their distances
+    from ``reference`` (the float64 run's recorder): a sample never holds a model's worth
+    of activations."""
     model, optimizer = copy.deepcopy(pristine)
     rng = np.random.RandomState([seed % 2**32, k])
     batch = to_torch_like(one_ulp(batch_np, rng), batch_o, torch)
@@ -71,4 +91,9 @@ def sample(workload, pristine, batch_np, batch_o, k: int, seed: int, torch) -> N
     optimizer.step()
     updates = {n: p.detach().cpu().numpy().astype(np.float64) - before[n]
                for n, p in model.named_parameters()}
-    return NoiseSample(loss, terms, grads, rec, updates)
+    outs = {(name, call): arrays for name, calls in rec.out.items()
+            for call, arrays in enumerate(calls)}
+    refs = {(name, call): arrays for name, calls in reference.out.items()
+            for call, arrays in enumerate(calls)}
+    return NoiseSample(loss, terms, grads, updates, _distances(outs, refs),
+                       _distances(rec.grads, reference.grads))
