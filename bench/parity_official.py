@@ -200,7 +200,8 @@ def port_workload(variant: str, img_size: int = 320, batch_size: int = 2, seed: 
         out = loss_fn.compute(model(imgs), tgts, epoch_num=0, step_num=0)
         return out.total, out.terms, out.stats
     wl.loss = loss
-    wl.batch = (wl.batch[0], np.asarray(wl.batch[1], np.float32))
+    images, targets = wl.batch_for(1)      # the bundled batch is a function of the step
+    wl.batch = (images, np.asarray(targets, np.float32))
     return wl
 
 
