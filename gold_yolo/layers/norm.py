@@ -13,7 +13,8 @@ in training mode in two ways that matter for "same weights, same gradients":
 This subclass keeps Jittor's parameters and buffers (``weight``, ``bias``, ``running_mean``,
 ``running_var``: same names, same optimizer groups) and computes the statistics as torch
 does: a two-pass variance, accumulated in float64, and an unbiased running variance.  Its
-backward is explicit (``_TrainNorm``): float32 elementwise, the per-channel sums in float64.
+backward is explicit (``_TrainNorm``): elementwise in the input's dtype (float32 in training;
+float64 when ``gradcheck align`` reruns the port in float64), the per-channel sums in float64.
 Eval mode is Jittor's own (it already matches torch).
 
     x (B, C, H, W) -> (B, C, H, W)
@@ -29,7 +30,7 @@ __all__ = ["BatchNorm2d"]
 
 class _TrainNorm(jt.Function):
     """Training-mode normalisation with the statistics in float64 and an explicit backward:
-    elementwise work in float32, the two per-channel sums accumulated in float64 (torch's
+    elementwise work in the input's dtype, the two per-channel sums accumulated in float64 (torch's
     CPU kernel accumulates in double too).  Autodiff through the float64 statistics instead
     materialised float64 copies of every activation (28% of Gold-YOLO-N's op time)."""
 
@@ -38,23 +39,22 @@ class _TrainNorm(jt.Function):
         x64 = x.float64()
         mean = x64.mean(dims=dims)                                             # (C,)
         var = (x64 - mean.broadcast(x64, dims)).sqr().mean(dims=dims)          # (C,) biased
-        std = jt.sqrt(var + eps).float32()                                      # (C,)
+        std = jt.sqrt(var + eps).cast(x.dtype)                                  # (C,)
         inv = 1.0 / std
         w = weight / std                                                        # (C,)
-        b = bias - mean.float32() * w
-        self.saved = (x, mean.float32(), inv, weight, dims)
+        b = bias - mean.cast(x.dtype) * w
+        self.saved = (x, mean.cast(x.dtype), inv, weight, dims)
         return x * w.broadcast(x, dims) + b.broadcast(x, dims), mean.stop_grad(), var.stop_grad()
 
     def grad(self, gy, gmean=None, gvar=None):
         x, mean, inv, weight, dims = self.saved
-        self.saved = None
         n = x.numel() // x.shape[1]
-        xhat = (x - mean.broadcast(x, dims)) * inv.broadcast(x, dims)          # float32
+        xhat = (x - mean.broadcast(x, dims)) * inv.broadcast(x, dims)          # x's dtype
         sum_g = gy.float64().sum(dims=dims)                                    # (C,) float64 sums
         sum_gx = (gy * xhat).float64().sum(dims=dims)
-        mg, mgx = (sum_g / n).float32(), (sum_gx / n).float32()
+        mg, mgx = (sum_g / n).cast(x.dtype), (sum_gx / n).cast(x.dtype)
         gx = (gy - mg.broadcast(x, dims) - xhat * mgx.broadcast(x, dims)) * (weight * inv).broadcast(x, dims)
-        return gx, sum_gx.float32(), sum_g.float32(), None
+        return gx, sum_gx.cast(weight.dtype), sum_g.cast(weight.dtype), None
 
 
 class BatchNorm2d(nn.BatchNorm):
@@ -64,7 +64,8 @@ class BatchNorm2d(nn.BatchNorm):
         y, mean, var = _TrainNorm.apply(x, self.weight, self.bias, self.eps)
         n = x.numel() // x.shape[1]
         self.running_mean.update(self.running_mean
-                                 + (mean.float32() - self.running_mean) * self.momentum)
-        unbiased = (var * (n / max(n - 1, 1))).float32()
+                                 + (mean.cast(self.running_mean.dtype) - self.running_mean)
+                                 * self.momentum)
+        unbiased = (var * (n / max(n - 1, 1))).cast(self.running_var.dtype)
         self.running_var.update(self.running_var + (unbiased - self.running_var) * self.momentum)
         return y
