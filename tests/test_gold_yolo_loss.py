@@ -662,6 +662,36 @@ def test_nesterov_update_matches_hand_formula():
     np.testing.assert_allclose(m.weight.numpy(), [[2 - 0.1 * 5.7]], rtol=1e-6)
 
 
+@pytest.mark.parametrize("nesterov,dampening", [(True, 0.0), (False, 0.0), (False, 0.25)])
+def test_fused_sgd_equals_jittor_sgd_bitwise(nesterov, dampening):
+    """gold_yolo.optim.SGD (one fused kernel per chunk of parameters) gives exactly the values
+    of jittor.optim.SGD: parameters and momentum buffers, over several steps, with a frozen
+    parameter, three groups (decay only on one), and more parameters than one chunk."""
+    from gold_yolo import optim
+
+    def run(cls):
+        jt.set_global_seed(0)
+        layers = [jt.nn.Linear(3, 3) for _ in range(70)]          # 140 parameters > one chunk
+        params = [p for m in layers for p in (m.weight, m.bias)]
+        params[5] = params[5].stop_grad()
+        groups = [{"params": params[:40], "weight_decay": 0.0},
+                  {"params": params[40:100], "weight_decay": 5e-4},
+                  {"params": params[100:], "weight_decay": 0.0, "lr": 0.02}]
+        opt = cls(groups, lr=0.01, momentum=0.937, nesterov=nesterov, dampening=dampening)
+        x = jt.array(np.random.RandomState(1).rand(4, 3).astype(np.float32))
+        for _ in range(3):
+            y = x
+            for m in layers:
+                y = jt.tanh(m(y))
+            opt.step((y * y).sum())
+        return [p.numpy() for p in params] + [v.numpy() for pg in opt.param_groups for v in pg["values"]]
+
+    ref, got = run(jt.optim.SGD), run(optim.SGD)
+    assert len(ref) == len(got)
+    for a, b in zip(ref, got):
+        np.testing.assert_array_equal(a, b)
+
+
 # ---------------------------------------------------------------- real model
 def test_real_model_n_loss_gradients_and_one_step():
     from gold_yolo.model import build_model

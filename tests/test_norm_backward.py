@@ -63,3 +63,35 @@ def test_batchnorm_backward_twice_and_in_float64():
                     - xhat * (gy * xhat).mean((0, 2, 3), keepdims=True))
     np.testing.assert_allclose(gx.numpy(), ref_gx, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(gw.numpy(), (gy * xhat).sum((0, 2, 3)), rtol=1e-10)
+
+
+def test_cpu_kernels_match_the_graph_path():
+    """The float32 CPU kernels (one loop nest per direction) compute what the Jittor graph
+    path (CUDA, float64 reruns) computes, to float32 rounding, forward and backward, on a
+    shape with several images and channels (the kernels index (N, C, H*W) by hand)."""
+    from gold_yolo.layers import norm
+
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((3, 5, 7, 4)) * 2 - 0.5).astype(np.float32)
+    gy = rng.standard_normal(x.shape).astype(np.float32)
+    w = rng.standard_normal(5).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+    got = {}
+    for cpu in (True, False):
+        xv, wv, bv = jt.array(x), jt.array(w), jt.array(b)
+        f = norm._TrainNorm()
+        if cpu:
+            y, mean, var = f(xv, wv, bv, 1e-3)
+        else:
+            orig, norm._cpu_kernels = norm._cpu_kernels, lambda *a: False
+            try:
+                y, mean, var = f(xv, wv, bv, 1e-3)
+            finally:
+                norm._cpu_kernels = orig
+        assert f.cpu is cpu
+        grads = jt.grad((y * jt.array(gy)).sum(), [xv, wv, bv])
+        got[cpu] = [t.numpy() for t in (y, mean, var, *grads)]
+    for name, k, g in zip(("y", "mean", "var", "gx", "gw", "gb"), got[True], got[False]):
+        assert k.dtype == g.dtype and k.shape == g.shape, name
+        tol = 1e-12 if k.dtype == np.float64 else 2e-6
+        np.testing.assert_allclose(k, g, rtol=tol, atol=tol * 4, err_msg=name)

@@ -28,13 +28,116 @@ from jittor import nn
 __all__ = ["BatchNorm2d"]
 
 
+# CPU kernels of _TrainNorm: the same float32 / float64 expressions as the Jittor graph in
+# ``_TrainNorm._execute_graph`` / ``_grad_graph`` (which CUDA still runs), written as one loop
+# nest per channel instead of 3-4 fused ops with broadcast index arithmetic.  x is (N, C, L).
+# Single-threaded on purpose: splitting the channels over a second std::thread made the step
+# several times slower whenever the two cores were busy (oneDNN's spinning OpenMP workers,
+# another process), as every one of the ~300 calls per step waits for its slower half.
+_NORM_HEADER = '#include <cmath>\n'
+_FWD_SRC = r"""
+// in0 x (N, C, L) float32, in1 weight (C), in2 bias (C)
+// out0 y (N, C, L), out1 mean (C) float64, out2 var (C) float64 (biased), out3 mean (C) float32,
+// out4 1/std (C) float32
+const index_t N = in0_shape0, C = in0_shape1, L = in0_shape2;
+const double rcount = C * 1.0 / (N * C * L);   // as Jittor: y->num * 1.0 / x->num
+const double eps = (double)(float)(EPS);
+for (index_t c = 0; c < C; c++) {
+    double s = 0;
+    for (index_t n = 0; n < N; n++) {
+        const float* xp = in0_p + (n * C + c) * L;
+        for (index_t i = 0; i < L; i++) s += (double)xp[i] * rcount;   // Jittor's mean
+    }
+    const double mean = s;
+    double s2 = 0;
+    for (index_t n = 0; n < N; n++) {
+        const float* xp = in0_p + (n * C + c) * L;
+        for (index_t i = 0; i < L; i++) { double d = (double)xp[i] - mean; s2 += d * d * rcount; }
+    }
+    const double var = s2;
+    const float std = (float)std::sqrt(var + eps);
+    const float mean32 = (float)mean;
+    const float w = in1_p[c] / std;
+    const float b = in2_p[c] - mean32 * w;
+    for (index_t n = 0; n < N; n++) {
+        const float* xp = in0_p + (n * C + c) * L;
+        float* yp = out0_p + (n * C + c) * L;
+        for (index_t i = 0; i < L; i++) yp[i] = xp[i] * w + b;
+    }
+    out1_p[c] = mean; out2_p[c] = var; out3_p[c] = mean32; out4_p[c] = 1.0f / std;
+}
+"""
+_BWD_SRC = r"""
+// in0 gy (N, C, L), in1 x (N, C, L), in2 mean (C) float32, in3 1/std (C), in4 weight (C)
+// out0 gx (N, C, L), out1 grad weight (C), out2 grad bias (C)
+const index_t N = in0_shape0, C = in0_shape1, L = in0_shape2;
+const double cnt = (double)(N * L);
+for (index_t c = 0; c < C; c++) {
+    const float m = in2_p[c], inv = in3_p[c];
+    double sg = 0, sgx = 0;
+    for (index_t n = 0; n < N; n++) {
+        const float* gp = in0_p + (n * C + c) * L;
+        const float* xp = in1_p + (n * C + c) * L;
+        for (index_t i = 0; i < L; i++) {
+            const float xhat = (xp[i] - m) * inv;
+            sg += (double)gp[i];
+            sgx += (double)(gp[i] * xhat);
+        }
+    }
+    const float mg = (float)(sg / cnt), mgx = (float)(sgx / cnt);
+    const float scale = in4_p[c] * inv;
+    for (index_t n = 0; n < N; n++) {
+        const float* gp = in0_p + (n * C + c) * L;
+        const float* xp = in1_p + (n * C + c) * L;
+        float* op = out0_p + (n * C + c) * L;
+        for (index_t i = 0; i < L; i++) {
+            const float xhat = (xp[i] - m) * inv;
+            op[i] = (gp[i] - mg - xhat * mgx) * scale;
+        }
+    }
+    out1_p[c] = (float)sgx; out2_p[c] = (float)sg;
+}
+"""
+
+
+def _cpu_kernels(x, weight, bias) -> bool:
+    return (not jt.flags.use_cuda and x.ndim >= 2 and x.numel() > 0 and x.dtype == "float32"
+            and weight.dtype == "float32" and bias.dtype == "float32")
+
+
 class _TrainNorm(jt.Function):
     """Training-mode normalisation with the statistics in float64 and an explicit backward:
     elementwise work in the input's dtype, the two per-channel sums accumulated in float64 (torch's
     CPU kernel accumulates in double too).  Autodiff through the float64 statistics instead
-    materialised float64 copies of every activation (28% of Gold-YOLO-N's op time)."""
+    materialised float64 copies of every activation (28% of Gold-YOLO-N's op time).
+    float32 on CPU: each direction is one hand-written kernel (``_FWD_SRC``, ``_BWD_SRC``);
+    otherwise (CUDA, float64 reruns) the same expressions as a Jittor graph."""
 
     def execute(self, x, weight, bias, eps):
+        self.cpu = _cpu_kernels(x, weight, bias)
+        if not self.cpu:
+            return self._execute_graph(x, weight, bias, eps)
+        shape = x.shape
+        x3 = x.reshape(shape[0], shape[1], -1)
+        c = shape[1]
+        y, mean, var, mean32, inv = jt.code(
+            [x3.shape, (c,), (c,), (c,), (c,)], ["float32", "float64", "float64", "float32", "float32"],
+            [x3, weight, bias], cpu_header=_NORM_HEADER,
+            cpu_src=_FWD_SRC.replace("EPS", repr(float(eps))))
+        self.saved = (x3, mean32, inv, weight, shape)
+        return y.reshape(shape), mean.stop_grad(), var.stop_grad()
+
+    def grad(self, gy, gmean=None, gvar=None):
+        if not self.cpu:
+            return self._grad_graph(gy)
+        x3, mean32, inv, weight, shape = self.saved     # kept: a second backward may come
+        gx, gw, gb = jt.code(
+            [x3.shape, weight.shape, weight.shape], ["float32"] * 3,
+            [gy.reshape(x3.shape), x3, mean32, inv, weight],
+            cpu_header=_NORM_HEADER, cpu_src=_BWD_SRC)
+        return gx.reshape(shape), gw, gb, None
+
+    def _execute_graph(self, x, weight, bias, eps):
         dims = [0] + list(range(2, x.ndim))
         x64 = x.float64()
         mean = x64.mean(dims=dims)                                             # (C,)
@@ -46,7 +149,7 @@ class _TrainNorm(jt.Function):
         self.saved = (x, mean.cast(x.dtype), inv, weight, dims)
         return x * w.broadcast(x, dims) + b.broadcast(x, dims), mean.stop_grad(), var.stop_grad()
 
-    def grad(self, gy, gmean=None, gvar=None):
+    def _grad_graph(self, gy):
         x, mean, inv, weight, dims = self.saved
         n = x.numel() // x.shape[1]
         xhat = (x - mean.broadcast(x, dims)) * inv.broadcast(x, dims)          # x's dtype
