@@ -81,3 +81,45 @@ def test_grads_alongside_without_extras_changes_nothing():
         opt.backward((w * w).sum())
     assert got == []
     np.testing.assert_allclose(w.opt_grad(opt).numpy(), [4.0])
+
+
+def test_snapshot_fused_kernel_edge_values_and_chunks():
+    """The float32 kernel's "changed" is np.array_equal's (NaN staying NaN, 0.0 -> -0.0 and
+    inf staying inf are no change; turning inf is one), its norms are numpy's float64 ones,
+    and order survives chunking (300 Vars > one kernel's 256) and a mix with int / float64."""
+    rng = np.random.default_rng(0)
+    vals = [rng.standard_normal(int(rng.integers(1, 50))).astype(np.float32) for _ in range(300)]
+    vs = [jt.array(v) for v in vals]
+    odd = {"nan": jt.array(np.array([np.nan, 1.0], np.float32)),
+           "zero": jt.array(np.array([0.0, 2.0], np.float32)),
+           "inf": jt.array(np.array([np.inf, 1.0], np.float32)),
+           "to_inf": jt.array(np.array([3.0], np.float32)),
+           "int": jt.array(np.array([1, 2], np.int32)),
+           "f64": jt.array(np.array([0.5], np.float64))}
+    allv = vs[:150] + list(odd.values()) + vs[150:]
+    snap = Snapshot(allv)
+    for k, v in enumerate(vs):
+        if k % 3 == 0:
+            v.update(v * 1.5)
+    odd["nan"].update(jt.array(np.array([np.nan, 1.0], np.float32)) * 1.0)
+    odd["zero"].update(jt.array(np.array([-0.0, 4.0], np.float32)))
+    odd["to_inf"].update(odd["to_inf"] * float("inf"))
+    odd["f64"].update(odd["f64"] + 1.0)
+    changes = snap.compare()
+    got = dict(zip(odd, changes[150:150 + len(odd)]))
+    assert not got["nan"].changed and not got["inf"].changed
+    assert got["zero"].changed and math.isclose(got["zero"].delta_norm, 2.0)   # the 2.0 -> 4.0
+    assert got["to_inf"].changed and got["f64"].changed and not got["int"].changed
+    for k, (v, ch) in enumerate(zip(vals, changes[:150] + changes[150 + len(odd):])):
+        assert ch.changed == (k % 3 == 0), k
+        assert math.isclose(ch.before_norm, np.linalg.norm(v.astype(np.float64)), rel_tol=1e-12)
+        want = np.linalg.norm(v.astype(np.float64) * 0.5) if k % 3 == 0 else 0.0
+        assert math.isclose(ch.delta_norm, want, rel_tol=1e-6, abs_tol=1e-30), k
+
+
+def test_snapshot_zero_sign_alone_is_no_change():
+    z = jt.array(np.array([0.0, 1.0], np.float32))
+    snap = Snapshot([z])
+    z.update(jt.array(np.array([-0.0, 1.0], np.float32)))
+    (ch,) = snap.compare()
+    assert not ch.changed and ch.delta_norm == 0.0
