@@ -127,10 +127,14 @@ class Snapshot:
             changed.append(differs.reshape(1))
             delta.append(_norm64(v - b))
             norm.append(_norm64(b))
-        step = 2 * _CMP_CHUNK
-        self._fused = [jt.code((len(pairs[s:s + step]) // 2, 3), "float64", pairs[s:s + step],
-                               cpu_header=_CMP_HEADER, cpu_src=_CMP_SRC)
-                       for s in range(0, len(pairs), step)]
+        # every chunk padded to _CMP_CHUNK pairs: one compiled kernel serves every model
+        step, pad = 2 * _CMP_CHUNK, jt.zeros(1)
+        self._fused = []
+        for s in range(0, len(pairs), step):
+            chunk = pairs[s:s + step]
+            chunk = chunk + [pad] * (step - len(chunk))
+            self._fused.append(jt.code((_CMP_CHUNK, 3), "float64", chunk,
+                                       cpu_header=_CMP_HEADER, cpu_src=_CMP_SRC))
         self._queued = [changed, delta, norm]
         self._before = None                    # the ops keep what they need
 
