@@ -109,6 +109,46 @@ def _install() -> None:
     # Jittor's SIGCHLD handler quick-exits (status 1) when a compiler child dies of a
     # signal, e.g. of the Ctrl-C sent to the whole process group, or of the OOM killer.
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    _report_crashes()
+
+
+# A crash in compiled code (a kernel, oneDNN, Jittor itself): Jittor's handler writes to fd 2
+# -- during a run the compile-progress pipe, whose reader dies with the process -- and calls
+# exit(1), the status of a coverage failure: a silent "FAIL".  Instead faulthandler prints
+# every thread's Python traceback on the stderr the process started with, and the process
+# then dies of the signal (status 128 + N, e.g. 139 for SIGSEGV): never taken for a verdict.
+CRASH_SIGNALS = tuple(getattr(signal, n) for n in ("SIGSEGV", "SIGFPE", "SIGBUS", "SIGILL",
+                                                    "SIGABRT") if hasattr(signal, n))
+try:
+    _STARTING_STDERR = os.dup(2)      # before any redirection of fd 2
+except OSError:                       # pragma: no cover - no stderr at all
+    _STARTING_STDERR = None
+_crash_file = None
+
+
+def _close_crash_file() -> None:
+    import faulthandler
+
+    faulthandler.disable()
+    if _crash_file is not None:
+        _crash_file.close()
+
+
+def _report_crashes() -> None:
+    global _crash_file
+    import faulthandler
+
+    if _STARTING_STDERR is None:
+        return
+    if _crash_file is None:
+        import atexit
+
+        _crash_file = os.fdopen(os.dup(_STARTING_STDERR), "w")
+        atexit.register(_close_crash_file)
+    faulthandler.disable()          # enable() is a no-op while enabled, even if replaced
+    for sig in CRASH_SIGNALS:       # Jittor's handler out (it is a C sigaction), then ours
+        _libc_default(sig)
+    faulthandler.enable(file=_crash_file, all_threads=True)
 
 
 def _after_fork_in_child() -> None:

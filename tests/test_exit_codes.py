@@ -62,6 +62,18 @@ def test_jittor_failure_exit_3_one_paragraph(tmp_path):
     assert not report.exists()
 
 
+def test_a_crash_in_compiled_code_is_never_a_verdict(tmp_path):
+    """Jittor's own SIGSEGV handler would exit with status 1 (a coverage failure) and write
+    its message into the compile-progress pipe, lost: a silent FAIL.  The process must die
+    of the signal instead, after a traceback on the real stderr."""
+    report = tmp_path / "r.json"
+    proc = _gradcheck(tmp_path, "run", "--model", f"{FAILURES}:segfaults", "-o", str(report))
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == -signal.SIGSEGV, (proc.returncode, err)
+    assert "Segmentation fault" in err and "zoo_failures.py" in err, err
+    assert not report.exists()
+
+
 @pytest.fixture
 def cli(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -80,3 +80,13 @@ def sleeps():
         time.sleep(60)
         return _sq(m(b))
     return gradcheck.Workload(TwoLayers(), _x(), loss)
+
+
+def segfaults():
+    """Crashes in compiled code during its loss (a read of address 0): for the crash report."""
+    def loss(m, b):
+        import ctypes
+
+        ctypes.string_at(0)
+        return _sq(m(b))
+    return gradcheck.Workload(TwoLayers(), _x(), loss)
