@@ -32,23 +32,31 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def worker(a) -> dict:
-    import resource
-    import statistics
-    import time
-
+def build_ours(variant: str, img: int, bs: int):
+    """Our side of the comparison, as both benches build it: (jt, model in train mode, loss,
+    optimizer, images, targets) for ``gold_yolo_<variant>`` on the synthetic batch, seed 0."""
     sys.path.insert(0, str(ROOT))
     import gold_yolo
     from gradcheck import runtime
 
     jt = runtime.import_jittor()
-    name, img, bs = f"gold_yolo_{a.variant}", a.img_size, a.batch_size
+    name = f"gold_yolo_{variant}"
     runtime.seed_everything(0)
     model = gold_yolo.build_model(name)
     loss_fn = gold_yolo.build_loss(name, ori_img_size=img)
     opt = gold_yolo.build_optimizer(model, name, batch_size=bs)
     images, targets = gold_yolo.synthetic_batch(img, bs, 0)
     model.train()
+    return jt, model, loss_fn, opt, images, targets
+
+
+def worker(a) -> dict:
+    import resource
+    import statistics
+    import time
+
+    img, bs = a.img_size, a.batch_size
+    jt, model, loss_fn, opt, images, targets = build_ours(a.variant, img, bs)
 
     def ours_step(step):
         loss, _ = loss_fn(model(images), targets, 0, step)

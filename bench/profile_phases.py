@@ -34,19 +34,11 @@ def main() -> None:
     ap.add_argument("--ops", type=int, default=0, help="print the N costliest ops of one step (both sides)")
     a = ap.parse_args()
 
-    sys.path.insert(0, str(ROOT))
-    import gold_yolo
-    from gradcheck import runtime
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_gold_yolo import build_ours
 
-    jt = runtime.import_jittor()
     name, img, bs = f"gold_yolo_{a.variant}", a.img_size, a.batch_size
-    runtime.seed_everything(0)
-    model = gold_yolo.build_model(name)
-    loss_fn = gold_yolo.build_loss(name, ori_img_size=img)
-    opt = gold_yolo.build_optimizer(model, name, batch_size=bs)
-    images, targets = gold_yolo.synthetic_batch(img, bs, 0)
-    model.train()
-    params = [p for pg in opt.param_groups for p in pg["params"] if not p.is_stop_grad()]
+    jt, model, loss_fn, opt, images, targets = build_ours(a.variant, img, bs)
 
     def ours_plain(step):
         loss, _ = loss_fn(model(images), targets, 0, step)
