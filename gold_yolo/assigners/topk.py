@@ -31,14 +31,20 @@ jt = _runtime.import_jittor()
 
 __all__ = ["torch_cpu_topk_indices"]
 
-_HEADER = "#include <algorithm>\n#include <vector>\n#include <utility>\n#include <cmath>\n#include <cstdint>\n"
+_HEADER = ("#include <algorithm>\n#include <vector>\n#include <utility>\n#include <cmath>\n"
+           "#include <cstdint>\n#include <cstring>\n")
 
 # one source per (k, largest): jt.code caches the compiled kernel by its source text
 _SRC = """
 typedef std::pair<double, int64_t> elem_t;
+auto is_nan = [](double v) -> bool {{
+    uint64_t b;
+    std::memcpy(&b, &v, 8);
+    return (b & 0x7ff0000000000000ull) == 0x7ff0000000000000ull && (b & 0x000fffffffffffffull);
+}};
 const int64_t rows = in0_shape0, n = in0_shape1, k = {k};
 std::vector<elem_t> q(n);
-auto cmp = [](const elem_t& x, const elem_t& y) -> bool {{
+auto cmp = [&](const elem_t& x, const elem_t& y) -> bool {{
     return {cmp};
 }};
 for (int64_t r = 0; r < rows; r++) {{
@@ -52,9 +58,12 @@ for (int64_t r = 0; r < rows; r++) {{
     for (int64_t j = 0; j < k; j++) @out0(r, j) = (int32)q[j].second;
 }}
 """
+# Jittor compiles kernels with -Ofast, under which std::isnan is taken to be false: with a
+# NaN in a row the comparator would no longer be a strict weak ordering, and std::sort may
+# then walk off the vector.  NaN is tested on the bits instead.
 _CMP = {
-    True: "(std::isnan(x.first) && !std::isnan(y.first)) || (x.first > y.first)",
-    False: "(!std::isnan(x.first) && std::isnan(y.first)) || (x.first < y.first)",
+    True: "(is_nan(x.first) && !is_nan(y.first)) || (!is_nan(x.first) && !is_nan(y.first) && x.first > y.first)",
+    False: "(!is_nan(x.first) && is_nan(y.first)) || (!is_nan(x.first) && !is_nan(y.first) && x.first < y.first)",
 }
 
 
