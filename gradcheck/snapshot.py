@@ -95,8 +95,7 @@ for (int k = 0; k < n_pairs; k++) {
 _CMP_CHUNK = 256      # pairs per kernel (Jittor's code op takes up to 999 inputs)
 
 
-def _fused(v) -> bool:
-    jt = runtime.import_jittor()
+def _fused(v, jt) -> bool:
     return not jt.flags.use_cuda and str(v.dtype) == "float32" and v.numel() > 0
 
 
@@ -115,7 +114,7 @@ class Snapshot:
         jt = runtime.import_jittor()
         changed, delta, norm, pairs, self._order = [], [], [], [], []
         for v, b in zip(self._vars, self._before):
-            if _fused(v):
+            if _fused(v, jt):
                 self._order.append(("fused", len(pairs) // 2))
                 pairs += [v.reshape((-1,)), b.reshape((-1,))]
                 continue

@@ -171,11 +171,11 @@ def align(port: Workload, original: Workload, name_map: Optional[NameMap] = None
     for step in range(1, steps + 1):
         batch_o = original.batch_for(step)
         batch_np = to_numpy_tree(batch_o)
-        batch_p = batch_for_port(batch_np, port.batch_for(step) if port.batch is not None
-                                 else None, jt)
+        template = port.batch_for(step) if port.batch is not None else None
+        batch_p = batch_for_port(batch_np, template, jt)
         batch_t = to_torch_like(batch_np, batch_o, torch)
         if step == 1:
-            first_batch = (batch_np, port.batch_for(step) if port.batch is not None else None)
+            first_batch = (batch_np, template)
         # the port runs first: Jittor compiles before torch's thread pools do any work
         rec_p = JittorOutputs(pm, jt) if step == 1 else None
         if rec_p:

@@ -20,13 +20,18 @@ def tree_leaves(obj) -> list:
     return [obj]
 
 
-def to_numpy_tree(obj):
-    """The batch with every tensor/Var/array leaf as a numpy array (a copy)."""
+def map_leaves(obj, fn):
+    """``obj`` with ``fn`` applied to every leaf; dicts, lists, tuples and named tuples
+    rebuilt as they were."""
     if isinstance(obj, dict):
-        return {k: to_numpy_tree(v) for k, v in obj.items()}
+        return {k: map_leaves(v, fn) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(to_numpy_tree(v) for v in obj) if not hasattr(obj, "_fields") \
-            else type(obj)(*[to_numpy_tree(v) for v in obj])
+        items = [map_leaves(v, fn) for v in obj]
+        return type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
+    return fn(obj)
+
+
+def _to_numpy(obj):
     if isinstance(obj, np.ndarray):
         return obj.copy()
     if hasattr(obj, "detach"):                         # torch
@@ -34,6 +39,11 @@ def to_numpy_tree(obj):
     if hasattr(obj, "numpy") and hasattr(obj, "shape"):  # jittor
         return obj.numpy().copy()
     return obj
+
+
+def to_numpy_tree(obj):
+    """The batch with every tensor/Var/array leaf as a numpy array (a copy)."""
+    return map_leaves(obj, _to_numpy)
 
 
 def batch_for_port(batch_np, template, jt):
@@ -62,17 +72,16 @@ def batch_for_port(batch_np, template, jt):
     return batch_np
 
 
-def batch_to_double(batch, torch):
-    if isinstance(batch, dict):
-        return {k: batch_to_double(v, torch) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        items = [batch_to_double(v, torch) for v in batch]
-        return type(batch)(*items) if hasattr(batch, "_fields") else type(batch)(items)
-    if isinstance(batch, torch.Tensor) and batch.is_floating_point():
-        return batch.double()
-    if isinstance(batch, np.ndarray) and batch.dtype.kind == "f":
-        return batch.astype(np.float64)
-    return batch
+def batch_to_double(batch, torch=None):
+    """Every floating leaf as float64: torch tensors (given ``torch``) and numpy arrays;
+    ints, bools and the rest kept."""
+    def leaf(x):
+        if torch is not None and isinstance(x, torch.Tensor) and x.is_floating_point():
+            return x.double()
+        if isinstance(x, np.ndarray) and x.dtype.kind == "f":
+            return x.astype(np.float64)
+        return x
+    return map_leaves(batch, leaf)
 
 
 def to_torch_like(batch_np, batch_o, torch):

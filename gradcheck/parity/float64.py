@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradcheck.parity.batches import batch_for_port
+from gradcheck.parity.batches import batch_for_port, batch_to_double
 from gradcheck.parity.hooks import JittorOutputs
 
 MODES = ("auto", "always", "never")   # auto: only when float32 leaves something unexplained
@@ -41,18 +41,6 @@ class Float64Run:
     out: dict = field(default_factory=dict)       # module name -> [[np outputs]] per call
     out_grads: dict = field(default_factory=dict)  # (name, call) -> [np d loss / d output]
     seconds: float = 0.0
-
-
-def batch_to_float64(batch):
-    """The numpy batch with every floating leaf as float64 (ints, bools, others kept)."""
-    if isinstance(batch, dict):
-        return {k: batch_to_float64(v) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        items = [batch_to_float64(v) for v in batch]
-        return type(batch)(*items) if hasattr(batch, "_fields") else type(batch)(items)
-    if isinstance(batch, np.ndarray) and batch.dtype.kind == "f":
-        return batch.astype(np.float64)
-    return batch
 
 
 # Jittor turns a Python float operand into a float32 constant whatever the other operand's
@@ -128,7 +116,7 @@ def rerun_port_float64(port, variables, start: dict, trainable, batch_np, templa
             for v in variables:
                 if id(v) in start:
                     v.assign(jt.array(start[id(v)].astype(np.float64)))
-            batch = batch_for_port(batch_to_float64(batch_np), template, jt)
+            batch = batch_for_port(batch_to_double(batch_np), template, jt)
             rec = JittorOutputs(port.model, jt)
             with rec:
                 loss, terms, _ = call_loss(port.loss, port.model, batch, port.name)

@@ -33,13 +33,19 @@ def rel_scale(a, ref) -> float:
     return 0.0 if d == 0 else d / (s + TINY)
 
 
-def rel_norm(a, ref) -> float:
-    """|a - ref| / |ref| (L2): the gradient and value measure."""
+def _rel_abs(a, ref):
+    """(|a - ref|, |ref|) in L2, float64 (a non-finite difference as inf)."""
     a, ref = _f64(a), _f64(ref)
     with np.errstate(invalid="ignore", over="ignore"):
         d = float(np.linalg.norm((a - ref).ravel()))
         s = float(np.linalg.norm(ref.ravel()))
-    if not math.isfinite(d):
+    return (d if math.isfinite(d) else math.inf), s
+
+
+def rel_norm(a, ref) -> float:
+    """|a - ref| / |ref| (L2): the gradient and value measure."""
+    d, s = _rel_abs(a, ref)
+    if math.isinf(d):
         return math.inf
     return 0.0 if d == 0 else d / (s + TINY)
 
@@ -208,14 +214,6 @@ def judge_params(p_params, entries, pairs, o_named, grads_p, grads_o, grads_64, 
                       tol.noise_factor * floor_abs if floor_abs is not None else 0.0)
         row["value_ok"] = bool(diff <= allowed)
     return rows
-
-
-def _rel_abs(a, ref):
-    """(|a - ref|, |ref|) in L2, float64."""
-    a, ref = _f64(a), _f64(ref)
-    with np.errstate(invalid="ignore", over="ignore"):
-        d = float(np.linalg.norm((a - ref).ravel()))
-    return (d if math.isfinite(d) else math.inf), float(np.linalg.norm(ref.ravel()))
 
 
 def judge_float64(res, run, grads_64, rec_64, losses, terms_log, name_map, var_of, tol) -> dict:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradcheck.parity.batches import to_torch_like
+from gradcheck.parity.batches import map_leaves, to_torch_like
 from gradcheck.parity.hooks import TorchOutputs
 from gradcheck.parity.steps import torch_step
 
@@ -42,19 +42,16 @@ class NoiseSample:
 def one_ulp(batch, rng):
     """The numpy batch with every float element moved one ulp up or down (integer dtypes,
     and float elements that hold an exact integer, kept)."""
-    if isinstance(batch, dict):
-        return {k: one_ulp(v, rng) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        items = [one_ulp(v, rng) for v in batch]
-        return type(batch)(*items) if hasattr(batch, "_fields") else type(batch)(items)
-    if isinstance(batch, np.ndarray) and batch.dtype.kind == "f":
-        up = rng.random_sample(batch.shape) < 0.5
-        inf = np.array(np.inf, batch.dtype)
-        moved = np.where(up, np.nextafter(batch, inf), np.nextafter(batch, -inf))
+    def leaf(x):
+        if not (isinstance(x, np.ndarray) and x.dtype.kind == "f"):
+            return x
+        up = rng.random_sample(x.shape) < 0.5
+        inf = np.array(np.inf, x.dtype)
+        moved = np.where(up, np.nextafter(x, inf), np.nextafter(x, -inf))
         # an exact integer in a float array is usually an index, a class or a mask (a target
         # row's image and class columns): moving it would change what it means, not round it
-        return np.where(batch == np.round(batch), batch, moved).astype(batch.dtype)
-    return batch
+        return np.where(x == np.round(x), x, moved).astype(x.dtype)
+    return map_leaves(batch, leaf)
 
 
 def _distances(recorded: dict, reference: dict) -> dict:
