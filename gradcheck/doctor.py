@@ -240,7 +240,7 @@ def run_doctor(self_test: bool = True, quiet: bool = True, console=None) -> Doct
         why = st.onednn_reason or "Jittor did not load its oneDNN ops"
         hint = ("unset use_mkl (oneDNN makes CPU convolutions 70-120x faster)"
                 if os.environ.get("use_mkl") == "0" and "use_mkl=0" in why else
-                "pip install onednn-cpu-gomp==2021.2.0 onednn-devel-cpu-gomp==2021.2.0")
+                runtime.ONEDNN_FIX)
         add("onednn", False, f"off: {why}; convolutions run 70-120x slower", hint)
 
     if self_test:

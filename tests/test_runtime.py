@@ -88,12 +88,12 @@ def test_setup_cuda_without_gpu_raises(fresh_setup):
 
 def test_onednn_fallback_warns_once_and_disables_mkl(fresh_setup, monkeypatch):
     monkeypatch.setattr(runtime, "find_pypi_onednn",
-                        lambda: (None, None, "onednn-cpu-gomp==2021.2.0 is not installed"))
+                        lambda: (None, None, f"onednn-cpu-gomp=={runtime.ONEDNN_PYPI} is not installed"))
     with pytest.warns(runtime.OneDNNSlowWarning) as rec:
         st = runtime.setup()
         runtime.setup(device="cpu")  # a second setup (another device asked) must not warn again
     assert len(rec) == 1
-    assert "onednn-cpu-gomp==2021.2.0 is not installed" in str(rec[0].message)
+    assert f"onednn-cpu-gomp=={runtime.ONEDNN_PYPI} is not installed" in str(rec[0].message)
     assert "pip install onednn-cpu-gomp" in str(rec[0].message)
     assert st.onednn is False and os.environ["use_mkl"] == "0"
     assert not (fresh_setup / runtime.DNNL_DIRNAME).exists()
@@ -112,7 +112,7 @@ def test_onednn_fallback_end_to_end_in_a_fresh_process(tmp_path):
         import os, warnings
         import gradcheck.runtime as rt           # runs setup() once with the real oneDNN
         rt._state = None; os.environ.pop("use_mkl", None)
-        rt.find_pypi_onednn = lambda: (None, None, "onednn-cpu-gomp==2021.2.0 is not installed")
+        rt.find_pypi_onednn = lambda: (None, None, "onednn-cpu-gomp is not installed")
         rt.jittor_mkl_dir = lambda: __import__("pathlib").Path({str(tmp_path)!r})
         rt.setup(); rt.setup()
         jt = rt.import_jittor()
@@ -171,9 +171,58 @@ def test_a_broken_folder_that_would_shadow_ours_is_reported(mkl_dir):
     assert "dnnl_old_partial" in why and "remove it" in why
 
 
+def _fake_dnnl_dir(d, version):
+    """A complete-looking oneDNN folder of another *version* (e.g. Jittor's own 2.2 download)."""
+    (d / "lib").mkdir(parents=True)
+    (d / "lib" / "libmkldnn.so").write_bytes(b"not a library")
+    (d / "include" / "oneapi" / "dnnl").mkdir(parents=True)
+    for f in ("dnnl.h", "oneapi/dnnl/dnnl.hpp"):
+        (d / "include" / f).write_text("")
+    major, minor, patch = version
+    (d / "include" / "dnnl_version.h").write_text(
+        f"#define DNNL_VERSION_MAJOR {major}\n#define DNNL_VERSION_MINOR {minor}\n"
+        f"#define DNNL_VERSION_PATCH {patch}\n")
+
+
+def test_a_folder_of_another_onednn_version_is_laid_out_anew(mkl_dir):
+    """An upgrade of the pinned oneDNN (or Jittor's own 2.2 download) must not keep Jittor
+    on the old library: the folder is replaced by the installed PyPI version."""
+    target = mkl_dir / runtime.DNNL_DIRNAME
+    _fake_dnnl_dir(target, (2, 2, 0))
+    want = runtime.dnnl_version(runtime.find_pypi_onednn()[1])
+    assert want is not None and want != (2, 2, 0)
+    ok, lib, why = runtime.install_onednn_for_jittor()
+    assert ok and why.startswith("linked from"), why
+    assert runtime.dnnl_version(target / "include") == want
+    assert Path(lib).read_bytes()[:4] == b"\x7fELF"
+    assert runtime.install_onednn_for_jittor()[2] == "already in place"
+
+
+def test_another_version_is_kept_when_pypi_onednn_is_missing(mkl_dir, monkeypatch):
+    target = mkl_dir / runtime.DNNL_DIRNAME
+    _fake_dnnl_dir(target, (2, 2, 0))
+    monkeypatch.setattr(runtime, "find_pypi_onednn", lambda: (None, None, "not installed"))
+    ok, lib, why = runtime.install_onednn_for_jittor()
+    assert ok and why == "already in place"
+    assert runtime.dnnl_version(target / "include") == (2, 2, 0)
+
+
+def test_the_pinned_onednn_is_the_one_installed():
+    """setup.cfg, the fix hint and the installed wheel name one version: 2022.2.1 is
+    oneDNN 2.6, the newest with the 2.x API Jittor's mkl ops use."""
+    from importlib import metadata
+
+    cfg = (Path(__file__).resolve().parents[1] / "setup.cfg").read_text()
+    assert f"onednn-cpu-gomp=={runtime.ONEDNN_PYPI};" in cfg
+    assert f"onednn-devel-cpu-gomp=={runtime.ONEDNN_PYPI};" in cfg
+    assert metadata.version("onednn-cpu-gomp") == runtime.ONEDNN_PYPI
+    inc = runtime.find_pypi_onednn()[1]
+    assert runtime.dnnl_version(inc)[:2] == (2, 6)
+
+
 def test_missing_pypi_onednn_leaves_nothing_behind(mkl_dir, monkeypatch):
     monkeypatch.setattr(runtime, "find_pypi_onednn",
-                        lambda: (None, None, "onednn-devel-cpu-gomp==2021.2.0 is not installed (no dnnl.h)"))
+                        lambda: (None, None, "onednn-devel-cpu-gomp is not installed (no dnnl.h)"))
     ok, lib, why = runtime.install_onednn_for_jittor()
     assert (ok, lib) == (False, None) and "onednn-devel-cpu-gomp" in why
     assert not (mkl_dir / runtime.DNNL_DIRNAME).exists()
