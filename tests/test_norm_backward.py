@@ -95,3 +95,39 @@ def test_cpu_kernels_match_the_graph_path():
         assert k.dtype == g.dtype and k.shape == g.shape, name
         tol = 1e-12 if k.dtype == np.float64 else 2e-6
         np.testing.assert_allclose(k, g, rtol=tol, atol=tol * 4, err_msg=name)
+
+
+_DIGEST = """
+import hashlib, numpy as np
+from gold_yolo.layers.norm import BatchNorm2d, jt
+rng = np.random.default_rng(7)
+x = jt.array((rng.standard_normal((2, 24, 64, 48)) * 2 + 0.5).astype(np.float32))
+gy = jt.array(rng.standard_normal((2, 24, 64, 48)).astype(np.float32))
+bn = BatchNorm2d(24)
+bn.train()
+y = bn(x)
+grads = jt.grad((y * gy).sum(), [x, bn.weight, bn.bias])
+h = hashlib.sha256()
+for v in [y, bn.running_mean, bn.running_var, *grads]:
+    h.update(v.numpy().tobytes())
+print("digest", h.hexdigest())
+"""
+
+
+def test_cpu_kernels_do_not_depend_on_the_thread_count():
+    """The kernels split channels over OpenMP threads; each channel's float64 sums stay in
+    one thread, so 1, 2 or 3 threads give the same bits (a split reduction would not)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    digests = set()
+    for threads in ("1", "2", "3"):
+        env = dict(os.environ, PYTHONPATH=str(repo), OMP_NUM_THREADS=threads)
+        r = subprocess.run([sys.executable, "-c", _DIGEST], cwd=repo, env=env,
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+        digests.add(next(l for l in r.stdout.splitlines() if l.startswith("digest")))
+    assert len(digests) == 1, digests
