@@ -12,7 +12,8 @@ measures gold_yolo_n ... gold_yolo_l with the same settings):
 * cold:  with ``--cold``, the probe again with an empty Jittor cache (a fresh HOME), which
          includes compiling Jittor's core and every operator (minutes).
 
-Each measurement runs in its own process; run on an otherwise idle machine.
+Each measurement runs in its own process, its wall time taken from outside it (start-up and
+exit included, on both sides); run on an otherwise idle machine.
 
     python3 bench/bench_gradcheck.py [--model gold_yolo_s | --variants n,s,m,l] [--img-size 640]
                                      [--steps 3] [--repeat 3] [--cold]
@@ -34,7 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 BARE = r"""
 import json, resource, sys, time
-t0 = time.perf_counter()
 import gold_yolo
 from gradcheck import runtime
 name, img, bs, steps, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
@@ -52,7 +52,7 @@ for step in range(steps):
     opt.step(loss)
     jt.sync_all(True)
     step_times.append(time.perf_counter() - t)
-print(json.dumps({"wall": time.perf_counter() - t0, "steps": step_times,
+print(json.dumps({"steps": step_times,
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -70,9 +70,13 @@ print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss /
 
 
 def run_bare(model, img, bs, steps, seed, env) -> dict:
+    # wall timed from outside the process, as the probe's is: interpreter start-up and
+    # Jittor's exit (about 0.6 s together) count on both sides
+    t0 = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", BARE, model, str(img), str(bs), str(steps), str(seed)],
                          cwd=ROOT, env=env, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    wall = time.perf_counter() - t0
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]), wall=wall)
 
 
 def run_probe(model, img, bs, steps, seed, env) -> dict:

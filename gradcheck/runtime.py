@@ -21,6 +21,19 @@ This module must run before the first ``import jittor`` of the process; importin
    "Compiling Operators" progress Jittor writes to fd 2 is taken over by
    :func:`gradcheck.progress.compile_progress` where gradcheck runs Jittor.
 4. **Seeds.**  :func:`seed_everything` seeds Jittor, numpy and ``random`` from one number.
+5. **Serial operator compiler on a warm cache.**  Jittor generates and checks every new fused
+   operator's source in up to 8 threads (``parallel_compile_all_ops``), even when the compiled
+   library is already cached, and those threads are not safe: a process hung in a benchmark
+   showed a SIGSEGV in ``VarRelayManager::get_relay_src`` on one of them (Jittor's handler then
+   calls ``exit`` inside the signal handler, which deadlocked on torch's exit handlers).  The
+   rare ``op_compiler.cc: Check failed: member.size() <= var_num`` comes from the same source
+   generation.  Each hit about one process in 20-40 here.  With a warm cache (at least
+   ``WARM_CACHE_LIBS`` compiled operators) :func:`import_jittor` sets
+   ``use_parallel_op_compiler=0``: each operator is then prepared on the main thread when it
+   first runs, no slower when nothing needs compiling (Gold-YOLO-N's first step: 3.9 s serial
+   against 4.1 s in threads).  A fresh cache keeps the threads, so a first run still compiles
+   its few hundred operators in parallel.  A ``use_parallel_op_compiler`` in the environment
+   is left as it is.
 """
 
 from __future__ import annotations
@@ -35,6 +48,7 @@ from pathlib import Path
 from typing import Optional
 
 DEVICES = ("auto", "cpu", "cuda")
+WARM_CACHE_LIBS = 64                      # compiled operators that make a Jittor cache "warm"
 DNNL_DIRNAME = "dnnl_lnx_2.2.0_cpu_gomp"  # the folder name Jittor 1.3.11 itself downloads to
 ONEDNN_PYPI = "2022.2.1"                  # onednn-cpu-gomp / onednn-devel-cpu-gomp: oneDNN 2.6
 ONEDNN_FIX = f"pip install onednn-cpu-gomp=={ONEDNN_PYPI} onednn-devel-cpu-gomp=={ONEDNN_PYPI}"
@@ -58,6 +72,7 @@ class RuntimeState:
     onednn_reason: str = ""
     jittor_was_imported: bool = False   # jittor was already imported before setup ran
     notes: list = field(default_factory=list)
+    op_compiler: str = ""               # how Jittor prepares new operators (see point 5 above)
 
 
 _state: Optional[RuntimeState] = None
@@ -301,12 +316,35 @@ def import_jittor():
     import jittor as jt
 
     jt.flags.use_cuda = 1 if st.device == "cuda" else 0
+    if not st.op_compiler:
+        st.op_compiler = choose_op_compiler(jt.flags)
     if st.onednn:
         from jittor import compile_extern
 
         if compile_extern.mkl_ops is None:  # Jittor refused our oneDNN after all
             st.onednn, st.onednn_reason = False, "Jittor did not load its oneDNN ops"
     return jt
+
+
+def cached_operator_libs(jit_dir: Path) -> int:
+    """How many compiled operator libraries Jittor's cache holds (0 if none or unreadable)."""
+    try:
+        with os.scandir(jit_dir) as it:
+            return sum(1 for e in it if e.name.endswith(".so"))
+    except OSError:
+        return 0
+
+
+def choose_op_compiler(flags) -> str:
+    """Point 5 of the module docstring: serial on a warm cache, Jittor's threads on a fresh
+    one, the user's ``use_parallel_op_compiler`` if set.  Returns what was chosen, in words."""
+    if "use_parallel_op_compiler" in os.environ:
+        return f"use_parallel_op_compiler={flags.use_parallel_op_compiler} (from the environment)"
+    n = cached_operator_libs(Path(flags.cache_path) / "jit")
+    if n >= WARM_CACHE_LIBS:
+        flags.use_parallel_op_compiler = 0
+        return f"serial ({n} compiled operators cached)"
+    return f"parallel ({n} compiled operators cached: a fresh cache compiles in threads)"
 
 
 def seed_everything(seed: int) -> None:

@@ -406,3 +406,56 @@ def test_stats_summary():
     assert CompileStats().summary() == "no operators compiled"
     assert CompileStats(ops_compiled=3, compile_seconds=2.5).summary() == \
         "compiled 3 Jittor operator(s) in 2.5s"
+
+
+# --------------------------------------------------------------------------- op compiler
+class _Flags:
+    def __init__(self, cache_path, par=16):
+        self.cache_path, self.use_parallel_op_compiler = str(cache_path), par
+
+
+def _cache_with(tmp_path, libs):
+    (tmp_path / "jit").mkdir()
+    for i in range(libs):
+        (tmp_path / "jit" / f"op{i}.so").write_bytes(b"")
+        (tmp_path / "jit" / f"op{i}.cc").write_text("")     # sources do not count
+    return _Flags(tmp_path)
+
+
+def test_a_warm_cache_prepares_operators_serially(tmp_path, monkeypatch):
+    monkeypatch.delenv("use_parallel_op_compiler", raising=False)
+    flags = _cache_with(tmp_path, runtime.WARM_CACHE_LIBS)
+    said = runtime.choose_op_compiler(flags)
+    assert flags.use_parallel_op_compiler == 0
+    assert said == f"serial ({runtime.WARM_CACHE_LIBS} compiled operators cached)"
+
+
+def test_a_fresh_cache_keeps_jittors_threads(tmp_path, monkeypatch):
+    monkeypatch.delenv("use_parallel_op_compiler", raising=False)
+    flags = _cache_with(tmp_path, runtime.WARM_CACHE_LIBS - 1)
+    assert runtime.choose_op_compiler(flags).startswith("parallel (63 compiled")
+    assert flags.use_parallel_op_compiler == 16
+    missing = _Flags(tmp_path / "nowhere")
+    assert runtime.choose_op_compiler(missing).startswith("parallel (0 compiled")
+
+
+def test_the_users_op_compiler_setting_is_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("use_parallel_op_compiler", "4")
+    flags = _cache_with(tmp_path, 100)
+    flags.use_parallel_op_compiler = 4
+    assert "from the environment" in runtime.choose_op_compiler(flags)
+    assert flags.use_parallel_op_compiler == 4
+
+
+def test_import_jittor_applies_the_choice_to_jittor():
+    r = run_py("""
+        import os
+        os.environ.pop("use_parallel_op_compiler", None)
+        from gradcheck import runtime
+        jt = runtime.import_jittor()
+        n = runtime.cached_operator_libs(__import__("pathlib").Path(jt.flags.cache_path) / "jit")
+        warm = n >= runtime.WARM_CACHE_LIBS
+        print("ok", jt.flags.use_parallel_op_compiler == (0 if warm else 16), runtime.state().op_compiler)
+    """)
+    assert r.returncode == 0, r.stderr
+    assert "ok True" in r.stdout, r.stdout
