@@ -99,48 +99,39 @@ def solver_hparams(cfg, batch_size: int = 32, accumulate: Optional[int] = None, 
 # order, as ``jittor.optim.SGD.step`` (``dp = p*wd + g``; ``v = momentum*v + dp*(1 - dampening)``;
 # ``p = p - (dp + momentum*v)*lr`` with Nesterov, else ``p = p - v*lr``), the hyper-parameters
 # handed over as float32 as Jittor's constants are.  Inputs: ``hp`` (n, 5) then (p, g, v) per
-# parameter; outputs: (p', v') per parameter.  The chunks are split over two threads by size.
-_SGD_HEADER = "#include <thread>\n#include <vector>\n"
+# parameter; outputs: (p', v') per parameter.  The parameters are spread over OpenMP's threads
+# as the BatchNorm kernels' channels are (``layers/norm.py``); every element is computed alone,
+# so the values do not depend on the thread count.
+_SGD_HEADER = ""
 _SGD_SRC = """
 const int n_par = (int)(_inputs.size() - 1) / 3;
 const float* hp = in0_p;
-auto body = [&](int k0, int k1) {
-    for (int k = k0; k < k1; k++) {
-        const float* p = _inputs[1 + 3 * k]->ptr<float>();
-        const float* g = _inputs[2 + 3 * k]->ptr<float>();
-        const float* v = _inputs[3 + 3 * k]->ptr<float>();
-        float* po = _outputs[2 * k]->ptr<float>();
-        float* vo = _outputs[2 * k + 1]->ptr<float>();
-        const float lr = hp[5 * k], mom = hp[5 * k + 1], wd = hp[5 * k + 2], damp1 = hp[5 * k + 3];
-        const index_t n = _inputs[1 + 3 * k]->num;
-        if (hp[5 * k + 4] != 0) {
-            for (index_t i = 0; i < n; i++) {
-                float dp = p[i] * wd + g[i];
-                float vn = mom * v[i] + dp * damp1;
-                vo[i] = vn;
-                po[i] = p[i] - (dp + mom * vn) * lr;
-            }
-        } else {
-            for (index_t i = 0; i < n; i++) {
-                float dp = p[i] * wd + g[i];
-                float vn = mom * v[i] + dp * damp1;
-                vo[i] = vn;
-                po[i] = p[i] - vn * lr;
-            }
+int64_t total = 0;
+for (int k = 0; k < n_par; k++) total += _inputs[1 + 3 * k]->num;
+#pragma omp parallel for schedule(dynamic) if (total >= 65536)
+for (int k = 0; k < n_par; k++) {
+    const float* p = _inputs[1 + 3 * k]->ptr<float>();
+    const float* g = _inputs[2 + 3 * k]->ptr<float>();
+    const float* v = _inputs[3 + 3 * k]->ptr<float>();
+    float* po = _outputs[2 * k]->ptr<float>();
+    float* vo = _outputs[2 * k + 1]->ptr<float>();
+    const float lr = hp[5 * k], mom = hp[5 * k + 1], wd = hp[5 * k + 2], damp1 = hp[5 * k + 3];
+    const index_t n = _inputs[1 + 3 * k]->num;
+    if (hp[5 * k + 4] != 0) {
+        for (index_t i = 0; i < n; i++) {
+            float dp = p[i] * wd + g[i];
+            float vn = mom * v[i] + dp * damp1;
+            vo[i] = vn;
+            po[i] = p[i] - (dp + mom * vn) * lr;
+        }
+    } else {
+        for (index_t i = 0; i < n; i++) {
+            float dp = p[i] * wd + g[i];
+            float vn = mom * v[i] + dp * damp1;
+            vo[i] = vn;
+            po[i] = p[i] - vn * lr;
         }
     }
-};
-// split the parameters in two halves of about equal size
-int64_t total = 0, acc = 0;
-for (int k = 0; k < n_par; k++) total += _inputs[1 + 3 * k]->num;
-int mid = 0;
-while (mid < n_par && 2 * (acc + _inputs[1 + 3 * mid]->num) <= total) acc += _inputs[1 + 3 * mid++]->num;
-if (total < (1 << 16) || mid == 0 || mid == n_par) {
-    body(0, n_par);
-} else {
-    std::thread th(body, mid, n_par);
-    body(0, mid);
-    th.join();
 }
 """
 _reshape = getattr(jt, "origin_reshape", jt.reshape)   # the core op, without jt.reshape's arg parsing
