@@ -135,8 +135,12 @@ for (int k = 0; k < n_par; k++) {
 }
 """
 _reshape = getattr(jt, "origin_reshape", jt.reshape)   # the core op, without jt.reshape's arg parsing
-_SGD_CHUNK = 128   # parameters per kernel (Jittor's code op keys up to 999 inputs); every chunk is
-#                   padded to this size and flattened, so one compiled kernel serves every model
+# Parameters per kernel; every chunk is padded to this size and flattened, so one compiled
+# kernel serves every model.  Jittor prepares a code op's source once per process at a cost
+# quadratic in its Vars, even with the library cached.  On Gold-YOLO-N (bench/bench_code_inputs.py)
+# the first update took 1.2 s with 128 parameters per kernel, 41 ms with 16; later updates take
+# about 10 ms at any size.
+_SGD_CHUNK = 16
 
 
 class SGD(jt.optim.SGD):
