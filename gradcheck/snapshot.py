@@ -92,7 +92,11 @@ for (int k = 0; k < n_pairs; k++) {
     out0_p[3 * k + 2] = bb;
 }
 """
-_CMP_CHUNK = 256      # pairs per kernel (Jittor's code op takes up to 999 inputs)
+# Pairs per kernel.  Jittor prepares a code op's source (``precompile``) once per process at a
+# cost quadratic in its Vars, even with the library cached.  On Gold-YOLO-N's parameters
+# (bench/bench_code_inputs.py), the first comparison took 851 ms with 256 pairs (most of the
+# probe's extra time), 42 ms with 16; later ones take 15 ms at any size.
+_CMP_CHUNK = 16
 
 
 def _fused(v, jt) -> bool:

@@ -86,7 +86,7 @@ def test_grads_alongside_without_extras_changes_nothing():
 def test_snapshot_fused_kernel_edge_values_and_chunks():
     """The float32 kernel's "changed" is np.array_equal's (NaN staying NaN, 0.0 -> -0.0 and
     inf staying inf are no change; turning inf is one), its norms are numpy's float64 ones,
-    and order survives chunking (300 Vars > one kernel's 256) and a mix with int / float64."""
+    and order survives chunking (300 Vars: several kernels) and a mix with int / float64."""
     rng = np.random.default_rng(0)
     vals = [rng.standard_normal(int(rng.integers(1, 50))).astype(np.float32) for _ in range(300)]
     vs = [jt.array(v) for v in vals]
