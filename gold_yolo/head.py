@@ -27,6 +27,7 @@ import numpy as np
 from . import jt  # the package sets up the Jittor runtime first
 from jittor import nn
 
+from .layers.conv import Conv2d
 from .layers.common import Conv
 
 __all__ = ["Detect", "EffiDeHead", "build_effidehead_layer", "generate_anchors_eval",
@@ -73,7 +74,7 @@ class Detect(nn.Module):
         self.stride = [8, 16, 32] if num_layers == 3 else [8, 16, 32, 64]
         self.use_dfl = use_dfl
         self.reg_max = reg_max
-        self.proj_conv = nn.Conv2d(self.reg_max + 1, 1, 1, bias=False)
+        self.proj_conv = Conv2d(self.reg_max + 1, 1, 1, bias=False)
         self.grid_cell_offset = 0.5
         self.grid_cell_size = 5.0
 
@@ -155,7 +156,7 @@ def build_effidehead_layer(channels_list, num_anchors, num_classes, reg_max=16, 
             Conv(in_channels=c, out_channels=c, kernel_size=1, stride=1),       # stem
             Conv(in_channels=c, out_channels=c, kernel_size=3, stride=1),       # cls_conv
             Conv(in_channels=c, out_channels=c, kernel_size=3, stride=1),       # reg_conv
-            nn.Conv2d(c, num_classes * num_anchors, 1),                          # cls_pred
-            nn.Conv2d(c, 4 * (reg_max + num_anchors), 1),                        # reg_pred
+            Conv2d(c, num_classes * num_anchors, 1),                             # cls_pred
+            Conv2d(c, 4 * (reg_max + num_anchors), 1),                           # reg_pred
         ]
     return nn.Sequential(*layers)

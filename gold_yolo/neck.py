@@ -26,6 +26,7 @@ import numpy as np
 from . import jt  # the package sets up the Jittor runtime first
 from jittor import nn
 
+from .layers.conv import Conv2d
 from .layers.common import BepC3, BottleRep, Conv, RepBlock, RepVGGBlock, SimConv
 from .layers.gd import AdvPoolFusion, InjectionMultiSum_Auto_pool, SimFusion_3in, SimFusion_4in
 from .layers.transformer import PyramidPoolAgg, TopBasicLayer
@@ -74,7 +75,7 @@ class _GDNeckBase(nn.Module):
             block_num=g("depths"), embedding_dim=g("embed_dim_n"), key_dim=g("key_dim"),
             num_heads=g("num_heads"), mlp_ratio=g("mlp_ratios"), attn_ratio=g("attn_ratios"),
             drop=0, attn_drop=0, drop_path=dpr, norm_cfg=norm_cfg)
-        self.conv_1x1_n = nn.Conv2d(g("embed_dim_n"), sum(tc[2:4]), 1, stride=1, padding=0)
+        self.conv_1x1_n = Conv2d(g("embed_dim_n"), sum(tc[2:4]), 1, stride=1, padding=0)
 
         self.LAF_n4 = AdvPoolFusion()
         self.Inject_n4 = InjectionMultiSum_Auto_pool(ch[8], ch[8], norm_cfg=norm_cfg,

@@ -132,6 +132,15 @@ def jittor_mkl_dir() -> Path:
     return jittor_home() / ".cache" / "jittor" / "mkl"
 
 
+def onednn_include_dir() -> Optional[Path]:
+    """The headers of the oneDNN that Jittor's mkl ops run on, for kernels of our own that call
+    it (``gold_yolo/layers/conv.py``); None when Jittor runs without oneDNN or they are missing."""
+    if not state().onednn:
+        return None
+    d = jittor_mkl_dir() / DNNL_DIRNAME / "include"    # where Jittor compiles its own mkl ops from
+    return d if (d / "oneapi" / "dnnl" / "dnnl.hpp").exists() else None
+
+
 def _dist_file(dist: str, suffix: str) -> Optional[Path]:
     from importlib import metadata
 

@@ -16,6 +16,7 @@ from .. import jt  # the package sets up the Jittor runtime first
 from jittor import nn
 
 from ..registry import BLOCKS
+from .conv import Conv2d
 from .norm import BatchNorm2d
 from .ops import MaxPool2d
 
@@ -51,8 +52,8 @@ class _ConvBNAct(nn.Module):
         super().__init__()
         if padding is None:
             padding = kernel_size // 2
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
-                              padding=padding, groups=groups, bias=bias)
+        self.conv = Conv2d(in_channels, out_channels, kernel_size, stride=stride,
+                           padding=padding, groups=groups, bias=bias)
         self.bn = BatchNorm2d(out_channels)
         self.act = self.ACT()
 
@@ -99,8 +100,8 @@ class SimConvWrapper(nn.Module):
 def conv_bn(in_channels, out_channels, kernel_size, stride, padding, groups=1, bias=False):
     """``Sequential(conv=Conv2d, bn=BatchNorm2d)``: one RepVGG branch."""
     result = nn.Sequential()
-    result.add_module("conv", nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
-                                        padding=padding, groups=groups, bias=bias))
+    result.add_module("conv", Conv2d(in_channels, out_channels, kernel_size, stride=stride,
+                                     padding=padding, groups=groups, bias=bias))
     result.add_module("bn", BatchNorm2d(out_channels))
     return result
 
@@ -135,9 +136,9 @@ class RepVGGBlock(nn.Module):
         self.nonlinearity = nn.ReLU()
         self.se = nn.Identity()
         if deploy:
-            self.rbr_reparam = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
-                                         padding=padding, dilation=dilation, groups=groups,
-                                         bias=True)
+            self.rbr_reparam = Conv2d(in_channels, out_channels, kernel_size, stride=stride,
+                                      padding=padding, dilation=dilation, groups=groups,
+                                      bias=True)
         else:
             self.rbr_identity = (BatchNorm2d(in_channels)
                                  if out_channels == in_channels and stride == 1 else None)
@@ -174,9 +175,9 @@ class RepVGGBlock(nn.Module):
             return
         kernel, bias = self.get_equivalent_kernel_bias()
         dense = self.rbr_dense.conv
-        conv = nn.Conv2d(dense.in_channels, dense.out_channels, dense.kernel_size,
-                         stride=dense.stride, padding=dense.padding, dilation=dense.dilation,
-                         groups=dense.groups, bias=True)
+        conv = Conv2d(dense.in_channels, dense.out_channels, dense.kernel_size,
+                      stride=dense.stride, padding=dense.padding, dilation=dense.dilation,
+                      groups=dense.groups, bias=True)
         conv.weight.assign(jt.array(kernel))
         conv.bias.assign(jt.array(bias))
         self.rbr_reparam = conv
@@ -237,7 +238,7 @@ class Conv_C3(nn.Module):
         super().__init__()
         if p is None:
             p = k // 2
-        self.conv = nn.Conv2d(c1, c2, k, stride=s, padding=p, groups=g, bias=False)
+        self.conv = Conv2d(c1, c2, k, stride=s, padding=p, groups=g, bias=False)
         self.bn = BatchNorm2d(c2)
         self.act = nn.ReLU() if act is True else (act if isinstance(act, nn.Module)
                                                   else nn.Identity())

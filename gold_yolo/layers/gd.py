@@ -20,6 +20,7 @@ import math
 from .. import jt  # the package sets up the Jittor runtime first
 from jittor import nn
 
+from .conv import Conv2d
 from .common import SimConv
 from .ops import adaptive_avg_pool2d, interpolate_bilinear
 from .transformer import build_norm_layer, h_sigmoid
@@ -39,8 +40,8 @@ class ConvModule(nn.Module):
                  norm_cfg=dict(type="BN", requires_grad=True), act_cfg=None):
         super().__init__()
         assert act_cfg is None, "Gold-YOLO only builds ConvModule without activation"
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
-                              padding=padding, bias=False)
+        self.conv = Conv2d(in_channels, out_channels, kernel_size, stride=stride,
+                           padding=padding, bias=False)
         self.bn = build_norm_layer(norm_cfg, out_channels)
         fan_out = out_channels * kernel_size * kernel_size
         std = math.sqrt(2.0 / fan_out)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from .. import jt  # the package sets up the Jittor runtime first
 from jittor import nn
 
+from .conv import Conv2d
 from .common import SyncBatchNorm
 from .norm import BatchNorm2d
 from .ops import adaptive_avg_pool2d
@@ -58,8 +59,8 @@ class Conv2d_BN(nn.Sequential):
         self.stride = stride
         self.dilation = dilation
         self.groups = groups
-        self.add_module("c", nn.Conv2d(a, b, ks, stride=stride, padding=pad, dilation=dilation,
-                                       groups=groups, bias=False))
+        self.add_module("c", Conv2d(a, b, ks, stride=stride, padding=pad, dilation=dilation,
+                                    groups=groups, bias=False))
         bn = build_norm_layer(norm_cfg, b)
         bn.weight.assign(jt.full_like(bn.weight, float(bn_weight_init)))
         bn.bias.assign(jt.zeros_like(bn.bias))
@@ -111,8 +112,8 @@ class Mlp(nn.Module):
         out_features = out_features or in_features
         hidden_features = hidden_features or in_features
         self.fc1 = Conv2d_BN(in_features, hidden_features, norm_cfg=norm_cfg)
-        self.dwconv = nn.Conv2d(hidden_features, hidden_features, 3, stride=1, padding=1,
-                                bias=True, groups=hidden_features)
+        self.dwconv = Conv2d(hidden_features, hidden_features, 3, stride=1, padding=1,
+                             bias=True, groups=hidden_features)
         self.act = act_layer()
         self.fc2 = Conv2d_BN(hidden_features, out_features, norm_cfg=norm_cfg)
         self.drop = nn.Dropout(drop) if drop > 0 else nn.Identity()
