@@ -78,11 +78,13 @@ def main() -> None:
     print(f"# {a.model}, warm Jittor cache, fresh process per row; first step, then median of "
           f"{a.steps - 1}")
     print(f"{'kernel':<11}{'chunk':>6}{'Vars/op':>8}{'kernels':>8}{'first':>10}{'later':>10}")
-    for kind, per in (("snapshot", 2), ("sgd", 5)):   # Vars per item: (after, before); (p, g, v, p', v')
+    # Vars of one op: (after, before) per pair and the result; (p, g, v, p', v') per parameter
+    # and the hyper-parameters
+    for kind, per in (("snapshot", 2), ("sgd", 5)):
         for chunk in chunks:
             r = measure(kind, chunk, a.model, a.steps, env)
             later = statistics.median(r["times"][1:])
-            print(f"{kind:<11}{chunk:6d}{per * chunk:8d}{r['kernels']:8d}"
+            print(f"{kind:<11}{chunk:6d}{per * chunk + 1:8d}{r['kernels']:8d}"
                   f"{r['times'][0] * 1e3:8.1f} ms{later * 1e3:8.1f} ms", flush=True)
 
 
