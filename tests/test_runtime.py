@@ -147,6 +147,19 @@ def test_layout_is_what_jittor_looks_for(mkl_dir):
     assert [p.name for p in mkl_dir.iterdir()] == [runtime.DNNL_DIRNAME]  # no temp leftovers
 
 
+def test_onednn_include_dir_is_the_laid_out_headers(mkl_dir, monkeypatch):
+    """Our own oneDNN kernels (gold_yolo/layers/conv.py) compile against the headers Jittor's
+    mkl ops use; none without oneDNN, or where the layout lacks them."""
+    monkeypatch.setattr(runtime, "_state", runtime.RuntimeState(onednn=True))
+    assert runtime.onednn_include_dir() is None                  # nothing laid out yet
+    assert runtime.install_onednn_for_jittor()[0]
+    inc = runtime.onednn_include_dir()
+    assert inc == mkl_dir / runtime.DNNL_DIRNAME / "include"
+    assert (inc / "oneapi" / "dnnl" / "dnnl.hpp").is_file()
+    monkeypatch.setattr(runtime, "_state", runtime.RuntimeState(onednn=False))
+    assert runtime.onednn_include_dir() is None
+
+
 def test_layout_is_idempotent(mkl_dir):
     first = runtime.install_onednn_for_jittor()
     ino = (mkl_dir / runtime.DNNL_DIRNAME).stat().st_ino
