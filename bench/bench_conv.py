@@ -1,0 +1,65 @@
+"""The port's convolution forward against Jittor's own, on whole Gold-YOLO training steps.
+
+``gold_yolo/layers/conv.py`` runs the float32 CPU forward as torch's oneDNN training forward;
+without it Jittor's conv tuner runs ``mkl_conv`` (an inference forward, NHWC reorders).  One
+process, one model: the steps alternate between the two paths (the switch is the module's
+compile flags: without them ``Conv2d`` takes Jittor's path), and the medians are printed.
+
+    python3 bench/bench_conv.py [--variants n,s] [--img-sizes 320,640] [--steps 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+
+def measure(variant: str, img: int, steps: int, warmup: int = 2) -> dict:
+    from gradcheck import runtime
+
+    jt = runtime.import_jittor()
+    import gold_yolo
+    from gold_yolo.layers import conv
+
+    flags = conv._FLAGS
+    if flags is None:
+        raise SystemExit("oneDNN is not wired in: both paths would be Jittor's")
+    name = f"gold_yolo_{variant}"
+    model, loss_fn = gold_yolo.build_model(name), gold_yolo.build_loss(name)
+    opt = gold_yolo.build_optimizer(model, name, batch_size=2)
+    images, targets = gold_yolo.synthetic_batch(img, 2, 0)
+    model.train()
+    times = {"jittor": [], "ours": []}
+    try:
+        for i in range(warmup + steps):
+            for side, f in (("jittor", None), ("ours", flags)):
+                conv._FLAGS = f
+                t = time.perf_counter()
+                loss, _ = loss_fn(model(images), targets, 0, i)
+                opt.step(loss)
+                jt.sync_all(True)
+                if i >= warmup:
+                    times[side].append(time.perf_counter() - t)
+    finally:
+        conv._FLAGS = flags
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variants", default="n,s")
+    ap.add_argument("--img-sizes", default="320,640")
+    ap.add_argument("--steps", type=int, default=6, help="timed steps per side (alternating)")
+    a = ap.parse_args()
+    print(f"# batch 2, median of {a.steps} alternating steps after 2 warm-up steps each")
+    print(f"{'variant':<8}{'size':>5}{'Jittor conv':>13}{'ours':>9}{'ratio':>8}")
+    for v in [v.strip() for v in a.variants.split(",") if v.strip()]:
+        for img in [int(s) for s in a.img_sizes.split(",") if s.strip()]:
+            m = measure(v, img, a.steps)
+            print(f"{v:<8}{img:5d}{m['jittor']:11.3f} s{m['ours']:7.3f} s{m['ours'] / m['jittor']:7.2f}x",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
