@@ -12,24 +12,22 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def measure(variant: str, img: int, steps: int, warmup: int = 2) -> dict:
-    from gradcheck import runtime
+    from bench_gold_yolo import build_ours   # ours as the other benches build it
 
-    jt = runtime.import_jittor()
-    import gold_yolo
+    jt, model, loss_fn, opt, images, targets = build_ours(variant, img, 2)
     from gold_yolo.layers import conv
 
     flags = conv._FLAGS
     if flags is None:
         raise SystemExit("oneDNN is not wired in: both paths would be Jittor's")
-    name = f"gold_yolo_{variant}"
-    model, loss_fn = gold_yolo.build_model(name), gold_yolo.build_loss(name)
-    opt = gold_yolo.build_optimizer(model, name, batch_size=2)
-    images, targets = gold_yolo.synthetic_batch(img, 2, 0)
-    model.train()
     times = {"jittor": [], "ours": []}
     try:
         for i in range(warmup + steps):

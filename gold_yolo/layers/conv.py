@@ -24,13 +24,15 @@ convolution unchanged.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from .. import jt  # the package sets up the Jittor runtime first
 from jittor import nn
 
 __all__ = ["Conv2d"]
 
 _HEADER = "#include <oneapi/dnnl/dnnl.hpp>\n"
-# STRIDE_H ... GROUPS are substituted per call: one compiled kernel per distinct geometry.
+# STRIDE_H ... PLAIN are substituted per geometry (_fwd_src): one compiled kernel for each.
 _FWD_SRC = r"""
 using namespace dnnl;
 using tag = memory::format_tag;
@@ -79,21 +81,29 @@ def _onednn_flags():
 _FLAGS = _onednn_flags()
 
 
+@lru_cache(maxsize=None)
+def _fwd_src(stride, padding, dilation, groups, plain) -> str:
+    """``_FWD_SRC`` for one geometry (built once, not on every forward)."""
+    src = _FWD_SRC
+    for key, value in (("STRIDE_H", stride[0]), ("STRIDE_W", stride[1]), ("PAD_H", padding[0]),
+                       ("PAD_W", padding[1]), ("DILATION_H", dilation[0]),
+                       ("DILATION_W", dilation[1]), ("GROUPS", groups),
+                       ("PLAIN", "true" if plain else "false")):
+        src = src.replace(key, str(value))
+    return src
+
+
 class _OneDnnConv(jt.Function):
     """y = conv(x, w) on the CPU through oneDNN; dx and dw from Jittor's oneDNN backward ops."""
 
     def execute(self, x, w, stride, padding, dilation, groups):
+        stride, padding, dilation = tuple(stride), tuple(padding), tuple(dilation)
         n, _, h, wi = x.shape
         o, _, kh, kw = w.shape
         oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
         ow = (wi + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
         plain = (kh, kw, stride, padding, groups) == (1, 1, (1, 1), (0, 0), 1)
-        src = _FWD_SRC
-        for key, value in (("STRIDE_H", stride[0]), ("STRIDE_W", stride[1]), ("PAD_H", padding[0]),
-                           ("PAD_W", padding[1]), ("DILATION_H", dilation[0]),
-                           ("DILATION_W", dilation[1]), ("GROUPS", groups),
-                           ("PLAIN", "true" if plain else "false")):
-            src = src.replace(key, str(value))
+        src = _fwd_src(stride, padding, dilation, groups, plain)
         y = jt.code((n, o, oh, ow), "float32", [x, w], cpu_header=_HEADER, cpu_src=src)
         y.compile_options = {_FLAGS: 1}
         self.saved = (x, w, stride, padding, dilation, groups)
