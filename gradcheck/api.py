@@ -80,7 +80,7 @@ def _record_retry(report: Report, first) -> None:
 # what a test asserts by default: every trainable parameter gets a non-zero, finite gradient
 # that its optimizer applies, and every frozen one is frozen on purpose
 COVERED = ("missing", "zero", "nonfinite", "not_in_optimizer", "frozen_undeclared",
-           "frozen_but_trained")
+           "frozen_but_trained", "untracked", "never_updated")
 
 
 def assert_covered(workload: Workload, steps: int = 3, expected_frozen: Optional[dict] = None,

@@ -5,7 +5,8 @@ assigner), the official SGD parameter groups, and either the deterministic synth
 (``gold_yolo.synthetic_batch``) or, with ``data=DIR``, a batch loaded from a YOLO-format
 dataset.  Each registers by name (:mod:`gradcheck.registry`) with the settings it is meant
 to be probed with, so ``gradcheck run --model gold_yolo_s`` gives the same answer from any
-folder.  Importing this module does not import Jittor or the model code.
+folder.  Importing this module imports neither Jittor nor the model code, and never imports the
+port as `gold_yolo`: a user package of that name stays theirs (:mod:`gradcheck.vendored`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import functools
 import re
 from typing import Optional
 
-from gold_yolo.configs import CONFIG_NAMES as GOLD_YOLO   # the names' one home; no Jittor
 from gradcheck.registry import Recommended, register_workload
+from gradcheck.vendored import bundled, bundled_module
 from gradcheck.workload import Workload, WorkloadError
 
 RECOMMENDED = Recommended(
@@ -39,7 +40,7 @@ RECOMMENDED = Recommended(
 
 def build(name: str, img_size: Optional[int] = None, batch_size: Optional[int] = None,
           seed: Optional[int] = 0, data: Optional[str] = None, num_classes: int = 80) -> Workload:
-    import gold_yolo
+    gold_yolo = bundled("gold_yolo")   # ours, never a user's package named gold_yolo
 
     img_size = img_size or RECOMMENDED.img_size
     batch_size = batch_size or RECOMMENDED.batch_size
@@ -85,6 +86,8 @@ def build(name: str, img_size: Optional[int] = None, batch_size: Optional[int] =
                           "data": str(data) if data else "synthetic"})
 
 
+# the names' one home is the port's config registry (no Jittor, no public `gold_yolo` import)
+GOLD_YOLO = bundled_module("gold_yolo", "configs").CONFIG_NAMES
 for _name in GOLD_YOLO:
     register_workload(_name, recommended=RECOMMENDED)(functools.partial(build, _name))
 

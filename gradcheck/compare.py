@@ -8,7 +8,10 @@ Regressions (``Change.kind``), each a way a parameter can stop training:
   (its gradient is computed and never applied);
 * ``no_longer_updated``: trainable and updated before, trainable and never updated after
   (only where none of the above already says why);
-* ``new_uncovered``: a new parameter that is neither covered nor declared frozen;
+* ``new_uncovered``: a new parameter that is neither covered nor declared frozen, or one
+  with a finding of ``GAINED_FINDINGS``;
+* ``new_finding``: it gained a finding of ``GAINED_FINDINGS`` (``untracked``: the loss reaches
+  it, nothing trains it; ``never_updated``: a gradient and an optimizer, never changed);
 * ``rank_finding``: it gained one of the across-ranks findings of an MPI run
   (``rank_divergent``, ``replicas_diverged``, ``optimizer_mismatch``: see
   :mod:`gradcheck.distributed`).
@@ -26,6 +29,7 @@ import fnmatch
 from dataclasses import asdict, dataclass, field
 
 from gradcheck.report import UNCOVERED, Report
+from gradcheck.summary import findings
 
 # config keys that make two runs comparable; timings and hosts are left out on purpose
 CONFIG_KEYS = ("model", "img_size", "batch_size", "steps", "seed", "data")
@@ -78,14 +82,19 @@ class Comparison:
 
 
 REGRESSION_KINDS = ("lost_gradient", "frozen_undeclared", "left_optimizer", "no_longer_updated",
-                    "new_uncovered", "rank_finding")
+                    "new_uncovered", "new_finding", "rank_finding")
+GAINED_FINDINGS = ("untracked", "never_updated")   # a parameter that gains one stops training
+
+
+def _gained(rec) -> list:
+    return [f for f in findings(rec) if f in GAINED_FINDINGS]
 
 
 def _added(rec) -> Change:
     if rec.status == "frozen":
         bad = not rec.frozen_reason
     else:
-        bad = rec.status != "covered"
+        bad = rec.status != "covered" or bool(_gained(rec))
     return Change(rec.name, None, rec.status, bad, cause=rec.cause,
                   kind="new_uncovered" if bad else "added")
 
@@ -108,6 +117,10 @@ def _changes(old, new) -> list:
     if trainable and old.updated and not new.updated and not any(c.regression for c in out):
         out.append(Change(new.name, "updated", "never updated", True, cause=new.cause,
                           kind="no_longer_updated"))
+    found = [f for f in _gained(new) if f not in _gained(old)]
+    if found and not any(c.regression for c in out):
+        out.append(Change(new.name, "-", ", ".join(found), True, cause=new.cause,
+                          kind="new_finding"))
     gained = [f for f in new.flags if f in RANK_FINDINGS and f not in old.flags]
     if gained:
         out.append(Change(new.name, ", ".join(f for f in old.flags if f in RANK_FINDINGS) or "-",

@@ -19,6 +19,14 @@ Codes (stored in ``ParamRecord.cause``; the sentence in ``cause_detail``):
 ``not_in_optimizer``       it has a gradient, but no optimizer group will apply it
 ``update_below_precision`` its gradient was non-zero but too small to change the float32 value
 ``decay_only``             it got no gradient, yet weight decay or momentum changed its value
+``untracked``              the loss reaches it, but no optimizer holds it and the model's
+                           ``parameters()`` does not list it (a sub-module in a plain list or
+                           dict, or a layer created after the optimizer was built)
+``stale_var``              an optimizer holds this Var, but the forward uses another one (the
+                           model replaced the attribute, or recomputes it every forward, as
+                           weight norm does), so no loss reaches it
+``never_updated``          a non-zero gradient and an optimizer, yet the value never changed,
+                           with the reason (a learning rate of 0, a masked update)
 =========================  ==================================================================
 
 Flags (``ParamRecord.flags``): ``intermittent`` (a gradient on some steps, none on a later
@@ -33,7 +41,9 @@ from typing import Optional
 from gradcheck.report import ParamRecord, Report
 
 CAUSES = ("not_called", "cut", "frozen", "eval_mode", "train_mode", "frozen_undeclared",
-          "zero_gradient", "nonfinite", "not_in_optimizer", "update_below_precision", "decay_only")
+          "zero_gradient", "nonfinite", "not_in_optimizer", "update_below_precision", "decay_only",
+          "untracked", "stale_var", "never_updated")
+F32_EPS = 2.0 ** -23     # float32's relative precision: a smaller step leaves a value unchanged
 
 
 class CallRecorder:
@@ -122,6 +132,14 @@ def cause_of(rec: ParamRecord, report: Report, calls: Optional[CallRecorder],
         return "nonfinite", (f"NaN/Inf in its gradient from step {rec.first_nonfinite_step} "
                              f"(steps {_fmt_steps(rec.steps, 'nonfinite')})")
     read = any(rec.read_steps)
+    if rec.status == "missing" and rec.in_optimizer and (rec.held_only or rec.reassigned):
+        where = ("the model does not hold it (an attribute replaced after the optimizer was "
+                 "built?)" if rec.held_only else "the forward replaces its attribute with a new "
+                 "Var (recomputed every forward, as weight norm recomputes weight from "
+                 "weight_g and weight_v)")
+        return "stale_var", (f"an optimizer holds this Var, but {where}, so no loss reaches the "
+                             "Var the optimizer holds: it never trains; build the optimizer from "
+                             "the Vars the forward uses")
     if rec.status == "missing" and not read:
         ran = calls.ran(rec.module) if calls is not None else None
         where = (f"its module {rec.module or '<root>'!r} never ran in the forward pass (unused "
@@ -144,9 +162,19 @@ def cause_of(rec: ParamRecord, report: Report, calls: Optional[CallRecorder],
     if rec.status == "zero":
         return "zero_gradient", _zero_reason(rec, report, zero_hint)
     # covered from here on
+    if rec.requires_grad and not rec.in_optimizer and not rec.tracked:
+        return "untracked", ("the loss reaches it with a gradient, but no optimizer holds it and "
+                             "the model's parameters() does not list it (a sub-module kept in a "
+                             "plain list or dict, or a layer created after the optimizer was "
+                             "built): it never trains")
     if rec.requires_grad and not rec.in_optimizer:
         return "not_in_optimizer", ("has a gradient, but no optimizer group holds it: "
                                     "it is never trained")
+    never = never_updated(rec)
+    if never is not None:
+        if rec.frozen_reason:
+            return "frozen", f"frozen on purpose: {rec.frozen_reason} ({never})"
+        return "never_updated", never
     if rec.mode_change == "unfrozen":
         return "train_mode", ("takes gradients only because train_mode called model.train(): "
                               "as handed over, an eval() had frozen it")
@@ -157,6 +185,27 @@ def cause_of(rec: ParamRecord, report: Report, calls: Optional[CallRecorder],
             f"non-zero gradient on step(s) {', '.join(map(str, stuck))} left the float32 value "
             f"unchanged (gradient norm {rec.grad_norms[stuck[0] - 1]:.3g} is below its precision)")
     return None, None
+
+
+def never_updated(rec: ParamRecord) -> Optional[str]:
+    """Why a parameter with a non-zero gradient and an optimizer never changed, or None when it
+    did change (or the change was below float32 precision: ``update_below_precision``)."""
+    if not rec.in_optimizer or rec.updated or "nonzero" not in rec.steps:
+        return None
+    graded = [k for k, s in enumerate(rec.steps) if s == "nonzero"]
+    lrs = [rec.lrs[k] if k < len(rec.lrs) else None for k in graded]
+    if lrs and all(lr == 0 for lr in lrs):
+        return ("its optimizer group's learning rate is 0 on every step it had a gradient (a "
+                "group frozen with lr=0, or a schedule at 0): it never trains")
+    weight = rec.weight_norm or 0.0
+    if all(lr is not None and (rec.grad_norms[k] or 0.0) * lr <= F32_EPS * weight
+           for k, lr in zip(graded, lrs)):
+        return None     # learning rate x gradient below the value's precision
+    known = [lr for lr in lrs if lr is not None]
+    at = f" and learning rate {max(known):.3g}" if known else ""
+    return (f"a non-zero gradient (norm {max(rec.grad_norms[k] or 0.0 for k in graded):.3g}){at} "
+            "on step(s) " + ", ".join(str(k + 1) for k in graded) + ", yet the optimizer's step "
+            "never changed its value (a masked or skipped update?)")
 
 
 def health_flags(rec: ParamRecord, policy) -> list:

@@ -21,7 +21,12 @@ Findings (the words of ``fail_on``/``warn_on``): ``missing``, ``nonfinite``, ``z
 without a matching ``expected_frozen`` glob), ``frozen_but_trained`` (an ``expected_frozen``
 glob matches a trainable parameter), ``vanishing`` (gradient norm over weight norm below
 ``vanishing_grad`` on every step that had a gradient, over at least two such steps) and
-``exploding`` (above ``exploding_grad`` on any step).  A parameter matching an
+``exploding`` (above ``exploding_grad`` on any step); ``untracked`` (a Var the loss reaches
+that neither ``model.parameters()`` lists nor any optimizer holds: a sub-module in a plain
+list or dict, or a layer created after the optimizer), ``never_updated`` (a gradient and an
+optimizer, but the value never changed: a learning rate of 0, a schedule at 0, a masked
+update) and ``trained_buffer`` (a buffer an optimizer holds that takes gradients, so the
+optimizer rewrites it).  A parameter matching an
 ``allow_uncovered`` glob is reported, with its reason, but its ``missing``/``zero`` finding
 does not fail or warn.
 """
@@ -36,6 +41,8 @@ from typing import Mapping, Optional
 
 FINDINGS = ("missing", "nonfinite", "zero", "not_in_optimizer", "frozen_undeclared",
             "frozen_but_trained", "vanishing", "exploding",
+            # what trains besides model.parameters() (see gradcheck.summary.findings)
+            "untracked", "never_updated", "trained_buffer",
             # across MPI ranks (gradcheck.distributed; only a --nproc run sets them)
             "rank_divergent", "replicas_diverged", "optimizer_mismatch")
 ALLOWABLE = ("missing", "zero")   # the findings allow_uncovered can excuse
@@ -64,9 +71,10 @@ def declared_reason(name: str, *declared: Optional[Mapping[str, str]]) -> Option
 class Policy:
     """What fails a run, and what only warns."""
 
-    fail_on: tuple = ("missing", "nonfinite", "zero", "replicas_diverged", "optimizer_mismatch")
+    fail_on: tuple = ("missing", "nonfinite", "zero", "untracked", "never_updated",
+                      "replicas_diverged", "optimizer_mismatch")
     warn_on: tuple = ("not_in_optimizer", "frozen_undeclared", "frozen_but_trained",
-                      "rank_divergent")
+                      "trained_buffer", "rank_divergent")
     strict: bool = False
     expected_frozen: dict = field(default_factory=dict)   # glob -> reason it is frozen
     allow_uncovered: dict = field(default_factory=dict)   # glob -> reason it may stay uncovered

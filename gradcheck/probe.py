@@ -59,6 +59,12 @@ class Run:
     steps: int = 1
     targets: list = field(default_factory=list)   # params then buffers: graph target indices
     snapshots: tuple = ()         # values before the step: compared with the last update
+    seen: dict = field(default_factory=dict)      # id(Var) -> graph.Entry, every Var listed
+    names: set = field(default_factory=set)       # every name listed (aliases too)
+    tracked: set = field(default_factory=set)     # ids of model.parameters() when the run began
+    held: set = field(default_factory=set)        # ids of the Vars any optimizer holds
+    appeared: dict = field(default_factory=dict)  # param index -> step it first appeared (> 1)
+    late: list = field(default_factory=list)      # [(param indices, Snapshot)] this step
 
     @property
     def multi(self) -> bool:
@@ -86,11 +92,17 @@ class PhaseResult:
     grads: dict = field(default_factory=dict)      # param index -> (status, norm) of its gradient
     arrays: dict = field(default_factory=dict)     # param index -> gradient, for run.exact only
     warnings: list = field(default_factory=list)
+    lrs: dict = field(default_factory=dict)        # param index -> its group's learning rate
 
 
 def prepare(workload: Workload) -> tuple:
     """Check the workload, switch to train mode if asked, list Vars, resolve optimizers.
-    Returns ``(run, mode_changes, eval_frozen)``."""
+    Returns ``(run, mode_changes, eval_frozen)``.
+
+    The inventory is every Var the model holds (:func:`gradcheck.graph.walk`: Jittor's
+    module tree and the plain lists and dicts it misses) and every Var an optimizer holds that
+    the model does not (named ``optimizer[g].params[i]``).  A default optimizer trains what
+    the model's own ``parameters()`` lists, as a user's ``SGD(model.parameters())`` would."""
     jt = runtime.import_jittor()
     model = workload.model
     if not isinstance(model, jt.nn.Module):
@@ -103,34 +115,82 @@ def prepare(workload: Workload) -> tuple:
             if id(v) in before and before[id(v)] != v.is_stop_grad():
                 mode_changes[id(v)] = "frozen" if v.is_stop_grad() else "unfrozen"
     frozen_by_eval = graph.eval_frozen(model)
-    params, buffers = graph.inventory(model, workload.buffers)
-    trainable = [i for i, e in enumerate(params) if not e.var.is_stop_grad()]
     phases = workload.plan()
+    held_vars = [v for p in phases if p.optimizer is not None for v in optimizer_params(p.optimizer)]
+    params, buffers = graph.inventory(model, workload.buffers, held=held_vars)
     for phase in phases:
         if not isinstance(phase.accumulate, int) or phase.accumulate < 1:
             raise WorkloadError(f"accumulate must be a positive integer, got {phase.accumulate!r}")
         if phase.optimizer is None:
             if len(phases) > 1:
                 raise WorkloadError(f"phase {phase.name!r} has no optimizer")
-            if not trainable:
+            own = [e.var for e in params if e.tracked and not e.var.is_stop_grad()]
+            if not own:
                 why = (f" ({len(frozen_by_eval)} frozen by eval mode: call model.train() or "
                        "use train_mode)" if frozen_by_eval else "")
                 raise WorkloadError("the model has no trainable parameters" + why)
-            phase.optimizer = default_optimizer([params[i].var for i in trainable])
+            phase.optimizer = default_optimizer(own)
             if not workload.phases:
                 workload.optimizer = phase.optimizer
-    owned, held = {}, set()
+    run = Run(workload, params, buffers, phases, owned={}, extra=[])
+    run.tracked = {id(e.var) for e in params + buffers if e.tracked}
+    for e in params + buffers:
+        run.seen[id(e.var)] = e
+        run.names.update([e.name, *e.aliases])
     for phase in phases:
+        for g, group in enumerate(getattr(phase.optimizer, "param_groups", [])):
+            for j, var in enumerate(group.get("params", [])):
+                run.held.add(id(var))
+                if id(var) not in run.seen and graph.is_float(var) and not var.is_stop_grad():
+                    # the optimizer trains a Var the model does not hold (replaced after the
+                    # optimizer was built?): listed, so that a gradient never reaching it shows
+                    where = f"{phase.name}." if len(phases) > 1 else ""
+                    entry = graph.Entry(f"{where}optimizer[{g}].params[{j}]", var, "",
+                                        tracked=False, held_only=True)
+                    run.seen[id(var)] = entry
+                    run.names.add(entry.name)
+                    params.append(entry)
+    resolve_owners(run)
+    return run, mode_changes, frozen_by_eval
+
+
+def resolve_owners(run: Run) -> None:
+    """Who trains what: each phase's optimizer's trainable parameters, the ones outside every
+    optimizer (the probe's own gradient call serves them), and the targets of the graph."""
+    trainable = [i for i, e in enumerate(run.params) if not e.var.is_stop_grad()]
+    run.owned = {}
+    for phase in run.phases:
         ids = {id(v) for v in optimizer_params(phase.optimizer)}
-        held |= ids
-        owned[phase.name] = {i for i in trainable if id(params[i].var) in ids}
-    extra = [i for i in trainable if id(params[i].var) not in held]
+        run.owned[phase.name] = {i for i in trainable if id(run.params[i].var) in ids}
+    run.extra = [i for i in trainable if id(run.params[i].var) not in run.held]
     # a step's gradient of these is the sum over several calls (every phase serves params
     # outside the optimizers; a param in two phases' optimizers gets two): kept as arrays
-    several = {i for i in trainable if sum(i in o for o in owned.values()) > 1}
-    run = Run(workload, params, buffers, phases, owned, extra, exact=set(extra) | several,
-              targets=[e.var for e in params + buffers])
-    return run, mode_changes, frozen_by_eval
+    several = {i for i in trainable if sum(i in o for o in run.owned.values()) > 1}
+    run.exact = set(run.extra) | several
+    run.targets = [e.var for e in run.params + run.buffers]
+
+
+def refresh(run: Run, step: int) -> list:
+    """Vars that appeared on the model since the inventory (a layer created lazily in the
+    forward, after the optimizer was built): listed from this step on.  Returns the new
+    parameter indices; a Var whose name is already listed (an attribute recomputed every
+    forward) is not new."""
+    found = graph.new_entries(graph.walk(run.workload.model), run.seen, run.names,
+                              run.workload.buffers, tracked=run.tracked)
+    if not found:
+        return []
+    graph.mark_derived(found, run.params + run.buffers + found)
+    first = len(run.params)
+    run.params += [e for e in found if not e.buffer]
+    run.buffers += [e for e in found if e.buffer]
+    added = list(range(first, len(run.params)))
+    for i in added:
+        run.appeared[i] = step
+        run.reads.add(i, run.params[i])
+    if added:   # values before this step's update: they did not exist before its forward
+        run.late.append((added, Snapshot(run.params[i].var for i in added)))
+    resolve_owners(run)
+    return added
 
 
 def map_warnings(logs, call_list, call, run, reached, step, phase, probe_from=None) -> list:
@@ -171,10 +231,14 @@ def run_phase(run: Run, phase, step: int) -> PhaseResult:
         run.reads.read = res.read
         with run.calls, run.reads:
             loss, terms, stats = call_loss(phase.loss, model, batch, where)
+        if refresh(run, step):
+            extra = [run.targets[i] for i in run.extra]
+        n = len(run.params)    # graph targets are params then buffers: keep param indices
         reach, read = graph.analyse({"__loss__": loss, **terms}, run.targets, fence)
+        reach = {k: {i for i in v if i < n} for k, v in reach.items()}
         reached = reach.pop("__loss__")
         res.reached |= reached
-        res.read |= read
+        res.read |= {i for i in read if i < n}
         for term, found in reach.items():
             res.term_reach.setdefault(term, set()).update(found)
         run.tell(step, "backward")
@@ -209,35 +273,62 @@ def run_phase(run: Run, phase, step: int) -> PhaseResult:
     res.grads = dict(zip(grads, summary.results()))
     res.arrays = {i: grads[i].numpy() for i in exact}
     del grads, summary, probe_grads
+    res.lrs = group_lrs(opt, run, phase.name)
     run.tell(step, "update")
     opt.step()
     if phase is run.phases[-1]:
-        for snap in run.snapshots:   # compared inside the update's execution: no copies
-            snap.queue()
+        for snap in (*run.snapshots, *(snap for _, snap in run.late)):
+            snap.queue()             # compared inside the update's execution: no copies
     jt.sync_all()
     return res
 
 
+def group_lrs(opt, run: Run, phase: str) -> dict:
+    """param index -> the learning rate its group of ``opt`` applies on this step (a
+    scheduler may have changed it since the last one)."""
+    index = {id(run.params[i].var): i for i in run.owned[phase]}
+    out = {}
+    for group in getattr(opt, "param_groups", []):
+        lr = group.get("lr", getattr(opt, "lr", None))
+        for var in group.get("params", []):
+            i = index.get(id(var))
+            if i is not None and isinstance(lr, (int, float)):
+                out.setdefault(i, float(lr))
+    return out
+
+
 # --------------------------------------------------------------------- records
 def new_records(run: Run, mode_changes: dict, frozen_by_eval: dict, policy=None) -> tuple:
+    records = [param_record(run, i, mode_changes, frozen_by_eval, policy)
+               for i in range(len(run.params))]
+    return records, [buffer_record(run, e) for e in run.buffers]
+
+
+def param_record(run: Run, i: int, mode_changes: dict, frozen_by_eval: dict, policy=None,
+                 absent: int = 0) -> ParamRecord:
+    """The record of parameter ``i``; ``absent``: steps that ran before it appeared."""
     from gradcheck.policy import declared_reason
 
-    expected = getattr(policy, "expected_frozen", None)
-    held = {id(v) for p in run.phases for v in optimizer_params(p.optimizer)}
-    records = []
-    for i, e in enumerate(run.params):
-        frozen = e.var.is_stop_grad()
-        records.append(ParamRecord(
-            name=e.name, shape=list(e.var.shape), numel=int(e.var.numel()),
-            requires_grad=not frozen, in_optimizer=id(e.var) in held, module=e.module,
-            aliases=list(e.aliases),
-            frozen_reason=declared_reason(e.name, run.workload.frozen, expected),  # one lookup
-            eval_module=frozen_by_eval.get(id(e.var)) if frozen else None,
-            mode_change=mode_changes.get(id(e.var)),
-            optimizers=run.owners(i) if run.multi else []))
-    buffers = [BufferRecord(name=e.name, shape=list(e.var.shape), numel=int(e.var.numel()),
-                            kind=e.kind, in_optimizer=id(e.var) in held) for e in run.buffers]
-    return records, buffers
+    e = run.params[i]
+    frozen = e.var.is_stop_grad()
+    return ParamRecord(
+        name=e.name, shape=list(e.var.shape), numel=int(e.var.numel()),
+        requires_grad=not frozen, in_optimizer=id(e.var) in run.held, module=e.module,
+        aliases=list(e.aliases),
+        frozen_reason=declared_reason(e.name, run.workload.frozen,
+                                      getattr(policy, "expected_frozen", None)),  # one lookup
+        eval_module=frozen_by_eval.get(id(e.var)) if frozen else None,
+        mode_change=mode_changes.get(id(e.var)),
+        optimizers=run.owners(i) if run.multi else [],
+        tracked=e.tracked, held_only=e.held_only,
+        steps=["absent"] * absent, grad_norms=[None] * absent, update_norms=[None] * absent,
+        updated_steps=[False] * absent, read_steps=[False] * absent, lrs=[None] * absent)
+
+
+def buffer_record(run: Run, e) -> BufferRecord:
+    return BufferRecord(name=e.name, shape=list(e.var.shape), numel=int(e.var.numel()),
+                        kind=e.kind, in_optimizer=id(e.var) in run.held,
+                        trainable=not e.var.is_stop_grad())
 
 
 def classify(run: Run, i: int, results: list) -> tuple:
@@ -254,12 +345,13 @@ def classify(run: Run, i: int, results: list) -> tuple:
     return step, next((r.grads[i][1] for r in calls if i in r.grads), 0.0)
 
 
-def record_step(rec: ParamRecord, step: int, state: str, gnorm, change) -> None:
-    """One step of one parameter: its status, gradient norm and value change
-    (:class:`gradcheck.snapshot.Change`)."""
+def record_step(rec: ParamRecord, step: int, state: str, gnorm, change, lr=None) -> None:
+    """One step of one parameter: its status, gradient norm, value change
+    (:class:`gradcheck.snapshot.Change`) and the learning rate its optimizer group applied."""
     changed = change.changed
-    if step == 1:
+    if rec.weight_norm is None:          # its value before the first step it existed on
         rec.weight_norm = change.before_norm
+    rec.lrs.append(lr)
     rec.steps.append(state)
     rec.grad_norms.append(gnorm)
     rec.update_norms.append(change.delta_norm)
@@ -321,12 +413,20 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
                 reach_by_term.setdefault(key, set()).update(found)
         read = set().union(*(r.read for r in results))
         changes, run.snapshots = before.compare(), ()
+        for indices, snap in run.late:       # parameters that appeared during this step
+            changes += snap.compare()
+        run.late = []
+        records += [param_record(run, i, mode_changes, frozen_by_eval, policy, absent=step - 1)
+                    for i in range(len(records), len(run.params))]
+        buf_changes = buf_before.compare()
+        buf_records += [buffer_record(run, e) for e in run.buffers[len(buf_records):]]
         for i, (e, rec) in enumerate(zip(run.params, records)):
             state, gnorm = classify(run, i, results)
-            record_step(rec, step, state, gnorm, changes[i])
+            lr = next((r.lrs[i] for r in results if i in r.lrs), None)
+            record_step(rec, step, state, gnorm, changes[i], lr)
             rec.read_steps.append(i in read)
             rec.reassigned = rec.reassigned or e.current() is not e.var
-        for rec, change in zip(buf_records, buf_before.compare()):
+        for rec, change in zip(buf_records, buf_changes):
             rec.changed = rec.changed or change.changed
         step_log.append(step_entry(run, step, results, time.perf_counter() - t0))
 
@@ -336,6 +436,8 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
         rec.update_norm = rec.update_norms[-1] if rec.update_norms else None
         if reach_by_term:
             rec.reached_by = [t for t, found in reach_by_term.items() if idx in found]
+    records = [r for r in records if r.tracked or r.in_optimizer or r.status in status.REACHED]
+    buf_records = [b for b, e in zip(buf_records, run.buffers) if e.tracked or b.in_optimizer]
     report = Report(config=run_config(run, steps, seed, mode_changes), environment=environment(),
                     params=records, buffers=buf_records, warnings=warnings_out, steps=step_log,
                     loss_terms=loss_terms(reach_by_term, step_log),

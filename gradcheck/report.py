@@ -24,7 +24,7 @@ from gradcheck.schema import (  # noqa: F401 (the records are re-exported from h
     VerdictGroup, WarningRecord, load, plain)
 from gradcheck.status import RUN_STATUSES, STEP_STATUSES, UNCOVERED  # noqa: F401 (re-exported)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2   # 2: tracked, held_only, lrs, zero_blockers, zero_why; step status "absent"
 
 
 class ReportError(ValueError):

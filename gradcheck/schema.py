@@ -60,6 +60,11 @@ class ParamRecord:
     mode_change: Optional[str] = None                  # "unfrozen"/"frozen" by train_mode's train()
     reassigned: bool = False                           # its attribute was replaced in a forward
     optimizers: list = field(default_factory=list)     # phases whose optimizer holds it
+    tracked: bool = True                               # in model.parameters() when the run began
+    held_only: bool = False                            # only an optimizer holds it, not the model
+    lrs: list = field(default_factory=list)            # per-step learning rate of its group
+    zero_blockers: list = field(default_factory=list)  # zero-valued weights on its path to the loss
+    zero_why: Optional[str] = None                     # what else is proven about a zero gradient
 
     def validate(self) -> None:
         if self.status not in RUN_STATUSES:
@@ -68,10 +73,10 @@ class ParamRecord:
             raise ValueError(f"parameter {self.name!r} has an unknown step status")
         if not all(isinstance(n, int) and not isinstance(n, bool) for n in self.shape):
             raise ValueError(f"parameter {self.name!r} has shape {self.shape!r}")
-        for key in ("aliases", "flags", "reached_by"):
+        for key in ("aliases", "flags", "reached_by", "zero_blockers"):
             if not all(isinstance(v, str) for v in getattr(self, key) or ()):
                 raise ValueError(f"parameter {self.name!r} has a non-text entry in {key}")
-        for key in ("grad_norms", "update_norms"):
+        for key in ("grad_norms", "update_norms", "lrs"):
             if not all(v is None or _number(v) for v in getattr(self, key)):
                 raise ValueError(f"parameter {self.name!r} has a non-number in {key}")
 
@@ -83,7 +88,8 @@ class BufferRecord:
     numel: int
     changed: bool = False
     kind: str = "buffer"             # buffer | non_float (int/bool) | derived (computed from params)
-    in_optimizer: bool = False       # an optimizer holds it (it cannot train it)
+    in_optimizer: bool = False       # an optimizer holds it
+    trainable: bool = False          # it takes gradients (not stop_grad): an optimizer holding it trains it
 
 
 @dataclass

@@ -8,7 +8,8 @@ Per-step statuses (``ParamRecord.steps``):
 * ``zero``      -- it reaches that call's loss, but its gradient is exactly zero;
 * ``missing``   -- no differentiable path from the parameter to that loss in Jittor's graph;
 * ``nonfinite`` -- the gradient holds NaN or Inf;
-* ``frozen``    -- the parameter does not take gradients (``stop_grad`` / eval mode).
+* ``frozen``    -- the parameter does not take gradients (``stop_grad`` / eval mode);
+* ``absent``    -- it did not exist yet (a layer created lazily on a later step's forward).
 
 The graph and the gradient values decide; Jittor's ``doesn't have gradient`` warnings never do
 (they are evidence, kept in ``Report.warnings`` with whether they agree).
@@ -18,9 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
-STEP_STATUSES = ("nonzero", "zero", "missing", "nonfinite", "frozen")
+STEP_STATUSES = ("nonzero", "zero", "missing", "nonfinite", "frozen", "absent")
 RUN_STATUSES = ("covered", "zero", "missing", "nonfinite", "frozen")
 UNCOVERED = ("missing", "zero", "nonfinite")
+REACHED = ("covered", "zero", "nonfinite")   # run statuses of a parameter some loss reached
 # worst first: the status a module shows when its subtree mixes several ("frozen" only
 # shows for a subtree that is all frozen: frozen-and-covered reads as covered)
 SEVERITY = ("nonfinite", "missing", "zero", "covered", "frozen")
@@ -52,6 +54,7 @@ def combine(statuses) -> str:
 
 def run_status(steps: list) -> str:
     """The run's status from the per-step ones: covered if any step had a non-zero gradient."""
+    steps = [s for s in steps if s != "absent"]
     if not steps:
         return "missing"
     if all(s == "frozen" for s in steps):

@@ -17,8 +17,9 @@ from typing import Optional
 
 from gradcheck.policy import ALLOWABLE, Policy
 from gradcheck.report import Report
-from gradcheck.schema import ModuleRollup, ParamRecord, Summary, Verdict, VerdictGroup
-from gradcheck.status import RUN_STATUSES, SEVERITY, UNCOVERED, worst  # noqa: F401
+from gradcheck.schema import (BufferRecord, ModuleRollup, ParamRecord, Summary, Verdict,
+                              VerdictGroup)
+from gradcheck.status import REACHED, RUN_STATUSES, SEVERITY, UNCOVERED, worst  # noqa: F401
 
 
 def findings(rec: ParamRecord) -> list:
@@ -27,14 +28,23 @@ def findings(rec: ParamRecord) -> list:
     if rec.status in UNCOVERED:
         out.append(rec.status)
     if rec.requires_grad and not rec.in_optimizer:
-        out.append("not_in_optimizer")
+        out.append("not_in_optimizer" if rec.tracked else
+                   "untracked" if rec.status in REACHED else None)
+    if rec.cause == "never_updated":
+        out.append("never_updated")
     if rec.status == "frozen" and not rec.frozen_reason:
         out.append("frozen_undeclared")
-    if rec.requires_grad and rec.frozen_reason:
+    if rec.requires_grad and rec.frozen_reason and rec.cause != "frozen":
         out.append("frozen_but_trained")
     out.extend(f for f in rec.flags if f in ("vanishing", "exploding", "rank_divergent",
                                              "replicas_diverged", "optimizer_mismatch"))
-    return out
+    return [f for f in out if f]
+
+
+def buffer_findings(rec: BufferRecord) -> list:
+    """The policy words that apply to one buffer: ``trained_buffer``, a buffer an optimizer
+    holds that takes gradients (Jittor's ``register_buffer`` does not stop-grad it)."""
+    return ["trained_buffer"] if rec.kind == "buffer" and rec.in_optimizer and rec.trainable else []
 
 
 def module_rollup(params: list) -> list:
@@ -72,6 +82,7 @@ def summarize(report: Report) -> Summary:
         numel_by_status[p.status] += p.numel
     trainable = [p for p in params if p.requires_grad]
     find = Counter(f for p in params for f in findings(p))
+    find.update(f for b in report.buffers for f in buffer_findings(b))
     covered = by_status.get("covered", 0)
     return Summary(
         params=len(params),
@@ -99,6 +110,10 @@ def summarize(report: Report) -> Summary:
 WHY = {
     ("missing", "not_called"): ("its module never ran in the forward pass",
                                 "call it in training, remove it, or list it under allow_uncovered"),
+    ("missing", "stale_var"): ("an optimizer holds this Var, but the forward uses another one "
+                               "(an attribute replaced, or recomputed every forward as weight "
+                               "norm's weight)", "build the optimizer from the Vars the forward "
+                               "uses (weight norm: weight_g, weight_v)"),
     ("missing", "cut"): ("no differentiable path reaches the loss (detach, stop_grad, no_grad, "
                          "or an unused output)",
                          "find the detach / stop_grad / no_grad on its path to the loss"),
@@ -118,6 +133,21 @@ WHY = {
                                  "check the initialisation and normalisation on its path"),
     ("exploding", "exploding"): ("gradient norm / weight norm above exploding_grad",
                                  "check the learning rate, initialisation and normalisation"),
+    ("untracked", "untracked"): ("the loss reaches it, but no optimizer holds it and "
+                                 "model.parameters() does not list it (a sub-module in a plain "
+                                 "list or dict, or a layer created after the optimizer)",
+                                 "keep sub-modules in nn.ModuleList / nn.ModuleDict or attributes, "
+                                 "and build the optimizer after every layer exists"),
+    ("never_updated", "lr_zero"): ("a gradient and an optimizer, but its group's learning rate is "
+                                   "0 on every step", "give its group a learning rate, or declare "
+                                   "it under expected_frozen if it is frozen on purpose"),
+    ("never_updated", "never_updated"): ("a gradient, a learning rate and an optimizer, yet the "
+                                         "step never changed its value (a masked or skipped "
+                                         "update)", "find what masks or undoes its update"),
+    ("trained_buffer", "trained_buffer"): ("an optimizer holds this buffer and it takes "
+                                           "gradients, so the optimizer rewrites it",
+                                           "build the optimizer from the trainable parameters "
+                                           "only, or stop_grad the buffer"),
 }
 ZERO_INIT = "downstream weights start at zero"
 _ZERO_INIT_MARKS = ("start at exactly zero", "its own value is all zeros")
@@ -159,11 +189,13 @@ def _why(finding: str, rec: ParamRecord, steps_fix) -> tuple:
             return "zero_gradient", text, WHY["zero", "zero_gradient"][1], None
         return ("zero_gradient",) + WHY["zero", "zero_gradient"] + (None,)
     if finding == "missing":
-        cause = "not_called" if rec.cause == "not_called" else "cut"
+        cause = rec.cause if rec.cause in ("not_called", "stale_var") else "cut"
         why, fix = WHY["missing", cause]
         if rec.cause == "decay_only":
             why += "; weight decay or momentum moves it anyway"
         return cause, why, fix, None
+    if finding == "never_updated" and "learning rate is 0" in (rec.cause_detail or ""):
+        return ("never_updated",) + WHY["never_updated", "lr_zero"] + (None,)
     return (finding,) + WHY.get((finding, finding), ("", None)) + (None,)
 
 
@@ -179,8 +211,10 @@ def finding_groups(report: Report, policy: Policy) -> list:
         return cache[0]
 
     groups: dict = {}
-    for p in report.params:
-        for finding in findings(p):
+    records = [(p, findings(p)) for p in report.params]
+    records += [(b, buffer_findings(b)) for b in report.buffers]
+    for p, found in records:
+        for finding in found:
             allowed = policy.allowed_reason(p.name) if finding in ALLOWABLE else None
             if allowed is not None:
                 severity, cause, why, fix, rerun = "allowed", finding, allowed, None, None

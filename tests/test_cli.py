@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from gradcheck.cli import main
+from gradcheck.report import SCHEMA_VERSION
 
 ZOO = str(Path(__file__).with_name("zoo.py"))
 
@@ -29,7 +30,7 @@ def test_run_pass_writes_json(cli, tmp_path):
     res = cli("run", "--model", f"{ZOO}:healthy", "--steps", "2", "-o", str(out), "--quiet")
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
-    assert data["schema_version"] == 1 and data["verdict"]["result"] == "pass"
+    assert data["schema_version"] == SCHEMA_VERSION and data["verdict"]["result"] == "pass"
     assert data["config"]["steps"] == 2 and data["config"]["model"] == f"{ZOO}:healthy"
     assert {p["name"] for p in data["params"]} == {"fc1.weight", "fc1.bias", "fc2.weight",
                                                    "fc2.bias"}
