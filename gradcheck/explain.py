@@ -13,8 +13,8 @@ Codes (stored in ``ParamRecord.cause``; the sentence in ``cause_detail``):
 ``train_mode``             its frozen state differs from the model as handed over, because
                            ``train_mode`` called ``model.train()``
 ``frozen_undeclared``      frozen (``stop_grad``/``requires_grad=False``) without a declaration
-``zero_gradient``          reaches the loss but the gradient is exactly zero, with the likely
-                           reason when one can be found
+``zero_gradient``          reaches the loss but the gradient is exactly zero, with what is proven
+                           about why (never a layer that is not on its path)
 ``nonfinite``              NaN/Inf in its gradient, from the step it first appeared
 ``not_in_optimizer``       it has a gradient, but no optimizer group will apply it
 ``update_below_precision`` its gradient was non-zero but too small to change the float32 value
@@ -92,24 +92,29 @@ def _fmt_steps(steps: list, status: str) -> str:
 
 
 def _zero_reason(rec: ParamRecord, report: Report, zero_hint=None) -> str:
-    """A likely reason for an exactly-zero gradient."""
-    hints = []
+    """Why a gradient is exactly zero, as far as it is proven: a model-specific hint, the
+    zero-valued weights the graph found on this parameter's own path to the loss, or an empty
+    Var on that path (:func:`gradcheck.graph.zero_proofs`); otherwise it says it does not
+    know, never naming a layer that is not on the path."""
+    head = "reaches the loss, but its gradient is exactly zero: "
     if zero_hint is not None:
         specific = zero_hint(rec, report)
         if specific:
-            return "reaches the loss, but its gradient is exactly zero: " + specific
-    zero_weights = [p.name for p in report.params
-                    if p.requires_grad and p.weight_norm == 0 and p.name != rec.name
-                    and p.status != "missing"]
-    if zero_weights:
-        shown = ", ".join(zero_weights[:3]) + (" ..." if len(zero_weights) > 3 else "")
-        hints.append(f"weights that start at exactly zero ({shown}) block the gradient "
-                     "until they move")
-    if rec.weight_norm == 0:
-        hints.append("its own value is all zeros")
-    if not hints:
-        hints.append("a zero multiplier, a mask or a saturated activation on its path")
-    return "reaches the loss, but its gradient is exactly zero: likely " + "; ".join(hints)
+            return head + specific
+    if rec.zero_blockers:
+        shown = ", ".join(rec.zero_blockers[:3]) + (" ..." if len(rec.zero_blockers) > 3 else "")
+        return (head + f"weights on its path to the loss that start at exactly zero ({shown}) "
+                "block the gradient until they move")
+    if rec.zero_why == "empty":
+        return (head + "no data was routed through it on that step (an empty tensor on its path "
+                "to the loss: e.g. an expert that received no tokens)")
+    terms = rec.reached_by or []
+    if len(terms) >= 2:
+        return (head + "not proven why; the loss terms " + ", ".join(repr(t) for t in terms)
+                + " reach it, and their gradients can cancel exactly; a mask, a saturated "
+                "activation or a zero multiplier on its path can also zero it")
+    return (head + "not proven why (a mask, a saturated activation or a zero multiplier on "
+            "its path are the usual causes)")
 
 
 def cause_of(rec: ParamRecord, report: Report, calls: Optional[CallRecorder],

@@ -18,6 +18,7 @@ from gradcheck import runtime
 BUFFER_ATTRS = ("running_mean", "running_var", "num_batches_tracked")
 _VAR_INFO = re.compile(r"^Var\((\d+):[^,]*:g(\d),(\w+),")
 _OP_INFO = re.compile(r"^Op\((\d+):[^,]*:g(\d),")
+_EMPTY = re.compile(r"\)\[(?:\d+,)*0,")   # a Var's shape with a 0 in it: "...)[0,3,]"
 
 
 @dataclass
@@ -178,27 +179,65 @@ def inventory(model, buffer_globs=(), held=()) -> tuple[list, list]:
     return [e for e in entries if not e.buffer], [e for e in entries if e.buffer]
 
 
-def analyse(roots: dict, targets: list, fence=None) -> tuple[dict, set]:
+@dataclass
+class GraphView:
+    """What :func:`analyse` parsed of one dumped graph, kept for :func:`zero_proofs`."""
+
+    inputs: list                  # node -> its input nodes
+    passable: list                # node -> does a gradient pass through it
+    node_ids: list                # node -> Jittor's id (creation order)
+    ops: list                     # node -> its op's name ("binary.multiply"), None for a Var
+    target_at: dict               # node -> target index
+    seen: dict                    # root name -> nodes with a differentiable path to it
+    empty: set                    # Var nodes holding no element (an empty selection)
+    ndim: dict                    # Var node -> number of dimensions
+
+
+# ops whose output is exactly zero when every input is (they move or sum values, nothing else)
+_ZERO_KEEPING = ("broadcast_to", "reshape", "reindex", "reindex_reduce.add", "transpose",
+                 "getitem", "tape", "reduce.add", "unary.cast", "unary.negative", "clone", "copy")
+# ops that pass back no gradient to one input when another is exactly zero: products and
+# Jittor's matmul/conv kernels; an add does not
+_BLOCKING = ("binary.multiply", "mkl_conv", "mkl_matmul", "cublas_matmul", "cudnn_conv")
+# custom kernels and custom-gradient Functions (jt.code, "tapes"): opaque, so only a zero
+# input of at least two dimensions (a convolution's or a linear layer's weight, never a
+# bias) is taken to block the gradient to the others
+_CUSTOM = ("code", "tapes")
+# an empty Var made by these is a placeholder (a Function's gradient tape), not missing data
+_PLACEHOLDER_OPS = ("tapes", "tape", "code")
+
+
+def analyse(roots: dict, targets: list, fence=None, keep: bool = False):
     """Read Jittor's graph once.
 
     Returns ``(reach, read)``: for each named root Var, the set of indices of ``targets`` with
     a differentiable path to it (walked backwards through float Vars and ops that pass
     gradients); and the indices of ``targets`` that an op created after ``fence`` (a node id
-    taken before the forward) takes as an input.
+    taken before the forward) takes as an input.  ``keep``: also return the parsed
+    :class:`GraphView`, for :func:`zero_proofs`.
     """
     jt = runtime.import_jittor()
     graph = jt.dump_all_graphs()
     info, inputs = graph.nodes_info, graph.inputs
     index_of_id, passable, new_op = {}, [True] * len(info), [False] * len(info)
+    node_ids, empty, ops, ndim = [0] * len(info), set(), [None] * len(info), {}
     for i, text in enumerate(info):
         m = _VAR_INFO.match(text)
         if m:
             index_of_id[int(m.group(1))] = i
+            node_ids[i] = int(m.group(1))
             passable[i] = m.group(2) == "1" and m.group(3).startswith(("float", "bfloat"))
+            if keep:
+                ndim[i] = text[text.rfind(")[") + 2:].count(",")
+                if _EMPTY.search(text):
+                    empty.add(i)
         else:  # an op: "g0" marks one that stops gradients (detach is a clone with g0)
             m = _OP_INFO.match(text)
             passable[i] = m is None or m.group(2) == "1"
             new_op[i] = m is not None and fence is not None and int(m.group(1)) > fence
+            node_ids[i] = int(m.group(1)) if m else 0
+            if keep:
+                ops[i] = text[text.find(",", text.find(":g")) + 1:text.find("->")]
     target_at = {}
     for t_index, var in enumerate(targets):
         node = index_of_id.get(var.id)
@@ -209,23 +248,139 @@ def analyse(roots: dict, targets: list, fence=None) -> tuple[dict, set]:
         for i, parents in enumerate(inputs):
             if new_op[i]:
                 read.update(target_at[p] for p in parents if p in target_at)
-    reach = {}
+    reach, seen_by = {}, {}
     for root_name, root in roots.items():
         start = index_of_id.get(root.id)
         found: set = set()
-        if start is not None:
-            seen = {start}
-            stack = [start]
-            while stack:
-                node = stack.pop()
-                if node in target_at:
-                    found.add(target_at[node])
-                for parent in inputs[node]:
-                    if parent not in seen and passable[parent]:
-                        seen.add(parent)
-                        stack.append(parent)
+        seen = {start} if start is not None else set()
+        stack = list(seen)
+        while stack:
+            node = stack.pop()
+            if node in target_at:
+                found.add(target_at[node])
+            for parent in inputs[node]:
+                if parent not in seen and passable[parent]:
+                    seen.add(parent)
+                    stack.append(parent)
         reach[root_name] = found
+        seen_by[root_name] = seen
+    if keep:
+        empty = {n for n in empty if not inputs[n] or ops[inputs[n][0]] not in _PLACEHOLDER_OPS}
+        return reach, read, GraphView(inputs, passable, node_ids, ops, target_at, seen_by, empty,
+                                      ndim)
     return reach, read
+
+
+def zero_proofs(view: GraphView, root: str, zero: set, zero_valued: set) -> dict:
+    """What the graph proves about the exactly-zero gradients of the targets ``zero``.
+
+    ``zero_valued`` are the targets whose value is exactly zero now.  Zero-ness is followed
+    forward through ops that only move or sum values, and through a product with a zero
+    factor.  An op in ``_BLOCKING`` with a zero input passes no gradient to its other inputs;
+    so does a custom kernel (``_CUSTOM``) with a zero input of two or more dimensions.
+    Returns ``{target: ("blocked", [zero-valued targets])}`` when every path from the target
+    to ``root`` crosses such an op (naming the zero-valued targets behind those ops), else
+    ``{target: ("empty", None)}`` when every path runs through a Var with no element (no data
+    was routed through it: an expert that received no tokens).  Targets with neither proof
+    are left out: nothing is known.  Linear in the graph's size (one topological order), with
+    one bit per zero-valued target.
+    """
+    on_path = view.seen.get(root, set())
+    node_of = {t: n for n, t in view.target_at.items()}
+    bits = [t for t in sorted(zero_valued) if node_of.get(t) in on_path]
+    zbits = {node_of[t]: 1 << b for b, t in enumerate(bits)}    # node -> the zeros behind it
+    order = _topological(view, on_path)
+    for node in order:                  # forward: which Vars are exactly zero
+        ins = view.inputs[node]
+        op = view.ops[node]
+        if op is None:                  # a Var: zero when its op's output is
+            if ins and ins[0] in zbits and node not in zbits:
+                zbits[node] = zbits[ins[0]]
+            continue
+        zero_in = [zbits[i] for i in ins if i in zbits]
+        if zero_in and (op == "binary.multiply" or (op in _ZERO_KEEPING and len(zero_in) == len(ins))):
+            zbits[node] = _union(zero_in)
+    blocked: dict = {}                  # (op, input) edges that pass no gradient -> bits
+    for node in order:
+        op = view.ops[node]
+        if op in _BLOCKING or op in _CUSTOM:
+            zero_in = [zbits[i] for i in view.inputs[node] if i in zbits
+                       and (op in _BLOCKING or view.ndim.get(i, 0) >= 2)]
+            for i in view.inputs[node]:
+                if zero_in and i not in zbits:
+                    blocked[(node, i)] = _union(zero_in)
+    start = _root_node(view, root, on_path)
+    free = _walk_back(view, start, on_path, lambda node, parent: (node, parent) not in blocked)
+    filled = _walk_back(view, start, on_path, lambda node, parent: parent not in view.empty)
+    mask: dict = {}
+    for (node, parent), b in blocked.items():
+        mask[parent] = mask.get(parent, 0) | b
+    for node in reversed(order):        # backward: which zeros stand on each path
+        m = mask.get(node, 0)
+        if m:
+            for parent in view.inputs[node]:
+                if parent in on_path and view.passable[parent]:
+                    mask[parent] = mask.get(parent, 0) | m
+    out = {}
+    for t in zero:
+        node = node_of.get(t)
+        if node is None or node not in on_path:
+            continue
+        names = [w for b, w in enumerate(bits) if mask.get(node, 0) >> b & 1 and w != t]
+        if node not in free and names:
+            out[t] = ("blocked", names)
+        elif node not in filled:
+            out[t] = ("empty", None)
+    return out
+
+
+def _topological(view: GraphView, nodes: set) -> list:
+    """``nodes`` with every node after its inputs (Jittor's ids are not: a Function's ``tape``
+    op is created before the ``tapes`` op whose output it takes)."""
+    out, done = [], set()
+    for first in nodes:
+        if first in done:
+            continue
+        stack = [(first, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                out.append(node)
+                continue
+            if node in done:
+                continue
+            done.add(node)
+            stack.append((node, True))
+            stack.extend((p, False) for p in view.inputs[node] if p in nodes and p not in done)
+    return out
+
+
+def _union(values) -> int:
+    out = 0
+    for v in values:
+        out |= v
+    return out
+
+
+def _root_node(view: GraphView, root: str, on_path: set):
+    """The root's own node: the one on its path that no other node of the path takes."""
+    taken = {p for n in on_path for p in view.inputs[n]}
+    heads = [n for n in on_path if n not in taken]
+    return max(heads, key=view.node_ids.__getitem__) if heads else None
+
+
+def _walk_back(view: GraphView, start, on_path: set, keep) -> set:
+    """Nodes reached backwards from ``start`` along the path, over edges ``keep`` allows."""
+    if start is None:
+        return set()
+    seen, stack = {start}, [start]
+    while stack:
+        node = stack.pop()
+        for parent in view.inputs[node]:
+            if parent in on_path and parent not in seen and keep(node, parent):
+                seen.add(parent)
+                stack.append(parent)
+    return seen
 
 
 def fence() -> int:

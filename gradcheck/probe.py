@@ -93,6 +93,7 @@ class PhaseResult:
     arrays: dict = field(default_factory=dict)     # param index -> gradient, for run.exact only
     warnings: list = field(default_factory=list)
     lrs: dict = field(default_factory=dict)        # param index -> its group's learning rate
+    proofs: dict = field(default_factory=dict)     # param index -> graph.zero_proofs' finding
 
 
 def prepare(workload: Workload) -> tuple:
@@ -234,7 +235,8 @@ def run_phase(run: Run, phase, step: int) -> PhaseResult:
         if refresh(run, step):
             extra = [run.targets[i] for i in run.extra]
         n = len(run.params)    # graph targets are params then buffers: keep param indices
-        reach, read = graph.analyse({"__loss__": loss, **terms}, run.targets, fence)
+        reach, read, view = graph.analyse({"__loss__": loss, **terms}, run.targets, fence,
+                                          keep=True)
         reach = {k: {i for i in v if i < n} for k, v in reach.items()}
         reached = reach.pop("__loss__")
         res.reached |= reached
@@ -273,6 +275,10 @@ def run_phase(run: Run, phase, step: int) -> PhaseResult:
     res.grads = dict(zip(grads, summary.results()))
     res.arrays = {i: grads[i].numpy() for i in exact}
     del grads, summary, probe_grads
+    zero = {i for i, (state, _) in res.grads.items() if state == "zero" and i in reached}
+    if zero:   # before the update: the values the forward used
+        res.proofs = prove_zero(run, zero, reached, view)
+    del view
     res.lrs = group_lrs(opt, run, phase.name)
     run.tell(step, "update")
     opt.step()
@@ -281,6 +287,19 @@ def run_phase(run: Run, phase, step: int) -> PhaseResult:
             snap.queue()             # compared inside the update's execution: no copies
     jt.sync_all()
     return res
+
+
+def prove_zero(run: Run, zero: set, reached: set, view) -> dict:
+    """What the graph of this step proves about exactly-zero gradients
+    (:func:`gradcheck.graph.zero_proofs`): the parameters that are exactly zero now, on the
+    path of each one to the loss, or an empty Var on that path.  Costs one reduction per
+    reached parameter, only on a step with an exactly-zero gradient."""
+    jt = runtime.import_jittor()
+    candidates = sorted(i for i in reached if graph.is_float(run.params[i].var))
+    values = GradSummary(run.params[i].var for i in candidates)
+    jt.sync(values.vars)
+    zero_valued = {i for i, (state, _) in zip(candidates, values.results()) if state == "zero"}
+    return graph.zero_proofs(view, "__loss__", zero, zero_valued)
 
 
 def group_lrs(opt, run: Run, phase: str) -> dict:
@@ -366,6 +385,16 @@ def record_step(rec: ParamRecord, step: int, state: str, gnorm, change, lr=None)
         rec.first_nonfinite_step = step
 
 
+def record_proof(rec: ParamRecord, proofs: list, run: Run) -> None:
+    """What the graph proved about a zero gradient of ``rec`` on one step."""
+    for kind, blockers in proofs:
+        if kind == "blocked":
+            names = [run.params[b].name for b in blockers]
+            rec.zero_blockers += [n for n in names if n not in rec.zero_blockers]
+        elif kind == "empty" and rec.zero_why is None:
+            rec.zero_why = "empty"
+
+
 def step_entry(run: Run, step: int, results: list, seconds: float) -> StepRecord:
     """The report's per-step line: loss (the first phase's), terms, stats, phase losses."""
     terms, mean = {}, (lambda values: sum(values) / len(values))
@@ -424,6 +453,8 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
             state, gnorm = classify(run, i, results)
             lr = next((r.lrs[i] for r in results if i in r.lrs), None)
             record_step(rec, step, state, gnorm, changes[i], lr)
+            if state == "zero":
+                record_proof(rec, [r.proofs[i] for r in results if i in r.proofs], run)
             rec.read_steps.append(i in read)
             rec.reassigned = rec.reassigned or e.current() is not e.var
         for rec, change in zip(buf_records, buf_changes):

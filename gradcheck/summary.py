@@ -150,7 +150,7 @@ WHY = {
                                            "only, or stop_grad the buffer"),
 }
 ZERO_INIT = "downstream weights start at zero"
-_ZERO_INIT_MARKS = ("start at exactly zero", "its own value is all zeros")
+_ZERO_INIT_MARKS = ("start at exactly zero",)
 _TRY = re.compile(r"\s*\((try [^)]*)\)\s*$")
 
 
@@ -181,7 +181,7 @@ def _why(finding: str, rec: ParamRecord, steps_fix) -> tuple:
         if any(mark in detail for mark in _ZERO_INIT_MARKS):
             return ("zero_gradient",) + steps_fix()
         text = detail.split("exactly zero: ", 1)[-1].split(", yet its value changed")[0]
-        text = text[len("likely "):] if text.startswith("likely ") else text
+        text = text[len("likely "):] if text.startswith("likely ") else text   # schema 1
         m = _TRY.search(text)
         if text and m:
             return "zero_gradient", text[:m.start()], m.group(1), None
