@@ -38,6 +38,6 @@ def case(expect: dict, steps: int = 2, buffers=None, extra=None, verdict=None, s
 
 
 def load_all() -> dict:
-    from corpus import generative, training, transformers, vision  # noqa: F401
+    from corpus import generative, inventory, training, transformers, vision  # noqa: F401
 
     return CASES
