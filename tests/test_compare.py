@@ -118,3 +118,18 @@ def test_kinds_of_the_existing_regressions():
     kinds = {(c.name, c.kind) for c in compare(before, after).regressions}
     assert kinds == {("a.w", "lost_gradient"), ("new.w", "new_uncovered"),
                      ("new2.w", "new_uncovered")}
+
+
+def test_gaining_untracked_or_never_updated_is_a_regression():
+    before = make_report(**{"blocks.w": "covered", "body.w": "covered", "x.w": "covered"})
+    after = make_report(**{"blocks.w": "covered", "body.w": "covered", "x.w": "covered",
+                           "lazy.w": "covered"})
+    blocks, body, lazy = after.param("blocks.w"), after.param("body.w"), after.param("lazy.w")
+    blocks.in_optimizer, blocks.tracked = False, False          # moved into a plain list
+    body.cause = "never_updated"                                # its group's lr became 0
+    lazy.in_optimizer, lazy.tracked = False, False              # created after the optimizer
+    cmp = compare(before, after)
+    kinds = {c.name: c.kind for c in cmp.regressions}
+    assert kinds == {"blocks.w": "left_optimizer", "body.w": "new_finding",
+                     "lazy.w": "new_uncovered"}
+    assert compare(after, after).ok                             # unchanged findings pass

@@ -7,7 +7,8 @@ from gradcheck.summary import findings
 
 STATUS_STYLE = {"covered": "green", "zero": "yellow", "missing": "red", "nonfinite": "bold red",
                 "frozen": "cyan"}
-STEP_MARK = {"nonzero": "+", "zero": "0", "missing": "-", "nonfinite": "!", "frozen": "f"}
+STEP_MARK = {"nonzero": "+", "zero": "0", "missing": "-", "nonfinite": "!", "frozen": "f",
+             "absent": "."}
 
 
 def human(n: int) -> str:
