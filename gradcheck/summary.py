@@ -41,6 +41,9 @@ def findings(rec: ParamRecord) -> list:
     return [f for f in out if f]
 
 
+BUFFER_FINDINGS = ("trained_buffer",)
+
+
 def buffer_findings(rec: BufferRecord) -> list:
     """The policy words that apply to one buffer: ``trained_buffer``, a buffer an optimizer
     holds that takes gradients (Jittor's ``register_buffer`` does not stop-grad it)."""
@@ -238,8 +241,14 @@ def group_line(g: VerdictGroup, shown: int = 3) -> str:
     n = g.count
     names = ", ".join(g.names[:shown]) + (f", ... (+{n - shown})" if n > shown else "")
     fix = f": {g.fix}" if g.fix else ""
-    return (f"{g.finding}: {n} parameter{'s' if n != 1 else ''}: {g.cause}, {g.why}"
+    return (f"{g.finding}: {counted(g)}: {g.cause}, {g.why}"
             f"{fix} ({names})")
+
+
+def counted(g: VerdictGroup) -> str:
+    """'444 parameters', '1 buffer': how many records a group holds, and of what kind."""
+    noun = "buffer" if g.finding in BUFFER_FINDINGS else "parameter"
+    return f"{g.count} {noun}{'s' if g.count != 1 else ''}"
 
 
 def next_command(report: Report) -> Optional[str]:

@@ -53,7 +53,8 @@ def check(workload, steps: int = 1, seed: Optional[int] = 0, policy=None, on_ste
     policy = policy or Policy()
     params, _ = inventory(workload.model, workload.buffers)
     if workload.optimizer is None:
-        workload.optimizer = default_optimizer([e.var for e in params if not e.var.is_stop_grad()])
+        workload.optimizer = default_optimizer([e.var for e in params
+                                                if e.tracked and not e.var.is_stop_grad()])
     shard(workload, rank, size)
     # before any step: do the ranks agree on the model and on the optimizer's members?
     opt_list = optimizer_params(workload.optimizer)

@@ -17,7 +17,7 @@ from gradcheck.render.common import (STATUS_STYLE, attention, by_module, changin
                                      first_covered, headline, human, notes, settings_line,
                                      timeline, verdict_line)
 from gradcheck.report import RUN_STATUSES
-from gradcheck.summary import group_line, next_command
+from gradcheck.summary import counted, group_line, next_command
 
 MAX_ROWS = 60
 SHOWN_NAMES = 3      # names per finding group on the one-screen view
@@ -109,8 +109,7 @@ class TableRenderer:
     def _group(self, con, g) -> None:
         fail = g.severity == "fail"
         n = g.count
-        con.print(Text(f"{'FAIL' if fail else 'WARN'}  {g.finding}: {n} parameter"
-                       f"{'s' if n != 1 else ''}: {g.cause}, {g.why}",
+        con.print(Text(f"{'FAIL' if fail else 'WARN'}  {g.finding}: {counted(g)}: {g.cause}, {g.why}",
                        style="red" if fail else "yellow"))
         names = ", ".join(g.names[:SHOWN_NAMES])
         if n > SHOWN_NAMES:
