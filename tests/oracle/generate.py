@@ -32,8 +32,8 @@ jt = runtime.import_jittor()
 nn = jt.nn
 
 W, B, VOCAB = 8, 4, 6
-LAYERS = ("linear", "conv", "bn", "ln", "attn", "embed", "scale")
-ACTS = ("relu", "gelu", "sigmoid", "dead", "mul0", "sqrt0", "round")
+LAYERS = ("linear", "conv", "bn", "ln", "attn", "embed", "scale", "cancel", "route", "bare")
+ACTS = ("relu", "gelu", "sigmoid", "dead", "mul0", "sqrt0", "round", "gate")
 HOMES = ("attr", "seq", "mlist", "list", "dict", "lazy")
 LR = {"normal": None, "zero": 0.0, "tiny": 1e-30}      # None: the optimizer's own lr
 OPT_LR = {"sgd": 0.05, "momentum": 0.05, "wd": 0.05, "adam": 0.01}
@@ -75,6 +75,7 @@ class Spec:
     nodes: tuple
     phases: tuple = (PhaseSpec((0,)),)
     steps: int = 2
+    counter: bool = False           # an int32 Var on the model, incremented every forward
 
     def describe(self) -> str:
         return repr(self)
@@ -101,6 +102,28 @@ class Attn(nn.Module):
         return jt.bmm(att, self.v(t)).reshape((B, W))
 
 
+class Cancel(nn.Module):
+    """``x + (fc(x) - fc(x))``: the two terms' gradients cancel exactly."""
+
+    def __init__(self):
+        self.fc = nn.Linear(W, W)
+
+    def execute(self, x):
+        return x + (self.fc(x) - self.fc(x))
+
+
+class Route(nn.Module):
+    """Two experts; each sample goes to one of them by a hard, data-dependent choice (an
+    expert that receives no sample gets an exactly-zero gradient)."""
+
+    def __init__(self):
+        self.e0, self.e1 = nn.Linear(W, W), nn.Linear(W, W)
+
+    def execute(self, x):
+        pick = (x[:, 0:1] > 0.8).float32()
+        return pick * self.e1(x) + (1 - pick) * self.e0(x)
+
+
 class Conv(nn.Module):
     def __init__(self):
         self.conv = nn.Conv2d(2, 2, 3, padding=1)
@@ -113,15 +136,18 @@ def _weight_holder(layer):
     """(module, key) of the Var a node's stop_grad / zero / tie / replace acts on."""
     if isinstance(layer, Attn):
         return layer.q, "weight"
-    if isinstance(layer, Conv):
-        return layer.conv, "weight"
+    if isinstance(layer, (Conv, Cancel)):
+        return (layer.conv if isinstance(layer, Conv) else layer.fc), "weight"
+    if isinstance(layer, Route):
+        return layer.e0, "weight"
     return layer, "weight"
 
 
 def new_layer(kind: str, rng) -> nn.Module:
     layer = {"linear": lambda: nn.Linear(W, W), "conv": Conv, "bn": lambda: nn.BatchNorm1d(W),
              "ln": lambda: nn.LayerNorm(W), "attn": Attn,
-             "embed": lambda: nn.Embedding(VOCAB, W), "scale": Scale}[kind]()
+             "embed": lambda: nn.Embedding(VOCAB, W), "scale": Scale, "bare": Scale,
+             "cancel": Cancel, "route": Route}[kind]()
     # every float Var from the spec's numpy stream: two builds are identical
     for mod in [layer] + [m for m in layer.__dict__.values() if isinstance(m, nn.Module)]:
         for key, var in list(mod.__dict__.items()):
@@ -147,6 +173,8 @@ def _act(kind: str, x):
         return jt.sqrt(x * 0.0)            # d sqrt(0) = inf, times 0: NaN upstream
     if kind == "round":
         return jt.round(x)
+    if kind == "gate":                     # passes only rows whose sum is large: often none
+        return x * (x.sum(-1, keepdims=True) > 2.0).float32()
     raise ValueError(kind)
 
 
@@ -157,10 +185,16 @@ class Net(nn.Module):
         self.plain = []                     # layers in a plain list: invisible to parameters()
         self.heads = {}                     # ... and in a plain dict
         self._slot = {}                     # node index -> (home, key): no Var in it
+        if spec.counter:
+            self.seen = jt.zeros((1,), "int32")
         for i, n in enumerate(spec.nodes):
             if not n.layer or n.share is not None:
                 continue
             rng = np.random.default_rng([spec.seed, i])
+            if n.kind == "bare":              # a Var right on the model, no layer
+                setattr(self, f"b{i}", self._bare(i, rng))
+                self._slot[i] = ("attr", f"b{i}")
+                continue
             if n.home == "lazy":
                 setattr(self, f"lazy{i}", None)
                 self._slot[i] = ("lazy", f"lazy{i}")
@@ -194,6 +228,13 @@ class Net(nn.Module):
     def layers(self) -> dict:
         return {i: self.built(i) for i in self._slot}
 
+    def _bare(self, i: int, rng):
+        n = self._spec.nodes[i]
+        if n.tie is not None and n.tie in self._slot:
+            return self.built(n.tie)
+        var = jt.zeros(W) if n.zero else jt.array((1 + rng.normal(0, 0.5, W)).astype("float32"))
+        return var.stop_grad() if n.stop_grad else var
+
     def _prepare(self, i: int, layer, rng):
         n = self._spec.nodes[i]
         mod, key = _weight_holder(layer)
@@ -221,6 +262,8 @@ class Net(nn.Module):
         return self.built(j)
 
     def execute(self, x, ids):
+        if self._spec.counter:
+            self.seen.update(self.seen + 1)
         vals = {-1: x}
         for i, n in enumerate(self._spec.nodes):
             h = vals[n.src]
@@ -240,7 +283,7 @@ class Net(nn.Module):
                     out = self._apply(n, layer, h, ids)
             else:
                 out = self._apply(n, layer, h, ids)
-            if n.buffer and "mask" in layer.__dict__:
+            if n.buffer and isinstance(layer, nn.Module) and "mask" in layer.__dict__:
                 out = out * layer.mask
             vals[i] = out
         return vals
@@ -249,6 +292,8 @@ class Net(nn.Module):
     def _apply(n: Node, layer, h, ids):
         if n.kind == "embed":
             return h + layer(ids)
+        if n.kind == "bare":
+            return h * layer
         return layer(h)
 
 
@@ -289,7 +334,7 @@ def _node_of_var(model: Net) -> dict:
         if layer is None:
             continue
         sharers = [i] + [j for j, n in enumerate(model._spec.nodes) if n.share == i]
-        for v in layer.parameters():
+        for v in ([layer] if isinstance(layer, jt.Var) else layer.parameters()):
             out.setdefault(id(v), set()).update(sharers)
     return out
 
@@ -309,7 +354,7 @@ def build(spec: Spec) -> Setup:
     visible = model.parameters()            # what a user passes to the optimizer
     explicit = []                           # plain list/dict layers added by hand
     for i, layer in model.layers().items():
-        if layer is not None and spec.nodes[i].home in ("list", "dict"):
+        if isinstance(layer, nn.Module) and spec.nodes[i].home in ("list", "dict"):
             explicit += [v for v in layer.parameters() if all(v is not u for u in visible)]
     phases = []
     for p, ph in enumerate(spec.phases):
@@ -332,7 +377,7 @@ def build(spec: Spec) -> Setup:
         phases.append((f"p{p}", phase_loss(ph.outputs), opt, ph.accumulate))
     for i, layer in model.layers().items():
         if layer is not None and spec.nodes[i].replace:
-            mod, key = _weight_holder(layer)
+            mod, key = (model, f"b{i}") if isinstance(layer, jt.Var) else _weight_holder(layer)
             old = getattr(mod, key)
             new = jt.array(old.numpy())
             if old.is_stop_grad():
@@ -409,6 +454,8 @@ def specs(profile: str = "everything", max_nodes: int = 6):
                     lr=draw(st.sampled_from(lrs)))
                 if n.home == "lazy":
                     n = replace(n, tie=None, opt=-1, replace=False)
+                if kind == "bare":
+                    n = replace(n, home="attr", eval=False, buffer=False)
             nodes.append(n)
         nodes = _force(draw, nodes, feat, st)
         phases = []
@@ -420,7 +467,8 @@ def specs(profile: str = "everything", max_nodes: int = 6):
                                                           "adam"))),
                                     draw(st.sampled_from((1, 1, 2)))))
         return Spec(seed=draw(st.integers(0, 2**31 - 1)), nodes=tuple(nodes),
-                    phases=tuple(phases), steps=draw(st.sampled_from((1, 2, 2))))
+                    phases=tuple(phases), steps=draw(st.sampled_from((1, 2, 2))),
+                    counter=draw(st.integers(0, 7)) == 0)
 
     return strategy()
 
@@ -435,7 +483,8 @@ def _force(draw, nodes: list, feat: dict, st) -> list:
     if not want:
         return nodes
     what = draw(st.sampled_from(want))
-    own = [i for i, n in enumerate(nodes) if n.layer and n.share is None]
+    own = [i for i, n in enumerate(nodes) if n.layer and n.share is None
+           and (n.kind != "bare" or what[0] in ("lr", "replace"))]
     if not own:
         nodes.append(Node("linear", src=len(nodes) - 1))
         own = [len(nodes) - 1]

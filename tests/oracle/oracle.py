@@ -96,7 +96,8 @@ class VarTruth:
 def findings(t: VarTruth) -> set:
     """The findings (policy words) gradcheck must report for ``t``, in the target semantics."""
     if t.buffer:
-        return {"trained_buffer"} if t.in_optimizer and t.requires_grad else set()
+        trained = t.in_optimizer and t.requires_grad and t.is_float
+        return {"trained_buffer"} if trained else set()
     out = set()
     status = t.status
     if status in ("missing", "zero", "nonfinite"):
@@ -151,7 +152,10 @@ def walk(model) -> dict:
 
 
 def is_buffer(var, names) -> bool:
-    return hasattr(var, "persistent") or any(n.rsplit(".", 1)[-1] in BUFFER_KEYS for n in names)
+    """register_buffer'd, a norm's running statistics, or not a float (no gradient can
+    flow to an integer Var)."""
+    return (hasattr(var, "persistent") or not _is_float(var)
+            or any(n.rsplit(".", 1)[-1] in BUFFER_KEYS for n in names))
 
 
 def _is_float(var) -> bool:
@@ -195,13 +199,15 @@ def _why_stuck(w, groups: list) -> str:
               if g is not None and np.any(np.asarray(g) != 0)]
     if all(lr == 0 for lr, _, _ in moving):
         return "lr0"
+    # the size of one plain step; momentum, decay and accumulation change it by small factors,
+    # hence the slack of 2: a step is "?" when its update should have been well visible
     bound = 0.0
     for lr, kind, g in moving:
-        if kind == "Adam":                     # the first moves are about lr per element
-            bound = bound + np.full(np.shape(w), 10.0 * lr)
-        else:                                  # momentum at most sums the steps so far
-            bound = bound + 10.0 * lr * np.abs(np.asarray(g, dtype=np.float64))
-    return "precision" if np.all(bound <= _half_ulp(w)) else "?"
+        if kind == "Adam":                     # Adam's first moves are about lr per element
+            bound = bound + np.full(np.shape(w), lr)
+        else:
+            bound = bound + lr * np.abs(np.asarray(g, dtype=np.float64))
+    return "precision" if np.all(bound <= 2 * _half_ulp(w)) else "?"
 
 
 # --------------------------------------------------------------------- the run
