@@ -32,15 +32,15 @@ class Diff:
 
 def feature(t: VarTruth) -> str:
     """The new-semantics feature a Var exercises, or '' for one the probe already covers."""
-    if t.buffer:
-        return "trained_buffer" if t.in_optimizer and t.requires_grad else ""
-    if not t.names:
+    if t.buffer and t.in_optimizer and t.requires_grad and t.is_float:
+        return "trained_buffer"
+    if not t.names or (t.derived and t.in_optimizer):
         return "optimizer_only"
     if t.appeared > 1 or any(n.startswith("lazy") for n in t.names):
         return "lazy"
     if not t.in_parameters:
-        return "untracked"
-    if any(lr == 0 for lr in t.lrs.values()):
+        return "untracked"              # outside parameters(): a plain list / dict
+    if not t.buffer and any(lr == 0 for lr in t.lrs.values()):
         return "never_updated"
     return ""
 
@@ -74,7 +74,10 @@ def compare(truth, report) -> list:
     """Every difference between the oracle's ``truth`` and gradcheck's ``report``."""
     diffs = []
     phase_names = sorted({p for t in truth.vars.values() for p in t.phases}) or ["main"]
-    wanted = [t for t in truth.vars.values() if t.is_float or t.buffer]
+    # see VarTruth.optional: the probe may list these or not
+    optional = [t for t in truth.vars.values() if t.optional]
+    skip = {id(t) for t in optional}
+    wanted = [t for t in truth.vars.values() if (t.is_float or t.buffer) and id(t) not in skip]
     used = set()
     records = [(r, False) for r in report.params] + [(b, True) for b in report.buffers]
     for t in wanted:
@@ -82,7 +85,7 @@ def compare(truth, report) -> list:
                 if _matches(t, [r.name] + list(getattr(r, "aliases", []) or []), phase_names)]
         tag = feature(t)
         if not hits:
-            if t.buffer or t.expected_record:
+            if t.expected_record:
                 kind = "buffer" if t.buffer else "parameter"
                 diffs.append(Diff(tag or "inventory", t.name,
                                   f"no {kind} record (truth: {_describe(t)})"))
@@ -101,7 +104,7 @@ def compare(truth, report) -> list:
     for i, (rec, is_buf) in enumerate(records):
         if i in used:
             continue
-        known = [t for t in wanted if _matches(t, [rec.name] + list(getattr(rec, "aliases", [])
+        known = [t for t in wanted + optional if _matches(t, [rec.name] + list(getattr(rec, "aliases", [])
                                                                     or []), phase_names)]
         if not known:
             diffs.append(Diff("inventory", rec.name, "gradcheck lists a Var the oracle does not "

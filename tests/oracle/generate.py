@@ -32,7 +32,8 @@ jt = runtime.import_jittor()
 nn = jt.nn
 
 W, B, VOCAB = 8, 4, 6
-LAYERS = ("linear", "conv", "bn", "ln", "attn", "embed", "scale", "cancel", "route", "bare")
+LAYERS = ("linear", "conv", "bn", "ln", "attn", "embed", "scale", "cancel", "route", "bare",
+          "wnorm")
 ACTS = ("relu", "gelu", "sigmoid", "dead", "mul0", "sqrt0", "round", "gate")
 HOMES = ("attr", "seq", "mlist", "list", "dict", "lazy")
 LR = {"normal": None, "zero": 0.0, "tiny": 1e-30}      # None: the optimizer's own lr
@@ -147,7 +148,7 @@ def new_layer(kind: str, rng) -> nn.Module:
     layer = {"linear": lambda: nn.Linear(W, W), "conv": Conv, "bn": lambda: nn.BatchNorm1d(W),
              "ln": lambda: nn.LayerNorm(W), "attn": Attn,
              "embed": lambda: nn.Embedding(VOCAB, W), "scale": Scale, "bare": Scale,
-             "cancel": Cancel, "route": Route}[kind]()
+             "cancel": Cancel, "route": Route, "wnorm": lambda: nn.Linear(W, W)}[kind]()
     # every float Var from the spec's numpy stream: two builds are identical
     for mod in [layer] + [m for m in layer.__dict__.values() if isinstance(m, nn.Module)]:
         for key, var in list(mod.__dict__.items()):
@@ -155,6 +156,11 @@ def new_layer(kind: str, rng) -> nn.Module:
                 scale = 1.0 if key == "weight" and kind in ("bn", "ln", "scale") else 0.0
                 values = scale + rng.normal(0, 0.5, var.shape)
                 setattr(mod, key, jt.array(values.astype("float32")))
+    if kind == "wnorm":
+        # weight = g * v / |v|, recomputed before every forward; the Var computed here, which
+        # an optimizer built from parameters() holds, is never used again (Jittor issue #635)
+        from jittor.weightnorm import weight_norm
+        weight_norm(layer, "weight", 1)
     return layer
 
 
@@ -410,8 +416,9 @@ PROFILES = {
     "never_updated": dict(lrs=("zero",)),
     "trained_buffer": dict(buffer=True),
     "optimizer_only": dict(replace=True),
+    "weight_norm": dict(wnorm=True),
     "everything": dict(homes=("list", "dict", "lazy"), lrs=("zero",), buffer=True,
-                       replace=True),
+                       replace=True, wnorm=True),
 }
 BASE_HOMES = ("attr", "seq", "mlist")
 
@@ -424,6 +431,7 @@ def specs(profile: str = "everything", max_nodes: int = 6):
     feat = PROFILES[profile]
     homes = BASE_HOMES + feat.get("homes", ())
     lrs = ("normal", "tiny") + feat.get("lrs", ())
+    layers = tuple(k for k in LAYERS if k != "wnorm" or feat.get("wnorm"))
 
     @st.composite
     def strategy(draw):
@@ -432,7 +440,7 @@ def specs(profile: str = "everything", max_nodes: int = 6):
         nodes = []
         for i in range(n_nodes):
             # layers twice as likely; the first node a layer, so that parameters() holds Vars
-            kind = draw(st.sampled_from(LAYERS + LAYERS + ACTS if i else LAYERS))
+            kind = draw(st.sampled_from(layers + layers + ACTS if i else layers))
             src = draw(st.integers(-1, i - 1))
             add = draw(st.one_of(st.none(), st.integers(-1, i - 1))) if i else None
             cut = draw(st.sampled_from((None, None, None, None, "detach", "no_grad")))
@@ -456,6 +464,9 @@ def specs(profile: str = "everything", max_nodes: int = 6):
                     n = replace(n, tie=None, opt=-1, replace=False)
                 if kind == "bare":
                     n = replace(n, home="attr", eval=False, buffer=False)
+                if kind == "wnorm":     # its weight is computed: nothing acts on it directly
+                    n = replace(n, tie=None, share=None, stop_grad=False, eval=False,
+                                zero=False, replace=False, home="attr")
             nodes.append(n)
         nodes = _force(draw, nodes, feat, st)
         phases = []
@@ -480,6 +491,8 @@ def _force(draw, nodes: list, feat: dict, st) -> list:
         want.append(("buffer", True))
     if feat.get("replace"):
         want.append(("replace", True))
+    if feat.get("wnorm"):
+        want.append(("kind", "wnorm"))
     if not want:
         return nodes
     what = draw(st.sampled_from(want))
@@ -490,6 +503,11 @@ def _force(draw, nodes: list, feat: dict, st) -> list:
         own = [len(nodes) - 1]
     i = draw(st.sampled_from(own))
     n = replace(nodes[i], **{what[0]: what[1]})
+    if what == ("kind", "wnorm"):
+        n = replace(n, tie=None, share=None, stop_grad=False, eval=False, zero=False,
+                    replace=False, home="attr")
+        nodes = [replace(m, tie=None, share=None) if i in (m.tie, m.share) else m
+                 for m in nodes]
     if what == ("lr", "zero") and n.opt < 0:
         n = replace(n, opt=0)
     if n.home == "lazy":

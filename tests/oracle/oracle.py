@@ -56,6 +56,7 @@ class VarTruth:
     updated_steps: list = field(default_factory=list)
     stuck: list = field(default_factory=list)       # per step: None | "lr0" | "precision" | "?"
     changed: bool = False
+    derived: bool = False                # computed from other Vars (weight norm's weight)
 
     @property
     def name(self) -> str:
@@ -86,9 +87,19 @@ class VarTruth:
         return "zero" if "zero" in s else "missing"
 
     @property
+    def optional(self) -> bool:
+        """Not compared: a Var computed from others (weight norm's weight, each forward), or
+        a frozen Var that neither parameters() nor an optimizer holds (created under no_grad,
+        or a frozen lazy layer): the probe may list it or not."""
+        return ((self.derived and not self.in_optimizer)
+                or (not self.requires_grad and not self.in_parameters and not self.in_optimizer))
+
+    @property
     def expected_record(self) -> bool:
         """Must gradcheck list it?  What ``parameters()`` held before step 1, what an optimizer
         holds, and any other trainable Var of the model a loss reaches."""
+        if self.buffer:      # a buffer outside parameters() and every optimizer: either way
+            return self.in_parameters or self.in_optimizer
         return (self.in_parameters or self.in_optimizer
                 or (bool(self.names) and self.requires_grad and self.reached))
 
@@ -160,6 +171,22 @@ def is_buffer(var, names) -> bool:
 
 def _is_float(var) -> bool:
     return str(var.dtype).startswith(("float", "bfloat"))
+
+
+def derived(var, others: list) -> bool:
+    """Is ``var`` computed from one of ``others`` (a path for gradients from it to them)?
+    One ``jt.grad`` of its sum, fresh names: every Var it does not depend on warns."""
+    if not _is_float(var) or var.is_stop_grad():
+        return False
+    cands = [o for o in others if o is not var and _is_float(o) and not o.is_stop_grad()]
+    if not cands:
+        return False
+    for o in cands:
+        o.name(f"oracle_{next(_fresh)}")
+    with jt.log_capture_scope(log_v=0, log_silent=1) as logs:
+        jt.grad(var.sum(), cands)
+    warned = sum("doesn't have gradient" in str(log.get("msg", "")) for log in logs)
+    return warned < len(cands)
 
 
 # --------------------------------------------------------------------- gradients
@@ -247,17 +274,22 @@ def run(setup) -> Truth:
     live: dict = {}                      # id -> Var
 
     def discover(step: int, before: dict) -> None:
-        for vid, (var, names) in walk(model).items():
+        found = walk(model)
+        others = list(live.values()) + [v for v, _ in found.values()]
+        for vid, (var, names) in found.items():
             if vid not in truths:
-                truths[vid] = _new_truth(var, names, step, vid in start, held.get(vid, ()),
-                                         multi)
+                t = _new_truth(var, names, step, vid in start, held.get(vid, ()), multi)
+                t.derived = derived(var, others)
+                t.buffer = t.buffer or (t.derived and not t.in_optimizer)
+                truths[vid] = t
                 live[vid] = var
                 before[vid] = var.numpy().copy()
             else:
                 t = truths[vid]
                 t.names += [n for n in names if n not in t.names]
-                t.buffer = is_buffer(var, t.names)
+                t.buffer = is_buffer(var, t.names) or (t.derived and not t.in_optimizer)
 
+    discover(1, {})                      # before step 1: what the model holds
     for vid, entries in held.items():    # Vars only an optimizer holds
         if vid not in truths:
             var = entries[0][4]
@@ -277,7 +309,8 @@ def run(setup) -> Truth:
                 discover(step, before)
                 trains = [vid for vid, t in truths.items()
                           if t.is_float and live[vid].is_stop_grad() is False
-                          and (name in t.phases or not t.phases)]
+                          and (name in t.phases or not t.phases)
+                          and not (t.derived and not t.in_optimizer)]
                 got = {}
                 for vid in trains:
                     ok, g = _grad_status(loss, live[vid])
