@@ -291,7 +291,7 @@ def step_entry(run: Run, step: int, results: list, seconds: float) -> StepRecord
 def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
           on_step: Optional[Callable[[int, int, str], None]] = None, policy=None) -> Report:
     """Run ``steps`` real training steps of ``workload`` and return the :class:`Report`."""
-    from gradcheck import explain, policy as policy_mod, summary
+    from gradcheck import explain
 
     if not isinstance(steps, int) or steps < 1:
         raise WorkloadError(f"steps must be a positive integer, got {steps!r}")
@@ -330,17 +330,27 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
             rec.changed = rec.changed or change.changed
         step_log.append(step_entry(run, step, results, time.perf_counter() - t0))
 
+    return finish(run, records, buf_records, warnings_out, step_log, reach_by_term,
+                  run_config(run, steps, seed, mode_changes), policy)
+
+
+def finish(run: Run, records: list, buf_records: list, warnings_out: list, step_log: list,
+           reach_by_term: dict, config: dict, policy=None) -> Report:
+    """The report from the recorded steps: run statuses, explanations, summary and verdict
+    (shared by :func:`check` and the script observer, :mod:`gradcheck.observe`)."""
+    from gradcheck import explain, policy as policy_mod, summary
+
     for idx, rec in enumerate(records):
         rec.status = status.run_status(rec.steps)
         rec.grad_norm = rec.grad_norms[-1] if rec.grad_norms else None
         rec.update_norm = rec.update_norms[-1] if rec.update_norms else None
         if reach_by_term:
             rec.reached_by = [t for t, found in reach_by_term.items() if idx in found]
-    report = Report(config=run_config(run, steps, seed, mode_changes), environment=environment(),
+    report = Report(config=config, environment=environment(),
                     params=records, buffers=buf_records, warnings=warnings_out, steps=step_log,
                     loss_terms=loss_terms(reach_by_term, step_log),
                     created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    explain.explain(report, calls=run.calls, policy=policy, zero_hint=workload.zero_hint)
+    explain.explain(report, calls=run.calls, policy=policy, zero_hint=run.workload.zero_hint)
     summary.finalize(report, policy or policy_mod.Policy())
     return report
 
