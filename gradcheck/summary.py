@@ -219,10 +219,14 @@ def next_command(report: Report) -> Optional[str]:
             if src.get(key) == "flag" and cfg.get(key) is not None}
     rerun = next((g.rerun for g in v.groups if g.severity == "fail" and g.rerun), None)
     args.update(rerun or {})
-    cmd = ["gradcheck", "run", "--model", shlex.quote(str(cfg.get("model")))]
+    script = cfg.get("command") if cfg.get("mode") == "script" else None
+    if script:               # a script's own run: only the probe's settings are gradcheck's
+        args = {k: v for k, v in args.items() if k == "steps"}
+    cmd = ["gradcheck", "run"] + ([] if script else ["--model", shlex.quote(str(cfg.get("model")))])
     for key, value in args.items():
         cmd += [f"--{key.replace('_', '-')}", shlex.quote(str(value))]
-    return " ".join(cmd + ([] if rerun else ["--verbose"]))
+    cmd += [] if rerun else ["--verbose"]
+    return " ".join(cmd + (["--"] + [shlex.quote(str(w)) for w in script] if script else []))
 
 
 def judge(report: Report, policy: Policy) -> Verdict:
