@@ -36,6 +36,7 @@ import os
 import sys
 import time
 import types
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -44,7 +45,7 @@ from gradcheck.optimizers import backward_list, optimizer_params
 from gradcheck.snapshot import GradSummary, Snapshot, grads_alongside
 from gradcheck.workload import Phase, Workload
 
-PATCHED = ("backward", "pre_step", "post_step", "zero_grad")
+PATCHED = ("__init__", "backward", "pre_step", "post_step", "zero_grad")
 _OWN_DIRS = (os.path.dirname(os.path.abspath(__file__)),)
 
 
@@ -76,6 +77,7 @@ class _Round:
     buf_before: Snapshot
     t0: float
     results: list = field(default_factory=list)
+    frozen: Optional[set] = None     # params stop-grad at the round's first optimizer step
 
 
 @dataclass
@@ -112,6 +114,7 @@ class StepRecorder:
         self.warnings: list = []
         self._saved: Optional[dict] = None
         self._in_post = False
+        self.created: list = []         # weakrefs to the optimizers created while attached
 
     # ------------------------------------------------------------------ attach / detach
     def attach(self) -> "StepRecorder":
@@ -119,6 +122,10 @@ class StepRecorder:
         cls = jt.optim.Optimizer
         saved = self._saved = {n: cls.__dict__[n] for n in PATCHED}
         rec = self
+
+        def __init__(opt, *args, **kw):      # the optimizers this run creates
+            saved["__init__"](opt, *args, **kw)
+            rec.created.append(weakref.ref(opt))
 
         def backward(opt, loss, retain_graph=False):
             return rec._on_backward(opt, loss, retain_graph, saved["backward"])
@@ -132,8 +139,8 @@ class StepRecorder:
         def zero_grad(opt):
             return rec._on_zero_grad(opt, saved["zero_grad"])
 
-        for n, f in (("backward", backward), ("pre_step", pre_step), ("post_step", post_step),
-                     ("zero_grad", zero_grad)):
+        for n, f in (("__init__", __init__), ("backward", backward), ("pre_step", pre_step),
+                     ("post_step", post_step), ("zero_grad", zero_grad)):
             f.__wrapped__ = saved[n]
             setattr(cls, n, f)
         return self
@@ -270,8 +277,12 @@ class StepRecorder:
         self._tell(phase.name, "update")
         res = cur.res
         grads = {}
+        frozen = {i for i, e in enumerate(run.params) if e.var.is_stop_grad()}
+        if self.round.frozen is None:        # frozen state as the script left it, at step time
+            self.round.frozen = frozen
         if cur.losses:
-            grads = {i: run.params[i].var.opt_grad(opt) for i in sorted(run.owned[phase.name])}
+            grads = {i: run.params[i].var.opt_grad(opt) for i in sorted(run.owned[phase.name])
+                     if i not in frozen}
         for i, gs in zip(run.extra, zip(*cur.probe_grads)):   # summed over the micro-batches
             grads[i] = sum(gs[1:], gs[0])
         summary = GradSummary(grads.values())
@@ -290,8 +301,9 @@ class StepRecorder:
         changes, buf_changes = rnd.before.compare(), rnd.buf_before.compare()
         read = set().union(*(r.read for r in rnd.results))
         states = []
+        frozen = rnd.frozen or set()
         for i, e in enumerate(run.params):
-            state, gnorm = probe.classify(run, i, rnd.results)
+            state, gnorm = ("frozen", None) if i in frozen else probe.classify(run, i, rnd.results)
             states.append((state, gnorm, changes[i], i in read, e.current() is not e.var))
         for r in rnd.results:
             r.arrays = {}
@@ -320,7 +332,11 @@ class StepRecorder:
     # ------------------------------------------------------------------ start
     def _start(self, trigger) -> None:
         """The first optimizer call: find the optimizers and the models they train."""
-        opts = live_optimizers(trigger)
+        made = [o for o in (r() for r in self.created) if o is not None and optimizer_params(o)]
+        # the run's own optimizers when it made them (not those of an earlier run in this
+        # process), else every live one (attached to a loop already running)
+        opts = ([trigger] + [o for o in made if o is not trigger]) if made \
+            else live_optimizers(trigger)
         names = name_objects([trigger, *opts])
         phases, used = [], set()
         for i, o in enumerate(opts):
@@ -334,6 +350,11 @@ class StepRecorder:
         model = container(roots)
         workload = Workload(model=model, batch=None, phases=phases, name=self.name)
         run, _, self.frozen_by_eval = probe.prepare(workload)
+        # a script may unfreeze parameters later (a staged unfreeze): an optimizer owns every
+        # parameter it holds, and which ones take gradients is read at each step
+        for p in phases:
+            ids = {id(v) for v in optimizer_params(p.optimizer)}
+            run.owned[p.name] = {i for i, e in enumerate(run.params) if id(e.var) in ids}
         held = {id(v) for o in opts for v in optimizer_params(o)}
         known = {id(e.var) for e in run.params + run.buffers}
         outside = len(held - known)

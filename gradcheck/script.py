@@ -188,8 +188,9 @@ def script_traceback(exc: BaseException) -> str:
     own = os.path.dirname(os.path.abspath(__file__))
     tb = exc.__traceback__
     while tb is not None:
-        fname = os.path.abspath(tb.tb_frame.f_code.co_filename)
-        if not (fname.startswith(own) or os.path.basename(fname) == "runpy.py"):
+        raw = tb.tb_frame.f_code.co_filename
+        fname = os.path.abspath(raw)
+        if not (fname.startswith(own) or raw in ("<frozen runpy>", runpy.__file__)):
             break
         tb = tb.tb_next
     return "".join(traceback.format_exception(type(exc), exc, tb))
