@@ -2,11 +2,10 @@
 ``optimizer.step()`` per ``--accum`` micro-batches, as ``jittor.optim.Optimizer.backward``'s
 own docstring shows it (Jittor's optim.py, "Accumulation version").
 
-Truth: one optimizer step every ``--accum`` backward calls; every parameter of the MLP is
-covered, and the report's phase records the number of micro-batches of the first step.
-The bias ``head.bias`` gets a gradient only from micro-batches with ``--mask-odd`` off... no:
-``--skip-branch K`` leaves ``branch`` out of every micro-batch except the K-th of each step,
-so ``branch.*`` stays covered (accumulation sums the calls, one non-zero is enough).
+Truth: one optimizer step every ``--accum`` backward calls, so the report's phase records
+``--accum`` micro-batches; every parameter of the MLP is covered.  ``--skip-branch K`` leaves
+``branch`` out of every micro-batch except the K-th of each step, and ``branch.*`` stays
+covered: the step's gradient is the sum over its micro-batches, one non-zero call is enough.
 """
 
 import argparse
