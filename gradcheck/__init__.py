@@ -16,12 +16,12 @@ except _runtime.RuntimeSetupError:
     pass  # e.g. GRADCHECK_DEVICE=cuda without a GPU: raised again, as one line, where it is used
 
 __version__ = "0.1.0"
-__all__ = ["Workload", "check", "assert_covered", "Report", "Policy", "load_report",
+__all__ = ["Workload", "check", "assert_covered", "watch", "Report", "Policy", "load_report",
            "__version__"]
 
 
 _LAZY = {"Workload": "gradcheck.workload", "check": "gradcheck.api", "Report": "gradcheck.report",
-         "assert_covered": "gradcheck.api",
+         "assert_covered": "gradcheck.api", "watch": "gradcheck.watching",
          "load_report": "gradcheck.report", "Policy": "gradcheck.policy"}
 
 

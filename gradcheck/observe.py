@@ -95,8 +95,12 @@ class StepRecorder:
     """Observe every Jittor optimizer; record the first ``steps`` rounds (see the module doc)."""
 
     def __init__(self, steps: int, name: str = "script", keep_going: bool = False,
-                 on_step: Optional[Callable[[int, int, str], None]] = None):
+                 on_step: Optional[Callable[[int, int, str], None]] = None,
+                 models: Optional[list] = None, optimizers: Optional[list] = None):
         self.steps, self.name, self.keep_going, self.on_step = steps, name, keep_going, on_step
+        # given (gradcheck.watch): [(name, Module)] and the optimizers, in phase order
+        self.models, self.optimizers = models, optimizers
+        self.next_index: Optional[int] = None   # the number of the next round (watch: its step)
         self.run: Optional[probe.Run] = None
         self.frozen_by_eval: dict = {}
         self.phase_of: dict = {}        # id(optimizer) -> Phase
@@ -156,6 +160,15 @@ class StepRecorder:
     @property
     def steps_made(self) -> int:
         return len(self.done)
+
+    def arm(self, index: int) -> None:
+        """Record one more round, numbered ``index``, then detach (gradcheck.watch)."""
+        self.finished, self.keep_going = False, True
+        self.steps, self.next_index = self.steps_made + 1, index
+        if self.run is not None:
+            self.first_before = self._snapshots()
+            self.fence = graph.fence()
+        self.attach()
 
     # ------------------------------------------------------------------ the hooks
     def _passive(self, opt) -> bool:
@@ -235,7 +248,7 @@ class StepRecorder:
         self.fence = graph.fence()
         errors_reclaim()
         # the last phase's N-th step: stop here, not at the next forward
-        if (self.fixed and self.round.index == self.steps and phase is self.order[-1]
+        if (self.fixed and self.steps_made + 1 == self.steps and phase is self.order[-1]
                 and all(any(r.name == p.name for r in self.round.results) for p in self.order)):
             self._finish_round()
             self._stop()
@@ -257,7 +270,8 @@ class StepRecorder:
             return None
         if self.round is None:
             before, buf_before = self.first_before or self._snapshots()
-            self.round = _Round(1, before, buf_before, time.perf_counter())
+            self.round = _Round(self.next_index or self.steps_made + 1, before, buf_before,
+                                time.perf_counter())
         elif self.order and phase is self.order[0]:   # the first optimizer again: a new round
             self.fixed = True
             self._finish_round()
@@ -325,6 +339,8 @@ class StepRecorder:
         if self.finished or self.run is None:
             return
         self.open.clear()
+        if self.round is not None:   # drop a phase result that never got to its step
+            self.round.results = [r for r in self.round.results if r.grads or r.losses]
         self._finish_round()
         self.finished = True
         self.next_before = self.first_before = None
@@ -333,16 +349,24 @@ class StepRecorder:
     def _start(self, trigger) -> None:
         """The first optimizer call: find the optimizers and the models they train."""
         made = [o for o in (r() for r in self.created) if o is not None and optimizer_params(o)]
-        # the run's own optimizers when it made them (not those of an earlier run in this
-        # process), else every live one (attached to a loop already running)
-        opts = ([trigger] + [o for o in made if o is not trigger]) if made \
-            else live_optimizers(trigger)
+        # the given optimizers; else the run's own when it made them (not those of an earlier
+        # run in this process); else every live one
+        if self.optimizers:
+            opts = list(self.optimizers)
+        elif made:
+            opts = [trigger] + [o for o in made if o is not trigger]
+        else:
+            opts = live_optimizers(trigger)
         names = name_objects([trigger, *opts])
         phases, used = [], set()
         for i, o in enumerate(opts):
-            name = unique(names.get(id(o)) or f"{type(o).__name__.lower()}{i}", used)
+            default = "main" if len(opts) == 1 and self.optimizers else \
+                f"{type(o).__name__.lower()}{i}"
+            name = unique(names.get(id(o)) or default, used)
             phases.append(Phase(name, loss=None, optimizer=o))
-        roots = find_models(opts)
+        if self.optimizers:             # known phases, in the given order
+            self.order, self.fixed = list(phases), True
+        roots = self.models or find_models(opts)
         if not roots:
             from gradcheck.workload import WorkloadError
 
@@ -376,7 +400,7 @@ class StepRecorder:
             self.on_step(index, self.steps, what if len(self.order) < 2 else f"{phase}: {what}")
 
     # ------------------------------------------------------------------ the report
-    def report(self, policy=None, config: Optional[dict] = None):
+    def report(self, policy=None, config: Optional[dict] = None, short_note: bool = True):
         """The :class:`~gradcheck.report.Report` of the recorded rounds (at least one)."""
         from gradcheck.probe import finish, new_records, record_step, run_config, step_entry
 
@@ -396,7 +420,7 @@ class StepRecorder:
             step_log.append(step_entry(run, d.index, d.results, d.seconds))
         cfg = {**run_config(run, self.steps, None, {}), **(config or {})}
         report = finish(run, records, buf_records, list(self.warnings), step_log, {}, cfg, policy)
-        if self.steps_made < self.steps:
+        if short_note and self.steps_made < self.steps:
             report.verdict.warnings.append(
                 f"the script stopped after {self.steps_made} of {self.steps} optimizer "
                 "step(s): this report covers those")

@@ -21,7 +21,9 @@ Findings (the words of ``fail_on``/``warn_on``): ``missing``, ``nonfinite``, ``z
 without a matching ``expected_frozen`` glob), ``frozen_but_trained`` (an ``expected_frozen``
 glob matches a trainable parameter), ``vanishing`` (gradient norm over weight norm below
 ``vanishing_grad`` on every step that had a gradient, over at least two such steps) and
-``exploding`` (above ``exploding_grad`` on any step).  A parameter matching an
+``exploding`` (above ``exploding_grad`` on any step), ``stopped_training`` (a
+:func:`gradcheck.watch` run: a gradient on an earlier sample, zero or none on every later
+one).  A parameter matching an
 ``allow_uncovered`` glob is reported, with its reason, but its ``missing``/``zero`` finding
 does not fail or warn.
 """
@@ -36,6 +38,8 @@ from typing import Mapping, Optional
 
 FINDINGS = ("missing", "nonfinite", "zero", "not_in_optimizer", "frozen_undeclared",
             "frozen_but_trained", "vanishing", "exploding",
+            # over a long run (gradcheck.watch): covered early, no gradient on every later sample
+            "stopped_training",
             # across MPI ranks (gradcheck.distributed; only a --nproc run sets them)
             "rank_divergent", "replicas_diverged", "optimizer_mismatch")
 ALLOWABLE = ("missing", "zero")   # the findings allow_uncovered can excuse
@@ -66,7 +70,7 @@ class Policy:
 
     fail_on: tuple = ("missing", "nonfinite", "zero", "replicas_diverged", "optimizer_mismatch")
     warn_on: tuple = ("not_in_optimizer", "frozen_undeclared", "frozen_but_trained",
-                      "rank_divergent")
+                      "rank_divergent", "stopped_training")
     strict: bool = False
     expected_frozen: dict = field(default_factory=dict)   # glob -> reason it is frozen
     allow_uncovered: dict = field(default_factory=dict)   # glob -> reason it may stay uncovered

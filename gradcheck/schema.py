@@ -60,6 +60,8 @@ class ParamRecord:
     mode_change: Optional[str] = None                  # "unfrozen"/"frozen" by train_mode's train()
     reassigned: bool = False                           # its attribute was replaced in a forward
     optimizers: list = field(default_factory=list)     # phases whose optimizer holds it
+    # gradcheck.watch: the sampled step from which it got no gradient (stopped_training)
+    stopped_step: Optional[int] = field(default=None, metadata=OMIT_NONE)
 
     def validate(self) -> None:
         if self.status not in RUN_STATUSES:

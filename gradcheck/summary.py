@@ -33,7 +33,8 @@ def findings(rec: ParamRecord) -> list:
     if rec.requires_grad and rec.frozen_reason:
         out.append("frozen_but_trained")
     out.extend(f for f in rec.flags if f in ("vanishing", "exploding", "rank_divergent",
-                                             "replicas_diverged", "optimizer_mismatch"))
+                                             "replicas_diverged", "optimizer_mismatch",
+                                             "stopped_training"))
     return out
 
 
@@ -116,6 +117,10 @@ WHY = {
                                                    "trains", "drop the glob, or stop_grad it"),
     ("vanishing", "vanishing"): ("gradient norm / weight norm below vanishing_grad",
                                  "check the initialisation and normalisation on its path"),
+    ("stopped_training", "stopped_training"): (
+        "a gradient on earlier samples, none or zero on every later one (a dead ReLU, a "
+        "collapsed expert, a branch a schedule turned off)",
+        "look at what changed in training around that step"),
     ("exploding", "exploding"): ("gradient norm / weight norm above exploding_grad",
                                  "check the learning rate, initialisation and normalisation"),
 }
@@ -164,6 +169,9 @@ def _why(finding: str, rec: ParamRecord, steps_fix) -> tuple:
         if rec.cause == "decay_only":
             why += "; weight decay or momentum moves it anyway"
         return cause, why, fix, None
+    if finding == "stopped_training":
+        why, fix = WHY[finding, finding]
+        return finding, f"from step {rec.stopped_step}: {why}", fix, None
     return (finding,) + WHY.get((finding, finding), ("", None)) + (None,)
 
 

@@ -238,3 +238,28 @@ def test_optimizer_is_restored_after_the_run(run_script):
     before = dict(vars(jt.optim.Optimizer))
     run_script(["sched_clip.py"], "--steps", "1")
     assert dict(vars(jt.optim.Optimizer)) == before
+
+
+# ------------------------------------------------------------------ Gold-YOLO's own train.py
+@pytest.mark.slow
+def test_gold_yolo_train_script_matches_the_bundled_workload(tmp_path, monkeypatch):
+    """``python -m gold_yolo.train`` (warm-up off and one batch per step, as the bundled
+    workload probes) under ``gradcheck run --`` against ``gradcheck run --model gold_yolo_n``
+    with the same settings: the same parameters, the same per-step statuses.  n at 320 with
+    batch 1 and 2 steps (s at 640 takes too long on a shared 2-core machine)."""
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    script = runner.invoke(main, ["run", "--steps", "2", "-o", "script.json", "--quiet", "--",
+                                  "python", "-m", "gold_yolo.train", "--variant", "n",
+                                  "--img-size", "320", "--batch-size", "1", "--no-warmup",
+                                  "--accumulate", "1"], catch_exceptions=False)
+    factory = runner.invoke(main, ["run", "--model", "gold_yolo_n", "--img-size", "320",
+                                   "--batch-size", "1", "--steps", "2", "-o", "factory.json",
+                                   "--quiet"], catch_exceptions=False)
+    assert script.exit_code == factory.exit_code
+    a = {p["name"]: p["steps"] for p in json.loads((tmp_path / "script.json").read_text())["params"]}
+    b = {p["name"]: p["steps"] for p in json.loads((tmp_path / "factory.json").read_text())["params"]}
+    assert a == b and len(a) > 400
+    cmp = runner.invoke(main, ["compare", "factory.json", "script.json", "--quiet"],
+                        catch_exceptions=False)
+    assert cmp.exit_code == 0, cmp.output
