@@ -168,7 +168,7 @@ def _run_script(script, model, steps, img_size, batch_size, seed, data, output, 
 
     for flag, value in (("--model", model), ("--img-size", img_size),
                         ("--batch-size", batch_size), ("--seed", seed), ("--data", data),
-                        ("--train-mode", train_mode or None), ("--nproc", nproc)):
+                        ("--train-mode", train_mode or None)):
         if value is not None:
             fail_usage(f"{flag} does not apply to a script: pass the script its own arguments")
     settings = resolve_settings(dict(steps=steps, device=device),
@@ -180,17 +180,29 @@ def _run_script(script, model, steps, img_size, batch_size, seed, data, output, 
         if path and not Path(path).resolve().parent.is_dir():
             fail_usage(f"cannot write {path}: its folder does not exist")
     policy = config.policy.with_overrides(strict=strict)
+    from gradcheck.distributed.launch import finish, launch, mpi_world
+
+    world = mpi_world()
+    if world is None and nproc is not None and nproc > 1:
+        from gradcheck.script import parse_command
+
+        parse_command(script)                  # a missing script fails here, not N times
+        sys.exit(launch(nproc, sys.argv[1:]))
+    if world is not None and nproc is not None and nproc != world[1]:
+        fail_usage(f"--nproc {nproc}, but this mpirun started {world[1]} ranks")
     try:
         result = api.run_script(script, settings, policy, quiet=quiet or fmt != "table",
                                 keep_going=keep_going)
     except ScriptError as exc:
-        if exc.script_traceback:
+        if exc.script_traceback and (world is None or world[0] == 0):
             click.echo(exc.script_traceback.rstrip(), err=True)
         raise
+    if world is not None and world[0] != 0:    # rank 0 reports for every rank
+        sys.exit(finish(EXIT_PASS))
     if result.script_traceback:
         click.echo(result.script_traceback.rstrip(), err=True)
     _write_and_emit(result.report, output, html_path, fmt, quiet, options.table_depth(verbose, depth))
-    sys.exit(EXIT_PASS if result.report.verdict.passed else EXIT_FAIL)
+    sys.exit(finish(EXIT_PASS if result.report.verdict.passed else EXIT_FAIL))
 
 
 def _write_and_emit(report, output, html_path, fmt, quiet, depth):

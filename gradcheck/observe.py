@@ -313,6 +313,7 @@ class StepRecorder:
             self.round = None
             return
         changes, buf_changes = rnd.before.compare(), rnd.buf_before.compare()
+        across_ranks(rnd.results)
         read = set().union(*(r.read for r in rnd.results))
         states = []
         frozen = rnd.frozen or set()
@@ -388,7 +389,9 @@ class StepRecorder:
         self.run = run
         self.phase_of = {id(p.optimizer): p for p in phases}
         self.first_before = self._snapshots()
-        self.fence = graph.fence()
+        # the first step's forward may already be in the graph (a zero_grad() between the
+        # forward and the backward): every live op counts as read on the first step
+        self.fence = 0
 
     def _snapshots(self) -> tuple:
         run = self.run
@@ -433,6 +436,24 @@ class StepRecorder:
                 if r.name == name:
                     return r
         return probe.PhaseResult(name)
+
+
+def across_ranks(results: list) -> None:
+    """Under Jittor's MPI data parallelism (``gradcheck run --nproc N -- python ...``): every
+    rank's reach and reads, merged into each phase result, so a parameter is ``missing`` only
+    if no rank reaches it; its gradient is the all-reduced one the optimizer uses (every rank
+    records the same steps, so this collective is called in step on every rank)."""
+    jt = runtime.import_jittor()
+    if not getattr(jt, "in_mpi", False):
+        return
+    from gradcheck.distributed.rank import allgather_json
+
+    mine = [[r.name, sorted(r.reached), sorted(r.read)] for r in results]
+    for theirs in allgather_json(mine, jt):
+        for r, (name, reached, read) in zip(results, theirs):
+            if r.name == name:
+                r.reached.update(reached)
+                r.read.update(read)
 
 
 def errors_reclaim() -> None:

@@ -155,6 +155,9 @@ def run_script(command: Command, steps: int, policy=None, keep_going: bool = Fal
                           "(gradcheck records jittor.optim.Optimizer steps)")
     config = {"mode": "script", "command": command.words, "steps_made": recorder.steps_made,
               "keep_going": keep_going}
+    jt = runtime.import_jittor()
+    if getattr(jt, "in_mpi", False):
+        config["nproc"] = int(jt.world_size)
     if exit_status is not None:
         config["script_exit"] = exit_status
     if raised is not None:
