@@ -19,8 +19,10 @@ Per optimizer step it records what :func:`gradcheck.probe.run_phase` records per
 * values before and after (:class:`gradcheck.snapshot.Snapshot`), compared per round.
 
 Several optimizers are phases, in the order the loop first steps them.  A *round* (one step of
-the report) starts with a step of the first optimizer and holds every optimizer step up to its
-next one (a GAN's D then G).  The model is found from the optimizers' parameters: the
+the report) starts with a step of the first optimizer and holds every optimizer step until the
+first optimizer steps again after all others have stepped (a GAN's G then D; a WGAN's five
+critic steps then one generator step); a step status over a round combines its calls, as
+for accumulated micro-batches.  The model is found from the optimizers' parameters: the
 outermost ``nn.Module`` objects holding them (several get a prefix each, the name the script
 gives them).  Frozen state is read as the loop left it at each step; nothing calls
 ``train()``/``eval()``.
@@ -45,6 +47,7 @@ from gradcheck.optimizers import backward_list, optimizer_params
 from gradcheck.snapshot import GradSummary, Snapshot, grads_alongside
 from gradcheck.workload import Phase, Workload
 
+MAX_WAIT = 10      # steps of the first optimizer a round waits for the others (see _round_complete)
 PATCHED = ("__init__", "backward", "pre_step", "post_step", "zero_grad")
 _OWN_DIRS = (os.path.dirname(os.path.abspath(__file__)),)
 
@@ -115,6 +118,7 @@ class StepRecorder:
         self.finished = False
         self.notes: list = []           # sentences for the verdict's warnings
         self.ignored: set = set()       # ids of optimizers outside the run
+        self.candidates: set = set()    # phase names of the optimizers found at the start
         self.warnings: list = []
         self._saved: Optional[dict] = None
         self._in_post = False
@@ -272,8 +276,8 @@ class StepRecorder:
             before, buf_before = self.first_before or self._snapshots()
             self.round = _Round(self.next_index or self.steps_made + 1, before, buf_before,
                                 time.perf_counter())
-        elif self.order and phase is self.order[0]:   # the first optimizer again: a new round
-            self.fixed = True
+        elif self.order and phase is self.order[0] and self._round_complete():
+            self.fixed = True               # the first optimizer again: a new round
             self._finish_round()
             if self.steps_made >= self.steps:
                 self._stop()
@@ -283,6 +287,18 @@ class StepRecorder:
             self.round = _Round(self.steps_made + 1, before, buf_before, time.perf_counter())
         cur = self.open[id(opt)] = _Open(probe.PhaseResult(phase.name))
         return cur
+
+    def _round_complete(self) -> bool:
+        """Has every phase stepped in this round (in the first round: every optimizer the run
+        made)?  A critic stepped several times per generator step (WGAN) keeps the round open
+        until the generator steps; after MAX_WAIT steps of the first optimizer it closes
+        anyway (an optimizer that is made but never stepped is then no phase)."""
+        stepped = {r.name for r in self.round.results}
+        want = {p.name for p in self.order} if self.fixed else self.candidates
+        if want <= stepped:
+            return True
+        first = self.order[0].name
+        return sum(r.name == first for r in self.round.results) >= MAX_WAIT
 
     def _gather(self, opt, cur: _Open) -> None:
         """The optimizer's own gradient as it will apply it, the losses: one execution."""
@@ -388,6 +404,7 @@ class StepRecorder:
                               "script holds: not reported")
         self.run = run
         self.phase_of = {id(p.optimizer): p for p in phases}
+        self.candidates = {p.name for p in phases}
         self.first_before = self._snapshots()
         # the first step's forward may already be in the graph (a zero_grad() between the
         # forward and the backward): every live op counts as read on the first step

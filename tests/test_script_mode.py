@@ -310,3 +310,12 @@ def test_nproc_script_two_ranks_same_statuses(tmp_path):
     assert b["config"]["nproc"] == 2
     assert {p["name"]: p["steps"] for p in a["params"]} == \
         {p["name"]: p["steps"] for p in b["params"]}
+
+
+def test_wgan_critic_steps_form_one_cycle_per_report_step(run_script):
+    res, rep = run_script(["wgan_critic.py", "--n-critic", "3"], "--steps", "2")
+    assert [p["name"] for p in rep["config"]["phases"]] == ["optimizer_D", "optimizer_G"]
+    st = statuses(rep)
+    assert st.pop("discriminator.2.bias") == "zero"      # +mean and -mean cancel exactly
+    assert set(st.values()) == {"covered"}
+    assert res.exit_code == 1
