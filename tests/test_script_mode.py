@@ -319,3 +319,21 @@ def test_wgan_critic_steps_form_one_cycle_per_report_step(run_script):
     assert st.pop("discriminator.2.bias") == "zero"      # +mean and -mean cancel exactly
     assert set(st.values()) == {"covered"}
     assert res.exit_code == 1
+
+
+def test_script_raising_after_a_step_is_reported_on_it(run_script, bad_script):
+    path = bad_script("crash.py", """
+        import jittor as jt
+
+        model = jt.nn.Linear(3, 1)
+        opt = jt.nn.SGD(model.parameters(), 0.1)
+        for i in range(5):
+            opt.step((model(jt.ones(2, 3)) ** 2).sum())
+            if i == 0:
+                raise RuntimeError("disk full while saving a checkpoint")
+    """)
+    res, rep = run_script([path], "--steps", "3")
+    assert rep is not None and len(rep["steps"]) == 1
+    assert rep["config"]["script_error"].startswith("RuntimeError: disk full")
+    assert any("raised RuntimeError after 1 recorded step" in w for w in rep["verdict"]["warnings"])
+    assert 'crash.py", line 9' in res.stderr and "gradcheck/observe.py" not in res.stderr
