@@ -6,6 +6,12 @@ Jittor itself is imported; see :mod:`gradcheck.runtime`.  The library API::
     import gradcheck
     report = gradcheck.check(gradcheck.Workload(model, batch, loss), steps=3)
     report.verdict.result, report.param("fc.weight").status
+
+    with gradcheck.watch(model, optimizer, every=100) as w:   # inside a user's own loop
+        ...
+    w.report()
+
+(``gradcheck run -- python train.py`` checks a training script unmodified: :mod:`gradcheck.script`.)
 """
 
 from gradcheck import runtime as _runtime
