@@ -100,3 +100,22 @@ def test_attach_detach_by_hand(loop):
     w.detach()
     assert "post_step" not in vars(optimizer)
     assert [s.step for s in w.report().steps] == [1, 3]
+
+
+def test_two_models_two_optimizers_named_by_the_dict():
+    jt.set_global_seed(0)
+    gen, disc = nn.Linear(3, 4), nn.Linear(4, 1)
+    opt_g, opt_d = nn.Adam(gen.parameters(), 1e-3), nn.Adam(disc.parameters(), 1e-3)
+    with gradcheck.watch({"G": gen, "D": disc}, [opt_g, opt_d], every=3) as w:
+        for _ in range(7):
+            z = jt.randn(5, 3)
+            opt_g.step(-disc(gen(z)).mean())
+            opt_d.step(disc(gen(z).detach()).mean() - disc(jt.randn(5, 4)).mean())
+    rep = w.report()
+    assert [s.step for s in rep.steps] == [1, 4, 7]
+    # names: the dict's prefixes; phases: the loop's own names for its optimizers
+    assert {p.name: p.optimizers for p in rep.params} == {
+        "G.weight": ["opt_g"], "G.bias": ["opt_g"], "D.weight": ["opt_d"], "D.bias": ["opt_d"]}
+    # D's bias enters D's loss as +mean and -mean: exactly zero, as in a WGAN critic
+    assert rep.param("D.bias").status == "zero"
+    assert all(rep.param(n).status == "covered" for n in ("G.weight", "G.bias", "D.weight"))
