@@ -6,6 +6,12 @@ Jittor itself is imported; see :mod:`gradcheck.runtime`.  The library API::
     import gradcheck
     report = gradcheck.check(gradcheck.Workload(model, batch, loss), steps=3)
     report.verdict.result, report.param("fc.weight").status
+
+    with gradcheck.watch(model, optimizer, every=100) as w:   # inside a user's own loop
+        ...
+    w.report()
+
+(``gradcheck run -- python train.py`` checks a training script unmodified: :mod:`gradcheck.script`.)
 """
 
 from gradcheck import runtime as _runtime
@@ -16,12 +22,12 @@ except _runtime.RuntimeSetupError:
     pass  # e.g. GRADCHECK_DEVICE=cuda without a GPU: raised again, as one line, where it is used
 
 __version__ = "0.1.0"
-__all__ = ["Workload", "check", "assert_covered", "Report", "Policy", "load_report",
+__all__ = ["Workload", "check", "assert_covered", "watch", "Report", "Policy", "load_report",
            "__version__"]
 
 
 _LAZY = {"Workload": "gradcheck.workload", "check": "gradcheck.api", "Report": "gradcheck.report",
-         "assert_covered": "gradcheck.api",
+         "assert_covered": "gradcheck.api", "watch": "gradcheck.watching",
          "load_report": "gradcheck.report", "Policy": "gradcheck.policy"}
 
 

@@ -69,6 +69,37 @@ def run(settings: Settings, policy: Optional[Policy] = None, quiet: bool = True,
     return errors.retrying(attempt, errors.Where(what=settings.model), on_retry=_record_retry)
 
 
+def run_script(words, settings: Settings, policy: Optional[Policy] = None, quiet: bool = True,
+               keep_going: bool = False):
+    """What ``gradcheck run -- python train.py ARGS`` does: run the user's script unmodified
+    and record its first ``settings.steps`` optimizer steps (:mod:`gradcheck.script`).
+    Returns a :class:`gradcheck.script.ScriptRun`; the script's failures are
+    :class:`gradcheck.script.ScriptError` (exit 2)."""
+    from gradcheck import errors, runtime
+    from gradcheck.script import parse_command
+    from gradcheck.script import run_script as run_command
+
+    command = parse_command(words)        # not found: fails before Jittor starts
+    runtime.setup(device=settings.device)
+    live = not quiet and sys.stderr.isatty()
+    where = errors.Where(what=command.label)
+
+    def on_step(step, total, phase):
+        where.set(step, total, phase)
+        if live:
+            print(f"gradcheck: step {step}/{total}: {phase}", file=sys.stderr, flush=True)
+
+    try:
+        result = run_command(command, settings.steps, policy=policy, keep_going=keep_going,
+                             on_step=on_step)
+    except errors.JittorFailure as exc:
+        exc.where = exc.where or str(where)
+        raise
+    result.report.config["settings_source"] = {k: v for k, v in settings.record().items()
+                                               if k in ("steps", "device")}
+    return result
+
+
 def _record_retry(report: Report, first) -> None:
     # in the verdict's warnings (every format shows them), not in report.warnings: that list
     # is Jittor's own warnings, which the formats count as such

@@ -98,19 +98,31 @@ def _defaults_help(key: str, other_models: bool = False) -> str:
 @options.verbose_option
 @options.config_option
 @options.device_option
+@click.option("--continue", "keep_going", is_flag=True, default=False,
+              help="With a script: let it run on to its end after the probed steps, unobserved.")
 @options.depth_option
+@click.argument("script", nargs=-1, type=click.UNPROCESSED)
 @user_errors_exit_2
 def run(model, steps, img_size, batch_size, seed, data, output, html_path, strict, train_mode,
-        nproc, fmt, quiet, verbose, config_path, device, depth):
+        nproc, fmt, quiet, verbose, config_path, device, depth, keep_going, script):
     """Run real training steps and report every parameter's gradient coverage.
 
     Each setting comes from its flag, else the [gradcheck] config section, else the bundled
     model's recommended settings, else gradcheck's default; the first line says which.
+
+    Or check your own training script, unmodified: gradcheck run [OPTIONS] -- python
+    train.py ARGS (also -- python -m pkg.train ARGS): its first --steps optimizer steps.
     """
     from gradcheck.policy import load_config
     from gradcheck.settings import resolve_settings
 
     config = load_config(config_path)
+    if script:
+        _run_script(script, model, steps, img_size, batch_size, seed, data, output, html_path,
+                    strict, train_mode, nproc, fmt, quiet, verbose, depth, keep_going,
+                    config, device)
+    if keep_going:
+        fail_usage("--continue needs a script after --")
     settings = resolve_settings(
         dict(model=model, steps=steps, img_size=img_size, batch_size=batch_size, seed=seed,
              device=device, data=data), config.settings)
@@ -144,6 +156,56 @@ def run(model, steps, img_size, batch_size, seed, data, output, html_path, stric
         from gradcheck import api
 
         report = api.run(settings, policy, quiet=quiet or fmt != "table", train_mode=train_mode)
+    _write_and_emit(report, output, html_path, fmt, quiet, options.table_depth(verbose, depth))
+    sys.exit(finish(EXIT_PASS if report.verdict.passed else EXIT_FAIL))
+
+
+def _run_script(script, model, steps, img_size, batch_size, seed, data, output, html_path,
+                strict, train_mode, nproc, fmt, quiet, verbose, depth, keep_going, config, device):
+    from gradcheck import api
+    from gradcheck.script import ScriptError
+    from gradcheck.settings import resolve_settings
+
+    for flag, value in (("--model", model), ("--img-size", img_size),
+                        ("--batch-size", batch_size), ("--seed", seed), ("--data", data),
+                        ("--train-mode", train_mode or None)):
+        if value is not None:
+            fail_usage(f"{flag} does not apply to a script: pass the script its own arguments")
+    settings = resolve_settings(dict(steps=steps, device=device),
+                                {k: v for k, v in config.settings.items()
+                                 if k in ("steps", "device")})
+    if settings.steps < 1:
+        fail_usage(f"--steps must be at least 1, got {settings.steps}")
+    for path in (output, html_path):
+        if path and not Path(path).resolve().parent.is_dir():
+            fail_usage(f"cannot write {path}: its folder does not exist")
+    policy = config.policy.with_overrides(strict=strict)
+    from gradcheck.distributed.launch import finish, launch, mpi_world
+
+    world = mpi_world()
+    if world is None and nproc is not None and nproc > 1:
+        from gradcheck.script import parse_command
+
+        parse_command(script)                  # a missing script fails here, not N times
+        sys.exit(launch(nproc, sys.argv[1:]))
+    if world is not None and nproc is not None and nproc != world[1]:
+        fail_usage(f"--nproc {nproc}, but this mpirun started {world[1]} ranks")
+    try:
+        result = api.run_script(script, settings, policy, quiet=quiet or fmt != "table",
+                                keep_going=keep_going)
+    except ScriptError as exc:
+        if exc.script_traceback and (world is None or world[0] == 0):
+            click.echo(exc.script_traceback.rstrip(), err=True)
+        raise
+    if world is not None and world[0] != 0:    # rank 0 reports for every rank
+        sys.exit(finish(EXIT_PASS))
+    if result.script_traceback:
+        click.echo(result.script_traceback.rstrip(), err=True)
+    _write_and_emit(result.report, output, html_path, fmt, quiet, options.table_depth(verbose, depth))
+    sys.exit(finish(EXIT_PASS if result.report.verdict.passed else EXIT_FAIL))
+
+
+def _write_and_emit(report, output, html_path, fmt, quiet, depth):
     # files first: a closed stdout (`| head`) must not cost the report
     if output:
         from gradcheck.report import save_report
@@ -153,8 +215,7 @@ def run(model, steps, img_size, batch_size, seed, data, output, html_path, stric
         from gradcheck.render import write_file
 
         write_file("html", report, html_path)
-    _emit_report(report, fmt, quiet, options.table_depth(verbose, depth))
-    sys.exit(finish(EXIT_PASS if report.verdict.passed else EXIT_FAIL))
+    _emit_report(report, fmt, quiet, depth)
 
 
 def _emit_report(report, fmt, quiet, depth):

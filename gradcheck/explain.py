@@ -31,7 +31,8 @@ Codes (stored in ``ParamRecord.cause``; the sentence in ``cause_detail``):
 
 Flags (``ParamRecord.flags``): ``intermittent`` (a gradient on some steps, none on a later
 one: data-dependent coverage), ``vanishing`` and ``exploding`` (gradient norm over weight
-norm beyond the policy's thresholds).
+norm beyond the policy's thresholds), ``stopped_training`` (a :func:`gradcheck.watch` run: a
+gradient on earlier samples, zero or none on every later one, from ``stopped_step``).
 """
 
 from __future__ import annotations
@@ -239,7 +240,24 @@ def explain(report: Report, calls: Optional[CallRecorder] = None, policy=None,
     from gradcheck.policy import Policy
 
     policy = policy or Policy()
+    sampled = report.config.get("mode") == "watch"
     for rec in report.params:   # rec.frozen_reason: resolved once, when the report was built
         rec.flags = health_flags(rec, policy)
+        if sampled:
+            rec.stopped_step = stopped_step(rec, [s.step for s in report.steps])
+            if rec.stopped_step is not None:
+                rec.flags.append("stopped_training")
         rec.cause, rec.cause_detail = cause_of(rec, report, calls, zero_hint)
     return report
+
+
+def stopped_step(rec: ParamRecord, step_numbers: list) -> Optional[int]:
+    """Over the samples of a long run (gradcheck.watch): the step of the first sample after
+    the last one with a gradient, when every sample from there on had none or a zero one."""
+    steps = rec.steps
+    last = max((i for i, s in enumerate(steps) if s == "nonzero"), default=None)
+    if last is None or last == len(steps) - 1:
+        return None
+    if all(s in ("zero", "missing") for s in steps[last + 1:]):
+        return step_numbers[last + 1]
+    return None

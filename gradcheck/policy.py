@@ -25,8 +25,9 @@ glob matches a trainable parameter), ``vanishing`` (gradient norm over weight no
 that neither ``model.parameters()`` lists nor any optimizer holds: a sub-module in a plain
 list or dict, or a layer created after the optimizer), ``never_updated`` (a gradient and an
 optimizer, but the value never changed: a learning rate of 0, a schedule at 0, a masked
-update) and ``trained_buffer`` (a buffer an optimizer holds that takes gradients, so the
-optimizer rewrites it).  A parameter matching an
+update), ``trained_buffer`` (a buffer an optimizer holds that takes gradients, so the
+optimizer rewrites it) and ``stopped_training`` (a :func:`gradcheck.watch` run: a
+gradient on an earlier sample, zero or none on every later one).  A parameter matching an
 ``allow_uncovered`` glob is reported, with its reason, but its ``missing``/``zero`` finding
 does not fail or warn.
 """
@@ -43,6 +44,8 @@ FINDINGS = ("missing", "nonfinite", "zero", "not_in_optimizer", "frozen_undeclar
             "frozen_but_trained", "vanishing", "exploding",
             # what trains besides model.parameters() (see gradcheck.summary.findings)
             "untracked", "never_updated", "trained_buffer",
+            # over a long run (gradcheck.watch): covered early, no gradient on every later sample
+            "stopped_training",
             # across MPI ranks (gradcheck.distributed; only a --nproc run sets them)
             "rank_divergent", "replicas_diverged", "optimizer_mismatch")
 ALLOWABLE = ("missing", "zero")   # the findings allow_uncovered can excuse
@@ -74,7 +77,7 @@ class Policy:
     fail_on: tuple = ("missing", "nonfinite", "zero", "untracked", "never_updated",
                       "replicas_diverged", "optimizer_mismatch")
     warn_on: tuple = ("not_in_optimizer", "frozen_undeclared", "frozen_but_trained",
-                      "trained_buffer", "rank_divergent")
+                      "trained_buffer", "rank_divergent", "stopped_training")
     strict: bool = False
     expected_frozen: dict = field(default_factory=dict)   # glob -> reason it is frozen
     allow_uncovered: dict = field(default_factory=dict)   # glob -> reason it may stay uncovered

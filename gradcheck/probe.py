@@ -187,7 +187,8 @@ def refresh(run: Run, step: int) -> list:
     added = list(range(first, len(run.params)))
     for i in added:
         run.appeared[i] = step
-        run.reads.add(i, run.params[i])
+        if run.reads is not None:
+            run.reads.add(i, run.params[i])
     if added:   # values before this step's update: they did not exist before its forward
         run.late.append((added, Snapshot(run.params[i].var for i in added)))
     resolve_owners(run)
@@ -412,7 +413,7 @@ def step_entry(run: Run, step: int, results: list, seconds: float) -> StepRecord
 def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
           on_step: Optional[Callable[[int, int, str], None]] = None, policy=None) -> Report:
     """Run ``steps`` real training steps of ``workload`` and return the :class:`Report`."""
-    from gradcheck import explain, policy as policy_mod, summary
+    from gradcheck import explain
 
     if not isinstance(steps, int) or steps < 1:
         raise WorkloadError(f"steps must be a positive integer, got {steps!r}")
@@ -461,6 +462,16 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
             rec.changed = rec.changed or change.changed
         step_log.append(step_entry(run, step, results, time.perf_counter() - t0))
 
+    return finish(run, records, buf_records, warnings_out, step_log, reach_by_term,
+                  run_config(run, steps, seed, mode_changes), policy)
+
+
+def finish(run: Run, records: list, buf_records: list, warnings_out: list, step_log: list,
+           reach_by_term: dict, config: dict, policy=None) -> Report:
+    """The report from the recorded steps: run statuses, explanations, summary and verdict
+    (shared by :func:`check` and the script observer, :mod:`gradcheck.observe`)."""
+    from gradcheck import explain, policy as policy_mod, summary
+
     for idx, rec in enumerate(records):
         rec.status = status.run_status(rec.steps)
         rec.grad_norm = rec.grad_norms[-1] if rec.grad_norms else None
@@ -469,11 +480,11 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
             rec.reached_by = [t for t, found in reach_by_term.items() if idx in found]
     records = [r for r in records if r.tracked or r.in_optimizer or r.status in status.REACHED]
     buf_records = [b for b, e in zip(buf_records, run.buffers) if e.tracked or b.in_optimizer]
-    report = Report(config=run_config(run, steps, seed, mode_changes), environment=environment(),
+    report = Report(config=config, environment=environment(),
                     params=records, buffers=buf_records, warnings=warnings_out, steps=step_log,
                     loss_terms=loss_terms(reach_by_term, step_log),
                     created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    explain.explain(report, calls=run.calls, policy=policy, zero_hint=workload.zero_hint)
+    explain.explain(report, calls=run.calls, policy=policy, zero_hint=run.workload.zero_hint)
     summary.finalize(report, policy or policy_mod.Policy())
     return report
 

@@ -65,6 +65,8 @@ class ParamRecord:
     lrs: list = field(default_factory=list)            # per-step learning rate of its group
     zero_blockers: list = field(default_factory=list)  # zero-valued weights on its path to the loss
     zero_why: Optional[str] = None                     # what else is proven about a zero gradient
+    # gradcheck.watch: the sampled step from which it got no gradient (stopped_training)
+    stopped_step: Optional[int] = field(default=None, metadata=OMIT_NONE)
 
     def validate(self) -> None:
         if self.status not in RUN_STATUSES:

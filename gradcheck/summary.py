@@ -37,7 +37,8 @@ def findings(rec: ParamRecord) -> list:
     if rec.requires_grad and rec.frozen_reason and rec.cause != "frozen":
         out.append("frozen_but_trained")
     out.extend(f for f in rec.flags if f in ("vanishing", "exploding", "rank_divergent",
-                                             "replicas_diverged", "optimizer_mismatch"))
+                                             "replicas_diverged", "optimizer_mismatch",
+                                             "stopped_training"))
     return [f for f in out if f]
 
 
@@ -134,6 +135,10 @@ WHY = {
                                                    "trains", "drop the glob, or stop_grad it"),
     ("vanishing", "vanishing"): ("gradient norm / weight norm below vanishing_grad",
                                  "check the initialisation and normalisation on its path"),
+    ("stopped_training", "stopped_training"): (
+        "a gradient on earlier samples, none or zero on every later one (a dead ReLU, a "
+        "collapsed expert, a branch a schedule turned off)",
+        "look at what changed in training around that step"),
     ("exploding", "exploding"): ("gradient norm / weight norm above exploding_grad",
                                  "check the learning rate, initialisation and normalisation"),
     ("untracked", "untracked"): ("the loss reaches it, but no optimizer holds it and "
@@ -199,6 +204,9 @@ def _why(finding: str, rec: ParamRecord, steps_fix) -> tuple:
         return cause, why, fix, None
     if finding == "never_updated" and "learning rate is 0" in (rec.cause_detail or ""):
         return ("never_updated",) + WHY["never_updated", "lr_zero"] + (None,)
+    if finding == "stopped_training":
+        why, fix = WHY[finding, finding]
+        return finding, f"from step {rec.stopped_step}: {why}", fix, None
     return (finding,) + WHY.get((finding, finding), ("", None)) + (None,)
 
 
@@ -262,10 +270,14 @@ def next_command(report: Report) -> Optional[str]:
             if src.get(key) == "flag" and cfg.get(key) is not None}
     rerun = next((g.rerun for g in v.groups if g.severity == "fail" and g.rerun), None)
     args.update(rerun or {})
-    cmd = ["gradcheck", "run", "--model", shlex.quote(str(cfg.get("model")))]
+    script = cfg.get("command") if cfg.get("mode") == "script" else None
+    if script:               # a script's own run: only the probe's settings are gradcheck's
+        args = {k: v for k, v in args.items() if k == "steps"}
+    cmd = ["gradcheck", "run"] + ([] if script else ["--model", shlex.quote(str(cfg.get("model")))])
     for key, value in args.items():
         cmd += [f"--{key.replace('_', '-')}", shlex.quote(str(value))]
-    return " ".join(cmd + ([] if rerun else ["--verbose"]))
+    cmd += [] if rerun else ["--verbose"]
+    return " ".join(cmd + (["--"] + [shlex.quote(str(w)) for w in script] if script else []))
 
 
 def judge(report: Report, policy: Policy) -> Verdict:

@@ -57,8 +57,12 @@ def mpirun_command(nproc: int, argv: list, program: Optional[list] = None) -> li
 
 
 def strip_nproc(argv: list) -> list:
+    """``argv`` without gradcheck's own ``--nproc N``; a script's arguments (after ``--``)
+    are left as they are."""
     out, skip = [], False
-    for arg in argv:
+    for k, arg in enumerate(argv):
+        if arg == "--" and not skip:
+            return out + list(argv[k:])
         if skip:
             skip = False
         elif arg == "--nproc":
