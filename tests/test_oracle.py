@@ -135,3 +135,25 @@ def test_oracle_sees_what_it_must():
     assert oracle.findings(by["plain.0.weight"]) == {"untracked"}
     assert oracle.findings(by["m8.weight"]) == {"never_updated"}
     assert oracle.findings(by["m8.mask"]) == {"trained_buffer"}
+
+
+def test_oracle_tells_lr0_from_precision_and_finds_stale_vars():
+    """The oracle on known truths: an lr-0 group never updates (a finding), a 1e-30 lr is
+    below float32 precision (no finding); weight norm's weight held by the optimizer is
+    missing, its recomputed copies are not compared; a lazy layer appears on step 1."""
+    from oracle import oracle
+
+    spec = Spec(seed=12, nodes=(
+        Node("linear", lr="zero"), Node("linear", src=0, lr="tiny"), Node("wnorm", src=1),
+        Node("linear", src=2, home="lazy", opt=-1)), phases=(PhaseSpec((3,)),), steps=2)
+    truth = oracle.run(generate.build(spec))
+    by = {n: t for t in truth.vars.values() if not t.optional for n in t.names}
+    assert by["m0.weight"].stuck == ["lr0", "lr0"]
+    assert oracle.findings(by["m0.weight"]) == {"never_updated"}
+    assert by["m1.weight"].stuck == ["precision", "precision"]
+    assert oracle.findings(by["m1.weight"]) == set()
+    stale = by["m2.weight"]
+    assert stale.derived and stale.in_optimizer and stale.status == "missing"
+    assert by["m2.weight_v"].status == "covered" and by["m2.weight_g"].status == "covered"
+    assert by["lazy3.weight"].appeared == 1 and not by["lazy3.weight"].in_parameters
+    assert oracle.findings(by["lazy3.weight"]) == {"untracked"}
