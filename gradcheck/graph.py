@@ -207,6 +207,24 @@ _CUSTOM = ("code", "tapes")
 _PLACEHOLDER_OPS = ("tapes", "tape", "code")
 
 
+# the element-wise ops Jittor differentiates (src/ops/unary_op.cc and binary_op.cc, ``grad``):
+# any other (round, floor, ceil, floor_divide, bitwise and logical ops) passes no gradient,
+# and jt.grad warns for a Var whose every path runs through one
+_UNARY_GRAD = {"abs", "acos", "acosh", "asin", "asinh", "atan", "atanh", "cast", "cos", "cosh",
+               "erf", "erfinv", "exp", "log", "negative", "sigmoid", "sin", "sinh", "sqrt",
+               "tan", "tanh"}
+_BINARY_GRAD = {"add", "divide", "maximum", "minimum", "mod", "multiply", "pow", "subtract"}
+
+
+def _has_grad(op: str) -> bool:
+    kind, _, name = op.partition(".")
+    if kind == "unary":
+        return name in _UNARY_GRAD
+    if kind == "binary":
+        return name in _BINARY_GRAD
+    return True
+
+
 def analyse(roots: dict, targets: list, fence=None, keep: bool = False):
     """Read Jittor's graph once.
 
@@ -233,11 +251,11 @@ def analyse(roots: dict, targets: list, fence=None, keep: bool = False):
                     empty.add(i)
         else:  # an op: "g0" marks one that stops gradients (detach is a clone with g0)
             m = _OP_INFO.match(text)
-            passable[i] = m is None or m.group(2) == "1"
+            op = text[text.find(",", text.find(":g")) + 1:text.find("->")]
+            passable[i] = (m is None or m.group(2) == "1") and _has_grad(op)
             new_op[i] = m is not None and fence is not None and int(m.group(1)) > fence
             node_ids[i] = int(m.group(1)) if m else 0
-            if keep:
-                ops[i] = text[text.find(",", text.find(":g")) + 1:text.find("->")]
+            ops[i] = op
     target_at = {}
     for t_index, var in enumerate(targets):
         node = index_of_id.get(var.id)

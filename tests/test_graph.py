@@ -96,3 +96,17 @@ def test_inventory_marks_what_parameters_misses():
                                           ("[2,10,]", False), ("[20,3,]", False)])
 def test_empty_shape_pattern(shape, empty):
     assert bool(graph._EMPTY.search(f"Var(1:1:1:1:i1:o1:s0:n0:g1,float32,,0){shape}")) is empty
+
+
+@pytest.mark.parametrize("op", ["round", "floor", "ceil"])
+def test_a_path_only_through_rounding_reaches_nothing(op):
+    """Jittor's UnaryOp::grad has no gradient for rounding: jt.grad warns and returns zeros,
+    so the graph walk must not pass through it either (found by the oracle)."""
+    w = _rand(3)
+    loss = getattr(jt, op)(w * 3).sum() + _rand(2, seed=5).sum()
+    reach, _ = graph.analyse({"L": loss}, [w])
+    assert reach["L"] == set()
+    with jt.log_capture_scope(log_v=0, log_silent=1) as logs:
+        w.name(f"rounded_{op}")
+        jt.grad(loss, [w])
+    assert any("doesn't have gradient" in str(log.get("msg")) for log in logs)
