@@ -75,6 +75,10 @@ REGRESSIONS = {
     "lazy_layer": Spec(seed=3, nodes=(
         Node("linear"), Node("linear", src=0, home="lazy", opt=-1)),
         phases=(PhaseSpec((1,)),), steps=2),
+    # ... or on step 2's first forward: tracked from the step it appears
+    "late_layer_from_step_2": Spec(seed=13, nodes=(
+        Node("linear"), Node("ln", src=0, home="late", opt=-1)),
+        phases=(PhaseSpec((1,)),), steps=2),
     # an lr-0 group: full gradients, the value never moves
     "never_updated_lr0": Spec(seed=4, nodes=(
         Node("linear", lr="zero"), Node("linear", src=0)),

@@ -178,7 +178,9 @@ def derived(var, others: list) -> bool:
     One ``jt.grad`` of its sum, fresh names: every Var it does not depend on warns."""
     if not _is_float(var) or var.is_stop_grad():
         return False
-    cands = [o for o in others if o is not var and _is_float(o) and not o.is_stop_grad()]
+    unique = {id(o): o for o in others}      # one name each: a duplicate warns only once
+    cands = [o for o in unique.values()
+             if o is not var and _is_float(o) and not o.is_stop_grad()]
     if not cands:
         return False
     for o in cands:
