@@ -505,7 +505,8 @@ def _force(draw, nodes: list, feat: dict, st) -> list:
         return nodes
     what = draw(st.sampled_from(want))
     own = [i for i, n in enumerate(nodes) if n.layer and n.share is None
-           and (n.kind != "bare" or what[0] in ("lr", "replace"))]
+           and (n.kind != "bare" or what[0] in ("lr", "replace"))
+           and (i > 0 or what[0] != "home")]   # node 0 keeps parameters() from being empty
     if not own:
         nodes.append(Node("linear", src=len(nodes) - 1))
         own = [len(nodes) - 1]
