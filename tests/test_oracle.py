@@ -12,9 +12,10 @@ must agree on status (per step and run), ``in_optimizer``, ``updated`` and findi
 One test per feature profile (:data:`oracle.generate.PROFILES`), so one class runs alone::
 
     python3 -m pytest tests/test_oracle.py -k baseline
-    python3 -m pytest tests/test_oracle.py -k untracked      # lazy, never_updated, ...
+    python3 -m pytest tests/test_oracle.py -k untracked      # lazy, never_updated,
+    # trained_buffer, optimizer_only, weight_norm, everything (regression cases match too)
 
-``GRADCHECK_ORACLE_EXAMPLES`` sets the models per profile (default 40: ~280 in all); the
+``GRADCHECK_ORACLE_EXAMPLES`` sets the models per profile (default 40: 320 in all); the
 ``slow`` run (``-m slow``) draws ``GRADCHECK_ORACLE_SLOW_EXAMPLES`` (default 500) per profile
 with a random seed.  A failure prints the spec; add it to ``REGRESSIONS`` to keep it.
 """
@@ -74,6 +75,10 @@ REGRESSIONS = {
     # a layer created on the first forward, after the optimizer was built
     "lazy_layer": Spec(seed=3, nodes=(
         Node("linear"), Node("linear", src=0, home="lazy", opt=-1)),
+        phases=(PhaseSpec((1,)),), steps=2),
+    # ... or on step 2's first forward: tracked from the step it appears
+    "late_layer_from_step_2": Spec(seed=13, nodes=(
+        Node("linear"), Node("ln", src=0, home="late", opt=-1)),
         phases=(PhaseSpec((1,)),), steps=2),
     # an lr-0 group: full gradients, the value never moves
     "never_updated_lr0": Spec(seed=4, nodes=(

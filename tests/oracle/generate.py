@@ -11,7 +11,9 @@ on a ``(2, 2, 2)`` view, BatchNorm, LayerNorm, a small self-attention, an Embedd
 per-feature scale) or an activation (relu, gelu, sigmoid, a dead relu, a zero multiplier, a
 NaN-gradient ``sqrt(0)``, ``round``).  A node's layer lives where ``home`` says: a module
 attribute, inside ``nn.Sequential`` / ``nn.ModuleList``, in a plain Python list or dict
-attribute (invisible to ``Module.parameters()``), or created lazily on the first forward.
+attribute (invisible to ``Module.parameters()``), or created lazily on the first forward
+(``lazy``) or on the first forward of step 2 (``late``).  Weight norm (``wnorm``) recomputes
+its weight before every forward.
 Shapes are fixed (width 8, batch 4) so that Jittor compiles few distinct kernels.
 
 Each phase has its own loss (the mean square of the nodes it reads out) and optimizer; a
@@ -35,7 +37,7 @@ W, B, VOCAB = 8, 4, 6
 LAYERS = ("linear", "conv", "bn", "ln", "attn", "embed", "scale", "cancel", "route", "bare",
           "wnorm")
 ACTS = ("relu", "gelu", "sigmoid", "dead", "mul0", "sqrt0", "round", "gate")
-HOMES = ("attr", "seq", "mlist", "list", "dict", "lazy")
+HOMES = ("attr", "seq", "mlist", "list", "dict", "lazy", "late")
 LR = {"normal": None, "zero": 0.0, "tiny": 1e-30}      # None: the optimizer's own lr
 OPT_LR = {"sgd": 0.05, "momentum": 0.05, "wd": 0.05, "adam": 0.01}
 
@@ -46,7 +48,7 @@ class Node:
     src: int = -1                   # input node (-1: x)
     add: Optional[int] = None       # a second input, added (a residual)
     cut: Optional[str] = None       # on the input: detach | no_grad (the layer runs in it)
-    home: str = "attr"              # where the layer lives (HOMES)
+    home: str = "attr"              # where the layer lives (HOMES); lazy/late: no optimizer
     share: Optional[int] = None     # call node `share`'s layer (same kind) instead of its own
     tie: Optional[int] = None       # own layer, but its weight Var is node `tie`'s
     stop_grad: bool = False         # its weight stop_grad()
@@ -191,6 +193,8 @@ class Net(nn.Module):
         self.plain = []                     # layers in a plain list: invisible to parameters()
         self.heads = {}                     # ... and in a plain dict
         self._slot = {}                     # node index -> (home, key): no Var in it
+        self._forwards = 0                  # forwards so far: a "late" layer waits a step
+        self._per_step = sum(p.accumulate for p in spec.phases)
         if spec.counter:
             self.seen = jt.zeros((1,), "int32")
         for i, n in enumerate(spec.nodes):
@@ -201,7 +205,7 @@ class Net(nn.Module):
                 setattr(self, f"b{i}", self._bare(i, rng))
                 self._slot[i] = ("attr", f"b{i}")
                 continue
-            if n.home == "lazy":
+            if n.home in ("lazy", "late"):
                 setattr(self, f"lazy{i}", None)
                 self._slot[i] = ("lazy", f"lazy{i}")
                 continue
@@ -261,6 +265,8 @@ class Net(nn.Module):
         n = self._spec.nodes[i]
         j = n.share if n.share is not None else i
         if self.built(j) is None:
+            if self._spec.nodes[j].home == "late" and self._forwards <= self._per_step:
+                return None                 # created on step 2's first forward
             # created on the first forward, after the optimizer was built
             rng = np.random.default_rng([self._spec.seed, j])
             setattr(self, f"lazy{j}", self._prepare(j, new_layer(self._spec.nodes[j].kind, rng),
@@ -268,6 +274,7 @@ class Net(nn.Module):
         return self.built(j)
 
     def execute(self, x, ids):
+        self._forwards += 1
         if self._spec.counter:
             self.seen.update(self.seen + 1)
         vals = {-1: x}
@@ -412,12 +419,12 @@ PROFILES = {
     # ModuleList, parameters outside the optimizer, frozen / eval / detached / shared / tied
     "baseline": dict(),
     "untracked": dict(homes=("list", "dict")),
-    "lazy": dict(homes=("lazy",)),
+    "lazy": dict(homes=("lazy", "late")),
     "never_updated": dict(lrs=("zero",)),
     "trained_buffer": dict(buffer=True),
     "optimizer_only": dict(replace=True),
     "weight_norm": dict(wnorm=True),
-    "everything": dict(homes=("list", "dict", "lazy"), lrs=("zero",), buffer=True,
+    "everything": dict(homes=("list", "dict", "lazy", "late"), lrs=("zero",), buffer=True,
                        replace=True, wnorm=True),
 }
 BASE_HOMES = ("attr", "seq", "mlist")
@@ -452,7 +459,8 @@ def specs(profile: str = "everything", max_nodes: int = 6):
                     n, home=draw(st.sampled_from(homes if i else BASE_HOMES)),
                     share=draw(st.sampled_from(same)) if link == "share" else None,
                     tie=(draw(st.sampled_from(same)) if link == "tie" and kind != "embed"
-                         and all(nodes[j].home != "lazy" for j in same) else None),
+                         and all(nodes[j].home not in ("lazy", "late") for j in same)
+                         else None),
                     stop_grad=draw(st.integers(0, 9)) == 0, eval=draw(st.integers(0, 9)) == 0,
                     zero=draw(st.integers(0, 7)) == 0,
                     buffer=feat.get("buffer", False) and draw(st.booleans()),
@@ -460,7 +468,7 @@ def specs(profile: str = "everything", max_nodes: int = 6):
                     skip=draw(st.integers(0, 11)) == 0,
                     opt=draw(st.sampled_from(list(range(n_phases)) * 3 + [-1])),
                     lr=draw(st.sampled_from(lrs)))
-                if n.home == "lazy":
+                if n.home in ("lazy", "late"):
                     n = replace(n, tie=None, opt=-1, replace=False)
                 if kind == "bare":
                     n = replace(n, home="attr", eval=False, buffer=False)
@@ -497,7 +505,8 @@ def _force(draw, nodes: list, feat: dict, st) -> list:
         return nodes
     what = draw(st.sampled_from(want))
     own = [i for i, n in enumerate(nodes) if n.layer and n.share is None
-           and (n.kind != "bare" or what[0] in ("lr", "replace"))]
+           and (n.kind != "bare" or what[0] in ("lr", "replace"))
+           and (i > 0 or what[0] != "home")]   # node 0 keeps parameters() from being empty
     if not own:
         nodes.append(Node("linear", src=len(nodes) - 1))
         own = [len(nodes) - 1]
@@ -510,7 +519,7 @@ def _force(draw, nodes: list, feat: dict, st) -> list:
                  for m in nodes]
     if what == ("lr", "zero") and n.opt < 0:
         n = replace(n, opt=0)
-    if n.home == "lazy":
+    if n.home in ("lazy", "late"):
         n = replace(n, opt=-1, replace=False, tie=None)
         nodes = [replace(m, tie=None) if m.tie == i else m for m in nodes]
     nodes[i] = n

@@ -178,7 +178,9 @@ def derived(var, others: list) -> bool:
     One ``jt.grad`` of its sum, fresh names: every Var it does not depend on warns."""
     if not _is_float(var) or var.is_stop_grad():
         return False
-    cands = [o for o in others if o is not var and _is_float(o) and not o.is_stop_grad()]
+    unique = {id(o): o for o in others}      # one name each: a duplicate warns only once
+    cands = [o for o in unique.values()
+             if o is not var and _is_float(o) and not o.is_stop_grad()]
     if not cands:
         return False
     for o in cands:
@@ -221,20 +223,22 @@ def _half_ulp(w):
 
 def _why_stuck(w, groups: list) -> str:
     """Why a non-zero gradient left ``w`` unchanged: ``lr0``, ``precision`` or ``?``.
-    ``groups``: (lr, optimizer class, that phase's gradient or None) per group holding it."""
+    ``groups``: (lr, optimizer class, that phase's gradient or None) per group holding it.
+
+    SGD: one plain step moves each element by ``|lr * g|`` (momentum, decay and accumulation
+    change that by small factors: a slack of 2), and Jittor's kernels flush results below the
+    smallest normal float32 to zero: the step is below precision when every element's move is
+    under ``max(2 * half ulp, FLT_MIN)``.  Adam's arithmetic is not modelled: an Adam step with
+    lr > 0 that left the value unchanged is taken as below precision."""
     moving = [(lr, kind, g) for lr, kind, g in groups
               if g is not None and np.any(np.asarray(g) != 0)]
     if all(lr == 0 for lr, _, _ in moving):
         return "lr0"
-    # the size of one plain step; momentum, decay and accumulation change it by small factors,
-    # hence the slack of 2: a step is "?" when its update should have been well visible
-    bound = 0.0
-    for lr, kind, g in moving:
-        if kind == "Adam":                     # Adam's first moves are about lr per element
-            bound = bound + np.full(np.shape(w), lr)
-        else:
-            bound = bound + lr * np.abs(np.asarray(g, dtype=np.float64))
-    return "precision" if np.all(bound <= 2 * _half_ulp(w)) else "?"
+    if any(kind == "Adam" and lr > 0 for lr, kind, _ in moving):
+        return "precision"
+    bound = sum(lr * np.abs(np.asarray(g, dtype=np.float64)) for lr, _, g in moving)
+    floor = np.maximum(2 * _half_ulp(w), np.finfo(np.float32).tiny)
+    return "precision" if np.all(bound <= floor) else "?"
 
 
 # --------------------------------------------------------------------- the run
