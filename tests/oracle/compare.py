@@ -46,12 +46,10 @@ def feature(t: VarTruth) -> str:
 
 
 def _gc_findings(rec) -> set:
-    from gradcheck.summary import findings as gc_findings
+    from gradcheck.schema import BufferRecord
+    from gradcheck.summary import buffer_findings, findings
 
-    try:
-        return set(gc_findings(rec)) & VOCAB
-    except AttributeError:        # a BufferRecord, before findings applied to buffers
-        return set()
+    return set((buffer_findings if isinstance(rec, BufferRecord) else findings)(rec)) & VOCAB
 
 
 def _matches(t: VarTruth, rec_names: list, phase_names: list) -> bool:

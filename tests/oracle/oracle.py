@@ -90,9 +90,11 @@ class VarTruth:
     def optional(self) -> bool:
         """Not compared: a Var computed from others (weight norm's weight, each forward), or
         a frozen Var that neither parameters() nor an optimizer holds (created under no_grad,
-        or a frozen lazy layer): the probe may list it or not."""
+        or a frozen lazy layer), or a frozen Var only an optimizer holds (Jittor's optimizers
+        skip stop_grad Vars: it trains nothing either way): the probe may list it or not."""
         return ((self.derived and not self.in_optimizer)
-                or (not self.requires_grad and not self.in_parameters and not self.in_optimizer))
+                or (not self.requires_grad and not self.in_parameters and not self.in_optimizer)
+                or (not self.requires_grad and not self.names))
 
     @property
     def expected_record(self) -> bool:
