@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from gradcheck import errors, options
+from gradcheck import errors, options, supervise
 from gradcheck.errors import EXIT_FAIL, EXIT_PASS, EXIT_USAGE
 
 
@@ -36,10 +36,16 @@ def exit_codes(fn):
             except (SystemExit, click.exceptions.ClickException, click.exceptions.Exit):
                 raise
             except BaseException as exc:  # noqa: BLE001 - mapped to an exit code right here
+                if supervise.rerun_instead(exc):   # a transient Jittor fault: the parent reruns
+                    sys.exit(supervise.EXIT_RERUN)
                 code, message = errors.classify(exc)
                 if code == errors.EXIT_INTERNAL and os.environ.get(errors.TRACEBACK_ENV):
                     raise
                 click.echo(message, err=True)
+                if code in (errors.EXIT_SIGINT, errors.EXIT_SIGTERM) and supervise.command_line():
+                    # nothing to save, and Jittor's compile pool can hang for ever in its
+                    # exit handler once a Ctrl-C to the process group killed its workers
+                    supervise.exit_at_once(code)
                 sys.exit(code)
 
     return wrapper
@@ -48,7 +54,14 @@ def exit_codes(fn):
 user_errors_exit_2 = exit_codes   # the name the commands (and branches adding commands) use
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    def main(self, args=None, *rest, **kwargs):
+        if args is None:   # the process's own command line: run and align may be supervised
+            supervise.from_command_line()
+        return super().main(args, *rest, **kwargs)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="gradcheck", prog_name="gradcheck")
 def main():
     """Which parameters of a Jittor model get no gradient, and why."""
@@ -99,6 +112,7 @@ def _defaults_help(key: str, other_models: bool = False) -> str:
 @options.config_option
 @options.device_option
 @options.depth_option
+@supervise.supervised
 @user_errors_exit_2
 def run(model, steps, img_size, batch_size, seed, data, output, html_path, strict, train_mode,
         nproc, fmt, quiet, verbose, config_path, device, depth):
@@ -144,6 +158,8 @@ def run(model, steps, img_size, batch_size, seed, data, output, html_path, stric
         from gradcheck import api
 
         report = api.run(settings, policy, quiet=quiet or fmt != "table", train_mode=train_mode)
+    supervise.verdict_begins(EXIT_PASS if report.verdict.passed else EXIT_FAIL,
+                             report.verdict.warnings)
     # files first: a closed stdout (`| head`) must not cost the report
     if output:
         from gradcheck.report import save_report
@@ -248,6 +264,7 @@ def _compare_across(port, original, map_path, fmt, quiet):
 @options.format_option
 @options.quiet_option
 @options.config_option
+@supervise.supervised
 @user_errors_exit_2
 def align(port_spec, original_spec, map_path, steps, seed, float64_mode, output, html_path, fmt,
           quiet, config_path):
@@ -264,6 +281,7 @@ def align(port_spec, original_spec, map_path, steps, seed, float64_mode, output,
     # bad input -> 2, a failure inside Jittor or torch -> 3, both without a traceback: exit_codes
     res = align_mod.run(port_spec, original_spec, map_path, config_path, steps, seed,
                         float64_mode)
+    supervise.verdict_begins(EXIT_PASS if res.aligned else EXIT_FAIL, res.verdict["warnings"])
     if output:
         write_atomic(output, res.to_json())
     if html_path:
