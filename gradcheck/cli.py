@@ -142,6 +142,10 @@ def run(model, steps, img_size, batch_size, seed, data, output, html_path, stric
     for path in (output, html_path):
         if path and not Path(path).resolve().parent.is_dir():
             fail_usage(f"cannot write {path}: its folder does not exist")
+        if path:   # a folder, a FIFO, a read-only folder: exit 2 now, not after the run
+            from gradcheck.report import check_writable
+
+            check_writable(path)
 
     from gradcheck.distributed.launch import finish, launch, mpi_world
 
@@ -278,6 +282,10 @@ def align(port_spec, original_spec, map_path, steps, seed, float64_mode, output,
     for path in (output, html_path):
         if path and not Path(path).resolve().parent.is_dir():
             fail_usage(f"cannot write {path}: its folder does not exist")
+        if path:   # a folder, a FIFO, a read-only folder: exit 2 now, not after the run
+            from gradcheck.report import check_writable
+
+            check_writable(path)
     # bad input -> 2, a failure inside Jittor or torch -> 3, both without a traceback: exit_codes
     res = align_mod.run(port_spec, original_spec, map_path, config_path, steps, seed,
                         float64_mode)

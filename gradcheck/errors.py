@@ -384,6 +384,10 @@ def user_errors() -> tuple:
     return (ConfigError, ReportError, RuntimeSetupError, WorkloadError, BadInput)
 
 
+class MachineError(OSError):
+    """The machine cannot do what was asked (a full disk, an I/O error): exit 3, one line."""
+
+
 class BadInput(ValueError):
     """A bad command-line value found by the CLI itself (exit 2)."""
 
@@ -402,6 +406,8 @@ def classify(exc: BaseException) -> tuple:
         return EXIT_INTERNAL, failure.message()
     if isinstance(exc, user_errors()):
         return EXIT_USAGE, f"gradcheck: error: {exc}"
+    if isinstance(exc, MachineError):
+        return EXIT_INTERNAL, f"gradcheck: error: {exc}"
     detail = _shorten(f"{type(exc).__name__}: {_text(exc)}")
     hint = "" if os.environ.get(TRACEBACK_ENV) else f" Set {TRACEBACK_ENV}=1 to see the traceback."
     return EXIT_INTERNAL, (f"gradcheck: internal error: {detail}\nNo report was written. "
