@@ -45,6 +45,7 @@ RETRY_ENV = "GRADCHECK_RETRIED"           # why this attempt is a rerun: a verdi
 SWITCH_ENV = "GRADCHECK_SUPERVISE"        # "0": no supervisor
 EXIT_RERUN = 75                           # child -> parent: a transient fault, run me again
 ATTEMPTS = 2
+LOCK_POLL = 0.25                          # seconds between looks at the child's lock waits
 SI_KERNEL = 0x80                          # siginfo si_code of a signal the kernel sent (a tty)
 
 _CRASH_NAMES = {"Segmentation fault": "SIGSEGV", "Bus error": "SIGBUS", "Aborted": "SIGABRT",
@@ -85,7 +86,7 @@ def supervised(command: Callable) -> Callable:
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         if _should_supervise():
-            code = _supervise()
+            code = _supervise(show_lock_waits=not kwargs.get("quiet"))
             if code is not None:        # the parent: the child's outcome is ours, and
                 exit_at_once(code)      # it has nothing else to tear down
         return command(*args, **kwargs)
@@ -188,9 +189,11 @@ class Outcome:
         return f"hit a known transient fault of Jittor's operator compiler ({self.transient})"
 
 
-def _supervise() -> Optional[int]:
+def _supervise(show_lock_waits: bool = True) -> Optional[int]:
     """Run the command in a child, twice at most; the exit code (in the parent), or None
-    (in a child, which carries on with the command)."""
+    (in a child, which carries on with the command).  ``show_lock_waits``: say on stderr when
+    the child waits for Jittor's cache lock, held by another process
+    (:mod:`gradcheck.cachelock`; the child cannot: Jittor holds the GIL while it waits)."""
     parent = os.getpid()
     root = tempfile.mkdtemp(prefix="gradcheck-supervisor-")
     watched = {signal.SIGINT, signal.SIGTERM, signal.SIGCHLD}
@@ -206,7 +209,7 @@ def _supervise() -> Optional[int]:
             if pid == 0:
                 _become_child(n, notes, retried, old_mask, parent)
                 return None
-            status, interrupted = _wait(pid, watched)
+            status, interrupted = _wait(pid, watched, show_lock_waits)
             out = _outcome(status, interrupted, Path(notes))
             outcomes.append(out)
             if n < ATTEMPTS and out.rerun():
@@ -255,15 +258,30 @@ def _die_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _wait(pid: int, watched: set) -> tuple:
+def _wait(pid: int, watched: set, show_lock_waits: bool = False) -> tuple:
     """Wait for the child; forward SIGINT/SIGTERM that were sent to the parent alone.
     Returns (wait status, the first SIGINT/SIGTERM received or None)."""
     interrupted = None
+    lock = None
+    if show_lock_waits:
+        from gradcheck import cachelock
+
+        if os.path.exists(cachelock.PROC_LOCKS):
+            lines = cachelock.StderrLines()
+            lock = cachelock.ChildWatch(pid, lines.wait, lines.done)
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
+            if lock is not None:
+                lock.clock.end()
             return status, interrupted
-        info = signal.sigwaitinfo(watched)
+        if lock is not None:
+            info = signal.sigtimedwait(watched, LOCK_POLL)
+            if info is None:   # a quarter of a second without a signal
+                lock.poll()
+                continue
+        else:
+            info = signal.sigwaitinfo(watched)
         if info.si_signo == signal.SIGCHLD:
             continue
         interrupted = interrupted or info.si_signo
