@@ -105,20 +105,11 @@ def worker(steps: int) -> None:
 # ------------------------------------------------------------------ the driver
 def cold_cache(base: Path, n: int) -> str:
     """A ``cache_name`` whose folder holds the warm cache's core and none of its operators."""
-    from gradcheck import runtime
+    sys.path.insert(0, str(Path(__file__).parent))
+    from sanitize import fresh_op_cache, warm_cache
 
-    jt = runtime.import_jittor()
-    warm = Path(jt.flags.cache_path)
     name = f"{base.name}/{n}"
-    target = warm.parent / base.name / str(n)
-    target.mkdir(parents=True)
-    for entry in warm.iterdir():
-        if entry.name in ("jit", "tmp", "checkpoints"):
-            continue
-        if entry.is_dir():
-            shutil.copytree(entry, target / entry.name, symlinks=True)
-        else:
-            shutil.copy2(entry, target / entry.name)
+    fresh_op_cache(warm_cache(), name)
     return name
 
 
