@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from gradcheck import errors, options
+from gradcheck import errors, options, supervise
 from gradcheck.errors import EXIT_FAIL, EXIT_PASS, EXIT_USAGE
 
 
@@ -36,10 +36,16 @@ def exit_codes(fn):
             except (SystemExit, click.exceptions.ClickException, click.exceptions.Exit):
                 raise
             except BaseException as exc:  # noqa: BLE001 - mapped to an exit code right here
+                if supervise.rerun_instead(exc):   # a transient Jittor fault: the parent reruns
+                    sys.exit(supervise.EXIT_RERUN)
                 code, message = errors.classify(exc)
                 if code == errors.EXIT_INTERNAL and os.environ.get(errors.TRACEBACK_ENV):
                     raise
                 click.echo(message, err=True)
+                if code in (errors.EXIT_SIGINT, errors.EXIT_SIGTERM) and supervise.command_line():
+                    # nothing to save, and Jittor's compile pool can hang for ever in its
+                    # exit handler once a Ctrl-C to the process group killed its workers
+                    supervise.exit_at_once(code)
                 sys.exit(code)
 
     return wrapper
@@ -48,7 +54,14 @@ def exit_codes(fn):
 user_errors_exit_2 = exit_codes   # the name the commands (and branches adding commands) use
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    def main(self, args=None, *rest, **kwargs):
+        if args is None:   # the process's own command line: run and align may be supervised
+            supervise.from_command_line()
+        return super().main(args, *rest, **kwargs)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="gradcheck", prog_name="gradcheck")
 def main():
     """Which parameters of a Jittor model get no gradient, and why."""
@@ -102,6 +115,7 @@ def _defaults_help(key: str, other_models: bool = False) -> str:
               help="With a script: let it run on to its end after the probed steps, unobserved.")
 @options.depth_option
 @click.argument("script", nargs=-1, type=click.UNPROCESSED)
+@supervise.supervised
 @user_errors_exit_2
 def run(model, steps, img_size, batch_size, seed, data, output, html_path, strict, train_mode,
         nproc, fmt, quiet, verbose, config_path, device, depth, keep_going, script):
@@ -140,6 +154,10 @@ def run(model, steps, img_size, batch_size, seed, data, output, html_path, stric
     for path in (output, html_path):
         if path and not Path(path).resolve().parent.is_dir():
             fail_usage(f"cannot write {path}: its folder does not exist")
+        if path:   # a folder, a FIFO, a read-only folder: exit 2 now, not after the run
+            from gradcheck.report import check_writable
+
+            check_writable(path)
 
     from gradcheck.distributed.launch import finish, launch, mpi_world
 
@@ -179,6 +197,10 @@ def _run_script(script, model, steps, img_size, batch_size, seed, data, output, 
     for path in (output, html_path):
         if path and not Path(path).resolve().parent.is_dir():
             fail_usage(f"cannot write {path}: its folder does not exist")
+        if path:   # a folder, a FIFO, a read-only folder: exit 2 now, not after the run
+            from gradcheck.report import check_writable
+
+            check_writable(path)
     policy = config.policy.with_overrides(strict=strict)
     from gradcheck.distributed.launch import finish, launch, mpi_world
 
@@ -206,6 +228,9 @@ def _run_script(script, model, steps, img_size, batch_size, seed, data, output, 
 
 
 def _write_and_emit(report, output, html_path, fmt, quiet, depth):
+    # from here a crash is not rerun: the verdict (with a retry's warning) is being written
+    supervise.verdict_begins(EXIT_PASS if report.verdict.passed else EXIT_FAIL,
+                             report.verdict.warnings)
     # files first: a closed stdout (`| head`) must not cost the report
     if output:
         from gradcheck.report import save_report
@@ -309,6 +334,7 @@ def _compare_across(port, original, map_path, fmt, quiet):
 @options.format_option
 @options.quiet_option
 @options.config_option
+@supervise.supervised
 @user_errors_exit_2
 def align(port_spec, original_spec, map_path, steps, seed, float64_mode, output, html_path, fmt,
           quiet, config_path):
@@ -322,9 +348,14 @@ def align(port_spec, original_spec, map_path, steps, seed, float64_mode, output,
     for path in (output, html_path):
         if path and not Path(path).resolve().parent.is_dir():
             fail_usage(f"cannot write {path}: its folder does not exist")
+        if path:   # a folder, a FIFO, a read-only folder: exit 2 now, not after the run
+            from gradcheck.report import check_writable
+
+            check_writable(path)
     # bad input -> 2, a failure inside Jittor or torch -> 3, both without a traceback: exit_codes
     res = align_mod.run(port_spec, original_spec, map_path, config_path, steps, seed,
                         float64_mode)
+    supervise.verdict_begins(EXIT_PASS if res.aligned else EXIT_FAIL, res.verdict["warnings"])
     if output:
         write_atomic(output, res.to_json())
     if html_path:

@@ -61,6 +61,7 @@ class JittorFailure(RuntimeError):
         super().__init__(reason)
         self.reason, self.where, self.kind, self.cache_dir = reason, where, kind, cache_dir
         self.step = step   # the 1-based step it failed in, if it got that far
+        self.retried = False   # it failed again when retried (:func:`retrying`)
 
     def message(self) -> str:
         where = f" {self.where}" if self.where else ""
@@ -97,8 +98,11 @@ def _on_signal(signum, frame):
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
         return
-    if _signals.received is None:
-        _signals.received = signum
+    if _signals.received is not None:
+        # already on the way out: the same signal again (a process group's and the
+        # supervisor's copy of one Ctrl-C or kill) must not break the exit path in two
+        return
+    _signals.received = signum
     raise Interrupted(signum)
 
 
@@ -143,7 +147,15 @@ def _report_crashes() -> None:
     if _crash_file is None:
         import atexit
 
-        _crash_file = os.fdopen(os.dup(_STARTING_STDERR), "w")
+        from gradcheck.supervise import crash_file_path
+
+        path = crash_file_path()   # under a supervisor: its file, shown if there is no rerun
+        try:
+            _crash_file = open(path, "w") if path else None
+        except OSError:
+            _crash_file = None
+        if _crash_file is None:
+            _crash_file = os.fdopen(os.dup(_STARTING_STDERR), "w")
         atexit.register(_close_crash_file)
     faulthandler.disable()          # enable() is a no-op while enabled, even if replaced
     for sig in CRASH_SIGNALS:       # Jittor's handler out (it is a C sigaction), then ours
@@ -355,6 +367,7 @@ def retrying(attempt: Callable[[Where], object], where: Where, on_retry: Callabl
         if again is None:
             raise
         again.reason += f" (after a retry; first attempt: {first.reason})"
+        again.retried = True
         raise again from exc
     on_retry(result, first)
     return result
@@ -369,6 +382,10 @@ def user_errors() -> tuple:
     from gradcheck.workload import WorkloadError
 
     return (ConfigError, ReportError, RuntimeSetupError, WorkloadError, BadInput)
+
+
+class MachineError(OSError):
+    """The machine cannot do what was asked (a full disk, an I/O error): exit 3, one line."""
 
 
 class BadInput(ValueError):
@@ -389,6 +406,8 @@ def classify(exc: BaseException) -> tuple:
         return EXIT_INTERNAL, failure.message()
     if isinstance(exc, user_errors()):
         return EXIT_USAGE, f"gradcheck: error: {exc}"
+    if isinstance(exc, MachineError):
+        return EXIT_INTERNAL, f"gradcheck: error: {exc}"
     detail = _shorten(f"{type(exc).__name__}: {_text(exc)}")
     hint = "" if os.environ.get(TRACEBACK_ENV) else f" Set {TRACEBACK_ENV}=1 to see the traceback."
     return EXIT_INTERNAL, (f"gradcheck: internal error: {detail}\nNo report was written. "

@@ -52,6 +52,7 @@ class CompileStats:
     passthrough_bytes: int = 0       # other stderr bytes forwarded unchanged
     progress_ops: int = 0            # operators announced by progress lines
     new_jit_libs: Optional[int] = None  # op libraries compiled here (None: not measurable)
+    lock_wait_seconds: float = 0.0   # waited for Jittor's cache lock (another process held it)
 
     def summary(self) -> str:
         if not self.ops_compiled:
@@ -75,6 +76,7 @@ class _Display:
         self._no_bar = False
         self._status = None       # a rich Live spinner while nothing else is shown
         self._status_console = None
+        self._lock_said = False   # the lock wait's line is out (stderr not a terminal)
 
     def _make_console(self):
         from rich.console import Console
@@ -137,6 +139,48 @@ class _Display:
                                 refresh_per_second=8, redirect_stdout=False,
                                 redirect_stderr=False)
             self._status.start()
+
+    def lock_wait(self, seconds: float, holder) -> None:
+        """This process waits for Jittor's cache lock: the spinner says so, with the seconds
+        (one line when stderr is not a terminal)."""
+        if self.quiet:
+            return
+        from gradcheck.cachelock import describe
+
+        text = "gradcheck: " + describe(seconds, holder)
+        with self._lock:
+            if self._progress is not None or self._lock_said:
+                return
+            if self._status is not None:
+                from rich.spinner import Spinner
+
+                self._status.update(Spinner("dots", text=text))
+                return
+            console = self._make_console()
+            if not console.is_terminal:
+                if console is not self._console:
+                    console.file.close()
+                self._lock_said = True
+                _write_all(self.fd, f"{text.rsplit(':', 1)[0]} ...\n".encode())
+                return
+            from rich.live import Live
+            from rich.spinner import Spinner
+
+            self._status_console = console
+            self._status = Live(Spinner("dots", text=text), console=console, transient=True,
+                                refresh_per_second=8, redirect_stdout=False,
+                                redirect_stderr=False)
+            self._status.start()
+
+    def lock_done(self, seconds: float, holder) -> None:
+        if self.quiet:
+            return
+        from gradcheck.cachelock import describe
+
+        with self._lock:
+            self._stop()
+            self._lock_said = False
+            _write_all(self.fd, f"gradcheck: {describe(seconds, holder, done=True)}\n".encode())
 
     def _stop(self) -> None:
         if self._status is not None:
@@ -318,6 +362,9 @@ def compile_progress(quiet: bool = True, console=None, status: Optional[str] = N
         with contextlib.suppress(Exception):
             display.close()
 
+    from gradcheck.cachelock import LockWatcher
+
+    watcher = LockWatcher(display.lock_wait, display.lock_done)
     t_start = time.time()
     jit_dir = _jit_dir()
     libs_before = _mapped_libs(jit_dir) if jit_dir else set()
@@ -336,8 +383,14 @@ def compile_progress(quiet: bool = True, console=None, status: Optional[str] = N
         thread.start()
         if timer is not None:
             timer.start()
+        from gradcheck import supervise
+
+        if not supervise.attempt():   # a supervised run's parent watches from outside
+            watcher.start()
         yield stats
     finally:
+        watcher.stop()
+        stats.lock_wait_seconds = watcher.total
         if timer is not None:
             timer.cancel()
             if timer.is_alive():

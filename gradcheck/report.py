@@ -11,9 +11,12 @@ The statuses and the rules that decide them live in :mod:`gradcheck.status`.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import re
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,13 +144,74 @@ def _version() -> str:
 
 
 # ---------------------------------------------------------------------- files
-def write_atomic(path: os.PathLike | str, text: str) -> Path:
-    """Write ``text`` so that ``path`` holds either its old content or all of the new one."""
+# a bad path (exit 2, the user's to fix) as opposed to a machine that cannot write (exit 3)
+_PATH_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR,
+                errno.ENOENT, errno.ENAMETOOLONG, errno.ELOOP, errno.ETXTBSY}
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
+          (stat.S_ISBLK, "a device"))
+
+
+def check_writable(path: os.PathLike | str) -> Path:
+    """The file a report for ``path`` goes to (a symlink's target), or :class:`ReportError`
+    naming why it cannot be written: a folder, a FIFO or other non-file, a missing or
+    read-only folder.  Called before a run, so that a bad path fails at once, and again by
+    :func:`write_atomic`."""
     path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    try:
+        st = target.stat()
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise _write_error(path, exc) from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise ReportError(f"cannot write {path}: it is a folder")
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        kind = next((k for test, k in _KINDS if test(st.st_mode)), "not a regular file")
+        raise ReportError(f"cannot write {path}: it is {kind}, not a regular file")
+    directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
         raise ReportError(f"cannot write {path}: folder {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    if not os.access(directory, os.W_OK | os.X_OK):
+        why = "read-only file system" if _read_only(directory) else "permission denied"
+        raise ReportError(f"cannot write {path}: folder {directory}: {why}")
+    return target
+
+
+def _read_only(directory: Path) -> bool:
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _write_error(path: Path, exc: OSError) -> Exception:
+    from gradcheck.errors import MachineError
+
+    why = exc.strerror or str(exc) or type(exc).__name__
+    message = f"cannot write {path}: {why[0].lower() + why[1:]}"
+    if path.exists():
+        message += " (the file there is unchanged)"
+    if exc.errno in _PATH_ERRNOS:
+        return ReportError(message)
+    return MachineError(message)   # a full disk, an I/O error: the machine's, exit 3
+
+
+def write_atomic(path: os.PathLike | str, text: str) -> Path:
+    """Write ``text`` so that ``path`` holds either its old content or all of the new one,
+    whatever happens (an exception, SIGKILL, a full disk, another process writing the same
+    path: the last to finish wins, whole).  A symlink keeps pointing at the file it names.
+    A bad path raises :class:`ReportError`, a machine that cannot write
+    :class:`gradcheck.errors.MachineError`; the old file is untouched either way."""
+    path = Path(path)
+    target = check_writable(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    _sweep_stale_temps(directory, target.name)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp",
+                                   dir=directory)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -156,14 +220,57 @@ def write_atomic(path: os.PathLike | str, text: str) -> Path:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        os.replace(tmp, target)
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc) from exc
         raise
+    _fsync_dir(directory)   # the rename itself survives a power cut: the old or the new file
     return path
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
+
+
+def _sweep_stale_temps(directory: Path, name: str) -> None:
+    """Remove the temporary files of earlier writes of ``name`` whose process is gone (it
+    was killed mid-write): never the file itself, never a live writer's."""
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return
+    for entry in entries:
+        m = _TEMP.match(entry)
+        if not m or m.group("name") != name or int(m.group("pid")) == os.getpid():
+            continue
+        try:
+            os.kill(int(m.group("pid")), 0)
+            continue                  # alive (or another user's): its write is under way
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError):
+            continue
+        try:
+            os.unlink(directory / entry)
+        except OSError:
+            pass
 
 
 def save_report(report: Report, path: os.PathLike | str) -> Path:

@@ -65,16 +65,19 @@ def test_jittor_failure_exit_3_one_paragraph(tmp_path):
 def test_a_crash_in_compiled_code_is_never_a_verdict(tmp_path):
     """Jittor's own SIGSEGV handler would exit with status 1 (a coverage failure) and write
     its message into the compile-progress pipe, lost: a silent FAIL.  The process must die
-    of the signal instead, after a traceback on the real stderr."""
+    of the signal instead, after a traceback on the real stderr; under the supervisor (a
+    real command line) a crash on every attempt exits 139 with the tracebacks."""
     report = tmp_path / "r.json"
     # this pytest process imported Jittor, whose SIGCHLD handler quick-exits (status 1)
     # when a child dies of a signal -- as this child will
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    proc = _gradcheck(tmp_path, "run", "--model", f"{FAILURES}:segfaults", "-o", str(report))
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == -signal.SIGSEGV, (proc.returncode, err)
-    assert "Segmentation fault" in err and "zoo_failures.py" in err, err
-    assert not report.exists()
+    for supervised, code in (("0", -signal.SIGSEGV), ("1", 128 + signal.SIGSEGV)):
+        proc = _gradcheck(tmp_path, "run", "--model", f"{FAILURES}:segfaults", "-o", str(report),
+                          env={"GRADCHECK_SUPERVISE": supervised})
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == code, (proc.returncode, err)
+        assert "Segmentation fault" in err and "zoo_failures.py" in err, err
+        assert not report.exists()
 
 
 @pytest.fixture

@@ -90,3 +90,30 @@ def segfaults():
         ctypes.string_at(0)
         return _sq(m(b))
     return gradcheck.Workload(TwoLayers(), _x(), loss)
+
+
+def _first_attempt() -> bool:
+    """The first attempt of a supervised run (gradcheck.supervise sets GRADCHECK_ATTEMPT)."""
+    return os.environ.get("GRADCHECK_ATTEMPT") == "1"
+
+
+def crashes_first_attempt():
+    """``healthy``'s net whose loss crashes in compiled code on a supervised run's first
+    attempt only (a read of address 0), as Jittor's op compiler does now and then."""
+    def loss(m, b):
+        if _first_attempt():
+            import ctypes
+
+            ctypes.string_at(0)
+        return _sq(m(b))
+    return gradcheck.Workload(TwoLayers(), _x(), loss)
+
+
+def crashes_after_verdict():
+    """Works, then crashes while the process exits (after its verdict), first attempt only."""
+    if _first_attempt():
+        import atexit
+        import signal
+
+        atexit.register(lambda: os.kill(os.getpid(), signal.SIGSEGV))
+    return gradcheck.Workload(TwoLayers(), _x(), lambda m, b: _sq(m(b)))

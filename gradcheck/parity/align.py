@@ -278,5 +278,8 @@ def run(port_spec: str, original_spec: str, map_path: Optional[str] = None,
     runtime.seed_everything(seed)
     port = load_workload(port_spec, seed=seed)
     original = load_workload(original_spec, seed=seed)
+    from gradcheck import errors
+
+    errors.reclaim_signals()   # Jittor's quick-exit handlers out: a crash is a crash, not 1
     return align(port, original, name_map=name_map, steps=steps,
                  tolerances=Tolerances.from_policy(policy), seed=seed)

@@ -1,0 +1,205 @@
+"""How often does a fresh process crash in compiled code?  (goal: 0 in 200, half of them cold)
+
+K fresh processes, each running M real Gold-YOLO-N training steps (forward, loss, the port's
+optimizer step) on a shape drawn at random: image sizes not divisible by 32 (padded with grey
+up to the next multiple, as a letterbox does: the model's strides need it), tiny images,
+batch 1, 3 or 5, images without any box.  Half the processes (``--cold``) start from an empty
+operator cache: a fresh Jittor ``cache_name`` folder holding a copy of the warm cache's
+compiled core but none of its operators, so that every operator is generated and compiled
+again, in Jittor's parallel compiler (where the known crash lives).  The shared cache is never
+touched; the cold folders are removed afterwards.
+
+Two ways to run a process:
+
+* ``--via bare`` (default): ``python3 bench/bench_crash.py --worker``, no gradcheck around it:
+  the raw crash rate (a process that dies of a signal counts as a crash);
+* ``--via gradcheck``: ``gradcheck run --model bench/bench_crash.py:workload``, supervised:
+  what reaches a user (exit 128 + N), and how many crashes the one rerun absorbed.
+
+Prints one line per process, then ``crashes/runs`` per cache state::
+
+    python3 bench/bench_crash.py --runs 4 --steps 2                # 4 warm
+    python3 bench/bench_crash.py --runs 200 --cold-share 0.5       # the issue's figure
+    python3 bench/bench_crash.py --runs 20 --via gradcheck
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAPE_ENV = "BENCH_CRASH_SHAPE"
+SIZES = (33, 64, 70, 100, 127, 160, 203)     # most not divisible by 32; 33 and 64 are tiny
+BATCHES = (1, 3, 5)
+
+
+# ------------------------------------------------------------------ one process's work
+def _batch(shape: dict):
+    """Images (padded to a multiple of 32) and targets for ``shape``."""
+    import numpy as np
+
+    import gold_yolo
+    from gradcheck import runtime
+
+    jt = runtime.import_jittor()
+    size, b = shape["size"], shape["batch"]
+    padded = max(64, -(-size // 32) * 32)     # synthetic_batch draws stride-32 canvases
+    images, targets = gold_yolo.synthetic_batch(padded, b, shape["seed"])
+    canvas = images.numpy()
+    canvas[:, :, size:, :] = 0.5             # the image is its top-left size x size corner,
+    canvas[:, :, :, size:] = 0.5             # the rest grey padding, as a letterbox makes it
+    targets = np.asarray(targets, dtype=np.float32)
+    inside = (targets[:, 2] < size / padded) & (targets[:, 3] < size / padded)
+    targets = targets[inside] if shape["boxes"] else np.zeros((0, 6), dtype=np.float32)
+    return jt.array(canvas), targets
+
+
+def workload():
+    """``gradcheck run --model bench/bench_crash.py:workload``: Gold-YOLO-N on the shape in
+    ``$BENCH_CRASH_SHAPE``."""
+    import gold_yolo
+    from gradcheck import Workload
+
+    shape = json.loads(os.environ[SHAPE_ENV])
+    images, targets = _batch(shape)
+    model = gold_yolo.build_model("gold_yolo_n", num_classes=80)
+    model.train()
+    loss_fn = gold_yolo.build_loss("gold_yolo_n", num_classes=80)
+    optimizer = gold_yolo.build_optimizer(model, "gold_yolo_n", batch_size=shape["batch"])
+
+    def loss(model, batch):
+        out = loss_fn.compute(model(batch[0]), batch[1], epoch_num=0, step_num=0)
+        return out.total, out.terms, out.stats
+
+    from gradcheck.bundled import RECOMMENDED
+
+    return Workload(model=model, batch=(images, targets), loss=loss, optimizer=optimizer,
+                    frozen=dict(RECOMMENDED.expected_frozen), name="bench_crash")
+
+
+def worker(steps: int) -> None:
+    """M bare training steps, no gradcheck: the raw crash rate."""
+    import gradcheck  # noqa: F401  (the runtime before Jittor)
+    from gradcheck import errors
+
+    with errors.handling_signals():   # crashes die of their signal, with a traceback
+        w = workload()
+        errors.reclaim_signals()
+        images, targets = w.batch
+        for _ in range(steps):
+            total, _, _ = w.loss(w.model, (images, targets))
+            w.optimizer.step(total)
+            print(f"loss {total.item():.4f}", flush=True)
+
+
+# ------------------------------------------------------------------ the driver
+def cold_cache(base: Path, n: int) -> str:
+    """A ``cache_name`` whose folder holds the warm cache's core and none of its operators."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from sanitize import fresh_op_cache, warm_cache
+
+    name = f"{base.name}/{n}"
+    fresh_op_cache(warm_cache(), name)
+    return name
+
+
+def draw(rng: random.Random, seed: int) -> dict:
+    return {"size": rng.choice(SIZES), "batch": rng.choice(BATCHES),
+            "boxes": rng.random() > 0.25, "seed": seed}
+
+
+def run_one(shape: dict, steps: int, via: str, cache_name: str, timeout: float) -> dict:
+    env = {**os.environ, SHAPE_ENV: json.dumps(shape),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    if cache_name:
+        env["cache_name"] = cache_name
+    if via == "bare":
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--steps", str(steps)]
+    else:
+        cmd = [sys.executable, "-m", "gradcheck.cli", "run", "--model",
+               f"{Path(__file__).resolve()}:workload", "--steps", str(steps), "-q",
+               "-o", str(Path(tempfile.gettempdir()) / f"bench_crash_{os.getpid()}.json")]
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+        code = proc.returncode
+        err = proc.stderr
+    except subprocess.TimeoutExpired as exc:
+        code, err = None, (exc.stderr or b"").decode(errors="replace")
+    seconds = time.monotonic() - t0
+    crashed = code is not None and (code < 0 or (via == "gradcheck" and code > 128
+                                                 and code not in (130, 143)))
+    retried = "running it once more" in err
+    last = next((ln for ln in reversed(err.splitlines()) if ln.strip()), "")
+    passed = (0, 1) if via == "gradcheck" else (0,)   # gradcheck: a verdict either way
+    kind = ("hung" if code is None else "crash" if crashed else
+            "ok" if code in passed else "error")
+    return {"kind": kind, "code": code, "seconds": seconds, "retried": retried,
+            "detail": last[:160]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=4, help="processes in all (K)")
+    ap.add_argument("--steps", type=int, default=2, help="training steps per process (M)")
+    ap.add_argument("--cold-share", type=float, default=0.0,
+                    help="share of the processes on a fresh operator cache (0.5: half)")
+    ap.add_argument("--via", choices=("bare", "gradcheck"), default="bare")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds per process")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        worker(args.steps)
+        return
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    rng = random.Random(args.seed)
+    n_cold = round(args.runs * args.cold_share)
+    plan = ["cold"] * n_cold + ["warm"] * (args.runs - n_cold)
+    rng.shuffle(plan)
+    base = Path(f"bench_crash_cold_{os.getpid()}")
+    tally = {"warm": [0, 0, 0], "cold": [0, 0, 0]}   # crashes, runs, absorbed by the rerun
+    made = []
+    try:
+        for i, state in enumerate(plan):
+            shape = draw(rng, args.seed * 1000 + i)
+            cache_name = ""
+            if state == "cold":
+                cache_name = cold_cache(base, i)
+                made.append(cache_name)
+            r = run_one(shape, args.steps, args.via, cache_name, args.timeout)
+            t = tally[state]
+            t[0] += r["kind"] in ("crash", "hung")
+            t[1] += 1
+            t[2] += r["retried"]
+            note = " (a crash absorbed by the rerun)" if r["retried"] else ""
+            detail = f": {r['detail']}" if r["kind"] != "ok" else ""
+            print(f"{i + 1:4d} {state} size {shape['size']:3d} batch {shape['batch']} "
+                  f"{'boxes' if shape['boxes'] else 'no boxes'}: {r['kind']} "
+                  f"(exit {r['code']}, {r['seconds']:.0f}s){note}{detail}", flush=True)
+    finally:
+        if made:
+            from gradcheck import runtime
+
+            warm = Path(runtime.import_jittor().flags.cache_path)
+            shutil.rmtree(warm.parent / base.name, ignore_errors=True)
+    for state, (crashes, runs, absorbed) in tally.items():
+        if runs:
+            extra = f", {absorbed} absorbed by the rerun" if args.via == "gradcheck" else ""
+            print(f"{state}: {crashes}/{runs} processes crashed (via {args.via}, "
+                  f"{args.steps} step(s) each{extra})")
+
+
+if __name__ == "__main__":
+    main()
