@@ -151,13 +151,7 @@ def run(model, steps, img_size, batch_size, seed, data, output, html_path, stric
             fail_usage(f"--{key.replace('_', '-')} must be positive, got {value}")
     if settings.data is not None and not Path(settings.data).is_dir():
         fail_usage(f"--data {settings.data}: no such folder")
-    for path in (output, html_path):
-        if path and not Path(path).resolve().parent.is_dir():
-            fail_usage(f"cannot write {path}: its folder does not exist")
-        if path:   # a folder, a FIFO, a read-only folder: exit 2 now, not after the run
-            from gradcheck.report import check_writable
-
-            check_writable(path)
+    _check_outputs(output, html_path)
 
     from gradcheck.distributed.launch import finish, launch, mpi_world
 
@@ -194,13 +188,7 @@ def _run_script(script, model, steps, img_size, batch_size, seed, data, output, 
                                  if k in ("steps", "device")})
     if settings.steps < 1:
         fail_usage(f"--steps must be at least 1, got {settings.steps}")
-    for path in (output, html_path):
-        if path and not Path(path).resolve().parent.is_dir():
-            fail_usage(f"cannot write {path}: its folder does not exist")
-        if path:   # a folder, a FIFO, a read-only folder: exit 2 now, not after the run
-            from gradcheck.report import check_writable
-
-            check_writable(path)
+    _check_outputs(output, html_path)
     policy = config.policy.with_overrides(strict=strict)
     from gradcheck.distributed.launch import finish, launch, mpi_world
 
@@ -225,6 +213,17 @@ def _run_script(script, model, steps, img_size, batch_size, seed, data, output, 
         click.echo(result.script_traceback.rstrip(), err=True)
     _write_and_emit(result.report, output, html_path, fmt, quiet, options.table_depth(verbose, depth))
     sys.exit(finish(EXIT_PASS if result.report.verdict.passed else EXIT_FAIL))
+
+
+def _check_outputs(*paths) -> None:
+    """Report paths that cannot be written fail now (exit 2), not after the run."""
+    from gradcheck.report import check_writable
+
+    for path in paths:
+        if path and not Path(path).resolve().parent.is_dir():
+            fail_usage(f"cannot write {path}: its folder does not exist")
+        if path:   # a folder, a FIFO, a read-only folder
+            check_writable(path)
 
 
 def _write_and_emit(report, output, html_path, fmt, quiet, depth):
@@ -345,13 +344,7 @@ def align(port_spec, original_spec, map_path, steps, seed, float64_mode, output,
     from gradcheck.render.parity import align_headline, get_parity_renderer, write_align_html
     from gradcheck.report import write_atomic
 
-    for path in (output, html_path):
-        if path and not Path(path).resolve().parent.is_dir():
-            fail_usage(f"cannot write {path}: its folder does not exist")
-        if path:   # a folder, a FIFO, a read-only folder: exit 2 now, not after the run
-            from gradcheck.report import check_writable
-
-            check_writable(path)
+    _check_outputs(output, html_path)
     # bad input -> 2, a failure inside Jittor or torch -> 3, both without a traceback: exit_codes
     res = align_mod.run(port_spec, original_spec, map_path, config_path, steps, seed,
                         float64_mode)
