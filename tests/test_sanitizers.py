@@ -57,7 +57,7 @@ def test_the_set_up_catches_an_overflow_in_a_jt_code_kernel(env, tmp_path):
 
 FINDING = ("UBSan, first found here: a Jittor getitem operator synced at gold_yolo/loss.py:266 "
            "computes an index from 0xBEBEBEBE + 80, AddressSanitizer's fill of memory that was "
-           "never written: an operator reads an uninitialised buffer (see README)")
+           "never written: an operator reads an uninitialised buffer (see docs/benchmarks.md)")
 
 
 @pytest.mark.slow
