@@ -125,20 +125,25 @@ class _Display:
         with self._lock:
             if self._progress is not None or self._status is not None:
                 return
-            console = self._make_console()
-            if not console.is_terminal:
-                if console is not self._console:
-                    console.file.close()
-                _write_all(self.fd, f"{text}\n".encode())
-                return
-            from rich.live import Live
-            from rich.spinner import Spinner
+            self._spin_or_line(text, text)
 
-            self._status_console = console
-            self._status = Live(Spinner("dots", text=text), console=console, transient=True,
-                                refresh_per_second=8, redirect_stdout=False,
-                                redirect_stderr=False)
-            self._status.start()
+    def _spin_or_line(self, text: str, line: str) -> bool:
+        """A spinner saying ``text`` on a terminal (True); elsewhere ``line``, once (False).
+        The caller holds the lock."""
+        console = self._make_console()
+        if not console.is_terminal:
+            if console is not self._console:
+                console.file.close()
+            _write_all(self.fd, f"{line}\n".encode())
+            return False
+        from rich.live import Live
+        from rich.spinner import Spinner
+
+        self._status_console = console
+        self._status = Live(Spinner("dots", text=text), console=console, transient=True,
+                            refresh_per_second=8, redirect_stdout=False, redirect_stderr=False)
+        self._status.start()
+        return True
 
     def lock_wait(self, seconds: float, holder) -> None:
         """This process waits for Jittor's cache lock: the spinner says so, with the seconds
@@ -156,21 +161,8 @@ class _Display:
 
                 self._status.update(Spinner("dots", text=text))
                 return
-            console = self._make_console()
-            if not console.is_terminal:
-                if console is not self._console:
-                    console.file.close()
+            if not self._spin_or_line(text, f"{text.rsplit(':', 1)[0]} ..."):
                 self._lock_said = True
-                _write_all(self.fd, f"{text.rsplit(':', 1)[0]} ...\n".encode())
-                return
-            from rich.live import Live
-            from rich.spinner import Spinner
-
-            self._status_console = console
-            self._status = Live(Spinner("dots", text=text), console=console, transient=True,
-                                refresh_per_second=8, redirect_stdout=False,
-                                redirect_stderr=False)
-            self._status.start()
 
     def lock_done(self, seconds: float, holder) -> None:
         if self.quiet:
