@@ -183,7 +183,8 @@ def backbone_lr_zero():
                               r.summary.findings),
       verdict="pass")
 def backbone_lr_zero_declared():
-    """The same lr-0 backbone, declared frozen on purpose (``expected_frozen``).  Truth: the
+    """Source: as ``backbone_lr_zero``, with the freeze declared on purpose
+    (``expected_frozen``), as such configs mean it.  Truth: the
     backbone is frozen on purpose (cause ``frozen``, not ``frozen_but_trained``: it does not
     train), nothing fails; verdict ``pass``."""
     w = backbone_lr_zero()
