@@ -176,8 +176,12 @@ def refresh(run: Run, step: int) -> list:
     forward, after the optimizer was built): listed from this step on.  Returns the new
     parameter indices; a Var whose name is already listed (an attribute recomputed every
     forward) is not new."""
-    found = graph.new_entries(graph.walk(run.workload.model), run.seen, run.names,
-                              run.workload.buffers, tracked=run.tracked)
+    jt = runtime.import_jittor()
+    # Vars a forward leaves in plain lists or dicts are activations or inputs it caches, not
+    # layers: only Vars of Modules (a layer made in the forward) count as new here
+    walked = [w for w in graph.walk(run.workload.model) if isinstance(w[3], jt.nn.Module)]
+    found = graph.new_entries(walked, run.seen, run.names, run.workload.buffers,
+                              tracked=run.tracked)
     if not found:
         return []
     graph.mark_derived(found, run.params + run.buffers + found)

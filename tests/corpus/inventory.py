@@ -358,3 +358,30 @@ def cancelling_terms():
     zero on its only path: that one is named.
     """
     return gradcheck.Workload(TwoBranches(), _x(), _cancel_loss)
+
+
+class CachesInputs(nn.Module):
+    """Keeps what each forward saw in a plain list (for a later loss or for logging)."""
+
+    def __init__(self, d=8, k=3):
+        self.fc = nn.Linear(d, k)
+        self.seen = []
+
+    def execute(self, x):
+        self.seen = [x]
+        return self.fc(x)
+
+
+@case(expect={"fc.*": {"status": "covered", "cause": None}},
+      extra=lambda r: _assert({p.name for p in r.params} == {"fc.weight", "fc.bias"},
+                              [p.name for p in r.params]),
+      verdict="pass")
+def cached_inputs():
+    """Source: the common pattern of a module keeping its last inputs or activations in a
+    plain list attribute (feature maps for a perceptual loss, inputs for logging).
+
+    The input batch is a float Var the loss reaches, left by the forward in ``self.seen``:
+    it is data, not a layer.  Truth: only ``fc.weight`` and ``fc.bias`` are parameters, both
+    covered; nothing is ``untracked``; verdict ``pass``.
+    """
+    return gradcheck.Workload(CachesInputs(), (_x(), _y()), _ce)
