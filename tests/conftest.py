@@ -41,5 +41,22 @@ def golden(request):
 
 
 @pytest.fixture
+def cli(tmp_path, monkeypatch):
+    """``cli("run", "--model", ...)``: the gradcheck command through click's runner, run in
+    an empty folder (away from the project's own ``[gradcheck]`` settings)."""
+    from click.testing import CliRunner
+
+    from gradcheck.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(main, list(args), catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture
 def repo_root() -> Path:
     return ROOT

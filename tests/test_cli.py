@@ -6,23 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from gradcheck.cli import main
 from gradcheck.report import SCHEMA_VERSION
 
 ZOO = str(Path(__file__).with_name("zoo.py"))
-
-
-@pytest.fixture
-def cli(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)   # away from the project's own [gradcheck] settings
-    runner = CliRunner()
-
-    def invoke(*args):
-        return runner.invoke(main, list(args), catch_exceptions=False)
-
-    return invoke
 
 
 def test_run_pass_writes_json(cli, tmp_path):

@@ -12,10 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from gradcheck import errors
-from gradcheck.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 FAILURES = str(Path(__file__).with_name("zoo_failures.py"))
@@ -78,16 +76,6 @@ def test_a_crash_in_compiled_code_is_never_a_verdict(tmp_path):
         assert proc.returncode == code, (proc.returncode, err)
         assert "Segmentation fault" in err and "zoo_failures.py" in err, err
         assert not report.exists()
-
-
-@pytest.fixture
-def cli(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-
-    def invoke(*args):
-        return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-    return invoke
 
 
 def test_compiler_flake_is_retried_once_and_recorded(cli, tmp_path, monkeypatch):

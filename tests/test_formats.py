@@ -19,16 +19,6 @@ ZOO = str(Path(__file__).with_name("zoo.py"))
 FAILURES = str(Path(__file__).with_name("zoo_failures.py"))
 
 
-@pytest.fixture
-def cli(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)   # away from the project's own [gradcheck] settings
-
-    def invoke(*args):
-        return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-    return invoke
-
-
 # ------------------------------------------------------------------ the compare gate
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):

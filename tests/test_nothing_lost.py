@@ -19,25 +19,13 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from gradcheck import supervise
-from gradcheck.cli import main
 from gradcheck.report import ReportError, load_report, write_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = str(Path(__file__).with_name("zoo.py"))
 OLD = '{"an": "old baseline"}\n'
-
-
-@pytest.fixture
-def cli(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-
-    def invoke(*args):
-        return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-    return invoke
 
 
 def _no_litter(folder: Path, *keep: str) -> bool:
