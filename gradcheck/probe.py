@@ -63,8 +63,7 @@ class Run:
     names: set = field(default_factory=set)       # every name listed (aliases too)
     tracked: set = field(default_factory=set)     # ids of model.parameters() when the run began
     held: set = field(default_factory=set)        # ids of the Vars any optimizer holds
-    appeared: dict = field(default_factory=dict)  # param index -> step it first appeared (> 1)
-    late: list = field(default_factory=list)      # [(param indices, Snapshot)] this step
+    late: list = field(default_factory=list)      # Snapshots of the params new this step
 
     @property
     def multi(self) -> bool:
@@ -171,7 +170,7 @@ def resolve_owners(run: Run) -> None:
     run.targets = [e.var for e in run.params + run.buffers]
 
 
-def refresh(run: Run, step: int) -> list:
+def refresh(run: Run) -> list:
     """Vars that appeared on the model since the inventory (a layer created lazily in the
     forward, after the optimizer was built): listed from this step on.  Returns the new
     parameter indices; a Var whose name is already listed (an attribute recomputed every
@@ -190,11 +189,10 @@ def refresh(run: Run, step: int) -> list:
     run.buffers += [e for e in found if e.buffer]
     added = list(range(first, len(run.params)))
     for i in added:
-        run.appeared[i] = step
         if run.reads is not None:
             run.reads.add(i, run.params[i])
     if added:   # values before this step's update: they did not exist before its forward
-        run.late.append((added, Snapshot(run.params[i].var for i in added)))
+        run.late.append(Snapshot(run.params[i].var for i in added))
     resolve_owners(run)
     return added
 
@@ -237,7 +235,7 @@ def run_phase(run: Run, phase, step: int) -> PhaseResult:
         run.reads.read = res.read
         with run.calls, run.reads:
             loss, terms, stats = call_loss(phase.loss, model, batch, where)
-        if refresh(run, step):
+        if refresh(run):
             extra = [run.targets[i] for i in run.extra]
         n = len(run.params)    # graph targets are params then buffers: keep param indices
         reach, read, view = graph.analyse({"__loss__": loss, **terms}, run.targets, fence,
@@ -288,7 +286,7 @@ def run_phase(run: Run, phase, step: int) -> PhaseResult:
     run.tell(step, "update")
     opt.step()
     if phase is run.phases[-1]:
-        for snap in (*run.snapshots, *(snap for _, snap in run.late)):
+        for snap in (*run.snapshots, *run.late):
             snap.queue()             # compared inside the update's execution: no copies
     jt.sync_all()
     return res
@@ -447,7 +445,7 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
                 reach_by_term.setdefault(key, set()).update(found)
         read = set().union(*(r.read for r in results))
         changes, run.snapshots = before.compare(), ()
-        for indices, snap in run.late:       # parameters that appeared during this step
+        for snap in run.late:                # parameters that appeared during this step
             changes += snap.compare()
         run.late = []
         records += [param_record(run, i, mode_changes, frozen_by_eval, policy, absent=step - 1)
