@@ -45,6 +45,7 @@ CAUSES = ("not_called", "cut", "frozen", "eval_mode", "train_mode", "frozen_unde
           "zero_gradient", "nonfinite", "not_in_optimizer", "update_below_precision", "decay_only",
           "untracked", "stale_var", "never_updated")
 F32_EPS = 2.0 ** -23     # float32's relative precision: a smaller step leaves a value unchanged
+F32_MIN = 2.0 ** -126    # smallest normal float32: Jittor's kernels flush smaller results to 0
 
 
 class CallRecorder:
@@ -203,8 +204,10 @@ def never_updated(rec: ParamRecord) -> Optional[str]:
     if lrs and all(lr == 0 for lr in lrs):
         return ("its optimizer group's learning rate is 0 on every step it had a gradient (a "
                 "group frozen with lr=0, or a schedule at 0): it never trains")
-    weight = rec.weight_norm or 0.0
-    if all(lr is not None and (rec.grad_norms[k] or 0.0) * lr <= F32_EPS * weight
+    # below precision: each element's move under its half ulp, or under the smallest normal
+    # float32 (a zero weight: Jittor flushes the subnormal result); as norms, summed
+    floor = F32_EPS * (rec.weight_norm or 0.0) + F32_MIN * max(rec.numel, 1) ** 0.5
+    if all(lr is not None and (rec.grad_norms[k] or 0.0) * lr <= floor
            for k, lr in zip(graded, lrs)):
         return None     # learning rate x gradient below the value's precision
     known = [lr for lr in lrs if lr is not None]
