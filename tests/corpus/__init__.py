@@ -29,6 +29,26 @@ class Case:
     slow: bool = False
 
 
+def features(n=4, d=8, seed=0):
+    """A float32 (n, d) batch of standard normal features, the same for a given seed."""
+    import numpy as np
+
+    from gradcheck import runtime
+
+    return runtime.import_jittor().array(
+        np.random.default_rng(seed).normal(size=(n, d)).astype("float32"))
+
+
+def labels(n=4, k=3, seed=0):
+    """n int32 class labels in [0, k), the same for a given seed."""
+    import numpy as np
+
+    from gradcheck import runtime
+
+    return runtime.import_jittor().array(
+        np.random.default_rng(seed).integers(0, k, n).astype("int32"))
+
+
 def case(expect: dict, steps: int = 2, buffers=None, extra=None, verdict=None, slow=False):
     def register(factory):
         CASES[factory.__name__] = Case(factory.__name__, factory, expect, steps, buffers or {},

@@ -19,19 +19,11 @@ if str(Path(__file__).resolve().parents[1]) not in sys.path:   # run as tests/co
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import gradcheck  # noqa: E402
-from corpus import case  # noqa: E402
+from corpus import case, features as _x, labels as _y  # noqa: E402
 from gradcheck import runtime  # noqa: E402
 
 jt = runtime.import_jittor()
 nn = jt.nn
-
-
-def _x(n=4, d=8, seed=0):
-    return jt.array(np.random.default_rng(seed).normal(size=(n, d)).astype("float32"))
-
-
-def _y(n=4, k=3, seed=0):
-    return jt.array(np.random.default_rng(seed).integers(0, k, n).astype("int32"))
 
 
 def _ce(m, b):
