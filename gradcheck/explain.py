@@ -18,6 +18,7 @@ Codes (stored in ``ParamRecord.cause``; the sentence in ``cause_detail``):
 ``nonfinite``              NaN/Inf in its gradient, from the step it first appeared
 ``not_in_optimizer``       it has a gradient, but no optimizer group will apply it
 ``update_below_precision`` its gradient was non-zero but too small to change the float32 value
+                           (the optimizer's step, replayed: :func:`optimizers.rounds_away`)
 ``decay_only``             it got no gradient, yet weight decay or momentum changed its value
 ``untracked``              the loss reaches it, but no optimizer holds it and the model's
                            ``parameters()`` does not list it (a sub-module in a plain list or
@@ -204,17 +205,28 @@ def never_updated(rec: ParamRecord) -> Optional[str]:
     if lrs and all(lr == 0 for lr in lrs):
         return ("its optimizer group's learning rate is 0 on every step it had a gradient (a "
                 "group frozen with lr=0, or a schedule at 0): it never trains")
-    # below precision: each element's move under its half ulp, or under the smallest normal
-    # float32 (a zero weight: Jittor flushes the subnormal result); as norms, summed
-    floor = F32_EPS * (rec.weight_norm or 0.0) + F32_MIN * max(rec.numel, 1) ** 0.5
-    if all(lr is not None and (rec.grad_norms[k] or 0.0) * lr <= floor
-           for k, lr in zip(graded, lrs)):
-        return None     # learning rate x gradient below the value's precision
+    rounded = [rec.rounded[k] if k < len(rec.rounded) else None for k in graded]
+    if all(below_precision(rec, k, lr, r) for k, lr, r in zip(graded, lrs, rounded)):
+        return None     # the optimizer's float32 arithmetic rounds each update away
     known = [lr for lr in lrs if lr is not None]
     at = f" and learning rate {max(known):.3g}" if known else ""
+    replayed = (", though its optimizer's own arithmetic would have moved it"
+                if False in rounded else "")
     return (f"a non-zero gradient (norm {max(rec.grad_norms[k] or 0.0 for k in graded):.3g}){at} "
             "on step(s) " + ", ".join(str(k + 1) for k in graded) + ", yet the optimizer's step "
-            "never changed its value (a masked or skipped update?)")
+            f"never changed its value{replayed} (a masked or skipped update?)")
+
+
+def below_precision(rec: ParamRecord, k: int, lr, rounded: Optional[bool]) -> bool:
+    """Whether step ``k``'s update of ``rec`` is too small for float32.  The probe's replay of
+    the optimizer's own step (:func:`gradcheck.optimizers.rounds_away`) decides where it ran;
+    otherwise (an optimizer it does not know, an older report) a bound for a plain step: each
+    element's move under its half ulp, or under the smallest normal float32 (Jittor flushes
+    the subnormal result of a zero weight), taken as norms and summed."""
+    if rounded is not None:
+        return rounded
+    floor = F32_EPS * (rec.weight_norm or 0.0) + F32_MIN * max(rec.numel, 1) ** 0.5
+    return lr is not None and (rec.grad_norms[k] or 0.0) * lr <= floor
 
 
 def health_flags(rec: ParamRecord, policy) -> list:

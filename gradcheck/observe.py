@@ -343,7 +343,8 @@ class StepRecorder:
         for i, e in enumerate(run.params):
             state, gnorm = ("frozen", None) if i in frozen else probe.classify(run, i, rnd.results)
             lr = next((r.lrs[i] for r in rnd.results if i in r.lrs), None)
-            states.append((state, gnorm, changes[i], i in read, e.current() is not e.var, lr))
+            states.append((state, gnorm, changes[i], i in read, e.current() is not e.var, lr,
+                           probe.rounding(run, self.order, i, state, changes[i], lr)))
         for r in rnd.results:
             r.arrays = {}
             self.warnings.extend(r.warnings)
@@ -440,9 +441,9 @@ class StepRecorder:
         records, buf_records = new_records(run, {}, self.frozen_by_eval, policy)
         step_log = []
         for d in self.done:
-            for i, (rec, (state, gnorm, change, read, reassigned, lr)) in enumerate(
+            for i, (rec, (state, gnorm, change, read, reassigned, lr, rounded)) in enumerate(
                     zip(records, d.states)):
-                record_step(rec, d.index, state, gnorm, change, lr)
+                record_step(rec, d.index, state, gnorm, change, lr, rounded)
                 if state == "zero":
                     record_proof(rec, [r.proofs[i] for r in d.results if i in r.proofs], run)
                 rec.read_steps.append(read)

@@ -32,7 +32,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from gradcheck import graph, runtime, status
-from gradcheck.optimizers import backward_list, describe_optimizer, optimizer_params
+from gradcheck.optimizers import backward_list, describe_optimizer, optimizer_params, rounds_away
 from gradcheck.report import Report, jsonable
 from gradcheck.schema import BufferRecord, LossTermRecord, ParamRecord, StepRecord, WarningRecord
 from gradcheck.snapshot import GradSummary, Snapshot, grads_alongside, host_norm
@@ -344,7 +344,8 @@ def param_record(run: Run, i: int, mode_changes: dict, frozen_by_eval: dict, pol
         optimizers=run.owners(i) if run.multi else [],
         tracked=e.tracked, held_only=e.held_only,
         steps=["absent"] * absent, grad_norms=[None] * absent, update_norms=[None] * absent,
-        updated_steps=[False] * absent, read_steps=[False] * absent, lrs=[None] * absent)
+        updated_steps=[False] * absent, read_steps=[False] * absent, lrs=[None] * absent,
+        rounded=[None] * absent)
 
 
 def buffer_record(run: Run, e) -> BufferRecord:
@@ -367,13 +368,28 @@ def classify(run: Run, i: int, results: list) -> tuple:
     return step, next((r.grads[i][1] for r in calls if i in r.grads), 0.0)
 
 
-def record_step(rec: ParamRecord, step: int, state: str, gnorm, change, lr=None) -> None:
+def rounding(run: Run, phases, i: int, state: str, change, lr) -> Optional[bool]:
+    """For parameter ``i`` when its non-zero gradient left it unchanged under a learning rate
+    above 0: whether its optimizers' own float32 arithmetic rounds that update away (True),
+    would have moved it (False: a masked update) or cannot be told (None).  Asked right after
+    the step, while the optimizers hold that step's state; costs nothing on other steps."""
+    if state != "nonzero" or change.changed or not lr:
+        return None
+    answers = [rounds_away(p.optimizer, run.params[i].var) for p in phases
+               if i in run.owned.get(p.name, ())]
+    return None if not answers or None in answers else all(answers)
+
+
+def record_step(rec: ParamRecord, step: int, state: str, gnorm, change, lr=None,
+                rounded: Optional[bool] = None) -> None:
     """One step of one parameter: its status, gradient norm, value change
-    (:class:`gradcheck.snapshot.Change`) and the learning rate its optimizer group applied."""
+    (:class:`gradcheck.snapshot.Change`), the learning rate its optimizer group applied and,
+    for an update that did not happen, :func:`rounding`'s answer."""
     changed = change.changed
     if rec.weight_norm is None:          # its value before the first step it existed on
         rec.weight_norm = change.before_norm
     rec.lrs.append(lr)
+    rec.rounded.append(rounded)
     rec.steps.append(state)
     rec.grad_norms.append(gnorm)
     rec.update_norms.append(change.delta_norm)
@@ -455,7 +471,8 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
         for i, (e, rec) in enumerate(zip(run.params, records)):
             state, gnorm = classify(run, i, results)
             lr = next((r.lrs[i] for r in results if i in r.lrs), None)
-            record_step(rec, step, state, gnorm, changes[i], lr)
+            record_step(rec, step, state, gnorm, changes[i], lr,
+                        rounding(run, run.phases, i, state, changes[i], lr))
             if state == "zero":
                 record_proof(rec, [r.proofs[i] for r in results if i in r.proofs], run)
             rec.read_steps.append(i in read)

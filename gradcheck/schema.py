@@ -63,6 +63,9 @@ class ParamRecord:
     tracked: bool = True                               # in model.parameters() when the run began
     held_only: bool = False                            # only an optimizer holds it, not the model
     lrs: list = field(default_factory=list)            # per-step learning rate of its group
+    # per step, for a non-zero gradient that left it unchanged: True when its optimizer's own
+    # float32 arithmetic rounds that update away, False when it would have moved it, else None
+    rounded: list = field(default_factory=list)
     zero_blockers: list = field(default_factory=list)  # zero-valued weights on its path to the loss
     zero_why: Optional[str] = None                     # what else is proven about a zero gradient
     # gradcheck.watch: the sampled step from which it got no gradient (stopped_training)
@@ -78,6 +81,8 @@ class ParamRecord:
         for key in ("aliases", "flags", "reached_by", "zero_blockers"):
             if not all(isinstance(v, str) for v in getattr(self, key) or ()):
                 raise ValueError(f"parameter {self.name!r} has a non-text entry in {key}")
+        if not all(v is None or isinstance(v, bool) for v in self.rounded):
+            raise ValueError(f"parameter {self.name!r} has a non-boolean in rounded")
         for key in ("grad_norms", "update_norms", "lrs"):
             if not all(v is None or _number(v) for v in getattr(self, key)):
                 raise ValueError(f"parameter {self.name!r} has a non-number in {key}")
