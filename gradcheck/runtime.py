@@ -34,6 +34,12 @@ This module must run before the first ``import jittor`` of the process; importin
    against 4.1 s in threads).  A fresh cache keeps the threads, so a first run still compiles
    its few hundred operators in parallel.  A ``use_parallel_op_compiler`` in the environment
    is left as it is.
+6. **Jittor's core built in a child.**  The first ``import jittor`` on a machine compiles
+   Jittor's core (``jit_utils_core``) inside the importing process, and in that process
+   ``jt.log_capture_scope`` captures nothing: every ``doesn't have gradient`` warning of the
+   run is lost (seen on a fresh ``HOME``: the capture works from the next process on).  When
+   the cache holds no core for this Jittor and Python, :func:`import_jittor` first imports
+   Jittor in a child process, which builds it, then imports the built core.
 """
 
 from __future__ import annotations
@@ -322,6 +328,8 @@ def state() -> RuntimeState:
 def import_jittor():
     """Import Jittor after :func:`setup`, with its use_cuda flag set for the chosen device."""
     st = state()
+    if "jittor" not in sys.modules and not core_is_built():
+        build_core_in_child()
     import jittor as jt
 
     jt.flags.use_cuda = 1 if st.device == "cuda" else 0
@@ -333,6 +341,33 @@ def import_jittor():
         if compile_extern.mkl_ops is None:  # Jittor refused our oneDNN after all
             st.onednn, st.onednn_reason = False, "Jittor did not load its oneDNN ops"
     return jt
+
+
+def core_is_built() -> bool:
+    """Whether Jittor's cache holds a ``jit_utils_core`` for this Python (point 6 above):
+    under ``$cache_path``, or ``~/.cache/jittor/jt<version>/<compiler>/py<version>/<system>/
+    <cpu>/.../master`` (a few levels, by machine)."""
+    import sysconfig
+
+    name = "jit_utils_core" + (sysconfig.get_config_var("EXT_SUFFIX") or ".so")
+    if os.environ.get("cache_path"):
+        return (Path(os.environ["cache_path"]) / name).exists()
+    py = f"/py{sys.version_info.major}.{sys.version_info.minor}"
+    root = jittor_home() / ".cache" / "jittor"
+    try:
+        return any(py in str(p) for depth in range(5, 10)
+                   for p in root.glob("*/" * depth + name))
+    except OSError:
+        return False
+
+
+def build_core_in_child() -> None:
+    """Import Jittor once in a child process (same environment), which compiles its core;
+    a failure there is left for this process's own import to raise and report."""
+    import subprocess
+
+    subprocess.run([sys.executable, "-c", "import jittor"], env=dict(os.environ),
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
 
 def cached_operator_libs(jit_dir: Path) -> int:

@@ -472,3 +472,31 @@ def test_import_jittor_applies_the_choice_to_jittor():
     """)
     assert r.returncode == 0, r.stderr
     assert "ok True" in r.stdout, r.stdout
+
+
+# --------------------------------------------------------------------------- Jittor's core
+def test_core_is_found_in_the_cache_and_not_in_an_empty_home(tmp_path, monkeypatch):
+    assert runtime.core_is_built()                       # this process imported Jittor
+    monkeypatch.setattr(runtime, "jittor_home", lambda: tmp_path)
+    monkeypatch.delenv("cache_path", raising=False)
+    assert not runtime.core_is_built()
+
+
+@pytest.mark.slow
+def test_first_import_on_a_fresh_home_keeps_jittor_warnings(tmp_path):
+    """On a fresh HOME the core is built in a child first, so this process's log capture sees
+    the ``doesn't have gradient`` warning (without the child it captured nothing); minutes:
+    Jittor compiles its core."""
+    r = run_py("""
+        from gradcheck import runtime
+        runtime.setup()
+        assert not runtime.core_is_built()
+        jt = runtime.import_jittor()
+        w = jt.array([1.5, 2.5])
+        with jt.log_capture_scope(log_v=0, log_silent=1) as logs:
+            jt.grad((w * 3).round().sum(), [w])
+        print("built", runtime.core_is_built(),
+              "warned", any("doesn't have gradient" in str(l.get("msg")) for l in logs))
+    """, env={"HOME": str(tmp_path), "JITTOR_HOME": str(tmp_path)}, timeout=1500)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "built True warned True" in r.stdout, r.stdout
