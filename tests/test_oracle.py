@@ -71,12 +71,9 @@ REGRESSIONS = {
         Node("bn", zero=True, lr="tiny"),
         Node("linear", src=0, home="lazy", stop_grad=True, eval=True, zero=True, skip=True,
              opt=-1)), phases=(PhaseSpec((0,)),), steps=1),
-    # ... and with Adam: its update is normalised (about lr per element, above the smallest
-    # normal float32), but m * step_size underflows first: the probe replays Adam's own step
-    "adam_tiny_lr_underflows_inside_the_step": Spec(seed=0, nodes=(
-        Node("bn", zero=True, lr="tiny"),
-        Node("linear", src=0, home="list", stop_grad=True, eval=True, zero=True, skip=True)),
-        phases=(PhaseSpec((0, 1), opt="adam"),), steps=1, counter=True),
+    # (Adam's own underflow, the first version of the case above, is tested in
+    # test_optimizers.py: whether a Jittor process flushes it depends on how its kernels were
+    # first loaded, so two copies of the model in one cold-cache process can differ)
     # a sub-network in a plain list attribute: trained by the loss, held by no optimizer
     "untracked_plain_list": Spec(seed=1, nodes=(
         Node("linear"), Node("linear", src=0, home="list", opt=-1)),
