@@ -169,7 +169,7 @@ def run(model, steps, img_size, batch_size, seed, data, output, html_path, stric
 
         report = api.run(settings, policy, quiet=quiet or fmt != "table", train_mode=train_mode)
     _write_and_emit(report, output, html_path, fmt, quiet, options.table_depth(verbose, depth))
-    sys.exit(finish(EXIT_PASS if report.verdict.passed else EXIT_FAIL))
+    supervise.leave(finish(EXIT_PASS if report.verdict.passed else EXIT_FAIL))
 
 
 def _run_script(script, model, steps, img_size, batch_size, seed, data, output, html_path,
@@ -212,7 +212,7 @@ def _run_script(script, model, steps, img_size, batch_size, seed, data, output, 
     if result.script_traceback:
         click.echo(result.script_traceback.rstrip(), err=True)
     _write_and_emit(result.report, output, html_path, fmt, quiet, options.table_depth(verbose, depth))
-    sys.exit(finish(EXIT_PASS if result.report.verdict.passed else EXIT_FAIL))
+    supervise.leave(finish(EXIT_PASS if result.report.verdict.passed else EXIT_FAIL))
 
 
 def _check_outputs(*paths) -> None:

@@ -79,6 +79,29 @@ def exit_at_once(code: int) -> "NoReturn":  # noqa: F821
     os._exit(code)
 
 
+def leave(code: int) -> "NoReturn":  # noqa: F821
+    """End a command whose verdict is out (its report written).  On the CLI's own command line
+    outside MPI: the interpreter's exit handlers run (the script's, Jittor's), every open file
+    is flushed, and only the teardown of each module and object is skipped: with a model
+    loaded (Jittor's Vars, the script's objects) it took 0.3-0.6 s, more than a probed step
+    of Gold-YOLO-N.  Elsewhere (a test runner, an MPI rank that must finalise): ``sys.exit``."""
+    if not _command_line or "OMPI_COMM_WORLD_SIZE" in os.environ:
+        sys.exit(code)
+    import atexit
+    import gc
+    import io
+
+    atexit._run_exitfuncs()
+    for obj in gc.get_objects():          # a script's log file, written through a buffer
+        if issubclass(type(obj), io.IOBase):
+            try:
+                if not obj.closed:
+                    obj.flush()
+            except Exception:  # noqa: BLE001 - not writable, detached, or its own failure
+                pass
+    exit_at_once(code)
+
+
 def supervised(command: Callable) -> Callable:
     """Decorate a click command that may crash in compiled code (outside ``exit_codes``, so
     that the parent installs no handlers of its own): see the module doc."""

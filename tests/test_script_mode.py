@@ -337,3 +337,34 @@ def test_script_raising_after_a_step_is_reported_on_it(run_script, bad_script):
     assert rep["config"]["script_error"].startswith("RuntimeError: disk full")
     assert any("raised RuntimeError after 1 recorded step" in w for w in rep["verdict"]["warnings"])
     assert 'crash.py", line 9' in res.stderr and "gradcheck/observe.py" not in res.stderr
+
+
+# ------------------------------------------------------------------ leaving
+LOGGING_SCRIPT = '''
+import atexit, sys
+import jittor as jt
+from jittor import nn
+path = sys.argv[1]
+log = open(path, "w")                   # buffered: written out only when flushed
+atexit.register(lambda: open(path + ".atexit", "w").write("ran"))
+model = nn.Linear(4, 2)
+opt = nn.SGD(model.parameters(), 0.1)
+for step in range(10):
+    opt.step(model(jt.ones((3, 4))).sqr().sum())
+    log.write(f"step {step}\\n")
+'''
+
+
+def test_a_stopped_script_keeps_its_buffered_files_and_exit_handlers(tmp_path):
+    """``gradcheck run`` skips the interpreter's slow teardown after the verdict (a quick exit),
+    yet the script's buffered log is flushed and its atexit handlers run."""
+    script = tmp_path / "train_log.py"
+    script.write_text(LOGGING_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    res = subprocess.run([sys.executable, "-m", "gradcheck", "run", "--steps", "2", "--quiet",
+                          "--", "python", str(script), str(tmp_path / "log.txt")],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    # stopped inside the optimizer call of step 2: its log line was never written
+    assert (tmp_path / "log.txt").read_text().splitlines() == ["step 0"]
+    assert (tmp_path / "log.txt.atexit").read_text() == "ran"
