@@ -498,11 +498,24 @@ def live_optimizers(first=None) -> list:
     jt = runtime.import_jittor()
     gc.collect()
     # type(), not isinstance: the latter reads __class__, which some lazy objects warn about
-    found = [o for o in gc.get_objects() if issubclass(type(o), jt.optim.Optimizer)
+    kinds = subclasses(jt.optim.Optimizer)
+    found = [o for o in gc.get_objects() if type(o) in kinds
              and optimizer_params(o)]
     if first is not None:
         found = [first] + [o for o in found if o is not first]
     return found
+
+
+def subclasses(cls) -> set:
+    """``cls`` and every class derived from it so far: ``type(o) in`` that set is a third of
+    the cost of ``issubclass(type(o), cls)`` over the 175k objects of a Gold-YOLO process."""
+    out, todo = set(), [cls]
+    while todo:
+        c = todo.pop()
+        if c not in out:
+            out.add(c)
+            todo.extend(type.__subclasses__(c))
+    return out
 
 
 def find_models(opts) -> list:
@@ -513,7 +526,8 @@ def find_models(opts) -> list:
     for o in opts:
         for v in optimizer_params(o):
             order.setdefault(id(v), len(order))
-    modules = [m for m in gc.get_objects() if issubclass(type(m), jt.nn.Module)]
+    kinds = subclasses(jt.nn.Module)
+    modules = [m for m in gc.get_objects() if type(m) in kinds]
 
     def own(m):
         attrs = m.params if isinstance(m, jt.nn.ParameterList) else m.__dict__

@@ -92,8 +92,9 @@ def leave(code: int) -> "NoReturn":  # noqa: F821
     import io
 
     atexit._run_exitfuncs()
+    files = (io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom)
     for obj in gc.get_objects():          # a script's log file, written through a buffer
-        if issubclass(type(obj), io.IOBase):
+        if type(obj) in files:
             try:
                 if not obj.closed:
                     obj.flush()
