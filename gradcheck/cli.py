@@ -8,6 +8,7 @@ interrupted by SIGINT/SIGTERM.
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import sys
 from pathlib import Path
@@ -227,6 +228,8 @@ def _check_outputs(*paths) -> None:
 
 
 def _write_and_emit(report, output, html_path, fmt, quiet, depth):
+    if supervise.command_line():   # the process ends after this: no full collections of a
+        gc.disable()               # heap that holds a whole model (0.1 s of writing the report)
     # from here a crash is not rerun: the verdict (with a retry's warning) is being written
     supervise.verdict_begins(EXIT_PASS if report.verdict.passed else EXIT_FAIL,
                              report.verdict.warnings)
