@@ -129,12 +129,10 @@ def rounds_away(optimizer, var) -> Optional[bool]:
     for pg in getattr(optimizer, "param_groups", []):
         for k, p in enumerate(pg.get("params", [])):
             if p is var:
-                lr = pg.get("lr", optimizer.lr)
-                if lr == 0:
-                    return True
                 value = _ftz(var.numpy())
                 try:
-                    return _unchanged(value, replay(optimizer, pg, k, value, float(lr)))
+                    return _unchanged(value, replay(optimizer, pg, k, value,
+                                                    float(pg.get("lr", optimizer.lr))))
                 except (KeyError, IndexError, AttributeError, TypeError):
                     return None          # state laid out otherwise than Jittor's own
     return None
