@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from gradcheck import runtime
 
 BUFFER_ATTRS = ("running_mean", "running_var", "num_batches_tracked")
-_VAR_INFO = re.compile(r"^Var\((\d+):[^,]*:g(\d),(\w+),")
-_OP_INFO = re.compile(r"^Op\((\d+):[^,]*:g(\d),")
 _EMPTY = re.compile(r"\)\[(?:\d+,)*0,")   # a Var's shape with a 0 in it: "...)[0,3,]"
 
 
@@ -239,22 +237,34 @@ def analyse(roots: dict, targets: list, fence=None, keep: bool = False):
     info, inputs = graph.nodes_info, graph.inputs
     index_of_id, passable, new_op = {}, [True] * len(info), [False] * len(info)
     node_ids, empty, ops, ndim = [0] * len(info), set(), [None] * len(info), {}
+    has_grad: dict = {}
+    # string slicing, not a regex per node: a Gold-YOLO step's graph has ~20k nodes, read on
+    # every probed step ("Var(18:1:2:1:i0:o1:s1:n0:g1,float32,name,addr)[16,3,3,3,]",
+    # "Op(53347:1:1:0:i2:o1:s1:g1,tape->53348)"; g0 marks a Var or op that stops gradients)
     for i, text in enumerate(info):
-        m = _VAR_INFO.match(text)
-        if m:
-            index_of_id[int(m.group(1))] = i
-            node_ids[i] = int(m.group(1))
-            passable[i] = m.group(2) == "1" and m.group(3).startswith(("float", "bfloat"))
+        var = text.startswith("Var(")
+        g = text.find(":g", 0, text.find(","))
+        try:
+            nid = int(text[4 if var else 3:text.index(":")])
+        except ValueError:
+            nid, g = 0, -1
+        if var:
+            index_of_id[nid] = i
+            node_ids[i] = nid
+            passable[i] = (g >= 0 and text[g + 2] == "1"
+                           and text.startswith(("float", "bfloat"), text.index(",") + 1))
             if keep:
                 ndim[i] = text[text.rfind(")[") + 2:].count(",")
                 if _EMPTY.search(text):
                     empty.add(i)
-        else:  # an op: "g0" marks one that stops gradients (detach is a clone with g0)
-            m = _OP_INFO.match(text)
+        else:  # an op (detach is a clone with g0)
             op = text[text.find(",", text.find(":g")) + 1:text.find("->")]
-            passable[i] = (m is None or m.group(2) == "1") and _has_grad(op)
-            new_op[i] = m is not None and fence is not None and int(m.group(1)) > fence
-            node_ids[i] = int(m.group(1)) if m else 0
+            ok = has_grad.get(op)
+            if ok is None:
+                ok = has_grad[op] = _has_grad(op)
+            passable[i] = (g < 0 or text[g + 2] == "1") and ok
+            new_op[i] = g >= 0 and fence is not None and nid > fence
+            node_ids[i] = nid if g >= 0 else 0
             ops[i] = op
     target_at = {}
     for t_index, var in enumerate(targets):
