@@ -24,7 +24,7 @@ from typing import Any
 
 from gradcheck.schema import (  # noqa: F401 (the records are re-exported from here)
     BufferRecord, LossTermRecord, ModuleRollup, ParamRecord, StepRecord, Summary, Verdict,
-    VerdictGroup, WarningRecord, load, plain)
+    VerdictGroup, WarningRecord, _nonfinite_text, load, plain)
 from gradcheck.status import RUN_STATUSES, STEP_STATUSES, UNCOVERED  # noqa: F401 (re-exported)
 
 SCHEMA_VERSION = 2   # 2: tracked, held_only, lrs, zero_blockers, zero_why; step status "absent"
@@ -66,9 +66,9 @@ class Report:
             "schema_version": self.schema_version,
             "tool": {"name": "gradcheck", "version": _version()},
             "created": self.created,
-            "config": self.config,
-            "environment": self.environment,
-            "summary": plain(self.summary),
+            "config": _finite(self.config),
+            "environment": _finite(self.environment),
+            "summary": plain(self.summary),     # records: plain() writes NaN/Inf as text too
             "verdict": plain(self.verdict),
             "steps": plain(self.steps),
             "loss_terms": plain(self.loss_terms),
@@ -78,11 +78,23 @@ class Report:
             "warnings": plain(self.warnings),
         }
         if self.distributed:
-            d["distributed"] = self.distributed
-        return _finite(d)
+            d["distributed"] = _finite(self.distributed)
+        return d
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n"
+        """The file's text: one key per line at the top, and each record of a list (a
+        parameter, a buffer, a step, a warning) on a line of its own, so that a diff of two
+        reports names the records that differ, and the file is written at the C encoder's speed
+        (the indented encoder is pure Python: a third of writing a Gold-YOLO report)."""
+        lines = []
+        for key, value in self.to_dict().items():
+            if isinstance(value, list) and value:
+                body = ",\n  ".join(map(_LINE.encode, value))
+                text = f"[\n  {body}\n ]"
+            else:
+                text = json.dumps(value, indent=1, allow_nan=False).replace("\n", "\n ")
+            lines.append(f" {json.dumps(key)}: {text}")
+        return "{\n" + ",\n".join(lines) + "\n}\n"
 
     @classmethod
     def from_dict(cls, d: Any, source: str = "report") -> "Report":
@@ -116,6 +128,9 @@ class Report:
         return report
 
 
+_LINE = json.JSONEncoder(allow_nan=False)   # one encoder: json.dumps makes one per call
+
+
 def _typed(value, kind, what: str):
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
         raise TypeError(f"{what} is a {type(value).__name__}, expected {kind.__name__}")
@@ -129,7 +144,7 @@ def _records(cls, value, what: str) -> list:
 def _finite(obj):
     """JSON has no NaN/Inf: write them as strings so the file stays strict JSON."""
     if isinstance(obj, float) and not math.isfinite(obj):
-        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+        return _nonfinite_text(obj)
     if isinstance(obj, dict):
         return {k: _finite(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

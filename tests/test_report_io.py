@@ -57,6 +57,20 @@ def test_records_keep_their_keys_and_bytes_through_json():
     assert back.to_json() == text
 
 
+def test_each_record_is_one_line_so_a_diff_names_it():
+    rep = make_report(**{"a.w": "covered", "b.w": "missing", "c.w": "nonfinite"})
+    lines = rep.to_json().splitlines()
+    start = lines.index(' "params": [')
+    records = [json.loads(line.rstrip(",")) for line in lines[start + 1:start + 4]]
+    assert [r["name"] for r in records] == ["a.w", "b.w", "c.w"] and lines[start + 4] == " ],"
+    assert records[2]["grad_norms"] == ["nan"]
+    assert lines[1] == f' "schema_version": {SCHEMA_VERSION},'   # the top level: a key per line
+    b_line = lines[start + 2]
+    rep.param("b.w").steps = ["nonzero"]
+    changed = [line for line in rep.to_json().splitlines() if line not in lines]
+    assert changed == [b_line.replace('"steps": ["missing"]', '"steps": ["nonzero"]')]
+
+
 def test_verdict_group_keys_optional_and_required(tmp_path):
     data = make_report(**{"b.w": "missing"}).to_dict()
     for key in ("cause", "fix", "rerun"):      # Optional fields: absent reads as None
