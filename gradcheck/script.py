@@ -103,11 +103,12 @@ def run_script(command: Command, steps: int, policy=None, keep_going: bool = Fal
                on_step=None) -> ScriptRun:
     """Run ``command`` with a :class:`~gradcheck.observe.StepRecorder` on Jittor's optimizers;
     the report of its first ``steps`` optimizer steps.  See the module doc."""
-    from gradcheck import errors, runtime
+    from gradcheck import errors, runtime, supervise
     from gradcheck.observe import StepRecorder, StopScript
 
     runtime.import_jittor()              # the script's `import jittor` finds it ready
     errors.reclaim_signals()
+    supervise.watch_writes()             # its files, flushed at exit only if it opened any
     recorder = StepRecorder(steps, name=command.label, keep_going=keep_going, on_step=on_step)
     exit_status, raised = None, None
     saved_argv, saved_path = sys.argv[:], sys.path[:]
@@ -135,6 +136,7 @@ def run_script(command: Command, steps: int, policy=None, keep_going: bool = Fal
     except Exception as exc:  # noqa: BLE001 - the script's own failure, reported as such
         raised = exc
     finally:
+        supervise.own_writes()           # what opens files from here on is gradcheck
         recorder.detach()
         sys.argv, sys.path[:] = saved_argv, saved_path
         if main_before is not None:
