@@ -10,8 +10,9 @@ the two alternating, so load on the machine hits both alike:
   this machine);
 * gradcheck: ``python -m gradcheck run --steps N --quiet -- python SCRIPT ARGS``.
 
-Wall time and peak RSS (``ru_maxrss`` of the child, from ``os.wait4``) per process; the medians
-and the gradcheck/bare ratios are printed (goal: at most 1.1x on both).
+Wall time, peak RSS (``ru_maxrss`` of the child, from ``os.wait4``) and CPU time (user + system)
+per process; the medians and the gradcheck/bare ratios are printed (goal: at most 1.1x wall and
+RSS).  CPU time moves less than wall when something else runs on the machine.
 
     python3 bench/bench_script.py [--steps 3] [--reps 3] -- python -m gold_yolo.train \\
         --variant n --img-size 320 --batch-size 1 --no-warmup --accumulate 1
@@ -60,14 +61,15 @@ else:
 
 
 def measure(cmd: list) -> tuple:
-    """(wall seconds, peak RSS MiB, exit status) of one child process."""
+    """(wall seconds, peak RSS MiB, exit status, CPU seconds) of one child process (with the
+    processes it waited for: gradcheck's supervised run)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return wall, usage.ru_maxrss / 1024, proc.returncode
+    return wall, usage.ru_maxrss / 1024, proc.returncode, usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -90,20 +92,19 @@ def main() -> None:
     rows = {"bare": [], "gradcheck": []}
     for _ in range(args.reps):
         for name, cmd in (("bare", bare), ("gradcheck", probed)):
-            wall, rss, code = measure(cmd)
+            wall, rss, code, cpu = measure(cmd)
             if name == "bare" and code != 0:
                 sys.exit(f"the bare script exited with {code} before {args.steps} steps")
             if name == "gradcheck" and code not in (0, 1):
                 sys.exit(f"gradcheck exited with {code}")
-            rows[name].append((wall, rss))
-    med = {k: (statistics.median(w for w, _ in v), statistics.median(r for _, r in v))
-           for k, v in rows.items()}
+            rows[name].append((wall, rss, cpu))
+    med = {k: tuple(statistics.median(x[j] for x in v) for j in range(3)) for k, v in rows.items()}
     print(f"{' '.join(words)}: first {args.steps} optimizer steps, {args.reps} alternating runs each")
-    print(f"{'':10} {'wall s':>8} {'peak RSS MiB':>13}")
-    for k, (w, r) in med.items():
-        print(f"{k:10} {w:8.2f} {r:13.0f}")
-    (bw, br), (gw, gr) = med["bare"], med["gradcheck"]
-    print(f"{'ratio':10} {gw / bw:8.2f}x {gr / br:12.2f}x")
+    print(f"{'':10} {'wall s':>8} {'peak RSS MiB':>13} {'CPU s':>7}")
+    for k, (w, r, c) in med.items():
+        print(f"{k:10} {w:8.2f} {r:13.0f} {c:7.2f}")
+    (bw, br, bc), (gw, gr, gc) = med["bare"], med["gradcheck"]
+    print(f"{'ratio':10} {gw / bw:8.2f}x {gr / br:12.2f}x {gc / bc:6.2f}x")
 
 
 if __name__ == "__main__":
