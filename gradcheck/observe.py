@@ -124,6 +124,7 @@ class StepRecorder:
         self._saved: Optional[dict] = None
         self._in_post = False
         self.created: list = []         # weakrefs to the optimizers created while attached
+        self.walk_again = False         # started before the first forward: look for new layers
 
     # ------------------------------------------------------------------ attach / detach
     def attach(self) -> "StepRecorder":
@@ -186,6 +187,7 @@ class StepRecorder:
     def _on_zero_grad(self, opt, orig):
         if not self._in_post and not self.finished and self.run is None:
             self._start(opt)        # before the forward: buffers' first change is seen too
+            self.walk_again = True  # and a layer the forward makes is not listed yet
         return orig(opt)
 
     def _on_backward(self, opt, loss, retain_graph, orig):
@@ -196,6 +198,10 @@ class StepRecorder:
         if cur is None:
             return orig(opt, loss, retain_graph)
         run, phase = self.run, self.phase_of[id(opt)]
+        if self.walk_again:         # once: a layer made lazily in the first forward
+            self.walk_again = False
+            if probe.refresh(run):
+                self._own(run)
         self._tell(phase.name, "backward")
         reach, read, cur.view = graph.analyse({"__loss__": loss}, run.targets, self.fence,
                                               keep=True)
@@ -336,6 +342,9 @@ class StepRecorder:
             self.round = None
             return
         changes, buf_changes = rnd.before.compare(), rnd.buf_before.compare()
+        for snap in run.late:           # parameters listed since the round began
+            changes += snap.compare()
+        run.late = []
         across_ranks(rnd.results)
         read = set().union(*(r.read for r in rnd.results))
         states = []
@@ -400,11 +409,7 @@ class StepRecorder:
         model = container(roots)
         workload = Workload(model=model, batch=None, phases=phases, name=self.name)
         run, _, self.frozen_by_eval = probe.prepare(workload)
-        # a script may unfreeze parameters later (a staged unfreeze): an optimizer owns every
-        # parameter it holds, and which ones take gradients is read at each step
-        for p in phases:
-            ids = {id(v) for v in optimizer_params(p.optimizer)}
-            run.owned[p.name] = {i for i, e in enumerate(run.params) if id(e.var) in ids}
+        self._own(run)
         held = {id(v) for o in opts for v in optimizer_params(o)}
         known = {id(e.var) for e in run.params + run.buffers}
         outside = len(held - known)
@@ -418,6 +423,14 @@ class StepRecorder:
         # the first step's forward may already be in the graph (a zero_grad() between the
         # forward and the backward): every live op counts as read on the first step
         self.fence = 0
+
+    @staticmethod
+    def _own(run) -> None:
+        """A script may unfreeze parameters later (a staged unfreeze): an optimizer owns every
+        parameter it holds, and which ones take gradients is read at each step."""
+        for p in run.phases:
+            ids = {id(v) for v in optimizer_params(p.optimizer)}
+            run.owned[p.name] = {i for i, e in enumerate(run.params) if id(e.var) in ids}
 
     def _snapshots(self) -> tuple:
         run = self.run

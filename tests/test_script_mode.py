@@ -234,6 +234,45 @@ def test_model_and_script_together_is_bad_input(run_script):
     assert res.exit_code == 2 and "does not apply to a script" in res.output
 
 
+LAZY_HEAD = """
+import jittor as jt
+from jittor import nn
+
+class Net(nn.Module):
+    def __init__(self):
+        self.body = nn.Linear(4, 8)
+        self.head = None                    # made on the first forward, from the input's width
+
+    def execute(self, x):
+        h = nn.relu(self.body(x))
+        if self.head is None:
+            self.head = nn.Linear(h.shape[1], 1)
+        return self.head(h)
+
+model = Net()
+opt = nn.SGD(model.parameters(), 0.1)   # before the head exists: it never holds it
+for step in range(3):
+    opt.zero_grad()                     # the loop's first optimizer call: before any forward
+    loss = model(jt.ones((2, 4))).sqr().sum()
+    opt.backward(loss)
+    opt.step()
+assert not any(p is model.head.weight for g in opt.param_groups for p in g["params"])
+"""
+
+
+def test_a_layer_made_in_the_first_forward_is_seen_after_a_zero_grad(run_script, bad_script):
+    """The recorder starts at the loop's first optimizer call; when that is ``zero_grad()``,
+    before any forward, a layer the forward makes lazily is listed still: its parameters
+    reach the loss, and no optimizer holds them (the script asserts that, at its end)."""
+    res, rep = run_script([bad_script("lazy_head.py", LAZY_HEAD)], "--steps", "2", "--continue")
+    assert rep is not None and rep["config"]["script_exit"] == 0, res.output
+    head = {p["name"]: p for p in rep["params"] if p["name"].startswith("head.")}
+    assert sorted(head) == ["head.bias", "head.weight"]
+    assert all(not p["in_optimizer"] and p["steps"] == ["nonzero", "nonzero"]
+               for p in head.values()), head
+    assert rep["verdict"]["result"] == "fail"
+
+
 def test_optimizer_is_restored_after_the_run(run_script):
     from gradcheck import runtime
 
