@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from gradcheck import graph, probe, runtime
+from gradcheck.enums import Status
 from gradcheck.optimizers import backward_list, optimizer_params
 from gradcheck.snapshot import GradSummary, Snapshot, grads_alongside
 from gradcheck.workload import Phase, Workload
@@ -331,7 +332,7 @@ class StepRecorder:
         res.grads = dict(zip(grads, summary.results()))
         res.arrays = {i: grads[i].numpy() for i in exact}
         res.lrs = probe.group_lrs(opt, run, phase.name)
-        zero = {i for i, (state, _) in res.grads.items() if state == "zero" and i in res.reached}
+        zero = {i for i, (state, _) in res.grads.items() if state == Status.ZERO and i in res.reached}
         if zero and cur.view is not None:   # before the update: the values the forward used
             res.proofs = probe.prove_zero(run, zero, res.reached, cur.view)
         cur.losses, cur.probe_grads, cur.gathered, cur.view = [], [], True, None
@@ -350,7 +351,7 @@ class StepRecorder:
         states = []
         frozen = rnd.frozen or set()
         for i, e in enumerate(run.params):
-            state, gnorm = ("frozen", None) if i in frozen else probe.classify(run, i, rnd.results)
+            state, gnorm = (Status.FROZEN, None) if i in frozen else probe.classify(run, i, rnd.results)
             lr = next((r.lrs[i] for r in rnd.results if i in r.lrs), None)
             states.append((state, gnorm, changes[i], i in read, e.current() is not e.var, lr,
                            probe.rounding(run, self.order, i, state, changes[i], lr)))
@@ -457,7 +458,7 @@ class StepRecorder:
             for i, (rec, (state, gnorm, change, read, reassigned, lr, rounded)) in enumerate(
                     zip(records, d.states)):
                 record_step(rec, d.index, state, gnorm, change, lr, rounded)
-                if state == "zero":
+                if state == Status.ZERO:
                     record_proof(rec, [r.proofs[i] for r in d.results if i in r.proofs], run)
                 rec.read_steps.append(read)
                 rec.reassigned = rec.reassigned or reassigned

@@ -32,6 +32,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from gradcheck import graph, runtime, status
+from gradcheck.enums import Status
 from gradcheck.optimizers import backward_list, describe_optimizer, optimizer_params, rounds_away
 from gradcheck.report import Report, jsonable
 from gradcheck.schema import BufferRecord, LossTermRecord, ParamRecord, StepRecord, WarningRecord
@@ -278,7 +279,7 @@ def run_phase(run: Run, phase, step: int) -> PhaseResult:
     res.grads = dict(zip(grads, summary.results()))
     res.arrays = {i: grads[i].numpy() for i in exact}
     del grads, summary, probe_grads
-    zero = {i for i, (state, _) in res.grads.items() if state == "zero" and i in reached}
+    zero = {i for i, (state, _) in res.grads.items() if state == Status.ZERO and i in reached}
     if zero:   # before the update: the values the forward used
         res.proofs = prove_zero(run, zero, reached, view)
     del view
@@ -301,7 +302,8 @@ def prove_zero(run: Run, zero: set, reached: set, view) -> dict:
     candidates = sorted(i for i in reached if graph.is_float(run.params[i].var))
     values = GradSummary(run.params[i].var for i in candidates)
     jt.sync(values.vars)
-    zero_valued = {i for i, (state, _) in zip(candidates, values.results()) if state == "zero"}
+    zero_valued = {i for i, (state, _) in zip(candidates, values.results())
+                   if state == Status.ZERO}
     return graph.zero_proofs(view, "__loss__", zero, zero_valued)
 
 
@@ -343,7 +345,7 @@ def param_record(run: Run, i: int, mode_changes: dict, frozen_by_eval: dict, pol
         mode_change=mode_changes.get(id(e.var)),
         optimizers=run.owners(i) if run.multi else [],
         tracked=e.tracked, held_only=e.held_only,
-        steps=["absent"] * absent, grad_norms=[None] * absent, update_norms=[None] * absent,
+        steps=[Status.ABSENT] * absent, grad_norms=[None] * absent, update_norms=[None] * absent,
         updated_steps=[False] * absent, read_steps=[False] * absent, lrs=[None] * absent,
         rounded=[None] * absent)
 
@@ -358,10 +360,10 @@ def classify(run: Run, i: int, results: list) -> tuple:
     """(step status, gradient norm) of parameter ``i`` from this step's phase results: the
     calls that train it (its optimizers' phases; every phase for one outside them all)."""
     if run.params[i].var.is_stop_grad():
-        return "frozen", None
+        return Status.FROZEN, None
     calls = [r for r in results if i in run.owned[r.name] or i in run.extra]
-    step = status.combine("missing" if i not in r.reached else r.grads.get(i, ("zero", 0.0))[0]
-                          for r in calls)
+    step = status.combine(Status.MISSING if i not in r.reached else
+                          r.grads.get(i, (Status.ZERO, 0.0))[0] for r in calls)
     if i in run.exact:               # several calls: the norm of their sum
         arrays = [r.arrays[i] for r in calls if i in r.arrays]
         return step, (host_norm(sum(arrays)) if arrays else 0.0)
@@ -373,7 +375,7 @@ def rounding(run: Run, phases, i: int, state: str, change, lr) -> Optional[bool]
     above 0: whether its optimizers' own float32 arithmetic rounds that update away (True),
     would have moved it (False: a masked update) or cannot be told (None).  Asked right after
     the step, while the optimizers hold that step's state; costs nothing on other steps."""
-    if state != "nonzero" or change.changed or not lr:
+    if state != Status.NONZERO or change.changed or not lr:
         return None
     answers = [rounds_away(p.optimizer, run.params[i].var) for p in phases
                if i in run.owned.get(p.name, ())]
@@ -396,11 +398,11 @@ def record_step(rec: ParamRecord, step: int, state: str, gnorm, change, lr=None,
     rec.updated_steps.append(changed)
     if changed:
         rec.updated = True
-        if state in ("missing", "zero", "frozen"):
+        if state in (Status.MISSING, Status.ZERO, Status.FROZEN):
             rec.moved_without_grad = True
-    if state == "nonzero" and rec.first_nonzero_step is None:
+    if state == Status.NONZERO and rec.first_nonzero_step is None:
         rec.first_nonzero_step = step
-    if state == "nonfinite" and rec.first_nonfinite_step is None:
+    if state == Status.NONFINITE and rec.first_nonfinite_step is None:
         rec.first_nonfinite_step = step
 
 
@@ -473,7 +475,7 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
             lr = next((r.lrs[i] for r in results if i in r.lrs), None)
             record_step(rec, step, state, gnorm, changes[i], lr,
                         rounding(run, run.phases, i, state, changes[i], lr))
-            if state == "zero":
+            if state == Status.ZERO:
                 record_proof(rec, [r.proofs[i] for r in results if i in r.proofs], run)
             rec.read_steps.append(i in read)
             rec.reassigned = rec.reassigned or e.current() is not e.var

@@ -19,9 +19,8 @@ import math
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Optional
 
-from gradcheck.status import RUN_STATUSES, STEP_STATUSES
+from gradcheck.enums import RUN_STATUSES, SEVERITIES, STEP_STATUSES, Status
 
-SEVERITIES = ("fail", "warn", "allowed")
 OMIT_NONE = {"omit_none": True}     # field metadata: not written while None
 
 
@@ -35,7 +34,7 @@ class ParamRecord:
     name: str
     shape: list
     numel: int
-    status: str = "covered"
+    status: str = Status.COVERED
     steps: list = field(default_factory=list)          # per-step status, one of STEP_STATUSES
     grad_norms: list = field(default_factory=list)     # per-step L2 norm of the gradient
     update_norms: list = field(default_factory=list)   # per-step L2 norm of the value change

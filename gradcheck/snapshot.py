@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradcheck import runtime
+from gradcheck.enums import Status
 
 __all__ = ["Change", "GradSummary", "Snapshot", "grads_alongside", "host_norm"]
 
@@ -182,7 +183,8 @@ class GradSummary:
         out = []
         for (norm,) in _fetch(self._cols):
             norm = float(norm)
-            status = "nonfinite" if not np.isfinite(norm) else ("nonzero" if norm > 0 else "zero")
+            status = (Status.NONFINITE if not np.isfinite(norm) else
+                      Status.NONZERO if norm > 0 else Status.ZERO)
             out.append((status, norm))
         return out
 

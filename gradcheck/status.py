@@ -19,58 +19,55 @@ from __future__ import annotations
 
 import numpy as np
 
-STEP_STATUSES = ("nonzero", "zero", "missing", "nonfinite", "frozen", "absent")
-RUN_STATUSES = ("covered", "zero", "missing", "nonfinite", "frozen")
-UNCOVERED = ("missing", "zero", "nonfinite")
-REACHED = ("covered", "zero", "nonfinite")   # run statuses of a parameter some loss reached
-# worst first: the status a module shows when its subtree mixes several ("frozen" only
-# shows for a subtree that is all frozen: frozen-and-covered reads as covered)
-SEVERITY = ("nonfinite", "missing", "zero", "covered", "frozen")
+from gradcheck.enums import (REACHED, RUN_STATUSES, STEP_STATUSES,  # noqa: F401 (re-exported)
+                             UNCOVERED, WORST_FIRST, Status)
+
+SEVERITY = WORST_FIRST   # the older name: statuses worst first (not a verdict Severity)
 
 
-def step_status(reached: bool, grad) -> str:
+def step_status(reached: bool, grad) -> Status:
     """One gradient call's verdict on one trainable parameter.
 
     The "missing" rule: ``reached`` (a path from the parameter to the call's loss) is False.
     Otherwise the values decide: NaN/Inf, all zeros, or non-zero.
     """
     if not reached:
-        return "missing"
+        return Status.MISSING
     g = np.asarray(grad)
     if not np.isfinite(g).all():
-        return "nonfinite"
-    return "nonzero" if np.any(g != 0) else "zero"
+        return Status.NONFINITE
+    return Status.NONZERO if np.any(g != 0) else Status.ZERO
 
 
-def combine(statuses) -> str:
+def combine(statuses) -> Status:
     """One step's status from several gradient calls (phases, accumulated micro-batches):
     a NaN anywhere is a NaN; otherwise the best any call gave."""
     present = set(statuses)
-    for s in ("frozen", "nonfinite", "nonzero", "zero"):
-        if s in present and (s != "frozen" or present == {"frozen"}):
+    for s in (Status.FROZEN, Status.NONFINITE, Status.NONZERO, Status.ZERO):
+        if s in present and (s != Status.FROZEN or present == {Status.FROZEN}):
             return s
-    return "missing"
+    return Status.MISSING
 
 
-def run_status(steps: list) -> str:
+def run_status(steps: list) -> Status:
     """The run's status from the per-step ones: covered if any step had a non-zero gradient."""
-    steps = [s for s in steps if s != "absent"]
+    steps = [s for s in steps if s != Status.ABSENT]
     if not steps:
-        return "missing"
-    if all(s == "frozen" for s in steps):
-        return "frozen"
-    if "nonfinite" in steps:
-        return "nonfinite"
-    if "nonzero" in steps:
-        return "covered"
-    if "zero" in steps:
-        return "zero"
-    return "missing"
+        return Status.MISSING
+    if all(s == Status.FROZEN for s in steps):
+        return Status.FROZEN
+    if Status.NONFINITE in steps:
+        return Status.NONFINITE
+    if Status.NONZERO in steps:
+        return Status.COVERED
+    if Status.ZERO in steps:
+        return Status.ZERO
+    return Status.MISSING
 
 
-def worst(statuses) -> str:
+def worst(statuses) -> Status:
     present = set(statuses)
-    for s in SEVERITY:
+    for s in WORST_FIRST:
         if s in present:
             return s
-    return "covered"
+    return Status.COVERED

@@ -11,6 +11,7 @@ import socket
 
 import numpy as np
 
+from gradcheck.enums import Status
 from gradcheck.snapshot import host_norm
 from gradcheck.status import step_status
 
@@ -100,9 +101,9 @@ class RankObserver:
             n, key = e.name, id(e.var)
             g, r = local_np.get(key), reduced_np.get(key)
             if e.var.is_stop_grad():
-                ls = rs = "frozen"
+                ls = rs = Status.FROZEN
             else:
-                ls = "missing" if i not in reached or g is None else step_status(True, g)
+                ls = Status.MISSING if i not in reached or g is None else step_status(True, g)
                 rs = step_status(True, r) if r is not None else None
             self.local_status[n].append(ls)
             self.reduced_status[n].append(rs)

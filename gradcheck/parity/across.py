@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from gradcheck.enums import Status
 from gradcheck.policy import ConfigError
 from gradcheck.report import Report
 
@@ -198,9 +199,9 @@ def compare_across(port: Report, original: Report, name_map: Optional[NameMap] =
                                        "transposed": transposed(mine.shape, rec.shape)})
         pair = Pair(target, rec.name, mine.status, rec.status, list(mine.shape), list(rec.shape),
                     mine.cause, rec.cause)
-        if rec.status == "covered" and mine.status != "covered":
+        if rec.status == Status.COVERED and mine.status != Status.COVERED:
             cmp.lost.append(pair)
-        elif mine.status == "covered" and rec.status != "covered":
+        elif mine.status == Status.COVERED and rec.status != Status.COVERED:
             cmp.gained.append(pair)
         if mine.requires_grad != rec.requires_grad:
             cmp.frozen_diff.append({"name": target, "original_name": rec.name,

@@ -31,6 +31,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from gradcheck.enums import Status
 from gradcheck.parity import torchenv
 from gradcheck.policy import declared_reason
 from gradcheck.report import Report
@@ -216,9 +217,9 @@ def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
             after = _np(p)
             changed = not np.array_equal(after, before[i])
             if not p.requires_grad:
-                status, gnorm = "frozen", None
+                status, gnorm = Status.FROZEN, None
             elif grads[i] is None or i not in reached:
-                status, gnorm = "missing", 0.0
+                status, gnorm = Status.MISSING, 0.0
             else:
                 status, gnorm = step_status(True, grads[i]), host_norm(grads[i])
             change = Change(changed, host_norm(after - before[i]) if changed else 0.0,
