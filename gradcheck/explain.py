@@ -40,11 +40,9 @@ from __future__ import annotations
 
 from typing import Optional
 
+from gradcheck.enums import CAUSES, Cause, Finding, Status  # noqa: F401 (CAUSES re-exported)
 from gradcheck.report import ParamRecord, Report
 
-CAUSES = ("not_called", "cut", "frozen", "eval_mode", "train_mode", "frozen_undeclared",
-          "zero_gradient", "nonfinite", "not_in_optimizer", "update_below_precision", "decay_only",
-          "untracked", "stale_var", "never_updated")
 F32_EPS = 2.0 ** -23     # float32's relative precision: a smaller step leaves a value unchanged
 F32_MIN = 2.0 ** -126    # smallest normal float32: Jittor's kernels flush smaller results to 0
 
@@ -123,32 +121,37 @@ def _zero_reason(rec: ParamRecord, report: Report, zero_hint=None) -> str:
 def cause_of(rec: ParamRecord, report: Report, calls: Optional[CallRecorder],
              zero_hint=None) -> tuple:
     """(code, sentence) for one parameter, or (None, None) when it is plainly covered."""
-    if rec.status == "frozen":
+    if rec.status == Status.FROZEN:
         if rec.frozen_reason:
-            return "frozen", f"frozen on purpose: {rec.frozen_reason}"
+            return Cause.FROZEN, f"frozen on purpose: {rec.frozen_reason}"
         if rec.eval_module is not None:
-            return "eval_mode", (f"frozen by eval mode: {rec.eval_module or '<root>'!r}.eval() "
-                                 "stop-grads every parameter and this one took gradients before; "
-                                 "call model.train() before training (gradcheck: --train-mode), "
-                                 "or declare it in expected_frozen if that is on purpose")
+            return Cause.EVAL_MODE, (
+                f"frozen by eval mode: {rec.eval_module or '<root>'!r}.eval() "
+                "stop-grads every parameter and this one took gradients before; "
+                "call model.train() before training (gradcheck: --train-mode), "
+                "or declare it in expected_frozen if that is on purpose")
         if rec.mode_change == "frozen":
-            return "train_mode", ("frozen by the model's own train() (train_mode): it took "
-                                  "gradients as handed over")
-        return "frozen_undeclared", ("frozen (stop_grad / requires_grad=False) but not declared "
-                                     "in expected_frozen: a bug, or add it there")
-    if rec.status == "nonfinite":
-        return "nonfinite", (f"NaN/Inf in its gradient from step {rec.first_nonfinite_step} "
-                             f"(steps {_fmt_steps(rec.steps, 'nonfinite')})")
+            return Cause.TRAIN_MODE, (
+                "frozen by the model's own train() (train_mode): it took "
+                "gradients as handed over")
+        return Cause.FROZEN_UNDECLARED, (
+            "frozen (stop_grad / requires_grad=False) but not declared "
+            "in expected_frozen: a bug, or add it there")
+    if rec.status == Status.NONFINITE:
+        return Cause.NONFINITE, (
+            f"NaN/Inf in its gradient from step {rec.first_nonfinite_step} "
+            f"(steps {_fmt_steps(rec.steps, Status.NONFINITE)})")
     read = any(rec.read_steps)
-    if rec.status == "missing" and rec.in_optimizer and (rec.held_only or rec.reassigned):
+    if rec.status == Status.MISSING and rec.in_optimizer and (rec.held_only or rec.reassigned):
         where = ("the model does not hold it (an attribute replaced after the optimizer was "
                  "built?)" if rec.held_only else "the forward replaces its attribute with a new "
                  "Var (recomputed every forward, as weight norm recomputes weight from "
                  "weight_g and weight_v)")
-        return "stale_var", (f"an optimizer holds this Var, but {where}, so no loss reaches the "
-                             "Var the optimizer holds: it never trains; build the optimizer from "
-                             "the Vars the forward uses")
-    if rec.status == "missing" and not read:
+        return Cause.STALE_VAR, (
+            f"an optimizer holds this Var, but {where}, so no loss reaches the "
+            "Var the optimizer holds: it never trains; build the optimizer from "
+            "the Vars the forward uses")
+    if rec.status == Status.MISSING and not read:
         ran = calls.ran(rec.module) if calls is not None else None
         where = (f"its module {rec.module or '<root>'!r} never ran in the forward pass (unused "
                  "module, or a branch taken only in eval mode)" if ran is False else
@@ -157,50 +160,55 @@ def cause_of(rec: ParamRecord, report: Report, calls: Optional[CallRecorder],
         if rec.reassigned:
             where += ("; its attribute is replaced during the forward, so the forward reads "
                       "another Var than the one the optimizer holds")
-        return "not_called", f"no op of any step read it: {where}"
-    if rec.status in ("missing", "zero") and rec.moved_without_grad and rec.in_optimizer:
-        why = ("no path to the loss" if rec.status == "missing" else
+        return Cause.NOT_CALLED, f"no op of any step read it: {where}"
+    if rec.status in (Status.MISSING, Status.ZERO) and rec.moved_without_grad and rec.in_optimizer:
+        why = ("no path to the loss" if rec.status == Status.MISSING else
                _zero_reason(rec, report, zero_hint).replace("reaches the loss, but its gradient is "
                                                             "exactly zero", "an exactly-zero gradient"))
-        return "decay_only", (f"{why}, yet its value changed: weight decay or momentum alone "
-                              "moved it (updated is not trained)")
-    if rec.status == "missing":
-        return "cut", ("an op read it, but no differentiable path reaches the loss (detached, "
-                       "stop_grad, no_grad, or the output is unused)")
-    if rec.status == "zero":
-        return "zero_gradient", _zero_reason(rec, report, zero_hint)
+        return Cause.DECAY_ONLY, (
+            f"{why}, yet its value changed: weight decay or momentum alone "
+            "moved it (updated is not trained)")
+    if rec.status == Status.MISSING:
+        return Cause.CUT, (
+            "an op read it, but no differentiable path reaches the loss (detached, "
+            "stop_grad, no_grad, or the output is unused)")
+    if rec.status == Status.ZERO:
+        return Cause.ZERO_GRADIENT, _zero_reason(rec, report, zero_hint)
     # covered from here on
     if rec.requires_grad and not rec.in_optimizer and not rec.tracked:
-        return "untracked", ("the loss reaches it with a gradient, but no optimizer holds it and "
-                             "the model's parameters() does not list it (a sub-module kept in a "
-                             "plain list or dict, or a layer created after the optimizer was "
-                             "built): it never trains")
+        return Cause.UNTRACKED, (
+            "the loss reaches it with a gradient, but no optimizer holds it and "
+            "the model's parameters() does not list it (a sub-module kept in a "
+            "plain list or dict, or a layer created after the optimizer was "
+            "built): it never trains")
     if rec.requires_grad and not rec.in_optimizer:
-        return "not_in_optimizer", ("has a gradient, but no optimizer group holds it: "
-                                    "it is never trained")
+        return Cause.NOT_IN_OPTIMIZER, (
+            "has a gradient, but no optimizer group holds it: "
+            "it is never trained")
     never = never_updated(rec)
     if never is not None:
         if rec.frozen_reason:
-            return "frozen", f"frozen on purpose: {rec.frozen_reason} ({never})"
-        return "never_updated", never
+            return Cause.FROZEN, f"frozen on purpose: {rec.frozen_reason} ({never})"
+        return Cause.NEVER_UPDATED, never
     if rec.mode_change == "unfrozen":
-        return "train_mode", ("takes gradients only because train_mode called model.train(): "
-                              "as handed over, an eval() had frozen it")
+        return Cause.TRAIN_MODE, (
+            "takes gradients only because train_mode called model.train(): "
+            "as handed over, an eval() had frozen it")
     stuck = [i + 1 for i, (s, u) in enumerate(zip(rec.steps, rec.updated_steps))
-             if s == "nonzero" and not u]
+             if s == Status.NONZERO and not u]
     if stuck and rec.in_optimizer:
-        return "update_below_precision", (
-            f"non-zero gradient on step(s) {', '.join(map(str, stuck))} left the float32 value "
-            f"unchanged (gradient norm {rec.grad_norms[stuck[0] - 1]:.3g} is below its precision)")
+        return Cause.UPDATE_BELOW_PRECISION, (
+                f"non-zero gradient on step(s) {', '.join(map(str, stuck))} left the float32 value "
+                f"unchanged (gradient norm {rec.grad_norms[stuck[0] - 1]:.3g} is below its precision)")
     return None, None
 
 
 def never_updated(rec: ParamRecord) -> Optional[str]:
     """Why a parameter with a non-zero gradient and an optimizer never changed, or None when it
     did change (or the change was below float32 precision: ``update_below_precision``)."""
-    if not rec.in_optimizer or rec.updated or "nonzero" not in rec.steps:
+    if not rec.in_optimizer or rec.updated or Status.NONZERO not in rec.steps:
         return None
-    graded = [k for k, s in enumerate(rec.steps) if s == "nonzero"]
+    graded = [k for k, s in enumerate(rec.steps) if s == Status.NONZERO]
     lrs = [rec.lrs[k] if k < len(rec.lrs) else None for k in graded]
     if lrs and all(lr == 0 for lr in lrs):
         return ("its optimizer group's learning rate is 0 on every step it had a gradient (a "
@@ -232,7 +240,7 @@ def below_precision(rec: ParamRecord, k: int, lr, rounded: Optional[bool]) -> bo
 def health_flags(rec: ParamRecord, policy) -> list:
     flags = []
     if rec.first_nonzero_step is not None and any(
-            s in ("zero", "missing") for s in rec.steps[rec.first_nonzero_step:]):
+            s in (Status.ZERO, Status.MISSING) for s in rec.steps[rec.first_nonzero_step:]):
         flags.append("intermittent")   # covered on some steps only: data-dependent
     if not rec.requires_grad or not rec.weight_norm:
         return flags
@@ -244,9 +252,9 @@ def health_flags(rec: ParamRecord, policy) -> list:
     # vanishing: tiny on every step that had a gradient, over at least two such steps (a
     # gradient that has just arrived through a zero-initialised layer starts tiny)
     if len(nonzero) >= 2 and max(nonzero) < policy.vanishing_grad:
-        flags.append("vanishing")
+        flags.append(Finding.VANISHING)
     if any(r > policy.exploding_grad for r in ratios):
-        flags.append("exploding")
+        flags.append(Finding.EXPLODING)
     return flags
 
 
@@ -261,7 +269,7 @@ def explain(report: Report, calls: Optional[CallRecorder] = None, policy=None,
         if sampled:
             rec.stopped_step = stopped_step(rec, [s.step for s in report.steps])
             if rec.stopped_step is not None:
-                rec.flags.append("stopped_training")
+                rec.flags.append(Finding.STOPPED_TRAINING)
         rec.cause, rec.cause_detail = cause_of(rec, report, calls, zero_hint)
     return report
 
@@ -270,9 +278,9 @@ def stopped_step(rec: ParamRecord, step_numbers: list) -> Optional[int]:
     """Over the samples of a long run (gradcheck.watch): the step of the first sample after
     the last one with a gradient, when every sample from there on had none or a zero one."""
     steps = rec.steps
-    last = max((i for i, s in enumerate(steps) if s == "nonzero"), default=None)
+    last = max((i for i, s in enumerate(steps) if s == Status.NONZERO), default=None)
     if last is None or last == len(steps) - 1:
         return None
-    if all(s in ("zero", "missing") for s in steps[last + 1:]):
+    if all(s in (Status.ZERO, Status.MISSING) for s in steps[last + 1:]):
         return step_numbers[last + 1]
     return None
