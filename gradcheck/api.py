@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Optional
 
+from gradcheck.enums import COVERED_FINDINGS
 from gradcheck.policy import Policy
 from gradcheck.report import Report
 from gradcheck.resolve import check_spec, load_workload
@@ -110,8 +111,7 @@ def _record_retry(report: Report, first) -> None:
 
 # what a test asserts by default: every trainable parameter gets a non-zero, finite gradient
 # that its optimizer applies, and every frozen one is frozen on purpose
-COVERED = ("missing", "zero", "nonfinite", "not_in_optimizer", "frozen_undeclared",
-           "frozen_but_trained", "untracked", "never_updated")
+COVERED = COVERED_FINDINGS
 
 
 def assert_covered(workload: Workload, steps: int = 3, expected_frozen: Optional[dict] = None,

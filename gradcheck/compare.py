@@ -28,12 +28,12 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import asdict, dataclass, field
 
-from gradcheck.report import UNCOVERED, Report
+from gradcheck.enums import GAINED_FINDINGS, RANK_FINDINGS, UNCOVERED, Cause, Status
+from gradcheck.report import Report
 from gradcheck.summary import findings
 
 # config keys that make two runs comparable; timings and hosts are left out on purpose
 CONFIG_KEYS = ("model", "img_size", "batch_size", "steps", "seed", "data")
-RANK_FINDINGS = ("rank_divergent", "replicas_diverged", "optimizer_mismatch")
 
 
 @dataclass
@@ -83,7 +83,6 @@ class Comparison:
 
 REGRESSION_KINDS = ("lost_gradient", "frozen_undeclared", "left_optimizer", "no_longer_updated",
                     "new_uncovered", "new_finding", "rank_finding")
-GAINED_FINDINGS = ("untracked", "never_updated")   # a parameter that gains one stops training
 
 
 def _gained(rec) -> list:
@@ -91,10 +90,10 @@ def _gained(rec) -> list:
 
 
 def _added(rec) -> Change:
-    if rec.status == "frozen":
+    if rec.status == Status.FROZEN:
         bad = not rec.frozen_reason
     else:
-        bad = rec.status != "covered" or bool(_gained(rec))
+        bad = rec.status != Status.COVERED or bool(_gained(rec))
     return Change(rec.name, None, rec.status, bad, cause=rec.cause,
                   kind="new_uncovered" if bad else "added")
 
@@ -104,16 +103,17 @@ def _changes(old, new) -> list:
     out = []
     if old.status != new.status:
         kind = "status"
-        if old.status == "covered" and new.status in UNCOVERED:
+        if old.status == Status.COVERED and new.status in UNCOVERED:
             kind = "lost_gradient"
-        elif old.status == "covered" and new.status == "frozen" and not new.frozen_reason:
+        elif (old.status == Status.COVERED and new.status == Status.FROZEN
+              and not new.frozen_reason):
             kind = "frozen_undeclared"
         out.append(Change(new.name, old.status, new.status, kind != "status", cause=new.cause,
                           kind=kind))
     trainable = old.requires_grad and new.requires_grad
     if trainable and old.in_optimizer and not new.in_optimizer:
         out.append(Change(new.name, "in optimizer", "not in optimizer", True,
-                          cause=new.cause or "not_in_optimizer", kind="left_optimizer"))
+                          cause=new.cause or Cause.NOT_IN_OPTIMIZER, kind="left_optimizer"))
     if trainable and old.updated and not new.updated and not any(c.regression for c in out):
         out.append(Change(new.name, "updated", "never updated", True, cause=new.cause,
                           kind="no_longer_updated"))
@@ -125,7 +125,7 @@ def _changes(old, new) -> list:
     if gained:
         out.append(Change(new.name, ", ".join(f for f in old.flags if f in RANK_FINDINGS) or "-",
                           ", ".join(gained), True, cause=", ".join(gained), kind="rank_finding"))
-    if (old.status == new.status == "covered" and old.first_nonzero_step is not None
+    if (old.status == new.status == Status.COVERED and old.first_nonzero_step is not None
             and new.first_nonzero_step is not None
             and new.first_nonzero_step > old.first_nonzero_step):
         out.append(Change(new.name, f"first gradient at step {old.first_nonzero_step}",

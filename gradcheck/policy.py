@@ -40,16 +40,17 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Mapping, Optional
 
-FINDINGS = ("missing", "nonfinite", "zero", "not_in_optimizer", "frozen_undeclared",
-            "frozen_but_trained", "vanishing", "exploding",
-            # what trains besides model.parameters() (see gradcheck.summary.findings)
-            "untracked", "never_updated", "trained_buffer",
-            # over a long run (gradcheck.watch): covered early, no gradient on every later sample
-            "stopped_training",
-            # across MPI ranks (gradcheck.distributed; only a --nproc run sets them)
-            "rank_divergent", "replicas_diverged", "optimizer_mismatch")
-ALLOWABLE = ("missing", "zero")   # the findings allow_uncovered can excuse
+from gradcheck.enums import ALLOWABLE, FINDINGS, Finding  # noqa: F401 (ALLOWABLE re-exported)
+
 SECTION = "gradcheck"
+
+DEFAULT_FAIL_ON = (Finding.MISSING, Finding.NONFINITE, Finding.ZERO, Finding.UNTRACKED,
+                   Finding.NEVER_UPDATED, Finding.REPLICAS_DIVERGED, Finding.OPTIMIZER_MISMATCH)
+"""The findings that fail a run unless the config says otherwise (the order it records)."""
+
+DEFAULT_WARN_ON = (Finding.NOT_IN_OPTIMIZER, Finding.FROZEN_UNDECLARED, Finding.FROZEN_BUT_TRAINED,
+                   Finding.TRAINED_BUFFER, Finding.RANK_DIVERGENT, Finding.STOPPED_TRAINING)
+"""The findings that only warn (and fail under ``strict``) unless the config says otherwise."""
 
 
 class ConfigError(ValueError):
@@ -74,10 +75,8 @@ def declared_reason(name: str, *declared: Optional[Mapping[str, str]]) -> Option
 class Policy:
     """What fails a run, and what only warns."""
 
-    fail_on: tuple = ("missing", "nonfinite", "zero", "untracked", "never_updated",
-                      "replicas_diverged", "optimizer_mismatch")
-    warn_on: tuple = ("not_in_optimizer", "frozen_undeclared", "frozen_but_trained",
-                      "trained_buffer", "rank_divergent", "stopped_training")
+    fail_on: tuple = DEFAULT_FAIL_ON
+    warn_on: tuple = DEFAULT_WARN_ON
     strict: bool = False
     expected_frozen: dict = field(default_factory=dict)   # glob -> reason it is frozen
     allow_uncovered: dict = field(default_factory=dict)   # glob -> reason it may stay uncovered
@@ -139,7 +138,7 @@ def _parse_list(key: str, value: str) -> tuple:
         if item not in FINDINGS:
             raise ConfigError(f"[{SECTION}] {key}: unknown finding {item!r} "
                               f"(choose from {', '.join(FINDINGS)})")
-    return items
+    return tuple(Finding(item) for item in items)
 
 
 def _parse_globs(key: str, value: str) -> dict:

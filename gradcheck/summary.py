@@ -15,40 +15,38 @@ import shlex
 from collections import Counter, defaultdict
 from typing import Optional
 
-from gradcheck.policy import ALLOWABLE, Policy
+from gradcheck.enums import (ALLOWABLE, BUFFER_FINDINGS, FLAG_FINDINGS, REACHED, RUN_STATUSES,
+                             UNCOVERED, Cause, Finding, Severity, Status)
+from gradcheck.policy import Policy
 from gradcheck.report import Report
 from gradcheck.schema import (BufferRecord, ModuleRollup, ParamRecord, Summary, Verdict,
                               VerdictGroup)
-from gradcheck.status import REACHED, RUN_STATUSES, SEVERITY, UNCOVERED, worst  # noqa: F401
+from gradcheck.status import SEVERITY, worst  # noqa: F401 (re-exported)
 
 
 def findings(rec: ParamRecord) -> list:
     """The policy words (see :mod:`gradcheck.policy`) that apply to one parameter."""
     out = []
     if rec.status in UNCOVERED:
-        out.append(rec.status)
+        out.append(Finding(rec.status))
     if rec.requires_grad and not rec.in_optimizer:
-        out.append("not_in_optimizer" if rec.tracked else
-                   "untracked" if rec.status in REACHED else None)
-    if rec.cause == "never_updated":
-        out.append("never_updated")
-    if rec.status == "frozen" and not rec.frozen_reason:
-        out.append("frozen_undeclared")
-    if rec.requires_grad and rec.frozen_reason and rec.cause != "frozen":
-        out.append("frozen_but_trained")
-    out.extend(f for f in rec.flags if f in ("vanishing", "exploding", "rank_divergent",
-                                             "replicas_diverged", "optimizer_mismatch",
-                                             "stopped_training"))
+        out.append(Finding.NOT_IN_OPTIMIZER if rec.tracked else
+                   Finding.UNTRACKED if rec.status in REACHED else None)
+    if rec.cause == Cause.NEVER_UPDATED:
+        out.append(Finding.NEVER_UPDATED)
+    if rec.status == Status.FROZEN and not rec.frozen_reason:
+        out.append(Finding.FROZEN_UNDECLARED)
+    if rec.requires_grad and rec.frozen_reason and rec.cause != Cause.FROZEN:
+        out.append(Finding.FROZEN_BUT_TRAINED)
+    out.extend(Finding(f) for f in rec.flags if f in FLAG_FINDINGS)
     return [f for f in out if f]
-
-
-BUFFER_FINDINGS = ("trained_buffer",)
 
 
 def buffer_findings(rec: BufferRecord) -> list:
     """The policy words that apply to one buffer: ``trained_buffer``, a buffer an optimizer
     holds that takes gradients (Jittor's ``register_buffer`` does not stop-grad it)."""
-    return ["trained_buffer"] if rec.kind == "buffer" and rec.in_optimizer and rec.trainable else []
+    return ([Finding.TRAINED_BUFFER] if rec.kind == "buffer" and rec.in_optimizer
+            and rec.trainable else [])
 
 
 def module_rollup(params: list) -> list:
@@ -66,7 +64,7 @@ def module_rollup(params: list) -> list:
             s["params"] += 1
             s["numel"] += rec.numel
             s["trainable"] += int(rec.requires_grad)
-            s["covered"] += int(rec.status == "covered")
+            s["covered"] += int(rec.status == Status.COVERED)
             s["by_status"][rec.status] += 1
     out = []
     for prefix in order:
@@ -87,13 +85,13 @@ def summarize(report: Report) -> Summary:
     trainable = [p for p in params if p.requires_grad]
     find = Counter(f for p in params for f in findings(p))
     find.update(f for b in report.buffers for f in buffer_findings(b))
-    covered = by_status.get("covered", 0)
+    covered = by_status.get(Status.COVERED, 0)
     return Summary(
         params=len(params),
         numel=sum(p.numel for p in params),
         trainable=len(trainable),
         trainable_numel=sum(p.numel for p in trainable),
-        frozen=by_status.get("frozen", 0),
+        frozen=by_status.get(Status.FROZEN, 0),
         buffers=len(report.buffers),
         buffer_numel=sum(b.numel for b in report.buffers),
         by_status={s: by_status.get(s, 0) for s in RUN_STATUSES},
@@ -112,50 +110,59 @@ def summarize(report: Report) -> Summary:
 
 # why a finding's parameters are in that state, and what to do: (finding, cause) -> (why, fix)
 WHY = {
-    ("missing", "not_called"): ("its module never ran in the forward pass",
-                                "call it in training, remove it, or list it under allow_uncovered"),
-    ("missing", "stale_var"): ("an optimizer holds this Var, but the forward uses another one "
-                               "(an attribute replaced, or recomputed every forward as weight "
-                               "norm's weight)", "build the optimizer from the Vars the forward "
-                               "uses (weight norm: weight_g, weight_v)"),
-    ("missing", "cut"): ("no differentiable path reaches the loss (detach, stop_grad, no_grad, "
-                         "or an unused output)",
-                         "find the detach / stop_grad / no_grad on its path to the loss"),
-    ("zero", "zero_gradient"): ("a zero multiplier, a mask or a saturated activation on its path",
-                                "find what zeroes it, or list it under allow_uncovered"),
-    ("nonfinite", "nonfinite"): ("NaN/Inf in its gradient",
-                                 "look at the first step with NaN/Inf (a log, sqrt or division "
-                                 "of a non-positive value?)"),
-    ("not_in_optimizer", "not_in_optimizer"): ("it has a gradient, but no optimizer group holds "
-                                               "it", "add it to an optimizer parameter group"),
-    ("frozen_undeclared", "frozen_undeclared"): ("frozen without an expected_frozen declaration",
-                                                 "declare it under expected_frozen "
-                                                 "(glob: reason), or let it train"),
-    ("frozen_but_trained", "frozen_but_trained"): ("an expected_frozen glob matches it, yet it "
-                                                   "trains", "drop the glob, or stop_grad it"),
-    ("vanishing", "vanishing"): ("gradient norm / weight norm below vanishing_grad",
-                                 "check the initialisation and normalisation on its path"),
-    ("stopped_training", "stopped_training"): (
+    (Finding.MISSING, Cause.NOT_CALLED): (
+        "its module never ran in the forward pass",
+        "call it in training, remove it, or list it under allow_uncovered"),
+    (Finding.MISSING, Cause.STALE_VAR): (
+        "an optimizer holds this Var, but the forward uses another one (an attribute "
+        "replaced, or recomputed every forward as weight norm's weight)",
+        "build the optimizer from the Vars the forward uses (weight norm: weight_g, weight_v)"),
+    (Finding.MISSING, Cause.CUT): (
+        "no differentiable path reaches the loss (detach, stop_grad, no_grad, or an unused "
+        "output)",
+        "find the detach / stop_grad / no_grad on its path to the loss"),
+    (Finding.ZERO, Cause.ZERO_GRADIENT): (
+        "a zero multiplier, a mask or a saturated activation on its path",
+        "find what zeroes it, or list it under allow_uncovered"),
+    (Finding.NONFINITE, Cause.NONFINITE): (
+        "NaN/Inf in its gradient",
+        "look at the first step with NaN/Inf (a log, sqrt or division of a non-positive "
+        "value?)"),
+    (Finding.NOT_IN_OPTIMIZER, Cause.NOT_IN_OPTIMIZER): (
+        "it has a gradient, but no optimizer group holds it",
+        "add it to an optimizer parameter group"),
+    (Finding.FROZEN_UNDECLARED, Cause.FROZEN_UNDECLARED): (
+        "frozen without an expected_frozen declaration",
+        "declare it under expected_frozen (glob: reason), or let it train"),
+    (Finding.FROZEN_BUT_TRAINED, Finding.FROZEN_BUT_TRAINED): (
+        "an expected_frozen glob matches it, yet it trains",
+        "drop the glob, or stop_grad it"),
+    (Finding.VANISHING, Finding.VANISHING): (
+        "gradient norm / weight norm below vanishing_grad",
+        "check the initialisation and normalisation on its path"),
+    (Finding.STOPPED_TRAINING, Finding.STOPPED_TRAINING): (
         "a gradient on earlier samples, none or zero on every later one (a dead ReLU, a "
         "collapsed expert, a branch a schedule turned off)",
         "look at what changed in training around that step"),
-    ("exploding", "exploding"): ("gradient norm / weight norm above exploding_grad",
-                                 "check the learning rate, initialisation and normalisation"),
-    ("untracked", "untracked"): ("the loss reaches it, but no optimizer holds it and "
-                                 "model.parameters() does not list it (a sub-module in a plain "
-                                 "list or dict, or a layer created after the optimizer)",
-                                 "keep sub-modules in nn.ModuleList / nn.ModuleDict or attributes, "
-                                 "and build the optimizer after every layer exists"),
-    ("never_updated", "lr_zero"): ("a gradient and an optimizer, but its group's learning rate is "
-                                   "0 on every step", "give its group a learning rate, or declare "
-                                   "it under expected_frozen if it is frozen on purpose"),
-    ("never_updated", "never_updated"): ("a gradient, a learning rate and an optimizer, yet the "
-                                         "step never changed its value (a masked or skipped "
-                                         "update)", "find what masks or undoes its update"),
-    ("trained_buffer", "trained_buffer"): ("an optimizer holds this buffer and it takes "
-                                           "gradients, so the optimizer rewrites it",
-                                           "build the optimizer from the trainable parameters "
-                                           "only, or stop_grad the buffer"),
+    (Finding.EXPLODING, Finding.EXPLODING): (
+        "gradient norm / weight norm above exploding_grad",
+        "check the learning rate, initialisation and normalisation"),
+    (Finding.UNTRACKED, Cause.UNTRACKED): (
+        "the loss reaches it, but no optimizer holds it and model.parameters() does not list "
+        "it (a sub-module in a plain list or dict, or a layer created after the optimizer)",
+        "keep sub-modules in nn.ModuleList / nn.ModuleDict or attributes, and build the "
+        "optimizer after every layer exists"),
+    (Finding.NEVER_UPDATED, "lr_zero"): (     # never_updated, told apart by its sentence
+        "a gradient and an optimizer, but its group's learning rate is 0 on every step",
+        "give its group a learning rate, or declare it under expected_frozen if it is frozen "
+        "on purpose"),
+    (Finding.NEVER_UPDATED, Cause.NEVER_UPDATED): (
+        "a gradient, a learning rate and an optimizer, yet the step never changed its value "
+        "(a masked or skipped update)",
+        "find what masks or undoes its update"),
+    (Finding.TRAINED_BUFFER, Finding.TRAINED_BUFFER): (
+        "an optimizer holds this buffer and it takes gradients, so the optimizer rewrites it",
+        "build the optimizer from the trainable parameters only, or stop_grad the buffer"),
 }
 ZERO_INIT = "downstream weights start at zero"
 _ZERO_INIT_MARKS = ("start at exactly zero",)
@@ -184,27 +191,27 @@ def _steps_fix(report) -> tuple:
 
 def _why(finding: str, rec: ParamRecord, steps_fix) -> tuple:
     """(cause, why, fix, rerun) of one parameter's finding: the key it is grouped under."""
-    if finding == "zero":
+    if finding == Finding.ZERO:
         detail = rec.cause_detail or ""
         if any(mark in detail for mark in _ZERO_INIT_MARKS):
-            return ("zero_gradient",) + steps_fix()
+            return (Cause.ZERO_GRADIENT,) + steps_fix()
         text = detail.split("exactly zero: ", 1)[-1].split(", yet its value changed")[0]
         text = text[len("likely "):] if text.startswith("likely ") else text   # schema 1
         m = _TRY.search(text)
         if text and m:
-            return "zero_gradient", text[:m.start()], m.group(1), None
-        if text and rec.cause in ("zero_gradient", "decay_only"):
-            return "zero_gradient", text, WHY["zero", "zero_gradient"][1], None
-        return ("zero_gradient",) + WHY["zero", "zero_gradient"] + (None,)
-    if finding == "missing":
-        cause = rec.cause if rec.cause in ("not_called", "stale_var") else "cut"
-        why, fix = WHY["missing", cause]
-        if rec.cause == "decay_only":
+            return Cause.ZERO_GRADIENT, text[:m.start()], m.group(1), None
+        if text and rec.cause in (Cause.ZERO_GRADIENT, Cause.DECAY_ONLY):
+            return Cause.ZERO_GRADIENT, text, WHY[Finding.ZERO, Cause.ZERO_GRADIENT][1], None
+        return (Cause.ZERO_GRADIENT,) + WHY[Finding.ZERO, Cause.ZERO_GRADIENT] + (None,)
+    if finding == Finding.MISSING:
+        cause = Cause(rec.cause) if rec.cause in (Cause.NOT_CALLED, Cause.STALE_VAR) else Cause.CUT
+        why, fix = WHY[Finding.MISSING, cause]
+        if rec.cause == Cause.DECAY_ONLY:
             why += "; weight decay or momentum moves it anyway"
         return cause, why, fix, None
-    if finding == "never_updated" and "learning rate is 0" in (rec.cause_detail or ""):
-        return ("never_updated",) + WHY["never_updated", "lr_zero"] + (None,)
-    if finding == "stopped_training":
+    if finding == Finding.NEVER_UPDATED and "learning rate is 0" in (rec.cause_detail or ""):
+        return (Cause.NEVER_UPDATED,) + WHY[Finding.NEVER_UPDATED, "lr_zero"] + (None,)
+    if finding == Finding.STOPPED_TRAINING:
         why, fix = WHY[finding, finding]
         return finding, f"from step {rec.stopped_step}: {why}", fix, None
     return (finding,) + WHY.get((finding, finding), ("", None)) + (None,)
@@ -228,9 +235,9 @@ def finding_groups(report: Report, policy: Policy) -> list:
         for finding in found:
             allowed = policy.allowed_reason(p.name) if finding in ALLOWABLE else None
             if allowed is not None:
-                severity, cause, why, fix, rerun = "allowed", finding, allowed, None, None
+                severity, cause, why, fix, rerun = Severity.ALLOWED, finding, allowed, None, None
             elif finding in failing or finding in policy.warn_on:
-                severity = "fail" if finding in failing else "warn"
+                severity = Severity.FAIL if finding in failing else Severity.WARN
                 cause, why, fix, rerun = _why(finding, p, steps_fix)
             else:
                 continue
@@ -240,7 +247,7 @@ def finding_groups(report: Report, policy: Policy) -> list:
                                                     count=0, names=[]))
             g.count += 1
             g.names.append(p.name)
-    order = {"fail": 0, "warn": 1, "allowed": 2}
+    order = {severity: i for i, severity in enumerate(Severity)}   # failing first
     return sorted(groups.values(), key=lambda g: order[g.severity])
 
 
@@ -268,7 +275,7 @@ def next_command(report: Report) -> Optional[str]:
     cfg, src = report.config, report.config.get("settings_source") or {}
     args = {key: cfg.get(key) for key in ("steps", "img_size", "batch_size", "seed", "data")
             if src.get(key) == "flag" and cfg.get(key) is not None}
-    rerun = next((g.rerun for g in v.groups if g.severity == "fail" and g.rerun), None)
+    rerun = next((g.rerun for g in v.groups if g.severity == Severity.FAIL and g.rerun), None)
     args.update(rerun or {})
     script = cfg.get("command") if cfg.get("mode") == "script" else None
     if script:               # a script's own run: only the probe's settings are gradcheck's
@@ -283,9 +290,9 @@ def next_command(report: Report) -> Optional[str]:
 def judge(report: Report, policy: Policy) -> Verdict:
     verdict = Verdict(groups=finding_groups(report, policy))
     for g in verdict.groups:
-        if g.severity == "fail":
+        if g.severity == Severity.FAIL:
             verdict.reasons.append(group_line(g))
-        elif g.severity == "warn":
+        elif g.severity == Severity.WARN:
             verdict.warnings.append(group_line(g))
     for term in report.loss_terms:
         if term.reaches == 0:

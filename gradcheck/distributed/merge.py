@@ -1,17 +1,20 @@
 """Rank 0's merge of the per-rank records into one report (:func:`merge`).
 
-The home of the across-ranks findings (:data:`FINDINGS`: ``rank_divergent``,
-``replicas_diverged``, ``optimizer_mismatch``) and of how a parameter's step status is taken
+Where the across-ranks findings (:data:`FINDINGS`, that is
+:data:`gradcheck.enums.RANK_FINDINGS`: ``rank_divergent``, ``replicas_diverged``,
+``optimizer_mismatch``) are found, and how a parameter's step status is taken
 across the ranks.
 """
 
 from __future__ import annotations
 
+from gradcheck.enums import RANK_FINDINGS, Finding, Status
 from gradcheck.status import run_status
 
-FINDINGS = ("rank_divergent", "replicas_diverged", "optimizer_mismatch")
+FINDINGS = RANK_FINDINGS   # the across-ranks findings, in the order the report counts them
 
-_ORDER = ("nonfinite", "nonzero", "zero", "missing")
+# a step status across the ranks without a synchronised gradient: the first any rank had
+_ORDER = (Status.NONFINITE, Status.NONZERO, Status.ZERO, Status.MISSING)
 
 
 def merge(report, blobs: list, policy, zero_hint=None):
@@ -31,13 +34,14 @@ def merge(report, blobs: list, policy, zero_hint=None):
         merged, divergent_steps, diverged_steps = [], [], []
         for s in range(len(rec.steps)):
             statuses = [loc[s] for loc in local]
-            if all(x == "frozen" for x in statuses):
-                merged.append("frozen")
+            if all(x == Status.FROZEN for x in statuses):
+                merged.append(Status.FROZEN)
                 continue
-            if "nonzero" in statuses and any(x in ("zero", "missing") for x in statuses):
+            if Status.NONZERO in statuses and any(x in (Status.ZERO, Status.MISSING)
+                                                  for x in statuses):
                 divergent_steps.append(s + 1)
-            if all(x == "missing" for x in statuses):
-                merged.append("missing")
+            if all(x == Status.MISSING for x in statuses):
+                merged.append(Status.MISSING)
             elif sync and reduced[s] is not None:
                 merged.append(reduced[s])
             else:
@@ -51,31 +55,33 @@ def merge(report, blobs: list, policy, zero_hint=None):
         before = rec.status
         rec.steps = merged
         rec.status = run_status(merged)
-        rec.first_nonzero_step = next((i + 1 for i, x in enumerate(merged) if x == "nonzero"), None)
+        rec.first_nonzero_step = next((i + 1 for i, x in enumerate(merged)
+                                       if x == Status.NONZERO), None)
         rec.first_nonfinite_step = next((i + 1 for i, x in enumerate(merged)
-                                         if x == "nonfinite"), None)
-        rec.moved_without_grad = any(u and x in ("missing", "zero", "frozen")
+                                         if x == Status.NONFINITE), None)
+        rec.moved_without_grad = any(u and x in (Status.MISSING, Status.ZERO, Status.FROZEN)
                                      for u, x in zip(rec.updated_steps, merged))
         rec.in_optimizer = all(in_opt)
         if rec.status != before:
             rec.cause, rec.cause_detail = explain.cause_of(rec, report, None, zero_hint)
         found = []
         if divergent_steps:
-            found.append("rank_divergent")
+            found.append(Finding.RANK_DIVERGENT)
             entry["divergent_steps"] = divergent_steps
             covered_on = [r for r in range(world)
-                          if any(local[r][s - 1] == "nonzero" for s in divergent_steps)]
+                          if any(local[r][s - 1] == Status.NONZERO for s in divergent_steps)]
             rec.cause_detail = ((rec.cause_detail + "; ") if rec.cause_detail else "") + (
                 f"locally covered on some ranks only (step {divergent_steps[0]}: non-zero on "
                 f"rank(s) {', '.join(map(str, covered_on))}, "
                 + ", ".join(f"rank {r} {local[r][divergent_steps[0] - 1]}"
-                            for r in range(world) if local[r][divergent_steps[0] - 1] != "nonzero")
+                            for r in range(world)
+                            if local[r][divergent_steps[0] - 1] != Status.NONZERO)
                 + "): data-dependent control flow")
         if diverged_steps:
-            found.append("replicas_diverged")
+            found.append(Finding.REPLICAS_DIVERGED)
             entry["diverged_steps"] = diverged_steps
         if len(set(in_opt)) > 1:
-            found.append("optimizer_mismatch")
+            found.append(Finding.OPTIMIZER_MISMATCH)
         rec.flags = explain.health_flags(rec, policy) + found   # on the merged steps
         for f in found:
             counts[f] += 1
