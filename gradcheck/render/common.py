@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+from gradcheck.enums import INFORMATIONAL, Status
 from gradcheck.summary import findings
 
-STATUS_STYLE = {"covered": "green", "zero": "yellow", "missing": "red", "nonfinite": "bold red",
-                "frozen": "cyan"}
-STEP_MARK = {"nonzero": "+", "zero": "0", "missing": "-", "nonfinite": "!", "frozen": "f",
-             "absent": "."}
+STATUS_STYLE = {Status.COVERED: "green", Status.ZERO: "yellow", Status.MISSING: "red",
+                Status.NONFINITE: "bold red", Status.FROZEN: "cyan"}
+STEP_MARK = {Status.NONZERO: "+", Status.ZERO: "0", Status.MISSING: "-", Status.NONFINITE: "!",
+             Status.FROZEN: "f", Status.ABSENT: "."}
 
 
 def human(n: int) -> str:
@@ -21,10 +22,6 @@ def human(n: int) -> str:
 def timeline(steps: list) -> str:
     """Per-step statuses as marks: + non-zero, 0 zero, - missing, ! non-finite, f frozen."""
     return "".join(STEP_MARK.get(s, "?") for s in steps)
-
-
-# causes that are worth knowing but are no problem: shown as counts, not as rows
-INFORMATIONAL = ("frozen", "update_below_precision")
 
 
 def attention(report) -> list:
@@ -76,7 +73,7 @@ def settings_line(report) -> str:
 
 def verdict_line(report) -> str:
     s = report.summary
-    covered = s.by_status.get("covered", 0)
+    covered = s.by_status.get(Status.COVERED, 0)
     return (f"{report.verdict.result.upper()} - {covered}/{s.trainable} trainable "
             f"parameters covered ({human(s.trainable_numel)} values), "
             f"{s.frozen} frozen, {s.buffers} buffers")
@@ -91,7 +88,7 @@ def first_covered(report) -> str:
     """How coverage grew over the steps, e.g. 'step 1: 12, step 2: 318, step 3: 126'."""
     counts: dict = {}
     for p in report.params:
-        if p.first_nonzero_step is not None and p.status == "covered":
+        if p.first_nonzero_step is not None and p.status == Status.COVERED:
             counts[p.first_nonzero_step] = counts.get(p.first_nonzero_step, 0) + 1
     return ", ".join(f"step {k}: {counts[k]}" for k in sorted(counts))
 

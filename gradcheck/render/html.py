@@ -22,6 +22,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from gradcheck.enums import Status
 from gradcheck.render.html_parts import _color, esc
 from gradcheck.render.html_sections import (_causes, _extras, _header, _terms,
                                             _timeline_section, _tree)
@@ -45,12 +46,13 @@ def _css() -> str:
     """The stylesheet, plus the status colours, which are shared with the terminal view."""
     status_css = "".join(
         f".s-{s}{{background:{_color(s)}}}.t-{s}{{color:{_color(s)}}}"
-        f"i.sq.t-{s}{{background:{_color(s)};color:#fff}}" for s in (*RUN_STATUSES, "nonzero"))
+        f"i.sq.t-{s}{{background:{_color(s)};color:#fff}}"
+        for s in (*RUN_STATUSES, Status.NONZERO))
     return "\n" + _asset("report.css") + status_css + (
-        f".mk-missing{{fill:{_color('missing')}}}.mk-zero{{fill:{_color('zero')}}}"
-        f".mk-frozen{{fill:{_color('frozen')}}}.bar{{fill:{_color('covered')}}}"
-        f".bnan{{fill:{_color('nonfinite')};opacity:.85}}"
-        f".bar.vanish{{fill:{_color('zero')}}}.bar.explode{{fill:{_color('nonfinite')}}}")
+        f".mk-missing{{fill:{_color(Status.MISSING)}}}.mk-zero{{fill:{_color(Status.ZERO)}}}"
+        f".mk-frozen{{fill:{_color(Status.FROZEN)}}}.bar{{fill:{_color(Status.COVERED)}}}"
+        f".bnan{{fill:{_color(Status.NONFINITE)};opacity:.85}}"
+        f".bar.vanish{{fill:{_color(Status.ZERO)}}}.bar.explode{{fill:{_color(Status.NONFINITE)}}}")
 
 
 def render_html(report) -> str:

@@ -8,6 +8,7 @@ from html import escape
 from itertools import groupby
 from typing import Optional
 
+from gradcheck.enums import Status
 from gradcheck.render.common import STATUS_STYLE, STEP_MARK, timeline
 from gradcheck.report import RUN_STATUSES
 
@@ -18,7 +19,7 @@ _GREY = "#868e96"
 
 
 def _color(status: str) -> str:
-    status = "covered" if status == "nonzero" else status
+    status = Status.COVERED if status == Status.NONZERO else status
     return _RICH_CSS.get(STATUS_STYLE.get(status, ""), _GREY)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+from gradcheck.enums import UNCOVERED, Cause
 from gradcheck.render.common import STEP_MARK, attention, changing, headline, human
 from gradcheck.render.html_parts import (_GREY, _badge, _cls, _color, _fmt, _last, _marks, _num,
                                          _ratio, _shape, _stack, esc)
@@ -214,11 +215,11 @@ def _param_row(p) -> str:
                      f'{esc(p.cause_detail)}')
     for f in p.flags:
         notes.append(f'<span class="b s-zero">{esc(f)}</span>')
-    if p.requires_grad and not p.in_optimizer and p.cause != "not_in_optimizer":
+    if p.requires_grad and not p.in_optimizer and p.cause != Cause.NOT_IN_OPTIMIZER:
         notes.append('<span class="b s-zero">not in optimizer</span>')
-    if p.moved_without_grad and p.cause != "decay_only":
+    if p.moved_without_grad and p.cause != Cause.DECAY_ONLY:
         notes.append('<span class="b s-zero">moved without gradient</span>')
-    if p.frozen_reason and p.cause != "frozen":
+    if p.frozen_reason and p.cause != Cause.FROZEN:
         notes.append(f'<span class="dim">frozen: {esc(p.frozen_reason)}</span>')
     if p.aliases:
         notes.append(f'<span class="dim">also {esc(", ".join(map(str, p.aliases)))}</span>')
@@ -265,8 +266,7 @@ def _tree(report) -> str:
         by = m.by_status
         worst = m.worst
         trainable, covered = m.trainable, m.covered
-        is_open = name == "" or m.depth <= 1 and len(info) <= 60 or worst in (
-            "missing", "zero", "nonfinite")
+        is_open = name == "" or m.depth <= 1 and len(info) <= 60 or worst in UNCOVERED
         label = name.rsplit(".", 1)[-1] if name else model
         n_params = m.params
         out.append(f'<details class="mod"{" open" if is_open else ""}><summary>'

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from itertools import groupby
 
+from gradcheck.enums import UNCOVERED, Finding, Status
 from gradcheck.render.html_parts import _color, _fmt, _last, _log10, _num, _ratio, esc
 
 SINGLE_CHART = 40        # up to this many parameters: one gradient-flow chart for the model
@@ -139,7 +140,7 @@ def _flow_chart(title: str, params: list, scale: tuple, rscale: tuple, show_rati
         w = max(slot - 2, 2) if slot < 12 else round(slot * 0.7)
         x0 = left + i * slot + (slot - w) / 2
         cx = x0 + w / 2
-        last = p.steps[-1] if p.steps else ("frozen" if p.status == "frozen" else None)
+        last = p.steps[-1] if p.steps else (Status.FROZEN if p.status == Status.FROZEN else None)
         g = _last(p.grad_norms, p.grad_norm)
         gv = _num(g)
         ratio = _ratio(p)
@@ -150,24 +151,24 @@ def _flow_chart(title: str, params: list, scale: tuple, rscale: tuple, show_rati
                + (f"\n{p.cause}: {p.cause_detail}" if p.cause else ""))
         t = f"<title>{esc(tip)}</title>"
         lg = _log10(g)
-        if gv is not None and not math.isfinite(gv) or last == "nonfinite":
+        if gv is not None and not math.isfinite(gv) or last == Status.NONFINITE:
             parts.append(f'<rect class="bnan" x="{x0:.1f}" y="{top}" width="{w}" '
                          f'height="{H}">{t}</rect>')
-        elif lg is not None and last != "frozen":
+        elif lg is not None and last != Status.FROZEN:
             if peak is not None and peak > lg:
                 yp = y(max(min(peak, hi), lo))
                 parts.append(f'<rect class="bmax" x="{x0:.1f}" y="{yp:.1f}" width="{w}" '
                              f'height="{floor_y - yp:.1f}"/>')
             yy = y(max(min(lg, hi), lo))
-            bad = (" vanish" if "vanishing" in p.flags else
-                   " explode" if "exploding" in p.flags else "")
+            bad = (" vanish" if Finding.VANISHING in p.flags else
+                   " explode" if Finding.EXPLODING in p.flags else "")
             parts.append(f'<rect class="bar{bad}" x="{x0:.1f}" y="{yy:.1f}" width="{w}" '
                          f'height="{max(floor_y - yy, 1):.1f}">{t}</rect>')
         else:
-            kind = last if last in ("zero", "missing", "frozen") else (
-                p.status if p.status in ("zero", "missing", "frozen") else "missing")
+            marked = (Status.ZERO, Status.MISSING, Status.FROZEN)   # a marker, not a bar
+            kind = last if last in marked else (p.status if p.status in marked else Status.MISSING)
             r = min(w / 2 + 1, 5)
-            if kind == "frozen":
+            if kind == Status.FROZEN:
                 parts.append(f'<rect class="mk-frozen" x="{cx - r:.1f}" y="{floor_y - 2 * r:.1f}" '
                              f'width="{2 * r:.1f}" height="{2 * r:.1f}">{t}</rect>')
             else:                                   # zero / missing: a marker at the floor
@@ -207,13 +208,13 @@ def _flow_section(report) -> str:
     out = ['<section id="flow"><h2>Gradient flow</h2>',
            '<p class="note">Gradient norm of every parameter on the last step, log scale, in model '
            'order (the pale bar is its largest norm over all steps). '
-           f'<span class="key"><i style="background:{_color("covered")}"></i>non-zero</span>'
-           f'<span class="key"><i class="tri" style="border-bottom-color:{_color("zero")}"></i>'
-           'zero</span>'
-           f'<span class="key"><i class="tri" style="border-bottom-color:{_color("missing")}">'
+           f'<span class="key"><i style="background:{_color(Status.COVERED)}"></i>non-zero</span>'
+           f'<span class="key"><i class="tri" style="border-bottom-color:{_color(Status.ZERO)}">'
+           '</i>zero</span>'
+           f'<span class="key"><i class="tri" style="border-bottom-color:{_color(Status.MISSING)}">'
            '</i>missing</span>'
-           f'<span class="key"><i style="background:{_color("nonfinite")}"></i>NaN/Inf</span>'
-           f'<span class="key"><i style="background:{_color("frozen")}"></i>frozen</span>'
+           f'<span class="key"><i style="background:{_color(Status.NONFINITE)}"></i>NaN/Inf</span>'
+           f'<span class="key"><i style="background:{_color(Status.FROZEN)}"></i>frozen</span>'
            + ('<span class="key"><i class="dot"></i>update / weight norm (dashed: 1e-3)</span>'
               if show_ratio else "")
            + ' Hover a bar for its name and numbers.</p>']
@@ -221,8 +222,7 @@ def _flow_section(report) -> str:
         counts: dict = {}
         for p in group:
             counts[p.status] = counts.get(p.status, 0) + 1
-        bad = ", ".join(f"{counts[s]} {s}" for s in ("missing", "zero", "nonfinite")
-                        if counts.get(s))
+        bad = ", ".join(f"{counts[s]} {s}" for s in UNCOVERED if counts.get(s))
         out.append(f'<details class="chart" open><summary><b>{esc(title)}</b> '
                    f'<span class="dim">{len(group)} parameters</span>'
                    + (f' <span class="warn">{esc(bad)}</span>' if bad else "")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from gradcheck.enums import Status
 from gradcheck.summary import findings
 
 
@@ -74,7 +75,7 @@ class JunitRenderer:
                                         message=f"{p.name}: {', '.join(bad)}"
                                                 + (f" ({p.cause})" if p.cause else ""))
                 failure.text = "\n".join(x for x in (detail, steps) if x)
-            elif p.status == "frozen":
+            elif p.status == Status.FROZEN:
                 ET.SubElement(case, "skipped", message=(
                     f"frozen on purpose: {p.frozen_reason}" if p.frozen_reason
                     else "frozen (no declared reason)"))

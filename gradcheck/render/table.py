@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from gradcheck.enums import Severity
 from gradcheck.render.common import (STATUS_STYLE, attention, by_module, changing,
                                      first_covered, headline, human, notes, settings_line,
                                      timeline, verdict_line)
@@ -82,7 +83,7 @@ class TableRenderer:
                 f"{t.name} {t.reaches}" for t in report.loss_terms))
         grouped = set()
         for g in v.groups:
-            if g.severity == "allowed":
+            if g.severity == Severity.ALLOWED:
                 continue
             grouped.add(group_line(g))
             self._group(con, g)
@@ -93,7 +94,8 @@ class TableRenderer:
             if line not in grouped:
                 con.print(Text(f"WARN  {line}", style="yellow"))
         lines = [f"{g.count} parameter(s) allowed to stay uncovered ({g.finding}): "
-                 f"{g.why}, e.g. {g.names[0]}" for g in v.groups if g.severity == "allowed"]
+                 f"{g.why}, e.g. {g.names[0]}" for g in v.groups
+                 if g.severity == Severity.ALLOWED]
         lines += notes(report)
         for line in lines[:MAX_NOTES]:
             con.print(Text(f"note  {line}", style="dim"))
@@ -107,7 +109,7 @@ class TableRenderer:
         con.print(line)
 
     def _group(self, con, g) -> None:
-        fail = g.severity == "fail"
+        fail = g.severity == Severity.FAIL
         n = g.count
         con.print(Text(f"{'FAIL' if fail else 'WARN'}  {g.finding}: {counted(g)}: {g.cause}, {g.why}",
                        style="red" if fail else "yellow"))
