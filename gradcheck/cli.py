@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from gradcheck import errors, options, supervise
+from gradcheck.enums import Float64Mode
 from gradcheck.errors import EXIT_FAIL, EXIT_PASS, EXIT_USAGE
 
 
@@ -325,7 +326,7 @@ def _compare_across(port, original, map_path, fmt, quiet):
 @click.option("--steps", type=click.IntRange(1), default=1, show_default=True,
               help="Optimizer steps on both sides before the parameter values are compared.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--float64", "float64_mode", type=click.Choice(["auto", "always", "never"]),
+@click.option("--float64", "float64_mode", type=click.Choice([m.value for m in Float64Mode]),
               default=None, help="Rerun the port in float64 to tell float32 noise from a port "
               "difference: auto (only when float32 leaves a row beyond tolerance; the "
               "default, or align_float64 in the config), always, never.")

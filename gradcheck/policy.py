@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Mapping, Optional
 
-from gradcheck.enums import ALLOWABLE, FINDINGS, Finding  # noqa: F401 (ALLOWABLE re-exported)
+from gradcheck.enums import ALLOWABLE, FINDINGS, Finding, Float64Mode  # noqa: F401 (re-exported)
 
 SECTION = "gradcheck"
 
@@ -90,7 +90,7 @@ class Policy:
     align_value_tol: float = 1e-3   # parameter updates after --steps, relative
     align_noise_factor: float = 10.0  # allowed multiple of the float64-calibrated noise floor
     align_noise_samples: int = 3    # extra float32 runs of the original (batch moved 1 ulp)
-    align_float64: str = "auto"     # rerun the port in float64: auto, always, never
+    align_float64: str = Float64Mode.AUTO   # rerun the port in float64: auto, always, never
     align_float64_tol: float = 1e-6  # port in float64 vs the original in float64, relative
     source: str = "defaults"
 
@@ -168,9 +168,7 @@ def _parse_value(parser, path, key: str, value: str):
         if key == "strict":
             return parser.getboolean(SECTION, key)
         if key == "align_float64":
-            if value.strip() not in ("auto", "always", "never"):
-                raise ValueError
-            return value.strip()
+            return Float64Mode(value.strip())    # ValueError for any other word
         if key in ("expected_frozen", "allow_uncovered"):
             return _parse_globs(key, value)
         return value.strip()

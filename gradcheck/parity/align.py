@@ -55,6 +55,7 @@ from typing import Optional
 
 import numpy as np
 
+from gradcheck.enums import Float64Mode
 from gradcheck.parity import float64, noise, torchenv
 from gradcheck.parity.across import NameMap
 from gradcheck.parity.alignment import Alignment, Tolerances, verdict
@@ -161,7 +162,7 @@ def align(port: Workload, original: Workload, name_map: Optional[NameMap] = None
     # the float64 rerun of the port starts from here (gradcheck.parity.float64)
     port_vars = list({id(e.var): e.var for e in p_params + p_buffers}.values())
     start = (float64.snapshot(port_vars, jt)
-             if ref is not None and tol.float64_mode != "never" else None)
+             if ref is not None and tol.float64_mode != Float64Mode.NEVER else None)
     first_batch = None
 
     losses = {"port": [], "original": [], "original_f64": []}
@@ -238,7 +239,7 @@ def align(port: Workload, original: Workload, name_map: Optional[NameMap] = None
                               tol, frozen_diff, initial, samples,
                               update_samples=samples if steps == 1 else ())
     # 7. noise or port bug? the port rerun in float64, where float32 left rows unexplained
-    if start is not None and (tol.float64_mode == "always" or numeric_failures(res)):
+    if start is not None and (tol.float64_mode == Float64Mode.ALWAYS or numeric_failures(res)):
         trainable = [e.var for e in p_params if not e.var.is_stop_grad()]
         run64 = float64.rerun_port_float64(port, port_vars, start, trainable, *first_batch, jt)
         counts = judge_float64(res, run64, grads_64, outs_64, losses, terms_log, name_map,

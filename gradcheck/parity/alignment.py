@@ -12,6 +12,8 @@ from typing import Optional
 
 import numpy as np
 
+from gradcheck.enums import Float64Mode
+
 ALIGN_SCHEMA_VERSION = 1
 
 
@@ -24,8 +26,8 @@ class Tolerances:
     noise_factor: float = 10.0   # allowed multiple of the float64-calibrated noise floor
     noise_samples: int = 3       # extra float32 runs of the original, batch moved by one ulp
     float64: float = 1e-6        # port rerun in float64 vs the original's float64 run, relative
-    float64_mode: str = "auto"   # rerun the port in float64: auto (when float32 leaves a row
-    #                              beyond tolerance), always, never
+    float64_mode: str = Float64Mode.AUTO   # rerun the port in float64: auto (when float32
+    #                                        leaves a row beyond tolerance), always, never
 
     @classmethod
     def from_policy(cls, policy) -> "Tolerances":

@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gradcheck.enums import FLOAT64_MODES
 from gradcheck.parity.batches import batch_for_port, batch_to_double
 from gradcheck.parity.hooks import JittorOutputs
 
-MODES = ("auto", "always", "never")   # auto: only when float32 leaves something unexplained
+MODES = FLOAT64_MODES   # auto: only when float32 leaves something unexplained; always; never
 
 
 @dataclass
