@@ -19,7 +19,7 @@ import math
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Optional
 
-from gradcheck.enums import RUN_STATUSES, SEVERITIES, STEP_STATUSES, Status
+from gradcheck.enums import RUN_STATUSES, SEVERITIES, STEP_STATUSES, Status, Word
 
 OMIT_NONE = {"omit_none": True}     # field metadata: not written while None
 
@@ -243,7 +243,8 @@ def _nonfinite_text(x: float) -> str:
     return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
 
 
-_SCALARS = frozenset((str, int, bool, type(None)))
+# str enum members (gradcheck.enums) are written as they are: the encoder writes their word
+_SCALARS = frozenset((str, int, bool, type(None), *Word.__subclasses__()))
 # a record class -> [(field name, omit while None)]: fields() per record was a third of the
 # time of writing a Gold-YOLO report (37k calls)
 _PLAIN_FIELDS: dict = {}
