@@ -161,3 +161,44 @@ def test_html_is_a_format_and_the_html_file_goes_through_it(cli, tmp_path):
     cli("run", "--model", f"{ZOO}:healthy", "-o", str(a), "-q")
     bad = cli("compare", str(a), str(a), "--format", "html")
     assert bad.exit_code == 2 and "--format html cannot show a comparison" in bad.stderr
+
+
+# ------------------------------------------------------------------ informational findings
+def _exploding_report(n: int = 200):
+    """``n`` covered parameters, every other one with an exploding gradient: a finding the
+    default policy neither fails nor warns on."""
+    from gradcheck.policy import Policy
+    from gradcheck.report import ParamRecord, Report
+    from gradcheck.summary import finalize
+
+    params = []
+    for i in range(n):
+        p = ParamRecord(name=f"blocks.{i}.fc.weight", shape=[4, 4], numel=16, status="covered",
+                        steps=["nonzero"], grad_norms=[1e6 * (i + 1) if i % 2 else 1.0],
+                        requires_grad=True, in_optimizer=True, module=f"blocks.{i}.fc")
+        p.flags = ["exploding"] if i % 2 else []
+        params.append(p)
+    rep = Report(config={"model": "deep", "steps": 1, "seed": 0}, environment={}, params=params,
+                 created="2026-01-01T00:00:00+00:00")
+    return finalize(rep, Policy())
+
+
+def test_page_and_screen_agree_on_findings_that_do_not_fail():
+    """A page that said "Nothing to report" above 100 unfolded ``exploding`` rows contradicted
+    itself and the screen (which said nothing): now both sum them up in the same words (count,
+    worst, where) before any list, and no list repeats them row by row."""
+    rep = _exploding_report()
+    assert rep.verdict.passed and not rep.verdict.warnings
+    note = ("100 parameter(s) exploding (not a failure under this policy): worst "
+            "blocks.199.fc.weight (gradient norm 2e+08); in blocks (100)")
+    out = {}
+    for fmt in ("table", "markdown", "html"):
+        buf = io.StringIO()
+        render.get_renderer(fmt).report(rep, buf)
+        out[fmt] = buf.getvalue()
+    assert f"note  {note}" in out["table"]
+    assert f"- note: {note}" in out["markdown"] and "Needs attention" not in out["markdown"]
+    page = out["html"]
+    assert f"<li>{note}</li>" in page and "Nothing to report" not in page
+    assert page.index(note) < page.index("blocks.1.fc.weight</td>")   # the sum before the rows
+    assert '<details class="cause" id="cause-other">' in page          # the rows start folded

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from gradcheck.enums import INFORMATIONAL, Status
+from gradcheck.enums import INFORMATIONAL, Finding, Status
 from gradcheck.summary import findings
 
 STATUS_STYLE = {Status.COVERED: "green", Status.ZERO: "yellow", Status.MISSING: "red",
@@ -30,14 +30,61 @@ def attention(report) -> list:
             if findings(p) or (p.cause and p.cause not in INFORMATIONAL)]
 
 
+def needs_attention(report) -> list:
+    """:func:`attention` less the parameters whose only findings are informational (the
+    notes sum those up: a list of thousands of ``exploding`` rows helps nobody)."""
+    info = set(informational(report))
+    return [p for p in attention(report)
+            if not (p.cause in INFORMATIONAL + (None,) and set(findings(p)) <= info)]
+
+
 def notes(report) -> list:
-    """One line per informational cause: how many parameters, and one example."""
+    """One line per informational cause (how many parameters, and one example), then one per
+    informational finding (:func:`informational`: how many, the worst, where)."""
     out = []
     for cause in INFORMATIONAL:
         hit = [p for p in report.params if p.cause == cause and not findings(p)]
         if hit:
             out.append(f"{len(hit)} parameter(s) {cause}: e.g. {hit[0].name}: {hit[0].cause_detail}")
+    for finding, hit in informational(report).items():
+        out.append(f"{len(hit)} parameter(s) {finding} (not a failure under this policy): "
+                   f"{_worst(finding, hit)}; {_where(hit)}")
     return out
+
+
+def informational(report) -> dict:
+    """``{finding: [parameters]}`` for the findings the verdict neither fails, warns on nor
+    allows (``exploding`` and ``vanishing`` under the default policy): a page or a screen
+    that says nothing failed still says these are there."""
+    v = report.verdict
+    if not v.groups and (v.reasons or v.warnings):
+        return {}                 # a report from before findings were grouped
+    grouped = {g.finding for g in v.groups}
+    out: dict = {}
+    for p in report.params:
+        for f in findings(p):
+            if f not in grouped:
+                out.setdefault(f, []).append(p)
+    return out
+
+
+def _worst(finding, params: list) -> str:
+    norms = [(n, p) for p in params for n in p.grad_norms if isinstance(n, (int, float))]
+    if finding in (Finding.EXPLODING, Finding.VANISHING) and norms:
+        pick = max if finding == Finding.EXPLODING else min
+        n, p = pick(norms, key=lambda x: x[0])
+        return f"worst {p.name} (gradient norm {n:.3g})"
+    return f"e.g. {params[0].name}"
+
+
+def _where(params: list) -> str:
+    tops: dict = {}
+    for p in params:
+        top = p.module.split(".")[0] if p.module else "(model)"
+        tops[top] = tops.get(top, 0) + 1
+    ranked = sorted(tops.items(), key=lambda kv: -kv[1])
+    return "in " + ", ".join(f"{m} ({n})" for m, n in ranked[:3]) + (
+        f" and {len(ranked) - 3} more module(s)" if len(ranked) > 3 else "")
 
 
 def by_module(params: list) -> dict:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import math
 
-from gradcheck.enums import UNCOVERED, Cause
-from gradcheck.render.common import STEP_MARK, attention, changing, headline, human
+from gradcheck.enums import INFORMATIONAL, UNCOVERED, Cause
+from gradcheck.render.common import (STEP_MARK, attention, changing, headline, human,
+                                     informational, notes)
 from gradcheck.render.html_parts import (_GREY, _badge, _cls, _color, _fmt, _last, _marks, _num,
                                          _ratio, _shape, _stack, esc)
 from gradcheck.render.html_svg import _group_key, _spark
@@ -66,8 +67,13 @@ def _header(report) -> str:
         out.extend(f'<li class="fail"><b>FAIL</b> {esc(r)}</li>' for r in v.reasons)
         out.extend(f'<li class="warn"><b>WARN</b> {esc(w)}</li>' for w in v.warnings)
         out.append("</ul>")
-    else:
+    elif not notes(report):
         out.append('<p class="ok">Nothing to report: no failing findings and no warnings.</p>')
+    else:
+        out.append('<p class="ok">No failing findings and no warnings.</p>')
+    if notes(report):         # the screen's notes, word for word
+        out.append('<ul class="notes">' + "".join(f'<li>{esc(line)}</li>'
+                                                for line in notes(report)) + "</ul>")
     out.append("</section>")
     return "".join(out)
 
@@ -79,6 +85,7 @@ def _causes(report) -> str:
         out.append('<p class="ok">Every parameter is plainly covered: nothing needs attention.</p>'
                    '</section>')
         return "".join(out)
+    info = set(informational(report))
     groups: dict = {}
     for p in att:
         groups.setdefault(p.cause or "", []).append(p)
@@ -95,7 +102,11 @@ def _causes(report) -> str:
         shown = [None if common is not None and p.cause_detail == common else p.cause_detail
                  for p in group]
         col = any(shown)                          # a detail column only when rows differ
-        out.append(f'<details class="cause" id="cause-{esc(code or "other")}" open><summary>'
+        # a group of informational findings only (the notes above sum it up) starts folded
+        quiet = all(p.cause in INFORMATIONAL + (None,) and set(findings(p)) <= info
+                    for p in group)
+        out.append(f'<details class="cause" id="cause-{esc(code or "other")}"'
+                   f'{"" if quiet else " open"}><summary>'
                    f'<code class="cc">{esc(code or "other findings")}</code> '
                    f'<span class="cnt">{len(group)}</span>'
                    + (f' <span class="dim">{esc(common)}</span>' if common else "")

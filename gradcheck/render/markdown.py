@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 
-from gradcheck.render.common import attention, headline, human, notes, timeline
+from gradcheck.render.common import headline, human, needs_attention, notes, timeline
 from gradcheck.report import RUN_STATUSES
 
 MAX_ROWS = 100
@@ -55,7 +55,7 @@ class MarkdownRenderer:
             if n:
                 w(f"| {st} | {n} | {human(s.numel_by_status.get(st, 0))} |\n")
         w(f"| buffers | {s.buffers} | {human(s.buffer_numel)} |\n\n")
-        att = attention(report)
+        att = needs_attention(report)
         if att:
             w("### Needs attention\n\n| parameter | shape | status | steps | cause | detail |\n"
               "|---|---|---|---|---|---|\n")

@@ -14,9 +14,9 @@ from rich.text import Text
 from rich.tree import Tree
 
 from gradcheck.enums import Severity
-from gradcheck.render.common import (STATUS_STYLE, attention, by_module, changing,
-                                     first_covered, headline, human, notes, settings_line,
-                                     timeline, verdict_line)
+from gradcheck.render.common import (STATUS_STYLE, by_module, changing, first_covered, headline,
+                                     human, needs_attention, notes, settings_line, timeline,
+                                     verdict_line)
 from gradcheck.report import RUN_STATUSES
 from gradcheck.summary import counted, group_line, next_command
 
@@ -46,7 +46,7 @@ class TableRenderer:
         v = report.verdict
         con.print(Text(headline(report), style="bold green" if v.passed else "bold red"))
         con.print(self._counts(report))
-        att = attention(report)
+        att = needs_attention(report)
         if att:
             con.print(self._attention(att))
         for line in notes(report):
