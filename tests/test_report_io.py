@@ -116,6 +116,20 @@ def test_bad_report_files(tmp_path, content, message):
     assert str(path) in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("first,second", [("nan", "abc"), (1.0, "abc"), (1.0, True),
+                                          (None, [1.0])])
+def test_every_record_is_checked_though_most_are_alike(first, second):
+    """A record shaped like one already checked (the same keys and value types) is built
+    without a check per field; the value of a text in a number's field ("nan" passes, "abc"
+    does not) is still read, in every record."""
+    data = make_report(**{"a.w": "covered", "b.w": "covered", "c.w": "covered"}).to_dict()
+    data["params"][0]["grad_norm"] = data["params"][1]["grad_norm"] = first
+    Report.from_dict(json.loads(json.dumps(data)))          # alike records: fine
+    data["params"][2]["grad_norm"] = second
+    with pytest.raises(ReportError, match="grad_norm"):
+        Report.from_dict(json.loads(json.dumps(data)))
+
+
 def test_missing_report_file(tmp_path):
     with pytest.raises(ReportError, match="no such file"):
         load_report(tmp_path / "nope.json")
