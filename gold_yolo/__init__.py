@@ -35,10 +35,9 @@ _LAZY = {"CONFIG_NAMES": "configs", "get_config": "configs",
 def _jittor():
     """Set up the Jittor runtime (the runtime set-up only, nothing else of gradcheck), then
     import Jittor with the chosen device."""
-    from gradcheck import runtime
+    from gradcheck.runtime import ensure_jittor
 
-    runtime.setup()
-    return runtime.import_jittor()
+    return ensure_jittor()
 
 
 def __getattr__(name):  # PEP 562: lazy, so `import gold_yolo.configs` does not start Jittor

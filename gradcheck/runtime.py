@@ -1,7 +1,12 @@
 """Jittor runtime bootstrap: make ``import jittor`` fast, quiet and safe on any machine.
 
-This module must run before the first ``import jittor`` of the process; importing
-``gradcheck`` or ``gold_yolo`` runs :func:`setup` with defaults.  It does four things:
+Importing this module (or ``gradcheck``) does nothing: the set-up runs when an entry point
+first needs Jittor, through :func:`ensure_jittor` (set up once, then ``import jittor``): the
+CLI's ``run``, ``align`` and ``doctor``, :func:`gradcheck.check` and ``watch`` (through the
+probe), the pytest plugin's fixture, and every module of ``gold_yolo`` that uses Jittor.
+``gradcheck --help``, ``compare`` and ``show`` never start it.  Code that imports Jittor
+itself calls ``jt = gradcheck.ensure_jittor()`` first (a plain ``import jittor`` before it
+keeps Jittor's own settings).  The set-up, :func:`setup`, does this:
 
 1. **Device.**  Jittor compiles CUDA kernels whenever it finds ``nvcc``, and crashes at
    import when a CUDA compiler stub sits on the ``PATH`` without a working driver.  We pick
@@ -266,8 +271,10 @@ def _preload(lib: str) -> None:
 
 # --------------------------------------------------------------------------- setup
 def setup(device: Optional[str] = None, quiet: bool = True) -> RuntimeState:
-    """Prepare the environment for ``import jittor``.  Idempotent; the first call wins
-    unless jittor is not imported yet, in which case a later call may change the device."""
+    """Prepare the environment for ``import jittor`` (environment variables, oneDNN laid out
+    and preloaded), without importing it: :func:`ensure_jittor` does both.  Idempotent; the
+    first call wins unless jittor is not imported yet, in which case a later call may change
+    the device."""
     global _state, _mkl_disabled_by_us, _warned, _nvcc_hidden_by_us
     requested = device or os.environ.get("GRADCHECK_DEVICE", "auto")
     if _state is not None and (device is None or requested == _state.requested_device):
@@ -325,8 +332,20 @@ def state() -> RuntimeState:
     return _state if _state is not None else setup()
 
 
+def ensure_jittor(device: Optional[str] = None):
+    """The one entry to Jittor: set the runtime up (:func:`setup`, once per process) and
+    import Jittor with its ``use_cuda`` flag set for the chosen device; returns ``jittor``.
+    Idempotent and cheap after the first call.  ``device`` (``auto``, ``cpu``, ``cuda``)
+    changes an earlier choice only while Jittor is not imported yet; None keeps it (else
+    ``$GRADCHECK_DEVICE``, else ``auto``).  A device that cannot be had raises
+    :class:`RuntimeSetupError`."""
+    setup(device=device)
+    return import_jittor()
+
+
 def import_jittor():
-    """Import Jittor after :func:`setup`, with its use_cuda flag set for the chosen device."""
+    """:func:`ensure_jittor` with the device already chosen (or the default): set up if
+    nothing was yet, import Jittor, set its use_cuda flag for the chosen device."""
     st = state()
     if "jittor" not in sys.modules and not core_is_built():
         build_core_in_child()

@@ -24,10 +24,7 @@ CUDA top-k breaks ties in yet another way).
 
 from __future__ import annotations
 
-from gradcheck import runtime as _runtime
-
-_runtime.setup()
-jt = _runtime.import_jittor()
+from .. import jt  # the package sets up the Jittor runtime first
 
 __all__ = ["torch_cpu_topk_indices"]
 
