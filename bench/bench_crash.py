@@ -89,7 +89,6 @@ def workload():
 
 def worker(steps: int) -> None:
     """M bare training steps, no gradcheck: the raw crash rate."""
-    import gradcheck  # noqa: F401  (the runtime before Jittor)
     from gradcheck import errors
 
     with errors.handling_signals():   # crashes die of their signal, with a traceback

@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import gold_yolo  # noqa: E402  (sets up Jittor first)
+import gold_yolo  # noqa: E402
 import gradcheck  # noqa: E402
 from gradcheck import runtime  # noqa: E402
 from gradcheck.parity import align as align_mod, torchenv  # noqa: E402

@@ -13,7 +13,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import gradcheck  # noqa: E402  (prepares Jittor before it is imported)
 from gradcheck.distributed.rank import check  # noqa: E402
 from gradcheck.policy import Policy  # noqa: E402
 from gradcheck.report import save_report  # noqa: E402

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-import gradcheck  # noqa: F401  (Jittor before torch)
+import gradcheck
 from gradcheck import runtime
 from gradcheck.parity import torchenv
 

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import gold_yolo  # noqa: F401  (sets up the Jittor runtime)
 from gradcheck import runtime
 
 jt = runtime.import_jittor()

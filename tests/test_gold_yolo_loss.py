@@ -14,7 +14,6 @@ import time
 import numpy as np
 import pytest
 
-import gold_yolo  # noqa: F401  (sets up the Jittor runtime)
 from gradcheck import runtime
 
 jt = runtime.import_jittor()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import gradcheck  # noqa: F401  (runtime first)
 from gradcheck import graph, runtime
 
 jt = runtime.import_jittor()

@@ -14,9 +14,9 @@ import gradcheck  # noqa: E402
 from corpus import case  # noqa: E402
 from gradcheck import runtime
 from gradcheck.workload import Phase
-from jittor.weightnorm import weight_norm
 
-jt = runtime.import_jittor()
+jt = runtime.import_jittor()   # the runtime set up before Jittor's own modules
+from jittor.weightnorm import weight_norm  # noqa: E402
 nn = jt.nn
 LATENT, CLASSES, PIXELS = 4, 3, 16
 

@@ -17,7 +17,7 @@ if __name__ == "__main__":                  # run as a script: the repo and test
     _root = Path(__file__).resolve().parents[2]
     sys.path[:0] = [str(_root), str(_root / "tests")]
 
-import gradcheck  # noqa: E402  (prepares the Jittor runtime first)
+import gradcheck  # noqa: E402
 from oracle import generate, oracle  # noqa: E402
 from oracle.compare import compare  # noqa: E402
 
