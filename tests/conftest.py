@@ -15,6 +15,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+
+def _drop_other_gradcheck() -> None:
+    """The tests are of this checkout.  An installed gradcheck's pytest plugin (the
+    ``pytest11`` entry point) is loaded before this file runs, and it imports the installed
+    package, which ``import gradcheck`` would then keep returning: forget it (importing
+    gradcheck has no side effects, so there is nothing to undo) and import this checkout's."""
+    mod = sys.modules.get("gradcheck")
+    where = getattr(mod, "__file__", None) or "/"   # a namespace package has no __file__
+    if mod is not None and Path(where).resolve().parent != ROOT / "gradcheck":
+        for name in [n for n in sys.modules if n == "gradcheck" or n.startswith("gradcheck.")]:
+            del sys.modules[name]
+
+
+_drop_other_gradcheck()
+
 from gradcheck import runtime  # noqa: E402
 
 try:   # the Jittor runtime, before any test module imports jittor

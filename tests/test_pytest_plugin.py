@@ -42,6 +42,16 @@ def test_plugin_is_registered_through_pytest11(repo_root):
     assert "gradcheck = gradcheck.pytest_plugin" in [e.strip() for e in entries]
 
 
+def test_the_tests_import_this_checkout(repo_root):
+    """An installed gradcheck's plugin, loaded through pytest11 before tests/conftest.py ran,
+    imported the installed package; conftest swapped this checkout's in."""
+    import gradcheck.api
+    import gradcheck.report
+
+    for mod in (gradcheck, gradcheck.api, gradcheck.report):
+        assert repo_root / "gradcheck" in Path(mod.__file__).resolve().parents, mod
+
+
 def test_fixture_in_a_users_suite(pytester, monkeypatch):
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")   # load exactly this checkout's
     pytester.makepyfile(test_users=f"""
