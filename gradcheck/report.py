@@ -22,10 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gradcheck import __version__
+from gradcheck.errors import MachineError
 from gradcheck.schema import (  # noqa: F401 (the records are re-exported from here)
     BufferRecord, LossTermRecord, ModuleRollup, ParamRecord, StepRecord, Summary, Verdict,
     VerdictGroup, WarningRecord, _nonfinite_text, load, plain)
 from gradcheck.status import RUN_STATUSES, STEP_STATUSES, UNCOVERED  # noqa: F401 (re-exported)
+from gradcheck.summary import module_rollup, summarize
 
 SCHEMA_VERSION = 2   # 2: tracked, held_only, lrs, zero_blockers, zero_why; step status "absent"
 
@@ -64,7 +67,7 @@ class Report:
     def to_dict(self) -> dict:
         d = {
             "schema_version": self.schema_version,
-            "tool": {"name": "gradcheck", "version": _version()},
+            "tool": {"name": "gradcheck", "version": __version__},
             "created": self.created,
             "config": _finite(self.config),
             "environment": _finite(self.environment),
@@ -122,8 +125,6 @@ class Report:
         except (KeyError, TypeError, ValueError) as exc:
             raise ReportError(f"{source}: malformed report ({type(exc).__name__}: {exc})") from None
         # totals are derived from the records, never trusted from the file (see summary.py)
-        from gradcheck.summary import module_rollup, summarize
-
         report.summary, report.modules = summarize(report), module_rollup(report.params)
         return report
 
@@ -150,12 +151,6 @@ def _finite(obj):
     if isinstance(obj, (list, tuple)):
         return [_finite(v) for v in obj]
     return obj
-
-
-def _version() -> str:
-    from gradcheck import __version__
-
-    return __version__
 
 
 # ---------------------------------------------------------------------- files
@@ -201,8 +196,6 @@ def _read_only(directory: Path) -> bool:
 
 
 def _write_error(path: Path, exc: OSError) -> Exception:
-    from gradcheck.errors import MachineError
-
     why = exc.strerror or str(exc) or type(exc).__name__
     message = f"cannot write {path}: {why[0].lower() + why[1:]}"
     if path.exists():

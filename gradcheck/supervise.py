@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from gradcheck import errors
+
 ATTEMPT_ENV = "GRADCHECK_ATTEMPT"          # "1" or "2" in a supervised child
 DIR_ENV = "GRADCHECK_SUPERVISOR_DIR"      # the current attempt's folder of notes
 RETRY_ENV = "GRADCHECK_RETRIED"           # why this attempt is a rerun: a verdict warning
@@ -58,12 +60,6 @@ _command_line = False
 # buffered) or "clean" (the watch ended with nothing seen).
 _writes = "off"
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT
-
-
-def crash_signals() -> tuple:
-    from gradcheck.errors import CRASH_SIGNALS
-
-    return CRASH_SIGNALS
 
 
 # ------------------------------------------------------------------ the CLI's side
@@ -206,8 +202,6 @@ def rerun_instead(exc: BaseException) -> bool:
     """In a supervised first attempt, a known transient Jittor fault that was not retried
     already: leave its reason for the parent and return True (exit :data:`EXIT_RERUN`,
     printing nothing).  Anywhere else False: the failure is reported as usual."""
-    from gradcheck import errors
-
     d = _notes_dir()
     if d is None or attempt() != 1 or not errors.is_compiler_flake(exc):
         return False
@@ -364,7 +358,7 @@ def _outcome(status: int, interrupted: Optional[int], notes: Path) -> Outcome:
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         out.code = 128 + sig
-        if sig in crash_signals():
+        if sig in errors.CRASH_SIGNALS:
             out.crash = signal.Signals(sig).name
     else:
         out.code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 3

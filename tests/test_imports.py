@@ -176,3 +176,91 @@ def test_a_gold_yolo_module_imported_first_sets_the_runtime_up():
         print("RESULT", json.dumps(ch))
     """, timeout=600)
     assert out["jittor"] and out["set_up"] and "log_silent" in out["env"], out
+
+
+# --------------------------------------------------------------------------- no circles
+def module_graph(package: str) -> tuple:
+    """``({module: {imported at its top}}, {module: {imported inside functions}})`` for the
+    modules of ``package``, from their ``import``/``from`` statements (those under ``if
+    TYPE_CHECKING`` never run and are left out)."""
+    root = REPO / package
+    mods = {}
+    for path in root.rglob("*.py"):
+        parts = list(path.relative_to(REPO).with_suffix("").parts)
+        is_pkg = parts[-1] == "__init__"
+        mods[".".join(parts[:-1] if is_pkg else parts)] = (path, is_pkg)
+
+    def targets(mod: str, is_pkg: bool, node) -> list:
+        if isinstance(node, ast.Import):
+            return [a.name for a in node.names]
+        base = mod.split(".") if is_pkg else mod.split(".")[:-1]
+        if node.level:
+            base = base[:len(base) - node.level + 1]
+            prefix = ".".join(base + ([node.module] if node.module else []))
+        else:
+            prefix = node.module
+        return [prefix] + [f"{prefix}.{a.name}" for a in node.names]
+
+    top, inner = {}, {}
+    for mod, (path, is_pkg) in mods.items():
+        tree = ast.parse(path.read_text(), str(path))
+        at_top = {id(n) for n in _top_level(tree)}
+        for_types = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                     and "TYPE_CHECKING" in ast.unparse(block.test)
+                     for stmt in block.body for n in ast.walk(stmt)}   # never run
+        top[mod], inner[mod] = set(), set()
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in for_types:
+                found = {t for t in targets(mod, is_pkg, node) if t in mods and t != mod}
+                (top if id(node) in at_top else inner)[mod] |= found
+    return top, inner
+
+
+def cycles(graph: dict) -> list:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_cycle_finder_finds_one():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+@pytest.mark.parametrize("package", ["gradcheck", "gold_yolo"])
+def test_no_import_circle_among_top_level_imports(package):
+    top, _ = module_graph(package)
+    assert cycles(top) == []
+
+
+def test_summary_does_not_import_report():
+    """The circle this replaced: report derives its totals from summary, so summary takes
+    Report for its annotations only."""
+    top, inner = module_graph("gradcheck")
+    assert "gradcheck.summary" in top["gradcheck.report"]
+    assert "gradcheck.report" not in top["gradcheck.summary"] | inner["gradcheck.summary"]

@@ -85,11 +85,12 @@ class Alignment:
                                             for p in self.params)}
 
     def to_dict(self) -> dict:
-        from gradcheck.report import _finite, _version
+        from gradcheck import __version__
+        from gradcheck.report import _finite
 
         return _finite({
             "schema_version": ALIGN_SCHEMA_VERSION, "kind": "align",
-            "tool": {"name": "gradcheck", "version": _version()}, "created": self.created,
+            "tool": {"name": "gradcheck", "version": __version__}, "created": self.created,
             "config": {"port": self.port, "original": self.original, "steps": self.steps,
                        "tolerances": vars(self.tolerances), "name_map": self.name_map,
                        "calibrated": self.calibrated, "noise_samples": self.noise_samples,
