@@ -100,10 +100,11 @@ def test_ensure_jittor_is_the_one_entry_and_is_idempotent():
 
 # --------------------------------------------------------------------------- the commands
 def test_help_compare_and_show_never_start_jittor():
-    commands = [["--help"], ["run", "--help"], ["align", "--help"], ["doctor", "--help"],
-                ["show", REPORT], ["show", "--format", "html", REPORT],
+    commands = [["--help"], ["--version"], ["run", "--help"], ["align", "--help"],
+                ["doctor", "--help"], ["show", REPORT], ["show", "--format", "html", REPORT],
                 ["show", "--format", "json", REPORT], ["compare", REPORT, REPORT],
-                ["compare", "--format", "markdown", REPORT, REPORT]]
+                ["compare", "--format", "markdown", REPORT, REPORT],
+                ["compare", "--across", REPORT, REPORT]]
     out = fresh(f"""
         from gradcheck import runtime
         from gradcheck.cli import main
