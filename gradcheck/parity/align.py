@@ -159,8 +159,10 @@ def align(port: Workload, original: Workload, name_map: Optional[NameMap] = None
             res.verdict["warnings"].append(f"no noise samples ({type(exc).__name__}: {exc})")
     samples = []
     extra_port = [e.var for e in p_params if not e.var.is_stop_grad() and id(e.var) not in p_opt]
-    # the float64 rerun of the port starts from here (gradcheck.parity.float64)
-    port_vars = list({id(e.var): e.var for e in p_params + p_buffers}.values())
+    # the float64 rerun of the port starts from here (gradcheck.parity.float64), on every
+    # float Var the model holds
+    port_vars = list({id(v): v for v in [e.var for e in p_params + p_buffers]
+                      + float64.model_vars(pm, jt)}.values())
     start = (float64.snapshot(port_vars, jt)
              if ref is not None and tol.float64_mode != Float64Mode.NEVER else None)
     first_batch = None

@@ -17,6 +17,15 @@ output and d loss / d output recorded), and then puts every Var back as it
 was, value and dtype.  It needs a port whose code follows its input's dtype: a hard-coded
 cast to float32 brings float32 noise back into the rerun, and a row it should explain then
 stays unexplained (never the reverse).  Judging is in :mod:`gradcheck.parity.judge`.
+
+What the rerun makes float64, besides the batch: every float Var the model holds
+(:func:`model_vars`: parameters and buffers, and Vars in plain attributes, lists and dicts,
+``_``-prefixed ones too), and Jittor's automatic-precision cast ``Var.float_auto()`` (float32
+unless AMP asks for float16; Jittor's own ResNet casts its pooled features with it), which
+follows the run's precision there as torch's default dtype does in the original's float64
+run.  Jittor's tuners are off while it runs: on CPU they hand a matmul whose first operand
+is float32 to MKL's ``mkl_matmul``, which takes float32 only and fails on a float64 second
+operand ("support float32 only now"); Jittor's own kernels take any dtype.
 """
 
 from __future__ import annotations
@@ -93,6 +102,57 @@ def float64_scalars(jt):
             setattr(jt, name, orig)
 
 
+@contextmanager
+def float64_auto(jt):
+    """``Var.float_auto()`` (Jittor's cast to its automatic float dtype: float32, or float16
+    under AMP) casts to float64 while the rerun runs: the run's precision."""
+    saved = {}
+    for owner in (jt.Var, jt):
+        if getattr(owner, "float_auto", None) is not None:
+            saved[owner] = owner.float_auto
+            setattr(owner, "float_auto", lambda x: x.float64())
+    try:
+        yield
+    finally:
+        for owner, orig in saved.items():
+            setattr(owner, "float_auto", orig)
+
+
+_MAX_DEPTH = 4
+
+
+def model_vars(model, jt) -> list:
+    """Every float Var reachable from ``model``, once each: in the attributes of every module
+    of its tree (``_``-prefixed ones too: a constant kept there is used in ``execute`` as
+    much as a parameter) and in the lists, tuples and dicts they hold (a Module in one
+    counts with its own tree)."""
+    found: dict = {}
+    seen: set = set()
+    todo = [model]
+
+    def visit(value, depth):
+        if isinstance(value, jt.Var):
+            if _is_float(value):
+                found.setdefault(id(value), value)
+        elif isinstance(value, jt.nn.Module):
+            todo.append(value)
+        elif isinstance(value, (list, tuple)) and depth < _MAX_DEPTH:
+            for x in value:
+                visit(x, depth + 1)
+        elif isinstance(value, dict) and depth < _MAX_DEPTH:
+            for x in value.values():
+                visit(x, depth + 1)
+
+    while todo:
+        m = todo.pop()
+        if id(m) in seen:
+            continue
+        seen.add(id(m))
+        for value in list(vars(m).values()):
+            visit(value, 0)
+    return list(found.values())
+
+
 def _is_float(var) -> bool:
     return str(var.dtype).startswith(("float", "bfloat"))
 
@@ -113,10 +173,11 @@ def rerun_port_float64(port, variables, start: dict, trainable, batch_np, templa
     t0 = time.time()
     now = [(v, v.numpy().copy()) for v in variables if _is_float(v)]
     try:
-        with jt.flag_scope(auto_convert_64_to_32=0), float64_scalars(jt):
-            for v in variables:
-                if id(v) in start:
-                    v.assign(jt.array(start[id(v)].astype(np.float64)))
+        # enable_tuner=0: no relay to MKL's float32-only matmul (see the module doc)
+        with jt.flag_scope(auto_convert_64_to_32=0, enable_tuner=0), float64_scalars(jt), \
+                float64_auto(jt):
+            for v, value in now:
+                v.assign(jt.array(start.get(id(v), value).astype(np.float64)))
             batch = batch_for_port(batch_to_double(batch_np), template, jt)
             rec = JittorOutputs(port.model, jt)
             with rec:
