@@ -68,6 +68,9 @@ from gradcheck.parity.weights import bn_settings, copy_weights
 from gradcheck.workload import Workload, WorkloadError
 
 
+MAX_LEAKS = 10      # float32 leaks into the port's float64 rerun kept in the result
+
+
 def align(port: Workload, original: Workload, name_map: Optional[NameMap] = None, steps: int = 1,
           tolerances: Optional[Tolerances] = None, seed: Optional[int] = 0,
           calibrate: bool = True) -> Alignment:
@@ -243,13 +246,22 @@ def align(port: Workload, original: Workload, name_map: Optional[NameMap] = None
     # 7. noise or port bug? the port rerun in float64, where float32 left rows unexplained
     if start is not None and (tol.float64_mode == Float64Mode.ALWAYS or numeric_failures(res)):
         trainable = [e.var for e in p_params if not e.var.is_stop_grad()]
-        run64 = float64.rerun_port_float64(port, port_vars, start, trainable, *first_batch, jt)
-        counts = judge_float64(res, run64, grads_64, outs_64, losses, terms_log, name_map,
-                               {e.name: e.var for e in p_params}, tol)
-        res.float64_rerun = {"seconds": round(run64.seconds, 2), **counts}
-        res.first_divergence_f64 = next(
-            ({"module": m["original_module"], "port_module": m["module"], "rel": m["rel_f64"],
-              "type": m["type"]} for m in res.modules if m.get("ok_f64") is False), None)
+        try:
+            run64 = float64.rerun_port_float64(port, port_vars, start, trainable, *first_batch,
+                                               jt)
+        except float64.Float64RerunError as exc:   # the float32 verdicts stand, unexplained
+            res.float64_rerun = {"seconds": round(exc.seconds, 2), "explained": 0,
+                                 "float64_only": 0, "error": str(exc),
+                                 "float32_leaks": exc.leaks[:MAX_LEAKS]}
+        else:
+            counts = judge_float64(res, run64, grads_64, outs_64, losses, terms_log, name_map,
+                                   {e.name: e.var for e in p_params}, tol)
+            res.float64_rerun = {"seconds": round(run64.seconds, 2), **counts,
+                                 "float32_leaks": run64.leaks[:MAX_LEAKS]}
+            res.first_divergence_f64 = next(
+                ({"module": m["original_module"], "port_module": m["module"],
+                  "rel": m["rel_f64"], "type": m["type"]}
+                 for m in res.modules if m.get("ok_f64") is False), None)
     res.first_backward_divergence = next(
         ({"module": m["original_module"], "port_module": m["module"], "rel": m["grad_rel"],
           "type": m["type"]} for m in reversed(res.modules) if m.get("grad_ok") is False), None)

@@ -61,7 +61,8 @@ class Alignment:
     name_map: list = field(default_factory=list)
     calibrated: bool = False
     noise_samples: int = 0       # one-ulp samples of the original's noise that were run
-    float64_rerun: Optional[dict] = None    # {"seconds", "explained", "float64_only"} when run
+    float64_rerun: Optional[dict] = None    # {"seconds", "explained", "float64_only",
+    #                                          "float32_leaks"[, "error"]} when run
     first_divergence_f64: Optional[dict] = None   # the first module that differs in float64
     seconds: float = 0.0
     created: str = ""
@@ -164,6 +165,19 @@ def verdict(res: Alignment) -> None:
     if not res.calibrated:
         res.verdict["warnings"].append("no float64 reference: judged on the plain tolerances")
     f = res.float64_rerun
+    if f and f.get("error"):
+        res.verdict["warnings"].append(
+            f"the port's float64 rerun failed ({f['error']}): nothing is explained by it, "
+            f"the float32 verdicts stand")
+    if f and f.get("float32_leaks"):
+        from gradcheck.parity.float64 import describe_leak
+
+        leaks = f["float32_leaks"]
+        res.verdict["warnings"].append(
+            f"float32 got into the port's float64 rerun: {describe_leak(leaks[0])}"
+            + (f" (+{len(leaks) - 1} more place(s))" if len(leaks) > 1 else "")
+            + "; from there on the rerun carries float32 rounding, and a row it should "
+              "explain can stay unexplained")
     if f and f["explained"]:
         fb = res.first_divergence_f64
         res.verdict["warnings"].append(

@@ -25,7 +25,12 @@ unless AMP asks for float16; Jittor's own ResNet casts its pooled features with 
 follows the run's precision there as torch's default dtype does in the original's float64
 run.  Jittor's tuners are off while it runs: on CPU they hand a matmul whose first operand
 is float32 to MKL's ``mkl_matmul``, which takes float32 only and fails on a float64 second
-operand ("support float32 only now"); Jittor's own kernels take any dtype.
+operand ("support float32 only now"); Jittor's own kernels take any dtype.  A float32 that
+still gets in (a hard-coded ``float32()`` in the port, a float32 constant made in its
+``execute``) is found by the recorder's dtype watch and named in :attr:`Float64Run.leaks`
+(the first module it enters or leaves, see :func:`describe_leak`); should the rerun fail
+all the same, :class:`Float64RerunError` carries those leaks, and ``align`` reports them
+with the error instead of stopping.
 """
 
 from __future__ import annotations
@@ -51,6 +56,15 @@ class Float64Run:
     out: dict = field(default_factory=dict)       # module name -> [[np outputs]] per call
     out_grads: dict = field(default_factory=dict)  # (name, call) -> [np d loss / d output]
     seconds: float = 0.0
+    leaks: list = field(default_factory=list)     # float32 in the float64 run, where it showed
+
+
+class Float64RerunError(RuntimeError):
+    """The rerun failed (Jittor raised); ``leaks`` says where a float32 had got in by then."""
+
+    def __init__(self, message: str, leaks: list, seconds: float):
+        super().__init__(message)
+        self.leaks, self.seconds = leaks, seconds
 
 
 # Jittor turns a Python float operand into a float32 constant whatever the other operand's
@@ -153,6 +167,21 @@ def model_vars(model, jt) -> list:
     return list(found.values())
 
 
+def describe_leak(leak: dict) -> str:
+    """One sentence for a :attr:`Float64Run.leaks` entry."""
+    name = leak["module"] or "<root>"
+    if leak["at"] == "output":
+        return (f"{name} [{leak['type']}] turned its float64 input into a {leak['dtype']} "
+                f"output (a cast in its own code)")
+    parent = leak["module"].rpartition(".")[0] if leak["module"] else None
+    where = ("the code that calls the model (the loss or the batch)" if parent is None
+             else f"the code of {parent or '<root>'}, which calls it")
+    return (f"{name} [{leak['type']}] got a {leak['dtype']} input"
+            + (f" after {leak['after'] or '<root>'} gave out float64" if leak["after"] is not None
+               else "")
+            + f": a cast to {leak['dtype']} in {where}")
+
+
 def _is_float(var) -> bool:
     return str(var.dtype).startswith(("float", "bfloat"))
 
@@ -172,6 +201,7 @@ def rerun_port_float64(port, variables, start: dict, trainable, batch_np, templa
 
     t0 = time.time()
     now = [(v, v.numpy().copy()) for v in variables if _is_float(v)]
+    rec = JittorOutputs(port.model, jt, expect_dtype="float64")
     try:
         # enable_tuner=0: no relay to MKL's float32-only matmul (see the module doc)
         with jt.flag_scope(auto_convert_64_to_32=0, enable_tuner=0), float64_scalars(jt), \
@@ -179,7 +209,6 @@ def rerun_port_float64(port, variables, start: dict, trainable, batch_np, templa
             for v, value in now:
                 v.assign(jt.array(start.get(id(v), value).astype(np.float64)))
             batch = batch_for_port(batch_to_double(batch_np), template, jt)
-            rec = JittorOutputs(port.model, jt)
             with rec:
                 loss, terms, _ = call_loss(port.loss, port.model, batch, port.name)
                 rec.output_grads(loss)
@@ -190,8 +219,29 @@ def rerun_port_float64(port, variables, start: dict, trainable, batch_np, templa
             return Float64Run(
                 loss=float(loss.item()), terms={k: float(v.item()) for k, v in terms.items()},
                 grads={id(v): g.numpy().astype(np.float64) for v, g in zip(trainable, grads)},
-                out=rec.out, out_grads=rec.grads, seconds=time.time() - t0)
+                out=rec.out, out_grads=rec.grads, seconds=time.time() - t0, leaks=rec.leaks)
+    except Exception as exc:    # Jittor's error (a compile or kernel failure): with the leaks
+        raise Float64RerunError(f"{type(exc).__name__}: {_brief(str(exc))}", rec.leaks,
+                                time.time() - t0) from exc
     finally:
         for v, value in now:
             v.assign(jt.array(value))
         jt.sync([v for v, _ in now])
+
+
+def _brief(message: str) -> str:
+    """Jittor's error in one line: what failed, where in Jittor, on which op and inputs
+    (without its colour codes, log prefixes, cache paths and advice)."""
+    import re
+
+    flat = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", message).split())
+    prefix = r"\[[iwef] \d+ [\d:.]+ \d+ ([\w./-]+:\d+)\]\s*"
+    reason = re.search(r"\[Reason\]:\s*(?:" + prefix + r")?(.*?)\s*(?:\*{5}|Async error|$)",
+                       flat)
+    op = re.search(r"\[OP TYPE\]:\s*(.*?)\s*\[Input\]:\s*(.*?),?\s*\[Output\]", flat)
+    if not reason:
+        return re.sub(prefix, "", flat)[:300]
+    text = reason.group(2).replace("Something wrong... Could you please report this issue?", "")
+    text = " ".join(text.split())
+    return (text + (f" ({reason.group(1)})" if reason.group(1) else "")
+            + (f"; op {op.group(1)} on {op.group(2)}" if op else ""))[:500]

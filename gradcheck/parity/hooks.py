@@ -66,12 +66,18 @@ class JittorOutputs:
     """Forward hooks on every named module of a Jittor model (an existing hook is chained
     and put back on exit); leaves are kept as Vars and fetched once after the step."""
 
-    def __init__(self, model, jt):
+    def __init__(self, model, jt, expect_dtype=None):
         self.model, self.jt = model, jt
         self.out: dict = {}
         self.live: dict = {}        # (name, call) -> the output Vars, graph attached
         self.grads: dict = {}       # (name, call) -> [d loss / d output]
         self._saved: list = []
+        # ``expect_dtype`` (the float64 rerun): where a float Var of another dtype first
+        # enters or leaves a module (see :meth:`_watch`)
+        self.expect = expect_dtype
+        self.leaks: list = []
+        self._stray: dict = {}      # id -> the off-dtype Vars already seen (kept alive)
+        self._last_clean = None     # the last module whose outputs were all expect_dtype
 
     def output_grads(self, loss) -> None:
         keys = [k for k, vs in self.live.items() if vs]
@@ -95,6 +101,9 @@ class JittorOutputs:
 
             def hook(mod, args, out, *kw, name=name, prev=prev):
                 vs = [v for v in tree_leaves(out) if isinstance(v, jt.Var)]
+                if self.expect is not None:
+                    self._watch(name, mod, [v for v in tree_leaves([args, list(kw)])
+                                            if isinstance(v, jt.Var)], vs)
                 calls = self.out.setdefault(name, [])
                 self.live[(name, len(calls))] = [v for v in vs if _float_var(v)]
                 calls.append([v.detach() for v in vs])
@@ -112,6 +121,31 @@ class JittorOutputs:
                 m.__dict__["__fhook__"] = prev
         return False
 
+    def _watch(self, name, mod, inputs, outputs) -> None:
+        """A leak of another float dtype into a run that should be ``expect_dtype`` only,
+        recorded where it first shows (hooks fire as modules return: leaves in execution
+        order, a container after its children): an off-dtype input no module gave out is
+        cast in the calling code (or the loss, or the batch) before this module; an
+        off-dtype output from inputs that were all clean is cast in this module's own code.
+        An off-dtype Var already seen (the same Var passed on, or a module's output from
+        off-dtype inputs) is the leak spreading, not a new one."""
+        def stray(vs):
+            return [v for v in vs if _is_float(v) and str(v.dtype) != self.expect]
+
+        new_in = [v for v in stray(inputs) if id(v) not in self._stray]
+        bad_out = stray(outputs)
+        typ = type(mod).__name__
+        if new_in:
+            self.leaks.append({"module": name, "type": typ, "at": "input",
+                               "dtype": str(new_in[0].dtype), "after": self._last_clean})
+        elif bad_out and not stray(inputs) and any(id(v) not in self._stray for v in bad_out):
+            self.leaks.append({"module": name, "type": typ, "at": "output",
+                               "dtype": str(bad_out[0].dtype), "after": self._last_clean})
+        for v in new_in + bad_out:
+            self._stray[id(v)] = v
+        if outputs and not bad_out:
+            self._last_clean = name
+
     def fetch(self) -> None:
         self.jt.sync([v for calls in self.out.values() for c in calls for v in c]
                      + [g for gs in self.grads.values() for g in gs])
@@ -119,5 +153,9 @@ class JittorOutputs:
         self.grads = {k: [g.numpy() for g in gs] for k, gs in self.grads.items()}
 
 
+def _is_float(v) -> bool:
+    return str(v.dtype).startswith(("float", "bfloat"))
+
+
 def _float_var(v) -> bool:
-    return str(v.dtype).startswith(("float", "bfloat")) and not v.is_stop_grad()
+    return _is_float(v) and not v.is_stop_grad()
