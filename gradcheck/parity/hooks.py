@@ -81,16 +81,19 @@ class JittorOutputs:
 
     def output_grads(self, loss) -> None:
         keys = [k for k, vs in self.live.items() if vs]
-        unique: dict = {}          # a Var output by nested modules: asked for once
+        # a Var output by nested modules is asked for once, and so is one Var under two
+        # handles: Jittor's same-dtype cast (``x.to(x.dtype)``, which Dropout(p=0) returns)
+        # hands back its input, and jt.grad gives zeros for a Var listed a second time
+        unique: dict = {}
         for k in keys:
             for v in self.live[k]:
-                unique.setdefault(id(v), v)
+                unique.setdefault(v.id, v)
         if unique:
             with self.jt.log_capture_scope(log_v=0, log_silent=1):   # "no gradient" warnings
                 gs = dict(zip(unique, self.jt.grad(loss, list(unique.values()),
                                                    retain_graph=True)))
             for k in keys:
-                self.grads[k] = [gs[id(v)] for v in self.live[k]]
+                self.grads[k] = [gs[v.id] for v in self.live[k]]
         self.live = {}
 
     def __enter__(self):
