@@ -23,7 +23,8 @@ What the rerun makes float64, besides the batch: every float Var the model holds
 ``_``-prefixed ones too), and Jittor's automatic-precision cast ``Var.float_auto()`` (float32
 unless AMP asks for float16; Jittor's own ResNet casts its pooled features with it), which
 follows the run's precision there as torch's default dtype does in the original's float64
-run.  Jittor's tuners are off while it runs: on CPU they hand a matmul whose first operand
+run; and its means (:func:`float64_means`: the backward of Jittor's own scales by a float32
+``1/N``).  Jittor's tuners are off while it runs: on CPU they hand a matmul whose first operand
 is float32 to MKL's ``mkl_matmul``, which takes float32 only and fails on a float64 second
 operand ("support float32 only now"); Jittor's own kernels take any dtype.  A float32 that
 still gets in (a hard-coded ``float32()`` in the port, a float32 constant made in its
@@ -132,6 +133,49 @@ def float64_auto(jt):
             setattr(owner, "float_auto", orig)
 
 
+@contextmanager
+def float64_means(jt):
+    """A mean of a float64 Var is its sum divided by N in float64 while the rerun runs.
+
+    Jittor's own mean is exact going forward, but its backward scales by ``1/N`` made in
+    float32 (``make_number(1.0f * out->num / v->num)`` in ``reduce_op.cc``): unless N is a
+    power of two, every gradient through a mean (each BatchNorm's two, average pooling,
+    ``AdaptiveAvgPool2d``) is off by up to 6e-8 -- float32 rounding that no dtype shows.
+    Covers ``jt.mean``, ``Var.mean`` and ``Var.reduce("mean", ...)``."""
+    saved = {}
+
+    def by_n(total, x):
+        n = x.numel() // max(total.numel(), 1)
+        return total / jt.array(np.array([n], np.float64))
+
+    def is64(x):
+        return isinstance(x, jt.Var) and str(x.dtype) == "float64"
+
+    orig_mean, orig_vmean, orig_reduce = jt.mean, jt.Var.mean, jt.Var.reduce
+    orig_sum = jt.Var.sum
+
+    def mean(x, *args, _orig=orig_mean, **kw):
+        return by_n(orig_sum(x, *args, **kw), x) if is64(x) else _orig(x, *args, **kw)
+
+    def vmean(x, *args, **kw):
+        return by_n(orig_sum(x, *args, **kw), x) if is64(x) else orig_vmean(x, *args, **kw)
+
+    def reduce(x, op, *args, **kw):
+        if op == "mean" and is64(x):
+            return by_n(orig_reduce(x, "add", *args, **kw), x)
+        return orig_reduce(x, op, *args, **kw)
+
+    for owner, name, fn in ((jt, "mean", mean), (jt.Var, "mean", vmean),
+                            (jt.Var, "reduce", reduce)):
+        saved[(owner, name)] = getattr(owner, name)
+        setattr(owner, name, fn)
+    try:
+        yield
+    finally:
+        for (owner, name), orig in saved.items():
+            setattr(owner, name, orig)
+
+
 _MAX_DEPTH = 4
 
 
@@ -205,7 +249,7 @@ def rerun_port_float64(port, variables, start: dict, trainable, batch_np, templa
     try:
         # enable_tuner=0: no relay to MKL's float32-only matmul (see the module doc)
         with jt.flag_scope(auto_convert_64_to_32=0, enable_tuner=0), float64_scalars(jt), \
-                float64_auto(jt):
+                float64_auto(jt), float64_means(jt):
             for v, value in now:
                 v.assign(jt.array(start.get(id(v), value).astype(np.float64)))
             batch = batch_for_port(batch_to_double(batch_np), template, jt)
