@@ -71,35 +71,6 @@ def test_densenet_layers_differ_in_what_they_return():
     assert res.loss["ok"] and all(p["ok"] for p in res.params)
 
 
-def test_originals_match_torchvision():
-    """The originals here against torchvision's own, where a torchvision fits this torch."""
-    try:
-        import torchvision.models as tvm
-        from torchvision.models import vgg as tvvgg
-    except Exception as exc:          # not installed, or built for another torch / CUDA
-        pytest.skip(f"no usable torchvision ({type(exc).__name__})")
-    torch = zp.torch
-    builders = {
-        "resnet18": lambda: tvm.resnet18(num_classes=zp.CLASSES),
-        "mobilenet_v2": lambda: tvm.mobilenet_v2(num_classes=zp.CLASSES, dropout=0.0),
-        "densenet121": lambda: tvm.densenet121(num_classes=zp.CLASSES),
-        "vgg11_bn": lambda: tvvgg.VGG(tvvgg.make_layers(zp.VGG_CFG, batch_norm=True),
-                                      num_classes=zp.CLASSES, dropout=0.0)}
-    for name, build in builders.items():
-        mine = zp.torch_model(name)
-        torch.manual_seed(0)
-        theirs = build()
-        if name == "vgg11_bn":
-            theirs.classifier = zp._vgg_classifier(torch.nn, lambda: torch.nn.ReLU(True))
-            zp._vgg_init(theirs.classifier)
-        assert [(n, type(m).__name__) for n, m in mine.named_modules()] == \
-            [(n, type(m).__name__) for n, m in theirs.named_modules()], name
-        a, b = mine.state_dict(), theirs.state_dict()
-        assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a), name
-        x = torch.from_numpy(zp.batch_np(name)[0])
-        assert torch.equal(mine(x), theirs(x)), name
-
-
 # ------------------------------------------------------------------ planted bugs
 def _before_agree(res, module, call=0):
     order = [(m["original_module"], m["call"]) for m in res.modules]
