@@ -10,6 +10,7 @@ differentiable path to (*reach*), and which Vars an op of this forward took as a
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -177,18 +178,38 @@ def inventory(model, buffer_globs=(), held=()) -> tuple[list, list]:
     return [e for e in entries if not e.buffer], [e for e in entries if e.buffer]
 
 
-@dataclass
 class GraphView:
-    """What :func:`analyse` parsed of one dumped graph, kept for :func:`zero_proofs`."""
+    """What :func:`analyse` parsed of one dumped graph, kept for :func:`zero_proofs`.  The
+    parts only a zero proof reads (op names, Vars' dimensions, empty Vars) are read from the
+    dump when first asked for: most steps never need them."""
 
-    inputs: list                  # node -> its input nodes
-    passable: list                # node -> does a gradient pass through it
-    node_ids: list                # node -> Jittor's id (creation order)
-    ops: list                     # node -> its op's name ("binary.multiply"), None for a Var
-    target_at: dict               # node -> target index
-    seen: dict                    # root name -> nodes with a differentiable path to it
-    empty: set                    # Var nodes holding no element (an empty selection)
-    ndim: dict                    # Var node -> number of dimensions
+    def __init__(self, nodes: list, inputs: list, passable: list, node_ids: list,
+                 target_at: dict, seen: dict):
+        self._nodes = nodes           # node -> (kind "V"/"O", id, gradient flag, the rest)
+        self.inputs = inputs          # node -> its input nodes
+        self.passable = passable      # node -> does a gradient pass through it
+        self.node_ids = node_ids      # node -> Jittor's id (creation order)
+        self.target_at = target_at    # node -> target index
+        self.seen = seen              # root name -> nodes with a differentiable path to it
+
+    @functools.cached_property
+    def ops(self) -> list:
+        """node -> its op's name ("binary.multiply"), None for a Var."""
+        return [None if kind == "V" else _op_name(rest) for kind, _, _, rest in self._nodes]
+
+    @functools.cached_property
+    def ndim(self) -> dict:
+        """Var node -> number of dimensions."""
+        return {i: rest[rest.rfind(")[") + 2:].count(",")
+                for i, (kind, _, _, rest) in enumerate(self._nodes) if kind == "V"}
+
+    @functools.cached_property
+    def empty(self) -> set:
+        """Var nodes holding no element (an empty selection), placeholders left out."""
+        ops, inputs = self.ops, self.inputs
+        return {i for i, (kind, _, _, rest) in enumerate(self._nodes)
+                if kind == "V" and _EMPTY.search(rest)
+                and (not inputs[i] or ops[inputs[i][0]] not in _PLACEHOLDER_OPS)}
 
 
 # ops whose output is exactly zero when every input is (they move or sum values, nothing else)
@@ -234,38 +255,22 @@ def analyse(roots: dict, targets: list, fence=None, keep: bool = False):
     """
     jt = runtime.import_jittor()
     graph = jt.dump_all_graphs()
-    info, inputs = graph.nodes_info, graph.inputs
-    index_of_id, passable, new_op = {}, [True] * len(info), [False] * len(info)
-    node_ids, empty, ops, ndim = [0] * len(info), set(), [None] * len(info), {}
+    inputs = graph.inputs
+    nodes = _nodes(graph.nodes_info)
+    node_ids = [int(nid) for _, nid, _, _ in nodes]
+    index_of_id = {node_ids[i]: i for i, node in enumerate(nodes) if node[0] == "V"}
     has_grad: dict = {}
-    # string slicing, not a regex per node: a Gold-YOLO step's graph has ~20k nodes, read on
-    # every probed step ("Var(18:1:2:1:i0:o1:s1:n0:g1,float32,name,addr)[16,3,3,3,]",
-    # "Op(53347:1:1:0:i2:o1:s1:g1,tape->53348)"; g0 marks a Var or op that stops gradients)
-    for i, text in enumerate(info):
-        var = text.startswith("Var(")
-        g = text.find(":g", 0, text.find(","))
-        try:
-            nid = int(text[4 if var else 3:text.index(":")])
-        except ValueError:
-            nid, g = 0, -1
-        if var:
-            index_of_id[nid] = i
-            node_ids[i] = nid
-            passable[i] = (g >= 0 and text[g + 2] == "1"
-                           and text.startswith(("float", "bfloat"), text.index(",") + 1))
-            if keep:
-                ndim[i] = text[text.rfind(")[") + 2:].count(",")
-                if _EMPTY.search(text):
-                    empty.add(i)
-        else:  # an op (detach is a clone with g0)
-            op = text[text.find(",", text.find(":g")) + 1:text.find("->")]
-            ok = has_grad.get(op)
-            if ok is None:
-                ok = has_grad[op] = _has_grad(op)
-            passable[i] = (g < 0 or text[g + 2] == "1") and ok
-            new_op[i] = g >= 0 and fence is not None and nid > fence
-            node_ids[i] = nid if g >= 0 else 0
-            ops[i] = op
+
+    def op_passes(rest: str) -> bool:
+        op = _op_name(rest)
+        ok = has_grad.get(op)
+        if ok is None:
+            ok = has_grad[op] = _has_grad(op)
+        return ok
+
+    # g0 marks a Var or an op that stops gradients (detach is a clone with g0)
+    passable = [g == "1" and (rest.startswith(("float", "bfloat")) if kind == "V"
+                              else op_passes(rest)) for kind, _, g, rest in nodes]
     target_at = {}
     for t_index, var in enumerate(targets):
         node = index_of_id.get(var.id)
@@ -273,9 +278,9 @@ def analyse(roots: dict, targets: list, fence=None, keep: bool = False):
             target_at[node] = t_index
     read = set()
     if fence is not None:
-        for i, parents in enumerate(inputs):
-            if new_op[i]:
-                read.update(target_at[p] for p in parents if p in target_at)
+        for i, node in enumerate(nodes):
+            if node[0] != "V" and node_ids[i] > fence:
+                read.update(target_at[p] for p in inputs[i] if p in target_at)
     reach, seen_by = {}, {}
     for root_name, root in roots.items():
         start = index_of_id.get(root.id)
@@ -293,10 +298,33 @@ def analyse(roots: dict, targets: list, fence=None, keep: bool = False):
         reach[root_name] = found
         seen_by[root_name] = seen
     if keep:
-        empty = {n for n in empty if not inputs[n] or ops[inputs[n][0]] not in _PLACEHOLDER_OPS}
-        return reach, read, GraphView(inputs, passable, node_ids, ops, target_at, seen_by, empty,
-                                      ndim)
+        return reach, read, GraphView(nodes, inputs, passable, node_ids, target_at, seen_by)
     return reach, read
+
+
+# one dumped node per line: "Var(18:1:2:1:i0:o1:s1:n0:g1,float32,name,addr)[16,3,3,3,]" or
+# "Op(53347:1:1:0:i2:o1:s1:g1,tape->53348)" -> (kind, id, gradient flag, what follows)
+_NODE = re.compile(r"^([VO])[a-z]*\((\d+)[^,\n]*?:g(\d),([^\n]*)$", re.M)
+
+
+def _nodes(info: list) -> list:
+    """``(kind "V"/"O", id, gradient flag, rest)`` per dumped node: one regex pass over the
+    whole dump (a 9,000-parameter model's step has 177k nodes: a Python parse per line took
+    0.5 s of it).  A line in another shape counts as an op of id 0 that passes gradients if
+    its name does."""
+    found = _NODE.findall("\n".join(info))
+    if len(found) == len(info):
+        return found
+    out = []
+    for text in info:       # some line is not in the expected shape: line by line
+        m = _NODE.match(text)
+        out.append(m.groups() if m and "\n" not in text else ("O", "0", "1", text))
+    return out
+
+
+def _op_name(rest: str) -> str:
+    """The op's name from what follows an op's gradient flag: "tape->53348)" -> "tape"."""
+    return rest[:rest.find("->")]
 
 
 def zero_proofs(view: GraphView, root: str, zero: set, zero_valued: set) -> dict:
