@@ -3,6 +3,7 @@ assets, robustness to odd numbers, atomic writes, size at Gold-YOLO scale, and t
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -31,6 +32,12 @@ def _p(name, status="covered", steps=None, norms=None, **kw):
     return ParamRecord(name=name, shape=[4, 4], numel=16, status=status, steps=steps,
                        grad_norms=norms, grad_norm=norms[-1], module=name.rsplit(".", 1)[0]
                        if "." in name else "", requires_grad=status != "frozen", **kw)
+
+
+def tree_of(page: str) -> dict:
+    """The module tree's data, as the page embeds it for report.js."""
+    m = re.search(r'<script type="application/json" id="gc-tree">(.*?)</script>', page, re.S)
+    return json.loads(m.group(1))
 
 
 def make_report() -> Report:
@@ -94,9 +101,12 @@ def test_page_shows_every_parameter_verdict_and_config(report, page):
     # counts by status (cards) and the module tree with covered/trainable per module
     for status in ("covered", "zero", "missing", "nonfinite", "frozen", "buffers"):
         assert f"<span>{status}</span>" in page
-    assert '<details class="mod" open>' in page
+    tree = tree_of(page)                    # the tree is data that report.js builds from
+    assert tree["roots"] == [0] and tree["m"][0][0] == "" and tree["m"][0][9] == 1   # root open
     backbone = next(m for m in report.modules if m.module == "backbone")
-    assert f'{backbone.covered}/{backbone.trainable}' in page
+    assert [backbone.covered, backbone.trainable] in [row[1:3] for row in tree["m"]
+                                                      if row[0] == "backbone"]
+    assert sorted(p[0] for p in tree["p"]) == sorted(p.name for p in report.params)
 
 
 def test_causes_grouped_with_codes_details_and_counts(report, page):
@@ -134,6 +144,47 @@ def test_text_is_escaped(page):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "zoo:&lt;b&gt;demo&lt;/b&gt;" in page
     assert page.count("<script>") == 1                # only the page's own little script
+
+
+def test_tree_data_is_embedded_safely():
+    """Names that would end a <script> block or open a comment stay inside the JSON."""
+    r = make_report()
+    nasty = "x.</script><script>alert(2)</script><!--&amp;.weight"
+    r.params.append(_p(nasty))
+    page = render_html(finalize(r, Policy()))
+    assert "alert(2)" in page and "<script>alert(2)" not in page and "<!--" not in page
+    assert page.count("</script>") == 2                # the tree's data and the page's script
+    tree = tree_of(page)
+    assert nasty in [p[0] for p in tree["p"]] and EVIL in [p[0] for p in tree["p"]]
+
+
+def test_tree_rows_and_modules_in_the_data():
+    from gradcheck.render.html_tree import tree_data
+
+    r = make_report()
+    data = tree_data(r)
+    names = [m[0] for m in data["m"]]
+    for i, m in enumerate(data["m"]):                  # pre-order: sub-modules after a module
+        assert all(k > i and names[k].startswith(m[0]) for k in m[7])
+    cls = next(p for p in data["p"] if p[0] == "head.cls.weight")
+    assert cls[2] == "nonfinite" and cls[3] == "+!!" and cls[7][0][:2] == ["c", "nonfinite"]
+    aux = next(p for p in data["p"] if p[0] == "backbone.aux.weight")
+    assert aux[6] == [] and "cut" in aux[8]            # reached by nothing; the filter finds "cut"
+    assert next(p for p in data["p"] if p[0] == "scale")[6] is None      # not probed
+
+
+def test_a_big_tree_opens_a_bounded_number_of_rows_at_load():
+    """Modules with an uncovered parameter open at load, as before, but only up to a budget
+    of rows: 4,000 missing parameters do not all become rows before anyone asks."""
+    from gradcheck.render.html_tree import LOAD_ROWS, tree_data
+
+    params = [_p(f"blocks.{i // 4}.conv{i % 4}.weight", "missing" if i % 2 else "covered")
+              for i in range(8000)]
+    data = tree_data(finalize(Report(config={"model": "big"}, environment={}, params=params),
+                              Policy()))
+    opened = [m for m in data["m"] if m[9]]
+    assert LOAD_ROWS <= sum(len(m[8]) for m in opened) <= LOAD_ROWS + 4
+    assert sum(len(m[8]) for m in data["m"]) == 8000
 
 
 def test_no_external_assets(page):
@@ -219,7 +270,7 @@ def test_cli_writes_html(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["r.html"]
     assert "tests/zoo.py:detached" in page and ">FAIL<" in page
     assert "https://" not in page and "http://" not in page
-    rows = dict(re.findall(r'<tr class="p" data-k="([^" ]+) s:(\w+)', page))
+    rows = {p[0]: p[2] for p in tree_of(page)["p"]}
     assert rows == {"main.weight": "covered", "main.bias": "covered",
                     "side.weight": "missing", "side.bias": "missing"}
     causes = page[page.index('<section id="causes">'):page.index('<section id="flow">')]

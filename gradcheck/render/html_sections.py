@@ -1,19 +1,20 @@
 """The text sections of the HTML page: header and verdict, causes, loss terms with the
-term-to-module reach matrix, status over steps, the module tree and the run details."""
+term-to-module reach matrix, status over steps and the run details (the module tree is in
+:mod:`~gradcheck.render.html_tree`)."""
 
 from __future__ import annotations
 
 import json
 import math
 
-from gradcheck.enums import INFORMATIONAL, UNCOVERED, Cause
+from gradcheck.enums import INFORMATIONAL
 from gradcheck.render.common import (STEP_MARK, attention, changing, headline, human,
                                      informational, notes)
-from gradcheck.render.html_parts import (_GREY, _badge, _cls, _color, _fmt, _last, _marks, _num,
-                                         _ratio, _shape, _stack, esc)
+from gradcheck.render.html_parts import (_GREY, _badge, _cls, _color, _fmt, _marks, _num, _shape,
+                                         _stack, esc)
 from gradcheck.render.html_svg import _group_key, _spark
 from gradcheck.report import RUN_STATUSES
-from gradcheck.summary import findings, module_rollup
+from gradcheck.summary import findings
 
 MAX_TIMELINE_GROUPS = 300
 MAX_BUFFERS = 2000
@@ -215,98 +216,6 @@ def _timeline_section(report) -> str:
                    f'</td><td class="sqs">{cells}</td><td class="dim">{esc(names)}</td></tr>')
     out.append("</tbody></table></section>")
     return "".join(out)
-
-
-# ---------------------------------------------------------------------- module tree
-def _param_row(p) -> str:
-    ratio = _ratio(p)
-    notes = []
-    if p.cause:
-        notes.append(f'<code class="cc" title="{esc(p.cause_detail)}">{esc(p.cause)}</code> '
-                     f'{esc(p.cause_detail)}')
-    for f in p.flags:
-        notes.append(f'<span class="b s-zero">{esc(f)}</span>')
-    if p.requires_grad and not p.in_optimizer and p.cause != Cause.NOT_IN_OPTIMIZER:
-        notes.append('<span class="b s-zero">not in optimizer</span>')
-    if p.moved_without_grad and p.cause != Cause.DECAY_ONLY:
-        notes.append('<span class="b s-zero">moved without gradient</span>')
-    if p.frozen_reason and p.cause != Cause.FROZEN:
-        notes.append(f'<span class="dim">frozen: {esc(p.frozen_reason)}</span>')
-    if p.aliases:
-        notes.append(f'<span class="dim">also {esc(", ".join(map(str, p.aliases)))}</span>')
-    reached = ("–" if p.reached_by is None else
-               ", ".join(map(str, p.reached_by)) if p.reached_by else "nothing")
-    key = " ".join([p.name, f"s:{p.status}", p.cause or "", *map(str, p.flags),
-                    *map(str, p.aliases)]).lower()
-    return (f'<tr class="p" data-k="{esc(key)}"><td class="pn" title="{esc(p.name)}">'
-            f'{esc(p.name.rsplit(".", 1)[-1])}</td><td>{esc(_shape(p))}</td>'
-            f'<td>{_badge(p.status)}</td><td>{_marks(p.steps)}</td>'
-            f'<td class="num">{esc(_fmt(_last(p.grad_norms, p.grad_norm)))}</td>'
-            f'<td class="num">{esc(_fmt(ratio))}</td>'
-            f'<td class="{"warn" if p.reached_by == [] else ""}">{esc(reached)}</td>'
-            f'<td>{" ".join(notes)}</td></tr>')
-
-
-_PARAM_HEAD = ('<table class="pt"><thead><tr><th>parameter</th><th>shape</th><th>status</th>'
-               '<th>steps</th><th class="num">|grad| last</th><th class="num">Δw/w</th>'
-               '<th>reached by</th><th>cause / notes</th></tr></thead><tbody>')
-
-
-def _tree(report) -> str:
-    modules = report.modules or module_rollup(report.params)
-    if not modules:
-        return ""
-    info = {m.module: m for m in modules}
-    children: dict = {}
-    for name in info:
-        if name == "":
-            continue
-        parent = name.rsplit(".", 1)[0] if "." in name else ""
-        if parent not in info:
-            parent = ""
-        children.setdefault(parent, []).append(name)
-    own: dict = {}
-    for p in report.params:
-        parent = p.name.rsplit(".", 1)[0] if "." in p.name else ""
-        own.setdefault(parent if parent in info else "", []).append(p)
-    model = str(report.config.get("model", "model"))
-    out = []
-
-    def node(name: str) -> None:
-        m = info[name]
-        by = m.by_status
-        worst = m.worst
-        trainable, covered = m.trainable, m.covered
-        is_open = name == "" or m.depth <= 1 and len(info) <= 60 or worst in UNCOVERED
-        label = name.rsplit(".", 1)[-1] if name else model
-        n_params = m.params
-        out.append(f'<details class="mod"{" open" if is_open else ""}><summary>'
-                   f'{_stack(by, m.params or sum(by.values()))}'
-                   f'<span class="mn" title="{esc(name or "<model>")}">{esc(label)}</span> '
-                   f'<span class="cov">{covered}/{trainable}</span> {_badge(worst)} '
-                   f'<span class="dim">{n_params} param{"" if n_params == 1 else "s"} · '
-                   f'{esc(human(m.numel))} values</span></summary><div class="kids">')
-        mine = own.get(name, [])
-        if mine:
-            out.append(_PARAM_HEAD)
-            out.extend(_param_row(p) for p in mine)
-            out.append("</tbody></table>")
-        for child in children.get(name, []):
-            node(child)
-        out.append("</div></details>")
-
-    if "" in info:
-        node("")
-    else:                                  # a rollup without its root: render the top levels
-        for name in children.get("", []):
-            node(name)
-    return ('<section id="modules"><h2>Modules and parameters</h2>'
-            '<div class="tools"><input id="q" type="search" placeholder="filter: name, status '
-            '(s:missing), cause code, flag…" aria-label="filter parameters">'
-            '<button type="button" data-act="open">expand all</button>'
-            '<button type="button" data-act="close">collapse all</button>'
-            '<span class="dim">covered/trainable per module subtree, coloured by worst status'
-            '</span></div><div id="tree">' + "".join(out) + "</div></section>")
 
 
 def _extras(report) -> str:
