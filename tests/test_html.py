@@ -76,6 +76,41 @@ def make_report() -> Report:
     return finalize(report, Policy())
 
 
+def big_report(blocks: int = 1500) -> Report:
+    """``6 * blocks + 4`` parameter tensors (9,004 by default) in a three-level tree, like
+    bench/scale_train.py's model but built from records (no Jittor): gradients that shrink with
+    depth (the deepest flagged vanishing), a frozen stretch, missing, zero and non-finite ones
+    with their causes, one loss term."""
+    params = [_p("inp.weight", reached_by=["mse"]), _p("inp.bias", reached_by=["mse"])]
+    for b in range(blocks):
+        g = 10.0 ** (1 - 8 * b / blocks)
+        for layer in ("fc1", "fc2", "norm"):
+            for kind in ("weight", "bias"):
+                name = f"body.{b}.{layer}.{kind}"
+                if b < 20:
+                    params.append(_p(name, "frozen"))
+                elif b % 97 == 5 and layer == "fc2":
+                    params.append(_p(name, "missing", cause="cut", reached_by=[],
+                                     cause_detail=f"its module 'body.{b}.fc2' ran, but no "
+                                                  "differentiable path reaches the loss"))
+                elif b % 131 == 7 and layer == "norm" and kind == "bias":
+                    params.append(_p(name, "zero", cause="zero_gradient", reached_by=["mse"],
+                                     cause_detail="its gradient is exactly zero"))
+                elif b == 777 and layer == "fc1" and kind == "weight":
+                    params.append(_p(name, "nonfinite", cause="nonfinite", reached_by=["mse"],
+                                     first_nonfinite_step=2,
+                                     cause_detail="NaN/Inf in its gradient from step 2"))
+                else:
+                    params.append(_p(name, norms=[g * 1.3, g, g * 0.8], reached_by=["mse"],
+                                     flags=["vanishing"] if g < 1e-6 else []))
+    params += [_p("out.weight", reached_by=["mse"]), _p("out.bias", reached_by=["mse"])]
+    r = Report(config={"model": "scale:<deep>", "steps": 3}, environment={}, params=params,
+               loss_terms=[LossTermRecord(name="mse", reaches=len(params), constant=False,
+                                          values=[1.0, 0.8, 0.7])],
+               created="2026-01-01T00:00:00+00:00")
+    return finalize(r, Policy())
+
+
 @pytest.fixture(scope="module")
 def report():
     return make_report()
@@ -253,6 +288,55 @@ def test_gold_yolo_sized_report_stays_small():
     assert len(page.encode()) < 3_000_000
     assert all(p.name in page for p in params)
     assert page.count("<svg class=\"flow\"") >= 3        # charts split by module
+
+
+def test_real_gold_yolo_s_page_is_smaller_than_it_was():
+    """The shipped Gold-YOLO-S report (458 tensors): 757 KB before the module tree became
+    data; its gradient-flow section keeps a bar for every parameter."""
+    r = load_report(ROOT / "reports" / "gold_yolo_s.json")
+    page = render_html(r)
+    assert len(page.encode()) < 450_000
+    flow = page[page.index('<section id="flow">'):page.index('<section id="terms">')]
+    assert "share a bar" not in flow and flow.count('class="bar') >= 400
+
+
+@pytest.fixture(scope="module")
+def big_page():
+    return render_html(big_report())
+
+
+def test_9000_tensor_page_stays_under_5_mb(big_page):
+    size = len(big_page.encode())
+    sections = {m.group(1): len(big_page[m.start():big_page.index("</section>", m.start())])
+                for m in re.finditer(r'<section id="(\w+)"', big_page)}
+    print(f"9,004-tensor page: {size:,} bytes; sections {sections}")
+    assert size < 5_000_000
+    assert sections["flow"] < 300_000 and sections["modules"] < 1_500_000
+
+
+def test_big_flow_charts_share_bars_and_keep_the_worst_visible(big_page):
+    from gradcheck.render.html_svg import CHART_BARS
+
+    r = big_report()
+    flow = big_page[big_page.index('<section id="flow">'):big_page.index('<section id="terms">')]
+    assert "9,004 parameters: past 1,200 a chart draws at most 240 bars" in flow
+    assert flow.count('<svg class="flow"') == 3                 # inp, body, out
+    assert flow.count('class="band') < CHART_BARS
+    for p in r.params:                        # every missing, zero and non-finite one is named
+        if p.status in ("missing", "zero", "nonfinite"):
+            assert f"{p.name}  [{p.status}" in flow, p.name
+    assert flow.count('class="bnan"') == 1 and flow.count('class="bmin"') > 100
+
+
+def test_shared_bars_keep_order_and_every_parameter():
+    from gradcheck.render.html_svg import _bars
+
+    params = [_p(f"m.{i}.w", "missing" if i % 50 == 0 else "covered") for i in range(1000)]
+    bars = _bars(params, 100)
+    assert [p for bar in bars for p in bar] == params
+    assert len(bars) <= 100
+    assert all(len(bar) == 1 for bar in bars if bar[0].status == "missing")
+    assert _bars(params[:80], 100) == [[p] for p in params[:80]]
 
 
 def test_cli_writes_html(tmp_path, monkeypatch):

@@ -1,5 +1,10 @@
 """SVG geometry of the HTML page: sparklines and the gradient-flow charts (log-scale bar per
-parameter, bands per sub-module, update/weight ratio dots), with the flow section around them."""
+parameter, bands per sub-module, update/weight ratio dots), with the flow section around them.
+
+Past ``FLOW_BARS`` parameters the charts stay bounded: a chart draws at most ``CHART_BARS``
+bars (its share of ``FLOW_BARS``), runs of consecutive parameters sharing one (median, largest
+and smallest |grad|), and the parameters with a finding keep bars of their own (:func:`_bars`);
+the page says so.  At 9,000 tensors the section was 2.7 MB, 300 bytes a parameter."""
 
 from __future__ import annotations
 
@@ -10,6 +15,11 @@ from gradcheck.enums import UNCOVERED, Finding, Status
 from gradcheck.render.html_parts import _color, _fmt, _last, _log10, _num, _ratio, esc
 
 SINGLE_CHART = 40        # up to this many parameters: one gradient-flow chart for the model
+MAX_CHARTS = 24          # more top-level modules than this: one chart, banded by them
+FLOW_BARS = 1200         # up to this many parameters every one has a bar of its own; past it
+CHART_BARS = 240         # a chart has at most this many (960 px), its share of FLOW_BARS,
+MIN_BARS = 24            # at least this many; runs of parameters share a bar
+OWN_BARS = 60            # parameters with a finding keep their own bar, this many a chart
 
 
 def _spark(values: list, width: int = 140, height: int = 30) -> str:
@@ -58,7 +68,53 @@ def _flow_groups(params: list) -> list:
     top: dict = {}
     for p in params:
         top.setdefault(_group_key(p.name, 1), []).append(p)
+    if len(top) > MAX_CHARTS:
+        return [("all parameters", params, 1)]
     return [(key, group, 2) for key, group in top.items()]
+
+
+def _notable(p) -> int:
+    """How much a parameter's own bar matters in a chart of shared bars: 0 not at all, else
+    the higher the sooner it keeps one (non-finite, missing, zero, exploding, vanishing, a
+    cause)."""
+    last = p.steps[-1] if p.steps else None
+    if p.status == Status.NONFINITE or last == Status.NONFINITE:
+        return 6
+    if p.status in UNCOVERED:
+        return 5 if p.status == Status.MISSING else 4
+    if Finding.EXPLODING in p.flags:
+        return 3
+    if Finding.VANISHING in p.flags:
+        return 2
+    return 1 if p.cause and p.status != Status.FROZEN else 0
+
+
+def _bars(params: list, limit: int) -> list:
+    """The chart's bars in model order, each a list of parameters: one each up to ``limit``,
+    else runs of consecutive parameters, the notable ones (:func:`_notable`, up to
+    ``OWN_BARS``) each on a bar of its own.  At most about ``limit`` bars."""
+    if len(params) <= limit:
+        return [[p] for p in params]
+    ranked = sorted((i for i, p in enumerate(params) if _notable(p)),
+                    key=lambda i: -_notable(params[i]))
+    own = set(ranked[:min(OWN_BARS, limit // 4)])
+    rest = len(params) - len(own)
+    k = max(1, math.ceil(rest / max(limit - 2 * len(own), 1)))   # a notable one splits a run
+    out, run = [], []
+    for i, p in enumerate(params):
+        if i in own:
+            if run:
+                out.append(run)
+                run = []
+            out.append([p])
+            continue
+        run.append(p)
+        if len(run) == k:
+            out.append(run)
+            run = []
+    if run:
+        out.append(run)
+    return out
 
 
 def _decades(logs: list, default: tuple) -> tuple:
@@ -79,22 +135,26 @@ def _axis(parts: list, lo: int, hi: int, top: float, height: float, left: int, r
             parts.append(f'<text class="ax" x="{left - 4}" y="{y + 3:.1f}">1e{e}</text>')
 
 
-def _flow_chart(title: str, params: list, scale: tuple, rscale: tuple, show_ratio: bool,
+def _flow_chart(title: str, bars: list, scale: tuple, rscale: tuple, show_ratio: bool,
                 band_level: int = 1) -> str:
+    """One chart; ``bars`` from :func:`_bars` (a bar is one parameter or a run of them)."""
     lo, hi = scale
     rlo, rhi = rscale
-    n = len(params)
+    n = len(bars)
     slot = max(4, min(44, 960 // max(n, 1)))
     labels = slot >= 10
     prefix = "" if title in ("all parameters", "<root>") else title + "."
+
+    def short(name, room=26):
+        name = name[len(prefix):] if prefix and name.startswith(prefix) else name
+        return name if len(name) <= room else "…" + name[-(room - 1):]
+
     left, top, H = 48, 24, 150
     RH = 56 if show_ratio else 0
     rtop = top + H + 14
     label_h = 0
-    names = []
-    for p in params:
-        short = p.name[len(prefix):] if prefix and p.name.startswith(prefix) else p.name
-        names.append(short if len(short) <= 26 else "…" + short[-25:])
+    names = [short(b[0].name) if len(b) == 1 else short(b[0].name, 21) + f" +{len(b) - 1}"
+             for b in bars]
     if labels:
         label_h = int(12 + 5.4 * max((len(s) for s in names), default=4))
     width = left + n * slot + 12
@@ -102,27 +162,32 @@ def _flow_chart(title: str, params: list, scale: tuple, rscale: tuple, show_rati
     right = left + n * slot + 4
 
     def y(logv):
-        return top + H - (logv - lo) / (hi - lo) * H
+        return top + H - (max(min(logv, hi), lo) - lo) / (hi - lo) * H
 
     def ry(logv):
-        return rtop + RH - (logv - rlo) / (rhi - rlo) * RH
+        return rtop + RH - (max(min(logv, rhi), rlo) - rlo) / (rhi - rlo) * RH
 
     parts = [f'<svg class="flow" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
              f'role="img" aria-label="gradient norm per parameter, {esc(title)}">']
     bottom = rtop + RH if show_ratio else top + H
-    keys = [_group_key(p.name, band_level) for p in params]
+    keys = [_group_key(b[0].name, band_level) for b in bars]
+    while band_level > 1 and any(len(b) > 1 for b in bars) and (
+            sum(1 for _ in groupby(keys)) > len(bars) // 4):    # shared bars: fewer, wider bands
+        band_level -= 1
+        keys = [_group_key(b[0].name, band_level) for b in bars]
     i = 0
-    for b, (key, run) in enumerate(groupby(keys)):      # bands: one per sub-module, in order
+    for band, (key, run) in enumerate(groupby(keys)):   # bands: one per sub-module, in order
         k = len(list(run))
         bx, bw = left + i * slot, k * slot
-        parts.append(f'<rect class="band{b % 2}" x="{bx}" y="{top - 14}" width="{bw}" '
-                     f'height="{bottom - top + 14}"><title>{esc(key)}: {k} parameters</title>'
+        count = sum(len(b) for b in bars[i:i + k])
+        parts.append(f'<rect class="band{band % 2}" x="{bx}" y="{top - 14}" width="{bw}" '
+                     f'height="{bottom - top + 14}"><title>{esc(key)}: {count} parameters</title>'
                      '</rect>')
         fit = int(bw / 5.6)
         if fit >= 3:
-            short = key[len(prefix):] if prefix and key.startswith(prefix) else key
-            short = short if len(short) <= fit else short[:fit - 1] + "…"
-            parts.append(f'<text class="bl" x="{bx + 2}" y="{top - 4}">{esc(short)}</text>')
+            label = key[len(prefix):] if prefix and key.startswith(prefix) else key
+            label = label if len(label) <= fit else label[:fit - 1] + "…"
+            parts.append(f'<text class="bl" x="{bx + 2}" y="{top - 4}">{esc(label)}</text>')
         i += k
     _axis(parts, lo, hi, top, H, left, right)
     parts.append(f'<text class="axt" x="4" y="{top + H / 2:.0f}" transform="rotate(-90 10 '
@@ -136,56 +201,40 @@ def _flow_chart(title: str, params: list, scale: tuple, rscale: tuple, show_rati
                          f'healthy ratio</title></line>')
         parts.append(f'<text class="axt" x="4" y="{rtop + RH / 2:.0f}" transform="rotate(-90 10 '
                      f'{rtop + RH / 2:.0f})">Δw/w</text>')
-    for i, p in enumerate(params):
-        w = max(slot - 2, 2) if slot < 12 else round(slot * 0.7)
+    w = max(slot - 2, 2) if slot < 12 else round(slot * 0.7)
+    r = min(w / 2 + 1, 5)
+
+    def marker(kind, cx, t):
+        if kind == Status.FROZEN:
+            parts.append(f'<rect class="mk-frozen" x="{cx - r:.1f}" y="{floor_y - 2 * r:.1f}" '
+                         f'width="{2 * r:.1f}" height="{2 * r:.1f}">{t}</rect>')
+        else:                                       # zero / missing: a marker at the floor
+            parts.append(f'<path class="mk-{kind}" d="M{cx - r:.1f} {floor_y + 1:.1f}'
+                         f'L{cx + r:.1f} {floor_y + 1:.1f}L{cx:.1f} {floor_y - 2 * r:.1f}Z">'
+                         f'{t}</path>')
+
+    def ratio_dot(ratio, cx, what):
+        lr = _log10(ratio)
+        if lr is not None:
+            parts.append(f'<circle class="rd" cx="{cx:.1f}" cy="{ry(lr):.1f}" '
+                         f'r="{min(3, w / 2 + .5):.1f}"><title>{esc(what)}: update/weight '
+                         f'{_fmt(ratio)}</title></circle>')
+        elif ratio == 0:
+            parts.append(f'<circle class="r0" cx="{cx:.1f}" cy="{rtop + RH:.1f}" '
+                         f'r="{min(3, w / 2 + .5):.1f}"><title>{esc(what)}: not updated'
+                         f'</title></circle>')
+
+    for i, bar in enumerate(bars):
         x0 = left + i * slot + (slot - w) / 2
         cx = x0 + w / 2
-        last = p.steps[-1] if p.steps else (Status.FROZEN if p.status == Status.FROZEN else None)
-        g = _last(p.grad_norms, p.grad_norm)
-        gv = _num(g)
-        ratio = _ratio(p)
-        peak = max((v for v in (_log10(x) for x in p.grad_norms) if v is not None), default=None)
-        tip = (f"{p.name}  [{p.status}; last step {last or '?'}]\n|grad| last {_fmt(g)}"
-               + (f", max {_fmt(10 ** peak)}" if peak is not None else "")
-               + (f"\nupdate/weight {_fmt(ratio)}" if ratio is not None else "")
-               + (f"\n{p.cause}: {p.cause_detail}" if p.cause else ""))
-        t = f"<title>{esc(tip)}</title>"
-        lg = _log10(g)
-        if gv is not None and not math.isfinite(gv) or last == Status.NONFINITE:
-            parts.append(f'<rect class="bnan" x="{x0:.1f}" y="{top}" width="{w}" '
-                         f'height="{H}">{t}</rect>')
-        elif lg is not None and last != Status.FROZEN:
-            if peak is not None and peak > lg:
-                yp = y(max(min(peak, hi), lo))
-                parts.append(f'<rect class="bmax" x="{x0:.1f}" y="{yp:.1f}" width="{w}" '
-                             f'height="{floor_y - yp:.1f}"/>')
-            yy = y(max(min(lg, hi), lo))
-            bad = (" vanish" if Finding.VANISHING in p.flags else
-                   " explode" if Finding.EXPLODING in p.flags else "")
-            parts.append(f'<rect class="bar{bad}" x="{x0:.1f}" y="{yy:.1f}" width="{w}" '
-                         f'height="{max(floor_y - yy, 1):.1f}">{t}</rect>')
+        if len(bar) == 1:
+            _one_bar(parts, bar[0], x0, w, cx, y, floor_y, H, top, marker)
+            if show_ratio:
+                ratio_dot(_ratio(bar[0]), cx, bar[0].name)
         else:
-            marked = (Status.ZERO, Status.MISSING, Status.FROZEN)   # a marker, not a bar
-            kind = last if last in marked else (p.status if p.status in marked else Status.MISSING)
-            r = min(w / 2 + 1, 5)
-            if kind == Status.FROZEN:
-                parts.append(f'<rect class="mk-frozen" x="{cx - r:.1f}" y="{floor_y - 2 * r:.1f}" '
-                             f'width="{2 * r:.1f}" height="{2 * r:.1f}">{t}</rect>')
-            else:                                   # zero / missing: a marker at the floor
-                parts.append(f'<path class="mk-{kind}" d="M{cx - r:.1f} {floor_y + 1:.1f}'
-                             f'L{cx + r:.1f} {floor_y + 1:.1f}L{cx:.1f} {floor_y - 2 * r:.1f}Z">'
-                             f'{t}</path>')
-        if show_ratio:
-            lr = _log10(ratio)
-            if lr is not None:
-                cy = ry(max(min(lr, rhi), rlo))
-                parts.append(f'<circle class="rd" cx="{cx:.1f}" cy="{cy:.1f}" '
-                             f'r="{min(3, w / 2 + .5):.1f}"><title>{esc(p.name)}: update/weight '
-                             f'{_fmt(ratio)}</title></circle>')
-            elif ratio == 0:
-                parts.append(f'<circle class="r0" cx="{cx:.1f}" cy="{rtop + RH:.1f}" '
-                             f'r="{min(3, w / 2 + .5):.1f}"><title>{esc(p.name)}: not updated'
-                             f'</title></circle>')
+            ratio = _shared_bar(parts, bar, x0, w, cx, y, floor_y, H, top, marker)
+            if show_ratio and ratio is not None:
+                ratio_dot(ratio, cx, f"{bar[0].name} … {bar[-1].name}, median")
         if labels:
             ly = (rtop + RH + 8) if show_ratio else (floor_y + 12)
             parts.append(f'<text class="lab" transform="translate({cx + 3:.1f} {ly:.1f}) '
@@ -193,6 +242,95 @@ def _flow_chart(title: str, params: list, scale: tuple, rscale: tuple, show_rati
     parts.append(f'<line class="base" x1="{left}" y1="{floor_y}" x2="{right:.1f}" y2="{floor_y}"/>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _last_status(p):
+    return p.steps[-1] if p.steps else (Status.FROZEN if p.status == Status.FROZEN else None)
+
+
+def _one_bar(parts, p, x0, w, cx, y, floor_y, H, top, marker) -> None:
+    """One parameter: its last |grad| (a pale bar to its largest), or a marker."""
+    last = _last_status(p)
+    g = _last(p.grad_norms, p.grad_norm)
+    gv = _num(g)
+    ratio = _ratio(p)
+    peak = max((v for v in (_log10(x) for x in p.grad_norms) if v is not None), default=None)
+    tip = (f"{p.name}  [{p.status}; last step {last or '?'}]\n|grad| last {_fmt(g)}"
+           + (f", max {_fmt(10 ** peak)}" if peak is not None else "")
+           + (f"\nupdate/weight {_fmt(ratio)}" if ratio is not None else "")
+           + (f"\n{p.cause}: {p.cause_detail}" if p.cause else ""))
+    t = f"<title>{esc(tip)}</title>"
+    lg = _log10(g)
+    if gv is not None and not math.isfinite(gv) or last == Status.NONFINITE:
+        parts.append(f'<rect class="bnan" x="{x0:.1f}" y="{top}" width="{w}" '
+                     f'height="{H}">{t}</rect>')
+    elif lg is not None and last != Status.FROZEN:
+        if peak is not None and peak > lg:
+            yp = y(peak)
+            parts.append(f'<rect class="bmax" x="{x0:.1f}" y="{yp:.1f}" width="{w}" '
+                         f'height="{floor_y - yp:.1f}"/>')
+        yy = y(lg)
+        bad = (" vanish" if Finding.VANISHING in p.flags else
+               " explode" if Finding.EXPLODING in p.flags else "")
+        parts.append(f'<rect class="bar{bad}" x="{x0:.1f}" y="{yy:.1f}" width="{w}" '
+                     f'height="{max(floor_y - yy, 1):.1f}">{t}</rect>')
+    else:
+        marked = (Status.ZERO, Status.MISSING, Status.FROZEN)   # a marker, not a bar
+        kind = last if last in marked else (p.status if p.status in marked else Status.MISSING)
+        marker(kind, cx, t)
+
+
+def _shared_bar(parts, bar, x0, w, cx, y, floor_y, H, top, marker):
+    """A run of parameters on one bar: solid to the median of their last |grad|, pale to the
+    largest, a tick at the smallest; red when one is non-finite, a marker when one has no
+    gradient.  Returns the run's median update/weight ratio (None without one)."""
+    logs, odd = [], {}
+    for p in bar:
+        last = _last_status(p)
+        g = _num(_last(p.grad_norms, p.grad_norm))
+        lg = _log10(g)
+        if g is not None and not math.isfinite(g) or last == Status.NONFINITE:
+            odd.setdefault(Status.NONFINITE, []).append(p)
+        elif lg is not None and last != Status.FROZEN:
+            logs.append((lg, p))
+        else:
+            kind = last if last in (Status.ZERO, Status.FROZEN) else (
+                p.status if p.status in (Status.ZERO, Status.FROZEN) else Status.MISSING)
+            odd.setdefault(kind, []).append(p)
+    logs.sort(key=lambda x: x[0])
+    ratios = sorted(x for x in (_ratio(p) for p in bar) if x is not None)
+    lines = [f"{bar[0].name} … {bar[-1].name} ({len(bar)} parameters)"]
+    if logs:
+        med = logs[len(logs) // 2][0]
+        lines.append(f"|grad| last: median {_fmt(10 ** med)}, smallest {_fmt(10 ** logs[0][0])} "
+                     f"({logs[0][1].name}), largest {_fmt(10 ** logs[-1][0])} ({logs[-1][1].name})")
+    for kind, ps in odd.items():
+        lines.append(f"{len(ps)} {kind}: " + ", ".join(p.name for p in ps[:3])
+                     + (", …" if len(ps) > 3 else ""))
+    flagged = [p for p in bar if Finding.EXPLODING in p.flags or Finding.VANISHING in p.flags]
+    if flagged:
+        lines.append(f"{len(flagged)} flagged exploding/vanishing, e.g. {flagged[0].name}")
+    if ratios:
+        lines.append(f"update/weight median {_fmt(ratios[len(ratios) // 2])}")
+    t = f"<title>{esc(chr(10).join(lines))}</title>"
+    if Status.NONFINITE in odd:
+        parts.append(f'<rect class="bnan" x="{x0:.1f}" y="{top}" width="{w}" '
+                     f'height="{H}">{t}</rect>')
+    elif logs:
+        ymax, ymed, ymin = y(logs[-1][0]), y(med), y(logs[0][0])
+        parts.append(f'<rect class="bmax" x="{x0:.1f}" y="{ymax:.1f}" width="{w}" '
+                     f'height="{floor_y - ymax:.1f}">{t}</rect>')
+        bad = (" explode" if any(Finding.EXPLODING in p.flags for p in bar) else
+               " vanish" if any(Finding.VANISHING in p.flags for p in bar) else "")
+        parts.append(f'<rect class="bar{bad}" x="{x0:.1f}" y="{ymed:.1f}" width="{w}" '
+                     f'height="{max(floor_y - ymed, 1):.1f}">{t}</rect>')
+        parts.append(f'<line class="bmin" x1="{x0:.1f}" y1="{ymin:.1f}" x2="{x0 + w:.1f}" '
+                     f'y2="{ymin:.1f}"/>')
+    for kind in (Status.MISSING, Status.ZERO, Status.FROZEN):
+        if kind in odd and Status.NONFINITE not in odd:
+            marker(kind, cx, t)
+            break
+    return ratios[len(ratios) // 2] if ratios else None
 
 
 def _flow_section(report) -> str:
@@ -218,15 +356,31 @@ def _flow_section(report) -> str:
            + ('<span class="key"><i class="dot"></i>update / weight norm (dashed: 1e-3)</span>'
               if show_ratio else "")
            + ' Hover a bar for its name and numbers.</p>']
-    for title, group, level in _flow_groups(params):
+    groups = _flow_groups(params)
+    charts = []
+    for title, group, level in groups:
+        limit = len(group) if len(params) <= FLOW_BARS else min(
+            CHART_BARS, max(MIN_BARS, FLOW_BARS * len(group) // len(params)))
+        charts.append((title, group, level, _bars(group, limit)))
+    if any(len(bars) < len(group) for _, group, _, bars in charts):
+        out.append(f'<p class="note">{len(params):,} parameters: past {FLOW_BARS:,} a chart '
+                   f'draws at most {CHART_BARS} bars, so runs of consecutive parameters share a '
+                   'bar, solid up to their median |grad|, pale up to the largest, with a tick at '
+                   'the smallest (hover for the names). A parameter that is non-finite, missing, '
+                   'zero, exploding, vanishing or has a cause keeps a bar of its own, up to '
+                   f'{OWN_BARS} a chart; the Causes above and the Modules below list every one.'
+                   '</p>')
+    for title, group, level, bars in charts:
         counts: dict = {}
         for p in group:
             counts[p.status] = counts.get(p.status, 0) + 1
         bad = ", ".join(f"{counts[s]} {s}" for s in UNCOVERED if counts.get(s))
+        shared = (f", {len(bars)} bars of up to {max(len(b) for b in bars)}"
+                  if len(bars) < len(group) else "")
         out.append(f'<details class="chart" open><summary><b>{esc(title)}</b> '
-                   f'<span class="dim">{len(group)} parameters</span>'
+                   f'<span class="dim">{len(group)} parameters{shared}</span>'
                    + (f' <span class="warn">{esc(bad)}</span>' if bad else "")
                    + f'</summary><div class="scroll">'
-                   f'{_flow_chart(title, group, scale, rscale, show_ratio, level)}</div></details>')
+                   f'{_flow_chart(title, bars, scale, rscale, show_ratio, level)}</div></details>')
     out.append("</section>")
     return "".join(out)
