@@ -328,6 +328,22 @@ def test_big_flow_charts_share_bars_and_keep_the_worst_visible(big_page):
     assert flow.count('class="bnan"') == 1 and flow.count('class="bmin"') > 100
 
 
+def test_long_cause_groups_and_the_reach_matrix_are_bounded(big_page):
+    from gradcheck.render.html_sections import MAX_CAUSE_ROWS, MAX_REACH_ROWS
+
+    causes = big_page[big_page.index('<section id="causes">'):big_page.index('<section id="flow">')]
+    assert "more: the module tree below lists every one" in causes       # 1,200+ other findings
+    assert causes.count("<tr><td") <= 4 * MAX_CAUSE_ROWS
+    terms = big_page[big_page.index('<section id="terms">'):big_page.index('<section id="timeline">')]
+    assert terms.count("<tr") <= MAX_REACH_ROWS + 10 and '<td class="pn">body</td>' in terms
+    params = [_p(f"m{i}.w", "missing", cause="cut", cause_detail="no path") for i in range(300)]
+    page = render_html(finalize(Report(config={}, environment={}, params=params), Policy()))
+    cut = page[page.index('id="cause-cut"'):page.index('<section id="flow">')]
+    assert cut.count('<td class="pn">') == MAX_CAUSE_ROWS
+    assert '… 100 more: <a href="#modules" data-filter="cut">filter the module tree by cut</a>' \
+           ' for all 300' in cut
+
+
 def test_shared_bars_keep_order_and_every_parameter():
     from gradcheck.render.html_svg import _bars
 

@@ -18,6 +18,8 @@ from gradcheck.summary import findings
 
 MAX_TIMELINE_GROUPS = 300
 MAX_BUFFERS = 2000
+MAX_CAUSE_ROWS = 200     # rows of one cause group; the module tree's filter has every one
+MAX_REACH_ROWS = 100     # modules of the term-to-module matrix (by top-level module past it)
 
 
 def _header(report) -> str:
@@ -114,11 +116,18 @@ def _causes(report) -> str:
                    + '</summary><table class="ct"><thead><tr><th>parameter</th><th>shape</th>'
                    '<th>status</th><th>steps</th><th>findings</th>'
                    + ('<th>detail</th>' if col else '') + '</tr></thead><tbody>')
-        for p, detail in zip(group, shown):
+        for p, detail in zip(group[:MAX_CAUSE_ROWS], shown):
             out.append(f'<tr><td class="pn">{esc(p.name)}</td><td>{esc(_shape(p))}</td>'
                        f'<td>{_badge(p.status)}</td><td>{_marks(p.steps)}</td>'
                        f'<td>{esc(", ".join(findings(p)))}</td>'
                        + (f'<td>{esc(detail)}</td>' if col else '') + '</tr>')
+        if len(group) > MAX_CAUSE_ROWS:
+            more = len(group) - MAX_CAUSE_ROWS
+            where = (f'<a href="#modules" data-filter="{esc(code)}">filter the module tree by '
+                     f'{esc(code)}</a> for all {len(group)}' if code else
+                     "the module tree below lists every one")
+            out.append(f'<tr><td colspan="{6 if col else 5}" class="dim">… {more} more: '
+                       f'{where}</td></tr>')
         out.append("</tbody></table></details>")
     out.append("</section>")
     return "".join(out)
@@ -166,13 +175,20 @@ def _reach_matrix(report, names: list) -> str:
     known = [p for p in report.params if p.reached_by is not None]
     if not known or not names:
         return ""
-    rows: dict = {}
-    for p in known:
-        rows.setdefault(_group_key(p.name, 2), []).append(p)
+    for level in (2, 1):
+        rows: dict = {}
+        for p in known:
+            rows.setdefault(_group_key(p.name, level), []).append(p)
+        if len(rows) <= MAX_REACH_ROWS:
+            break
     out = ['<h3>Which terms reach which module</h3><div class="scroll"><table class="rm"><thead>'
            '<tr><th>module</th><th class="num">params</th>'
            + "".join(f"<th>{esc(n)}</th>" for n in names) + "</tr></thead><tbody>"]
-    for key, group in rows.items():
+    for i, (key, group) in enumerate(rows.items()):
+        if i == MAX_REACH_ROWS:
+            out.append(f'<tr><td colspan="{len(names) + 2}" class="dim">… {len(rows) - i} more '
+                       'modules: the module tree shows what reaches each parameter</td></tr>')
+            break
         cells = []
         for n in names:
             k = sum(1 for p in group if n in p.reached_by)
