@@ -6,6 +6,7 @@ intended change, then review the diff.  The ``slow`` marker is declared once, in
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -41,6 +42,26 @@ except runtime.RuntimeSetupError:
 def pytest_addoption(parser):
     parser.addoption("--update-golden", action="store_true", default=False,
                      help="rewrite tests/golden/* from the current output")
+
+
+_APT = re.compile(r"apt-get install ((?:[\w.+-]+ ?)+)")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line at the end naming the command that adds the tests skipped for a missing system
+    package (OpenMPI, Chromium): the ones CI runs because ``.ci/run`` installs them."""
+    packages: list = []
+    count = 0
+    for rep in terminalreporter.stats.get("skipped", []):
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        m = _APT.search(reason)
+        if m:
+            count += 1
+            packages += [p for p in m.group(1).split() if p not in packages and p != "-y"]
+    if count:
+        terminalreporter.write_line(
+            f"{count} test(s) skipped for want of system packages that CI installs; to run "
+            f"them too: sudo apt-get install -y {' '.join(packages)}", yellow=True)
 
 
 @pytest.fixture
