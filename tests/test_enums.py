@@ -70,19 +70,15 @@ def test_values_are_unique_within_each_enum():
 
 # ---------------------------------------------------------------------- defined once
 def test_the_old_names_are_the_groups_of_enums():
-    assert policy.FINDINGS is enums.FINDINGS
-    assert policy.ALLOWABLE is enums.ALLOWABLE
-    assert merge.FINDINGS is enums.RANK_FINDINGS
-    assert compare.RANK_FINDINGS is enums.RANK_FINDINGS
-    assert compare.GAINED_FINDINGS is enums.GAINED_FINDINGS
-    assert summary.BUFFER_FINDINGS is enums.BUFFER_FINDINGS
-    assert api.COVERED is enums.COVERED_FINDINGS
-    assert common.INFORMATIONAL is enums.INFORMATIONAL
-    assert explain.CAUSES is enums.CAUSES
-    assert float64.MODES is enums.FLOAT64_MODES
-    assert status.UNCOVERED is enums.UNCOVERED
-    assert status.RUN_STATUSES is enums.RUN_STATUSES
-    assert status.STEP_STATUSES is enums.STEP_STATUSES
+    homes = [(policy, "FINDINGS", "FINDINGS"), (policy, "ALLOWABLE", "ALLOWABLE"),
+             (merge, "FINDINGS", "RANK_FINDINGS"), (compare, "RANK_FINDINGS", "RANK_FINDINGS"),
+             (compare, "GAINED_FINDINGS", "GAINED_FINDINGS"),
+             (summary, "BUFFER_FINDINGS", "BUFFER_FINDINGS"), (api, "COVERED", "COVERED_FINDINGS"),
+             (common, "INFORMATIONAL", "INFORMATIONAL"), (explain, "CAUSES", "CAUSES"),
+             (float64, "MODES", "FLOAT64_MODES"), (status, "UNCOVERED", "UNCOVERED"),
+             (status, "RUN_STATUSES", "RUN_STATUSES"), (status, "STEP_STATUSES", "STEP_STATUSES")]
+    for module, name, group in homes:
+        assert getattr(module, name) is getattr(enums, group), (module.__name__, name)
 
 
 def test_groups_hold_members_of_the_right_enum():
