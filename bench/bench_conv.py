@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def measure(variant: str, img: int, steps: int, warmup: int = 2) -> dict:
-    from bench_gold_yolo import build_ours   # ours as the other benches build it
+    from bench_gold_yolo import build_ours  # ours as the other benches build it
 
     jt, model, loss_fn, opt, images, targets = build_ours(variant, img, 2)
     from gold_yolo.layers import conv

@@ -71,7 +71,7 @@ def worker(a) -> dict:
     off_step = None
     if a.official:
         sys.path.insert(0, str(ROOT / "bench"))
-        import parity_official as po   # imports torch; the official code is loaded at run time
+        import parity_official as po  # imports torch; the official code is loaded at run time
         import torch
 
         if a.torch_threads:

@@ -82,11 +82,15 @@ def import_official(path: str, extra_paths=()) -> None:
             if k == "gold_yolo" or k.startswith("gold_yolo.")}
     sys.path.insert(0, path)
     try:
+        # The official checkout's modules, in the order they were written (their import side
+        # effects are not ours to reorder).
+        # isort: off
         import yolov6.models.yolo as yolo
         import yolov6.models.losses.loss as loss
         import yolov6.solver.build as solver
         import yolov6.utils.config as config
-        import gold_yolo.switch_tool as switch_tool   # the official gold_yolo package
+        import gold_yolo.switch_tool as switch_tool  # the official gold_yolo package
+        # isort: on
         OFF.update(yolo=yolo, loss=loss, config=config, solver=solver, switch_tool=switch_tool,
                    path=path)
         for k in [k for k in sys.modules if k == "gold_yolo" or k.startswith("gold_yolo.")]:

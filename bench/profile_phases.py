@@ -150,7 +150,7 @@ def main() -> None:
             print(f"{tt / 1e6:8.2f} ms {100 * tt / total:5.1f}% x{int(r[col['Count']]):<5} "
                   f"{r[col['Name']][:150]}")
         if off_plain:
-            from torch.profiler import profile, ProfilerActivity
+            from torch.profiler import ProfilerActivity, profile
 
             with profile(activities=[ProfilerActivity.CPU]) as prof:
                 off_plain(a.steps + 2)

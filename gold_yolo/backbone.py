@@ -13,11 +13,22 @@ where ch = the width-scaled ``channels_list``.
 
 from __future__ import annotations
 
-from . import jt  # the package sets up the Jittor runtime first
+from . import jt  # noqa: F401 (imported to set up the Jittor runtime first)
+
+# Jittor's own modules only after the runtime set-up above:
+# isort: split
 from jittor import nn
 
-from .layers.common import (CSPSPPF, SPPF, BepC3, ConvWrapper, RepBlock, RepVGGBlock,
-                            SimCSPSPPF, SimSPPF)
+from .layers.common import (
+    CSPSPPF,
+    SPPF,
+    BepC3,
+    ConvWrapper,
+    RepBlock,
+    RepVGGBlock,
+    SimCSPSPPF,
+    SimSPPF,
+)
 from .registry import BACKBONES
 
 __all__ = ["EfficientRep", "CSPBepBackbone"]

@@ -25,7 +25,6 @@ import numpy as np
 
 from . import jt  # the package sets up the Jittor runtime first
 
-
 __all__ = ["xywh2xyxy", "xyxy2xywh", "dist2bbox", "bbox2dist", "IOUloss", "IOU_TYPES"]
 
 IOU_TYPES = ("iou", "giou", "diou", "ciou", "siou")

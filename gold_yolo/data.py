@@ -31,7 +31,6 @@ import numpy as np
 
 from . import jt  # the package sets up the Jittor runtime first
 
-
 __all__ = ["DatasetError", "synthetic_batch", "synthetic_targets", "YoloDataset", "load_batch", "letterbox",
            "parse_label_file", "IMG_EXTS", "PAD_COLOR"]
 

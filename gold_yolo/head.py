@@ -25,10 +25,13 @@ import math
 import numpy as np
 
 from . import jt  # the package sets up the Jittor runtime first
+
+# Jittor's own modules only after the runtime set-up above:
+# isort: split
 from jittor import nn
 
-from .layers.conv import Conv2d
 from .layers.common import Conv
+from .layers.conv import Conv2d
 
 __all__ = ["Detect", "EffiDeHead", "build_effidehead_layer", "generate_anchors_eval",
            "dist2bbox"]

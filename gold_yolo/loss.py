@@ -40,10 +40,8 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 
 from . import jt  # the package sets up the Jittor runtime first
-
 from .assigners import ATSSAssigner, TaskAlignedAssigner, generate_anchors
 from .box_ops import IOUloss, bbox2dist, dist2bbox, xywh2xyxy
-
 
 __all__ = ["ComputeLoss", "LossOutput", "VarifocalLoss", "BboxLoss", "build_loss", "preprocess_targets",
            "DEFAULT_LOSS_WEIGHT"]

@@ -23,7 +23,10 @@ from typing import Optional
 
 import numpy as np
 
-from . import jt  # the package sets up the Jittor runtime first
+from . import jt  # noqa: F401 (imported to set up the Jittor runtime first)
+
+# Jittor's own modules only after the runtime set-up above:
+# isort: split
 from jittor import nn
 
 from .backbone import CSPBepBackbone, EfficientRep  # noqa: F401  (registers them)

@@ -24,10 +24,13 @@ from __future__ import annotations
 import numpy as np
 
 from . import jt  # the package sets up the Jittor runtime first
+
+# Jittor's own modules only after the runtime set-up above:
+# isort: split
 from jittor import nn
 
-from .layers.conv import Conv2d
 from .layers.common import BepC3, BottleRep, Conv, RepBlock, RepVGGBlock, SimConv
+from .layers.conv import Conv2d
 from .layers.gd import AdvPoolFusion, InjectionMultiSum_Auto_pool, SimFusion_3in, SimFusion_4in
 from .layers.transformer import PyramidPoolAgg, TopBasicLayer
 from .registry import NECKS

@@ -37,7 +37,6 @@ import numpy as np
 
 from . import jt  # the package sets up the Jittor runtime first
 
-
 __all__ = ["build_optimizer", "param_groups", "ParamGroups", "solver_hparams", "SGD"]
 
 GROUP_NAMES = ("bn_weights", "weights", "biases")

@@ -15,7 +15,10 @@ parameter count equals the training one.  Calling it twice is a no-op.
 
 from __future__ import annotations
 
-from . import jt  # the package sets up the Jittor runtime first
+from . import jt  # noqa: F401 (imported to set up the Jittor runtime first)
+
+# Jittor's own modules only after the runtime set-up above:
+# isort: split
 from jittor import nn
 
 from .layers.common import RepVGGBlock, SyncBatchNorm

@@ -77,8 +77,7 @@ def run_script(words, settings: Settings, policy: Optional[Policy] = None, quiet
     Returns a :class:`gradcheck.script.ScriptRun`; the script's failures are
     :class:`gradcheck.script.ScriptError` (exit 2)."""
     from gradcheck import errors, runtime
-    from gradcheck.script import parse_command
-    from gradcheck.script import run_script as run_command
+    from gradcheck.script import parse_command, run_script as run_command
 
     command = parse_command(words)        # not found: fails before Jittor starts
     runtime.setup(device=settings.device)

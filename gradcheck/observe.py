@@ -445,8 +445,14 @@ class StepRecorder:
     # ------------------------------------------------------------------ the report
     def report(self, policy=None, config: Optional[dict] = None, short_note: bool = True):
         """The :class:`~gradcheck.report.Report` of the recorded rounds (at least one)."""
-        from gradcheck.probe import (finish, new_records, record_proof, record_step, run_config,
-                                     step_entry)
+        from gradcheck.probe import (
+            finish,
+            new_records,
+            record_proof,
+            record_step,
+            run_config,
+            step_entry,
+        )
 
         run = self.run
         run.phases = list(self.order)

@@ -103,8 +103,13 @@ class _Display:
                     if console is not self._console:
                         console.file.close()
                     return
-                from rich.progress import (BarColumn, MofNCompleteColumn, Progress,
-                                           TextColumn, TimeElapsedColumn)
+                from rich.progress import (
+                    BarColumn,
+                    MofNCompleteColumn,
+                    Progress,
+                    TextColumn,
+                    TimeElapsedColumn,
+                )
 
                 self._progress = Progress(
                     TextColumn("[bold blue]{task.description}"), BarColumn(),

@@ -25,8 +25,19 @@ from typing import Any
 from gradcheck import __version__
 from gradcheck.errors import MachineError
 from gradcheck.schema import (  # noqa: F401 (the records are re-exported from here)
-    BufferRecord, LossTermRecord, ModuleRollup, ParamRecord, StepRecord, Summary, Verdict,
-    VerdictGroup, WarningRecord, _nonfinite_text, load, plain)
+    BufferRecord,
+    LossTermRecord,
+    ModuleRollup,
+    ParamRecord,
+    StepRecord,
+    Summary,
+    Verdict,
+    VerdictGroup,
+    WarningRecord,
+    _nonfinite_text,
+    load,
+    plain,
+)
 from gradcheck.status import RUN_STATUSES, STEP_STATUSES, UNCOVERED  # noqa: F401 (re-exported)
 from gradcheck.summary import module_rollup, summarize
 

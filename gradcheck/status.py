@@ -17,8 +17,11 @@ The graph and the gradient values decide; Jittor's ``doesn't have gradient`` war
 
 from __future__ import annotations
 
-from gradcheck.enums import (REACHED, RUN_STATUSES, STEP_STATUSES,  # noqa: F401 (re-exported)
-                             UNCOVERED, WORST_FIRST, Status)
+from gradcheck.enums import REACHED, RUN_STATUSES, STEP_STATUSES, UNCOVERED, WORST_FIRST, Status
+
+# the status sets are re-exported from here (older imports, and probe.py's status.REACHED)
+__all__ = ["REACHED", "RUN_STATUSES", "STEP_STATUSES", "UNCOVERED", "SEVERITY", "Status",
+           "step_status", "combine", "run_status", "worst"]
 
 SEVERITY = WORST_FIRST   # the older name: statuses worst first (not a verdict Severity)
 
@@ -31,7 +34,7 @@ def step_status(reached: bool, grad) -> Status:
     """
     if not reached:
         return Status.MISSING
-    import numpy as np   # here: reading a report (show, compare) never needs numpy
+    import numpy as np  # here: reading a report (show, compare) never needs numpy
 
     g = np.asarray(grad)
     if not np.isfinite(g).all():

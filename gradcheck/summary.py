@@ -15,11 +15,20 @@ import shlex
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Optional
 
-from gradcheck.enums import (ALLOWABLE, BUFFER_FINDINGS, FLAG_FINDINGS, REACHED, RUN_STATUSES,
-                             UNCOVERED, Cause, Finding, Severity, Status)
+from gradcheck.enums import (
+    ALLOWABLE,
+    BUFFER_FINDINGS,
+    FLAG_FINDINGS,
+    REACHED,
+    RUN_STATUSES,
+    UNCOVERED,
+    Cause,
+    Finding,
+    Severity,
+    Status,
+)
 from gradcheck.policy import Policy
-from gradcheck.schema import (BufferRecord, ModuleRollup, ParamRecord, Summary, Verdict,
-                              VerdictGroup)
+from gradcheck.schema import BufferRecord, ModuleRollup, ParamRecord, Summary, Verdict, VerdictGroup
 from gradcheck.status import SEVERITY, worst  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:   # a Report holds the records; report.py derives its totals from here

@@ -14,8 +14,16 @@ import gradcheck
 import zoo
 from gradcheck import api, compare, enums, explain, policy, status, summary
 from gradcheck.distributed import merge
-from gradcheck.enums import (Cause, Finding, Float64Mode, Severity, Status, FINDINGS,
-                             RUN_STATUSES, STEP_STATUSES)
+from gradcheck.enums import (
+    FINDINGS,
+    RUN_STATUSES,
+    STEP_STATUSES,
+    Cause,
+    Finding,
+    Float64Mode,
+    Severity,
+    Status,
+)
 from gradcheck.parity import float64
 from gradcheck.policy import ConfigError, load_config
 from gradcheck.render import common

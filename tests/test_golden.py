@@ -13,10 +13,9 @@ import io
 import json
 import re
 
-from test_html import make_report
-
 from gradcheck.render import get_renderer
 from gradcheck.render.html import render_html
+from test_html import make_report
 
 MASKED = {"created": "<created>", "host": "<host>", "platform": "<platform>",
           "seconds": "<seconds>"}

@@ -12,8 +12,14 @@ import pytest
 
 from gradcheck.policy import Policy
 from gradcheck.render.html import render_html, write_html
-from gradcheck.report import (LossTermRecord, ParamRecord, Report, StepRecord, load_report,
-                              save_report)
+from gradcheck.report import (
+    LossTermRecord,
+    ParamRecord,
+    Report,
+    StepRecord,
+    load_report,
+    save_report,
+)
 from gradcheck.summary import finalize
 
 ROOT = Path(__file__).resolve().parents[1]

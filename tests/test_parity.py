@@ -16,11 +16,9 @@ import pytest
 pytest.importorskip("torch")
 
 import parity_pairs as pp  # noqa: E402
-
-from gradcheck.parity import align as align_mod  # noqa: E402
 from gradcheck import api  # noqa: E402
-from gradcheck.parity.across import (  # noqa: E402
-    NameMap, compare_across, load_name_map, parse_rules)
+from gradcheck.parity import align as align_mod  # noqa: E402
+from gradcheck.parity.across import NameMap, compare_across, load_name_map, parse_rules  # noqa: E402
 from gradcheck.report import Report  # noqa: E402
 
 
@@ -116,8 +114,9 @@ def test_align_json_schema(results, tmp_path):
     p = d["params"][0]
     assert set(p) >= {"name", "original_name", "grad_rel", "noise_floor", "ok"}
     assert d["modules"][0]["module"] == "stem"
-    from gradcheck.render.parity import get_parity_renderer, write_align_html
     import io
+
+    from gradcheck.render.parity import get_parity_renderer, write_align_html
 
     for fmt in ("table", "markdown", "json"):
         buf = io.StringIO()
@@ -196,8 +195,9 @@ def test_float64_rerun_explains_noise_the_model_amplifies():
     assert act["rel"] > 1e-2 and act["rel_f64"] < 1e-8 and act["ok"]
     assert any("agree when the port is rerun in float64" in w for w in res.verdict["warnings"])
     assert res.summary()["explained_by_float64"] == 3
-    from gradcheck.render.parity import get_parity_renderer
     import io
+
+    from gradcheck.render.parity import get_parity_renderer
 
     buf = io.StringIO()
     get_parity_renderer("table").align(res, buf)

@@ -10,8 +10,17 @@ from click.testing import CliRunner
 
 from gradcheck.cli import main
 from gradcheck.policy import Policy
-from gradcheck.report import (SCHEMA_VERSION, LossTermRecord, ParamRecord, Report, ReportError,
-                              StepRecord, load_report, save_report, write_atomic)
+from gradcheck.report import (
+    SCHEMA_VERSION,
+    LossTermRecord,
+    ParamRecord,
+    Report,
+    ReportError,
+    StepRecord,
+    load_report,
+    save_report,
+    write_atomic,
+)
 from gradcheck.summary import finalize
 
 

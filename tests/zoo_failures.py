@@ -12,7 +12,6 @@ import time
 
 import gradcheck
 from gradcheck import runtime
-
 from zoo import TwoLayers, _sq, _x
 
 jt = runtime.import_jittor()

@@ -8,7 +8,12 @@ from .anchors import generate_anchors
 from .atss import ATSSAssigner
 from .iou2d import bbox_overlaps, iou2d_calculator
 from .tal import TaskAlignedAssigner
-from .utils import dist_calculator, iou_calculator, select_candidates_in_gts, select_highest_overlaps
+from .utils import (
+    dist_calculator,
+    iou_calculator,
+    select_candidates_in_gts,
+    select_highest_overlaps,
+)
 
 __all__ = [
     "generate_anchors", "ATSSAssigner", "TaskAlignedAssigner", "bbox_overlaps", "iou2d_calculator",

@@ -14,7 +14,6 @@ import numpy as np
 
 from .. import jt  # the package sets up the Jittor runtime first
 
-
 __all__ = ["generate_anchors", "anchors_numpy"]
 
 

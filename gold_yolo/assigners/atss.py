@@ -16,11 +16,14 @@ per-level top-k breaks ties (grid-symmetric anchors) as torch's CPU ``topk`` (``
 from __future__ import annotations
 
 from .. import jt  # the package sets up the Jittor runtime first
-
 from .iou2d import iou2d_calculator
 from .topk import torch_cpu_topk_indices
-from .utils import dist_calculator, iou_calculator, select_candidates_in_gts, select_highest_overlaps
-
+from .utils import (
+    dist_calculator,
+    iou_calculator,
+    select_candidates_in_gts,
+    select_highest_overlaps,
+)
 
 __all__ = ["ATSSAssigner"]
 

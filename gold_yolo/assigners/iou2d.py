@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from .. import jt  # the package sets up the Jittor runtime first
 
-
 __all__ = ["iou2d_calculator", "bbox_overlaps"]
 
 

@@ -15,10 +15,8 @@ initialisation many anchors tie in the metric.  Upstream loops image by image wh
 from __future__ import annotations
 
 from .. import jt  # the package sets up the Jittor runtime first
-
 from .topk import torch_cpu_topk_indices
 from .utils import iou_calculator, select_candidates_in_gts, select_highest_overlaps
-
 
 __all__ = ["TaskAlignedAssigner"]
 

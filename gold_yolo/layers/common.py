@@ -13,6 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import jt  # the package sets up the Jittor runtime first
+
+# Jittor's own modules only after the runtime set-up above:
+# isort: split
 from jittor import nn
 
 from ..registry import BLOCKS

@@ -27,6 +27,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 from .. import jt  # the package sets up the Jittor runtime first
+
+# Jittor's own modules only after the runtime set-up above:
+# isort: split
 from jittor import nn
 
 __all__ = ["Conv2d"]
@@ -69,8 +72,9 @@ s.wait();
 
 def _onednn_flags():
     """The compile flags that let a code op include oneDNN's headers, or None without oneDNN."""
-    from gradcheck import runtime
     from jittor import compile_extern
+
+    from gradcheck import runtime
 
     include = runtime.onednn_include_dir()
     if include is None or getattr(compile_extern, "mkl_ops", None) is None:

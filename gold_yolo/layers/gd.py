@@ -18,10 +18,13 @@ from __future__ import annotations
 import math
 
 from .. import jt  # the package sets up the Jittor runtime first
+
+# Jittor's own modules only after the runtime set-up above:
+# isort: split
 from jittor import nn
 
-from .conv import Conv2d
 from .common import SimConv
+from .conv import Conv2d
 from .ops import adaptive_avg_pool2d, interpolate_bilinear
 from .transformer import build_norm_layer, h_sigmoid
 

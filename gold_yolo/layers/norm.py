@@ -23,6 +23,9 @@ Eval mode is Jittor's own (it already matches torch).
 from __future__ import annotations
 
 from .. import jt  # the package sets up the Jittor runtime first
+
+# Jittor's own modules only after the runtime set-up above:
+# isort: split
 from jittor import nn
 
 __all__ = ["BatchNorm2d"]

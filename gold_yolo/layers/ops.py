@@ -24,6 +24,9 @@ from typing import Sequence, Tuple
 import numpy as np
 
 from .. import jt  # the package sets up the Jittor runtime first
+
+# Jittor's own modules only after the runtime set-up above:
+# isort: split
 from jittor import nn
 
 __all__ = ["adaptive_avg_pool2d", "interpolate_bilinear", "pool_matrix", "bilinear_matrix",

@@ -11,10 +11,13 @@ q/k/v projections are 1x1 convs and attention is two batched matmuls per block.
 from __future__ import annotations
 
 from .. import jt  # the package sets up the Jittor runtime first
+
+# Jittor's own modules only after the runtime set-up above:
+# isort: split
 from jittor import nn
 
-from .conv import Conv2d
 from .common import SyncBatchNorm
+from .conv import Conv2d
 from .norm import BatchNorm2d
 from .ops import adaptive_avg_pool2d
 

@@ -17,6 +17,7 @@ from gradcheck.workload import Phase
 
 jt = runtime.import_jittor()   # the runtime set up before Jittor's own modules
 from jittor.weightnorm import weight_norm  # noqa: E402
+
 nn = jt.nn
 LATENT, CLASSES, PIXELS = 4, 3, 16
 

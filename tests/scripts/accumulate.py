@@ -10,9 +10,8 @@ covered: the step's gradient is the sum over its micro-batches, one non-zero cal
 
 import argparse
 
-import numpy as np
-
 import jittor as jt
+import numpy as np
 from jittor import nn
 
 

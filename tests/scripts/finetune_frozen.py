@@ -16,9 +16,8 @@ gradient, so they are missing (not frozen): a real trap of Jittor's API.
 
 import argparse
 
-import numpy as np
-
 import jittor as jt
+import numpy as np
 from jittor import nn
 
 

@@ -14,9 +14,8 @@ parameter is then missing (no path to the only loss its optimizer steps on).
 
 import argparse
 
-import numpy as np
-
 import jittor as jt
+import numpy as np
 from jittor import nn
 
 

@@ -12,9 +12,8 @@ The ``factory()`` below is the same model as a Workload, for ``gradcheck compare
 
 import argparse
 
-import numpy as np
-
 import jittor as jt
+import numpy as np
 from jittor import nn
 
 

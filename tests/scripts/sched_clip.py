@@ -13,9 +13,8 @@ gets an exactly-zero gradient, a zero status, not missing.
 
 import argparse
 
-import numpy as np
-
 import jittor as jt
+import numpy as np
 from jittor import nn
 from jittor.lr_scheduler import StepLR
 

@@ -12,9 +12,8 @@ A second model that is never given to an optimizer (``ema``) is not reported.
 
 import argparse
 
-import numpy as np
-
 import jittor as jt
+import numpy as np
 from jittor import nn
 
 

@@ -15,9 +15,8 @@ step (a zero, not a missing: it reaches the loss); it still moves, by the weight
 
 import argparse
 
-import numpy as np
-
 import jittor as jt
+import numpy as np
 from jittor import nn
 
 
