@@ -77,7 +77,7 @@ def worker(a) -> dict:
         if a.torch_threads:
             torch.set_num_threads(a.torch_threads)
         po.import_official(a.official, [p for p in a.pythonpath.split(":") if p])
-        from yolov6.solver.build import build_optimizer as off_build_optimizer  # noqa: E402 (official)
+        from yolov6.solver.build import build_optimizer as off_build_optimizer  # official
 
         cfg, off, loss_kw = po.build_official(a.official, a.variant, img)
         off.float()

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_script import BARE, ROOT, measure  # noqa: E402  (the same bare run and meter)
+from bench_script import BARE, ROOT, measure  # the same bare run and meter
 
 SCRIPT = str(Path(__file__).with_name("scale_train.py"))
 

@@ -122,7 +122,7 @@ def build_official(official: str, variant: str, img_size: int):
     and ComputeLoss keyword arguments, from the imported official code (see import_official)."""
     cfg = OFF["config"].Config.fromfile(str(Path(official) / "configs" / f"gold_yolo-{variant}.py"))
     if not hasattr(cfg, "training_mode"):          # tools/train.py default
-        setattr(cfg, "training_mode", "repvgg")
+        cfg.training_mode = "repvgg"
     cfg.model.neck.extra_cfg.drop_path_rate = 0.0
     model = OFF["yolo"].build_model(cfg, 80, "cpu")
     model = OFF["switch_tool"]._convert_batchnorm(model)

@@ -137,7 +137,7 @@ class GoldYOLOConfig:
 
     # -- upstream spellings ---------------------------------------------------------------
     @property
-    def model(self) -> "GoldYOLOConfig":
+    def model(self) -> GoldYOLOConfig:
         """Upstream nests everything under ``cfg.model``; ``cfg.model.head`` works here too."""
         return self
 
@@ -168,7 +168,7 @@ class GoldYOLOConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def copy(self) -> "GoldYOLOConfig":
+    def copy(self) -> GoldYOLOConfig:
         return copy.deepcopy(self)
 
 

@@ -146,7 +146,7 @@ def parse_label_file(path) -> np.ndarray:
     if not path.exists():
         return np.zeros((0, 5), np.float32)
     rows = []
-    with open(path, "r", encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8", errors="replace") as f:
         for lineno, line in enumerate(f, 1):
             parts = line.split()
             if not parts:
@@ -227,7 +227,7 @@ class YoloDataset:
         image = canvas.transpose(2, 0, 1).astype(np.float32) / 255.0
         return np.ascontiguousarray(image), labels.astype(np.float32), str(path)
 
-    def batch(self, indices) -> Tuple["jt.Var", np.ndarray]:
+    def batch(self, indices) -> Tuple[jt.Var, np.ndarray]:
         """Collate items -> ``(images jt.Var (b, 3, S, S), targets (n, 6))`` (upstream collate_fn)."""
         images, targets = [], []
         for i, idx in enumerate(indices):

@@ -132,13 +132,13 @@ class Detect(nn.Module):
         cls_score_list, reg_dist_list = [], []
         for i in range(self.nl):
             b, _, h, w = x[i].shape
-            l = h * w
+            hw = h * w
             x[i], cls_output, reg_output = self._level(i, x[i])
             if self.use_dfl:
-                reg_output = reg_output.reshape(-1, 4, self.reg_max + 1, l).permute(0, 2, 1, 3)
-                reg_output = self.proj_conv(nn.softmax(reg_output, dim=1))     # (B, 1, 4, l)
-            cls_score_list.append(cls_output.sigmoid().reshape(b, self.nc, l))
-            reg_dist_list.append(reg_output.reshape(b, 4, l))
+                reg_output = reg_output.reshape(-1, 4, self.reg_max + 1, hw).permute(0, 2, 1, 3)
+                reg_output = self.proj_conv(nn.softmax(reg_output, dim=1))     # (B, 1, 4, hw)
+            cls_score_list.append(cls_output.sigmoid().reshape(b, self.nc, hw))
+            reg_dist_list.append(reg_output.reshape(b, 4, hw))
         cls_scores = jt.concat(cls_score_list, dim=-1).permute(0, 2, 1)        # (B, A, nc)
         reg_dists = jt.concat(reg_dist_list, dim=-1).permute(0, 2, 1)          # (B, A, 4)
         pred_bboxes = dist2bbox(reg_dists, jt.array(anchor_points), box_format="xywh")

@@ -35,7 +35,7 @@ Deviations from upstream (values identical where upstream is well defined):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional
 
 import numpy as np
 

@@ -7,7 +7,8 @@ with ``eval``; here the backbone/neck/config classes register themselves by name
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Generic, Iterator, TypeVar
+from collections.abc import Iterator
+from typing import Callable, Dict, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -27,7 +28,7 @@ class Registry(Generic[T]):
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
         def deco(obj: T) -> T:
-            key = name or getattr(obj, "__name__")
+            key = name or obj.__name__
             if key in self._items and self._items[key] is not obj:
                 raise KeyError(f"{self.kind} {key!r} is already registered")
             self._items[key] = obj

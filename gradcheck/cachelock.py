@@ -132,7 +132,7 @@ class LockWatcher:
     def total(self) -> float:
         return self.clock.total
 
-    def start(self) -> "LockWatcher":
+    def start(self) -> LockWatcher:
         if os.path.exists(PROC_LOCKS):
             self._thread = threading.Thread(target=self._run, name="gradcheck-cache-lock",
                                             daemon=True)

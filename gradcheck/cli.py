@@ -12,6 +12,7 @@ import gc
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -20,7 +21,7 @@ from gradcheck.enums import Float64Mode
 from gradcheck.errors import EXIT_FAIL, EXIT_PASS, EXIT_USAGE
 
 
-def fail_usage(message: str) -> "NoReturn":  # noqa: F821
+def fail_usage(message: str) -> NoReturn:
     click.echo(f"gradcheck: error: {message}", err=True)
     sys.exit(EXIT_USAGE)
 
@@ -37,7 +38,7 @@ def exit_codes(fn):
                 return fn(*args, **kwargs)
             except (SystemExit, click.exceptions.ClickException, click.exceptions.Exit):
                 raise
-            except BaseException as exc:  # noqa: BLE001 - mapped to an exit code right here
+            except BaseException as exc:  # mapped to an exit code right here
                 if supervise.rerun_instead(exc):   # a transient Jittor fault: the parent reruns
                     sys.exit(supervise.EXIT_RERUN)
                 code, message = errors.classify(exc)

@@ -26,8 +26,9 @@ import os
 import re
 import signal
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_SIGINT, EXIT_SIGTERM = 128 + signal.SIGINT, 128 + signal.SIGTERM   # 130, 143
@@ -151,7 +152,8 @@ def _report_crashes() -> None:
 
         path = crash_file_path()   # under a supervisor: its file, shown if there is no rerun
         try:
-            _crash_file = open(path, "w") if path else None
+            # open for the process's life: faulthandler writes to it; closed atexit
+            _crash_file = open(path, "w") if path else None  # noqa: SIM115
         except OSError:
             _crash_file = None
         if _crash_file is None:
@@ -319,7 +321,7 @@ def jittor_cache_dir() -> str:
         return ""
 
 
-def as_jittor_failure(exc: BaseException, where: "Optional[Where]" = None
+def as_jittor_failure(exc: BaseException, where: Optional[Where] = None
                       ) -> Optional[JittorFailure]:
     cause = jittor_cause(exc)
     if cause is None:
@@ -353,7 +355,7 @@ def retrying(attempt: Callable[[Where], object], where: Where, on_retry: Callabl
     other Jittor failure is raised as :class:`JittorFailure` (chained to the original)."""
     try:
         return attempt(where)
-    except Exception as exc:  # noqa: BLE001 - classified right here
+    except Exception as exc:  # classified right here
         failure = as_jittor_failure(exc, where)
         if failure is None:
             raise
@@ -362,7 +364,7 @@ def retrying(attempt: Callable[[Where], object], where: Where, on_retry: Callabl
     first = failure
     try:
         result = attempt(where)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         again = as_jittor_failure(exc, where)
         if again is None:
             raise

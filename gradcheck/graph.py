@@ -369,7 +369,7 @@ def zero_proofs(view: GraphView, root: str, zero: set, zero_valued: set) -> dict
     free = _walk_back(view, start, on_path, lambda node, parent: (node, parent) not in blocked)
     filled = _walk_back(view, start, on_path, lambda node, parent: parent not in view.empty)
     mask: dict = {}
-    for (node, parent), b in blocked.items():
+    for (_node, parent), b in blocked.items():
         mask[parent] = mask.get(parent, 0) | b
     for node in reversed(order):        # backward: which zeros stand on each path
         m = mask.get(node, 0)

@@ -128,7 +128,7 @@ class StepRecorder:
         self.walk_again = False         # started before the first forward: look for new layers
 
     # ------------------------------------------------------------------ attach / detach
-    def attach(self) -> "StepRecorder":
+    def attach(self) -> StepRecorder:
         jt = runtime.import_jittor()
         cls = jt.optim.Optimizer
         saved = self._saved = {n: cls.__dict__[n] for n in PATCHED}

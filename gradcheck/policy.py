@@ -36,9 +36,10 @@ from __future__ import annotations
 
 import configparser
 import fnmatch
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Optional
 
 from gradcheck.enums import ALLOWABLE, FINDINGS, Finding, Float64Mode  # noqa: F401 (re-exported)
 
@@ -103,7 +104,7 @@ class Policy:
     def failing(self) -> tuple:
         return tuple(self.fail_on) + (tuple(self.warn_on) if self.strict else ())
 
-    def with_overrides(self, **kw) -> "Policy":
+    def with_overrides(self, **kw) -> Policy:
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
 
     def record(self) -> dict:

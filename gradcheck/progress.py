@@ -27,8 +27,9 @@ import select
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Optional
 
 from gradcheck.procmaps import mapped_files
 from gradcheck.progress_parser import PROGRESS_RE, ProgressParser, _Batch

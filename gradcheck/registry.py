@@ -15,8 +15,9 @@ next to it), cut down to what gradcheck needs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Mapping, Optional
+from typing import Callable, Dict, Optional
 
 # the modules whose import registers the bundled workloads (import-light: no Jittor)
 _BUILTIN = ("gradcheck.bundled",)

@@ -111,7 +111,7 @@ class Report:
         return "{\n" + ",\n".join(lines) + "\n}\n"
 
     @classmethod
-    def from_dict(cls, d: Any, source: str = "report") -> "Report":
+    def from_dict(cls, d: Any, source: str = "report") -> Report:
         if not isinstance(d, dict):
             raise ReportError(f"{source}: not a gradcheck report (top level is not an object)")
         version = d.get("schema_version")
@@ -329,7 +329,7 @@ def jsonable(obj):
     if hasattr(obj, "item") and hasattr(obj, "numel"):
         try:
             return obj.item() if obj.numel() == 1 else obj.numpy().tolist()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a statistic that cannot be read is kept as its text
             return str(obj)
     if isinstance(obj, (int, float, str, bool)) or obj is None:
         return obj

@@ -20,8 +20,9 @@ while a layer that is truly cut off still shows as missing or zero.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Optional
 
 from gradcheck import registry
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import shlex
-from collections import Counter, defaultdict
+from collections import Counter
 from typing import TYPE_CHECKING, Optional
 
 from gradcheck.enums import (

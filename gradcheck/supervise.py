@@ -37,7 +37,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, NoReturn, Optional
 
 from gradcheck import errors
 
@@ -103,13 +103,13 @@ def _audit(event: str, args: tuple) -> None:
         _writes = "written"
 
 
-def exit_at_once(code: int) -> "NoReturn":  # noqa: F821
+def exit_at_once(code: int) -> NoReturn:
     """Exit now, without the interpreter's exit handlers (standard streams flushed)."""
     _flush()
     os._exit(code)
 
 
-def leave(code: int) -> "NoReturn":  # noqa: F821
+def leave(code: int) -> NoReturn:
     """End a command whose verdict is out (its report written).  On the CLI's own command line
     outside MPI: the interpreter's exit handlers run (the script's, Jittor's), every open file
     is flushed, and only the teardown of each module and object is skipped: with a model

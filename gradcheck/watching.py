@@ -60,7 +60,7 @@ class Watch:
         self._attached = False
 
     # ------------------------------------------------------------------ attach / detach
-    def attach(self) -> "Watch":
+    def attach(self) -> Watch:
         if self._attached:
             return self
         opt, rec, watch = self.optimizers[0], self.recorder, self
@@ -88,7 +88,7 @@ class Watch:
         self.recorder.end()          # a sampled step the loop did not finish is dropped
         self._attached = False
 
-    def __enter__(self) -> "Watch":
+    def __enter__(self) -> Watch:
         return self.attach()
 
     def __exit__(self, exc_type, exc, tb) -> bool:

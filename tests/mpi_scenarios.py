@@ -13,10 +13,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import mpi_zoo  # noqa: E402
-from gradcheck.distributed.rank import check  # noqa: E402
-from gradcheck.policy import Policy  # noqa: E402
-from gradcheck.report import save_report  # noqa: E402
+import mpi_zoo
+from gradcheck.distributed.rank import check
+from gradcheck.policy import Policy
+from gradcheck.report import save_report
 
 NAMES = ("covered", "data_branch", "optimizer_by_rank", "lr_by_rank", "rank_batch")
 

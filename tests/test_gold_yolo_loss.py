@@ -22,7 +22,7 @@ from gold_yolo.assigners import ATSSAssigner, TaskAlignedAssigner, generate_anch
 from gold_yolo.assigners.iou2d import bbox_overlaps  # noqa: E402
 from gold_yolo.assigners.utils import select_highest_overlaps  # noqa: E402
 from gold_yolo.box_ops import IOUloss, bbox2dist, dist2bbox, xywh2xyxy, xyxy2xywh  # noqa: E402
-from gold_yolo.data import synthetic_batch, synthetic_targets  # noqa: E402
+from gold_yolo.data import synthetic_batch  # noqa: E402
 from gold_yolo.loss import ComputeLoss, LossOutput, build_loss, preprocess_targets  # noqa: E402
 from gold_yolo.optim import build_optimizer, param_groups, solver_hparams  # noqa: E402
 

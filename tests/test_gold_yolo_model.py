@@ -80,12 +80,12 @@ def cached(name: str) -> GoldYOLO:
 
 def test_configs():
     assert CONFIG_NAMES == ("gold_yolo_n", "gold_yolo_s", "gold_yolo_m", "gold_yolo_l")
-    n, s, m, l = (get_config(k) for k in CONFIG_NAMES)
+    n, s, m, large = (get_config(k) for k in CONFIG_NAMES)
     assert (n.head.use_dfl, n.head.reg_max, n.head.iou_type) == (False, 0, "siou")
-    for c in (s, m, l):
+    for c in (s, m, large):
         assert (c.head.use_dfl, c.head.reg_max, c.head.iou_type) == (True, 16, "giou")
-    assert [c.training_mode for c in (n, s, m, l)] == ["repvgg"] * 3 + ["conv_silu"]
-    assert [c.neck.type for c in (n, s, m, l)] == ["RepGDNeck", "RepGDNeck", "GDNeck", "GDNeck2"]
+    assert [c.training_mode for c in (n, s, m, large)] == ["repvgg"] * 3 + ["conv_silu"]
+    assert [c.neck.type for c in (n, s, m, large)] == ["RepGDNeck", "RepGDNeck", "GDNeck", "GDNeck2"]
     assert n.solver.lr0 == 0.02 and s.solver.lr0 == 0.01 and s.solver.optim == "SGD"
     assert s.head.strides == [8, 16, 32] and s.head.atss_warmup_epoch == 0
     assert s.channels_list == [32, 64, 128, 256, 512, 128, 64, 64, 128, 128, 256]

@@ -129,5 +129,5 @@ def test_cpu_kernels_do_not_depend_on_the_thread_count():
         r = subprocess.run([sys.executable, "-c", _DIGEST], cwd=repo, env=env,
                            capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr[-2000:]
-        digests.add(next(l for l in r.stdout.splitlines() if l.startswith("digest")))
+        digests.add(next(ln for ln in r.stdout.splitlines() if ln.startswith("digest")))
     assert len(digests) == 1, digests

@@ -15,11 +15,11 @@ import pytest
 
 pytest.importorskip("torch")
 
-import parity_pairs as pp  # noqa: E402
-from gradcheck import api  # noqa: E402
-from gradcheck.parity import align as align_mod  # noqa: E402
-from gradcheck.parity.across import NameMap, compare_across, load_name_map, parse_rules  # noqa: E402
-from gradcheck.report import Report  # noqa: E402
+import parity_pairs as pp
+from gradcheck import api
+from gradcheck.parity import align as align_mod
+from gradcheck.parity.across import NameMap, compare_across, load_name_map, parse_rules
+from gradcheck.report import Report
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,9 @@ jt = runtime.import_jittor()
 @pytest.mark.parametrize("factory", sorted(zoo.EXPECT))
 def test_zoo_case_is_classified(factory):
     report = gradcheck.check(getattr(zoo, factory)(), steps=2)
-    for name, (status, cause) in zoo.EXPECT[factory].items():
+    for name, (want_status, want_cause) in zoo.EXPECT[factory].items():
         rec = report.param(name)
-        assert (rec.status, rec.cause) == (status, cause), (name, rec.steps, rec.cause_detail)
+        assert (rec.status, rec.cause) == (want_status, want_cause), (name, rec.steps, rec.cause_detail)
 
 
 def test_verdict_follows_default_policy():
@@ -105,7 +105,7 @@ def test_jittor_warnings_are_mapped_to_the_call_that_raised_them(repo_root):
     env = dict(os.environ, PYTHONPATH=f"{repo_root}{os.pathsep}{repo_root / 'tests'}")
     proc = subprocess.run([sys.executable, "-c", _WARNINGS_SCRIPT], cwd=repo_root, env=env,
                           capture_output=True, text=True, timeout=600)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert lines, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
     line = lines[0]
     out = json.loads(line[len("RESULT "):])
@@ -114,7 +114,7 @@ def test_jittor_warnings_are_mapped_to_the_call_that_raised_them(repo_root):
     assert all(w[0] == "optimizer" and w[3] is True for w in ev)
     gan = out["gan"]
     assert gan["warnings"], "the generator outside D's optimizer must make the probe's call warn"
-    for call, index, param, agrees in gan["warnings"]:   # indices into the probe's own list
+    for call, _index, param, agrees in gan["warnings"]:   # indices into the probe's own list
         assert call == "probe" and param.startswith("generator.") and agrees is True
     assert {p: s for p, s in gan["status"].items() if p.startswith("discriminator.")} and all(
         s == "covered" for p, s in gan["status"].items() if p.startswith("discriminator."))

@@ -54,7 +54,7 @@ class TaskAlignedAssigner:
             return tuple(jt.concat([p[k] for p in parts], 0) for k in range(4))
 
     def _assign(self, pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt):
-        bs, n_max_boxes = gt_bboxes.shape[0], gt_bboxes.shape[1]
+        n_max_boxes = gt_bboxes.shape[1]
         mask_pos, align_metric, overlaps = self.get_pos_mask(
             pd_scores, pd_bboxes, gt_labels, gt_bboxes, anc_points, mask_gt)
         target_gt_idx, fg_mask, mask_pos = select_highest_overlaps(mask_pos, overlaps, n_max_boxes)

@@ -6,7 +6,7 @@ transformer.py`` + ``gold_yolo/layers.py`` (-> ``transformer``), ``gold_yolo/com
 (-> ``gd``); ``ops`` holds torch-exact resampling.
 """
 
-from .common import *  # noqa: F401,F403
-from .gd import *  # noqa: F401,F403
+from .common import *  # noqa: F403
+from .gd import *  # noqa: F403
 from .ops import adaptive_avg_pool2d, interpolate_bilinear  # noqa: F401
-from .transformer import *  # noqa: F401,F403
+from .transformer import *  # noqa: F403

@@ -24,7 +24,7 @@ convolution unchanged.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 from .. import jt  # the package sets up the Jittor runtime first
 
@@ -85,7 +85,7 @@ def _onednn_flags():
 _FLAGS = _onednn_flags()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _fwd_src(stride, padding, dilation, groups, plain) -> str:
     """``_FWD_SRC`` for one geometry (built once, not on every forward)."""
     src = _FWD_SRC

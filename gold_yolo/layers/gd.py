@@ -26,7 +26,7 @@ from jittor import nn
 from .common import SimConv
 from .conv import Conv2d
 from .ops import adaptive_avg_pool2d, interpolate_bilinear
-from .transformer import build_norm_layer, h_sigmoid
+from .transformer import BN_CFG, build_norm_layer, h_sigmoid
 
 __all__ = ["ConvModule", "AdvPoolFusion", "SimFusion_3in", "SimFusion_4in",
            "InjectionMultiSum_Auto_pool"]
@@ -40,7 +40,7 @@ class ConvModule(nn.Module):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 norm_cfg=dict(type="BN", requires_grad=True), act_cfg=None):
+                 norm_cfg=BN_CFG, act_cfg=None):
         super().__init__()
         assert act_cfg is None, "Gold-YOLO only builds ConvModule without activation"
         self.conv = Conv2d(in_channels, out_channels, kernel_size, stride=stride,
@@ -99,7 +99,7 @@ class InjectionMultiSum_Auto_pool(nn.Module):
     no h_sigmoid); otherwise they are bilinearly resized and the gate is h_sigmoid'ed.
     """
 
-    def __init__(self, inp: int, oup: int, norm_cfg=dict(type="BN", requires_grad=True),
+    def __init__(self, inp: int, oup: int, norm_cfg=BN_CFG,
                  activations=None, global_inp=None):
         super().__init__()
         self.norm_cfg = norm_cfg

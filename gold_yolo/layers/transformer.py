@@ -10,6 +10,8 @@ q/k/v projections are 1x1 convs and attention is two batched matmuls per block.
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from .. import jt  # the package sets up the Jittor runtime first
 
 # Jittor's own modules only after the runtime set-up above:
@@ -25,6 +27,10 @@ __all__ = [
     "Conv2d_BN", "drop_path", "DropPath", "h_sigmoid", "Mlp", "Attention", "top_Block",
     "TopBasicLayer", "PyramidPoolAgg", "onnx_adaptive_avg_pool2d", "build_norm_layer",
 ]
+
+# The upstream signatures' norm_cfg defaults, read-only: build_norm_layer copies what it gets.
+BN_CFG = MappingProxyType({"type": "BN", "requires_grad": True})
+BN2D_CFG = MappingProxyType({"type": "BN2d", "requires_grad": True})
 
 
 def build_norm_layer(norm_cfg, num_features):
@@ -53,7 +59,7 @@ class Conv2d_BN(nn.Sequential):
     """``Sequential(c=Conv2d(bias=False), bn=norm)``, BN weight initialised to bn_weight_init."""
 
     def __init__(self, a, b, ks=1, stride=1, pad=0, dilation=1, groups=1, bn_weight_init=1,
-                 norm_cfg=dict(type="BN", requires_grad=True)):
+                 norm_cfg=BN_CFG):
         super().__init__()
         self.inp_channel = a
         self.out_channel = b
@@ -110,7 +116,7 @@ class Mlp(nn.Module):
     """fc1 (1x1 conv+BN) -> depthwise 3x3 (bias) -> act -> fc2 (1x1 conv+BN); NCHW."""
 
     def __init__(self, in_features, hidden_features=None, out_features=None, act_layer=nn.ReLU,
-                 drop=0.0, norm_cfg=dict(type="BN", requires_grad=True)):
+                 drop=0.0, norm_cfg=BN_CFG):
         super().__init__()
         out_features = out_features or in_features
         hidden_features = hidden_features or in_features
@@ -134,7 +140,7 @@ class Attention(nn.Module):
     """
 
     def __init__(self, dim, key_dim, num_heads, attn_ratio=4, activation=None,
-                 norm_cfg=dict(type="BN", requires_grad=True)):
+                 norm_cfg=BN_CFG):
         super().__init__()
         self.num_heads = num_heads
         self.scale = key_dim ** -0.5
@@ -165,7 +171,7 @@ class top_Block(nn.Module):
     """x + DropPath(Attention(x)); x + DropPath(Mlp(x)).  One DropPath module for both."""
 
     def __init__(self, dim, key_dim, num_heads, mlp_ratio=4.0, attn_ratio=2.0, drop=0.0,
-                 drop_path=0.0, act_layer=nn.ReLU, norm_cfg=dict(type="BN2d", requires_grad=True)):
+                 drop_path=0.0, act_layer=nn.ReLU, norm_cfg=BN2D_CFG):
         super().__init__()
         self.dim = dim
         self.num_heads = num_heads
@@ -187,7 +193,7 @@ class TopBasicLayer(nn.Module):
 
     def __init__(self, block_num, embedding_dim, key_dim, num_heads, mlp_ratio=4.0,
                  attn_ratio=2.0, drop=0.0, attn_drop=0.0, drop_path=0.0,
-                 norm_cfg=dict(type="BN2d", requires_grad=True), act_layer=nn.ReLU6):
+                 norm_cfg=BN2D_CFG, act_layer=nn.ReLU6):
         super().__init__()
         self.block_num = block_num
         self.transformer_blocks = nn.ModuleList()

@@ -10,8 +10,8 @@ import numpy as np
 if str(Path(__file__).resolve().parents[1]) not in sys.path:   # run as tests/corpus/<m>.py:<f>
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import gradcheck  # noqa: E402
-from corpus import case  # noqa: E402
+import gradcheck
+from corpus import case
 from gradcheck import runtime
 
 jt = runtime.import_jittor()

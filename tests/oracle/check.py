@@ -17,9 +17,9 @@ if __name__ == "__main__":                  # run as a script: the repo and test
     _root = Path(__file__).resolve().parents[2]
     sys.path[:0] = [str(_root), str(_root / "tests")]
 
-import gradcheck  # noqa: E402
-from oracle import generate, oracle  # noqa: E402
-from oracle.compare import compare  # noqa: E402
+import gradcheck
+from oracle import generate, oracle
+from oracle.compare import compare
 
 
 def differences(spec: generate.Spec) -> list:
@@ -57,7 +57,7 @@ def survey(profile: str, examples: int, log=None) -> tuple:
         count["agreed"] += not diffs
         for tag in {d.tag for d in diffs}:
             tally[tag] += 1
-            first.setdefault(tag, (spec, [d for d in diffs if d.tag == tag][0]))
+            first.setdefault(tag, (spec, next(d for d in diffs if d.tag == tag)))
         if log is not None:
             for d in diffs:
                 if d.tag not in NEW:
@@ -77,5 +77,5 @@ if __name__ == "__main__":
         models, agreed, tally, first = survey(prof, n, log)
         print(f"== {prof}: {models} models, {agreed} agreed; disagreements by class: "
               f"{dict(tally)}", flush=True)
-        for tag, (spec, d) in first.items():
+        for spec, d in first.values():
             print(f"   e.g. {d}\n      {spec.describe()}", flush=True)

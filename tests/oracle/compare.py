@@ -99,7 +99,7 @@ def compare(truth, report) -> list:
             diffs += _compare_buffer(t, rec, tag)
         else:
             diffs += _compare_param(t, rec, tag)
-    for i, (rec, is_buf) in enumerate(records):
+    for i, (rec, _is_buf) in enumerate(records):
         if i in used:
             continue
         known = [t for t in wanted + optional if _matches(t, [rec.name] + list(getattr(rec, "aliases", [])

@@ -478,7 +478,7 @@ def specs(profile: str = "everything", max_nodes: int = 6):
             nodes.append(n)
         nodes = _force(draw, nodes, feat, st)
         phases = []
-        for p in range(n_phases):
+        for _ in range(n_phases):
             outs = draw(st.lists(st.integers(0, n_nodes - 1), min_size=1, max_size=3,
                                  unique=True))
             phases.append(PhaseSpec(tuple(sorted(outs)),

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 
@@ -336,7 +335,7 @@ def run(setup) -> Truth:
             for vid, ok in reached.items():
                 per_phase.setdefault(vid, []).append(
                     values_status(gsum[vid]) if ok else "missing")
-            for g_i, i, v, lr in _opt_params(opt):   # (lr, optimizer, this phase's gradient)
+            for _g, _i, v, lr in _opt_params(opt):   # (lr, optimizer, this phase's gradient)
                 lrs_now.setdefault(id(v), []).append((lr, kinds[name], gsum.get(id(v))))
         jt.sync_all()
         for vid, t in truths.items():
