@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional
 
 from .registry import CONFIGS
 
@@ -37,21 +36,21 @@ def make_divisible(x: float, divisor: int) -> int:
 @dataclass
 class BackboneConfig:
     type: str = "EfficientRep"                    # 'EfficientRep' | 'CSPBepBackbone'
-    num_repeats: List[int] = field(default_factory=lambda: [1, 6, 12, 18, 6])
-    out_channels: List[int] = field(default_factory=lambda: [64, 128, 256, 512, 1024])
+    num_repeats: list[int] = field(default_factory=lambda: [1, 6, 12, 18, 6])
+    out_channels: list[int] = field(default_factory=lambda: [64, 128, 256, 512, 1024])
     fuse_P2: bool = True
     cspsppf: bool = False                         # n/s: True (CSPSPPF); m/l: unset -> SPPF
-    csp_e: Optional[float] = None                 # CSPBepBackbone only
+    csp_e: float | None = None                    # CSPBepBackbone only
 
 
 @dataclass
 class NeckExtraConfig:
     """``model.neck.extra_cfg`` of upstream (the gather-distribute hyper-parameters)."""
-    norm_cfg: Dict = field(default_factory=lambda: dict(type="SyncBN", requires_grad=True))
+    norm_cfg: dict = field(default_factory=lambda: dict(type="SyncBN", requires_grad=True))
     depths: int = 2                               # transformer blocks in the high-level IFM
     fusion_in: int = 480                          # channels of the concatenated low-level IFM
-    ppa_in: Optional[int] = None                  # only in the s config (unused by the model)
-    fusion_act: Dict = field(default_factory=lambda: dict(type="ReLU"))
+    ppa_in: int | None = None                     # only in the s config (unused by the model)
+    fusion_act: dict = field(default_factory=lambda: dict(type="ReLU"))
     fuse_block_num: int = 3
     embed_dim_p: int = 96                         # low-GD embedding (split into trans_channels[0:2])
     embed_dim_n: int = 352                        # high-GD embedding (split into trans_channels[2:4])
@@ -61,35 +60,35 @@ class NeckExtraConfig:
     attn_ratios: float = 2
     c2t_stride: int = 2
     drop_path_rate: float = 0.1
-    trans_channels: List[int] = field(default_factory=lambda: [64, 32, 64, 128])
+    trans_channels: list[int] = field(default_factory=lambda: [64, 32, 64, 128])
     pool_mode: str = "torch"
 
 
 @dataclass
 class NeckConfig:
     type: str = "RepGDNeck"                       # 'RepGDNeck' | 'GDNeck' | 'GDNeck2'
-    num_repeats: List[int] = field(default_factory=lambda: [12, 12, 12, 12])
-    out_channels: List[int] = field(default_factory=lambda: [256, 128, 128, 256, 256, 512])
-    csp_e: Optional[float] = None                 # GDNeck / GDNeck2 only
+    num_repeats: list[int] = field(default_factory=lambda: [12, 12, 12, 12])
+    out_channels: list[int] = field(default_factory=lambda: [256, 128, 128, 256, 256, 512])
+    csp_e: float | None = None                    # GDNeck / GDNeck2 only
     extra_cfg: NeckExtraConfig = field(default_factory=NeckExtraConfig)
 
 
 @dataclass
 class HeadConfig:
     type: str = "EffiDeHead"
-    in_channels: List[int] = field(default_factory=lambda: [128, 256, 512])
+    in_channels: list[int] = field(default_factory=lambda: [128, 256, 512])
     num_layers: int = 3
     begin_indices: int = 24
     anchors: int = 3
-    anchors_init: List[List[int]] = field(default_factory=lambda: [
+    anchors_init: list[list[int]] = field(default_factory=lambda: [
         [10, 13, 19, 19, 33, 23], [30, 61, 59, 59, 59, 119], [116, 90, 185, 185, 373, 326]])
-    out_indices: List[int] = field(default_factory=lambda: [17, 20, 23])
-    strides: List[int] = field(default_factory=lambda: [8, 16, 32])
+    out_indices: list[int] = field(default_factory=lambda: [17, 20, 23])
+    strides: list[int] = field(default_factory=lambda: [8, 16, 32])
     atss_warmup_epoch: int = 0
     iou_type: str = "giou"
     use_dfl: bool = True
     reg_max: int = 16
-    distill_weight: Dict[str, float] = field(default_factory=lambda: {"class": 1.0, "dfl": 1.0})
+    distill_weight: dict[str, float] = field(default_factory=lambda: {"class": 1.0, "dfl": 1.0})
 
 
 @dataclass
@@ -124,7 +123,7 @@ class DataAugConfig:
 class GoldYOLOConfig:
     name: str = "gold_yolo_n"
     type: str = "GoldYOLO-n"
-    pretrained: Optional[str] = None
+    pretrained: str | None = None
     depth_multiple: float = 0.33
     width_multiple: float = 0.25
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -152,14 +151,14 @@ class GoldYOLOConfig:
 
     # -- derived values (upstream ``build_network``) --------------------------------------
     @property
-    def num_repeats(self) -> List[int]:
+    def num_repeats(self) -> list[int]:
         """Backbone + neck repeats scaled by ``depth_multiple`` (9 numbers)."""
         d = self.depth_multiple
         return [(max(round(i * d), 1) if i > 1 else i)
                 for i in (self.backbone.num_repeats + self.neck.num_repeats)]
 
     @property
-    def channels_list(self) -> List[int]:
+    def channels_list(self) -> list[int]:
         """Backbone + neck channels scaled by ``width_multiple`` (11 numbers)."""
         w = self.width_multiple
         return [make_divisible(i * w, 8)

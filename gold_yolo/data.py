@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import List, Tuple
 
 import numpy as np
 
@@ -68,7 +67,7 @@ def synthetic_targets(img_size: int, batch_size: int, seed: int = 0, num_classes
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     rng = np.random.RandomState(seed)
-    rows: List[List[float]] = []
+    rows: list[list[float]] = []
     S = float(img_size)
     for i in range(batch_size):
         boxes = []  # pixels: xc, yc, w, h
@@ -203,7 +202,7 @@ class YoloDataset:
     def __len__(self) -> int:
         return len(self.img_paths)
 
-    def __getitem__(self, index: int) -> Tuple[np.ndarray, np.ndarray, str]:
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, str]:
         from PIL import Image, UnidentifiedImageError
 
         path = self.img_paths[index]
@@ -227,7 +226,7 @@ class YoloDataset:
         image = canvas.transpose(2, 0, 1).astype(np.float32) / 255.0
         return np.ascontiguousarray(image), labels.astype(np.float32), str(path)
 
-    def batch(self, indices) -> Tuple[jt.Var, np.ndarray]:
+    def batch(self, indices) -> tuple[jt.Var, np.ndarray]:
         """Collate items -> ``(images jt.Var (b, 3, S, S), targets (n, 6))`` (upstream collate_fn)."""
         images, targets = [], []
         for i, idx in enumerate(indices):

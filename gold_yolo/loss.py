@@ -35,7 +35,7 @@ Deviations from upstream (values identical where upstream is well defined):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any
 
 import numpy as np
 
@@ -61,8 +61,8 @@ class LossOutput:
       ``num_targets``, ``num_targets_per_image``, ``target_scores_sum``, ``assigner``.
     """
     total: Any
-    terms: Dict[str, Any]
-    stats: Dict[str, Any] = field(default_factory=dict)
+    terms: dict[str, Any]
+    stats: dict[str, Any] = field(default_factory=dict)
 
     def items(self):
         """Detached weighted ``[iou, dfl, cls]`` (upstream's ``loss_items``)."""
@@ -184,7 +184,7 @@ class ComputeLoss:
 
     def __init__(self, num_classes=80, iou_type="giou", use_dfl=True, reg_max=16, warmup_epoch=4,
                  fpn_strides=(8, 16, 32), grid_cell_size=5.0, grid_cell_offset=0.5,
-                 ori_img_size: Optional[int] = None, loss_weight: Optional[Dict[str, float]] = None):
+                 ori_img_size: int | None = None, loss_weight: dict[str, float] | None = None):
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if use_dfl and reg_max < 1:

@@ -19,8 +19,6 @@ for distillation); here ``model(x)`` returns ``detect_output`` and
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 from . import jt  # noqa: F401 (imported to set up the Jittor runtime first)
@@ -109,7 +107,7 @@ class GoldYOLO(nn.Module):
         out = self.detect(x)
         return [out, featmaps] if return_featmaps else out
 
-    def set_drop_path(self, rate: Optional[float] = None) -> None:
+    def set_drop_path(self, rate: float | None = None) -> None:
         """Set every neck DropPath's ``drop_prob``: None -> the config's linspace schedule,
         0 -> off.  (Blocks whose scheduled rate is 0 have no DropPath, as upstream.)"""
         blocks = list(self.neck.high_IFM.transformer_blocks)

@@ -31,7 +31,6 @@ for it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
 
 import numpy as np
 
@@ -45,10 +44,10 @@ GROUP_NAMES = ("bn_weights", "weights", "biases")
 @dataclass
 class ParamGroups:
     """The three upstream groups, as (name, Var) lists, plus the parameters left out."""
-    bn_weights: List = field(default_factory=list)
-    weights: List = field(default_factory=list)
-    biases: List = field(default_factory=list)
-    ungrouped: List = field(default_factory=list)   # (name, Var) in model.named_parameters(), no group,
+    bn_weights: list = field(default_factory=list)
+    weights: list = field(default_factory=list)
+    biases: list = field(default_factory=list)
+    ungrouped: list = field(default_factory=list)   # (name, Var) in model.named_parameters(), no group,
     #                                                 BN running statistics excluded (buffers in torch)
 
 
@@ -77,7 +76,7 @@ def param_groups(model) -> ParamGroups:
     return groups
 
 
-def solver_hparams(cfg, batch_size: int = 32, accumulate: Optional[int] = None, world_size: int = 1,
+def solver_hparams(cfg, batch_size: int = 32, accumulate: int | None = None, world_size: int = 1,
                    bs_per_gpu: int = 32) -> dict:
     """lr0 / momentum / weight_decay after the engine's batch-size scaling."""
     solver = cfg.solver
@@ -187,7 +186,7 @@ class SGD(jt.optim.SGD):
         self.post_step()
 
 
-def build_optimizer(model, name_or_cfg="gold_yolo_s", batch_size: int = 32, accumulate: Optional[int] = None,
+def build_optimizer(model, name_or_cfg="gold_yolo_s", batch_size: int = 32, accumulate: int | None = None,
                     world_size: int = 1, bs_per_gpu: int = 32):
     """``jittor.optim.SGD`` (Nesterov) with upstream's 3 groups; ``name_or_cfg`` is a variant
     name (``"gold_yolo_n"``...) or a config with ``.solver``.  Groups are, in order,

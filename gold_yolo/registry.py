@@ -8,7 +8,7 @@ with ``eval``; here the backbone/neck/config classes register themselves by name
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Callable, Dict, Generic, TypeVar
+from typing import Callable, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -24,7 +24,7 @@ class Registry(Generic[T]):
 
     def __init__(self, kind: str):
         self.kind = kind
-        self._items: Dict[str, T] = {}
+        self._items: dict[str, T] = {}
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
         def deco(obj: T) -> T:

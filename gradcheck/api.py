@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
 
 from gradcheck.enums import COVERED_FINDINGS
 from gradcheck.policy import Policy
@@ -13,8 +12,8 @@ from gradcheck.settings import DEFAULT_STEPS, Settings
 from gradcheck.workload import Workload
 
 
-def check(workload: Workload, steps: Optional[int] = None, seed: Optional[int] = 0,
-          policy: Optional[Policy] = None, on_step=None) -> Report:
+def check(workload: Workload, steps: int | None = None, seed: int | None = 0,
+          policy: Policy | None = None, on_step=None) -> Report:
     """Probe ``workload`` for ``steps`` real training steps (default
     :data:`~gradcheck.settings.DEFAULT_STEPS`); the verdict follows ``policy``.  A
     ``torch.nn.Module`` model (a PyTorch original) goes through the torch backend: same
@@ -30,7 +29,7 @@ def check(workload: Workload, steps: Optional[int] = None, seed: Optional[int] =
                        on_step=on_step)
 
 
-def run(settings: Settings, policy: Optional[Policy] = None, quiet: bool = True,
+def run(settings: Settings, policy: Policy | None = None, quiet: bool = True,
         train_mode: bool = False) -> Report:
     """What ``gradcheck run`` does: set up Jittor, build the workload, probe it.
 
@@ -70,7 +69,7 @@ def run(settings: Settings, policy: Optional[Policy] = None, quiet: bool = True,
     return errors.retrying(attempt, errors.Where(what=settings.model), on_retry=_record_retry)
 
 
-def run_script(words, settings: Settings, policy: Optional[Policy] = None, quiet: bool = True,
+def run_script(words, settings: Settings, policy: Policy | None = None, quiet: bool = True,
                keep_going: bool = False):
     """What ``gradcheck run -- python train.py ARGS`` does: run the user's script unmodified
     and record its first ``settings.steps`` optimizer steps (:mod:`gradcheck.script`).
@@ -113,8 +112,8 @@ def _record_retry(report: Report, first) -> None:
 COVERED = COVERED_FINDINGS
 
 
-def assert_covered(workload: Workload, steps: int = 3, expected_frozen: Optional[dict] = None,
-                   seed: Optional[int] = 0, fail_on: tuple = COVERED) -> Report:
+def assert_covered(workload: Workload, steps: int = 3, expected_frozen: dict | None = None,
+                   seed: int | None = 0, fail_on: tuple = COVERED) -> Report:
     """Probe ``workload`` and raise :class:`AssertionError` listing each parameter that is not
     covered, with its cause; return the report when all are.  For a user's own test suite
     (see :mod:`gradcheck.pytest_plugin`)::

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Optional
 
 from gradcheck.registry import Recommended, register_workload
 from gradcheck.vendored import bundled, bundled_module
@@ -38,8 +37,8 @@ RECOMMENDED = Recommended(
 )
 
 
-def build(name: str, img_size: Optional[int] = None, batch_size: Optional[int] = None,
-          seed: Optional[int] = 0, data: Optional[str] = None, num_classes: int = 80) -> Workload:
+def build(name: str, img_size: int | None = None, batch_size: int | None = None,
+          seed: int | None = 0, data: str | None = None, num_classes: int = 80) -> Workload:
     gold_yolo = bundled("gold_yolo")   # ours, never a user's package named gold_yolo
 
     img_size = img_size or RECOMMENDED.img_size
@@ -99,7 +98,7 @@ def level_hint(strides: list):
     """Explain an exactly-zero gradient in one detection level of the head from the loss's
     per-level statistics (positive anchors and the assigner's target scores)."""
 
-    def hint(rec, report) -> Optional[str]:
+    def hint(rec, report) -> str | None:
         m = _HEAD_BRANCH.match(rec.name)
         if not m or int(m.group(2)) >= len(strides):
             return None

@@ -22,21 +22,21 @@ import re
 import sys
 import threading
 import time
-from typing import Callable, Optional
+from typing import Callable
 
 PROC_LOCKS = "/proc/locks"
 _DEVICE_INODE = re.compile(r"^[0-9a-f]+:[0-9a-f]+:(\d+)$")
 
 
-def jittor_lock_path() -> Optional[str]:
+def jittor_lock_path() -> str | None:
     """The lock file of the Jittor cache this process uses, once Jittor's utilities are
     imported (before that, nothing can wait on it)."""
     lock = sys.modules.get("jittor_utils.lock")
     return getattr(lock, "lock_path", None) if lock is not None else None
 
 
-def waiting_for(path: str, pid: Optional[int] = None, locks_file: str = PROC_LOCKS
-                ) -> Optional[int]:
+def waiting_for(path: str, pid: int | None = None, locks_file: str = PROC_LOCKS
+                ) -> int | None:
     """The pid holding the lock on ``path`` that ``pid`` (default: this process) waits for;
     0 when the holder is not listed; None when it does not wait (or cannot be known)."""
     pid = os.getpid() if pid is None else pid
@@ -83,10 +83,10 @@ class WaitClock:
     def __init__(self, on_wait: Callable, on_done: Callable, show_after: float = 0.5):
         self.on_wait, self.on_done, self.show_after = on_wait, on_done, show_after
         self.total = 0.0
-        self._since: Optional[float] = None
-        self._holder: Optional[int] = None
+        self._since: float | None = None
+        self._holder: int | None = None
 
-    def poll(self, holder: Optional[int], now: Optional[float] = None) -> None:
+    def poll(self, holder: int | None, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         if holder is not None:
             if self._since is None:
@@ -97,7 +97,7 @@ class WaitClock:
         else:
             self.end(now)
 
-    def end(self, now: Optional[float] = None) -> None:
+    def end(self, now: float | None = None) -> None:
         if self._since is None:
             return
         seconds = (time.monotonic() if now is None else now) - self._since
@@ -121,12 +121,12 @@ class LockWatcher:
     run's parent watches its child from outside instead (:class:`ChildWatch`)."""
 
     def __init__(self, on_wait: Callable, on_done: Callable, interval: float = 0.25,
-                 show_after: float = 0.5, path: Optional[Callable] = None):
+                 show_after: float = 0.5, path: Callable | None = None):
         self.clock = WaitClock(on_wait, on_done, show_after)
         self.interval = interval
         self.path = path or jittor_lock_path
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
     @property
     def total(self) -> float:
@@ -158,7 +158,7 @@ class ChildWatch:
     def __init__(self, pid: int, on_wait: Callable, on_done: Callable, show_after: float = 1.0):
         self.pid = pid
         self.clock = WaitClock(on_wait, on_done, show_after)
-        self._path: Optional[str] = None
+        self._path: str | None = None
 
     def poll(self) -> None:
         if self._path is None:
@@ -166,7 +166,7 @@ class ChildWatch:
         self.clock.poll(waiting_for(self._path, self.pid) if self._path else None)
 
 
-def _open_lock_file(pid: int) -> Optional[str]:
+def _open_lock_file(pid: int) -> str | None:
     fds = f"/proc/{pid}/fd"
     try:
         for fd in os.listdir(fds):
@@ -188,12 +188,12 @@ class StderrLines:
         self.stream = stream
         self._said = False
 
-    def wait(self, seconds: float, holder: Optional[int]) -> None:
+    def wait(self, seconds: float, holder: int | None) -> None:
         if not self._said:
             self._said = True
             self._write(describe(seconds, holder).rsplit(":", 1)[0] + " ...")
 
-    def done(self, seconds: float, holder: Optional[int]) -> None:
+    def done(self, seconds: float, holder: int | None) -> None:
         self._said = False
         self._write(describe(seconds, holder, done=True))
 
@@ -203,7 +203,7 @@ class StderrLines:
         stream.flush()
 
 
-def describe(seconds: float, holder: Optional[int], done: bool = False) -> str:
+def describe(seconds: float, holder: int | None, done: bool = False) -> str:
     """The progress line's text for a wait."""
     who = f" (pid {holder})" if holder else ""
     if done:

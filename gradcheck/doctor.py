@@ -23,7 +23,6 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import List, Optional
 
 from gradcheck.procmaps import mapped_files
 
@@ -43,17 +42,17 @@ class Check:
 
 @dataclass
 class DoctorReport:
-    checks: List[Check] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return all(c.ok for c in self.checks)
 
     @property
-    def failed(self) -> List[Check]:
+    def failed(self) -> list[Check]:
         return [c for c in self.checks if not c.ok]
 
-    def get(self, name: str) -> Optional[Check]:
+    def get(self, name: str) -> Check | None:
         return next((c for c in self.checks if c.name == name), None)
 
     def to_dict(self) -> dict:
@@ -91,7 +90,7 @@ def _human(n: float) -> str:
     return f"{n:.1f} GiB"
 
 
-def loaded_onednn_libs() -> List[str]:
+def loaded_onednn_libs() -> list[str]:
     """The oneDNN shared libraries mapped into this process."""
     return [p for p in mapped_files() or []
             if os.path.basename(p).startswith(("libdnnl", "libmkldnn"))]

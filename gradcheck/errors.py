@@ -28,7 +28,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_SIGINT, EXIT_SIGTERM = 128 + signal.SIGINT, 128 + signal.SIGTERM   # 130, 143
@@ -58,7 +58,7 @@ class JittorFailure(RuntimeError):
     """Jittor failed (operator compile or execution, memory): an environment error, exit 3."""
 
     def __init__(self, reason: str, where: str = "", kind: str = "jittor", cache_dir: str = "",
-                 step: Optional[int] = None):
+                 step: int | None = None):
         super().__init__(reason)
         self.reason, self.where, self.kind, self.cache_dir = reason, where, kind, cache_dir
         self.step = step   # the 1-based step it failed in, if it got that far
@@ -87,7 +87,7 @@ class JittorFailure(RuntimeError):
 @dataclass
 class _SignalState:
     depth: int = 0
-    received: Optional[int] = None   # the first signal seen while handling
+    received: int | None = None      # the first signal seen while handling
     pid: int = 0                     # the process that installed the handlers
 
 
@@ -224,7 +224,7 @@ def handling_signals() -> Iterator[None]:
                 signal.signal(sig, handler)
 
 
-def signal_received() -> Optional[int]:
+def signal_received() -> int | None:
     return _signals.received
 
 
@@ -248,7 +248,7 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         exc = exc.__cause__ or exc.__context__
 
 
-def jittor_cause(exc: BaseException) -> Optional[BaseException]:
+def jittor_cause(exc: BaseException) -> BaseException | None:
     """The exception in ``exc``'s chain that comes from inside Jittor (a fatal log line of its
     C++ core, an operator that failed to compile or execute, or memory), if any.  A workload
     error whose cause is one (the loss synced a failing operator) counts too: the deepest
@@ -321,8 +321,8 @@ def jittor_cache_dir() -> str:
         return ""
 
 
-def as_jittor_failure(exc: BaseException, where: Optional[Where] = None
-                      ) -> Optional[JittorFailure]:
+def as_jittor_failure(exc: BaseException, where: Where | None = None
+                      ) -> JittorFailure | None:
     cause = jittor_cause(exc)
     if cause is None:
         return None

@@ -38,8 +38,6 @@ gradient on earlier samples, zero or none on every later one, from ``stopped_ste
 
 from __future__ import annotations
 
-from typing import Optional
-
 from gradcheck.enums import CAUSES, Cause, Finding, Status  # noqa: F401 (CAUSES re-exported)
 from gradcheck.report import ParamRecord, Report
 
@@ -80,7 +78,7 @@ class CallRecorder:
                 module.__dict__[self._HOOK] = prev
         return False
 
-    def ran(self, module_name: str) -> Optional[bool]:
+    def ran(self, module_name: str) -> bool | None:
         """Did the module's forward (``execute``) run?  None if unknown."""
         if not self.called:
             return None
@@ -118,7 +116,7 @@ def _zero_reason(rec: ParamRecord, report: Report, zero_hint=None) -> str:
             "its path are the usual causes)")
 
 
-def cause_of(rec: ParamRecord, report: Report, calls: Optional[CallRecorder],
+def cause_of(rec: ParamRecord, report: Report, calls: CallRecorder | None,
              zero_hint=None) -> tuple:
     """(code, sentence) for one parameter, or (None, None) when it is plainly covered."""
     if rec.status == Status.FROZEN:
@@ -203,7 +201,7 @@ def cause_of(rec: ParamRecord, report: Report, calls: Optional[CallRecorder],
     return None, None
 
 
-def never_updated(rec: ParamRecord) -> Optional[str]:
+def never_updated(rec: ParamRecord) -> str | None:
     """Why a parameter with a non-zero gradient and an optimizer never changed, or None when it
     did change (or the change was below float32 precision: ``update_below_precision``)."""
     if not rec.in_optimizer or rec.updated or Status.NONZERO not in rec.steps:
@@ -225,7 +223,7 @@ def never_updated(rec: ParamRecord) -> Optional[str]:
             f"never changed its value{replayed} (a masked or skipped update?)")
 
 
-def below_precision(rec: ParamRecord, k: int, lr, rounded: Optional[bool]) -> bool:
+def below_precision(rec: ParamRecord, k: int, lr, rounded: bool | None) -> bool:
     """Whether step ``k``'s update of ``rec`` is too small for float32.  The probe's replay of
     the optimizer's own step (:func:`gradcheck.optimizers.rounds_away`) decides where it ran;
     otherwise (an optimizer it does not know, an older report) a bound for a plain step: each
@@ -258,7 +256,7 @@ def health_flags(rec: ParamRecord, policy) -> list:
     return flags
 
 
-def explain(report: Report, calls: Optional[CallRecorder] = None, policy=None,
+def explain(report: Report, calls: CallRecorder | None = None, policy=None,
             zero_hint=None) -> Report:
     from gradcheck.policy import Policy
 
@@ -274,7 +272,7 @@ def explain(report: Report, calls: Optional[CallRecorder] = None, policy=None,
     return report
 
 
-def stopped_step(rec: ParamRecord, step_numbers: list) -> Optional[int]:
+def stopped_step(rec: ParamRecord, step_numbers: list) -> int | None:
     """Over the samples of a long run (gradcheck.watch): the step of the first sample after
     the last one with a gradient, when every sample from there on had none or a zero one."""
     steps = rec.steps

@@ -40,7 +40,7 @@ import time
 import types
 import weakref
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable
 
 from gradcheck import graph, probe, runtime
 from gradcheck.enums import Status
@@ -82,7 +82,7 @@ class _Round:
     buf_before: Snapshot
     t0: float
     results: list = field(default_factory=list)
-    frozen: Optional[set] = None     # params stop-grad at the round's first optimizer step
+    frozen: set | None = None        # params stop-grad at the round's first optimizer step
 
 
 @dataclass
@@ -100,29 +100,29 @@ class StepRecorder:
     """Observe every Jittor optimizer; record the first ``steps`` rounds (see the module doc)."""
 
     def __init__(self, steps: int, name: str = "script", keep_going: bool = False,
-                 on_step: Optional[Callable[[int, int, str], None]] = None,
-                 models: Optional[list] = None, optimizers: Optional[list] = None):
+                 on_step: Callable[[int, int, str], None] | None = None,
+                 models: list | None = None, optimizers: list | None = None):
         self.steps, self.name, self.keep_going, self.on_step = steps, name, keep_going, on_step
         # given (gradcheck.watch): [(name, Module)] and the optimizers, in phase order
         self.models, self.optimizers = models, optimizers
-        self.next_index: Optional[int] = None   # the number of the next round (watch: its step)
-        self.run: Optional[probe.Run] = None
+        self.next_index: int | None = None      # the number of the next round (watch: its step)
+        self.run: probe.Run | None = None
         self.frozen_by_eval: dict = {}
         self.phase_of: dict = {}        # id(optimizer) -> Phase
         self.order: list = []           # phases, in the order the loop first stepped them
         self.fixed = False              # no new phase after the first round
         self.open: dict = {}            # id(optimizer) -> _Open
-        self.round: Optional[_Round] = None
+        self.round: _Round | None = None
         self.done: list = []            # [_Done]
-        self.next_before: Optional[tuple] = None     # values at the last optimizer step
-        self.first_before: Optional[tuple] = None    # values when the recorder started
+        self.next_before: tuple | None = None        # values at the last optimizer step
+        self.first_before: tuple | None = None       # values when the recorder started
         self.fence = 0
         self.finished = False
         self.notes: list = []           # sentences for the verdict's warnings
         self.ignored: set = set()       # ids of optimizers outside the run
         self.candidates: set = set()    # phase names of the optimizers found at the start
         self.warnings: list = []
-        self._saved: Optional[dict] = None
+        self._saved: dict | None = None
         self._in_post = False
         self.created: list = []         # weakrefs to the optimizers created while attached
         self.walk_again = False         # started before the first forward: look for new layers
@@ -269,7 +269,7 @@ class StepRecorder:
         return out
 
     # ------------------------------------------------------------------ rounds
-    def _begin(self, opt) -> Optional[_Open]:
+    def _begin(self, opt) -> _Open | None:
         """The open step of ``opt``, starting one (and a round) if needed; None when this
         optimizer is not recorded."""
         if id(opt) in self.open:
@@ -443,7 +443,7 @@ class StepRecorder:
             self.on_step(index, self.steps, what if len(self.order) < 2 else f"{phase}: {what}")
 
     # ------------------------------------------------------------------ the report
-    def report(self, policy=None, config: Optional[dict] = None, short_note: bool = True):
+    def report(self, policy=None, config: dict | None = None, short_note: bool = True):
         """The :class:`~gradcheck.report.Report` of the recorded rounds (at least one)."""
         from gradcheck.probe import (
             finish,

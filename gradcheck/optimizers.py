@@ -5,7 +5,6 @@ step's float32 arithmetic rounds an update away (:func:`rounds_away`)."""
 from __future__ import annotations
 
 import inspect
-from typing import Optional
 
 import numpy as np
 
@@ -117,7 +116,7 @@ def _replays() -> dict:
             optim.AdamW.step: _step_adamw}
 
 
-def rounds_away(optimizer, var) -> Optional[bool]:
+def rounds_away(optimizer, var) -> bool | None:
     """After ``optimizer``'s step left ``var`` unchanged: True when the step's own float32
     arithmetic, replayed from the optimizer's state, leaves every element where it was (an
     update below precision); False when it would have moved some element (the update was

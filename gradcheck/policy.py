@@ -39,7 +39,6 @@ import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Optional
 
 from gradcheck.enums import ALLOWABLE, FINDINGS, Finding, Float64Mode  # noqa: F401 (re-exported)
 
@@ -58,7 +57,7 @@ class ConfigError(ValueError):
     """The config file or a setting in it is invalid (a user error: exit code 2)."""
 
 
-def declared_reason(name: str, *declared: Optional[Mapping[str, str]]) -> Optional[str]:
+def declared_reason(name: str, *declared: Mapping[str, str] | None) -> str | None:
     """The reason of the first ``glob: reason`` declaration matching ``name``, or None.
 
     The one lookup for ``expected_frozen`` (and ``allow_uncovered``).  The frozen reason is
@@ -95,10 +94,10 @@ class Policy:
     align_float64_tol: float = 1e-6  # port in float64 vs the original in float64, relative
     source: str = "defaults"
 
-    def frozen_reason(self, name: str) -> Optional[str]:
+    def frozen_reason(self, name: str) -> str | None:
         return declared_reason(name, self.expected_frozen)
 
-    def allowed_reason(self, name: str) -> Optional[str]:
+    def allowed_reason(self, name: str) -> str | None:
         return declared_reason(name, self.allow_uncovered)
 
     def failing(self) -> tuple:
@@ -128,7 +127,7 @@ _POLICY_KEYS = tuple(f.name for f in fields(Policy) if f.name != "source")
 class ConfigFile:
     """The ``[gradcheck]`` section as read: the settings it sets, and its policy."""
 
-    path: Optional[str] = None
+    path: str | None = None
     settings: dict = field(default_factory=dict)   # only the keys the file sets
     policy: Policy = field(default_factory=Policy)
 
@@ -179,7 +178,7 @@ def _parse_value(parser, path, key: str, value: str):
         raise ConfigError(f"[{SECTION}] in {path}: invalid {key} = {value!r}") from None
 
 
-def load_config(path: Optional[str | Path] = None) -> ConfigFile:
+def load_config(path: str | Path | None = None) -> ConfigFile:
     """Read ``[gradcheck]`` from ``path``; without one, from ./setup.cfg if it has the section."""
     explicit = path is not None
     path = Path(path) if explicit else Path("setup.cfg")

@@ -27,7 +27,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 
@@ -56,7 +56,7 @@ class Run:
     exact: set = field(default_factory=set)       # params whose gradients several calls sum
     calls: object = None          # explain.CallRecorder
     reads: object = None          # graph.ReadRecorder
-    on_step: Optional[Callable] = None            # (step, steps, phase) progress callback
+    on_step: Callable | None = None               # (step, steps, phase) progress callback
     steps: int = 1
     targets: list = field(default_factory=list)   # params then buffers: graph target indices
     snapshots: tuple = ()         # values before the step: compared with the last update
@@ -370,7 +370,7 @@ def classify(run: Run, i: int, results: list) -> tuple:
     return step, next((r.grads[i][1] for r in calls if i in r.grads), 0.0)
 
 
-def rounding(run: Run, phases, i: int, state: str, change, lr) -> Optional[bool]:
+def rounding(run: Run, phases, i: int, state: str, change, lr) -> bool | None:
     """For parameter ``i`` when its non-zero gradient left it unchanged under a learning rate
     above 0: whether its optimizers' own float32 arithmetic rounds that update away (True),
     would have moved it (False: a masked update) or cannot be told (None).  Asked right after
@@ -383,7 +383,7 @@ def rounding(run: Run, phases, i: int, state: str, change, lr) -> Optional[bool]
 
 
 def record_step(rec: ParamRecord, step: int, state: str, gnorm, change, lr=None,
-                rounded: Optional[bool] = None) -> None:
+                rounded: bool | None = None) -> None:
     """One step of one parameter: its status, gradient norm, value change
     (:class:`gradcheck.snapshot.Change`), the learning rate its optimizer group applied and,
     for an update that did not happen, :func:`rounding`'s answer."""
@@ -430,8 +430,8 @@ def step_entry(run: Run, step: int, results: list, seconds: float) -> StepRecord
 
 
 # --------------------------------------------------------------------- the probe
-def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
-          on_step: Optional[Callable[[int, int, str], None]] = None, policy=None) -> Report:
+def check(workload: Workload, steps: int = 1, seed: int | None = 0,
+          on_step: Callable[[int, int, str], None] | None = None, policy=None) -> Report:
     """Run ``steps`` real training steps of ``workload`` and return the :class:`Report`."""
     from gradcheck import explain
 

@@ -7,12 +7,10 @@ compiled (:func:`gradcheck.progress.compile_progress`).
 
 from __future__ import annotations
 
-from typing import List, Optional
-
 __all__ = ["mapped_files"]
 
 
-def mapped_files() -> Optional[List[str]]:
+def mapped_files() -> list[str] | None:
     """Paths of the files mapped into this process, each once, in the order they first
     appear; None when ``/proc/self/maps`` cannot be read (not Linux)."""
     seen: dict = {}

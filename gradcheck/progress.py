@@ -29,7 +29,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Optional
 
 from gradcheck.procmaps import mapped_files
 from gradcheck.progress_parser import PROGRESS_RE, ProgressParser, _Batch
@@ -52,7 +51,7 @@ class CompileStats:
     core_compiled: bool = False      # a "Compiling jittor_core" batch was seen
     passthrough_bytes: int = 0       # other stderr bytes forwarded unchanged
     progress_ops: int = 0            # operators announced by progress lines
-    new_jit_libs: Optional[int] = None  # op libraries compiled here (None: not measurable)
+    new_jit_libs: int | None = None  # op libraries compiled here (None: not measurable)
     lock_wait_seconds: float = 0.0   # waited for Jittor's cache lock (another process held it)
 
     def summary(self) -> str:
@@ -224,7 +223,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 # --------------------------------------------------------------------------- capture
-def _jit_dir() -> Optional[str]:
+def _jit_dir() -> str | None:
     jt = sys.modules.get("jittor")
     try:
         return os.path.join(jt.flags.cache_path, "jit") if jt is not None else None
@@ -232,7 +231,7 @@ def _jit_dir() -> Optional[str]:
         return None
 
 
-def _mapped_libs(jit_dir: Optional[str]) -> Optional[set]:
+def _mapped_libs(jit_dir: str | None) -> set | None:
     """Operator libraries under ``jit_dir`` mapped into this process (None: unknown)."""
     if not jit_dir:
         return None
@@ -243,8 +242,8 @@ def _mapped_libs(jit_dir: Optional[str]) -> Optional[set]:
     return {p for p in files if p.endswith(".so") and p.startswith(prefix)}
 
 
-def _libs_compiled_here(jit_dir: Optional[str], before: Optional[set], since: float
-                        ) -> Optional[int]:
+def _libs_compiled_here(jit_dir: str | None, before: set | None, since: float
+                        ) -> int | None:
     """Operator libraries loaded during the block and written at or after ``since``
     (wall clock): the ones this process compiled (not merely loaded from the cache)."""
     after = _mapped_libs(jit_dir)
@@ -261,11 +260,11 @@ def _libs_compiled_here(jit_dir: Optional[str], before: Optional[set], since: fl
 
 
 _capture_lock = threading.Lock()
-_active: Optional[CompileStats] = None
+_active: CompileStats | None = None
 
 
 @contextlib.contextmanager
-def compile_progress(quiet: bool = True, console=None, status: Optional[str] = None,
+def compile_progress(quiet: bool = True, console=None, status: str | None = None,
                      status_after: float = 2.0) -> Iterator[CompileStats]:
     """Capture fd 2 for the block; show Jittor's compile progress as a rich bar (none when
     ``quiet``), forward all other stderr bytes unchanged.  Yields :class:`CompileStats`,

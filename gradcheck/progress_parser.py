@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Optional
 
 __all__ = ["ProgressParser", "PROGRESS_RE"]
 
@@ -41,7 +40,7 @@ class ProgressParser:
         self._on_text = on_text             # (bytes)
         self._on_batch_end = on_batch_end   # (_Batch)
         self._pending_nl = False            # a bare "\n" held back: maybe Jittor's lead-in
-        self._batch: Optional[_Batch] = None
+        self._batch: _Batch | None = None
         self._expect_nl = False             # Jittor's std::endl after a finished batch
 
     def feed(self, data: bytes) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional
+from typing import Callable
 
 # the modules whose import registers the bundled workloads (import-light: no Jittor)
 _BUILTIN = ("gradcheck.bundled",)
@@ -27,9 +27,9 @@ _BUILTIN = ("gradcheck.bundled",)
 class Recommended:
     """The settings a workload is meant to be probed with; None: the tool's default."""
 
-    steps: Optional[int] = None
-    img_size: Optional[int] = None
-    batch_size: Optional[int] = None
+    steps: int | None = None
+    img_size: int | None = None
+    batch_size: int | None = None
     # glob -> reason: parameters frozen on purpose (applied with the config's own globs)
     expected_frozen: Mapping[str, str] = field(default_factory=dict)
 
@@ -41,11 +41,11 @@ class Entry:
     recommended: Recommended
 
 
-_ENTRIES: Dict[str, Entry] = {}
+_ENTRIES: dict[str, Entry] = {}
 _loaded = False
 
 
-def register_workload(name: Optional[str] = None, *,
+def register_workload(name: str | None = None, *,
                       recommended: Recommended = Recommended()) -> Callable:
     """Decorator: register ``factory`` as the workload ``name`` (default: its ``__name__``)."""
 
@@ -75,7 +75,7 @@ def names() -> list:
     return list(_ENTRIES)
 
 
-def is_registered(name: Optional[str]) -> bool:
+def is_registered(name: str | None) -> bool:
     _load_builtin()
     return name in _ENTRIES
 
@@ -88,6 +88,6 @@ def get(name: str) -> Entry:
         raise KeyError(f"unknown workload {name!r}; known: {', '.join(_ENTRIES)}") from None
 
 
-def recommended(name: Optional[str]) -> Optional[Recommended]:
+def recommended(name: str | None) -> Recommended | None:
     """The recommended settings of a registered workload; None for any other model spec."""
     return get(name).recommended if is_registered(name) else None

@@ -56,7 +56,6 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 DEVICES = ("auto", "cpu", "cuda")
 WARM_CACHE_LIBS = 64                      # compiled operators that make a Jittor cache "warm"
@@ -79,14 +78,14 @@ class RuntimeState:
     requested_device: str = "auto"
     cuda_reason: str = ""               # why CUDA was or was not chosen
     onednn: bool = False                # oneDNN wired in for Jittor
-    onednn_lib: Optional[str] = None    # the libmkldnn.so Jittor links against
+    onednn_lib: str | None = None       # the libmkldnn.so Jittor links against
     onednn_reason: str = ""
     jittor_was_imported: bool = False   # jittor was already imported before setup ran
     notes: list = field(default_factory=list)
     op_compiler: str = ""               # how Jittor prepares new operators (see point 5 above)
 
 
-_state: Optional[RuntimeState] = None
+_state: RuntimeState | None = None
 _mkl_disabled_by_us = False   # we set use_mkl=0 ourselves (a later setup must not blame the user)
 _warned = False               # OneDNNSlowWarning is emitted once per process
 _nvcc_hidden_by_us = False
@@ -143,7 +142,7 @@ def jittor_mkl_dir() -> Path:
     return jittor_home() / ".cache" / "jittor" / "mkl"
 
 
-def onednn_include_dir() -> Optional[Path]:
+def onednn_include_dir() -> Path | None:
     """The headers of the oneDNN that Jittor's mkl ops run on, for kernels of our own that call
     it (``gold_yolo/layers/conv.py``); None when Jittor runs without oneDNN or they are missing."""
     if not state().onednn:
@@ -152,7 +151,7 @@ def onednn_include_dir() -> Optional[Path]:
     return d if (d / "oneapi" / "dnnl" / "dnnl.hpp").exists() else None
 
 
-def _dist_file(dist: str, suffix: str) -> Optional[Path]:
+def _dist_file(dist: str, suffix: str) -> Path | None:
     from importlib import metadata
 
     try:
@@ -167,7 +166,7 @@ def _dist_file(dist: str, suffix: str) -> Optional[Path]:
     return None
 
 
-def find_pypi_onednn() -> tuple[Optional[Path], Optional[Path], str]:
+def find_pypi_onednn() -> tuple[Path | None, Path | None, str]:
     """(lib dir holding libdnnl.so.2, include dir holding dnnl.h, reason if missing)."""
     lib = None
     for dist in ("onednn-cpu-gomp", "onednn-devel-cpu-gomp"):
@@ -189,7 +188,7 @@ def find_pypi_onednn() -> tuple[Optional[Path], Optional[Path], str]:
     return lib.parent, inc.parent, ""
 
 
-def dnnl_version(include_dir: Path) -> Optional[tuple]:
+def dnnl_version(include_dir: Path) -> tuple | None:
     """(major, minor, patch) from *include_dir*'s ``dnnl_version.h``, or None.  From 2.3 on
     the top-level header only includes ``oneapi/dnnl/dnnl_version.h``."""
     import re
@@ -211,7 +210,7 @@ def _valid_dnnl_dir(d: Path) -> bool:
             and (d / "include" / "oneapi" / "dnnl" / "dnnl.hpp").exists())
 
 
-def install_onednn_for_jittor() -> tuple[bool, Optional[str], str]:
+def install_onednn_for_jittor() -> tuple[bool, str | None, str]:
     """Lay PyPI's oneDNN out where Jittor looks for it.  Returns (ok, lib, reason)."""
     mkl = jittor_mkl_dir()
     target = mkl / DNNL_DIRNAME
@@ -270,7 +269,7 @@ def _preload(lib: str) -> None:
 
 
 # --------------------------------------------------------------------------- setup
-def setup(device: Optional[str] = None, quiet: bool = True) -> RuntimeState:
+def setup(device: str | None = None, quiet: bool = True) -> RuntimeState:
     """Prepare the environment for ``import jittor`` (environment variables, oneDNN laid out
     and preloaded), without importing it: :func:`ensure_jittor` does both.  Idempotent; the
     first call wins unless jittor is not imported yet, in which case a later call may change
@@ -332,7 +331,7 @@ def state() -> RuntimeState:
     return _state if _state is not None else setup()
 
 
-def ensure_jittor(device: Optional[str] = None):
+def ensure_jittor(device: str | None = None):
     """The one entry to Jittor: set the runtime up (:func:`setup`, once per process) and
     import Jittor with its ``use_cuda`` flag set for the chosen device; returns ``jittor``.
     Idempotent and cheap after the first call.  ``device`` (``auto``, ``cpu``, ``cuda``)

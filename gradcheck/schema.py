@@ -8,8 +8,8 @@ their attributes.  A field's order here is the key order in the file, and a fiel
 ``OMIT_NONE`` is left out of the file while it is ``None``.
 
 Loading (:func:`load`) checks every value against its field's annotation (``int``,
-``Optional[float]``...) and then the record's own ``validate()``; a field with no default is
-required, except an ``Optional`` one, which reads as ``None`` when absent.  ``Report.distributed``
+``float | None``...) and then the record's own ``validate()``; a field with no default is
+required, except an ``X | None`` one, which reads as ``None`` when absent.  ``Report.distributed``
 (MPI runs only) stays a plain dict; :mod:`gradcheck.distributed` documents its keys.
 """
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
-from typing import Optional
 
 from gradcheck.enums import RUN_STATUSES, SEVERITIES, STEP_STATUSES, Status, Word
 
@@ -40,25 +39,25 @@ class ParamRecord:
     grad_norms: list = field(default_factory=list)     # per-step L2 norm of the gradient
     update_norms: list = field(default_factory=list)   # per-step L2 norm of the value change
     updated_steps: list = field(default_factory=list)  # per-step: did the value change?
-    first_nonzero_step: Optional[int] = None           # 1-based; None if never
+    first_nonzero_step: int | None = None              # 1-based; None if never
     requires_grad: bool = True
     in_optimizer: bool = True
     updated: bool = False                              # changed on any step
     moved_without_grad: bool = False                   # changed on a step with no/zero gradient
-    grad_norm: Optional[float] = None                  # last step's gradient norm
-    update_norm: Optional[float] = None                # last step's update norm
-    weight_norm: Optional[float] = None                # value norm before the first step
+    grad_norm: float | None = None                     # last step's gradient norm
+    update_norm: float | None = None                   # last step's update norm
+    weight_norm: float | None = None                   # value norm before the first step
     module: str = ""                                   # owning module path ("" = root)
     aliases: list = field(default_factory=list)        # other names of a shared parameter
-    frozen_reason: Optional[str] = None                # from expected_frozen, if declared
-    cause: Optional[str] = None                        # stable code (see gradcheck.explain)
-    cause_detail: Optional[str] = None                 # one sentence for people
-    reached_by: Optional[list] = None                  # loss terms with a path to it
-    first_nonfinite_step: Optional[int] = None
+    frozen_reason: str | None = None                   # from expected_frozen, if declared
+    cause: str | None = None                           # stable code (see gradcheck.explain)
+    cause_detail: str | None = None                    # one sentence for people
+    reached_by: list | None = None                     # loss terms with a path to it
+    first_nonfinite_step: int | None = None
     flags: list = field(default_factory=list)          # e.g. vanishing, exploding
     read_steps: list = field(default_factory=list)     # per-step: did an op of the step read it?
-    eval_module: Optional[str] = None                  # frozen by this module's eval() ("" root)
-    mode_change: Optional[str] = None                  # "unfrozen"/"frozen" by train_mode's train()
+    eval_module: str | None = None                     # frozen by this module's eval() ("" root)
+    mode_change: str | None = None                     # "unfrozen"/"frozen" by train_mode's train()
     reassigned: bool = False                           # its attribute was replaced in a forward
     optimizers: list = field(default_factory=list)     # phases whose optimizer holds it
     tracked: bool = True                               # in model.parameters() when the run began
@@ -68,9 +67,9 @@ class ParamRecord:
     # float32 arithmetic rounds that update away, False when it would have moved it, else None
     rounded: list = field(default_factory=list)
     zero_blockers: list = field(default_factory=list)  # zero-valued weights on its path to the loss
-    zero_why: Optional[str] = None                     # what else is proven about a zero gradient
+    zero_why: str | None = None                        # what else is proven about a zero gradient
     # gradcheck.watch: the sampled step from which it got no gradient (stopped_training)
-    stopped_step: Optional[int] = field(default=None, metadata=OMIT_NONE)
+    stopped_step: int | None = field(default=None, metadata=OMIT_NONE)
 
     def validate(self) -> None:
         if self.status not in RUN_STATUSES:
@@ -104,23 +103,23 @@ class BufferRecord:
 class WarningRecord:
     text: str
     level: str = "w"
-    step: Optional[int] = None
-    index: Optional[int] = None      # the N of grads[N]: an index into the list of `call`
-    param: Optional[str] = None      # the Var that index points at
-    agrees: Optional[bool] = None    # does the graph also find no path from it to that loss?
-    call: Optional[str] = None       # the gradient call that warned: "optimizer" | "probe"
-    phase: Optional[str] = None      # the phase (several optimizers) whose call it was
+    step: int | None = None
+    index: int | None = None         # the N of grads[N]: an index into the list of `call`
+    param: str | None = None         # the Var that index points at
+    agrees: bool | None = None       # does the graph also find no path from it to that loss?
+    call: str | None = None          # the gradient call that warned: "optimizer" | "probe"
+    phase: str | None = None         # the phase (several optimizers) whose call it was
 
 
 @dataclass
 class StepRecord:
     """One probed training step (:func:`gradcheck.probe.step_entry`)."""
     step: int                                          # 1-based
-    loss: Optional[float] = None                       # the first phase's loss
+    loss: float | None = None                          # the first phase's loss
     terms: dict = field(default_factory=dict)          # value per loss term ("phase/term" if several)
     stats: dict = field(default_factory=dict)          # the loss's statistics (num_pos_per_stride...)
-    seconds: Optional[float] = None                    # wall time of the step
-    phases: Optional[dict] = field(default=None, metadata=OMIT_NONE)   # loss per phase (several)
+    seconds: float | None = None                       # wall time of the step
+    phases: dict | None = field(default=None, metadata=OMIT_NONE)      # loss per phase (several)
 
     def validate(self) -> None:
         numbers = [self.loss, self.seconds, *self.terms.values(), *(self.phases or {}).values()]
@@ -132,7 +131,7 @@ class StepRecord:
 class LossTermRecord:
     """One loss term (:func:`gradcheck.probe.loss_terms`)."""
     name: str
-    reaches: Optional[int] = None                      # parameters it has a path to
+    reaches: int | None = None                         # parameters it has a path to
     constant: bool = False                             # the same value on every step
     values: list = field(default_factory=list)         # its value per step
 
@@ -162,7 +161,7 @@ class Summary:
     buffer_numel: int = 0
     by_status: dict = field(default_factory=dict)        # run status -> parameters
     numel_by_status: dict = field(default_factory=dict)  # run status -> values
-    coverage: Optional[float] = None                     # covered / trainable; None if none train
+    coverage: float | None = None                        # covered / trainable; None if none train
     in_optimizer: int = 0
     updated: int = 0
     moved_without_grad: int = 0
@@ -177,10 +176,10 @@ class VerdictGroup:
     """The parameters of one finding with one cause (:func:`gradcheck.summary.finding_groups`)."""
     finding: str                       # a policy word: missing, zero, not_in_optimizer...
     severity: str                      # one of SEVERITIES
-    cause: Optional[str]
+    cause: str | None
     why: str
-    fix: Optional[str]
-    rerun: Optional[dict]              # settings that fix it (e.g. {"steps": 6}), or None
+    fix: str | None
+    rerun: dict | None                 # settings that fix it (e.g. {"steps": 6}), or None
     count: int
     names: list                        # its parameters, model order
 
@@ -287,9 +286,9 @@ def _load_spec(cls) -> list:
     if spec is None:
         spec = []
         for f in fields(cls):
-            annotation = str(f.type)
-            optional = annotation.startswith("Optional[")
-            base = annotation[len("Optional["):-1] if optional else annotation
+            annotation = str(f.type)   # its text (`from __future__ import annotations`)
+            optional = annotation.endswith(" | None")
+            base = annotation[:-len(" | None")] if optional else annotation
             absent_none = optional and f.default is MISSING and f.default_factory is MISSING
             spec.append((f.name, f"{cls.__name__}.{f.name}", base, _CHECKS.get(base), optional,
                          f.metadata.get("items"), absent_none))
@@ -300,7 +299,7 @@ def _load_spec(cls) -> list:
 def load(cls, d):
     """The ``cls`` record of JSON object ``d``, checked; raises TypeError/ValueError if bad.
 
-    Each value is checked against its field's annotation (``int``, ``Optional[float]``...).
+    Each value is checked against its field's annotation (``int``, ``float | None``...).
     Unknown keys are dropped; a missing key takes the field's default (older reports).  A
     record whose keys and value types are those of one already checked (most records of a
     report) is built at once: what a check reads is the type alone there."""

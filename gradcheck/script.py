@@ -24,7 +24,6 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from gradcheck.workload import WorkloadError
 
@@ -43,8 +42,8 @@ class ScriptError(WorkloadError):
 class Command:
     """What to run: a file or a module, and the ``sys.argv`` it gets."""
 
-    path: Optional[str] = None
-    module: Optional[str] = None
+    path: str | None = None
+    module: str | None = None
     args: list = field(default_factory=list)
 
     @property
@@ -95,7 +94,7 @@ class ScriptRun:
     """What running the script gave."""
 
     report: object                     # gradcheck.report.Report
-    exit_status: Optional[int] = None  # the script's own, when it ended by itself
+    exit_status: int | None = None  # the script's own, when it ended by itself
     script_traceback: str = ""         # when it raised after some recorded steps
 
 

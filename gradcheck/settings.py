@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Optional
 
 from gradcheck import registry
 
@@ -33,13 +32,13 @@ ORIGINS = ("flag", "config", "model default", "tool default")
 
 @dataclass
 class Settings:
-    model: Optional[str] = None
+    model: str | None = None
     steps: int = DEFAULT_STEPS
-    img_size: Optional[int] = None     # registered workloads only (None: not applicable)
-    batch_size: Optional[int] = None   # registered workloads only
+    img_size: int | None = None        # registered workloads only (None: not applicable)
+    batch_size: int | None = None      # registered workloads only
     seed: int = 0
     device: str = "auto"
-    data: Optional[str] = None         # a YOLO-format folder for a bundled model
+    data: str | None = None            # a YOLO-format folder for a bundled model
     source: dict = field(default_factory=dict)   # key -> one of ORIGINS
 
     def record(self) -> dict:
@@ -47,8 +46,8 @@ class Settings:
         return dict(self.source)
 
 
-def resolve_settings(flags: Optional[Mapping] = None,
-                     config: Optional[Mapping] = None) -> Settings:
+def resolve_settings(flags: Mapping | None = None,
+                     config: Mapping | None = None) -> Settings:
     """Flags over the config file over the model's recommended settings over the tool's."""
     flags, config = dict(flags or {}), dict(config or {})
     values: dict = {}

@@ -13,7 +13,7 @@ import fnmatch
 import re
 import shlex
 from collections import Counter
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from gradcheck.enums import (
     ALLOWABLE,
@@ -285,7 +285,7 @@ def counted(g: VerdictGroup) -> str:
     return f"{g.count} {noun}{'s' if g.count != 1 else ''}"
 
 
-def next_command(report: Report) -> Optional[str]:
+def next_command(report: Report) -> str | None:
     """The command to run next after a failing run: the same run with the settings that fix
     the first failing group, or with --verbose to see every parameter."""
     v = report.verdict

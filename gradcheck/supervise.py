@@ -37,7 +37,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, NoReturn, Optional
+from typing import Callable, NoReturn
 
 from gradcheck import errors
 
@@ -170,18 +170,18 @@ def attempt() -> int:
         return 0
 
 
-def _notes_dir() -> Optional[Path]:
+def _notes_dir() -> Path | None:
     d = os.environ.get(DIR_ENV)
     return Path(d) if d and os.path.isdir(d) else None
 
 
-def crash_file_path() -> Optional[str]:
+def crash_file_path() -> str | None:
     """Where this process's crash traceback goes under a supervisor (None: stderr)."""
     d = _notes_dir()
     return str(d / f"crash-{os.getpid()}.txt") if d is not None else None
 
 
-def verdict_begins(code: int, warnings: Optional[list] = None) -> None:
+def verdict_begins(code: int, warnings: list | None = None) -> None:
     """The command is about to write its verdict (files, then stdout), whose exit code is
     ``code``: from here on a crash is not rerun.  ``warnings``, the verdict's list of warnings,
     gets the retry's (a second attempt's) before anything is written."""
@@ -225,12 +225,12 @@ class Outcome:
     """How one attempt ended, as the parent saw it."""
 
     code: int                          # the exit code it stands for
-    crash: Optional[str] = None        # "SIGSEGV" when it crashed
+    crash: str | None = None           # "SIGSEGV" when it crashed
     where: str = ""                    # the crash's innermost Python frame, in words
     traceback: str = ""                # faulthandler's text (every thread)
     transient: str = ""                # a transient Jittor fault's reason
-    verdict: Optional[int] = None      # the exit code of a verdict it began
-    interrupted: Optional[int] = None  # SIGINT/SIGTERM the parent received
+    verdict: int | None = None         # the exit code of a verdict it began
+    interrupted: int | None = None  # SIGINT/SIGTERM the parent received
 
     def rerun(self) -> bool:
         return self.interrupted is None and self.verdict is None and bool(
@@ -243,7 +243,7 @@ class Outcome:
         return f"hit a known transient fault of Jittor's operator compiler ({self.transient})"
 
 
-def _supervise(show_lock_waits: bool = True) -> Optional[int]:
+def _supervise(show_lock_waits: bool = True) -> int | None:
     """Run the command in a child, twice at most; the exit code (in the parent), or None
     (in a child, which carries on with the command).  ``show_lock_waits``: say on stderr when
     the child waits for Jittor's cache lock, held by another process
@@ -289,7 +289,7 @@ def _flush() -> None:
             pass
 
 
-def _become_child(n: int, notes: str, retried: Optional[str], old_mask, parent: int) -> None:
+def _become_child(n: int, notes: str, retried: str | None, old_mask, parent: int) -> None:
     os.environ[ATTEMPT_ENV] = str(n)
     os.environ[DIR_ENV] = notes
     if retried:
@@ -346,7 +346,7 @@ def _wait(pid: int, watched: set, show_lock_waits: bool = False) -> tuple:
                 pass
 
 
-def _outcome(status: int, interrupted: Optional[int], notes: Path) -> Outcome:
+def _outcome(status: int, interrupted: int | None, notes: Path) -> Outcome:
     crashes = sorted((p for p in notes.glob("crash-*.txt") if p.stat().st_size), key=os.path.getmtime)
     traceback = "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in crashes)
     verdicts = [p.read_text().strip() for p in notes.glob("verdict-*")]

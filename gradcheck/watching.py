@@ -23,8 +23,6 @@ recorder (which detaches itself after it).
 
 from __future__ import annotations
 
-from typing import Optional
-
 from gradcheck.workload import WorkloadError
 
 
@@ -33,7 +31,7 @@ class Watch:
     ``optimizer``: one, or a list (phases, in the order the loop steps them)."""
 
     def __init__(self, model, optimizer, every: int = 100, first: int = 1,
-                 output: Optional[str] = None, policy=None, name: Optional[str] = None):
+                 output: str | None = None, policy=None, name: str | None = None):
         from gradcheck import runtime
         from gradcheck.observe import StepRecorder
 
@@ -114,8 +112,8 @@ class Watch:
         return self.recorder.report(self.policy, config, short_note=False)
 
 
-def watch(model, optimizer, every: int = 100, first: int = 1, output: Optional[str] = None,
-          policy=None, name: Optional[str] = None) -> Watch:
+def watch(model, optimizer, every: int = 100, first: int = 1, output: str | None = None,
+          policy=None, name: str | None = None) -> Watch:
     """Sample gradient coverage every ``every`` optimizer steps of a running training loop;
     see :mod:`gradcheck.watching`."""
     return Watch(model, optimizer, every=every, first=first, output=output, policy=policy,

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 
 class WorkloadError(ValueError):
@@ -60,17 +60,17 @@ class Phase:
 class Workload:
     model: Any
     batch: Any
-    loss: Optional[Callable] = None              # None only when ``phases`` are given
+    loss: Callable | None = None                 # None only when ``phases`` are given
     optimizer: Any = None
-    frozen: Optional[Mapping[str, str]] = None   # glob -> reason it is frozen on purpose
+    frozen: Mapping[str, str] | None = None      # glob -> reason it is frozen on purpose
     name: str = "custom"
     buffers: tuple = ()                          # extra globs of non-trainable Vars (buffers)
     info: dict = field(default_factory=dict)     # settings to record in the report's config
     # model-specific explanation of an exactly-zero gradient: (record, report) -> sentence
-    zero_hint: Optional[Callable] = None
+    zero_hint: Callable | None = None
     train_mode: bool = False                     # call model.train() before probing
     accumulate: int = 1                          # backward passes per optimizer step
-    phases: Optional[list] = None                # [Phase]: several optimizers, run in order
+    phases: list | None = None                   # [Phase]: several optimizers, run in order
 
     def plan(self) -> list:
         """The phases of one step: ``phases``, or one phase from ``loss``/``optimizer``."""

@@ -56,7 +56,7 @@ def test_a_member_renders_as_its_value(member):
     assert str(member) == value
     assert f"{member}" == value
     assert f"{member:>20}|" == f"{value:>20}|"
-    assert "%s" % member == value
+    assert "%s" % member == value  # noqa: UP031 - %-formatting is what this line tests
     assert ", ".join([member, member]) == f"{value}, {value}"
     assert json.dumps({member: [member]}) == json.dumps({value: [value]})
     assert json.dumps([member], indent=1) == json.dumps([value], indent=1)

@@ -139,6 +139,21 @@ def test_every_record_is_checked_though_most_are_alike(first, second):
         Report.from_dict(json.loads(json.dumps(data)))
 
 
+def test_every_field_annotation_has_a_check():
+    """load() checks a value by its field's annotation, read as text: a spelling it does not
+    know (Optional[int] where it reads int | None) would leave that field unchecked."""
+    from dataclasses import is_dataclass
+
+    from gradcheck import schema
+
+    records = [c for c in vars(schema).values()
+               if isinstance(c, type) and is_dataclass(c) and c.__module__ == schema.__name__]
+    assert len(records) > 5
+    for cls in records:
+        for _name, label, base, check, *_ in schema._load_spec(cls):
+            assert check is not None, f"{label}: annotation {base!r} has no check"
+
+
 def test_missing_report_file(tmp_path):
     with pytest.raises(ReportError, match="no such file"):
         load_report(tmp_path / "nope.json")

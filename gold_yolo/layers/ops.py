@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Tuple
 
 import numpy as np
 
@@ -75,7 +74,7 @@ def _apply_separable(x, mh: np.ndarray, mw: np.ndarray):
     return x
 
 
-def _size2(output_size) -> Tuple[int, int]:
+def _size2(output_size) -> tuple[int, int]:
     if isinstance(output_size, int):
         return output_size, output_size
     oh, ow = output_size

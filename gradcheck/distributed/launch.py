@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 from gradcheck.workload import WorkloadError
 
@@ -26,7 +25,7 @@ class MpiUnavailable(WorkloadError):
     """``--nproc`` asked for MPI, but OpenMPI is not installed (a usage error: exit 2)."""
 
 
-def mpi_world() -> Optional[tuple]:
+def mpi_world() -> tuple | None:
     """(rank, world_size) when this process runs under OpenMPI's mpirun, else None.
 
     Read from the environment, as Jittor does (``jittor.compile_extern.inside_mpi``), so that
@@ -38,7 +37,7 @@ def mpi_world() -> Optional[tuple]:
     return int(os.environ.get("OMPI_COMM_WORLD_RANK", "0")), int(size)
 
 
-def mpirun_command(nproc: int, argv: list, program: Optional[list] = None) -> list:
+def mpirun_command(nproc: int, argv: list, program: list | None = None) -> list:
     """The ``mpirun`` command line that runs ``gradcheck <argv>`` (or ``program``) on
     ``nproc`` ranks."""
     mpirun, mpicc = shutil.which("mpirun"), shutil.which("mpicc")

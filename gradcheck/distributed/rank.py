@@ -7,7 +7,6 @@ The home of what every rank does under ``mpirun``, and of the one collective it 
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 import numpy as np
 
@@ -33,7 +32,7 @@ def allgather_json(obj, jt) -> list:
             for r in range(world)]
 
 
-def check(workload, steps: int = 1, seed: Optional[int] = 0, policy=None, on_step=None):
+def check(workload, steps: int = 1, seed: int | None = 0, policy=None, on_step=None):
     """:func:`gradcheck.check` for one rank of an MPI run (every rank calls it, with its own
     copy of the same workload): shard the batch, check that the ranks agree on the model and
     the optimizer, probe with Jittor's data parallelism, gather.  Rank 0 returns the merged
@@ -77,7 +76,7 @@ def check(workload, steps: int = 1, seed: Optional[int] = 0, policy=None, on_ste
     return merge(report, blobs, policy, zero_hint=workload.zero_hint)
 
 
-def run_rank(settings, policy=None, quiet: bool = True, nproc: Optional[int] = None,
+def run_rank(settings, policy=None, quiet: bool = True, nproc: int | None = None,
              train_mode: bool = False):
     """What ``gradcheck run`` does on one rank under mpirun: set up Jittor, build the
     workload, :func:`check` it.  Rank 0 returns the merged report, the others None."""

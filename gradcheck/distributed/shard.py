@@ -7,7 +7,6 @@ workload's callable takes a rank, otherwise the batch split along its leading di
 from __future__ import annotations
 
 import inspect
-from typing import Optional
 
 from gradcheck.workload import WorkloadError
 
@@ -22,7 +21,7 @@ def takes_rank(fn) -> bool:
     return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
 
 
-def _leading(obj) -> Optional[int]:
+def _leading(obj) -> int | None:
     if isinstance(obj, (list, tuple)):
         for v in obj:
             n = _leading(v)

@@ -12,7 +12,7 @@ and its docstring names the source (repository and file) and explains the ground
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable
 
 CASES: dict = {}
 
@@ -24,8 +24,8 @@ class Case:
     expect: dict
     steps: int = 2
     buffers: dict = field(default_factory=dict)
-    extra: Optional[Callable] = None
-    verdict: Optional[str] = None
+    extra: Callable | None = None
+    verdict: str | None = None
     slow: bool = False
 
 

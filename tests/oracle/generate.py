@@ -24,7 +24,6 @@ group's learning rate (``normal``, ``zero`` or ``tiny``, below float32 precision
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Optional
 
 import numpy as np
 
@@ -46,11 +45,11 @@ OPT_LR = {"sgd": 0.05, "momentum": 0.05, "wd": 0.05, "adam": 0.01}
 class Node:
     kind: str                       # one of LAYERS or ACTS
     src: int = -1                   # input node (-1: x)
-    add: Optional[int] = None       # a second input, added (a residual)
-    cut: Optional[str] = None       # on the input: detach | no_grad (the layer runs in it)
+    add: int | None = None          # a second input, added (a residual)
+    cut: str | None = None          # on the input: detach | no_grad (the layer runs in it)
     home: str = "attr"              # where the layer lives (HOMES); lazy/late: no optimizer
-    share: Optional[int] = None     # call node `share`'s layer (same kind) instead of its own
-    tie: Optional[int] = None       # own layer, but its weight Var is node `tie`'s
+    share: int | None = None        # call node `share`'s layer (same kind) instead of its own
+    tie: int | None = None          # own layer, but its weight Var is node `tie`'s
     stop_grad: bool = False         # its weight stop_grad()
     eval: bool = False              # layer.eval() (stop-grads its Vars; BN uses running stats)
     zero: bool = False              # weight initialised to zeros
