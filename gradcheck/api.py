@@ -54,7 +54,8 @@ def run(settings: Settings, policy: Policy | None = None, quiet: bool = True,
                 print(f"gradcheck: step {step}/{total}: {phase}", file=sys.stderr, flush=True)
 
         where.set(0, settings.steps, "loading the model")
-        with compile_progress(quiet=quiet, status="gradcheck: running (a first run also compiles Jittor: minutes)"):
+        with compile_progress(quiet=quiet, status="gradcheck: running "
+                                                   "(a first run also compiles Jittor: minutes)"):
             runtime.seed_everything(settings.seed)
             errors.reclaim_signals()   # importing Jittor installed its quick-exit handlers
             workload = load_workload(settings.model, img_size=settings.img_size,

@@ -44,7 +44,8 @@ def build(name: str, img_size: int | None = None, batch_size: int | None = None,
     img_size = img_size or RECOMMENDED.img_size
     batch_size = batch_size or RECOMMENDED.batch_size
     if img_size % 32:
-        raise WorkloadError(f"img_size {img_size} is not a multiple of 32 (Gold-YOLO's largest stride)")
+        raise WorkloadError(f"img_size {img_size} is not a multiple of 32 "
+                            "(Gold-YOLO's largest stride)")
     if batch_size < 1:
         raise WorkloadError(f"batch_size must be at least 1, got {batch_size}")
     if data is not None:
@@ -80,7 +81,8 @@ def build(name: str, img_size: int | None = None, batch_size: int | None = None,
 
     strides = list(gold_yolo.get_config(name).head.strides)
     return Workload(model=model, batch=batch, loss=loss, optimizer=optimizer,
-                    frozen=dict(RECOMMENDED.expected_frozen), name=name, zero_hint=level_hint(strides),
+                    frozen=dict(RECOMMENDED.expected_frozen), name=name,
+                    zero_hint=level_hint(strides),
                     info={"img_size": img_size, "batch_size": batch_size,
                           "data": str(data) if data else "synthetic"})
 

@@ -97,7 +97,8 @@ def _defaults_help(key: str, other_models: bool = False) -> str:
               help="Image size for bundled models." + _defaults_help("img_size"))
 @click.option("--batch-size", type=int, default=None,
               help="Batch size for bundled models." + _defaults_help("batch_size"))
-@click.option("--seed", type=int, default=None, help="Seed for Jittor, numpy and random.  [default: 0]")
+@click.option("--seed", type=int, default=None,
+              help="Seed for Jittor, numpy and random.  [default: 0]")
 @click.option("--data", type=click.Path(), default=None,
               help="A YOLO-format dataset folder (images/, labels/) for a bundled model.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
@@ -214,7 +215,8 @@ def _run_script(script, model, steps, img_size, batch_size, seed, data, output, 
         sys.exit(finish(EXIT_PASS))
     if result.script_traceback:
         click.echo(result.script_traceback.rstrip(), err=True)
-    _write_and_emit(result.report, output, html_path, fmt, quiet, options.table_depth(verbose, depth))
+    _write_and_emit(result.report, output, html_path, fmt, quiet,
+                    options.table_depth(verbose, depth))
     supervise.leave(finish(EXIT_PASS if result.report.verdict.passed else EXIT_FAIL))
 
 

@@ -161,8 +161,9 @@ def cause_of(rec: ParamRecord, report: Report, calls: CallRecorder | None,
         return Cause.NOT_CALLED, f"no op of any step read it: {where}"
     if rec.status in (Status.MISSING, Status.ZERO) and rec.moved_without_grad and rec.in_optimizer:
         why = ("no path to the loss" if rec.status == Status.MISSING else
-               _zero_reason(rec, report, zero_hint).replace("reaches the loss, but its gradient is "
-                                                            "exactly zero", "an exactly-zero gradient"))
+               _zero_reason(rec, report, zero_hint).replace(
+                   "reaches the loss, but its gradient is exactly zero",
+                   "an exactly-zero gradient"))
         return Cause.DECAY_ONLY, (
             f"{why}, yet its value changed: weight decay or momentum alone "
             "moved it (updated is not trained)")
@@ -197,7 +198,8 @@ def cause_of(rec: ParamRecord, report: Report, calls: CallRecorder | None,
     if stuck and rec.in_optimizer:
         return Cause.UPDATE_BELOW_PRECISION, (
                 f"non-zero gradient on step(s) {', '.join(map(str, stuck))} left the float32 value "
-                f"unchanged (gradient norm {rec.grad_norms[stuck[0] - 1]:.3g} is below its precision)")
+                f"unchanged (gradient norm {rec.grad_norms[stuck[0] - 1]:.3g} is below its "
+                "precision)")
     return None, None
 
 

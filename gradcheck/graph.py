@@ -83,7 +83,8 @@ def walk(model) -> list:
                 name = f"{mod_name}.{key}" if mod_name else str(key)
                 if isinstance(value, jt.Var):
                     out.append((name, value, mod_name, module, key))
-                elif isinstance(value, (list, tuple, dict)) and not isinstance(module, jt.nn.Sequential):
+                elif (isinstance(value, (list, tuple, dict))
+                      and not isinstance(module, jt.nn.Sequential)):
                     _walk_container(value, name, mod_name, out, queue, seen_modules, 1)
     return out
 
@@ -354,7 +355,8 @@ def zero_proofs(view: GraphView, root: str, zero: set, zero_valued: set) -> dict
                 zbits[node] = zbits[ins[0]]
             continue
         zero_in = [zbits[i] for i in ins if i in zbits]
-        if zero_in and (op == "binary.multiply" or (op in _ZERO_KEEPING and len(zero_in) == len(ins))):
+        if zero_in and (op == "binary.multiply"
+                        or (op in _ZERO_KEEPING and len(zero_in) == len(ins))):
             zbits[node] = _union(zero_in)
     blocked: dict = {}                  # (op, input) edges that pass no gradient -> bits
     for node in order:

@@ -332,7 +332,8 @@ class StepRecorder:
         res.grads = dict(zip(grads, summary.results()))
         res.arrays = {i: grads[i].numpy() for i in exact}
         res.lrs = probe.group_lrs(opt, run, phase.name)
-        zero = {i for i, (state, _) in res.grads.items() if state == Status.ZERO and i in res.reached}
+        zero = {i for i, (state, _) in res.grads.items()
+                if state == Status.ZERO and i in res.reached}
         if zero and cur.view is not None:   # before the update: the values the forward used
             res.proofs = probe.prove_zero(run, zero, res.reached, cur.view)
         cur.losses, cur.probe_grads, cur.gathered, cur.view = [], [], True, None
@@ -351,7 +352,8 @@ class StepRecorder:
         states = []
         frozen = rnd.frozen or set()
         for i, e in enumerate(run.params):
-            state, gnorm = (Status.FROZEN, None) if i in frozen else probe.classify(run, i, rnd.results)
+            state, gnorm = ((Status.FROZEN, None) if i in frozen
+                            else probe.classify(run, i, rnd.results))
             lr = next((r.lrs[i] for r in rnd.results if i in r.lrs), None)
             states.append((state, gnorm, changes[i], i in read, e.current() is not e.var, lr,
                            probe.rounding(run, self.order, i, state, changes[i], lr)))

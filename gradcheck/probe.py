@@ -117,7 +117,8 @@ def prepare(workload: Workload) -> tuple:
                 mode_changes[id(v)] = "frozen" if v.is_stop_grad() else "unfrozen"
     frozen_by_eval = graph.eval_frozen(model)
     phases = workload.plan()
-    held_vars = [v for p in phases if p.optimizer is not None for v in optimizer_params(p.optimizer)]
+    held_vars = [v for p in phases if p.optimizer is not None
+                 for v in optimizer_params(p.optimizer)]
     params, buffers = graph.inventory(model, workload.buffers, held=held_vars)
     for phase in phases:
         if not isinstance(phase.accumulate, int) or phase.accumulate < 1:
@@ -269,7 +270,7 @@ def run_phase(run: Run, phase, step: int) -> PhaseResult:
     # status and norm computed next to the backward: no host copy of the model's gradients
     summary = GradSummary(grads.values())
     exact = [i for i in grads if i in run.exact]
-    with jt.flag_scope(node_order=1):   # as optimizer.step() runs a backward: fewer live activations
+    with jt.flag_scope(node_order=1):  # as optimizer.step() runs a backward: fewer live activations
         jt.sync([v for loss, terms in pending for v in (loss, *terms.values())]
                 + summary.vars + [grads[i] for i in exact])   # one execution for all
     for loss, terms in pending:
@@ -537,6 +538,7 @@ def run_config(run: Run, steps: int, seed, mode_changes: dict) -> dict:
 def environment() -> dict:
     jt = runtime.import_jittor()
     st = runtime.state()
-    return {"framework": "jittor", "jittor": getattr(jt, "__version__", "?"), "python": platform.python_version(),
-            "numpy": np.__version__, "onednn": st.onednn, "onednn_lib": st.onednn_lib,
-            "device": st.device, "host": socket.gethostname(), "platform": platform.platform()}
+    return {"framework": "jittor", "jittor": getattr(jt, "__version__", "?"),
+            "python": platform.python_version(), "numpy": np.__version__,
+            "onednn": st.onednn, "onednn_lib": st.onednn_lib, "device": st.device,
+            "host": socket.gethostname(), "platform": platform.platform()}

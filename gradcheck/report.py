@@ -62,7 +62,8 @@ class Report:
     modules: list = field(default_factory=list)       # [ModuleRollup]
     created: str = ""
     schema_version: int = SCHEMA_VERSION
-    distributed: dict = field(default_factory=dict)   # per-rank data of an MPI run (gradcheck.distributed)
+    # per-rank data of an MPI run (gradcheck.distributed)
+    distributed: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------------ access
     def param(self, name: str) -> ParamRecord:

@@ -52,7 +52,8 @@ def load_workload(spec: str, **options) -> Workload:
     except WorkloadError:
         raise
     except Exception as exc:
-        raise WorkloadError(f"factory {spec} raised {type(exc).__name__}: {_one_line(exc)}") from exc
+        raise WorkloadError(
+            f"factory {spec} raised {type(exc).__name__}: {_one_line(exc)}") from exc
     if not isinstance(workload, Workload):
         raise WorkloadError(f"factory {spec} returned {type(workload).__name__}, "
                             "expected gradcheck.Workload")

@@ -193,7 +193,8 @@ def dnnl_version(include_dir: Path) -> tuple | None:
     the top-level header only includes ``oneapi/dnnl/dnnl_version.h``."""
     import re
 
-    for header in (include_dir / "oneapi" / "dnnl" / "dnnl_version.h", include_dir / "dnnl_version.h"):
+    for header in (include_dir / "oneapi" / "dnnl" / "dnnl_version.h",
+                   include_dir / "dnnl_version.h"):
         try:
             text = header.read_text()
         except OSError:
@@ -252,7 +253,8 @@ def install_onednn_for_jittor() -> tuple[bool, str | None, str]:
 
         shutil.rmtree(tmp, ignore_errors=True)
         if _valid_dnnl_dir(target):  # another process won the race
-            return True, str((target / "lib" / "libmkldnn.so").resolve()), "installed by another process"
+            return (True, str((target / "lib" / "libmkldnn.so").resolve()),
+                    "installed by another process")
         return False, None, f"cannot write {target}: {exc}"
     return True, str((target / "lib" / "libmkldnn.so").resolve()), f"linked from {lib_dir}"
 
@@ -318,7 +320,8 @@ def setup(device: str | None = None, quiet: bool = True) -> RuntimeState:
                     f"oneDNN unavailable ({state.onednn_reason}): Jittor convolutions will run "
                     f"70-120x slower. Fix: {ONEDNN_FIX}", OneDNNSlowWarning, stacklevel=2)
     else:
-        state.notes.append("jittor was imported before gradcheck; its settings were left as they are")
+        state.notes.append("jittor was imported before gradcheck; "
+                           "its settings were left as they are")
         ce = sys.modules.get("jittor.compile_extern")
         state.onednn = (getattr(ce, "mkl_ops", None) is not None if ce is not None
                         else os.environ.get("use_mkl", "1") != "0")

@@ -94,9 +94,9 @@ class BufferRecord:
     shape: list
     numel: int
     changed: bool = False
-    kind: str = "buffer"             # buffer | non_float (int/bool) | derived (computed from params)
-    in_optimizer: bool = False       # an optimizer holds it
-    trainable: bool = False          # it takes gradients (not stop_grad): an optimizer holding it trains it
+    kind: str = "buffer"        # buffer | non_float (int/bool) | derived (computed from params)
+    in_optimizer: bool = False  # an optimizer holds it
+    trainable: bool = False     # takes gradients (not stop_grad): an optimizer holding it trains it
 
 
 @dataclass
@@ -114,11 +114,11 @@ class WarningRecord:
 @dataclass
 class StepRecord:
     """One probed training step (:func:`gradcheck.probe.step_entry`)."""
-    step: int                                          # 1-based
-    loss: float | None = None                          # the first phase's loss
-    terms: dict = field(default_factory=dict)          # value per loss term ("phase/term" if several)
-    stats: dict = field(default_factory=dict)          # the loss's statistics (num_pos_per_stride...)
-    seconds: float | None = None                       # wall time of the step
+    step: int                                  # 1-based
+    loss: float | None = None                  # the first phase's loss
+    terms: dict = field(default_factory=dict)  # value per loss term ("phase/term" if several)
+    stats: dict = field(default_factory=dict)  # the loss's statistics (num_pos_per_stride...)
+    seconds: float | None = None               # wall time of the step
     phases: dict | None = field(default=None, metadata=OMIT_NONE)      # loss per phase (several)
 
     def validate(self) -> None:

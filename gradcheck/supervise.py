@@ -347,7 +347,8 @@ def _wait(pid: int, watched: set, show_lock_waits: bool = False) -> tuple:
 
 
 def _outcome(status: int, interrupted: int | None, notes: Path) -> Outcome:
-    crashes = sorted((p for p in notes.glob("crash-*.txt") if p.stat().st_size), key=os.path.getmtime)
+    crashes = sorted((p for p in notes.glob("crash-*.txt") if p.stat().st_size),
+                     key=os.path.getmtime)
     traceback = "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in crashes)
     verdicts = [p.read_text().strip() for p in notes.glob("verdict-*")]
     transient = [p.read_text(encoding="utf-8", errors="replace").strip()
@@ -382,8 +383,8 @@ def _innermost_frame(traceback: str) -> str:
     recent Python frame outside Python's own library."""
     import sysconfig
 
-    block = re.search(r"Current thread 0x[0-9a-f]+ \(most recent call first\):\n((?:\s+File .*\n?)*)",
-                      traceback)
+    block = re.search(r"Current thread 0x[0-9a-f]+ \(most recent call first\):\n"
+                      r"((?:\s+File .*\n?)*)", traceback)
     if block is None:
         return ""
     frames = re.findall(r'File "([^"]+)", line (\d+) in (\S+)', block.group(1))

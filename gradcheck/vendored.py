@@ -30,7 +30,8 @@ def bundled(package: str = "gold_yolo") -> types.ModuleType:
     if name in sys.modules:
         return sys.modules[name]
     if PRIVATE not in sys.modules:
-        parent = types.ModuleType(PRIVATE, "gradcheck's bundled model packages, under a private name")
+        parent = types.ModuleType(PRIVATE,
+                                  "gradcheck's bundled model packages, under a private name")
         parent.__path__ = []   # a namespace of its own: nothing is found under it by path
         sys.modules[PRIVATE] = parent
     folder = _ROOT / package

@@ -30,9 +30,9 @@ and the report names every parameter whose frozen state that switch changed.
 ``loss(model, batch)`` returns a scalar Var, or ``(scalar, {term_name: Var})``, or
 ``(scalar, terms, stats)`` with a dict of JSON-able statistics kept per step in the report.
 ``zero_hint(record, report)`` may return a model-specific sentence explaining an exactly-zero
-gradient (the bundled Gold-YOLO workloads name a detection level without usable positives).  ``batch``
-may also be a callable ``batch(step) -> batch`` (steps count from 1) for data that changes
-from step to step.
+gradient (the bundled Gold-YOLO workloads name a detection level without usable positives).
+``batch`` may also be a callable ``batch(step) -> batch`` (steps count from 1) for data that
+changes from step to step.
 """
 
 from __future__ import annotations
