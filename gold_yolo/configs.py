@@ -52,8 +52,8 @@ class NeckExtraConfig:
     ppa_in: int | None = None                     # only in the s config (unused by the model)
     fusion_act: dict = field(default_factory=lambda: dict(type="ReLU"))
     fuse_block_num: int = 3
-    embed_dim_p: int = 96                         # low-GD embedding (split into trans_channels[0:2])
-    embed_dim_n: int = 352                        # high-GD embedding (split into trans_channels[2:4])
+    embed_dim_p: int = 96   # low-GD embedding (split into trans_channels[0:2])
+    embed_dim_n: int = 352  # high-GD embedding (split into trans_channels[2:4])
     key_dim: int = 8
     num_heads: int = 4
     mlp_ratios: float = 1

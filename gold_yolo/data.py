@@ -30,8 +30,8 @@ import numpy as np
 
 from . import jt  # the package sets up the Jittor runtime first
 
-__all__ = ["DatasetError", "synthetic_batch", "synthetic_targets", "YoloDataset", "load_batch", "letterbox",
-           "parse_label_file", "IMG_EXTS", "PAD_COLOR"]
+__all__ = ["DatasetError", "synthetic_batch", "synthetic_targets", "YoloDataset", "load_batch",
+           "letterbox", "parse_label_file", "IMG_EXTS", "PAD_COLOR"]
 
 IMG_EXTS = (".jpg", ".jpeg", ".png")
 PAD_COLOR = (114, 114, 114)
@@ -43,7 +43,8 @@ class DatasetError(ValueError):
 
 
 # ------------------------------------------------------------------ synthetic batch
-def synthetic_targets(img_size: int, batch_size: int, seed: int = 0, num_classes: int = 80) -> np.ndarray:
+def synthetic_targets(img_size: int, batch_size: int, seed: int = 0,
+                      num_classes: int = 80) -> np.ndarray:
     """Deterministic targets (n, 6) ``[img, cls, xc, yc, w, h]`` for square ``img_size`` images.
 
     Every image gets, for each stride s in (8, 16, 32):
@@ -140,7 +141,8 @@ def letterbox(img, img_size: int):
 
 # ------------------------------------------------------------------ labels
 def parse_label_file(path) -> np.ndarray:
-    """Read a YOLO label file -> float32 (k, 5) ``[cls, xc, yc, w, h]``; DatasetError on bad lines."""
+    """Read a YOLO label file -> float32 (k, 5) ``[cls, xc, yc, w, h]``; DatasetError on bad
+    lines."""
     path = Path(path)
     if not path.exists():
         return np.zeros((0, 5), np.float32)
@@ -152,7 +154,8 @@ def parse_label_file(path) -> np.ndarray:
                 continue
             where = f"{path}:{lineno}"
             if len(parts) != 5:
-                raise DatasetError(f"{where}: expected 5 columns 'class xc yc w h', got {len(parts)}")
+                raise DatasetError(f"{where}: expected 5 columns 'class xc yc w h', "
+                                   f"got {len(parts)}")
             try:
                 vals = [float(p) for p in parts]
             except ValueError:
@@ -161,9 +164,11 @@ def parse_label_file(path) -> np.ndarray:
                 raise DatasetError(f"{where}: non-finite value in {line.strip()!r}")
             cls = vals[0]
             if cls < 0 or cls != int(cls):
-                raise DatasetError(f"{where}: class must be a non-negative integer, got {parts[0]!r}")
+                raise DatasetError(f"{where}: class must be a non-negative integer, "
+                                   f"got {parts[0]!r}")
             if any(v < 0 or v > 1 for v in vals[1:]):
-                raise DatasetError(f"{where}: coordinates must be normalised to 0..1, got {' '.join(parts[1:])}")
+                raise DatasetError(f"{where}: coordinates must be normalised to 0..1, "
+                                   f"got {' '.join(parts[1:])}")
             rows.append(vals)
     if not rows:
         return np.zeros((0, 5), np.float32)
@@ -193,7 +198,8 @@ class YoloDataset:
             raise DatasetError(f"{self.root}: dataset folder does not exist")
         if not img_dir.is_dir():
             raise DatasetError(f"{img_dir}: images folder does not exist")
-        self.img_paths = sorted(p for p in img_dir.iterdir() if p.is_file() and p.suffix.lower() in IMG_EXTS)
+        self.img_paths = sorted(p for p in img_dir.iterdir()
+                                if p.is_file() and p.suffix.lower() in IMG_EXTS)
         if not self.img_paths:
             raise DatasetError(f"{img_dir}: no images ({', '.join(IMG_EXTS)})")
         self.label_dir = self.root / "labels"
@@ -222,18 +228,21 @@ class YoloDataset:
             y1 = np.clip(h * (yc - bh / 2) + dh, 0, S - 1e-3)
             x2 = np.clip(w * (xc + bw / 2) + dw, 0, S - 1e-3)
             y2 = np.clip(h * (yc + bh / 2) + dh, 0, S - 1e-3)
-            labels[:, 1:] = np.stack([(x1 + x2) / 2 / S, (y1 + y2) / 2 / S, (x2 - x1) / S, (y2 - y1) / S], 1)
+            labels[:, 1:] = np.stack([(x1 + x2) / 2 / S, (y1 + y2) / 2 / S,
+                                      (x2 - x1) / S, (y2 - y1) / S], 1)
         image = canvas.transpose(2, 0, 1).astype(np.float32) / 255.0
         return np.ascontiguousarray(image), labels.astype(np.float32), str(path)
 
     def batch(self, indices) -> tuple[jt.Var, np.ndarray]:
-        """Collate items -> ``(images jt.Var (b, 3, S, S), targets (n, 6))`` (upstream collate_fn)."""
+        """Collate items -> ``(images jt.Var (b, 3, S, S), targets (n, 6))`` (upstream
+        collate_fn)."""
         images, targets = [], []
         for i, idx in enumerate(indices):
             img, labels, _ = self[idx]
             images.append(img)
             targets.append(np.concatenate([np.full((len(labels), 1), i, np.float32), labels], 1))
-        return jt.array(np.stack(images)), np.concatenate(targets, 0).reshape(-1, 6).astype(np.float32)
+        return (jt.array(np.stack(images)),
+                np.concatenate(targets, 0).reshape(-1, 6).astype(np.float32))
 
 
 def load_batch(root, img_size: int = 640, batch_size: int = 2, start: int = 0):

@@ -43,8 +43,8 @@ from . import jt  # the package sets up the Jittor runtime first
 from .assigners import ATSSAssigner, TaskAlignedAssigner, generate_anchors
 from .box_ops import IOUloss, bbox2dist, dist2bbox, xywh2xyxy
 
-__all__ = ["ComputeLoss", "LossOutput", "VarifocalLoss", "BboxLoss", "build_loss", "preprocess_targets",
-           "DEFAULT_LOSS_WEIGHT"]
+__all__ = ["ComputeLoss", "LossOutput", "VarifocalLoss", "BboxLoss", "build_loss",
+           "preprocess_targets", "DEFAULT_LOSS_WEIGHT"]
 
 DEFAULT_LOSS_WEIGHT = {"class": 1.0, "iou": 2.5, "dfl": 0.5}
 _LOG_CLAMP = 1e-38  # smallest normal-ish float32 > 0: log() stays finite, gradients too
@@ -66,7 +66,8 @@ class LossOutput:
 
     def items(self):
         """Detached weighted ``[iou, dfl, cls]`` (upstream's ``loss_items``)."""
-        return jt.concat([self.terms[k].reshape(1) for k in ("iou", "dfl", "cls")]).detach().stop_grad()
+        terms = [self.terms[k].reshape(1) for k in ("iou", "dfl", "cls")]
+        return jt.concat(terms).detach().stop_grad()
 
 
 def _bce(pred, target):
@@ -111,7 +112,7 @@ class BboxLoss:
         target_scores (b, A, C);  target_scores_sum: float;  fg_mask: numpy bool (b, A).
         Returns (loss_iou, loss_dfl), scalar Vars attached to the graph.
         """
-        pos = np.flatnonzero(np.asarray(fg_mask).reshape(-1))          # row-major = masked_select order
+        pos = np.flatnonzero(np.asarray(fg_mask).reshape(-1))  # row-major = masked_select order
         if pos.size == 0:
             zero = pred_dist.sum() * 0.0
             return zero, pred_dist.sum() * 0.0
@@ -129,7 +130,8 @@ class BboxLoss:
         n_bins = self.reg_max + 1
         pred_dist_pos = pred_dist.reshape(b * n_anchors, 4, n_bins)[idx]   # (P, 4, R+1)
         anchor_idx = jt.array((pos % n_anchors).astype(np.int32))
-        target_ltrb_pos = bbox2dist(anchor_points[anchor_idx], target_bboxes_pos, self.reg_max)  # (P, 4)
+        target_ltrb_pos = bbox2dist(anchor_points[anchor_idx], target_bboxes_pos,
+                                    self.reg_max)                          # (P, 4)
         loss_dfl = (self._df_loss(pred_dist_pos, target_ltrb_pos) * bbox_weight).sum() / divisor
         return loss_iou, loss_dfl
 
@@ -196,7 +198,8 @@ class ComputeLoss:
         self.ori_img_size = ori_img_size
         self.warmup_epoch = warmup_epoch
         self.warmup_assigner = ATSSAssigner(9, num_classes=self.num_classes)
-        self.formal_assigner = TaskAlignedAssigner(topk=13, num_classes=self.num_classes, alpha=1.0, beta=6.0)
+        self.formal_assigner = TaskAlignedAssigner(topk=13, num_classes=self.num_classes,
+                                                   alpha=1.0, beta=6.0)
         self.use_dfl = bool(use_dfl)
         self.reg_max = int(reg_max)
         self._proj = np.linspace(0, self.reg_max, self.reg_max + 1).astype(np.float32)  # (R+1,)
@@ -207,11 +210,13 @@ class ComputeLoss:
 
     @classmethod
     def from_config(cls, cfg, num_classes=80, **overrides):
-        """Build from a Gold-YOLO config (``cfg.head.{iou_type,use_dfl,reg_max,atss_warmup_epoch,strides}``)."""
+        """Build from a Gold-YOLO config
+        (``cfg.head.{iou_type,use_dfl,reg_max,atss_warmup_epoch,strides}``)."""
         head = cfg.head if hasattr(cfg, "head") else cfg.model.head
         get = (lambda k: head[k]) if isinstance(head, dict) else (lambda k: getattr(head, k))
         kw = dict(num_classes=num_classes, iou_type=get("iou_type"), use_dfl=get("use_dfl"),
-                  reg_max=get("reg_max"), warmup_epoch=get("atss_warmup_epoch"), fpn_strides=get("strides"))
+                  reg_max=get("reg_max"), warmup_epoch=get("atss_warmup_epoch"),
+                  fpn_strides=get("strides"))
         kw.update(overrides)
         return cls(**kw)
 
@@ -229,16 +234,19 @@ class ComputeLoss:
         expected_reg = 4 * (self.reg_max + 1) if self.use_dfl else 4
         if n_cls != self.num_classes or pred_distri.shape[-1] != expected_reg or \
                 pred_distri.shape[:2] != pred_scores.shape[:2]:
-            raise ValueError(f"outputs do not match the loss: pred_scores {tuple(pred_scores.shape)} "
-                             f"(num_classes={self.num_classes}), pred_distri {tuple(pred_distri.shape)} "
+            raise ValueError(f"outputs do not match the loss: pred_scores "
+                             f"{tuple(pred_scores.shape)} (num_classes={self.num_classes}), "
+                             f"pred_distri {tuple(pred_distri.shape)} "
                              f"(expected last dim {expected_reg})")
         anchors, anchor_points, n_anchors_list, stride_tensor = generate_anchors(
             feats, self.fpn_strides, self.grid_cell_size, self.grid_cell_offset)
         if sum(n_anchors_list) != n_anchors:
-            raise ValueError(f"feature maps give {sum(n_anchors_list)} anchors, predictions have {n_anchors}")
+            raise ValueError(f"feature maps give {sum(n_anchors_list)} anchors, "
+                             f"predictions have {n_anchors}")
 
         if self.ori_img_size is None:
-            img_hw = (feats[0].shape[-2] * self.fpn_strides[0], feats[0].shape[-1] * self.fpn_strides[0])
+            img_hw = (feats[0].shape[-2] * self.fpn_strides[0],
+                      feats[0].shape[-1] * self.fpn_strides[0])
         else:
             img_hw = (self.ori_img_size, self.ori_img_size)
         gt_np, counts = preprocess_targets(targets, batch_size, img_hw)
@@ -265,19 +273,23 @@ class ComputeLoss:
 
         # classification (varifocal)
         fg_f = fg_mask.float32().unsqueeze(-1)
-        labels = jt.where(fg_mask, target_labels.int32(), jt.full_like(target_labels.int32(), self.num_classes))
+        labels = jt.where(fg_mask, target_labels.int32(),
+                          jt.full_like(target_labels.int32(), self.num_classes))
         cls_range = jt.arange(self.num_classes).int32().reshape(1, 1, -1)
-        one_hot_label = (labels.unsqueeze(-1) == cls_range).float32() * fg_f   # one_hot(C+1)[..., :-1]
+        # one_hot(C+1)[..., :-1]
+        one_hot_label = (labels.unsqueeze(-1) == cls_range).float32() * fg_f
         loss_cls = self.varifocal_loss(pred_scores, target_scores, one_hot_label.stop_grad())
         target_scores_sum = float(target_scores.sum().item())
         if not np.isfinite(target_scores_sum):
-            raise FloatingPointError(f"target scores sum is {target_scores_sum}: non-finite predictions?")
+            raise FloatingPointError(f"target scores sum is {target_scores_sum}: "
+                                     "non-finite predictions?")
         if target_scores_sum > 0:
             loss_cls = loss_cls / target_scores_sum
 
         # boxes
-        loss_iou, loss_dfl = self.bbox_loss(pred_distri, pred_bboxes, anchor_points_s, target_bboxes,
-                                            target_scores, target_scores_sum, fg_np)
+        loss_iou, loss_dfl = self.bbox_loss(pred_distri, pred_bboxes, anchor_points_s,
+                                            target_bboxes, target_scores, target_scores_sum,
+                                            fg_np)
 
         w = self.loss_weight
         terms = {"iou": (w["iou"] * loss_iou).reshape(1), "dfl": (w["dfl"] * loss_dfl).reshape(1),
@@ -288,8 +300,10 @@ class ComputeLoss:
         score_levels = np.split(target_scores.sum(-1).numpy(), splits, axis=1)   # (b, A_l) each
         stats = {
             "num_pos_per_stride": {s: int(m.sum()) for s, m in zip(self.fpn_strides, per_level)},
-            # the weight TAL gives each level's positives: near 0 means its box branch learns ~nothing
-            "target_score_per_stride": {s: float(v.sum()) for s, v in zip(self.fpn_strides, score_levels)},
+            # the weight TAL gives each level's positives: near 0 means its box branch learns
+            # ~nothing
+            "target_score_per_stride": {s: float(v.sum())
+                                        for s, v in zip(self.fpn_strides, score_levels)},
             "num_pos": int(fg_np.sum()),
             "num_pos_per_image": [int(x) for x in fg_np.sum(1)],
             "num_targets": int(counts.sum()),

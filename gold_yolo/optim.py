@@ -47,8 +47,9 @@ class ParamGroups:
     bn_weights: list = field(default_factory=list)
     weights: list = field(default_factory=list)
     biases: list = field(default_factory=list)
-    ungrouped: list = field(default_factory=list)   # (name, Var) in model.named_parameters(), no group,
-    #                                                 BN running statistics excluded (buffers in torch)
+    # (name, Var) in model.named_parameters(), no group, BN running statistics excluded
+    # (buffers in torch)
+    ungrouped: list = field(default_factory=list)
 
 
 def param_groups(model) -> ParamGroups:
@@ -60,7 +61,8 @@ def param_groups(model) -> ParamGroups:
     buffers = set()
     for mod in model.modules():
         if isinstance(mod, bn_types):
-            buffers.update(id(getattr(mod, k)) for k in ("running_mean", "running_var") if hasattr(mod, k))
+            buffers.update(id(getattr(mod, k)) for k in ("running_mean", "running_var")
+                           if hasattr(mod, k))
         bias = getattr(mod, "bias", None)
         if isinstance(bias, jt.Var):
             groups.biases.append((names.get(id(bias), "?"), bias))
@@ -132,7 +134,8 @@ for (int k = 0; k < n_par; k++) {
     }
 }
 """
-_reshape = getattr(jt, "origin_reshape", jt.reshape)   # the core op, without jt.reshape's arg parsing
+# the core op, without jt.reshape's argument parsing
+_reshape = getattr(jt, "origin_reshape", jt.reshape)
 # Parameters per kernel; every chunk is padded to this size and flattened, so one compiled
 # kernel serves every model.  Jittor prepares a code op's source once per process at a cost
 # quadratic in its Vars, even with the library cached.  On Gold-YOLO-N (bench/bench_code_inputs.py)
@@ -175,7 +178,8 @@ class SGD(jt.optim.SGD):
             chunk = items[s:s + _SGD_CHUNK]
             hp = np.zeros((_SGD_CHUNK, 5), np.float32)
             hp[:len(chunk)] = hps[s:s + _SGD_CHUNK]
-            flat = [tuple(_reshape(x, (-1,)) for x in t) for t in chunk] + [pad] * (_SGD_CHUNK - len(chunk))
+            flat = ([tuple(_reshape(x, (-1,)) for x in t) for t in chunk]
+                    + [pad] * (_SGD_CHUNK - len(chunk)))
             ins = [jt.array(hp)] + [x for t in flat for x in t]
             shapes = [t[k].shape for t in flat for k in (0, 2)]
             outs = jt.code(shapes, ["float32"] * len(shapes), ins, cpu_header=_SGD_HEADER,
@@ -186,8 +190,8 @@ class SGD(jt.optim.SGD):
         self.post_step()
 
 
-def build_optimizer(model, name_or_cfg="gold_yolo_s", batch_size: int = 32, accumulate: int | None = None,
-                    world_size: int = 1, bs_per_gpu: int = 32):
+def build_optimizer(model, name_or_cfg="gold_yolo_s", batch_size: int = 32,
+                    accumulate: int | None = None, world_size: int = 1, bs_per_gpu: int = 32):
     """``jittor.optim.SGD`` (Nesterov) with upstream's 3 groups; ``name_or_cfg`` is a variant
     name (``"gold_yolo_n"``...) or a config with ``.solver``.  Groups are, in order,
     BN weights (no decay), other weights (decay), biases (no decay); each group dict has
@@ -201,7 +205,8 @@ def build_optimizer(model, name_or_cfg="gold_yolo_s", batch_size: int = 32, accu
     hp = solver_hparams(cfg, batch_size, accumulate, world_size, bs_per_gpu)
     if hp["optim"] != "SGD":
         # upstream also has Adam; no Gold-YOLO config uses it
-        raise NotImplementedError(f"optimizer {hp['optim']!r}: only SGD (every Gold-YOLO config) is ported")
+        raise NotImplementedError(f"optimizer {hp['optim']!r}: "
+                                  "only SGD (every Gold-YOLO config) is ported")
     groups = param_groups(model)
     lr, mom = hp["lr0"], hp["momentum"]
     pgs = []

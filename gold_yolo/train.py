@@ -33,7 +33,8 @@ import numpy as np
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m gold_yolo.train", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m gold_yolo.train",
+                                description=__doc__.split("\n")[0])
     p.add_argument("--variant", default="s", choices=["n", "s", "m", "l"])
     p.add_argument("--img-size", type=int, default=640)
     p.add_argument("--batch-size", type=int, default=2)

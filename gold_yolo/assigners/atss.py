@@ -48,8 +48,9 @@ class ATSSAssigner:
             n_anchors = anc_bboxes.shape[0]
             bs, n_max_boxes = gt_bboxes.shape[0], gt_bboxes.shape[1]
             if n_max_boxes == 0:
-                return (jt.full((bs, n_anchors), self.bg_idx, "int32"), jt.zeros((bs, n_anchors, 4)),
-                        jt.zeros((bs, n_anchors, self.num_classes)), jt.zeros((bs, n_anchors), "bool"))
+                return (jt.full((bs, n_anchors), self.bg_idx, "int32"),
+                        jt.zeros((bs, n_anchors, 4)), jt.zeros((bs, n_anchors, self.num_classes)),
+                        jt.zeros((bs, n_anchors), "bool"))
             if pd_bboxes is not None:
                 pd_bboxes = pd_bboxes.stop_grad()
             flat_gt = gt_bboxes.reshape(-1, 4)                                         # (b*M, 4)
@@ -67,7 +68,8 @@ class ATSSAssigner:
             is_in_gts = select_candidates_in_gts(ac_points, gt_bboxes)
             mask_pos = is_pos * is_in_gts * mask_gt
 
-            target_gt_idx, fg_mask, mask_pos = select_highest_overlaps(mask_pos, overlaps, n_max_boxes)
+            target_gt_idx, fg_mask, mask_pos = select_highest_overlaps(mask_pos, overlaps,
+                                                                       n_max_boxes)
             target_labels, target_bboxes, target_scores = self.get_targets(
                 gt_labels, gt_bboxes, target_gt_idx, fg_mask)
 
@@ -86,18 +88,19 @@ class ATSSAssigner:
             idxs = torch_cpu_topk_indices(level_d, k, largest=False)                  # (b, M, k)
             candidate_idxs.append(idxs + start)
             member = jt.zeros(level_d.shape, "float32")
-            src = mask_gt.float32().broadcast(idxs.shape)                             # 0 for padded gts
+            src = mask_gt.float32().broadcast(idxs.shape)  # 0 for padded gts
             is_in_candidate_list.append(member.scatter(2, idxs, src))
             start += n_level
         return jt.concat(is_in_candidate_list, -1), jt.concat(candidate_idxs, -1)
 
     def thres_calculator(self, is_in_candidate, candidate_idxs, overlaps):
         """Per-gt IoU threshold mean + std over its candidates -> (b, M, 1), and masked IoUs."""
-        cand_overlaps_full = jt.where(is_in_candidate > 0, overlaps, jt.zeros_like(overlaps))  # (b, M, A)
-        cand = jt.gather(cand_overlaps_full, 2, candidate_idxs)                              # (b, M, K)
+        cand_overlaps_full = jt.where(is_in_candidate > 0, overlaps,
+                                      jt.zeros_like(overlaps))  # (b, M, A)
+        cand = jt.gather(cand_overlaps_full, 2, candidate_idxs)  # (b, M, K)
         n = cand.shape[-1]
         mean = cand.mean(-1, keepdims=True)
-        var = ((cand - mean) ** 2).sum(-1, keepdims=True) / max(n - 1, 1)                    # unbiased
+        var = ((cand - mean) ** 2).sum(-1, keepdims=True) / max(n - 1, 1)  # unbiased
         return mean + jt.sqrt(var), cand_overlaps_full
 
     def get_targets(self, gt_labels, gt_bboxes, target_gt_idx, fg_mask):
@@ -105,8 +108,9 @@ class ATSSAssigner:
         batch_ind = jt.arange(bs).int32().unsqueeze(-1)
         flat_idx = target_gt_idx + batch_ind * n_max_boxes                          # (b, A)
         target_labels = gt_labels.int32().flatten()[flat_idx]                       # (b, A)
-        target_labels = jt.where(fg_mask > 0, target_labels, jt.full_like(target_labels, self.bg_idx))
+        target_labels = jt.where(fg_mask > 0, target_labels,
+                                 jt.full_like(target_labels, self.bg_idx))
         target_bboxes = gt_bboxes.reshape(-1, 4)[flat_idx.flatten()].reshape(bs, -1, 4)
         cls_range = jt.arange(self.num_classes).int32().reshape(1, 1, -1)
-        target_scores = (target_labels.unsqueeze(-1) == cls_range).float32()       # one-hot minus bg
+        target_scores = (target_labels.unsqueeze(-1) == cls_range).float32()  # one-hot minus bg
         return target_labels, target_bboxes, target_scores

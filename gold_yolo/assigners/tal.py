@@ -9,7 +9,8 @@ Differences from upstream, value-preserving: the top-k membership is built with 
 instead of ``one_hot(...).sum()`` (same result: padded gts get no candidates, valid gts
 exactly their k indices), and the multi-gt resolution always runs (a no-op without
 conflicts).  The top-k breaks ties as torch's CPU ``topk`` (``topk.py``): from the official
-initialisation many anchors tie in the metric.  Upstream loops image by image when M > 100 to save GPU memory; we do the same.
+initialisation many anchors tie in the metric.  Upstream loops image by image when M > 100 to
+save GPU memory; we do the same.
 """
 
 from __future__ import annotations
@@ -45,12 +46,14 @@ class TaskAlignedAssigner:
             bs, n_anchors, _ = pd_scores.shape
             n_max_boxes = gt_bboxes.shape[1]
             if n_max_boxes == 0:
-                return (jt.full((bs, n_anchors), self.bg_idx, "int32"), jt.zeros((bs, n_anchors, 4)),
-                        jt.zeros((bs, n_anchors, self.num_classes)), jt.zeros((bs, n_anchors), "bool"))
+                return (jt.full((bs, n_anchors), self.bg_idx, "int32"),
+                        jt.zeros((bs, n_anchors, 4)), jt.zeros((bs, n_anchors, self.num_classes)),
+                        jt.zeros((bs, n_anchors), "bool"))
             if n_max_boxes <= 100:
                 return self._assign(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt)
-            parts = [self._assign(pd_scores[i:i + 1], pd_bboxes[i:i + 1], anc_points, gt_labels[i:i + 1],
-                                  gt_bboxes[i:i + 1], mask_gt[i:i + 1]) for i in range(bs)]
+            parts = [self._assign(pd_scores[i:i + 1], pd_bboxes[i:i + 1], anc_points,
+                                  gt_labels[i:i + 1], gt_bboxes[i:i + 1], mask_gt[i:i + 1])
+                     for i in range(bs)]
             return tuple(jt.concat([p[k] for p in parts], 0) for k in range(4))
 
     def _assign(self, pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt):
@@ -65,7 +68,8 @@ class TaskAlignedAssigner:
         align_metric = align_metric * mask_pos                                     # (b, M, A)
         pos_align_metrics = align_metric.max(-1, keepdims=True)                    # (b, M, 1)
         pos_overlaps = (overlaps * mask_pos).max(-1, keepdims=True)                # (b, M, 1)
-        norm_align_metric = (align_metric * pos_overlaps / (pos_align_metrics + self.eps)).max(-2)  # (b, A)
+        norm_align_metric = (align_metric * pos_overlaps
+                             / (pos_align_metrics + self.eps)).max(-2)             # (b, A)
         target_scores = target_scores * norm_align_metric.unsqueeze(-1)           # (b, A, C)
         return target_labels, target_bboxes, target_scores, fg_mask > 0
 
@@ -92,7 +96,7 @@ class TaskAlignedAssigner:
         """metrics (b, M, A), mask_gt (b, M, 1) -> (b, M, A) 0/1: the top-k anchors per real gt."""
         topk_idxs = torch_cpu_topk_indices(metrics, self.topk, largest=True)       # (b, M, k)
         is_in_topk = jt.zeros(metrics.shape, "float32")
-        src = mask_gt.float32().broadcast(topk_idxs.shape)                         # 1 real gt, 0 padding
+        src = mask_gt.float32().broadcast(topk_idxs.shape)  # 1 real gt, 0 padding
         return is_in_topk.scatter(2, topk_idxs, src)
 
     def get_targets(self, gt_labels, gt_bboxes, target_gt_idx, fg_mask):
@@ -101,8 +105,8 @@ class TaskAlignedAssigner:
         flat_idx = target_gt_idx + batch_ind * n_max_boxes                         # (b, A)
         target_labels = gt_labels.int32().flatten()[flat_idx]                      # (b, A)
         target_bboxes = gt_bboxes.reshape(-1, 4)[flat_idx.flatten()].reshape(bs, -1, 4)  # (b, A, 4)
-        target_labels = jt.maximum(target_labels, 0)                               # upstream: [<0] = 0
+        target_labels = jt.maximum(target_labels, 0)  # upstream: [<0] = 0
         cls_range = jt.arange(self.num_classes).int32().reshape(1, 1, -1)
-        target_scores = (target_labels.unsqueeze(-1) == cls_range).float32()      # one-hot (b, A, C)
+        target_scores = (target_labels.unsqueeze(-1) == cls_range).float32()  # one-hot (b, A, C)
         target_scores = target_scores * (fg_mask > 0).float32().unsqueeze(-1)
         return target_labels, target_bboxes, target_scores

@@ -59,8 +59,10 @@ for (int64_t r = 0; r < rows; r++) {{
 # NaN in a row the comparator would no longer be a strict weak ordering, and std::sort may
 # then walk off the vector.  NaN is tested on the bits instead.
 _CMP = {
-    True: "(is_nan(x.first) && !is_nan(y.first)) || (!is_nan(x.first) && !is_nan(y.first) && x.first > y.first)",
-    False: "(!is_nan(x.first) && is_nan(y.first)) || (!is_nan(x.first) && !is_nan(y.first) && x.first < y.first)",
+    True: "(is_nan(x.first) && !is_nan(y.first)) "
+          "|| (!is_nan(x.first) && !is_nan(y.first) && x.first > y.first)",
+    False: "(!is_nan(x.first) && is_nan(y.first)) "
+           "|| (!is_nan(x.first) && !is_nan(y.first) && x.first < y.first)",
 }
 
 

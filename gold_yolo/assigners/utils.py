@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from .. import jt  # the package sets up the Jittor runtime first
 
-__all__ = ["dist_calculator", "select_candidates_in_gts", "select_highest_overlaps", "iou_calculator"]
+__all__ = ["dist_calculator", "select_candidates_in_gts", "select_highest_overlaps",
+           "iou_calculator"]
 
 
 def dist_calculator(gt_bboxes, anchor_bboxes):

@@ -129,7 +129,8 @@ class _TrainNorm(jt.Function):
         x3 = x.reshape(shape[0], shape[1], -1)
         c = shape[1]
         y, mean, var, mean32, inv = jt.code(
-            [x3.shape, (c,), (c,), (c,), (c,)], ["float32", "float64", "float64", "float32", "float32"],
+            [x3.shape, (c,), (c,), (c,), (c,)],
+            ["float32", "float64", "float64", "float32", "float32"],
             [x3, weight, bias], cpu_header=_NORM_HEADER,
             cpu_src=_FWD_SRC.replace("EPS", repr(float(eps))))
         self.saved = (x3, mean32, inv, weight, shape)
@@ -164,7 +165,8 @@ class _TrainNorm(jt.Function):
         sum_g = gy.float64().sum(dims=dims)                                    # (C,) float64 sums
         sum_gx = (gy * xhat).float64().sum(dims=dims)
         mg, mgx = (sum_g / n).cast(x.dtype), (sum_gx / n).cast(x.dtype)
-        gx = (gy - mg.broadcast(x, dims) - xhat * mgx.broadcast(x, dims)) * (weight * inv).broadcast(x, dims)
+        gx = ((gy - mg.broadcast(x, dims) - xhat * mgx.broadcast(x, dims))
+              * (weight * inv).broadcast(x, dims))
         return gx, sum_gx.cast(weight.dtype), sum_g.cast(weight.dtype), None
 
 

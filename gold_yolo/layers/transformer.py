@@ -158,13 +158,14 @@ class Attention(nn.Module):
     def execute(self, x):
         B, C, H, W = x.shape
         N = H * W
-        qq = self.to_q(x).reshape(B, self.num_heads, self.key_dim, N).permute(0, 1, 3, 2)  # (B, h, N, kd)
-        kk = self.to_k(x).reshape(B, self.num_heads, self.key_dim, N)                      # (B, h, kd, N)
-        vv = self.to_v(x).reshape(B, self.num_heads, self.d, N).permute(0, 1, 3, 2)        # (B, h, N, d)
-        attn = nn.softmax(jt.matmul(qq, kk), dim=-1)                                       # (B, h, N, N)
-        xx = jt.matmul(attn, vv)                                                           # (B, h, N, d)
+        h = self.num_heads
+        qq = self.to_q(x).reshape(B, h, self.key_dim, N).permute(0, 1, 3, 2)   # (B, h, N, kd)
+        kk = self.to_k(x).reshape(B, h, self.key_dim, N)                       # (B, h, kd, N)
+        vv = self.to_v(x).reshape(B, h, self.d, N).permute(0, 1, 3, 2)         # (B, h, N, d)
+        attn = nn.softmax(jt.matmul(qq, kk), dim=-1)                           # (B, h, N, N)
+        xx = jt.matmul(attn, vv)                                               # (B, h, N, d)
         xx = xx.permute(0, 1, 3, 2).reshape(B, self.dh, H, W)
-        return self.proj(xx)                                                               # (B, C, H, W)
+        return self.proj(xx)                                                   # (B, C, H, W)
 
 
 class top_Block(nn.Module):
