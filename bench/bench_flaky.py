@@ -41,7 +41,8 @@ def outcome(code: int, report_path: Path, baseline: Path) -> tuple:
 
 
 def _jit_dirs() -> list:
-    """Jittor's compiled-operator folders (~/.cache/jittor/jt<ver>/<cc>/<py>/<os>/<cpu>/<arch>/<branch>/jit)."""
+    """Jittor's compiled-operator folders
+    (~/.cache/jittor/jt<ver>/<cc>/<py>/<os>/<cpu>/<arch>/<branch>/jit)."""
     return list((Path.home() / ".cache" / "jittor").glob("jt*/*/*/*/*/*/*/jit"))
 
 
@@ -57,7 +58,8 @@ def _new_libs(since: float) -> int:
 
 def _env() -> dict:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"]
+                                     if env.get("PYTHONPATH") else "")
     return env
 
 

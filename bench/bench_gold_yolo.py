@@ -124,10 +124,13 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=2)
     ap.add_argument("--steps", type=int, default=5, help="timed steps per side (alternating)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed steps per side after the first")
-    ap.add_argument("--official", default="", help="folder Detection/Gold-YOLO of the official sources")
-    ap.add_argument("--pythonpath", default="", help="':'-separated folders appended to sys.path for "
-                                                     "the official model's dependencies (mmcv, addict)")
-    ap.add_argument("--torch-threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    ap.add_argument("--official", default="",
+                    help="folder Detection/Gold-YOLO of the official sources")
+    ap.add_argument("--pythonpath", default="",
+                    help="':'-separated folders appended to sys.path for the official model's "
+                         "dependencies (mmcv, addict)")
+    ap.add_argument("--torch-threads", type=int, default=0,
+                    help="torch intra-op threads (0: torch's default)")
     ap.add_argument("--json", default="", help="also write every row (all step times) here")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--variant", default="s", help=argparse.SUPPRESS)
@@ -139,17 +142,18 @@ def main() -> None:
 
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     side = "ours vs official PyTorch" if a.official else "ours only (no --official)"
-    print(f"# Gold-YOLO training step (forward+loss+backward+update), batch {a.batch_size}, {side}; "
-          f"median of {a.steps} alternating steps after {a.warmup} warm-up; {os.cpu_count()} CPUs")
+    print(f"# Gold-YOLO training step (forward+loss+backward+update), batch {a.batch_size}, "
+          f"{side}; median of {a.steps} alternating steps after {a.warmup} warm-up; "
+          f"{os.cpu_count()} CPUs")
     print(f"{'variant':<8}{'size':>5}{'ours s/step':>13}{'official s/step':>17}{'ratio':>8}"
           f"{'first (ours)':>14}{'peak RSS':>10}")
     rows = []
     for v in [s.strip() for s in a.variants.split(",") if s.strip()]:
         for size in [int(s) for s in a.img_sizes.split(",") if s.strip()]:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--variant", v,
-                   "--img-size", str(size), "--batch-size", str(a.batch_size), "--steps", str(a.steps),
-                   "--warmup", str(a.warmup), "--official", a.official, "--pythonpath", a.pythonpath,
-                   "--torch-threads", str(a.torch_threads)]
+                   "--img-size", str(size), "--batch-size", str(a.batch_size),
+                   "--steps", str(a.steps), "--warmup", str(a.warmup), "--official", a.official,
+                   "--pythonpath", a.pythonpath, "--torch-threads", str(a.torch_threads)]
             out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
             if out.returncode:
                 print(f"{v:<8}{size:>5}  failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}")

@@ -37,7 +37,8 @@ BARE = r"""
 import json, resource, sys, time
 import gold_yolo
 from gradcheck import runtime
-name, img, bs, steps, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+name = sys.argv[1]
+img, bs, steps, seed = map(int, sys.argv[2:6])
 runtime.seed_everything(seed)
 model = gold_yolo.build_model(name)
 loss_fn = gold_yolo.build_loss(name)
@@ -73,8 +74,8 @@ def run_bare(model, img, bs, steps, seed, env) -> dict:
     # wall timed from outside the process, as the probe's is: interpreter start-up and
     # Jittor's exit (about 0.6 s together) count on both sides
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", BARE, model, str(img), str(bs), str(steps), str(seed)],
-                         cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", BARE, model, str(img), str(bs), str(steps),
+                          str(seed)], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     wall = time.perf_counter() - t0
     return dict(json.loads(out.stdout.strip().splitlines()[-1]), wall=wall)
 
@@ -84,8 +85,9 @@ def run_probe(model, img, bs, steps, seed, env) -> dict:
         report = Path(tmp) / "r.json"
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-c", PROBE, "run", "--model", model,
-                               "--img-size", str(img), "--batch-size", str(bs), "--steps", str(steps),
-                               "--seed", str(seed), "--output", str(report), "--quiet"],
+                               "--img-size", str(img), "--batch-size", str(bs),
+                               "--steps", str(steps), "--seed", str(seed), "--output", str(report),
+                               "--quiet"],
                               cwd=tmp, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         tail = json.loads(proc.stderr.strip().splitlines()[-1])
@@ -112,7 +114,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=cfg.steps)
     ap.add_argument("--seed", type=int, default=cfg.seed)
     ap.add_argument("--repeat", type=int, default=3, help="runs of each; the median is printed")
-    ap.add_argument("--cold", action="store_true", help="also time a run with an empty Jittor cache")
+    ap.add_argument("--cold", action="store_true",
+                    help="also time a run with an empty Jittor cache")
     ap.add_argument("--variants", default="", help="comma list of Gold-YOLO variants (n,s,m,l): "
                                                    "one row each, instead of --model")
     a = ap.parse_args()
@@ -121,8 +124,8 @@ def main() -> None:
               if a.variants else [a.model])
     print(f"# {a.img_size}px batch {a.batch_size}, {a.steps} steps, median wall of {a.repeat} "
           f"(bare and probe alternate); goal <= 1.15x wall, <= 1.3x peak RSS")
-    print(f"{'model':<13}{'bare wall':>10}{'probe wall':>11}{'ratio':>7}{'bare steps':>11}{'probe steps':>12}"
-          f"{'ratio':>7}{'bare RSS':>10}{'probe RSS':>10}{'ratio':>7}  verdict")
+    print(f"{'model':<13}{'bare wall':>10}{'probe wall':>11}{'ratio':>7}{'bare steps':>11}"
+          f"{'probe steps':>12}{'ratio':>7}{'bare RSS':>10}{'probe RSS':>10}{'ratio':>7}  verdict")
     for model in models:
         args = (model, a.img_size, a.batch_size, a.steps, a.seed)
         run_bare(*args, env)   # warm the operator cache for this shape
@@ -136,16 +139,17 @@ def main() -> None:
         bw, pw = med(x["wall"] for x in bare), med(x["wall"] for x in probe)
         bs_ = med(sum(x["steps"]) for x in bare)
         ps_ = med(sum(x["steps"]) for x in probe)
-        print(f"{model:<13}{bw:8.2f} s{pw:9.2f} s{pw / bw:6.2f}x{bs_:9.2f} s{ps_:10.2f} s{ps_ / bs_:6.2f}x"
-              f"{rss_bare:7.0f} MB{rss_probe:7.0f} MB{rss_probe / rss_bare:6.2f}x  {probe[-1]['verdict']} "
-              f"({probe[-1]['covered']}/{probe[-1]['trainable']} covered)", flush=True)
+        print(f"{model:<13}{bw:8.2f} s{pw:9.2f} s{pw / bw:6.2f}x{bs_:9.2f} s{ps_:10.2f} s"
+              f"{ps_ / bs_:6.2f}x{rss_bare:7.0f} MB{rss_probe:7.0f} MB{rss_probe / rss_bare:6.2f}x"
+              f"  {probe[-1]['verdict']} ({probe[-1]['covered']}/{probe[-1]['trainable']} covered)",
+              flush=True)
         if a.cold:
             with tempfile.TemporaryDirectory() as home:
                 cold_env = dict(env, HOME=home)   # a fresh ~/.cache/jittor, never JITTOR_HOME
                 t0 = time.perf_counter()
                 c = run_probe(*args, cold_env)
-                print(f"{'':<13}cold cache: wall {time.perf_counter() - t0:7.2f} s   (compiles Jittor's core "
-                      f"and every operator; verdict {c['verdict']})")
+                print(f"{'':<13}cold cache: wall {time.perf_counter() - t0:7.2f} s   "
+                      f"(compiles Jittor's core and every operator; verdict {c['verdict']})")
 
 
 if __name__ == "__main__":

@@ -120,7 +120,8 @@ def worker_torch(size: int, steps: int) -> dict:
     class Block(nn.Module):
         def __init__(self, cin, cout, s):
             super().__init__()
-            self.b3, self.b1, self.act = conv_bn(cin, cout, 3, s), conv_bn(cin, cout, 1, s), nn.ReLU()
+            self.b3, self.b1 = conv_bn(cin, cout, 3, s), conv_bn(cin, cout, 1, s)
+            self.act = nn.ReLU()
 
         def forward(self, x):
             return self.act(self.b3(x) + self.b1(x))

@@ -99,7 +99,8 @@ def main() -> None:
                 sys.exit(f"gradcheck exited with {code}")
             rows[name].append((wall, rss, cpu))
     med = {k: tuple(statistics.median(x[j] for x in v) for j in range(3)) for k, v in rows.items()}
-    print(f"{' '.join(words)}: first {args.steps} optimizer steps, {args.reps} alternating runs each")
+    print(f"{' '.join(words)}: first {args.steps} optimizer steps, "
+          f"{args.reps} alternating runs each")
     print(f"{'':10} {'wall s':>8} {'peak RSS MiB':>13} {'CPU s':>7}")
     for k, (w, r, c) in med.items():
         print(f"{k:10} {w:8.2f} {r:13.0f} {c:7.2f}")

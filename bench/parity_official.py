@@ -138,7 +138,8 @@ def sync_weights(ours, off) -> int:
     both sides, so both assign the same positives); returns how many tensors were copied."""
     state = {k: np.asarray(v.numpy()) for k, v in ours.state_dict().items()}
     new = {k: torch.from_numpy(state[k].astype(np.float32)).to(v.dtype)
-           for k, v in off.state_dict().items() if k in state and tuple(state[k].shape) == tuple(v.shape)}
+           for k, v in off.state_dict().items()
+           if k in state and tuple(state[k].shape) == tuple(v.shape)}
     off.load_state_dict(new, strict=False)
     return len(new)
 
@@ -230,7 +231,8 @@ for _v in "nsml":
 def eval_and_deploy(port_model, off_model, images) -> dict:
     """Eval-mode and fused-deploy outputs (scale-relative differences)."""
     sd = {k: v.detach().numpy() for k, v in off_model.state_dict().items()}
-    port_model.load_parameters({k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")})
+    port_model.load_parameters({k: v for k, v in sd.items()
+                                if not k.endswith("num_batches_tracked")})
     x_j, x_t = jt.array(images), torch.from_numpy(images.copy())
     port_model.eval()
     off_model.eval()
@@ -256,9 +258,11 @@ def main() -> None:
     from gradcheck.render.parity import get_parity_renderer
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--official", required=True, help="folder Detection/Gold-YOLO of the official sources")
-    ap.add_argument("--pythonpath", default="", help="extra folders (':'-separated) appended to "
-                                                    "sys.path for the official model's dependencies")
+    ap.add_argument("--official", required=True,
+                    help="folder Detection/Gold-YOLO of the official sources")
+    ap.add_argument("--pythonpath", default="",
+                    help="extra folders (':'-separated) appended to sys.path for the official "
+                         "model's dependencies")
     ap.add_argument("--variants", default="n,s")
     ap.add_argument("--img-size", type=int, default=320)
     ap.add_argument("--batch-size", type=int, default=2)

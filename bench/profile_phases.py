@@ -31,7 +31,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--official", default="")
     ap.add_argument("--pythonpath", default="")
-    ap.add_argument("--ops", type=int, default=0, help="print the N costliest ops of one step (both sides)")
+    ap.add_argument("--ops", type=int, default=0,
+                    help="print the N costliest ops of one step (both sides)")
     a = ap.parse_args()
 
     sys.path.insert(0, str(ROOT / "bench"))
@@ -144,7 +145,8 @@ def main() -> None:
         col = {k: i for i, k in enumerate(head)}
         total = sum(float(r[col["TotalTime"]]) for r in body)
         body.sort(key=lambda r: -float(r[col["TotalTime"]]))
-        print(f"# Jittor profiler, one plain step: {len(body)} op kinds, {total / 1e6:.1f} ms op time")
+        print(f"# Jittor profiler, one plain step: {len(body)} op kinds, "
+              f"{total / 1e6:.1f} ms op time")
         for r in body[: a.ops]:
             tt = float(r[col["TotalTime"]])
             print(f"{tt / 1e6:8.2f} ms {100 * tt / total:5.1f}% x{int(r[col['Count']]):<5} "

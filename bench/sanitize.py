@@ -2,15 +2,16 @@
 AddressSanitizer and UndefinedBehaviorSanitizer (issue 22, item 2)::
 
     python3 bench/sanitize.py -- python3 -m gradcheck.cli run --model bench/bench_crash.py:workload
-    BENCH_CRASH_SHAPE='{"size": 100, "batch": 3, "boxes": true, "seed": 2}' python3 bench/sanitize.py -- ...
+    BENCH_CRASH_SHAPE='{"size": 100, "batch": 3, "boxes": true, "seed": 2}' \
+        python3 bench/sanitize.py -- ...
 
 How (each found the hard way):
 
 * Jittor compiles operators with ``$kernel_flags`` appended (its core is not rebuilt): we pass
   ``-fsanitize=address,undefined -fno-omit-frame-pointer -g``;
 * in a cache of their own (``cache_name=gradcheck_sanitize/ops``, next to the shared one; two
-  parts so that its ``jittor.lock`` is not the shared one, which Jittor keeps one level up: a copy of
-  its compiled core, no operators), since an instrumented operator library must never be
+  parts so that its ``jittor.lock`` is not the shared one, which Jittor keeps one level up: a
+  copy of its compiled core, no operators), since an instrumented operator library must never be
   loaded by an ordinary process; it is kept between runs, so only the first compiles;
 * Jittor's memory pools off (``use_sfrl_allocator=0 use_temp_allocator=0``): inside a pool an
   overflow never reaches a redzone;

@@ -24,7 +24,8 @@ if str(ROOT) not in sys.path:
 
 from gold_yolo.assigners.topk import jt, torch_cpu_topk_indices  # noqa: E402
 
-CASES = [(n, k, largest) for n, k in ((2100, 13), (8400, 13), (1600, 9), (400, 9), (100, 9), (6400, 9))
+CASES = [(n, k, largest)
+         for n, k in ((2100, 13), (8400, 13), (1600, 9), (400, 9), (100, 9), (6400, 9))
          for largest in (True, False)]
 
 
@@ -47,9 +48,11 @@ def main() -> None:
         ours[(n, k, largest)] = torch_cpu_topk_indices(jt.array(x), k, largest).numpy()
         jts[(n, k, largest)] = jt.topk(jt.array(x), k, dim=-1, largest=largest)[1].numpy()
     import torch
-    print(f"torch {torch.__version__}; {args.rows} tie-heavy rows per case; 'same' = identical index order")
-    print(f"{'n':>5s} {'k':>3s} {'largest':>7s} {'algorithm':>13s} {'ours same':>9s} {'ours set':>8s} "
-          f"{'jt.topk set':>11s} {'torch repeat':>12s} {'1 vs 2 thr':>10s} {'row vs batch':>12s}")
+    print(f"torch {torch.__version__}; {args.rows} tie-heavy rows per case; "
+          "'same' = identical index order")
+    print(f"{'n':>5s} {'k':>3s} {'largest':>7s} {'algorithm':>13s} {'ours same':>9s} "
+          f"{'ours set':>8s} {'jt.topk set':>11s} {'torch repeat':>12s} {'1 vs 2 thr':>10s} "
+          f"{'row vs batch':>12s}")
     for (n, k, largest), x in data.items():
         t = torch.from_numpy(x)
         torch.set_num_threads(2)
@@ -65,8 +68,9 @@ def main() -> None:
         set_same = int((np.sort(o, -1) == np.sort(ref, -1)).all(-1).sum())
         jt_set = int((np.sort(j, -1) == np.sort(ref, -1)).all(-1).sum())
         alg = "partial_sort" if k * 64 <= n else "nth_element"
-        print(f"{n:5d} {k:3d} {str(largest):>7s} {alg:>13s} {same:5d}/{len(x):<3d} {set_same:4d}/{len(x):<3d} "
-              f"{jt_set:7d}/{len(x):<3d} {str((again == ref).all()):>12s} {str((one == ref).all()):>10s} "
+        print(f"{n:5d} {k:3d} {str(largest):>7s} {alg:>13s} {same:5d}/{len(x):<3d} "
+              f"{set_same:4d}/{len(x):<3d} {jt_set:7d}/{len(x):<3d} "
+              f"{str((again == ref).all()):>12s} {str((one == ref).all()):>10s} "
               f"{str((single == ref[::10]).all()):>12s}")
 
 
