@@ -121,7 +121,8 @@ def test_render_ok_and_failed():
     text = _render(good)
     assert "gradcheck doctor" in text and "Jittor 1.3.11" in text and "all checks passed" in text
     bad = DoctorReport([Check("jittor", True, "Jittor 1.3.11"),
-                        Check("onednn", False, "off: not installed", "pip install onednn-cpu-gomp")])
+                        Check("onednn", False, "off: not installed",
+                              "pip install onednn-cpu-gomp")])
     text = _render(bad)
     assert "FAIL" in text and "fix: pip install onednn-cpu-gomp" in text
     assert "1 problem found" in text and "all checks passed" not in text

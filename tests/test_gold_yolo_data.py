@@ -23,7 +23,8 @@ def test_synthetic_batch_is_deterministic_and_well_formed():
     imgs, t = synthetic_batch(224, 3, seed=7)
     imgs2, t2 = synthetic_batch(224, 3, seed=7)
     _, t3 = synthetic_batch(224, 3, seed=8)
-    assert isinstance(imgs, jt.Var) and tuple(imgs.shape) == (3, 3, 224, 224) and imgs.dtype == "float32"
+    assert isinstance(imgs, jt.Var) and tuple(imgs.shape) == (3, 3, 224, 224)
+    assert imgs.dtype == "float32"
     a = imgs.numpy()
     assert a.min() >= 0 and a.max() <= 1
     np.testing.assert_array_equal(a, imgs2.numpy())
@@ -59,8 +60,10 @@ def _write_dataset(root, images, labels):
 
 
 def test_letterbox_and_box_adjustment(tmp_path):
-    root = _write_dataset(tmp_path / "ds", {"a.png": (200, 100, (255, 0, 0)), "b.jpg": (50, 100, (0, 0, 255))},
-                          {"a": "3 0.5 0.5 0.5 0.5\n", "b": "1 0.5 0.25 1.0 0.5\n0 0.5 0.5 0.2 0.2\n"})
+    root = _write_dataset(tmp_path / "ds",
+                          {"a.png": (200, 100, (255, 0, 0)), "b.jpg": (50, 100, (0, 0, 255))},
+                          {"a": "3 0.5 0.5 0.5 0.5\n",
+                           "b": "1 0.5 0.25 1.0 0.5\n0 0.5 0.5 0.2 0.2\n"})
     ds = YoloDataset(root, 64)
     assert len(ds) == 2
     img, lab, path = ds[0]
@@ -80,13 +83,15 @@ def test_letterbox_and_box_adjustment(tmp_path):
 
 
 def test_load_batch_format_and_missing_labels(tmp_path):
-    root = _write_dataset(tmp_path / "ds", {"a.png": (80, 80, (10, 20, 30)), "b.png": (60, 90, (0, 0, 0)),
-                                            "c.jpeg": (64, 64, (5, 5, 5))},
-                          {"a": "2 0.5 0.5 0.2 0.2\n2 0.5 0.5 0.2 0.2\n\n", "c": ""})   # dup line, b has no file
+    root = _write_dataset(tmp_path / "ds",
+                          {"a.png": (80, 80, (10, 20, 30)), "b.png": (60, 90, (0, 0, 0)),
+                           "c.jpeg": (64, 64, (5, 5, 5))},
+                          # a duplicate line; b has no label file
+                          {"a": "2 0.5 0.5 0.2 0.2\n2 0.5 0.5 0.2 0.2\n\n", "c": ""})
     images, targets = load_batch(root, 64, batch_size=4, start=0)
     assert isinstance(images, jt.Var) and tuple(images.shape) == (4, 3, 64, 64)
     assert targets.shape == (2, 6) and targets.dtype == np.float32
-    np.testing.assert_array_equal(targets[:, 0], [0, 3])                  # a, b(no boxes), c(empty), a again
+    np.testing.assert_array_equal(targets[:, 0], [0, 3])  # a, b(no boxes), c(empty), a again
     np.testing.assert_allclose(targets[0, 1:], [2, 0.5, 0.5, 0.2, 0.2], atol=1e-5)
     images, targets = load_batch(root, 64, batch_size=1, start=1)
     assert targets.shape == (0, 6)
@@ -94,7 +99,8 @@ def test_load_batch_format_and_missing_labels(tmp_path):
 
 def test_dataset_feeds_the_loss(tmp_path):
     from gold_yolo.loss import ComputeLoss
-    root = _write_dataset(tmp_path / "ds", {"a.png": (96, 64, (200, 10, 10))}, {"a": "0 0.5 0.5 0.6 0.6\n"})
+    root = _write_dataset(tmp_path / "ds", {"a.png": (96, 64, (200, 10, 10))},
+                          {"a": "0 0.5 0.5 0.6 0.6\n"})
     images, targets = load_batch(root, 64, batch_size=1)
     feats = [jt.zeros((1, 1, 64 // s, 64 // s)) for s in (8, 16, 32)]
     a = sum((64 // s) ** 2 for s in (8, 16, 32))

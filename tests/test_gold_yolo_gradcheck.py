@@ -52,8 +52,8 @@ def test_cli_with_a_yolo_dataset(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "r.json"
     res = CliRunner().invoke(main, ["run", "--model", "gold_yolo_n", "--data", "data",
-                                    "--img-size", "320", "--batch-size", "2", "--steps", "1", "-o", str(out),
-                                    "--quiet"], catch_exceptions=False)
+                                    "--img-size", "320", "--batch-size", "2", "--steps", "1",
+                                    "-o", str(out), "--quiet"], catch_exceptions=False)
     assert res.exit_code in (0, 1), res.output
     data = json.loads(out.read_text())
     assert data["config"]["data"] == "data" and data["steps"][0]["stats"]["num_targets"] == 4
@@ -78,12 +78,15 @@ def test_level_hint_names_the_starved_level():
     rec, rep = _report_with_level_stats({"8": 80, "16": 15, "32": 2},
                                         {"8": 48.1, "16": 19.9, "32": 1.2e-20})
     assert "stride 32 has 2 positive anchors" in hint(rec, rep)
-    rec, rep = _report_with_level_stats({"8": 80, "16": 15, "32": 0}, {"8": 48.1, "16": 19.9, "32": 0})
+    rec, rep = _report_with_level_stats({"8": 80, "16": 15, "32": 0},
+                                        {"8": 48.1, "16": 19.9, "32": 0})
     assert "no positive anchors on stride 32" in hint(rec, rep)
-    rec, rep = _report_with_level_stats({"8": 80, "16": 15, "32": 9}, {"8": 48.1, "16": 19.9, "32": 12})
+    rec, rep = _report_with_level_stats({"8": 80, "16": 15, "32": 9},
+                                        {"8": 48.1, "16": 19.9, "32": 12})
     assert hint(rec, rep) is None
     other = ParamRecord(name="neck.x.weight", shape=[1], numel=1)
     assert hint(other, rep) is None
-    rec, rep = _report_with_level_stats({"8": 80, "16": 15, "32": 0}, {"8": 48.1, "16": 19.9, "32": 0})
+    rec, rep = _report_with_level_stats({"8": 80, "16": 15, "32": 0},
+                                        {"8": 48.1, "16": 19.9, "32": 0})
     explain(rep, policy=Policy(), zero_hint=hint)
     assert rec.cause == "zero_gradient" and "no positive anchors on stride 32" in rec.cause_detail

@@ -116,7 +116,8 @@ def test_siou_matches_hand_formula_and_is_zero_on_identity():
         a = np.sort(rng.uniform(0, 10, (2, 2)), 0).T.reshape(-1)[[0, 2, 1, 3]]
         b = np.sort(rng.uniform(0, 10, (2, 2)), 0).T.reshape(-1)[[0, 2, 1, 3]]
         pairs.append((a, b))
-    pairs.append((np.array([1, 1, 4, 3.]), np.array([2, 0.5, 6, 5.])))   # |dx| > |dy|: sin_alpha branch
+    # |dx| > |dy|: the sin_alpha branch
+    pairs.append((np.array([1, 1, 4, 3.]), np.array([2, 0.5, 6, 5.])))
     pairs.append((np.array([1, 1, 3, 3.]), np.array([1, 1, 3, 3.])))     # identical
     b1 = jt.array(np.array([p[0] for p in pairs], np.float32))
     b2 = jt.array(np.array([p[1] for p in pairs], np.float32))
@@ -126,7 +127,8 @@ def test_siou_matches_hand_formula_and_is_zero_on_identity():
     assert abs(got[-1]) < 1e-5
     # and its gradient is finite on the identity pair
     p = jt.array(np.array([[1, 1, 3, 3.]], np.float32))
-    g = jt.grad(IOUloss("xyxy", "siou", eps=1e-10)(p, jt.array(np.array([[1, 1, 3, 3.]], np.float32))).sum(), p)
+    same = jt.array(np.array([[1, 1, 3, 3.]], np.float32))
+    g = jt.grad(IOUloss("xyxy", "siou", eps=1e-10)(p, same).sum(), p)
     assert np.isfinite(g.numpy()).all()
 
 
@@ -137,11 +139,11 @@ def test_diou_ciou_hand_values():
     iou = 2 / 6
     c2 = 3 ** 2 + 2 ** 2
     rho2 = 1.0
-    np.testing.assert_allclose(IOUloss("xyxy", "diou", eps=eps)(b1, b2).numpy()[0, 0], 1 - (iou - rho2 / c2),
-                               rtol=1e-5)
+    np.testing.assert_allclose(IOUloss("xyxy", "diou", eps=eps)(b1, b2).numpy()[0, 0],
+                               1 - (iou - rho2 / c2), rtol=1e-5)
     # same aspect ratio -> v = 0 -> CIoU == DIoU
-    np.testing.assert_allclose(IOUloss("xyxy", "ciou", eps=eps)(b1, b2).numpy()[0, 0], 1 - (iou - rho2 / c2),
-                               rtol=1e-5)
+    np.testing.assert_allclose(IOUloss("xyxy", "ciou", eps=eps)(b1, b2).numpy()[0, 0],
+                               1 - (iou - rho2 / c2), rtol=1e-5)
 
 
 def test_iou_loss_rejects_misaligned_shapes():
@@ -259,7 +261,8 @@ def np_atss(anchors, n_levels, labels, gts, valid, pd, nc, topk=9):
             continue
         cands, start = [], 0
         for n in n_levels:
-            cands += list(start + np.argsort(dist[j, start:start + n], kind="stable")[:min(topk, n)])
+            order = np.argsort(dist[j, start:start + n], kind="stable")
+            cands += list(start + order[:min(topk, n)])
             start += n
         vals = ov[j, cands]
         thr = vals.mean() + vals.std(ddof=1)
@@ -290,10 +293,11 @@ def _random_problem(seed, img=128, nc=5, counts=(4, 2)):
         labels[i, :c] = rng.randint(0, nc, c)
         valid[i, :c] = True
     d = rng.uniform(2, 40, (b, a, 4))
-    pd = np.concatenate([points[None] - d[..., :2], points[None] + d[..., 2:]], -1).astype(np.float32)
+    pd = np.concatenate([points[None] - d[..., :2], points[None] + d[..., 2:]], -1)
+    pd = pd.astype(np.float32)
     scores = rng.uniform(0.01, 0.99, (b, a, nc)).astype(np.float32)
-    return dict(anchors=anchors, points=points, n_list=n_list, gts=gts, labels=labels, valid=valid, pd=pd,
-                scores=scores, nc=nc)
+    return dict(anchors=anchors, points=points, n_list=n_list, gts=gts, labels=labels,
+                valid=valid, pd=pd, scores=scores, nc=nc)
 
 
 def _as_jt(p):
@@ -308,8 +312,8 @@ def test_tal_matches_numpy_reference(seed):
     lab, box, sc, fg = TaskAlignedAssigner(13, p["nc"])(jt.array(p["scores"]), jt.array(p["pd"]),
                                                         jt.array(p["points"]), gl, gb, mg)
     for i in range(len(p["gts"])):
-        r_lab, r_box, r_sc, r_fg = np_tal(p["scores"][i], p["pd"][i], p["points"], p["labels"][i], p["gts"][i],
-                                          p["valid"][i])
+        r_lab, r_box, r_sc, r_fg = np_tal(p["scores"][i], p["pd"][i], p["points"],
+                                          p["labels"][i], p["gts"][i], p["valid"][i])
         np.testing.assert_array_equal(fg.numpy()[i], r_fg)
         assert r_fg.sum() > 0
         np.testing.assert_array_equal(lab.numpy()[i][r_fg], r_lab[r_fg])
@@ -321,10 +325,11 @@ def test_tal_matches_numpy_reference(seed):
 def test_atss_matches_numpy_reference(seed):
     p = _random_problem(seed)
     gl, gb, mg = _as_jt(p)
-    lab, box, sc, fg = ATSSAssigner(9, p["nc"])(jt.array(p["anchors"]), p["n_list"], gl, gb, mg, jt.array(p["pd"]))
+    lab, box, sc, fg = ATSSAssigner(9, p["nc"])(jt.array(p["anchors"]), p["n_list"], gl, gb, mg,
+                                                jt.array(p["pd"]))
     for i in range(len(p["gts"])):
-        r_lab, r_box, r_sc, r_fg = np_atss(p["anchors"], p["n_list"], p["labels"][i], p["gts"][i], p["valid"][i],
-                                           p["pd"][i], p["nc"])
+        r_lab, r_box, r_sc, r_fg = np_atss(p["anchors"], p["n_list"], p["labels"][i],
+                                           p["gts"][i], p["valid"][i], p["pd"][i], p["nc"])
         np.testing.assert_array_equal(fg.numpy()[i], r_fg)
         assert r_fg.sum() > 0
         np.testing.assert_array_equal(lab.numpy()[i], r_lab)
@@ -355,16 +360,18 @@ def test_tal_one_gt_positives_inside_it():
     pd = np.concatenate([pts - 8, pts + 8], -1)[None].astype(np.float32)
     scores = np.full((1, a, 3), 0.3, np.float32)
     lab, box, sc, fg = TaskAlignedAssigner(13, 3)(jt.array(scores), jt.array(pd), points,
-                                                  jt.array(np.array([[[2.]]], np.float32)), jt.array(gt),
-                                                  jt.ones((1, 1, 1)))
+                                                  jt.array(np.array([[[2.]]], np.float32)),
+                                                  jt.array(gt), jt.ones((1, 1, 1)))
     fg = fg.numpy()[0]
     inside = (pts[:, 0] > 10) & (pts[:, 0] < 30) & (pts[:, 1] > 10) & (pts[:, 1] < 26)
-    assert fg.sum() == inside.sum() == 8 and (fg <= inside).all()  # < 13 candidates: all inside ones (6+1+1)
+    # < 13 candidates: all the inside ones (6+1+1)
+    assert fg.sum() == inside.sum() == 8 and (fg <= inside).all()
     assert (lab.numpy()[0][fg] == 2).all()
     np.testing.assert_allclose(box.numpy()[0][fg], np.repeat(gt[0], fg.sum(), 0))
     s = sc.numpy()[0]
     assert (s[~fg] == 0).all() and (s[fg][:, [0, 1]] == 0).all() and (s[fg][:, 2] > 0).all()
-    assert abs(s[:, 2].max() - (_np_iou_matrix(gt[0], pd[0])[0][fg]).max()) < 1e-5  # best anchor -> its IoU
+    # the best anchor -> its IoU
+    assert abs(s[:, 2].max() - (_np_iou_matrix(gt[0], pd[0])[0][fg]).max()) < 1e-5
 
 
 def test_atss_one_gt_positives_inside_it():
@@ -387,18 +394,20 @@ def test_assigners_with_no_gt_at_all():
     lab, box, sc, fg = TaskAlignedAssigner(13, 3)(jt.zeros((2, a, 3)), jt.zeros((2, a, 4)), points,
                                                   empty_l, empty_b, empty_m)
     assert fg.shape == [2, a] and not fg.numpy().any() and (lab.numpy() == 3).all()
-    lab, box, sc, fg = ATSSAssigner(9, 3)(anchors, n_list, empty_l, empty_b, empty_m, jt.zeros((2, a, 4)))
+    lab, box, sc, fg = ATSSAssigner(9, 3)(anchors, n_list, empty_l, empty_b, empty_m,
+                                          jt.zeros((2, a, 4)))
     assert not fg.numpy().any() and sc.shape == [2, a, 3]
 
 
 # ---------------------------------------------------------------- loss
 def test_preprocess_targets_pads_and_scales():
-    t = np.array([[1, 3, .5, .5, .5, .25], [0, 1, .25, .5, .5, .5], [1, 2, .5, .5, 1, 1]], np.float32)
+    t = np.array([[1, 3, .5, .5, .5, .25], [0, 1, .25, .5, .5, .5], [1, 2, .5, .5, 1, 1]],
+                 np.float32)
     out, counts = preprocess_targets(t, 3, (64, 128))     # H=64, W=128
     assert out.shape == (3, 2, 5) and list(counts) == [1, 2, 0]
     np.testing.assert_allclose(out[0, 0], [1, 0, 16, 64, 48])
     np.testing.assert_allclose(out[0, 1], [-1, 0, 0, 0, 0])
-    np.testing.assert_allclose(out[1], [[3, 32, 24, 96, 40], [2, 0, 0, 128, 64]])   # per-image order kept
+    np.testing.assert_allclose(out[1], [[3, 32, 24, 96, 40], [2, 0, 0, 128, 64]])  # order kept
     assert (out[2, :, 0] == -1).all()
     assert preprocess_targets(np.zeros((0, 6)), 2, (64, 64))[0].shape == (2, 0, 5)
     with pytest.raises(ValueError):
@@ -416,14 +425,17 @@ def test_loss_api_terms_items_and_stats():
     np.testing.assert_allclose(total, sum(v.item() for v in res.terms.values()), rtol=1e-5)
     loss, items = crit(out, targets, 0, 0)
     np.testing.assert_allclose(loss.item(), total, rtol=1e-6)
-    np.testing.assert_allclose(items.numpy(), [res.terms[k].item() for k in ("iou", "dfl", "cls")], rtol=1e-6)
+    np.testing.assert_allclose(items.numpy(), [res.terms[k].item() for k in ("iou", "dfl", "cls")],
+                               rtol=1e-6)
     assert items.is_stop_grad()
-    np.testing.assert_allclose(crit.compute(out, jt.array(targets)).total.item(), total, rtol=1e-6)  # Var targets
+    # targets as a Var
+    np.testing.assert_allclose(crit.compute(out, jt.array(targets)).total.item(), total, rtol=1e-6)
     st = res.stats
     assert set(st["num_pos_per_stride"]) == set(STRIDES) and st["num_targets"] == len(targets)
     assert st["assigner"] == "tal" and st["num_pos"] == sum(st["num_pos_per_stride"].values())
     assert crit.loss_weight == {"class": 1.0, "iou": 2.5, "dfl": 0.5}
-    assert (crit.formal_assigner.topk, crit.formal_assigner.alpha, crit.formal_assigner.beta) == (13, 1.0, 6.0)
+    tal = crit.formal_assigner
+    assert (tal.topk, tal.alpha, tal.beta) == (13, 1.0, 6.0)
     assert crit.warmup_assigner.topk == 9
 
 
@@ -468,7 +480,7 @@ def test_n_variant_has_constant_zero_dfl_attached():
     _, targets = synthetic_batch(160, 2, 1)
     res = loss_n().compute((feats, scores, distri), targets, 0, 0)
     assert res.terms["dfl"].item() == 0.0
-    g = jt.grad(res.terms["dfl"], distri).numpy()               # attached, zero gradient (upstream: sum()*0)
+    g = jt.grad(res.terms["dfl"], distri).numpy()  # attached, zero gradient (upstream: sum()*0)
     assert np.isfinite(g).all() and not g.any()
     assert res.terms["iou"].item() > 0 and np.isfinite(res.total.item())
     gi = jt.grad(res.terms["iou"], distri).numpy()
@@ -485,7 +497,8 @@ def test_loss_finite_on_empty_and_partial_targets(make, epoch):
     # no box at all
     res = crit.compute((feats, scores, distri), np.zeros((0, 6), np.float32), epoch, 0)
     assert np.isfinite(res.total.item()) and res.stats["num_pos"] == 0
-    assert res.terms["iou"].item() == 0 and res.terms["dfl"].item() == 0 and res.terms["cls"].item() > 0
+    assert res.terms["iou"].item() == 0 and res.terms["dfl"].item() == 0
+    assert res.terms["cls"].item() > 0
     g = jt.grad(res.total, scores).numpy()
     assert np.isfinite(g).all()
     # image 0 without boxes
@@ -509,7 +522,7 @@ def test_batch_independence(epoch):
     t_b = t_a.copy()
     sel = t_b[:, 0] == 0
     t_b[sel, 2:4] = rng.uniform(0.3, 0.7, (sel.sum(), 2))       # move image 0's boxes
-    t_b = np.concatenate([t_b, [[0, 3, .5, .5, .2, .2]] * 4])    # and give it more (changes padding M)
+    t_b = np.concatenate([t_b, [[0, 3, .5, .5, .2, .2]] * 4])  # and more (changes padding M)
 
     def assignment(targets):
         # re-run the assigner the loss runs, via its public pieces
@@ -579,7 +592,8 @@ def test_shape_mismatch_is_reported():
 def test_from_config_and_build_loss():
     from gold_yolo.configs import get_config
     n = build_loss("gold_yolo_n", 20)
-    assert (n.iou_type, n.use_dfl, n.reg_max, n.warmup_epoch, n.num_classes) == ("siou", False, 0, 0, 20)
+    assert ((n.iou_type, n.use_dfl, n.reg_max, n.warmup_epoch, n.num_classes)
+            == ("siou", False, 0, 0, 20))
     s = ComputeLoss.from_config(get_config("gold_yolo_s"), 80)
     assert (s.iou_type, s.use_dfl, s.reg_max, s.fpn_strides) == ("giou", True, 16, [8, 16, 32])
     for name in ("gold_yolo_m", "gold_yolo_l"):
@@ -617,7 +631,8 @@ class _Tiny(jt.nn.Module):
 
 def _cfg(lr0=0.01, wd=0.0005, momentum=0.937):
     from types import SimpleNamespace
-    return SimpleNamespace(solver=SimpleNamespace(optim="SGD", lr0=lr0, momentum=momentum, weight_decay=wd))
+    return SimpleNamespace(solver=SimpleNamespace(optim="SGD", lr0=lr0, momentum=momentum,
+                                                  weight_decay=wd))
 
 
 def test_optimizer_groups_on_small_module():
@@ -644,7 +659,8 @@ def test_optimizer_groups_on_small_module():
 
 def test_solver_scaling_like_engine():
     hp = solver_hparams(_cfg(), batch_size=32)
-    assert hp["accumulate"] == 2 and hp["weight_decay"] == pytest.approx(0.0005) and hp["lr0"] == 0.01
+    assert hp["accumulate"] == 2 and hp["weight_decay"] == pytest.approx(0.0005)
+    assert hp["lr0"] == 0.01
     hp = solver_hparams(_cfg(), batch_size=2)
     assert hp["accumulate"] == 32 and hp["weight_decay"] == pytest.approx(0.0005)
     hp = solver_hparams(_cfg(), batch_size=8, accumulate=1)
@@ -683,7 +699,8 @@ def test_fused_sgd_equals_jittor_sgd_bitwise(nesterov, dampening):
             for m in layers:
                 y = jt.tanh(m(y))
             opt.step((y * y).sum())
-        return [p.numpy() for p in params] + [v.numpy() for pg in opt.param_groups for v in pg["values"]]
+        return ([p.numpy() for p in params]
+                + [v.numpy() for pg in opt.param_groups for v in pg["values"]])
 
     ref, got = run(jt.optim.SGD), run(optim.SGD)
     assert len(ref) == len(got)
@@ -706,7 +723,8 @@ def test_real_model_n_loss_gradients_and_one_step():
     assert np.isfinite(res.total.item()) and min(res.stats["num_pos_per_stride"].values()) > 0
     # the official head init zeroes cls_pred/reg_pred weights: at step 0 only those layers
     # (and their biases) get gradient; everything must be finite
-    head = [model.detect.cls_preds[i].weight for i in range(3)] + [model.detect.reg_preds[i].bias for i in range(3)]
+    head = ([model.detect.cls_preds[i].weight for i in range(3)]
+            + [model.detect.reg_preds[i].bias for i in range(3)])
     for g in jt.grad(res.total, head):
         g = g.numpy()
         assert np.isfinite(g).all() and np.abs(g).sum() > 0

@@ -85,7 +85,8 @@ def test_configs():
     for c in (s, m, large):
         assert (c.head.use_dfl, c.head.reg_max, c.head.iou_type) == (True, 16, "giou")
     assert [c.training_mode for c in (n, s, m, large)] == ["repvgg"] * 3 + ["conv_silu"]
-    assert [c.neck.type for c in (n, s, m, large)] == ["RepGDNeck", "RepGDNeck", "GDNeck", "GDNeck2"]
+    assert ([c.neck.type for c in (n, s, m, large)]
+            == ["RepGDNeck", "RepGDNeck", "GDNeck", "GDNeck2"])
     assert n.solver.lr0 == 0.02 and s.solver.lr0 == 0.01 and s.solver.optim == "SGD"
     assert s.head.strides == [8, 16, 32] and s.head.atss_warmup_epoch == 0
     assert s.channels_list == [32, 64, 128, 256, 512, 128, 64, 64, 128, 128, 256]
@@ -101,10 +102,12 @@ def test_configs_import_without_jittor():
     Jittor-using submodule sets up the runtime, once, for the whole port."""
     code = ("import sys, gold_yolo.configs as c, gold_yolo as g\n"
             "assert g.CONFIG_NAMES == c.CONFIG_NAMES and g.get_config('gold_yolo_n')\n"
-            "print(sorted(m for m in ('jittor', 'gradcheck', 'gradcheck.runtime') if m in sys.modules))\n"
+            "print(sorted(m for m in ('jittor', 'gradcheck', 'gradcheck.runtime')\n"
+            "             if m in sys.modules))\n"
             "import gold_yolo.layers.norm\n"
             "from gradcheck import runtime\n"
-            "print('jittor' in sys.modules, runtime.state().device, g.jt is sys.modules['jittor'])\n")
+            "print('jittor' in sys.modules, runtime.state().device,\n"
+            "      g.jt is sys.modules['jittor'])\n")
     root = Path(__file__).resolve().parents[1]
     r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
                        timeout=300, env={**os.environ, "PYTHONPATH": str(root)})

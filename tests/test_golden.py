@@ -73,7 +73,8 @@ def test_html_flow_section_golden(golden):
     page = render_html(_report())
     section = page[page.index('<section id="flow">'):page.index('<section id="terms">')]
     assert section.endswith("</section>")
-    golden("report_flow.html", re.sub(r"><", ">\n<", section) + "\n")   # one tag a line: readable diffs
+    # one tag a line: readable diffs
+    golden("report_flow.html", re.sub(r"><", ">\n<", section) + "\n")
 
 
 def test_markdown_shows_html_in_names_as_text():

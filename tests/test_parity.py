@@ -416,7 +416,8 @@ def test_jittor_compiles_after_torch_threads_started(repo_root):
         jt = runtime.import_jittor()
         x = jt.array([1.0, 2.0])
         y = jt.code(x.shape, x.dtype, [x],
-                    cpu_src="for (int i=0; i<in0_shape0; i++) @out(i) = @in0(i) * {time.time_ns() % 997}.0 + 1;")
+                    cpu_src="for (int i=0; i<in0_shape0; i++) "
+                            "@out(i) = @in0(i) * {time.time_ns() % 997}.0 + 1;")
         print("OK", float(y.numpy()[1]))
     """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,

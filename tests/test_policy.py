@@ -40,12 +40,14 @@ def test_align_float64_settings_reach_the_tolerances(tmp_path):
                                          "align_noise_samples = 0\n")).policy
     tol = Tolerances.from_policy(policy)
     assert (tol.float64_mode, tol.float64, tol.noise_samples) == ("always", 1e-8, 0)
-    assert Tolerances.from_policy(policy.with_overrides(align_float64="never")).float64_mode == "never"
+    never = policy.with_overrides(align_float64="never")
+    assert Tolerances.from_policy(never).float64_mode == "never"
     assert Tolerances.from_policy(Policy()).float64_mode == "auto"
 
 
 def test_declared_reason_first_table_wins():
-    assert declared_reason("a.w", {"b.*": "no"}, {"a.*": "workload"}, {"a.w": "config"}) == "workload"
+    assert declared_reason("a.w", {"b.*": "no"}, {"a.*": "workload"},
+                           {"a.w": "config"}) == "workload"
     assert declared_reason("a.w", None, {}) is None
 
 
@@ -153,7 +155,8 @@ def _zero_init_report(steps: int, model: str = "toy", source=None):
 
     rep = Report(config={"model": model, "steps": steps, "seed": 0,
                          "settings_source": source or {}},
-                 environment={}, params=params, steps=[StepRecord(step=k + 1) for k in range(steps)])
+                 environment={}, params=params,
+                 steps=[StepRecord(step=k + 1) for k in range(steps)])
     return finalize(rep, Policy())
 
 

@@ -23,7 +23,8 @@ def test_zoo_case_is_classified(factory):
     report = gradcheck.check(getattr(zoo, factory)(), steps=2)
     for name, (want_status, want_cause) in zoo.EXPECT[factory].items():
         rec = report.param(name)
-        assert (rec.status, rec.cause) == (want_status, want_cause), (name, rec.steps, rec.cause_detail)
+        assert (rec.status, rec.cause) == (want_status, want_cause), (name, rec.steps,
+                                                                      rec.cause_detail)
 
 
 def test_verdict_follows_default_policy():

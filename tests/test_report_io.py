@@ -62,7 +62,8 @@ def test_records_keep_their_keys_and_bytes_through_json():
                                         "covered", "by_status", "worst"]
     assert data["summary"]["steps"] == 2 and data["loss_terms"][0]["values"] == [1.0, None]
     back = Report.from_dict(data)
-    assert back.steps[1].phases == {"g": 0.5, "d": "inf"} and back.verdict.groups[0].names == ["b.w"]
+    assert back.steps[1].phases == {"g": 0.5, "d": "inf"}
+    assert back.verdict.groups[0].names == ["b.w"]
     assert back.to_json() == text
 
 

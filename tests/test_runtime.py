@@ -40,7 +40,8 @@ def test_auto_picks_cuda_when_driver_answers(monkeypatch):
 
 
 def test_cuda_requested_without_gpu_names_the_problem(monkeypatch):
-    monkeypatch.setattr(runtime, "cuda_available", lambda: (False, "CUDA driver present but no GPU"))
+    monkeypatch.setattr(runtime, "cuda_available",
+                        lambda: (False, "CUDA driver present but no GPU"))
     with pytest.raises(runtime.RuntimeSetupError) as info:
         runtime.choose_device("cuda")
     msg = str(info.value)
@@ -87,7 +88,8 @@ def test_setup_cuda_without_gpu_raises(fresh_setup):
 
 def test_onednn_fallback_warns_once_and_disables_mkl(fresh_setup, monkeypatch):
     monkeypatch.setattr(runtime, "find_pypi_onednn",
-                        lambda: (None, None, f"onednn-cpu-gomp=={runtime.ONEDNN_PYPI} is not installed"))
+                        lambda: (None, None,
+                                 f"onednn-cpu-gomp=={runtime.ONEDNN_PYPI} is not installed"))
     with pytest.warns(runtime.OneDNNSlowWarning) as rec:
         st = runtime.setup()
         runtime.setup(device="cpu")  # a second setup (another device asked) must not warn again
@@ -405,7 +407,8 @@ def test_capture_counts_a_real_jittor_compile():
                         cpu_src=f"// {tag}\\nfor (int i=0;i<in0_shape0;i++) @out(i)=@in0(i)*2;")
             print(b.numpy().tolist())
         with compile_progress(quiet=True) as again:
-            jt.code(a.shape, a.dtype, [a], cpu_src=f"// {tag}\\nfor (int i=0;i<in0_shape0;i++) @out(i)=@in0(i)*2;").sync()
+            jt.code(a.shape, a.dtype, [a],
+                    cpu_src=f"// {tag}\\nfor (int i=0;i<in0_shape0;i++) @out(i)=@in0(i)*2;").sync()
         print("compiled", st.ops_compiled, "again", again.ops_compiled)
     """)
     assert r.returncode == 0, r.stderr
@@ -467,7 +470,8 @@ def test_import_jittor_applies_the_choice_to_jittor():
         jt = runtime.import_jittor()
         n = runtime.cached_operator_libs(__import__("pathlib").Path(jt.flags.cache_path) / "jit")
         warm = n >= runtime.WARM_CACHE_LIBS
-        print("ok", jt.flags.use_parallel_op_compiler == (0 if warm else 16), runtime.state().op_compiler)
+        print("ok", jt.flags.use_parallel_op_compiler == (0 if warm else 16),
+              runtime.state().op_compiler)
     """)
     assert r.returncode == 0, r.stderr
     assert "ok True" in r.stdout, r.stdout

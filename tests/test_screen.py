@@ -35,7 +35,8 @@ def make_report() -> Report:
                          "settings_source": {"model": "flag", "steps": "config",
                                              "img_size": "flag", "seed": "tool default"}},
                  environment={"host": "masked"}, params=params,
-                 steps=[StepRecord(step=1), StepRecord(step=2)], created="2026-01-01T00:00:00+00:00")
+                 steps=[StepRecord(step=1), StepRecord(step=2)],
+                 created="2026-01-01T00:00:00+00:00")
     return finalize(rep, Policy(allow_uncovered={"stage2.*": "trained in stage 2"}))
 
 

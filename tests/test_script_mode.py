@@ -299,8 +299,10 @@ def test_gold_yolo_train_script_matches_the_bundled_workload(tmp_path, monkeypat
                                    "--batch-size", "1", "--steps", "2", "-o", "factory.json",
                                    "--quiet"], catch_exceptions=False)
     assert script.exit_code == factory.exit_code
-    a = {p["name"]: p["steps"] for p in json.loads((tmp_path / "script.json").read_text())["params"]}
-    b = {p["name"]: p["steps"] for p in json.loads((tmp_path / "factory.json").read_text())["params"]}
+    def steps_by_name(path):
+        return {p["name"]: p["steps"] for p in json.loads(path.read_text())["params"]}
+
+    a, b = steps_by_name(tmp_path / "script.json"), steps_by_name(tmp_path / "factory.json")
     assert a == b and len(a) > 400
     cmp = runner.invoke(main, ["compare", "factory.json", "script.json", "--quiet"],
                         catch_exceptions=False)

@@ -238,7 +238,8 @@ class Classifier(nn.Module):
         return self.fc(nn.relu(self.fc1(x)))
 
 
-@case(expect={"optimizer[[]0].params[[]2]": {"status": "missing", "cause": "stale_var",  # [[]: a "["
+# [[]: a "[" (the names are globs)
+@case(expect={"optimizer[[]0].params[[]2]": {"status": "missing", "cause": "stale_var",
                                               "held_only": True, "in_optimizer": True},
               "fc.weight": {"status": "covered", "cause": "not_in_optimizer",
                             "in_optimizer": False, "updated": False},

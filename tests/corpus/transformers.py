@@ -29,7 +29,8 @@ class LoRALinear(nn.Module):
         self.scaling = alpha / r
 
     def execute(self, x):
-        return self.base(x) + nn.matmul(nn.matmul(x, self.lora_A.t()), self.lora_B.t()) * self.scaling
+        lora = nn.matmul(nn.matmul(x, self.lora_A.t()), self.lora_B.t())
+        return self.base(x) + lora * self.scaling
 
 
 class Encoder(nn.Module):

@@ -102,8 +102,8 @@ def compare(truth, report) -> list:
     for i, (rec, _is_buf) in enumerate(records):
         if i in used:
             continue
-        known = [t for t in wanted + optional if _matches(t, [rec.name] + list(getattr(rec, "aliases", [])
-                                                                    or []), phase_names)]
+        names = [rec.name] + list(getattr(rec, "aliases", []) or [])
+        known = [t for t in wanted + optional if _matches(t, names, phase_names)]
         if not known:
             diffs.append(Diff("inventory", rec.name, "gradcheck lists a Var the oracle does not "
                                                       "know"))
