@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
+from typing import Callable
 
 from gradcheck.enums import COVERED_FINDINGS
 from gradcheck.policy import Policy
 from gradcheck.report import Report
 from gradcheck.resolve import check_spec, load_workload
 from gradcheck.settings import DEFAULT_STEPS, Settings
-from gradcheck.workload import Workload
+from gradcheck.workload import Workload, WorkloadError
 
 
 def check(workload: Workload, steps: int | None = None, seed: int | None = 0,
@@ -20,6 +21,7 @@ def check(workload: Workload, steps: int | None = None, seed: int | None = 0,
     semantics, same report."""
     from gradcheck.parity.torchenv import is_torch_module
 
+    probe_check: Callable[..., Report]     # the two probes share these keywords
     if is_torch_module(workload.model):
         from gradcheck.parity.torch_probe import check as probe_check
     else:
@@ -41,7 +43,10 @@ def run(settings: Settings, policy: Policy | None = None, quiet: bool = True,
     from gradcheck import errors, runtime
     from gradcheck.progress import compile_progress
 
-    check_spec(settings.model)           # a typo fails at once, before Jittor starts
+    model = settings.model
+    if model is None:    # resolve_settings always names one; a Settings() made by hand may not
+        raise WorkloadError("no model to run: set Settings.model (gradcheck run --model)")
+    check_spec(model)                    # a typo fails at once, before Jittor starts
     runtime.setup(device=settings.device)
 
     live = not quiet and sys.stderr.isatty()   # progress is for people watching a terminal
@@ -58,7 +63,7 @@ def run(settings: Settings, policy: Policy | None = None, quiet: bool = True,
                                                    "(a first run also compiles Jittor: minutes)"):
             runtime.seed_everything(settings.seed)
             errors.reclaim_signals()   # importing Jittor installed its quick-exit handlers
-            workload = load_workload(settings.model, img_size=settings.img_size,
+            workload = load_workload(model, img_size=settings.img_size,
                                      batch_size=settings.batch_size, seed=settings.seed,
                                      data=settings.data)
             workload.train_mode = workload.train_mode or train_mode   # --train-mode
@@ -67,7 +72,7 @@ def run(settings: Settings, policy: Policy | None = None, quiet: bool = True,
         report.config["settings_source"] = settings.record()
         return report
 
-    return errors.retrying(attempt, errors.Where(what=settings.model), on_retry=_record_retry)
+    return errors.retrying(attempt, errors.Where(what=model), on_retry=_record_retry)
 
 
 def run_script(words, settings: Settings, policy: Policy | None = None, quiet: bool = True,

@@ -43,6 +43,7 @@ def build(name: str, img_size: int | None = None, batch_size: int | None = None,
 
     img_size = img_size or RECOMMENDED.img_size
     batch_size = batch_size or RECOMMENDED.batch_size
+    assert img_size is not None and batch_size is not None   # RECOMMENDED names both
     if img_size % 32:
         raise WorkloadError(f"img_size {img_size} is not a multiple of 32 "
                             "(Gold-YOLO's largest stride)")

@@ -122,7 +122,9 @@ def _conv_reference(x, w, pad: int):
     xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
     oh, ow = h + 2 * pad - kh + 1, wd + 2 * pad - kw + 1
     # patches[n, c, i, j, a, b] = xp[n, c, i + a, j + b]
-    patches = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))
+    # numpy's stub allows one axis only; the function documents a tuple of them
+    patches = np.lib.stride_tricks.sliding_window_view(  # type: ignore[call-overload]
+        xp, (kh, kw), axis=(2, 3))
     patches = patches[:, :, :oh, :ow]
     out = np.einsum("ncijab,fcab->nfij", patches, w, optimize=True)
     return out, patches
@@ -165,7 +167,7 @@ def conv_self_test(jt=None, seed: int = 0) -> tuple[bool, str]:
         if got.shape != ref.shape:
             return False, f"{name} has shape {got.shape}, expected {ref.shape}"
         errs[name] = float(np.max(np.abs(got - ref) / (1.0 + np.abs(ref))))
-    worst = max(errs, key=errs.get)
+    worst = max(errs, key=errs.__getitem__)
     detail = (f"conv 2x3x8x8 * 4x3x3x3, pad 1: max rel. error {errs[worst]:.1e} "
               f"({worst}), {secs:.2f}s")
     return errs[worst] <= SELF_TEST_TOL, detail

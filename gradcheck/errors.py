@@ -28,7 +28,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, TypeVar
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_SIGINT, EXIT_SIGTERM = 128 + signal.SIGINT, 128 + signal.SIGTERM   # 130, 143
@@ -124,6 +124,7 @@ def _install() -> None:
 # then dies of the signal (status 128 + N, e.g. 139 for SIGSEGV): never taken for a verdict.
 CRASH_SIGNALS = tuple(getattr(signal, n) for n in ("SIGSEGV", "SIGFPE", "SIGBUS", "SIGILL",
                                                     "SIGABRT") if hasattr(signal, n))
+_STARTING_STDERR: int | None
 try:
     _STARTING_STDERR = os.dup(2)      # before any redirection of fd 2
 except OSError:                       # pragma: no cover - no stderr at all
@@ -242,10 +243,11 @@ def _text(exc: BaseException) -> str:
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
     seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
 
 
 def jittor_cause(exc: BaseException) -> BaseException | None:
@@ -253,7 +255,7 @@ def jittor_cause(exc: BaseException) -> BaseException | None:
     C++ core, an operator that failed to compile or execute, or memory), if any.  A workload
     error whose cause is one (the loss synced a failing operator) counts too: the deepest
     such exception of the chain is returned, the one with Jittor's whole message."""
-    found = None
+    found: BaseException | None = None
     for e in _chain(exc):
         if isinstance(e, MemoryError):
             found = e
@@ -349,7 +351,10 @@ class Where:
         return f"while {self.phase}{of}"
 
 
-def retrying(attempt: Callable[[Where], object], where: Where, on_retry: Callable) -> object:
+_T = TypeVar("_T")
+
+
+def retrying(attempt: Callable[[Where], _T], where: Where, on_retry: Callable) -> _T:
     """Run ``attempt(where)``; if it fails inside Jittor's operator compiler, run it once more
     and call ``on_retry(result, first_failure)`` on the second result (to record it).  Any
     other Jittor failure is raised as :class:`JittorFailure` (chained to the original)."""

@@ -13,6 +13,7 @@ import fnmatch
 import functools
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from gradcheck import runtime
 
@@ -28,7 +29,7 @@ class Entry:
     var: object
     module: str
     owner: object = None          # the module (or plain list/dict) holding it, and its key there
-    key: object = None
+    key: Any = None               # an index, a dict key or an attribute name
     aliases: list = field(default_factory=list)
     buffer: bool = False
     kind: str = "param"           # param | buffer | non_float | derived
@@ -66,7 +67,8 @@ def walk(model) -> list:
     per name; names starting with ``_`` are skipped, as ``parameters()`` skips them.
     """
     jt = runtime.import_jittor()
-    out, seen_modules = [], set()
+    out: list = []
+    seen_modules: set[int] = set()
     queue = [("", model)]
     while queue:
         prefix, root = queue.pop(0)
@@ -277,7 +279,7 @@ def analyse(roots: dict, targets: list, fence=None, keep: bool = False):
         node = index_of_id.get(var.id)
         if node is not None:
             target_at[node] = t_index
-    read = set()
+    read: set[int] = set()
     if fence is not None:
         for i, node in enumerate(nodes):
             if node[0] != "V" and node_ids[i] > fence:
@@ -379,7 +381,7 @@ def zero_proofs(view: GraphView, root: str, zero: set, zero_valued: set) -> dict
             for parent in view.inputs[node]:
                 if parent in on_path and view.passable[parent]:
                     mask[parent] = mask.get(parent, 0) | m
-    out = {}
+    out: dict[int, tuple[str, list | None]] = {}
     for t in zero:
         node = node_of.get(t)
         if node is None or node not in on_path:
@@ -455,7 +457,7 @@ def eval_frozen(model) -> dict:
     A parameter is frozen by eval mode when it does not take gradients now, an ``eval()``
     recorded it as trainable, and that module is still in eval mode.
     """
-    out = {}
+    out: dict = {}
     for name, module in model.named_modules():
         backup = module.__dict__.get("backup_grad_state")
         if backup and not module.__dict__.get("is_train", True):

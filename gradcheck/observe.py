@@ -40,7 +40,7 @@ import time
 import types
 import weakref
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from gradcheck import graph, probe, runtime
 from gradcheck.enums import Status
@@ -128,6 +128,19 @@ class StepRecorder:
         self.walk_again = False         # started before the first forward: look for new layers
 
     # ------------------------------------------------------------------ attach / detach
+    @property
+    def _live(self) -> probe.Run:
+        """The run being recorded: made at the first optimizer step, before any hook that
+        reads it."""
+        assert self.run is not None, "the recorder has not started a run"
+        return self.run
+
+    @property
+    def _rnd(self) -> _Round:
+        """The round in progress: begun with the step that opened it."""
+        assert self.round is not None, "no round in progress"
+        return self.round
+
     def attach(self) -> StepRecorder:
         jt = runtime.import_jittor()
         cls = jt.optim.Optimizer
@@ -150,6 +163,7 @@ class StepRecorder:
         def zero_grad(opt):
             return rec._on_zero_grad(opt, saved["zero_grad"])
 
+        f: Any     # a function, given the attribute that names what it wraps
         for n, f in (("__init__", __init__), ("backward", backward), ("pre_step", pre_step),
                      ("post_step", post_step), ("zero_grad", zero_grad)):
             f.__wrapped__ = saved[n]
@@ -198,7 +212,7 @@ class StepRecorder:
         cur = self._begin(opt)
         if cur is None:
             return orig(opt, loss, retain_graph)
-        run, phase = self.run, self.phase_of[id(opt)]
+        run, phase = self._live, self.phase_of[id(opt)]
         if self.walk_again:         # once: a layer made lazily in the first forward
             self.walk_again = False
             if probe.refresh(run):
@@ -221,12 +235,12 @@ class StepRecorder:
         served, own = bool(extra) and len(got) == len(extra), backward_list(opt)
         cur.res.warnings += probe.map_warnings(
             logs, own + (extra if served else []), "optimizer", run, reached,
-            self.round.index, phase.name, probe_from=len(own))
+            self._rnd.index, phase.name, probe_from=len(own))
         if extra and not served:
             with jt.log_capture_scope(log_v=0, log_silent=1) as logs:
                 got = jt.grad(loss, extra, True)
             cur.res.warnings += probe.map_warnings(logs, extra, "probe", run, reached,
-                                                   self.round.index, phase.name)
+                                                   self._rnd.index, phase.name)
         if extra:
             cur.probe_grads.append(list(got))
         cur.losses.append(loss)
@@ -257,13 +271,13 @@ class StepRecorder:
         phase = self.phase_of[id(opt)]
         if phase not in self.order:
             self.order.append(phase)
-        self.round.results.append(cur.res)
+        self._rnd.results.append(cur.res)
         self.next_before = self._snapshots()
         self.fence = graph.fence()
         errors_reclaim()
         # the last phase's N-th step: stop here, not at the next forward
         if (self.fixed and self.steps_made + 1 == self.steps and phase is self.order[-1]
-                and all(any(r.name == p.name for r in self.round.results) for p in self.order)):
+                and all(any(r.name == p.name for r in self._rnd.results) for p in self.order)):
             self._finish_round()
             self._stop()
         return out
@@ -303,23 +317,23 @@ class StepRecorder:
         made)?  A critic stepped several times per generator step (WGAN) keeps the round open
         until the generator steps; after MAX_WAIT steps of the first optimizer it closes
         anyway (an optimizer that is made but never stepped is then no phase)."""
-        stepped = {r.name for r in self.round.results}
+        stepped = {r.name for r in self._rnd.results}
         want = {p.name for p in self.order} if self.fixed else self.candidates
         if want <= stepped:
             return True
         first = self.order[0].name
-        return sum(r.name == first for r in self.round.results) >= MAX_WAIT
+        return sum(r.name == first for r in self._rnd.results) >= MAX_WAIT
 
     def _gather(self, opt, cur: _Open) -> None:
         """The optimizer's own gradient as it will apply it, the losses: one execution."""
         jt = runtime.import_jittor()
-        run, phase = self.run, self.phase_of[id(opt)]
+        run, phase = self._live, self.phase_of[id(opt)]
         self._tell(phase.name, "update")
         res = cur.res
         grads = {}
         frozen = {i for i, e in enumerate(run.params) if e.var.is_stop_grad()}
-        if self.round.frozen is None:        # frozen state as the script left it, at step time
-            self.round.frozen = frozen
+        if self._rnd.frozen is None:         # frozen state as the script left it, at step time
+            self._rnd.frozen = frozen
         if cur.losses:
             grads = {i: run.params[i].var.opt_grad(opt) for i in sorted(run.owned[phase.name])
                      if i not in frozen}
@@ -339,10 +353,11 @@ class StepRecorder:
         cur.losses, cur.probe_grads, cur.gathered, cur.view = [], [], True, None
 
     def _finish_round(self) -> None:
-        rnd, run = self.round, self.run
+        rnd = self.round
         if rnd is None or not rnd.results:
             self.round = None
             return
+        run = self._live
         changes, buf_changes = rnd.before.compare(), rnd.buf_before.compare()
         for snap in run.late:           # parameters listed since the round began
             changes += snap.compare()
@@ -396,7 +411,8 @@ class StepRecorder:
         else:
             opts = live_optimizers(trigger)
         names = name_objects([trigger, *opts])
-        phases, used = [], set()
+        phases: list = []
+        used: set[str] = set()
         for i, o in enumerate(opts):
             default = "main" if len(opts) == 1 and self.optimizers else \
                 f"{type(o).__name__.lower()}{i}"
@@ -436,7 +452,7 @@ class StepRecorder:
             run.owned[p.name] = {i for i, e in enumerate(run.params) if id(e.var) in ids}
 
     def _snapshots(self) -> tuple:
-        run = self.run
+        run = self._live
         return (Snapshot(e.var for e in run.params), Snapshot(e.var for e in run.buffers))
 
     def _tell(self, phase: str, what: str) -> None:
@@ -456,7 +472,7 @@ class StepRecorder:
             step_entry,
         )
 
-        run = self.run
+        run = self._live
         run.phases = list(self.order)
         for p in run.phases:          # micro-batches of its first step
             p.accumulate = max(1, len(self._first(p.name).losses))
@@ -544,7 +560,7 @@ def find_models(opts) -> list:
     """``[(name, module)]``: the outermost live Modules holding the optimizers' parameters,
     ordered by where their parameters first appear in the optimizers."""
     jt = runtime.import_jittor()
-    order = {}
+    order: dict[int, int] = {}
     for o in opts:
         for v in optimizer_params(o):
             order.setdefault(id(v), len(order))
@@ -590,7 +606,7 @@ def name_objects(objs) -> dict:
     want = {id(o) for o in objs}
     out: dict = {}
     skip = _framework_dirs()
-    frame = sys._getframe(1)
+    frame: types.FrameType | None = sys._getframe(1)
     while frame is not None and len(out) < len(want):
         fname = os.path.abspath(frame.f_code.co_filename)
         if not fname.startswith(skip) and "runpy" not in os.path.basename(fname):

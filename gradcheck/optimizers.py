@@ -5,6 +5,7 @@ step's float32 arithmetic rounds an update away (:func:`rounds_away`)."""
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,7 @@ def optimizer_params(optimizer) -> list:
 
 
 def describe_optimizer(optimizer) -> dict:
-    d = {"type": type(optimizer).__name__}
+    d: dict[str, Any] = {"type": type(optimizer).__name__}
     for key in ("lr", "momentum", "weight_decay", "nesterov", "dampening"):
         if hasattr(optimizer, key):
             d[key] = getattr(optimizer, key)

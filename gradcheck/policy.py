@@ -39,6 +39,7 @@ import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from gradcheck.enums import ALLOWABLE, FINDINGS, Finding, Float64Mode  # noqa: F401 (re-exported)
 
@@ -181,7 +182,7 @@ def _parse_value(parser, path, key: str, value: str):
 def load_config(path: str | Path | None = None) -> ConfigFile:
     """Read ``[gradcheck]`` from ``path``; without one, from ./setup.cfg if it has the section."""
     explicit = path is not None
-    path = Path(path) if explicit else Path("setup.cfg")
+    path = Path(path) if path is not None else Path("setup.cfg")
     if not path.exists():
         if explicit:
             raise ConfigError(f"config file {path} does not exist")
@@ -196,7 +197,8 @@ def load_config(path: str | Path | None = None) -> ConfigFile:
         if explicit:
             raise ConfigError(f"config file {path} has no [{SECTION}] section")
         return ConfigFile()
-    settings, policy = {}, {"source": str(path)}
+    settings: dict[str, Any] = {}
+    policy: dict[str, Any] = {"source": str(path)}
     for key, value in parser.items(SECTION):
         if key in SETTING_KEYS:
             settings[key] = _parse_value(parser, path, key, value)

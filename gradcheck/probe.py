@@ -27,7 +27,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from gradcheck.report import Report, jsonable
 from gradcheck.schema import BufferRecord, LossTermRecord, ParamRecord, StepRecord, WarningRecord
 from gradcheck.snapshot import GradSummary, Snapshot, grads_alongside, host_norm
 from gradcheck.workload import Workload, WorkloadError, call_loss, default_optimizer
+
+if TYPE_CHECKING:   # explain imports this module
+    from gradcheck import explain
 
 _GRAD_WARNING = re.compile(r"grads\[(\d+)\] '([^']*)' doesn't have gradient")
 
@@ -54,8 +57,8 @@ class Run:
     owned: dict                   # phase name -> indices of trainable params its optimizer holds
     extra: list                   # trainable params outside every optimizer: the probe's jt.grad
     exact: set = field(default_factory=set)       # params whose gradients several calls sum
-    calls: object = None          # explain.CallRecorder
-    reads: object = None          # graph.ReadRecorder
+    calls: explain.CallRecorder | None = None    # set by check() (script mode has none)
+    reads: graph.ReadRecorder | None = None
     on_step: Callable | None = None               # (step, steps, phase) progress callback
     steps: int = 1
     targets: list = field(default_factory=list)   # params then buffers: graph target indices
@@ -234,6 +237,7 @@ def run_phase(run: Run, phase, step: int) -> PhaseResult:
         run.tell(step, "forward")
         batch = run.workload.batch_for(step)
         fence = graph.fence()
+        assert run.calls is not None and run.reads is not None   # check() sets both
         run.reads.read = res.read
         with run.calls, run.reads:
             loss, terms, stats = call_loss(phase.loss, model, batch, where)
@@ -312,7 +316,7 @@ def group_lrs(opt, run: Run, phase: str) -> dict:
     """param index -> the learning rate its group of ``opt`` applies on this step (a
     scheduler may have changed it since the last one)."""
     index = {id(run.params[i].var): i for i in run.owned[phase]}
-    out = {}
+    out: dict = {}
     for group in getattr(opt, "param_groups", []):
         lr = group.get("lr", getattr(opt, "lr", None))
         for var in group.get("params", []):
@@ -446,7 +450,9 @@ def check(workload: Workload, steps: int = 1, seed: int | None = 0,
     run.reads = graph.ReadRecorder(run.params)
     run.on_step, run.steps = on_step, steps
     records, buf_records = new_records(run, mode_changes, frozen_by_eval, policy)
-    warnings_out, step_log, reach_by_term = [], [], {}
+    warnings_out: list = []
+    step_log: list = []
+    reach_by_term: dict = {}
 
     for step in range(1, steps + 1):
         t0 = time.perf_counter()

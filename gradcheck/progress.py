@@ -29,9 +29,15 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gradcheck.procmaps import mapped_files
 from gradcheck.progress_parser import PROGRESS_RE, ProgressParser, _Batch
+
+if TYPE_CHECKING:   # rich is imported when a bar or a spinner is first shown
+    from rich.console import Console
+    from rich.live import Live
+    from rich.progress import Progress, TaskID
 
 __all__ = ["CompileStats", "compile_progress", "ProgressParser", "PROGRESS_RE"]
 
@@ -70,12 +76,12 @@ class _Display:
         self.fd = fd
         self.quiet = quiet
         self._console = console
-        self._progress = None
-        self._task = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
         self._lock = threading.Lock()
         self._no_bar = False
-        self._status = None       # a rich Live spinner while nothing else is shown
-        self._status_console = None
+        self._status: Live | None = None   # a rich Live spinner while nothing else is shown
+        self._status_console: Console | None = None
         self._lock_said = False   # the lock wait's line is out (stderr not a terminal)
 
     def _make_console(self):
@@ -120,6 +126,7 @@ class _Display:
                     f"compiling Jittor {what.lower()}"
                 self._task = self._progress.add_task(label, total=n)
                 self._progress.start()
+            assert self._task is not None   # added with the bar
             self._progress.update(self._task, completed=i, total=n)
 
     def show_status(self, text: str) -> None:
@@ -183,8 +190,9 @@ class _Display:
         if self._status is not None:
             live, self._status = self._status, None
             live.stop()
-            if self._status_console is not self._console:
-                self._status_console.file.close()
+            console = self._status_console
+            if console is not None and console is not self._console:
+                console.file.close()
         if self._progress is not None:
             p, self._progress = self._progress, None
             p.stop()
@@ -416,4 +424,5 @@ def compile_progress(quiet: bool = True, console=None, status: str | None = None
 def _flush_python_stderr() -> None:
     for stream in (sys.stderr, sys.__stderr__):
         with contextlib.suppress(Exception):
-            stream.flush()
+            if stream is not None:
+                stream.flush()

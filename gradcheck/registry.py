@@ -90,4 +90,4 @@ def get(name: str) -> Entry:
 
 def recommended(name: str | None) -> Recommended | None:
     """The recommended settings of a registered workload; None for any other model spec."""
-    return get(name).recommended if is_registered(name) else None
+    return get(name).recommended if name is not None and is_registered(name) else None

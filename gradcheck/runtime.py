@@ -202,7 +202,7 @@ def dnnl_version(include_dir: Path) -> tuple | None:
         parts = [re.search(rf"#define\s+DNNL_VERSION_{k}\s+(\d+)", text)
                  for k in ("MAJOR", "MINOR", "PATCH")]
         if all(parts):
-            return tuple(int(m.group(1)) for m in parts)
+            return tuple(int(m.group(1)) for m in parts if m is not None)
     return None
 
 
@@ -222,10 +222,11 @@ def install_onednn_for_jittor() -> tuple[bool, str | None, str]:
         others = []
     in_place = _valid_dnnl_dir(target) and all(_valid_dnnl_dir(p) for p in others)
     lib_dir, inc_dir, why = find_pypi_onednn()
-    if in_place and (lib_dir is None or dnnl_version(target / "include") == dnnl_version(inc_dir)):
+    if in_place and (lib_dir is None or inc_dir is None    # (both or neither are found)
+                     or dnnl_version(target / "include") == dnnl_version(inc_dir)):
         # ours, or one that works when PyPI's is missing (Jittor's own download)
         return True, str((target / "lib" / "libmkldnn.so").resolve()), "already in place"
-    if lib_dir is None:
+    if lib_dir is None or inc_dir is None:
         return False, None, why
     broken = [p for p in others if p != target and not _valid_dnnl_dir(p)]
     if broken:
@@ -304,6 +305,7 @@ def setup(device: str | None = None, quiet: bool = True) -> RuntimeState:
             ok, lib, reason = install_onednn_for_jittor()
             state.onednn, state.onednn_lib, state.onednn_reason = ok, lib, reason
             if ok:
+                assert lib is not None           # installed: its path
                 try:
                     _preload(lib)
                 except OSError as exc:

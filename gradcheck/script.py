@@ -24,8 +24,12 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gradcheck.workload import WorkloadError
+
+if TYPE_CHECKING:
+    from gradcheck.report import Report
 
 _PYTHON = ("python", "python3")
 
@@ -47,12 +51,18 @@ class Command:
     args: list = field(default_factory=list)
 
     @property
+    def file(self) -> str:
+        """The script's path, for a Command that is no module (parse_command sets one)."""
+        assert self.path is not None, "a Command names a file or a module"
+        return self.path
+
+    @property
     def label(self) -> str:
-        return f"-m {self.module}" if self.module else os.path.basename(self.path)
+        return f"-m {self.module}" if self.module else os.path.basename(self.file)
 
     @property
     def words(self) -> list:
-        head = ["python", "-m", self.module] if self.module else ["python", self.path]
+        head = ["python", "-m", self.module] if self.module else ["python", self.file]
         return head + list(self.args)
 
 
@@ -93,7 +103,7 @@ def parse_command(words) -> Command:
 class ScriptRun:
     """What running the script gave."""
 
-    report: object                     # gradcheck.report.Report
+    report: Report
     exit_status: int | None = None  # the script's own, when it ended by itself
     script_traceback: str = ""         # when it raised after some recorded steps
 
@@ -118,13 +128,13 @@ def run_script(command: Command, steps: int, policy=None, keep_going: bool = Fal
             sys.argv = [command.module] + list(command.args)   # runpy sets argv[0] to the file
             sys.path.insert(0, os.getcwd())
         else:
-            sys.argv = [command.path] + list(command.args)
-            sys.path.insert(0, os.path.dirname(os.path.abspath(command.path)))
+            sys.argv = [command.file] + list(command.args)
+            sys.path.insert(0, os.path.dirname(os.path.abspath(command.file)))
         with contextlib.redirect_stdout(sys.stderr):
             if command.module:
                 runpy.run_module(command.module, run_name="__main__", alter_sys=True)
             else:
-                runpy.run_path(command.path, run_name="__main__")
+                runpy.run_path(command.file, run_name="__main__")
         exit_status = 0
     except StopScript:
         pass
@@ -141,8 +151,9 @@ def run_script(command: Command, steps: int, policy=None, keep_going: bool = Fal
         if main_before is not None:
             sys.modules["__main__"] = main_before
     recorder.end()
-    if raised is not None and errors.as_jittor_failure(raised) is not None:
-        raise errors.as_jittor_failure(raised) from raised
+    failure = errors.as_jittor_failure(raised) if raised is not None else None
+    if failure is not None:
+        raise failure from raised
     tb = script_traceback(raised) if raised is not None else ""
     if recorder.steps_made == 0:
         label = command.label

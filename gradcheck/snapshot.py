@@ -107,6 +107,10 @@ def _fused(v, jt) -> bool:
 class Snapshot:
     """Remember ``vars`` now; :meth:`compare` tells later what changed (call it once)."""
 
+    _before: list | None       # clones of the Vars until queue() has built the comparison
+    _fused: list | None        # queue()'s ops, until compare() reads them
+    _queued: list | None
+
     def __init__(self, vars):
         self._vars = list(vars)
         self._before = [v.clone().stop_grad() for v in self._vars]
@@ -117,6 +121,8 @@ class Snapshot:
         if self._before is None:
             return
         jt = runtime.import_jittor()
+        changed: list
+        pairs: list
         changed, delta, norm, pairs, self._order = [], [], [], [], []
         for v, b in zip(self._vars, self._before):
             if _fused(v, jt):
@@ -149,6 +155,7 @@ class Snapshot:
         jt.sync(self._fused)
         fused = (np.concatenate([f.numpy() for f in self._fused]) if self._fused
                  else np.zeros((0, 3)))
+        assert self._queued is not None   # queue() made the ops (compare runs once)
         cols = _fetch(self._queued)
         self._queued = self._fused = None
         out = []
@@ -215,7 +222,8 @@ def grads_alongside(extra):
         got.extend(gs[len(targets):])
         return gs[:len(targets)]
 
-    grad.real = real           # for a wrapper that must not be served (the MPI observer)
+    # for a wrapper that must not be served (the MPI observer); a function's own attribute
+    grad.real = real  # type: ignore[attr-defined]
     jt.grad = grad
     try:
         yield got

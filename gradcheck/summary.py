@@ -37,7 +37,7 @@ if TYPE_CHECKING:   # a Report holds the records; report.py derives its totals f
 
 def findings(rec: ParamRecord) -> list:
     """The policy words (see :mod:`gradcheck.policy`) that apply to one parameter."""
-    out = []
+    out: list[Finding | None] = []
     if rec.status in UNCOVERED:
         out.append(Finding(rec.status))
     if rec.requires_grad and not rec.in_optimizer:
@@ -98,7 +98,7 @@ def module_rollup(params: list) -> list:
 def summarize(report: Report) -> Summary:
     params = report.params
     by_status = Counter(p.status for p in params)
-    numel_by_status = Counter()
+    numel_by_status: Counter[str] = Counter()
     for p in params:
         numel_by_status[p.status] += p.numel
     trainable = [p for p in params if p.requires_grad]
@@ -128,7 +128,7 @@ def summarize(report: Report) -> Summary:
 
 
 # why a finding's parameters are in that state, and what to do: (finding, cause) -> (why, fix)
-WHY = {
+WHY: dict[tuple[str, str], tuple[str, str | None]] = {
     (Finding.MISSING, Cause.NOT_CALLED): (
         "its module never ran in the forward pass",
         "call it in training, remove it, or list it under allow_uncovered"),

@@ -365,9 +365,9 @@ def _outcome(status: int, interrupted: int | None, notes: Path) -> Outcome:
         out.code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 3
         if traceback and out.code != 0:   # a descendant (an MPI rank) crashed
             out.crash = _crash_name(traceback)
-            sig = getattr(signal, out.crash, None)
-            if sig is not None and out.code not in (1, 2):
-                out.code = 128 + int(sig)
+            crash_sig = getattr(signal, out.crash, None)
+            if crash_sig is not None and out.code not in (1, 2):
+                out.code = 128 + int(crash_sig)
     if out.crash:
         out.where = _innermost_frame(traceback)
     return out

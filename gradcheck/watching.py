@@ -89,13 +89,12 @@ class Watch:
     def __enter__(self) -> Watch:
         return self.attach()
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> None:    # an exception goes on
         self.detach()
         if self.output and self.recorder.steps_made:
             from gradcheck.report import save_report
 
             save_report(self.report(), self.output)
-        return False
 
     # ------------------------------------------------------------------ the report
     @property

@@ -51,7 +51,7 @@ class Phase:
     """One optimizer's part of a training step: its loss, its optimizer, its micro-batches."""
 
     name: str
-    loss: Callable                # (model, batch) -> like Workload.loss
+    loss: Callable | None         # (model, batch) -> like Workload.loss; None: a script's own
     optimizer: Any = None         # None: SGD over the trainable parameters (one phase only)
     accumulate: int = 1           # backward passes summed before the one optimizer step
 

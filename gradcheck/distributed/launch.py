@@ -58,7 +58,8 @@ def mpirun_command(nproc: int, argv: list, program: list | None = None) -> list:
 def strip_nproc(argv: list) -> list:
     """``argv`` without gradcheck's own ``--nproc N``; a script's arguments (after ``--``)
     are left as they are."""
-    out, skip = [], False
+    out: list = []
+    skip = False
     for k, arg in enumerate(argv):
         if arg == "--" and not skip:
             return out + list(argv[k:])

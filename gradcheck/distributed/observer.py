@@ -32,15 +32,19 @@ class RankObserver:
         self.opt_ids = {id(v) for v in opt_list}
         # what optimizer.backward passes to jt.grad, in its order (the all-reduce order)
         self.reduce_order = [v for v in opt_list if not v.is_stop_grad()]
-        self.local_status, self.reduced_status, self.digests = {}, {}, {}
-        self.local_norms, self.value_norms = {}, {}
+        # parameter name -> one value per step
+        self.local_status: dict[str, list] = {}
+        self.reduced_status: dict[str, list] = {}
+        self.digests: dict[str, list] = {}
+        self.local_norms: dict[str, list] = {}
+        self.value_norms: dict[str, list] = {}
         for n in self.names:
             for d in (self.local_status, self.reduced_status, self.digests, self.local_norms,
                       self.value_norms):
                 d[n] = []
         self._backward, self._step = optimizer.backward, optimizer.step
         optimizer.backward, optimizer.step = self.backward, self.step
-        self._pending = None
+        self._pending: tuple | None = None   # (reached, local gradients) of a backward
 
     def backward(self, loss, retain_graph=False):
         from gradcheck.graph import analyse
@@ -100,6 +104,7 @@ class RankObserver:
         for i, e in enumerate(self.entries):
             n, key = e.name, id(e.var)
             g, r = local_np.get(key), reduced_np.get(key)
+            rs: Status | None
             if e.var.is_stop_grad():
                 ls = rs = Status.FROZEN
             else:
