@@ -338,7 +338,7 @@ class _DenseBlock(tnn.ModuleDict):
         for i in range(num_layers):
             layer = _DenseLayer(num_input_features + i * growth_rate, growth_rate=growth_rate,
                                 bn_size=bn_size, drop_rate=drop_rate)
-            self.add_module("denselayer%d" % (i + 1), layer)
+            self.add_module(f"denselayer{i + 1}", layer)
 
     def forward(self, init_features):
         features = [init_features]
@@ -371,12 +371,12 @@ class DenseNet(tnn.Module):
         for i, num_layers in enumerate(block_config):
             block = _DenseBlock(num_layers=num_layers, num_input_features=num_features,
                                 bn_size=bn_size, growth_rate=growth_rate, drop_rate=drop_rate)
-            self.features.add_module("denseblock%d" % (i + 1), block)
+            self.features.add_module(f"denseblock{i + 1}", block)
             num_features = num_features + num_layers * growth_rate
             if i != len(block_config) - 1:
                 trans = _Transition(num_input_features=num_features,
                                     num_output_features=num_features // 2)
-                self.features.add_module("transition%d" % (i + 1), trans)
+                self.features.add_module(f"transition{i + 1}", trans)
                 num_features = num_features // 2
         self.features.add_module("norm5", tnn.BatchNorm2d(num_features))
         self.classifier = tnn.Linear(num_features, num_classes)
@@ -428,9 +428,7 @@ def torch_model(name: str):
 
 def jittor_model(name: str, bug: str = "none"):
     import jittor.models as jm
-    from jittor.models import densenet as jdensenet
-    from jittor.models import mobilenet as jmobilenet
-    from jittor.models import vgg as jvgg
+    from jittor.models import densenet as jdensenet, mobilenet as jmobilenet, vgg as jvgg
 
     jt.set_global_seed(1)
     if name == "resnet18":

@@ -10,13 +10,11 @@ import pytest
 
 pytest.importorskip("torch")
 
-import align_zoo_pairs as zp  # noqa: E402
-import parity_pairs as pp  # noqa: E402
-
-from gradcheck.parity import align as align_mod  # noqa: E402
-from gradcheck.parity import float64  # noqa: E402
-from gradcheck.parity.across import NameMap  # noqa: E402
-from gradcheck.parity.alignment import Tolerances  # noqa: E402
+import align_zoo_pairs as zp
+import parity_pairs as pp
+from gradcheck.parity import align as align_mod, float64
+from gradcheck.parity.across import NameMap
+from gradcheck.parity.alignment import Tolerances
 
 jt = zp.jt
 ALWAYS = Tolerances(float64_mode="always")

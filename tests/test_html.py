@@ -340,7 +340,8 @@ def test_long_cause_groups_and_the_reach_matrix_are_bounded(big_page):
     causes = big_page[big_page.index('<section id="causes">'):big_page.index('<section id="flow">')]
     assert "more: the module tree below lists every one" in causes       # 1,200+ other findings
     assert causes.count("<tr><td") <= 4 * MAX_CAUSE_ROWS
-    terms = big_page[big_page.index('<section id="terms">'):big_page.index('<section id="timeline">')]
+    terms = big_page[big_page.index('<section id="terms">'):
+                     big_page.index('<section id="timeline">')]
     assert terms.count("<tr") <= MAX_REACH_ROWS + 10 and '<td class="pn">body</td>' in terms
     params = [_p(f"m{i}.w", "missing", cause="cut", cause_detail="no path") for i in range(300)]
     page = render_html(finalize(Report(config={}, environment={}, params=params), Policy()))

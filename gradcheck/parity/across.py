@@ -30,7 +30,6 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from gradcheck.enums import Status
 from gradcheck.policy import ConfigError
@@ -59,8 +58,8 @@ class NameMap:
                 rx = re.compile(pattern)
                 rx.sub(repl, "")    # a bad group reference fails here, not mid-run
             except re.error as exc:
-                raise NameMapError(f"rename rule {pattern!r} -> {repl!r}"
-                                   f"{' in ' + self.source if self.source else ''}: {exc}") from None
+                where = f" in {self.source}" if self.source else ""
+                raise NameMapError(f"rename rule {pattern!r} -> {repl!r}{where}: {exc}") from None
             self._compiled.append((rx, repl))
 
     def __call__(self, original_name: str) -> str:
@@ -87,7 +86,7 @@ def parse_rules(text: str, source: str = "name_map") -> NameMap:
     return NameMap(rules, source)
 
 
-def load_name_map(path: Optional[str] = None, config_path: Optional[str] = None) -> NameMap:
+def load_name_map(path: str | None = None, config_path: str | None = None) -> NameMap:
     """``--map FILE`` if given, else ``name_map`` from the config, else no renaming."""
     if path:
         p = Path(path)
@@ -119,12 +118,12 @@ def transposed(a: list, b: list) -> bool:
 class Pair:
     name: str                  # in the port
     original_name: str
-    port_status: Optional[str] = None
-    original_status: Optional[str] = None
-    port_shape: Optional[list] = None
-    original_shape: Optional[list] = None
-    port_cause: Optional[str] = None
-    original_cause: Optional[str] = None
+    port_status: str | None = None
+    original_status: str | None = None
+    port_shape: list | None = None
+    original_shape: list | None = None
+    port_cause: str | None = None
+    original_cause: str | None = None
 
 
 @dataclass
@@ -134,7 +133,8 @@ class AcrossComparison:
     port_framework: str
     original_framework: str
     paired: int = 0
-    shape_mismatch: list = field(default_factory=list)   # [{name, original_name, port, original, transposed}]
+    # [{name, original_name, port, original, transposed}]
+    shape_mismatch: list = field(default_factory=list)
     port_only: list = field(default_factory=list)        # parameter names
     original_only: list = field(default_factory=list)
     lost: list = field(default_factory=list)             # [Pair] covered in original only
@@ -165,7 +165,7 @@ class AcrossComparison:
                 "differences": self.differences, **d}
 
 
-def compare_across(port: Report, original: Report, name_map: Optional[NameMap] = None
+def compare_across(port: Report, original: Report, name_map: NameMap | None = None
                    ) -> AcrossComparison:
     """Pair ``original``'s parameters with ``port``'s through ``name_map`` and list every
     disagreement (see the module doc)."""

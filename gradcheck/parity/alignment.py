@@ -8,7 +8,6 @@ The home of the ``align`` JSON object (``schema_version``-ed, kind ``align``), o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 
@@ -30,14 +29,14 @@ class Tolerances:
     #                                        leaves a row beyond tolerance), always, never
 
     @classmethod
-    def from_policy(cls, policy) -> "Tolerances":
+    def from_policy(cls, policy) -> Tolerances:
         return cls(output=policy.align_output_tol, grad=policy.align_grad_tol,
                    loss=policy.align_loss_tol, value=policy.align_value_tol,
                    noise_factor=policy.align_noise_factor,
                    noise_samples=policy.align_noise_samples, float64=policy.align_float64_tol,
                    float64_mode=policy.align_float64)
 
-    def allowed(self, tol: float, floor: Optional[float]) -> float:
+    def allowed(self, tol: float, floor: float | None) -> float:
         return max(tol, self.noise_factor * floor) if floor is not None else tol
 
 
@@ -49,8 +48,8 @@ class Alignment:
     tolerances: Tolerances
     verdict: dict = field(default_factory=lambda: {"result": "aligned", "reasons": [],
                                                    "warnings": []})
-    first_divergence: Optional[dict] = None
-    first_backward_divergence: Optional[dict] = None   # closest to the loss, d loss/d output
+    first_divergence: dict | None = None
+    first_backward_divergence: dict | None = None   # closest to the loss, d loss/d output
     keys: dict = field(default_factory=dict)
     bn_mismatch: list = field(default_factory=list)
     membership: dict = field(default_factory=dict)
@@ -61,9 +60,9 @@ class Alignment:
     name_map: list = field(default_factory=list)
     calibrated: bool = False
     noise_samples: int = 0       # one-ulp samples of the original's noise that were run
-    float64_rerun: Optional[dict] = None    # {"seconds", "explained", "float64_only",
+    float64_rerun: dict | None = None    # {"seconds", "explained", "float64_only",
     #                                          "float32_leaks"[, "error"]} when run
-    first_divergence_f64: Optional[dict] = None   # the first module that differs in float64
+    first_divergence_f64: dict | None = None   # the first module that differs in float64
     seconds: float = 0.0
     created: str = ""
 

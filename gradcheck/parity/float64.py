@@ -125,12 +125,12 @@ def float64_auto(jt):
     for owner in (jt.Var, jt):
         if getattr(owner, "float_auto", None) is not None:
             saved[owner] = owner.float_auto
-            setattr(owner, "float_auto", lambda x: x.float64())
+            owner.float_auto = lambda x: x.float64()
     try:
         yield
     finally:
         for owner, orig in saved.items():
-            setattr(owner, "float_auto", orig)
+            owner.float_auto = orig
 
 
 @contextmanager

@@ -21,21 +21,20 @@ code (:func:`gradcheck.status.run_status`, :mod:`gradcheck.explain`, :mod:`gradc
 
 from __future__ import annotations
 
-
 import platform
 import random
 import socket
 import time
 from datetime import datetime, timezone
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 
 from gradcheck.enums import Status
 from gradcheck.parity import torchenv
 from gradcheck.policy import declared_reason
-from gradcheck.report import Report
 from gradcheck.probe import loss_terms, record_step
+from gradcheck.report import Report
 from gradcheck.schema import BufferRecord, ParamRecord, StepRecord
 from gradcheck.snapshot import Change, host_norm
 from gradcheck.status import run_status, step_status  # the status rules' one home
@@ -64,7 +63,7 @@ class TorchCallRecorder:
         self._handles = []
         return False
 
-    def ran(self, module_name: str) -> Optional[bool]:
+    def ran(self, module_name: str) -> bool | None:
         if not self.called:
             return None
         return module_name in self.called or module_name == ""
@@ -147,9 +146,9 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def check(workload: Workload, steps: int = 1, seed: Optional[int] = 0,
-          on_step: Optional[Callable[[int, int, str], None]] = None,
-          config: Optional[dict] = None, policy=None) -> Report:
+def check(workload: Workload, steps: int = 1, seed: int | None = 0,
+          on_step: Callable[[int, int, str], None] | None = None,
+          config: dict | None = None, policy=None) -> Report:
     """Run ``steps`` real training steps of a torch ``workload``; return the :class:`Report`."""
     from gradcheck import explain, policy as policy_mod, summary
     from gradcheck.optimizers import describe_optimizer

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import importlib
 import io
-from typing import Union
 
 _REGISTRY: dict = {}   # name -> renderer class, or "module:Class" until first use
 
 
-def register(name: str, renderer: Union[type, str, None] = None):
+def register(name: str, renderer: type | str | None = None):
     """Register ``renderer`` (a class, or ``"module:Class"`` imported on first use) under
     ``name``; without ``renderer``, a class decorator."""
     def add(cls):

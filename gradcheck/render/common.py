@@ -45,7 +45,8 @@ def notes(report) -> list:
     for cause in INFORMATIONAL:
         hit = [p for p in report.params if p.cause == cause and not findings(p)]
         if hit:
-            out.append(f"{len(hit)} parameter(s) {cause}: e.g. {hit[0].name}: {hit[0].cause_detail}")
+            out.append(f"{len(hit)} parameter(s) {cause}: "
+                       f"e.g. {hit[0].name}: {hit[0].cause_detail}")
     for finding, hit in informational(report).items():
         out.append(f"{len(hit)} parameter(s) {finding} (not a failure under this policy): "
                    f"{_worst(finding, hit)}; {_where(hit)}")

@@ -22,14 +22,13 @@ that the JSON writer uses for non-finite floats; every chart and cell copes with
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
 from gradcheck.enums import Status
 from gradcheck.render.html_parts import _color, esc
-from gradcheck.render.html_sections import (_causes, _extras, _header, _terms,
-                                            _timeline_section)
+from gradcheck.render.html_sections import _causes, _extras, _header, _terms, _timeline_section
 from gradcheck.render.html_svg import _flow_section
 from gradcheck.render.html_tree import _tree
 from gradcheck.report import RUN_STATUSES, write_atomic
@@ -41,7 +40,7 @@ _NAV = (("summary", "Summary"), ("causes", "Causes"), ("flow", "Gradient flow"),
         ("more", "Run details"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _asset(name: str) -> str:
     """A file of ``gradcheck/render/assets`` (package data: present in an installed wheel)."""
     return resources.files("gradcheck.render").joinpath("assets", name).read_text("utf-8")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from html import escape
 from itertools import groupby
-from typing import Optional
 
 from gradcheck.enums import Status
 from gradcheck.render.common import STATUS_STYLE, STEP_MARK, timeline
@@ -36,7 +35,7 @@ def esc(value) -> str:
 
 
 # ---------------------------------------------------------------------- numbers
-def _num(value) -> Optional[float]:
+def _num(value) -> float | None:
     """A float from a float, an int or a "nan"/"inf" string; None when there is no number."""
     if value is None or isinstance(value, bool):
         return None
@@ -63,7 +62,7 @@ def _fmt(value) -> str:
     return f"{x:.3g}"
 
 
-def _log10(value) -> Optional[float]:
+def _log10(value) -> float | None:
     x = _num(value)
     if x is None or not math.isfinite(x) or x <= 0:
         return None
@@ -74,7 +73,7 @@ def _last(values: list, fallback=None):
     return values[-1] if values else fallback
 
 
-def _ratio(p) -> Optional[float]:
+def _ratio(p) -> float | None:
     """Last step's update norm over the weight norm (None when it cannot be had)."""
     upd = _num(_last(p.update_norms, p.update_norm))
     w = _num(p.weight_norm)

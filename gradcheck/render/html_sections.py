@@ -8,10 +8,27 @@ import json
 import math
 
 from gradcheck.enums import INFORMATIONAL
-from gradcheck.render.common import (STEP_MARK, attention, changing, headline, human,
-                                     informational, notes)
-from gradcheck.render.html_parts import (_GREY, _badge, _cls, _color, _fmt, _marks, _num, _shape,
-                                         _stack, esc)
+from gradcheck.render.common import (
+    STEP_MARK,
+    attention,
+    changing,
+    headline,
+    human,
+    informational,
+    notes,
+)
+from gradcheck.render.html_parts import (
+    _GREY,
+    _badge,
+    _cls,
+    _color,
+    _fmt,
+    _marks,
+    _num,
+    _shape,
+    _stack,
+    esc,
+)
 from gradcheck.render.html_svg import _group_key, _spark
 from gradcheck.report import RUN_STATUSES
 from gradcheck.summary import findings
@@ -38,7 +55,8 @@ def _header(report) -> str:
         chips.append(f'<span class="chip"><span class="dim">optimizer</span> {esc(", ".join(bits))}'
                      f'</span>')
     if report.created:
-        chips.append(f'<span class="chip"><span class="dim">run</span> {esc(report.created)}</span>')
+        chips.append(f'<span class="chip"><span class="dim">run</span> {esc(report.created)}'
+                     f'</span>')
     verdict = "pass" if v.passed else "fail"
     out = [f'<header class="hero {verdict}"><div class="vd">{esc(v.result.upper())}</div>'
            f'<div class="ht"><h1>{esc(cfg.get("model", "?"))}</h1>'

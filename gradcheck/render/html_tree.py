@@ -137,7 +137,8 @@ def _tree(report) -> str:
             '<button type="button" data-act="open">expand all</button>'
             '<button type="button" data-act="close">collapse all</button>'
             '<span class="dim">covered/trainable per module subtree, coloured by worst status'
-            '</span><b id="qn" class="dim"></b></div><div id="tree"><noscript><p class="note">The module tree is built by '
+            '</span><b id="qn" class="dim"></b></div><div id="tree"><noscript><p class="note">'
+            'The module tree is built by '
             'the page\'s script: allow JavaScript to see it, or run <code>gradcheck show '
             'REPORT</code>.</p></noscript></div><script type="application/json" id="gc-tree">'
             + embed_json(data) + "</script></section>")

@@ -42,7 +42,7 @@ def _write(out, suites: list) -> None:
     out.write(ET.tostring(root, encoding="unicode") + "\n")
 
 
-def _suite(name: str, cases: list, timestamp: str = "", props: dict = None,
+def _suite(name: str, cases: list, timestamp: str = "", props: dict | None = None,
            out_text: str = "") -> ET.Element:
     suite = ET.Element("testsuite", name=name, tests=str(len(cases)),
                        failures=str(sum(c.find("failure") is not None for c in cases)),
@@ -104,8 +104,9 @@ class JunitRenderer:
                      for c in changes]
             bad = [c for c in changes if c.regression and not c.allowed]
             if bad:
+                kinds = ", ".join(c.kind for c in bad)
                 failure = ET.SubElement(case, "failure", type=bad[0].kind,
-                                        message=f"{name}: regression ({', '.join(c.kind for c in bad)})")
+                                        message=f"{name}: regression ({kinds})")
                 failure.text = "\n".join(lines)
             else:
                 ET.SubElement(case, "system-out").text = "\n".join(lines)
@@ -116,5 +117,6 @@ class JunitRenderer:
             cases.append(case)
         props = {"before_model": cmp.before_model, "after_model": cmp.after_model,
                  "ok": cmp.ok, "regressions": len(cmp.regressions)}
+        warns = "\n".join(f"WARN {w}" for w in cmp.warnings)
         _write(out, [_suite(f"gradcheck compare: {cmp.before_model} -> {cmp.after_model}",
-                            cases, props=props, out_text="\n".join(f"WARN {w}" for w in cmp.warnings))])
+                            cases, props=props, out_text=warns)])

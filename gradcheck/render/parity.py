@@ -197,7 +197,8 @@ def write_align_html(res, path) -> None:
                        + "</ul>" for h, rows in align_sections(res))
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>gradcheck align</title>
 <style>body{{font:14px sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:2px 6px;font-family:monospace}}tr.bad{{background:#fdd}}</style>
+td,th{{border:1px solid #ccc;padding:2px 6px;font-family:monospace}}\
+tr.bad{{background:#fdd}}</style>
 </head><body><h1>{e(align_headline(res))}</h1>{sections}
 <h2>modules (original execution order)</h2><table><tr><th>module</th><th>type</th><th>call</th>
 <th>rel</th><th>noise floor</th><th>rel in float64</th><th>note</th></tr>{mod_rows}</table>

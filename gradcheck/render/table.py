@@ -14,9 +14,19 @@ from rich.text import Text
 from rich.tree import Tree
 
 from gradcheck.enums import Severity
-from gradcheck.render.common import (STATUS_STYLE, by_module, changing, first_covered, headline,
-                                     human, needs_attention, notes, settings_line, timeline,
-                                     verdict_line)
+from gradcheck.render.common import (
+    STATUS_STYLE,
+    by_module,
+    changing,
+    first_covered,
+    headline,
+    human,
+    needs_attention,
+    notes,
+    settings_line,
+    timeline,
+    verdict_line,
+)
 from gradcheck.report import RUN_STATUSES
 from gradcheck.summary import counted, group_line, next_command
 
@@ -111,8 +121,8 @@ class TableRenderer:
     def _group(self, con, g) -> None:
         fail = g.severity == Severity.FAIL
         n = g.count
-        con.print(Text(f"{'FAIL' if fail else 'WARN'}  {g.finding}: {counted(g)}: {g.cause}, {g.why}",
-                       style="red" if fail else "yellow"))
+        con.print(Text(f"{'FAIL' if fail else 'WARN'}  {g.finding}: {counted(g)}: {g.cause}, "
+                       f"{g.why}", style="red" if fail else "yellow"))
         names = ", ".join(g.names[:SHOWN_NAMES])
         if n > SHOWN_NAMES:
             names += f", ... (+{n - SHOWN_NAMES})"
@@ -224,10 +234,12 @@ class TableRenderer:
                    "allowed" if c.allowed else "")
             tag = f"{tag}: {c.kind}" if tag else c.kind
             t.add_row(c.name, _status(c.before or "(new)"), _status(c.after or "(removed)"),
-                      Text(tag, style="bold red" if tag.startswith("REGRESSION") else "dim"), c.cause or "")
+                      Text(tag, style="bold red" if tag.startswith("REGRESSION") else "dim"),
+                      c.cause or "")
         if t.row_count:
             con.print(t)
-        con.print(f"{len(cmp.added)} added, {len(cmp.removed)} removed, {len(cmp.changed)} changed, "
+        con.print(f"{len(cmp.added)} added, {len(cmp.removed)} removed, "
+                  f"{len(cmp.changed)} changed, "
                   f"{cmp.unchanged} unchanged; {len(cmp.regressions)} regression(s), "
                   f"{len(cmp.allowed)} allowed")
         con.print(Text("compare: " + ("ok" if cmp.ok else "REGRESSION"),
