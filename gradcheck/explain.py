@@ -38,11 +38,21 @@ gradient on earlier samples, zero or none on every later one, from ``stopped_ste
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from gradcheck.enums import CAUSES, Cause, Finding, Status  # noqa: F401 (CAUSES re-exported)
 from gradcheck.report import ParamRecord, Report
 
 F32_EPS = 2.0 ** -23     # float32's relative precision: a smaller step leaves a value unchanged
 F32_MIN = 2.0 ** -126    # smallest normal float32: Jittor's kernels flush smaller results to 0
+
+
+class ModuleCalls(Protocol):
+    """What the causes need of a recorder of module calls: :class:`CallRecorder` (Jittor) or
+    :class:`gradcheck.parity.torch_probe.TorchCallRecorder` (torch)."""
+
+    def ran(self, module_name: str) -> bool | None:
+        """Did the module's forward run?  None if unknown."""
 
 
 class CallRecorder:
@@ -116,7 +126,7 @@ def _zero_reason(rec: ParamRecord, report: Report, zero_hint=None) -> str:
             "its path are the usual causes)")
 
 
-def cause_of(rec: ParamRecord, report: Report, calls: CallRecorder | None,
+def cause_of(rec: ParamRecord, report: Report, calls: ModuleCalls | None,
              zero_hint=None) -> tuple:
     """(code, sentence) for one parameter, or (None, None) when it is plainly covered."""
     if rec.status == Status.FROZEN:
@@ -258,7 +268,7 @@ def health_flags(rec: ParamRecord, policy) -> list:
     return flags
 
 
-def explain(report: Report, calls: CallRecorder | None = None, policy=None,
+def explain(report: Report, calls: ModuleCalls | None = None, policy=None,
             zero_hint=None) -> Report:
     from gradcheck.policy import Policy
 

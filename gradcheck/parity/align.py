@@ -51,6 +51,7 @@ import copy
 import platform
 import time
 from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 
@@ -175,10 +176,11 @@ def align(port: Workload, original: Workload, name_map: NameMap | None = None, s
                       + float64.model_vars(pm, jt)}.values())
     start = (float64.snapshot(port_vars, jt)
              if ref is not None and tol.float64_mode != Float64Mode.NEVER else None)
-    first_batch = None
+    first_batch: tuple[Any, Any] | None = None   # step 1's (numpy batch, the port's template)
 
-    losses = {"port": [], "original": [], "original_f64": []}
-    terms_log = {"port": [], "original": [], "original_f64": []}
+    losses: dict[str, list[float]] = {"port": [], "original": [], "original_f64": []}
+    terms_log: dict[str, list[dict[str, float]]] = {"port": [], "original": [],
+                                                     "original_f64": []}
     grads_p = grads_o = grads_64 = None
     outs_p = outs_o = outs_64 = None
     for step in range(1, steps + 1):
@@ -253,6 +255,7 @@ def align(port: Workload, original: Workload, name_map: NameMap | None = None, s
     # 7. noise or port bug? the port rerun in float64, where float32 left rows unexplained
     if start is not None and (tol.float64_mode == Float64Mode.ALWAYS or numeric_failures(res)):
         trainable = [e.var for e in p_params if not e.var.is_stop_grad()]
+        assert first_batch is not None   # steps >= 1 (checked above): set on step 1
         try:
             run64 = float64.rerun_port_float64(port, port_vars, start, trainable, *first_batch,
                                                jt)

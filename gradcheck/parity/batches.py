@@ -54,9 +54,9 @@ def batch_for_port(batch_np, template, jt):
         t = template if isinstance(template, dict) else {}
         return {k: batch_for_port(v, t.get(k), jt) for k, v in batch_np.items()}
     if isinstance(batch_np, (list, tuple)):
-        t = template if isinstance(template, (list, tuple)) and len(template) == len(batch_np) \
+        ts = template if isinstance(template, (list, tuple)) and len(template) == len(batch_np) \
             else [None] * len(batch_np)
-        items = [batch_for_port(v, tt, jt) for v, tt in zip(batch_np, t)]
+        items = [batch_for_port(v, tt, jt) for v, tt in zip(batch_np, ts)]
         return type(batch_np)(*items) if hasattr(batch_np, "_fields") else type(batch_np)(items)
     if isinstance(batch_np, np.ndarray):
         if isinstance(template, np.ndarray):

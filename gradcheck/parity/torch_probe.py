@@ -42,8 +42,8 @@ from gradcheck.workload import Workload, WorkloadError, unpack_loss
 
 
 class TorchCallRecorder:
-    """Which modules ran, seen by forward pre-hooks (removed on exit); the interface of
-    :class:`gradcheck.explain.CallRecorder`."""
+    """Which modules ran, seen by forward pre-hooks (removed on exit); a
+    :class:`gradcheck.explain.ModuleCalls`, as Jittor's :class:`gradcheck.explain.CallRecorder`."""
 
     def __init__(self, model):
         self.modules = list(model.named_modules())
@@ -72,12 +72,14 @@ class TorchCallRecorder:
 def inventory(model) -> tuple:
     """``([(name, param, module, aliases)], [(name, buffer)])`` in model order; a parameter
     reachable under several names is listed once, with the others as aliases."""
-    params, first = [], {}
+    params: list[tuple] = []
+    first: dict[int, tuple] = {}
     for name, p in model.named_parameters(remove_duplicate=False):
         if id(p) in first:
             first[id(p)][3].append(name)
             continue
-        entry = (name, p, name.rpartition(".")[0], [])
+        aliases: list[str] = []
+        entry = (name, p, name.rpartition(".")[0], aliases)
         first[id(p)] = entry
         params.append(entry)
     buffers = [(name, b) for name, b in model.named_buffers()]
@@ -184,7 +186,8 @@ def check(workload: Workload, steps: int = 1, seed: int | None = 0,
                for n, p, mod, al in params]
     buf_records = [BufferRecord(name=n, shape=list(b.shape), numel=int(b.numel()))
                    for n, b in buffers]
-    step_log, reach_by_term = [], {}
+    step_log: list[StepRecord] = []
+    reach_by_term: dict[str, set[int]] = {}
     hooks = TorchCallRecorder(model)
 
     for step in range(1, steps + 1):
@@ -224,9 +227,9 @@ def check(workload: Workload, steps: int = 1, seed: int | None = 0,
             change = Change(changed, host_norm(after - before[i]) if changed else 0.0,
                             host_norm(before[i]))
             record_step(rec, step, status, gnorm, change)   # the same bookkeeping as Jittor's
-        for (_, b), rec, old in zip(buffers, buf_records, buf_before):
+        for (_, b), brec, old in zip(buffers, buf_records, buf_before):
             if not np.array_equal(_np(b), old):
-                rec.changed = True
+                brec.changed = True
         step_log.append(StepRecord(step=step, loss=float(loss.detach()),
                                    terms={k: float(v.detach()) for k, v in terms.items()},
                                    stats=_jsonable(stats),

@@ -15,33 +15,37 @@ from gradcheck.parity.across import TORCH_ONLY_BUFFERS, NameMap, transposed
 
 def copy_weights(port_entries: dict, original, name_map: NameMap, jt) -> dict:
     """Original parameters and buffers -> the port, by mapped name; returns what happened."""
-    keys = {"copied": 0, "original_only": [], "port_only": [], "shape_mismatch": [],
-            "known_torch_only": 0, "pairs": {}}
+    copied = known_torch_only = 0
+    original_only: list[str] = []
+    shape_mismatch: list[dict] = []
+    pairs: dict[str, str] = {}   # original name -> port name
     targeted = set()
     state = list(original.named_parameters()) + list(original.named_buffers())
     for name, t in state:
         if name.rpartition(".")[2] in TORCH_ONLY_BUFFERS:
-            keys["known_torch_only"] += 1
+            known_torch_only += 1
             continue
         target = name_map(name)
         entry = port_entries.get(target)
         if entry is None:
-            keys["original_only"].append(name)
+            original_only.append(name)
             continue
         targeted.add(target)
-        keys["pairs"][name] = target
+        pairs[name] = target
         value = t.detach().cpu().numpy()
         if tuple(entry.var.shape) != tuple(value.shape):
-            keys["shape_mismatch"].append({
+            shape_mismatch.append({
                 "name": target, "original_name": name, "port": list(entry.var.shape),
                 "original": list(value.shape),
                 "transposed": transposed(list(entry.var.shape), list(value.shape))})
             continue
         dtype = str(entry.var.dtype)      # the port keeps its own dtype (float32, int64...)
         entry.var.update(jt.array(value.astype(dtype if dtype in np.sctypeDict else value.dtype)))
-        keys["copied"] += 1
-    keys["port_only"] = [n for n in port_entries if n not in targeted]
-    return keys
+        copied += 1
+    return {"copied": copied, "original_only": original_only,
+            "port_only": [n for n in port_entries if n not in targeted],
+            "shape_mismatch": shape_mismatch, "known_torch_only": known_torch_only,
+            "pairs": pairs}
 
 
 def bn_settings(port_model, original, name_map: NameMap, torch) -> list:

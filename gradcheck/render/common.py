@@ -6,10 +6,13 @@ from __future__ import annotations
 from gradcheck.enums import INFORMATIONAL, Finding, Status
 from gradcheck.summary import findings
 
-STATUS_STYLE = {Status.COVERED: "green", Status.ZERO: "yellow", Status.MISSING: "red",
-                Status.NONFINITE: "bold red", Status.FROZEN: "cyan"}
-STEP_MARK = {Status.NONZERO: "+", Status.ZERO: "0", Status.MISSING: "-", Status.NONFINITE: "!",
-             Status.FROZEN: "f", Status.ABSENT: "."}
+# keyed by Status, looked up by plain strings too (a report read back from JSON): a str enum
+STATUS_STYLE: dict[str, str] = {
+    Status.COVERED: "green", Status.ZERO: "yellow", Status.MISSING: "red",
+    Status.NONFINITE: "bold red", Status.FROZEN: "cyan"}
+STEP_MARK: dict[str, str] = {
+    Status.NONZERO: "+", Status.ZERO: "0", Status.MISSING: "-", Status.NONFINITE: "!",
+    Status.FROZEN: "f", Status.ABSENT: "."}
 
 
 def human(n: int) -> str:

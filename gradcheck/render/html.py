@@ -43,7 +43,7 @@ _NAV = (("summary", "Summary"), ("causes", "Causes"), ("flow", "Gradient flow"),
 @cache
 def _asset(name: str) -> str:
     """A file of ``gradcheck/render/assets`` (package data: present in an installed wheel)."""
-    return resources.files("gradcheck.render").joinpath("assets", name).read_text("utf-8")
+    return resources.files("gradcheck.render").joinpath("assets").joinpath(name).read_text("utf-8")
 
 
 def _css() -> str:

@@ -97,8 +97,8 @@ def _marks(steps: list) -> str:
         return '<span class="dim">–</span>'
     out = []
     for status, run in groupby(steps):
-        run = list(run)
-        out.append(f'<i class="t-{_cls(status)}" title="{esc(status)}">{esc(timeline(run))}</i>')
+        marks = timeline(list(run))
+        out.append(f'<i class="t-{_cls(status)}" title="{esc(status)}">{esc(marks)}</i>')
     return f'<span class="tl">{"".join(out)}</span>'
 
 

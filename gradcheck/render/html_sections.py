@@ -116,10 +116,11 @@ def _causes(report) -> str:
         f'{esc(c or "other findings")}</a>' for c in order) + "</div>")
     for code in order:
         group = groups[code]
-        details = {}
+        details: dict[str | None, int] = {}
         for p in group:
             details[p.cause_detail] = details.get(p.cause_detail, 0) + 1
-        common = max(details, key=details.get) if code and len(details) < len(group) else None
+        common = (max(details, key=details.__getitem__)
+                  if code and len(details) < len(group) else None)
         shown = [None if common is not None and p.cause_detail == common else p.cause_detail
                  for p in group]
         col = any(shown)                          # a detail column only when rows differ
@@ -159,8 +160,8 @@ def _terms(report) -> str:
     out = ['<section id="terms"><h2>Loss</h2>']
     losses = [st.loss for st in steps]
     if losses:
-        secs = [_num(st.seconds) for st in steps]
-        secs = [x for x in secs if x is not None and math.isfinite(x)]
+        secs = [x for x in (_num(st.seconds) for st in steps)
+                if x is not None and math.isfinite(x)]
         out.append(f'<p class="lossline">total loss per step {_spark(losses, 200, 36)} '
                    f'<span class="mono">{esc(" → ".join(_fmt(x) for x in losses[:12]))}'
                    f'{" …" if len(losses) > 12 else ""}</span>'

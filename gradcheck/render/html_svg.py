@@ -47,8 +47,8 @@ def _spark(values: list, width: int = 140, height: int = 30) -> str:
         parts.append(f'<polyline class="sl" points="{pts}"/>')
     for i, v in finite[-1:]:
         parts.append(f'<circle class="sd" cx="{x(i):.1f}" cy="{y(v):.1f}" r="2.5"/>')
-    for i, v in enumerate(nums):
-        if v is not None and not math.isfinite(v):
+    for i, u in enumerate(nums):
+        if u is not None and not math.isfinite(u):
             parts.append(f'<line class="sbad" x1="{x(i):.1f}" y1="2" x2="{x(i):.1f}" y2="10"/>')
     parts.append("</svg>")
     return "".join(parts)
@@ -100,7 +100,8 @@ def _bars(params: list, limit: int) -> list:
     own = set(ranked[:min(OWN_BARS, limit // 4)])
     rest = len(params) - len(own)
     k = max(1, math.ceil(rest / max(limit - 2 * len(own), 1)))   # a notable one splits a run
-    out, run = [], []
+    out: list[list] = []
+    run: list = []
     for i, p in enumerate(params):
         if i in own:
             if run:
@@ -284,7 +285,8 @@ def _shared_bar(parts, bar, x0, w, cx, y, floor_y, H, top, marker):
     """A run of parameters on one bar: solid to the median of their last |grad|, pale to the
     largest, a tick at the smallest; red when one is non-finite, a marker when one has no
     gradient.  Returns the run's median update/weight ratio (None without one)."""
-    logs, odd = [], {}
+    logs: list[tuple] = []
+    odd: dict[str, list] = {}
     for p in bar:
         last = _last_status(p)
         g = _num(_last(p.grad_norms, p.grad_norm))

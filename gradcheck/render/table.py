@@ -165,7 +165,7 @@ class TableRenderer:
             t.caption = f"... and {len(params) - shown} more (see --format json)"
         return t
 
-    def _terms(self, report) -> Table:
+    def _terms(self, report) -> Table | Group:
         t = Table(title="loss terms", title_justify="left", show_edge=False)
         t.add_column("term")
         t.add_column("reaches params", justify="right")
@@ -212,7 +212,7 @@ class TableRenderer:
     def _tree(self, report, depth: int) -> Tree:
         rows = [m for m in report.modules if m.depth <= depth]
         root = Tree(Text("coverage by module (covered/trainable, worst status)", style="bold"))
-        nodes = {}
+        nodes: dict[str, Tree] = {}
         for m in rows:
             label = Text(f"{m.module or '<model>'}  {m.covered}/{m.trainable}  ")
             label.append(m.worst, style=STATUS_STYLE.get(m.worst, ""))
