@@ -10,6 +10,9 @@ import pytest
 
 pytest.importorskip("torch")
 
+# float64 reruns of convolutions and matmuls: see tests/conftest.py::_fusion
+pytestmark = pytest.mark.fused
+
 import align_zoo_pairs as zp
 import parity_pairs as pp
 from gradcheck.parity import align as align_mod, float64

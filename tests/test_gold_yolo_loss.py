@@ -677,6 +677,9 @@ def test_nesterov_update_matches_hand_formula():
     np.testing.assert_allclose(m.weight.numpy(), [[2 - 0.1 * 5.7]], rtol=1e-6)
 
 
+# bitwise against jittor.optim.SGD as Jittor runs it by default: fused, where g++ contracts
+# its multiply-adds as our kernel's do (unfused, each operator rounds on its own)
+@pytest.mark.fused
 @pytest.mark.parametrize("nesterov,dampening", [(True, 0.0), (False, 0.0), (False, 0.25)])
 def test_fused_sgd_equals_jittor_sgd_bitwise(nesterov, dampening):
     """gold_yolo.optim.SGD (one fused kernel per chunk of parameters) gives exactly the values

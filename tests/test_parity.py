@@ -15,6 +15,9 @@ import pytest
 
 pytest.importorskip("torch")
 
+# float64 reruns of align: see tests/conftest.py::_fusion
+pytestmark = pytest.mark.fused
+
 import parity_pairs as pp
 from gradcheck import api
 from gradcheck.parity import align as align_mod
