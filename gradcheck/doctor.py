@@ -203,16 +203,33 @@ def run_doctor(self_test: bool = True, quiet: bool = True, console=None) -> Doct
         add("jittor", False, f"import failed: {_short_error(exc)}",
             "pip install --force-reinstall jittor==1.3.11; then rerun gradcheck doctor")
         return report
+    report.checks += [_jittor_check(jt), _compiler_check(jt), _cache_check(jt),
+                      _onednn_check(st)]
+    if self_test:
+        report.checks.append(_self_test_check(jt, quiet, console))
+    return report
+
+
+def _jittor_check(jt) -> Check:
+    """The imported Jittor's version against the one gradcheck is tested with."""
     want = "1.3.11"
     ver = getattr(jt, "__version__", "?")
-    add("jittor", ver.startswith(want), f"Jittor {ver} ({os.path.dirname(jt.__file__)})",
-        "" if ver.startswith(want) else f"pip install jittor=={want} (tested version)")
+    return Check("jittor", ver.startswith(want), f"Jittor {ver} ({os.path.dirname(jt.__file__)})",
+                 "" if ver.startswith(want) else f"pip install jittor=={want} (tested version)")
 
+
+def _compiler_check(jt) -> Check:
+    """The C++ compiler Jittor uses, and whether it runs."""
     cc = str(getattr(jt.flags, "cc_path", "") or "")
     cc_ver = _compiler_version(cc) if cc else ""
-    add("compiler", bool(cc and cc_ver), f"{cc} ({cc_ver or 'does not run'})" if cc else
-        "none found", "" if cc and cc_ver else
-        "install a C++ compiler (apt-get install g++) or set cc_path=/path/to/g++")
+    return Check("compiler", bool(cc and cc_ver), f"{cc} ({cc_ver or 'does not run'})" if cc else
+                 "none found", "" if cc and cc_ver else
+                 "install a C++ compiler (apt-get install g++) or set cc_path=/path/to/g++")
+
+
+def _cache_check(jt) -> Check:
+    """Jittor's cache: its size, this build's compiled operators, whether it is writable."""
+    from gradcheck import runtime
 
     cache = Path(str(jt.flags.cache_path))
     root = runtime.jittor_home() / ".cache" / "jittor"
@@ -224,39 +241,49 @@ def run_doctor(self_test: bool = True, quiet: bool = True, console=None) -> Doct
         build = cache.relative_to(root)
     except ValueError:
         build = cache
-    add("cache", writable,
-        f"{root}: {_human(size)} in {files} files; this build: {build} "
-        f"({n_ops} compiled operators)",
-        "" if writable else f"make {cache} writable (Jittor compiles operators into it)")
+    return Check("cache", writable,
+                 f"{root}: {_human(size)} in {files} files; this build: {build} "
+                 f"({n_ops} compiled operators)",
+                 "" if writable else f"make {cache} writable (Jittor compiles operators into it)")
 
+
+def _onednn_check(st) -> Check:
+    """Whether Jittor loaded its oneDNN ops (and from which library), or why not."""
     from jittor import compile_extern
+
+    from gradcheck import runtime
 
     mkl_ops = getattr(compile_extern, "mkl_ops", None)
     libs = loaded_onednn_libs()
     if mkl_ops is not None:
         lib = libs[0] if libs else (st.onednn_lib or "?")
         real = os.path.realpath(lib)
-        add("onednn", True, f"on: {lib}" + (f" -> {real}" if real != lib else ""), "")
-    else:
-        why = st.onednn_reason or "Jittor did not load its oneDNN ops"
-        hint = ("unset use_mkl (oneDNN makes CPU convolutions 70-120x faster)"
-                if os.environ.get("use_mkl") == "0" and "use_mkl=0" in why else
-                runtime.ONEDNN_FIX)
-        add("onednn", False, f"off: {why}; convolutions run 70-120x slower", hint)
+        return Check("onednn", True, f"on: {lib}" + (f" -> {real}" if real != lib else ""), "")
+    why = st.onednn_reason or "Jittor did not load its oneDNN ops"
+    hint = ("unset use_mkl (oneDNN makes CPU convolutions 70-120x faster)"
+            if os.environ.get("use_mkl") == "0" and "use_mkl=0" in why else
+            runtime.ONEDNN_FIX)
+    return Check("onednn", False, f"off: {why}; convolutions run 70-120x slower", hint)
 
-    if self_test:
-        try:
-            with compile_progress(quiet=quiet, console=console) as cs:
-                ok, detail = conv_self_test(jt)
-            if cs.ops_compiled:
-                detail += f" (first run: {cs.summary()})"
-            add("self-test", ok, detail, "" if ok else
-                "wrong convolution results: clear the Jittor cache "
-                f"(rm -rf {cache}) and rerun; if it persists, run with use_mkl=0 and report it")
-        except Exception as exc:  # noqa: BLE001
-            add("self-test", False, f"conv forward/backward failed: {_short_error(exc)}",
-                f"clear the Jittor cache (rm -rf {cache}) and rerun gradcheck doctor")
-    return report
+
+def _self_test_check(jt, quiet: bool, console) -> Check:
+    """The convolution self-test (:func:`conv_self_test`), with what its first run compiled;
+    a crash in it is a failed check."""
+    from gradcheck.progress import compile_progress
+
+    cache = Path(str(jt.flags.cache_path))
+    try:
+        with compile_progress(quiet=quiet, console=console) as cs:
+            ok, detail = conv_self_test(jt)
+        if cs.ops_compiled:
+            detail += f" (first run: {cs.summary()})"
+        return Check("self-test", ok, detail, "" if ok else
+                     "wrong convolution results: clear the Jittor cache "
+                     f"(rm -rf {cache}) and rerun; if it persists, run with use_mkl=0 and "
+                     "report it")
+    except Exception as exc:  # noqa: BLE001
+        return Check("self-test", False, f"conv forward/backward failed: {_short_error(exc)}",
+                     f"clear the Jittor cache (rm -rf {cache}) and rerun gradcheck doctor")
 
 
 # --------------------------------------------------------------------------- rendering

@@ -130,26 +130,40 @@ def cause_of(rec: ParamRecord, report: Report, calls: ModuleCalls | None,
              zero_hint=None) -> tuple:
     """(code, sentence) for one parameter, or (None, None) when it is plainly covered."""
     if rec.status == Status.FROZEN:
-        if rec.frozen_reason:
-            return Cause.FROZEN, f"frozen on purpose: {rec.frozen_reason}"
-        if rec.eval_module is not None:
-            return Cause.EVAL_MODE, (
-                f"frozen by eval mode: {rec.eval_module or '<root>'!r}.eval() "
-                "stop-grads every parameter and this one took gradients before; "
-                "call model.train() before training (gradcheck: --train-mode), "
-                "or declare it in expected_frozen if that is on purpose")
-        if rec.mode_change == "frozen":
-            return Cause.TRAIN_MODE, (
-                "frozen by the model's own train() (train_mode): it took "
-                "gradients as handed over")
-        return Cause.FROZEN_UNDECLARED, (
-            "frozen (stop_grad / requires_grad=False) but not declared "
-            "in expected_frozen: a bug, or add it there")
+        return _frozen_cause(rec)
     if rec.status == Status.NONFINITE:
         return Cause.NONFINITE, (
             f"NaN/Inf in its gradient from step {rec.first_nonfinite_step} "
             f"(steps {_fmt_steps(rec.steps, Status.NONFINITE)})")
-    read = any(rec.read_steps)
+    if rec.status in (Status.MISSING, Status.ZERO):
+        return _no_gradient_cause(rec, report, calls, zero_hint)
+    return _covered_cause(rec)
+
+
+def _frozen_cause(rec: ParamRecord) -> tuple:
+    """(code, sentence) for a frozen parameter: declared, frozen by eval() or train(), or not
+    declared."""
+    if rec.frozen_reason:
+        return Cause.FROZEN, f"frozen on purpose: {rec.frozen_reason}"
+    if rec.eval_module is not None:
+        return Cause.EVAL_MODE, (
+            f"frozen by eval mode: {rec.eval_module or '<root>'!r}.eval() "
+            "stop-grads every parameter and this one took gradients before; "
+            "call model.train() before training (gradcheck: --train-mode), "
+            "or declare it in expected_frozen if that is on purpose")
+    if rec.mode_change == "frozen":
+        return Cause.TRAIN_MODE, (
+            "frozen by the model's own train() (train_mode): it took "
+            "gradients as handed over")
+    return Cause.FROZEN_UNDECLARED, (
+        "frozen (stop_grad / requires_grad=False) but not declared "
+        "in expected_frozen: a bug, or add it there")
+
+
+def _no_gradient_cause(rec: ParamRecord, report: Report, calls: ModuleCalls | None,
+                       zero_hint=None) -> tuple:
+    """(code, sentence) for a parameter whose gradient is missing or exactly zero: a stale
+    Var, never read, moved by decay alone, cut from the loss, or zeroed on its path."""
     if rec.status == Status.MISSING and rec.in_optimizer and (rec.held_only or rec.reassigned):
         where = ("the model does not hold it (an attribute replaced after the optimizer was "
                  "built?)" if rec.held_only else "the forward replaces its attribute with a new "
@@ -159,17 +173,9 @@ def cause_of(rec: ParamRecord, report: Report, calls: ModuleCalls | None,
             f"an optimizer holds this Var, but {where}, so no loss reaches the "
             "Var the optimizer holds: it never trains; build the optimizer from "
             "the Vars the forward uses")
-    if rec.status == Status.MISSING and not read:
-        ran = calls.ran(rec.module) if calls is not None else None
-        where = (f"its module {rec.module or '<root>'!r} never ran in the forward pass (unused "
-                 "module, or a branch taken only in eval mode)" if ran is False else
-                 f"its module {rec.module or '<root>'!r} ran, but never read it (used only by "
-                 "code training does not call)" if ran else "nothing read it")
-        if rec.reassigned:
-            where += ("; its attribute is replaced during the forward, so the forward reads "
-                      "another Var than the one the optimizer holds")
-        return Cause.NOT_CALLED, f"no op of any step read it: {where}"
-    if rec.status in (Status.MISSING, Status.ZERO) and rec.moved_without_grad and rec.in_optimizer:
+    if rec.status == Status.MISSING and not any(rec.read_steps):
+        return Cause.NOT_CALLED, f"no op of any step read it: {_unread_because(rec, calls)}"
+    if rec.moved_without_grad and rec.in_optimizer:
         why = ("no path to the loss" if rec.status == Status.MISSING else
                _zero_reason(rec, report, zero_hint).replace(
                    "reaches the loss, but its gradient is exactly zero",
@@ -181,9 +187,26 @@ def cause_of(rec: ParamRecord, report: Report, calls: ModuleCalls | None,
         return Cause.CUT, (
             "an op read it, but no differentiable path reaches the loss (detached, "
             "stop_grad, no_grad, or the output is unused)")
-    if rec.status == Status.ZERO:
-        return Cause.ZERO_GRADIENT, _zero_reason(rec, report, zero_hint)
-    # covered from here on
+    return Cause.ZERO_GRADIENT, _zero_reason(rec, report, zero_hint)
+
+
+def _unread_because(rec: ParamRecord, calls: ModuleCalls | None) -> str:
+    """Why no op read a parameter, as far as the recorded module calls tell."""
+    ran = calls.ran(rec.module) if calls is not None else None
+    where = (f"its module {rec.module or '<root>'!r} never ran in the forward pass (unused "
+             "module, or a branch taken only in eval mode)" if ran is False else
+             f"its module {rec.module or '<root>'!r} ran, but never read it (used only by "
+             "code training does not call)" if ran else "nothing read it")
+    if rec.reassigned:
+        where += ("; its attribute is replaced during the forward, so the forward reads "
+                  "another Var than the one the optimizer holds")
+    return where
+
+
+def _covered_cause(rec: ParamRecord) -> tuple:
+    """(code, sentence) for a parameter with a gradient that still does not train: untracked,
+    in no optimizer, never updated, unfrozen by train(), or updates rounded away; else
+    (None, None)."""
     if rec.requires_grad and not rec.in_optimizer and not rec.tracked:
         return Cause.UNTRACKED, (
             "the loss reaches it with a gradient, but no optimizer holds it and "

@@ -287,21 +287,111 @@ def compile_progress(quiet: bool = True, console=None, status: str | None = None
         yield _active if _active is not None else CompileStats()
         return
     stats = CompileStats()
-    opened: list = []
-    try:
-        saved = os.dup(2)
-        opened.append(saved)
-        r, w = os.pipe()
-        opened += [r, w]
-        stop_r, stop_w = os.pipe()
-        opened += [stop_r, stop_w]
-    except OSError:  # no stderr at all (daemon) or out of fds: run the block uncaptured
-        for fd in opened:
-            os.close(fd)
+    fds = _Fds.open()
+    if fds is None:  # no stderr at all (daemon) or out of fds: run the block uncaptured
         _capture_lock.release()
         yield stats
         return
-    display = _Display(saved, quiet, console)
+    display = _Display(fds.saved, quiet, console)
+    parser = _counting_parser(stats, display)
+    from gradcheck.cachelock import LockWatcher
+
+    watcher = LockWatcher(display.lock_wait, display.lock_done)
+    t_start = time.time()
+    jit_dir = _jit_dir()
+    libs_before = _mapped_libs(jit_dir) if jit_dir else set()
+    thread = threading.Thread(target=_read_stderr, args=(fds, parser, display),
+                              name="gradcheck-stderr", daemon=True)
+    timer = None
+    if status and not quiet:
+        timer = threading.Timer(status_after, display.show_status, args=(status,))
+        timer.daemon = True
+    _active = stats
+    restored = False
+    try:
+        fds.redirect()
+        thread.start()
+        if timer is not None:
+            timer.start()
+        from gradcheck import supervise
+
+        if not supervise.attempt():   # a supervised run's parent watches from outside
+            watcher.start()
+        yield stats
+    finally:
+        watcher.stop()
+        stats.lock_wait_seconds = watcher.total
+        if timer is not None:
+            timer.cancel()
+            if timer.is_alive():
+                timer.join()
+        try:
+            fds.restore()
+            restored = True
+        finally:
+            fds.close(thread)
+            _active = None
+            _capture_lock.release()
+        if restored:
+            stats.new_jit_libs = _libs_compiled_here(jit_dir or _jit_dir(), libs_before,
+                                                     t_start)
+            stats.ops_compiled = max(stats.progress_ops, stats.new_jit_libs or 0)
+
+
+@dataclass
+class _Fds:
+    """The file descriptors of one capture: the original stderr (``saved``), the pipe fd 2
+    points at meanwhile (``r``, ``w``) and the pipe that tells the reader to finish."""
+
+    saved: int
+    r: int
+    w: int   # -1 once fd 2 is the pipe's only write end
+    stop_r: int
+    stop_w: int
+
+    @classmethod
+    def open(cls) -> _Fds | None:
+        """Duplicate fd 2 and open both pipes; None, with nothing left open, on failure."""
+        opened: list = []
+        try:
+            saved = os.dup(2)
+            opened.append(saved)
+            r, w = os.pipe()
+            opened += [r, w]
+            stop_r, stop_w = os.pipe()
+            opened += [stop_r, stop_w]
+        except OSError:
+            for fd in opened:
+                os.close(fd)
+            return None
+        return cls(saved, r, w, stop_r, stop_w)
+
+    def redirect(self) -> None:
+        """Point fd 2 at the pipe (closing ``w``: end of file comes when fd 2 goes)."""
+        _flush_python_stderr()
+        os.dup2(self.w, 2)
+        os.close(self.w)
+        self.w = -1
+
+    def restore(self) -> None:
+        """Point fd 2 back at the original stderr."""
+        _flush_python_stderr()
+        os.dup2(self.saved, 2)
+
+    def close(self, reader: threading.Thread) -> None:
+        """Tell ``reader`` to drain the pipe and finish, wait for it, then close every fd."""
+        if self.w >= 0:
+            os.close(self.w)
+        if reader.is_alive():
+            os.write(self.stop_w, b"x")
+            reader.join()
+        for fd in (self.r, self.stop_r, self.stop_w, self.saved):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _counting_parser(stats: CompileStats, display: _Display) -> ProgressParser:
+    """A parser that counts what it sees into ``stats`` and shows it on ``display``."""
 
     def on_progress(what, i, n, used, eta):
         if what == "jittor_core":
@@ -319,106 +409,62 @@ def compile_progress(quiet: bool = True, console=None, status: str | None = None
         stats.passthrough_bytes += len(data)
         display.text(data)
 
-    parser = ProgressParser(on_progress, on_text, on_batch_end)
+    return ProgressParser(on_progress, on_text, on_batch_end)
 
-    def reader():
-        broken = False   # the parser or display failed: forward raw bytes from then on
 
-        def handle(data: bytes) -> None:
-            nonlocal broken
-            if not broken:
-                try:
-                    parser.feed(data)
-                    return
-                except Exception as exc:  # noqa: BLE001 - never let stderr vanish
-                    broken = True
-                    _write_all(saved, f"[gradcheck] compile progress display failed "
-                                      f"({exc!r}); stderr follows unfiltered\n".encode())
-            _write_all(saved, data)
+def _read_stderr(fds: _Fds, parser: ProgressParser, display: _Display) -> None:
+    """The reader thread: every chunk of the pipe through ``parser`` (raw to the original
+    stderr should the parser or the display fail), then the parser's tail."""
+    broken = False   # the parser or display failed: forward raw bytes from then on
 
-        poller = select.poll()
-        poller.register(r, select.POLLIN)
-        poller.register(stop_r, select.POLLIN)
-        while True:
-            events = dict(poller.poll())
-            if r in events:
-                data = os.read(r, 65536)
-                if not data:
-                    break
-                handle(data)
-            elif stop_r in events:
-                # Everything written before fd 2 was restored is in the pipe: drain it
-                # without blocking (forked children may keep the write end open).
-                os.set_blocking(r, False)
-                while True:
-                    try:
-                        data = os.read(r, 65536)
-                    except BlockingIOError:
-                        break
-                    if not data:
-                        break
-                    handle(data)
-                break
+    def handle(data: bytes) -> None:
+        nonlocal broken
         if not broken:
             try:
-                parser.close()
-            except Exception:  # noqa: BLE001
-                pass
-        with contextlib.suppress(Exception):
-            display.close()
+                parser.feed(data)
+                return
+            except Exception as exc:  # noqa: BLE001 - never let stderr vanish
+                broken = True
+                _write_all(fds.saved, f"[gradcheck] compile progress display failed "
+                                      f"({exc!r}); stderr follows unfiltered\n".encode())
+        _write_all(fds.saved, data)
 
-    from gradcheck.cachelock import LockWatcher
-
-    watcher = LockWatcher(display.lock_wait, display.lock_done)
-    t_start = time.time()
-    jit_dir = _jit_dir()
-    libs_before = _mapped_libs(jit_dir) if jit_dir else set()
-    thread = threading.Thread(target=reader, name="gradcheck-stderr", daemon=True)
-    timer = None
-    if status and not quiet:
-        timer = threading.Timer(status_after, display.show_status, args=(status,))
-        timer.daemon = True
-    _active = stats
-    restored = False
-    try:
-        _flush_python_stderr()
-        os.dup2(w, 2)
-        os.close(w)
-        w = -1
-        thread.start()
-        if timer is not None:
-            timer.start()
-        from gradcheck import supervise
-
-        if not supervise.attempt():   # a supervised run's parent watches from outside
-            watcher.start()
-        yield stats
-    finally:
-        watcher.stop()
-        stats.lock_wait_seconds = watcher.total
-        if timer is not None:
-            timer.cancel()
-            if timer.is_alive():
-                timer.join()
+    for data in _pipe_chunks(fds.r, fds.stop_r):
+        handle(data)
+    if not broken:
         try:
-            _flush_python_stderr()
-            os.dup2(saved, 2)
-            restored = True
-        finally:
-            if w >= 0:
-                os.close(w)
-            if thread.is_alive():
-                os.write(stop_w, b"x")
-                thread.join()
-            for fd in (r, stop_r, stop_w, saved):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            _active = None
-            _capture_lock.release()
-        if restored:
-            stats.new_jit_libs = _libs_compiled_here(jit_dir or _jit_dir(), libs_before,
-                                                     t_start)
-            stats.ops_compiled = max(stats.progress_ops, stats.new_jit_libs or 0)
+            parser.close()
+        except Exception:  # noqa: BLE001
+            pass
+    with contextlib.suppress(Exception):
+        display.close()
+
+
+def _pipe_chunks(r: int, stop_r: int) -> Iterator[bytes]:
+    """What arrives on ``r`` until it closes, or until ``stop_r`` is written and what is
+    left in ``r`` has been drained."""
+    poller = select.poll()
+    poller.register(r, select.POLLIN)
+    poller.register(stop_r, select.POLLIN)
+    while True:
+        events = dict(poller.poll())
+        if r in events:
+            data = os.read(r, 65536)
+            if not data:
+                return
+            yield data
+        elif stop_r in events:
+            # Everything written before fd 2 was restored is in the pipe: drain it
+            # without blocking (forked children may keep the write end open).
+            os.set_blocking(r, False)
+            while True:
+                try:
+                    data = os.read(r, 65536)
+                except BlockingIOError:
+                    return
+                if not data:
+                    return
+                yield data
 
 
 def _flush_python_stderr() -> None:

@@ -100,6 +100,20 @@ def test_onednn_off_is_reported_with_a_fix():
     assert "use_mkl=0" in onednn["detail"] and "unset use_mkl" in onednn["fix_hint"]
 
 
+def test_version_and_compiler_checks_carry_their_fixes(tmp_path):
+    from types import SimpleNamespace
+
+    fake = SimpleNamespace(__version__="1.3.9", __file__=str(tmp_path / "jittor/__init__.py"),
+                           flags=SimpleNamespace(cc_path=""))
+    jit = doctor._jittor_check(fake)
+    assert not jit.ok and jit.fix_hint == "pip install jittor==1.3.11 (tested version)"
+    cc = doctor._compiler_check(fake)
+    assert (cc.ok, cc.detail) == (False, "none found") and "apt-get install g++" in cc.fix_hint
+    fake.flags.cc_path = str(tmp_path / "no-such-g++")
+    cc = doctor._compiler_check(fake)
+    assert not cc.ok and cc.detail.endswith("no-such-g++ (does not run)") and cc.fix_hint
+
+
 def test_dir_size_counts_files_not_symlinks(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "f1").write_bytes(b"x" * 100)

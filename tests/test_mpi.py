@@ -237,3 +237,34 @@ def test_merge_without_mpi():
     assert merged.param("c").flags == []
     assert merged.summary.findings == {"rank_divergent": 1, "replicas_diverged": 1}
     assert not merged.verdict.passed          # replicas_diverged fails by default
+
+
+def test_merge_unsynchronised_ranks_without_mpi():
+    """Ranks Jittor did not synchronise: local statuses only, no replicas_diverged; the
+    rank_divergent sentence and an optimizer mismatch."""
+    from gradcheck.policy import Policy
+    from gradcheck.report import ParamRecord, Report
+
+    report = Report(config={"model": "m"}, environment={},
+                    params=[ParamRecord(name=n, shape=[1], numel=1, steps=["nonzero"],
+                                        grad_norms=[1.0], update_norms=[0.1],
+                                        updated_steps=[True], weight_norm=1.0)
+                            for n in ("a", "b")])
+    blobs = [{"rank": r, "host": "h", "sync": r == 0, "in_optimizer": members,
+              "local": {"a": [first], "b": ["nonzero"]},
+              "reduced": {"a": ["missing"], "b": ["missing"]},   # not used: not synchronised
+              "local_grad_norms": {"a": [1.0], "b": [1.0]}, "value_norms": {"a": [1.0], "b": [1.0]},
+              "digests": {"a": [str(r)], "b": [str(r)]}, "steps": [{"loss": 1.0, "seconds": 0.1}]}
+             for r, first, members in ((0, "nonzero", ["a", "b"]), (1, "zero", ["a"]))]
+    merged = merge(report, blobs, Policy())
+    dist = merged.distributed
+    assert dist["synchronized"] is False and "without Jittor's synchronisation" in dist["note"]
+    assert dist["params"]["a"]["reduced"] is None and merged.param("a").steps == ["nonzero"]
+    assert merged.param("a").flags == ["rank_divergent"]
+    assert merged.param("a").cause_detail == (
+        "locally covered on some ranks only (step 1: non-zero on rank(s) 0, rank 1 zero): "
+        "data-dependent control flow")
+    assert merged.param("b").flags == ["optimizer_mismatch"]
+    assert merged.param("b").in_optimizer is False
+    assert dist["findings"] == {"rank_divergent": 1, "replicas_diverged": 0,
+                                "optimizer_mismatch": 1}

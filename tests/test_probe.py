@@ -145,6 +145,29 @@ def test_status_rules():
     assert status.run_status(["zero", "nonzero", "missing"]) == "covered"
 
 
+def test_an_unread_parameter_says_what_the_module_calls_tell():
+    from gradcheck.explain import cause_of
+    from gradcheck.report import ParamRecord
+
+    class Calls:
+        def __init__(self, ran):
+            self._ran = ran
+
+        def ran(self, module_name):
+            return self._ran
+
+    rec = ParamRecord(name="head.aux.weight", shape=[2], numel=2, status="missing",
+                      steps=["missing"], read_steps=[False], module="head.aux")
+    said = {ran: cause_of(rec, None, Calls(ran))[1].split(": ", 1)[1]
+            for ran in (False, True, None)}
+    assert said[False].startswith("its module 'head.aux' never ran in the forward pass")
+    assert said[True].startswith("its module 'head.aux' ran, but never read it")
+    assert said[None] == "nothing read it" == cause_of(rec, None, None)[1].split(": ", 1)[1]
+    rec.reassigned, rec.in_optimizer = True, False   # held by an optimizer: stale_var
+    code, sentence = cause_of(rec, None, None)
+    assert code == "not_called" and sentence.endswith("than the one the optimizer holds")
+
+
 def test_same_seed_same_report():
     a = gradcheck.check(zoo.healthy(), steps=2, seed=3)
     b = gradcheck.check(zoo.healthy(), steps=2, seed=3)

@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -415,6 +416,26 @@ def test_capture_counts_a_real_jittor_compile():
     assert "[2.0, 2.0, 2.0, 2.0]" in r.stdout
     line = r.stdout.strip().splitlines()[-1].split()
     assert int(line[1]) >= 1 and int(line[3]) == 0, r.stdout
+
+
+def test_pipe_chunks_drain_and_stop_while_a_writer_keeps_the_pipe_open():
+    # forked children may keep the pipe's write end open: the stop pipe must end the read
+    from gradcheck.progress import _pipe_chunks
+
+    r, w = os.pipe()
+    stop_r, stop_w = os.pipe()
+    try:
+        os.write(w, b"left in the pipe")
+        os.write(stop_w, b"x")
+        got: list = []
+        reader = threading.Thread(target=lambda: got.extend(_pipe_chunks(r, stop_r)),
+                                  daemon=True)
+        reader.start()
+        reader.join(timeout=30)
+        assert not reader.is_alive() and got == [b"left in the pipe"]
+    finally:
+        for fd in (r, w, stop_r, stop_w):
+            os.close(fd)
 
 
 def test_stats_summary():

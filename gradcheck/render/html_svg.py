@@ -9,6 +9,7 @@ the page says so.  At 9,000 tensors the section was 2.7 MB, 300 bytes a paramete
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from itertools import groupby
 
 from gradcheck.enums import UNCOVERED, Finding, Status
@@ -139,110 +140,186 @@ def _axis(parts: list, lo: int, hi: int, top: float, height: float, left: int, r
 def _flow_chart(title: str, bars: list, scale: tuple, rscale: tuple, show_ratio: bool,
                 band_level: int = 1) -> str:
     """One chart; ``bars`` from :func:`_bars` (a bar is one parameter or a run of them)."""
-    lo, hi = scale
-    rlo, rhi = rscale
-    n = len(bars)
-    slot = max(4, min(44, 960 // max(n, 1)))
-    labels = slot >= 10
+    (lo, hi), (rlo, rhi), n = scale, rscale, len(bars)
+    f = _Frame(lo, hi, rlo, rhi, slot=max(4, min(44, 960 // max(n, 1))), n=n,
+               show_ratio=show_ratio)
+    labels = f.slot >= 10
     prefix = "" if title in ("all parameters", "<root>") else title + "."
+    names = _bar_names(bars, prefix)
+    label_h = int(12 + 5.4 * max((len(s) for s in names), default=4)) if labels else 0
+    width = f.left + n * f.slot + 12
+    height = f.rtop + f.RH + (10 if show_ratio else -4) + label_h
+    parts = [f'<svg class="flow" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+             f'role="img" aria-label="gradient norm per parameter, {esc(title)}">']
+    _bands(parts, f, bars, _band_keys(bars, band_level), prefix)
+    _flow_axes(parts, f)
+    for i, bar in enumerate(bars):
+        _bar_column(parts, f, i, bar, names[i] if labels else None)
+    parts.append(f'<line class="base" x1="{f.left}" y1="{f.floor_y}" x2="{f.right:.1f}" '
+                 f'y2="{f.floor_y}"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """A chart's geometry: the |grad| panel ``H`` high from ``top`` (log10 ``lo`` to ``hi``),
+    the update/weight panel ``RH`` high under it (``rlo`` to ``rhi``; none without
+    ``show_ratio``), ``n`` bars ``w`` wide, one a ``slot`` from ``left``."""
+
+    lo: int
+    hi: int
+    rlo: int
+    rhi: int
+    slot: int
+    n: int
+    show_ratio: bool
+    left: int = 48
+    top: int = 24
+    H: int = 150
+
+    @property
+    def RH(self) -> int:
+        return 56 if self.show_ratio else 0
+
+    @property
+    def rtop(self) -> int:
+        return self.top + self.H + 14
+
+    @property
+    def floor_y(self) -> int:
+        return self.top + self.H
+
+    @property
+    def bottom(self) -> int:
+        return self.rtop + self.RH if self.show_ratio else self.top + self.H
+
+    @property
+    def right(self) -> int:
+        return self.left + self.n * self.slot + 4
+
+    @property
+    def w(self) -> int:
+        return max(self.slot - 2, 2) if self.slot < 12 else round(self.slot * 0.7)
+
+    @property
+    def r(self) -> float:
+        return min(self.w / 2 + 1, 5)
+
+    def y(self, logv: float) -> float:
+        """Height of a log10 |grad| on the |grad| panel (clamped to it)."""
+        lo, hi = self.lo, self.hi
+        return self.top + self.H - (max(min(logv, hi), lo) - lo) / (hi - lo) * self.H
+
+    def ry(self, logv: float) -> float:
+        """Height of a log10 update/weight ratio on the ratio panel (clamped to it)."""
+        rlo, rhi = self.rlo, self.rhi
+        return self.rtop + self.RH - (max(min(logv, rhi), rlo) - rlo) / (rhi - rlo) * self.RH
+
+
+def _bar_names(bars: list, prefix: str) -> list[str]:
+    """Each bar's label: its parameter's name less the chart's ``prefix``, shortened; for a
+    run, its first name and how many follow."""
 
     def short(name, room=26):
         name = name[len(prefix):] if prefix and name.startswith(prefix) else name
         return name if len(name) <= room else "…" + name[-(room - 1):]
 
-    left, top, H = 48, 24, 150
-    RH = 56 if show_ratio else 0
-    rtop = top + H + 14
-    label_h = 0
-    names = [short(b[0].name) if len(b) == 1 else short(b[0].name, 21) + f" +{len(b) - 1}"
-             for b in bars]
-    if labels:
-        label_h = int(12 + 5.4 * max((len(s) for s in names), default=4))
-    width = left + n * slot + 12
-    height = rtop + RH + (10 if show_ratio else -4) + label_h
-    right = left + n * slot + 4
+    return [short(b[0].name) if len(b) == 1 else short(b[0].name, 21) + f" +{len(b) - 1}"
+            for b in bars]
 
-    def y(logv):
-        return top + H - (max(min(logv, hi), lo) - lo) / (hi - lo) * H
 
-    def ry(logv):
-        return rtop + RH - (max(min(logv, rhi), rlo) - rlo) / (rhi - rlo) * RH
-
-    parts = [f'<svg class="flow" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-             f'role="img" aria-label="gradient norm per parameter, {esc(title)}">']
-    bottom = rtop + RH if show_ratio else top + H
+def _band_keys(bars: list, band_level: int) -> list[str]:
+    """Each bar's band: its sub-module ``band_level`` deep, shallower while shared bars would
+    make more bands than a quarter of the bars (fewer, wider bands)."""
     keys = [_group_key(b[0].name, band_level) for b in bars]
     while band_level > 1 and any(len(b) > 1 for b in bars) and (
-            sum(1 for _ in groupby(keys)) > len(bars) // 4):    # shared bars: fewer, wider bands
+            sum(1 for _ in groupby(keys)) > len(bars) // 4):
         band_level -= 1
         keys = [_group_key(b[0].name, band_level) for b in bars]
+    return keys
+
+
+def _bands(parts: list, f: _Frame, bars: list, keys: list[str], prefix: str) -> None:
+    """The shaded bands behind the bars, one per run of equal ``keys`` (sub-modules, in
+    order), each labelled when its name fits."""
     i = 0
-    for band, (key, run) in enumerate(groupby(keys)):   # bands: one per sub-module, in order
+    for band, (key, run) in enumerate(groupby(keys)):
         k = len(list(run))
-        bx, bw = left + i * slot, k * slot
+        bx, bw = f.left + i * f.slot, k * f.slot
         count = sum(len(b) for b in bars[i:i + k])
-        parts.append(f'<rect class="band{band % 2}" x="{bx}" y="{top - 14}" width="{bw}" '
-                     f'height="{bottom - top + 14}"><title>{esc(key)}: {count} parameters</title>'
-                     '</rect>')
+        parts.append(f'<rect class="band{band % 2}" x="{bx}" y="{f.top - 14}" width="{bw}" '
+                     f'height="{f.bottom - f.top + 14}"><title>{esc(key)}: {count} parameters'
+                     '</title></rect>')
         fit = int(bw / 5.6)
         if fit >= 3:
             label = key[len(prefix):] if prefix and key.startswith(prefix) else key
             label = label if len(label) <= fit else label[:fit - 1] + "…"
-            parts.append(f'<text class="bl" x="{bx + 2}" y="{top - 4}">{esc(label)}</text>')
+            parts.append(f'<text class="bl" x="{bx + 2}" y="{f.top - 4}">{esc(label)}</text>')
         i += k
-    _axis(parts, lo, hi, top, H, left, right)
-    parts.append(f'<text class="axt" x="4" y="{top + H / 2:.0f}" transform="rotate(-90 10 '
-                 f'{top + H / 2:.0f})">log10 |grad|</text>')
-    floor_y = top + H
-    if show_ratio:
-        _axis(parts, rlo, rhi, rtop, RH, left, right)
-        if rlo < -3 < rhi:
-            parts.append(f'<line class="ref" x1="{left}" y1="{ry(-3):.1f}" x2="{right:.1f}" '
-                         f'y2="{ry(-3):.1f}"><title>update/weight 1e-3, a usual '
-                         f'healthy ratio</title></line>')
-        parts.append(f'<text class="axt" x="4" y="{rtop + RH / 2:.0f}" transform="rotate(-90 10 '
-                     f'{rtop + RH / 2:.0f})">Δw/w</text>')
-    w = max(slot - 2, 2) if slot < 12 else round(slot * 0.7)
-    r = min(w / 2 + 1, 5)
+
+
+def _flow_axes(parts: list, f: _Frame) -> None:
+    """The log10 |grad| axis; with a ratio panel, its axis and the 1e-3 reference line."""
+    _axis(parts, f.lo, f.hi, f.top, f.H, f.left, f.right)
+    parts.append(f'<text class="axt" x="4" y="{f.top + f.H / 2:.0f}" transform="rotate(-90 10 '
+                 f'{f.top + f.H / 2:.0f})">log10 |grad|</text>')
+    if f.show_ratio:
+        _axis(parts, f.rlo, f.rhi, f.rtop, f.RH, f.left, f.right)
+        if f.rlo < -3 < f.rhi:
+            parts.append(f'<line class="ref" x1="{f.left}" y1="{f.ry(-3):.1f}" '
+                         f'x2="{f.right:.1f}" y2="{f.ry(-3):.1f}"><title>update/weight 1e-3, '
+                         f'a usual healthy ratio</title></line>')
+        parts.append(f'<text class="axt" x="4" y="{f.rtop + f.RH / 2:.0f}" '
+                     f'transform="rotate(-90 10 {f.rtop + f.RH / 2:.0f})">Δw/w</text>')
+
+
+def _bar_column(parts: list, f: _Frame, i: int, bar: list, label: str | None) -> None:
+    """Slot ``i``: the bar (one parameter or a run), its update/weight dot, its label."""
+    x0 = f.left + i * f.slot + (f.slot - f.w) / 2
+    cx = x0 + f.w / 2
 
     def marker(kind, cx, t):
-        if kind == Status.FROZEN:
-            parts.append(f'<rect class="mk-frozen" x="{cx - r:.1f}" y="{floor_y - 2 * r:.1f}" '
-                         f'width="{2 * r:.1f}" height="{2 * r:.1f}">{t}</rect>')
-        else:                                       # zero / missing: a marker at the floor
-            parts.append(f'<path class="mk-{kind}" d="M{cx - r:.1f} {floor_y + 1:.1f}'
-                         f'L{cx + r:.1f} {floor_y + 1:.1f}L{cx:.1f} {floor_y - 2 * r:.1f}Z">'
-                         f'{t}</path>')
+        _marker(parts, f, kind, cx, t)
 
-    def ratio_dot(ratio, cx, what):
-        lr = _log10(ratio)
-        if lr is not None:
-            parts.append(f'<circle class="rd" cx="{cx:.1f}" cy="{ry(lr):.1f}" '
-                         f'r="{min(3, w / 2 + .5):.1f}"><title>{esc(what)}: update/weight '
-                         f'{_fmt(ratio)}</title></circle>')
-        elif ratio == 0:
-            parts.append(f'<circle class="r0" cx="{cx:.1f}" cy="{rtop + RH:.1f}" '
-                         f'r="{min(3, w / 2 + .5):.1f}"><title>{esc(what)}: not updated'
-                         f'</title></circle>')
+    if len(bar) == 1:
+        _one_bar(parts, bar[0], x0, f.w, cx, f.y, f.floor_y, f.H, f.top, marker)
+        if f.show_ratio:
+            _ratio_dot(parts, f, _ratio(bar[0]), cx, bar[0].name)
+    else:
+        ratio = _shared_bar(parts, bar, x0, f.w, cx, f.y, f.floor_y, f.H, f.top, marker)
+        if f.show_ratio and ratio is not None:
+            _ratio_dot(parts, f, ratio, cx, f"{bar[0].name} … {bar[-1].name}, median")
+    if label is not None:
+        ly = (f.rtop + f.RH + 8) if f.show_ratio else (f.floor_y + 12)
+        parts.append(f'<text class="lab" transform="translate({cx + 3:.1f} {ly:.1f}) '
+                     f'rotate(-90)">{esc(label)}</text>')
 
-    for i, bar in enumerate(bars):
-        x0 = left + i * slot + (slot - w) / 2
-        cx = x0 + w / 2
-        if len(bar) == 1:
-            _one_bar(parts, bar[0], x0, w, cx, y, floor_y, H, top, marker)
-            if show_ratio:
-                ratio_dot(_ratio(bar[0]), cx, bar[0].name)
-        else:
-            ratio = _shared_bar(parts, bar, x0, w, cx, y, floor_y, H, top, marker)
-            if show_ratio and ratio is not None:
-                ratio_dot(ratio, cx, f"{bar[0].name} … {bar[-1].name}, median")
-        if labels:
-            ly = (rtop + RH + 8) if show_ratio else (floor_y + 12)
-            parts.append(f'<text class="lab" transform="translate({cx + 3:.1f} {ly:.1f}) '
-                         f'rotate(-90)">{esc(names[i])}</text>')
-    parts.append(f'<line class="base" x1="{left}" y1="{floor_y}" x2="{right:.1f}" y2="{floor_y}"/>')
-    parts.append("</svg>")
-    return "".join(parts)
+
+def _marker(parts: list, f: _Frame, kind, cx: float, t: str) -> None:
+    """A parameter without a bar, at the floor: a square when frozen, else a triangle."""
+    r, floor_y = f.r, f.floor_y
+    if kind == Status.FROZEN:
+        parts.append(f'<rect class="mk-frozen" x="{cx - r:.1f}" y="{floor_y - 2 * r:.1f}" '
+                     f'width="{2 * r:.1f}" height="{2 * r:.1f}">{t}</rect>')
+    else:                                       # zero / missing: a marker at the floor
+        parts.append(f'<path class="mk-{kind}" d="M{cx - r:.1f} {floor_y + 1:.1f}'
+                     f'L{cx + r:.1f} {floor_y + 1:.1f}L{cx:.1f} {floor_y - 2 * r:.1f}Z">'
+                     f'{t}</path>')
+
+
+def _ratio_dot(parts: list, f: _Frame, ratio, cx: float, what: str) -> None:
+    """A bar's update/weight ratio: a dot on the ratio panel, a hollow one at its floor when
+    the weights were not updated (nothing when unknown)."""
+    lr = _log10(ratio)
+    if lr is not None:
+        parts.append(f'<circle class="rd" cx="{cx:.1f}" cy="{f.ry(lr):.1f}" '
+                     f'r="{min(3, f.w / 2 + .5):.1f}"><title>{esc(what)}: update/weight '
+                     f'{_fmt(ratio)}</title></circle>')
+    elif ratio == 0:
+        parts.append(f'<circle class="r0" cx="{cx:.1f}" cy="{f.rtop + f.RH:.1f}" '
+                     f'r="{min(3, f.w / 2 + .5):.1f}"><title>{esc(what)}: not updated'
+                     f'</title></circle>')
 
 
 def _last_status(p):
