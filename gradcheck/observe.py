@@ -42,7 +42,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from gradcheck import graph, probe, runtime
+from gradcheck import graph, probe, recorder, runtime
 from gradcheck.enums import Status
 from gradcheck.optimizers import backward_list, optimizer_params
 from gradcheck.snapshot import GradSummary, Snapshot, grads_alongside
@@ -467,7 +467,6 @@ class StepRecorder:
             finish,
             new_records,
             record_proof,
-            record_step,
             run_config,
             step_entry,
         )
@@ -481,7 +480,7 @@ class StepRecorder:
         for d in self.done:
             for i, (rec, (state, gnorm, change, read, reassigned, lr, rounded)) in enumerate(
                     zip(records, d.states)):
-                record_step(rec, d.index, state, gnorm, change, lr, rounded)
+                recorder.record_step(rec, state, gnorm, change, lr, rounded)
                 if state == Status.ZERO:
                     record_proof(rec, [r.proofs[i] for r in d.results if i in r.proofs], run)
                 rec.read_steps.append(read)

@@ -24,18 +24,18 @@ from __future__ import annotations
 import platform
 import re
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from gradcheck import graph, runtime, status
+from gradcheck import graph, recorder, runtime, status
 from gradcheck.enums import Status
 from gradcheck.optimizers import backward_list, describe_optimizer, optimizer_params, rounds_away
 from gradcheck.report import Report, jsonable
-from gradcheck.schema import BufferRecord, LossTermRecord, ParamRecord, StepRecord, WarningRecord
+from gradcheck.schema import BufferRecord, ParamRecord, StepRecord, WarningRecord
 from gradcheck.snapshot import GradSummary, Snapshot, grads_alongside, host_norm
 from gradcheck.workload import Workload, WorkloadError, call_loss, default_optimizer
 
@@ -340,8 +340,8 @@ def param_record(run: Run, i: int, mode_changes: dict, frozen_by_eval: dict, pol
 
     e = run.params[i]
     frozen = e.var.is_stop_grad()
-    return ParamRecord(
-        name=e.name, shape=list(e.var.shape), numel=int(e.var.numel()),
+    return recorder.new_param(
+        e.name, e.var.shape, e.var.numel(), absent=absent,
         requires_grad=not frozen, in_optimizer=id(e.var) in run.held, module=e.module,
         aliases=list(e.aliases),
         frozen_reason=declared_reason(e.name, run.workload.frozen,
@@ -349,10 +349,7 @@ def param_record(run: Run, i: int, mode_changes: dict, frozen_by_eval: dict, pol
         eval_module=frozen_by_eval.get(id(e.var)) if frozen else None,
         mode_change=mode_changes.get(id(e.var)),
         optimizers=run.owners(i) if run.multi else [],
-        tracked=e.tracked, held_only=e.held_only,
-        steps=[Status.ABSENT] * absent, grad_norms=[None] * absent, update_norms=[None] * absent,
-        updated_steps=[False] * absent, read_steps=[False] * absent, lrs=[None] * absent,
-        rounded=[None] * absent)
+        tracked=e.tracked, held_only=e.held_only)
 
 
 def buffer_record(run: Run, e) -> BufferRecord:
@@ -385,30 +382,6 @@ def rounding(run: Run, phases, i: int, state: str, change, lr) -> bool | None:
     answers = [rounds_away(p.optimizer, run.params[i].var) for p in phases
                if i in run.owned.get(p.name, ())]
     return None if not answers or None in answers else all(answers)
-
-
-def record_step(rec: ParamRecord, step: int, state: str, gnorm, change, lr=None,
-                rounded: bool | None = None) -> None:
-    """One step of one parameter: its status, gradient norm, value change
-    (:class:`gradcheck.snapshot.Change`), the learning rate its optimizer group applied and,
-    for an update that did not happen, :func:`rounding`'s answer."""
-    changed = change.changed
-    if rec.weight_norm is None:          # its value before the first step it existed on
-        rec.weight_norm = change.before_norm
-    rec.lrs.append(lr)
-    rec.rounded.append(rounded)
-    rec.steps.append(state)
-    rec.grad_norms.append(gnorm)
-    rec.update_norms.append(change.delta_norm)
-    rec.updated_steps.append(changed)
-    if changed:
-        rec.updated = True
-        if state in (Status.MISSING, Status.ZERO, Status.FROZEN):
-            rec.moved_without_grad = True
-    if state == Status.NONZERO and rec.first_nonzero_step is None:
-        rec.first_nonzero_step = step
-    if state == Status.NONFINITE and rec.first_nonfinite_step is None:
-        rec.first_nonfinite_step = step
 
 
 def record_proof(rec: ParamRecord, proofs: list, run: Run) -> None:
@@ -480,7 +453,7 @@ def check(workload: Workload, steps: int = 1, seed: int | None = 0,
         for i, (e, rec) in enumerate(zip(run.params, records)):
             state, gnorm = classify(run, i, results)
             lr = next((r.lrs[i] for r in results if i in r.lrs), None)
-            record_step(rec, step, state, gnorm, changes[i], lr,
+            recorder.record_step(rec, state, gnorm, changes[i], lr,
                         rounding(run, run.phases, i, state, changes[i], lr))
             if state == Status.ZERO:
                 record_proof(rec, [r.proofs[i] for r in results if i in r.proofs], run)
@@ -498,34 +471,13 @@ def finish(run: Run, records: list, buf_records: list, warnings_out: list, step_
            reach_by_term: dict, config: dict, policy=None) -> Report:
     """The report from the recorded steps: run statuses, explanations, summary and verdict
     (shared by :func:`check` and the script observer, :mod:`gradcheck.observe`)."""
-    from gradcheck import explain, policy as policy_mod, summary
-
-    for idx, rec in enumerate(records):
-        rec.status = status.run_status(rec.steps)
-        rec.grad_norm = rec.grad_norms[-1] if rec.grad_norms else None
-        rec.update_norm = rec.update_norms[-1] if rec.update_norms else None
-        if reach_by_term:
-            rec.reached_by = [t for t, found in reach_by_term.items() if idx in found]
+    recorder.close(records, [s.step for s in step_log], reach_by_term)
     records = [r for r in records if r.tracked or r.in_optimizer or r.status in status.REACHED]
     buf_records = [b for b, e in zip(buf_records, run.buffers) if e.tracked or b.in_optimizer]
-    report = Report(config=config, environment=environment(),
-                    params=records, buffers=buf_records, warnings=warnings_out, steps=step_log,
-                    loss_terms=loss_terms(reach_by_term, step_log),
-                    created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    explain.explain(report, calls=run.calls, policy=policy, zero_hint=run.workload.zero_hint)
-    summary.finalize(report, policy or policy_mod.Policy())
-    return report
-
-
-def loss_terms(reach_by_term: dict, step_log: list) -> list:
-    out = []
-    for term, reached_set in reach_by_term.items():
-        values = [s.terms.get(term) for s in step_log]
-        # constant: the same value on every step, and either several steps or exactly 0
-        constant = all(v == values[0] for v in values) and (len(values) > 1 or values[0] == 0)
-        out.append(LossTermRecord(name=term, reaches=len(reached_set), constant=constant,
-                                  values=values))
-    return out
+    return recorder.report(config=config, environment=environment(), params=records,
+                           buffers=buf_records, warnings=warnings_out, steps=step_log,
+                           reach_by_term=reach_by_term, calls=run.calls, policy=policy,
+                           zero_hint=run.workload.zero_hint)
 
 
 def run_config(run: Run, steps: int, seed, mode_changes: dict) -> dict:
@@ -548,3 +500,19 @@ def environment() -> dict:
             "python": platform.python_version(), "numpy": np.__version__,
             "onednn": st.onednn, "onednn_lib": st.onednn_lib, "device": st.device,
             "host": socket.gethostname(), "platform": platform.platform()}
+
+
+class _JittorBackend:
+    """:class:`gradcheck.backend.Backend` for Jittor: :func:`check`."""
+
+    name = "jittor"
+
+    def accepts(self, model) -> bool:
+        jt = sys.modules.get("jittor")    # not loaded: not a Jittor module
+        return jt is not None and isinstance(model, jt.Module)
+
+    def check(self, workload, steps=1, seed=0, on_step=None, policy=None) -> Report:
+        return check(workload, steps=steps, seed=seed, on_step=on_step, policy=policy)
+
+
+BACKEND = _JittorBackend()

@@ -8,8 +8,8 @@ across the ranks.
 
 from __future__ import annotations
 
+from gradcheck import recorder
 from gradcheck.enums import RANK_FINDINGS, Finding, Status
-from gradcheck.status import run_status
 
 FINDINGS = RANK_FINDINGS   # the across-ranks findings, in the order the report counts them
 
@@ -102,13 +102,7 @@ def _take_steps(rec, merged: list, in_optimizer: bool, report, zero_hint=None) -
 
     before = rec.status
     rec.steps = merged
-    rec.status = run_status(merged)
-    rec.first_nonzero_step = next((i + 1 for i, x in enumerate(merged)
-                                   if x == Status.NONZERO), None)
-    rec.first_nonfinite_step = next((i + 1 for i, x in enumerate(merged)
-                                     if x == Status.NONFINITE), None)
-    rec.moved_without_grad = any(u and x in (Status.MISSING, Status.ZERO, Status.FROZEN)
-                                 for u, x in zip(rec.updated_steps, merged))
+    recorder.derive(rec, [s.step for s in report.steps])
     rec.in_optimizer = in_optimizer
     if rec.status != before:
         rec.cause, rec.cause_detail = explain.cause_of(rec, report, None, zero_hint)

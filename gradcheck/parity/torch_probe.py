@@ -25,19 +25,18 @@ import platform
 import random
 import socket
 import time
-from datetime import datetime, timezone
 from typing import Callable
 
 import numpy as np
 
+from gradcheck import recorder
 from gradcheck.enums import Status
 from gradcheck.parity import torchenv
 from gradcheck.policy import declared_reason
-from gradcheck.probe import loss_terms, record_step
 from gradcheck.report import Report
-from gradcheck.schema import BufferRecord, ParamRecord, StepRecord
+from gradcheck.schema import BufferRecord, StepRecord
 from gradcheck.snapshot import Change, host_norm
-from gradcheck.status import run_status, step_status  # the status rules' one home
+from gradcheck.status import step_status  # the status rules' one home
 from gradcheck.workload import Workload, WorkloadError, unpack_loss
 
 
@@ -152,7 +151,6 @@ def check(workload: Workload, steps: int = 1, seed: int | None = 0,
           on_step: Callable[[int, int, str], None] | None = None,
           config: dict | None = None, policy=None) -> Report:
     """Run ``steps`` real training steps of a torch ``workload``; return the :class:`Report`."""
-    from gradcheck import explain, policy as policy_mod, summary
     from gradcheck.optimizers import describe_optimizer
     from gradcheck.report import jsonable as _jsonable
 
@@ -178,11 +176,10 @@ def check(workload: Workload, steps: int = 1, seed: int | None = 0,
     opt_ids = {id(p) for g in optimizer.param_groups for p in g["params"]}
     extra = [p for p in tensors if p.requires_grad and id(p) not in opt_ids]
 
-    records = [ParamRecord(name=n, shape=list(p.shape), numel=int(p.numel()),
-                           requires_grad=bool(p.requires_grad), in_optimizer=id(p) in opt_ids,
-                           module=mod, aliases=list(al),
-                           frozen_reason=declared_reason(  # the one lookup, as probe.py
-                               n, workload.frozen, getattr(policy, "expected_frozen", None)))
+    records = [recorder.new_param(n, p.shape, p.numel(), requires_grad=bool(p.requires_grad),
+                                  in_optimizer=id(p) in opt_ids, module=mod, aliases=list(al),
+                                  frozen_reason=declared_reason(  # the one lookup, as probe.py
+                                      n, workload.frozen, getattr(policy, "expected_frozen", None)))
                for n, p, mod, al in params]
     buf_records = [BufferRecord(name=n, shape=list(b.shape), numel=int(b.numel()))
                    for n, b in buffers]
@@ -226,7 +223,7 @@ def check(workload: Workload, steps: int = 1, seed: int | None = 0,
                 status, gnorm = step_status(True, grads[i]), host_norm(grads[i])
             change = Change(changed, host_norm(after - before[i]) if changed else 0.0,
                             host_norm(before[i]))
-            record_step(rec, step, status, gnorm, change)   # the same bookkeeping as Jittor's
+            recorder.record_step(rec, status, gnorm, change)   # as Jittor's probe does
         for (_, b), brec, old in zip(buffers, buf_records, buf_before):
             if not np.array_equal(_np(b), old):
                 brec.changed = True
@@ -235,17 +232,25 @@ def check(workload: Workload, steps: int = 1, seed: int | None = 0,
                                    stats=_jsonable(stats),
                                    seconds=round(time.perf_counter() - t0, 4)))
 
-    for idx, rec in enumerate(records):
-        rec.status = run_status(rec.steps)
-        rec.grad_norm = rec.grad_norms[-1] if rec.grad_norms else None
-        rec.update_norm = rec.update_norms[-1] if rec.update_norms else None
-        if reach_by_term:
-            rec.reached_by = [t for t, found in reach_by_term.items() if idx in found]
+    recorder.close(records, [s.step for s in step_log], reach_by_term)
     cfg = {"model": workload.name, "steps": steps, "seed": seed, "device": "cpu",
            "optimizer": describe_optimizer(optimizer), **workload.info, **(config or {})}
-    report = Report(config=cfg, environment=environment(), params=records, buffers=buf_records,
-                    warnings=[], steps=step_log, loss_terms=loss_terms(reach_by_term, step_log),
-                    created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    explain.explain(report, calls=hooks, policy=policy, zero_hint=workload.zero_hint)
-    summary.finalize(report, policy or policy_mod.Policy())
-    return report
+    return recorder.report(config=cfg, environment=environment(), params=records,
+                           buffers=buf_records, warnings=[], steps=step_log,
+                           reach_by_term=reach_by_term, calls=hooks, policy=policy,
+                           zero_hint=workload.zero_hint)
+
+
+class _TorchBackend:
+    """:class:`gradcheck.backend.Backend` for PyTorch: :func:`check`."""
+
+    name = "torch"
+
+    def accepts(self, model) -> bool:
+        return torchenv.is_torch_module(model)
+
+    def check(self, workload, steps=1, seed=0, on_step=None, policy=None) -> Report:
+        return check(workload, steps=steps, seed=seed, on_step=on_step, policy=policy)
+
+
+BACKEND = _TorchBackend()
