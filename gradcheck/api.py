@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from typing import Callable
 
 from gradcheck.enums import COVERED_FINDINGS
 from gradcheck.policy import Policy
@@ -19,16 +18,11 @@ def check(workload: Workload, steps: int | None = None, seed: int | None = 0,
     :data:`~gradcheck.settings.DEFAULT_STEPS`); the verdict follows ``policy``.  A
     ``torch.nn.Module`` model (a PyTorch original) goes through the torch backend: same
     semantics, same report."""
-    from gradcheck.parity.torchenv import is_torch_module
+    from gradcheck import backend
 
-    probe_check: Callable[..., Report]     # the two probes share these keywords
-    if is_torch_module(workload.model):
-        from gradcheck.parity.torch_probe import check as probe_check
-    else:
-        from gradcheck.probe import check as probe_check
     steps = DEFAULT_STEPS if steps is None else steps
-    return probe_check(workload, steps=steps, seed=seed, policy=policy or Policy(),
-                       on_step=on_step)
+    return backend.for_model(workload.model).check(workload, steps=steps, seed=seed,
+                                                   policy=policy or Policy(), on_step=on_step)
 
 
 def run(settings: Settings, policy: Policy | None = None, quiet: bool = True,
