@@ -33,7 +33,7 @@ from gradcheck.render.html_svg import _flow_section
 from gradcheck.render.html_tree import _tree
 from gradcheck.report import RUN_STATUSES, write_atomic
 
-__all__ = ["render_html", "write_html"]
+__all__ = ["page", "render_html", "write_html"]
 
 _NAV = (("summary", "Summary"), ("causes", "Causes"), ("flow", "Gradient flow"),
         ("terms", "Loss"), ("timeline", "Over steps"), ("modules", "Modules"),
@@ -59,29 +59,40 @@ def _css() -> str:
         f".bar.vanish{{fill:{_color(Status.ZERO)}}}.bar.explode{{fill:{_color(Status.NONFINITE)}}}")
 
 
+def page(*, title: str, hero: str, nav: str, body: str, footer: str, css: str = "") -> str:
+    """The one page template: every HTML page gradcheck writes (a report, an alignment) is
+    this shell with the shared stylesheet and script, its own ``hero`` (the header block,
+    verdict first), ``nav`` links, ``body`` sections and ``footer`` text, all already
+    escaped HTML except ``title`` and ``footer``; ``css``: a page's own extra rules."""
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>{esc(title)}</title><style>{_css()}{css}</style></head><body>"
+            + hero + f"<nav>{nav}</nav><main>" + body
+            + f"</main><footer>{esc(footer)}</footer><script>\n{_asset('report.js')}</script>"
+            "</body></html>\n")
+
+
+def nav_links(body: str, sections) -> str:
+    """The page's navigation: a link per (id, label) whose section the body holds; the
+    first one (the summary, in the header) always."""
+    return "".join(f'<a href="#{sid}">{label}</a>' for i, (sid, label) in enumerate(sections)
+                   if i == 0 or f'id="{sid}"' in body)
+
+
 def render_html(report) -> str:
     """The whole page as one string (no external references)."""
     from gradcheck import __version__
 
     v = report.verdict
-    title = f"gradcheck: {report.config.get('model', '?')} {v.result.upper()}"
     sections = [_causes(report), _flow_section(report), _terms(report),
                 _timeline_section(report), _tree(report), _extras(report)]
     body = "".join(sections)
-    nav = "".join(f'<a href="#{sid}">{label}</a>' for sid, label in _NAV
-                  if f'id="{sid}"' in body or sid == "summary")
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{esc(title)}</title><style>{_css()}</style></head><body>"
-            + _page(report, nav, body, __version__))
-
-
-def _page(report, nav: str, body: str, version: str) -> str:
     head = _header(report)
     hero_end = head.index("</header>") + len("</header>")
-    return (head[:hero_end] + f"<nav>{nav}</nav><main>" + head[hero_end:] + body
-            + f"</main><footer>gradcheck {esc(version)} · schema {esc(report.schema_version)}"
-            f"</footer><script>\n{_asset('report.js')}</script></body></html>\n")
+    # the header's summary cards follow the navigation, inside <main>
+    return page(title=f"gradcheck: {report.config.get('model', '?')} {v.result.upper()}",
+                hero=head[:hero_end], nav=nav_links(body, _NAV), body=head[hero_end:] + body,
+                footer=f"gradcheck {__version__} · schema {report.schema_version}")
 
 
 def write_html(report, path) -> Path:
