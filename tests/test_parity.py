@@ -323,8 +323,8 @@ def test_across_rename_rules_and_one_side_only(reports):
     assert len(cmp.original_only) == 6 and len(cmp.port_only) == 6
     cmp = compare_across(renamed, torch_rep, parse_rules(r"^blocks\. -> body."))
     assert cmp.paired == 12 and not cmp.original_only and not cmp.port_only
-    assert [s["name"] for s in cmp.shape_mismatch] == ["stem.weight"]
-    assert [d["name"] for d in cmp.frozen_diff] == ["aux.bias"]
+    assert [s.name for s in cmp.shape_mismatch] == ["stem.weight"]
+    assert [d.name for d in cmp.frozen_diff] == ["aux.bias"]
     assert not cmp.ok
 
 

@@ -35,8 +35,8 @@ def across_lines(cmp) -> list:
     sections = []
     if cmp.shape_mismatch:
         sections.append(("shape mismatch", [
-            f"{s['name']} {s['port']} vs {s['original_name']} {s['original']}"
-            + (" (transposed)" if s["transposed"] else "") for s in cmp.shape_mismatch]))
+            f"{s.name} {s.port} vs {s.original_name} {s.original}"
+            + (" (transposed)" if s.transposed else "") for s in cmp.shape_mismatch]))
     if cmp.lost:
         sections.append(("covered in the original, not in the port", [
             f"{p.name}: {p.port_status}" + (f" ({p.port_cause})" if p.port_cause else "")
@@ -47,12 +47,12 @@ def across_lines(cmp) -> list:
             + (f" ({p.original_cause})" if p.original_cause else "") for p in cmp.gained]))
     if cmp.frozen_diff:
         sections.append(("frozen set differs", [
-            f"{d['name']}: {d['port']} in the port, {d['original']} in the original"
+            f"{d.name}: {d.port} in the port, {d.original} in the original"
             for d in cmp.frozen_diff]))
     if cmp.optimizer_diff:
         sections.append(("optimizer membership differs", [
-            f"{d['name']}: {'in' if d['port'] else 'not in'} the port's optimizer, "
-            f"{'in' if d['original'] else 'not in'} the original's" for d in cmp.optimizer_diff]))
+            f"{d.name}: {'in' if d.port else 'not in'} the port's optimizer, "
+            f"{'in' if d.original else 'not in'} the original's" for d in cmp.optimizer_diff]))
     if cmp.original_only:
         sections.append(("in the original only", list(cmp.original_only)))
     if cmp.port_only:
