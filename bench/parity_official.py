@@ -291,7 +291,7 @@ def main() -> None:
             d["eval_deploy"] = eval_and_deploy(port.model, off.model, images)
         s = d["summary"]
         out = {m["original_module"]: m for m in res.modules}
-        rows.append((v, res.verdict["result"], res.keys["copied"],
+        rows.append((v, res.verdict["result"], res.keys.copied,
                      (out.get("detect") or {}).get("rel"),
                      res.loss["rel"], s["grad_rel_median"], s["noise_floor_median"],
                      s["grad_not_ok"], s["params"], s["explained_by_float64"],

@@ -34,8 +34,8 @@ def _check_faithful(res, name):
     assert all("agree when the port is rerun in float64" in w for w in res.verdict["warnings"])
     assert res.first_divergence is None and res.first_backward_divergence is None
     k = res.keys
-    assert (k["shape_mismatch"], k["original_only"], k["port_only"]) == ([], [], [])
-    assert k["copied"] == len(zp.torch_model(name).state_dict()) - k["known_torch_only"]
+    assert (k.shape_mismatch, k.original_only, k.port_only) == ([], [], [])
+    assert k.copied == len(zp.torch_model(name).state_dict()) - k.known_torch_only
     # the float64 rerun ran to the end, float64 all the way, and agrees with the original's
     # far below float32's rounding (a float32 leak, even one no dtype shows, such as Jittor's
     # float32 1/N in a mean's backward, puts the gradients 1e-9..1e-7 off)
@@ -102,7 +102,7 @@ def test_mobilenet_v2_lost_residual_is_named():
 def test_vgg11_bn_wrong_eps_is_named():
     res = _align("vgg11_bn", "bn_eps", Tolerances())
     assert not res.aligned
-    assert [(b["module"], b["setting"]) for b in res.bn_mismatch] == [("features.5", "eps")]
+    assert [(b.module, b.setting) for b in res.bn_mismatch] == [("features.5", "eps")]
     assert res.first_divergence["module"] == "features.5"
     _before_agree(res, "features.5")
     assert res.first_divergence_f64["module"] == "features.5"

@@ -19,6 +19,7 @@ import parity_pairs as pp
 from gradcheck import api
 from gradcheck.parity import align as align_mod
 from gradcheck.parity.across import NameMap, compare_across, load_name_map, parse_rules
+from gradcheck.parity.records import FrozenDiff, ShapeMismatch
 from gradcheck.report import Report
 
 
@@ -35,7 +36,7 @@ def test_faithful_port_aligns(results):
     assert res.first_divergence is None and res.first_backward_divergence is None
     assert all(m["grad_ok"] for m in res.modules if "grad_ok" in m)
     assert sum("grad_ok" in m for m in res.modules) >= 10    # d loss/d output, both sides
-    assert res.calibrated and res.keys["copied"] == 16 and res.keys["known_torch_only"] == 2
+    assert res.calibrated and res.keys.copied == 16 and res.keys.known_torch_only == 2
     assert all(p["ok"] and p["value_ok"] for p in res.params)
     # the calibration is real: the original's own float32 noise, above zero
     assert all(p["noise_floor"] is not None for p in res.params)
@@ -69,7 +70,7 @@ def test_skipped_layer_is_reported_as_never_called(results):
 def test_bn_eps_mismatch(results):
     res = results["bn_eps"]
     assert not res.aligned
-    assert [(b["module"], b["setting"], b["port"], b["original"]) for b in res.bn_mismatch] == [
+    assert [(b.module, b.setting, b.port, b.original) for b in res.bn_mismatch] == [
         ("blocks.0.bn", "eps", 0.1, 1e-5)]
     assert res.first_divergence["module"] == "blocks.0.bn"
 
@@ -77,8 +78,8 @@ def test_bn_eps_mismatch(results):
 def test_frozen_by_mistake(results):
     res = results["frozen"]
     assert not res.aligned
-    assert res.membership["frozen_diff"] == [{"name": "fc.weight", "original_name": "fc.weight",
-                                              "port": "frozen", "original": "trainable"}]
+    assert res.membership.frozen_diff == [FrozenDiff(name="fc.weight", original_name="fc.weight",
+                                                     port="frozen", original="trainable")]
     # the forward is untouched, and so is d loss / d every output; the gradient is not
     assert res.first_divergence is None and res.first_backward_divergence is None
     fc = next(p for p in res.params if p["name"] == "fc.weight")
@@ -88,15 +89,15 @@ def test_frozen_by_mistake(results):
 
 def test_transposed_linear_weight(results):
     res = results["transposed"]
-    assert res.keys["shape_mismatch"] == [{"name": "aux.weight", "original_name": "aux.weight",
-                                           "port": [6, 4], "original": [4, 6],
-                                           "transposed": True}]
+    assert res.keys.shape_mismatch == [ShapeMismatch(name="aux.weight",
+                                                     original_name="aux.weight", port=[6, 4],
+                                                     original=[4, 6], transposed=True)]
     assert any("transposed" in r for r in res.verdict["reasons"])
 
 
 def test_align_pairs_renamed_modules_through_the_map():
     res = align_mod.align(pp.port("renamed"), pp.original(), steps=1)
-    assert not res.aligned and len(res.keys["original_only"]) == 10   # 6 params + 4 stats
+    assert not res.aligned and len(res.keys.original_only) == 10   # 6 params + 4 stats
     rules = parse_rules(r"^blocks(?=\.|$) -> body")
     res = align_mod.align(pp.port("renamed"), pp.original(), name_map=rules, steps=1)
     assert res.aligned, res.verdict["reasons"]

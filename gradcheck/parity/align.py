@@ -68,6 +68,7 @@ from gradcheck.parity.judge import (
     judge_params,
     numeric_failures,
 )
+from gradcheck.parity.records import FrozenDiff, Membership, OptimizerDiff, trainable_word
 from gradcheck.parity.steps import default_torch_optimizer, port_step, torch_step
 from gradcheck.parity.weights import bn_settings, copy_weights
 from gradcheck.workload import Workload, WorkloadError
@@ -116,10 +117,8 @@ def align(port: Workload, original: Workload, name_map: NameMap | None = None, s
     for e in p_params + p_buffers:
         for a in e.aliases:
             entries.setdefault(a, e)
-    keys = copy_weights(entries, om, name_map, jt)
-    pairs = keys.pop("pairs")
-    keys["port_only"] = [n for n in keys["port_only"]
-                         if n in {e.name for e in p_params + p_buffers}]
+    keys, pairs = copy_weights(entries, om, name_map, jt)
+    keys.port_only = [n for n in keys.port_only if n in {e.name for e in p_params + p_buffers}]
     res.keys = keys
     res.bn_mismatch = bn_settings(pm, om, name_map, torch)
 
@@ -131,7 +130,8 @@ def align(port: Workload, original: Workload, name_map: NameMap | None = None, s
     p_opt = {id(v) for v in optimizer_params(port.optimizer)}
     o_opt = {id(p) for g in original.optimizer.param_groups for p in g["params"]}
     o_named = dict(om.named_parameters())
-    frozen_diff, opt_diff = [], []
+    frozen_diff: list[FrozenDiff] = []
+    opt_diff: list[OptimizerDiff] = []
     for oname, p in o_named.items():
         target = pairs.get(oname)
         e = entries.get(target) if target else None
@@ -139,13 +139,11 @@ def align(port: Workload, original: Workload, name_map: NameMap | None = None, s
             continue
         pt, ot = not e.var.is_stop_grad(), bool(p.requires_grad)
         if pt != ot:
-            frozen_diff.append({"name": e.name, "original_name": oname,
-                                "port": "trainable" if pt else "frozen",
-                                "original": "trainable" if ot else "frozen"})
+            frozen_diff.append(FrozenDiff(e.name, oname, trainable_word(pt), trainable_word(ot)))
         pin, oin = id(e.var) in p_opt, id(p) in o_opt
         if pin != oin and (pt or ot):
-            opt_diff.append({"name": e.name, "original_name": oname, "port": pin, "original": oin})
-    res.membership = {"frozen_diff": frozen_diff, "optimizer_diff": opt_diff}
+            opt_diff.append(OptimizerDiff(e.name, oname, pin, oin))
+    res.membership = Membership(frozen_diff, opt_diff)
 
     initial = {n: p.detach().cpu().numpy().astype(np.float64) for n, p in o_named.items()}
     # 3. the float64 reference: a copy taken before anything runs (same weights and buffers)

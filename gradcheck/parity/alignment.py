@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gradcheck.enums import Float64Mode
+from gradcheck.parity.records import BNMismatch, Membership, WeightKeys
+from gradcheck.schema import plain
 
 ALIGN_SCHEMA_VERSION = 1
 
@@ -50,9 +52,9 @@ class Alignment:
                                                    "warnings": []})
     first_divergence: dict | None = None
     first_backward_divergence: dict | None = None   # closest to the loss, d loss/d output
-    keys: dict = field(default_factory=dict)
-    bn_mismatch: list = field(default_factory=list)
-    membership: dict = field(default_factory=dict)
+    keys: WeightKeys = field(default_factory=WeightKeys)
+    bn_mismatch: list[BNMismatch] = field(default_factory=list)
+    membership: Membership = field(default_factory=Membership)
     loss: dict = field(default_factory=dict)
     params: list = field(default_factory=list)
     modules: list = field(default_factory=list)
@@ -86,13 +88,12 @@ class Alignment:
 
     def to_dict(self) -> dict:
         from gradcheck import __version__
-        from gradcheck.report import _finite
 
-        return _finite({
+        return plain({
             "schema_version": ALIGN_SCHEMA_VERSION, "kind": "align",
             "tool": {"name": "gradcheck", "version": __version__}, "created": self.created,
             "config": {"port": self.port, "original": self.original, "steps": self.steps,
-                       "tolerances": vars(self.tolerances), "name_map": self.name_map,
+                       "tolerances": self.tolerances, "name_map": self.name_map,
                        "calibrated": self.calibrated, "noise_samples": self.noise_samples,
                        "float64_rerun": self.float64_rerun},
             "environment": self.environment, "verdict": self.verdict,
@@ -118,27 +119,28 @@ def verdict(res: Alignment) -> None:
         shown = [i[key] if key else i for i in items[:n]]
         return ", ".join(map(str, shown)) + (f" (+{len(items) - n})" if len(items) > n else "")
 
-    if k["shape_mismatch"]:
-        reasons.append(f"shape mismatch: {len(k['shape_mismatch'])} "
-                       f"({names(k['shape_mismatch'], 'name')})"
-                       + (" -- transposed" if any(s["transposed"] for s in k["shape_mismatch"])
+    if k.shape_mismatch:
+        reasons.append(f"shape mismatch: {len(k.shape_mismatch)} "
+                       f"({names([s.name for s in k.shape_mismatch])})"
+                       + (" -- transposed" if any(s.transposed for s in k.shape_mismatch)
                           else ""))
-    if k["original_only"]:
-        reasons.append(f"in the original only: {len(k['original_only'])} "
-                       f"({names(k['original_only'])})")
-    if k["port_only"]:
-        reasons.append(f"in the port only: {len(k['port_only'])} ({names(k['port_only'])})")
+    if k.original_only:
+        reasons.append(f"in the original only: {len(k.original_only)} "
+                       f"({names(k.original_only)})")
+    if k.port_only:
+        reasons.append(f"in the port only: {len(k.port_only)} ({names(k.port_only)})")
     if res.bn_mismatch:
         reasons.append("BatchNorm settings differ: " + ", ".join(
-            f"{b['module']}.{b['setting']} {b['port']:g} vs {b['original']:g}"
-            if isinstance(b["port"], float) and isinstance(b["original"], float)
-            else f"{b['module']}.{b['setting']} {b['port']} vs {b['original']}"
+            f"{b.module}.{b.setting} {b.port:g} vs {b.original:g}"
+            if isinstance(b.port, float) and isinstance(b.original, float)
+            else f"{b.module}.{b.setting} {b.port} vs {b.original}"
             for b in res.bn_mismatch[:3]))
-    if res.membership["frozen_diff"]:
-        reasons.append(f"frozen set differs: {names(res.membership['frozen_diff'], 'name')}")
-    if res.membership["optimizer_diff"]:
+    if res.membership.frozen_diff:
+        reasons.append(f"frozen set differs: "
+                       f"{names([d.name for d in res.membership.frozen_diff])}")
+    if res.membership.optimizer_diff:
         reasons.append(f"optimizer membership differs: "
-                       f"{names(res.membership['optimizer_diff'], 'name')}")
+                       f"{names([d.name for d in res.membership.optimizer_diff])}")
     if res.first_divergence:
         f = res.first_divergence
         reasons.append(f"first diverging module: {f['port_module']} (original "

@@ -142,7 +142,7 @@ def judge_params(p_params, entries, pairs, o_named, grads_p, grads_o, grads_64, 
     """Per-parameter gradient rows (floors over the original's run and ``samples``), then
     the values after the steps, judged on the updates (floors over ``update_samples`` too:
     the samples' one-step updates, given when the run was one step)."""
-    frozen_names = {d["original_name"]: d for d in frozen_diff}
+    frozen_names = {d.original_name: d for d in frozen_diff}
     ref_grads = grads_64 if grads_64 is not None else grads_o
     gmax = max((float(np.linalg.norm(g)) for g in ref_grads.values() if g is not None),
                default=0.0)
@@ -162,8 +162,8 @@ def judge_params(p_params, entries, pairs, o_named, grads_p, grads_o, grads_64, 
         trainable_p = not e.var.is_stop_grad()
         gp = grads_p.get(id(e.var)) if trainable_p else None
         if oname in frozen_names:
-            row.update(ok=False, note=f"{frozen_names[oname]['port']} in the port, "
-                                      f"{frozen_names[oname]['original']} in the original")
+            row.update(ok=False, note=f"{frozen_names[oname].port} in the port, "
+                                      f"{frozen_names[oname].original} in the original")
         if gr is None and gp is None:
             row["grad_rel"] = 0.0 if p.requires_grad or trainable_p else None
         else:

@@ -87,10 +87,10 @@ def align_sections(res) -> list:
     out = [("verdict", [res.verdict["result"]] + list(res.verdict["reasons"])
             + [f"warning: {w}" for w in res.verdict["warnings"]])]
     k = res.keys
-    out.append(("weights", [f"{k['copied']} tensors copied from the original; "
-                            f"{len(k['shape_mismatch'])} shape mismatch(es), "
-                            f"{len(k['original_only'])} original-only, {len(k['port_only'])} "
-                            f"port-only, {k['known_torch_only']} torch-only buffers skipped"]))
+    out.append(("weights", [f"{k.copied} tensors copied from the original; "
+                            f"{len(k.shape_mismatch)} shape mismatch(es), "
+                            f"{len(k.original_only)} original-only, {len(k.port_only)} "
+                            f"port-only, {k.known_torch_only} torch-only buffers skipped"]))
     lo = res.loss
     rows = [f"loss: port {lo['port'][0]:.7g} original {lo['original'][0]:.7g} rel "
             f"{_f(lo['rel'])} floor {_f(lo['noise_floor'])} {_verdict(lo)}"]
