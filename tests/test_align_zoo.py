@@ -42,13 +42,13 @@ def _check_faithful(res, name):
     f = res.float64_rerun
     assert f is not None and "error" not in f and f["float32_leaks"] == [], f
     assert f["float64_only"] == 0 and res.first_divergence_f64 is None
-    assert res.loss["rel_f64"] < 1e-9
-    compared = [m for m in res.modules if "rel_f64" in m]
-    assert len(compared) >= 0.9 * sum(m["ok"] is not None for m in res.modules)
-    assert max(m["rel_f64"] for m in compared) < 1e-10
-    assert all(p["grad_ok_f64"] for p in res.params if "grad_ok_f64" in p)
-    big = [p["grad_rel_f64"] for p in res.params
-           if p.get("grad_norm", 0) > 1e-3 * max(q.get("grad_norm", 0) for q in res.params)]
+    assert res.loss.rel_f64 < 1e-9
+    compared = [m for m in res.modules if m.rel_f64 is not None]
+    assert len(compared) >= 0.9 * sum(m.ok is not None for m in res.modules)
+    assert max(m.rel_f64 for m in compared) < 1e-10
+    assert all(p.grad_ok_f64 for p in res.params if p.grad_ok_f64 is not None)
+    big = [p.grad_rel_f64 for p in res.params
+           if (p.grad_norm or 0) > 1e-3 * max((q.grad_norm or 0) for q in res.params)]
     assert big and np.median(big) < 1e-11
 
 
@@ -66,14 +66,14 @@ def test_densenet_layers_differ_in_what_they_return():
     assert not res.aligned
     assert res.first_divergence["module"] == "features.denseblock1.denselayer1"
     assert res.first_divergence["note"].startswith("output shape")
-    assert res.loss["ok"] and all(p["ok"] for p in res.params)
+    assert res.loss.ok and all(p.ok for p in res.params)
 
 
 # ------------------------------------------------------------------ planted bugs
 def _before_agree(res, module, call=0):
-    order = [(m["original_module"], m["call"]) for m in res.modules]
+    order = [(m.original_module, m.call) for m in res.modules]
     for m in res.modules[:order.index((module, call))]:
-        assert m["ok"] is not False, m
+        assert m.ok is not False, m
 
 
 def test_resnet18_lost_final_relu_is_named():
@@ -122,8 +122,8 @@ def test_float32_cast_in_the_port_is_named_not_fatal():
     assert len(f["float32_leaks"]) == 1             # the loss after fc: the leak spreading
     assert any("fc [Linear] got a float32 input after avgpool" in w
                for w in res.verdict["warnings"])
-    by = {m["module"]: m for m in res.modules}
-    assert by["avgpool"]["rel_f64"] < 1e-12 < by["fc"]["rel_f64"]   # float32 rounding from fc
+    by = {m.module: m for m in res.modules}
+    assert by["avgpool"].rel_f64 < 1e-12 < by["fc"].rel_f64   # float32 rounding from fc
 
 
 def test_failed_float64_rerun_is_a_warning_with_its_reason():

@@ -34,13 +34,13 @@ def test_faithful_port_aligns(results):
     res = results["none"]
     assert res.aligned, res.verdict["reasons"]
     assert res.first_divergence is None and res.first_backward_divergence is None
-    assert all(m["grad_ok"] for m in res.modules if "grad_ok" in m)
-    assert sum("grad_ok" in m for m in res.modules) >= 10    # d loss/d output, both sides
+    assert all(m.grad_ok for m in res.modules if m.grad_ok is not None)
+    assert sum(m.grad_ok is not None for m in res.modules) >= 10    # d loss/d output, both sides
     assert res.calibrated and res.keys.copied == 16 and res.keys.known_torch_only == 2
-    assert all(p["ok"] and p["value_ok"] for p in res.params)
+    assert all(p.ok and p.value_ok for p in res.params)
     # the calibration is real: the original's own float32 noise, above zero
-    assert all(p["noise_floor"] is not None for p in res.params)
-    assert any(p["noise_floor"] > 0 for p in res.params)
+    assert all(p.noise_floor is not None for p in res.params)
+    assert any(p.noise_floor > 0 for p in res.params)
 
 
 @pytest.mark.parametrize("bug, first", [
@@ -55,15 +55,15 @@ def test_first_diverging_module_is_named(results, bug, first):
     assert res.first_divergence["module"] == first
     assert res.first_divergence["port_module"] == first
     # every module that runs before it agrees
-    order = [m["original_module"] for m in res.modules]
+    order = [m.original_module for m in res.modules]
     for m in res.modules[:order.index(first)]:
-        assert m["ok"] in (True, None), m
+        assert m.ok in (True, None), m
 
 
 def test_skipped_layer_is_reported_as_never_called(results):
     res = results["skip_layer"]
     assert res.first_divergence["note"] == "never called in the port"
-    bad = {p["name"] for p in res.params if not p["ok"]}
+    bad = {p.name for p in res.params if not p.ok}
     assert {"blocks.1.conv.weight", "blocks.1.bn.weight", "blocks.1.bn.bias"} <= bad
 
 
@@ -82,9 +82,9 @@ def test_frozen_by_mistake(results):
                                                      port="frozen", original="trainable")]
     # the forward is untouched, and so is d loss / d every output; the gradient is not
     assert res.first_divergence is None and res.first_backward_divergence is None
-    fc = next(p for p in res.params if p["name"] == "fc.weight")
-    assert not fc["ok"] and fc["grad_rel"] == pytest.approx(1.0)
-    assert [p["name"] for p in res.params if not p["ok"]] == ["fc.weight"]
+    fc = next(p for p in res.params if p.name == "fc.weight")
+    assert not fc.ok and fc.grad_rel == pytest.approx(1.0)
+    assert [p.name for p in res.params if not p.ok] == ["fc.weight"]
 
 
 def test_transposed_linear_weight(results):
@@ -101,8 +101,8 @@ def test_align_pairs_renamed_modules_through_the_map():
     rules = parse_rules(r"^blocks(?=\.|$) -> body")
     res = align_mod.align(pp.port("renamed"), pp.original(), name_map=rules, steps=1)
     assert res.aligned, res.verdict["reasons"]
-    assert {m["module"] for m in res.modules} >= {"body", "body.1.act"}
-    assert any(p["name"] == "body.0.conv.weight" and p["original_name"] == "blocks.0.conv.weight"
+    assert {m.module for m in res.modules} >= {"body", "body.1.act"}
+    assert any(p.name == "body.0.conv.weight" and p.original_name == "blocks.0.conv.weight"
                for p in res.params)
 
 
@@ -156,11 +156,11 @@ def test_noise_floor_is_the_largest_over_the_samples():
     four = align_mod.align(pp.port("none"), pp.original(), tolerances=Tolerances(noise_samples=3))
     assert (one.noise_samples, four.noise_samples) == (0, 3)
     assert four.to_dict()["config"]["noise_samples"] == 3
-    floors = [(a["noise_floor"], b["noise_floor"]) for a, b in zip(one.params, four.params)]
+    floors = [(a.noise_floor, b.noise_floor) for a, b in zip(one.params, four.params)]
     assert all(b >= a for a, b in floors) and any(b > a for a, b in floors)
-    assert four.loss["noise_floor"] >= one.loss["noise_floor"]
+    assert four.loss.noise_floor >= one.loss.noise_floor
     # the port's own numbers do not depend on the samples
-    assert [p["grad_rel"] for p in one.params] == [p["grad_rel"] for p in four.params]
+    assert [p.grad_rel for p in one.params] == [p.grad_rel for p in four.params]
 
 
 # ------------------------------------------------------- noise or port bug: the float64 rerun
@@ -173,7 +173,7 @@ def test_every_planted_bug_survives_the_float64_rerun(results):
             assert res.float64_rerun is None      # nothing for it to explain: not run
             continue
         assert res.float64_rerun is not None and res.float64_rerun["explained"] == 0, bug
-        assert not res.aligned and not any(p.get("explained") for p in res.params)
+        assert not res.aligned and not any(p.explained for p in res.params)
 
 
 def test_float64_rerun_explains_noise_the_model_amplifies():
@@ -186,14 +186,14 @@ def test_float64_rerun_explains_noise_the_model_amplifies():
     assert not res.aligned and res.float64_rerun is None
     res = align_mod.align(pp.port_cancel(), pp.original_cancel())
     assert res.aligned, res.verdict["reasons"]
-    by = {p["name"]: p for p in res.params}
+    by = {p.name: p for p in res.params}
     for name in ("a", "b", "head.weight"):
         p = by[name]
-        assert p["grad_rel"] > 1e3 * p["noise_floor"] and p["grad_rel"] > 1e-2   # float32
-        assert p["grad_rel_f64"] < 1e-8 and p["explained"] == "float64"        # float64
+        assert p.grad_rel > 1e3 * p.noise_floor and p.grad_rel > 1e-2   # float32
+        assert p.grad_rel_f64 < 1e-8 and p.explained == "float64"        # float64
     assert res.float64_rerun["explained"] >= 3 and res.first_divergence_f64 is None
-    act = next(m for m in res.modules if m["module"] == "act")
-    assert act["rel"] > 1e-2 and act["rel_f64"] < 1e-8 and act["ok"]
+    act = next(m for m in res.modules if m.module == "act")
+    assert act.rel > 1e-2 and act.rel_f64 < 1e-8 and act.ok
     assert any("agree when the port is rerun in float64" in w for w in res.verdict["warnings"])
     assert res.summary()["explained_by_float64"] == 3
     import io
@@ -211,8 +211,8 @@ def test_float64_rerun_keeps_a_bug_hidden_in_float32_noise():
     float64 still 10% off -- not explained, and located at the first module it changes."""
     res = align_mod.align(pp.port_cancel_bug(), pp.original_cancel())
     assert not res.aligned
-    by = {p["name"]: p for p in res.params}
-    assert by["a"]["grad_rel_f64"] > 1e-2 and not by["a"]["ok"]
+    by = {p.name: p for p in res.params}
+    assert by["a"].grad_rel_f64 > 1e-2 and not by["a"].ok
     assert res.float64_rerun["explained"] == 0
     assert res.first_divergence_f64["port_module"] == "act"
 
@@ -233,8 +233,8 @@ def test_float64_rerun_always_and_the_port_restored():
                        for n, v in wl.model.state_dict().items()}
         if mode == "always":
             assert res.float64_rerun is not None and res.float64_rerun["explained"] == 0
-            assert max(p["grad_rel_f64"] for p in res.params) < 1e-6
-            assert res.loss["rel_f64"] < 1e-9
+            assert max(p.grad_rel_f64 for p in res.params) < 1e-6
+            assert res.loss.rel_f64 < 1e-9
     assert ports["never"].keys() == ports["always"].keys()
     for n, (dtype, frozen, value) in ports["always"].items():
         assert (dtype, frozen) == ports["never"][n][:2], n

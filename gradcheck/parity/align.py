@@ -262,20 +262,22 @@ def align(port: Workload, original: Workload, name_map: NameMap | None = None, s
                                  "float64_only": 0, "error": str(exc),
                                  "float32_leaks": exc.leaks[:MAX_LEAKS]}
         else:
-            counts = judge_float64(res, run64, grads_64, outs_64, losses, terms_log, name_map,
-                                   {e.name: e.var for e in p_params}, tol)
-            res.float64_rerun = {"seconds": round(run64.seconds, 2), **counts,
+            settled = judge_float64(res, run64, grads_64, outs_64, losses, terms_log, name_map,
+                                    {e.name: e.var for e in p_params}, tol)
+            res.float64_rerun = {"seconds": round(run64.seconds, 2),
+                                 "explained": settled.explained,
+                                 "float64_only": settled.float64_only,
                                  "float32_leaks": run64.leaks[:MAX_LEAKS]}
             res.first_divergence_f64 = next(
-                ({"module": m["original_module"], "port_module": m["module"],
-                  "rel": m["rel_f64"], "type": m["type"]}
-                 for m in res.modules if m.get("ok_f64") is False), None)
+                ({"module": m.original_module, "port_module": m.module,
+                  "rel": m.rel_f64, "type": m.type}
+                 for m in res.modules if m.ok_f64 is False), None)
     res.first_backward_divergence = next(
-        ({"module": m["original_module"], "port_module": m["module"], "rel": m["grad_rel"],
-          "type": m["type"]} for m in reversed(res.modules) if m.get("grad_ok") is False), None)
-    res.first_divergence = next(({"module": m["original_module"], "port_module": m["module"],
-                                  "rel": m["rel"], "type": m["type"], "note": m.get("note")}
-                                 for m in res.modules if m["ok"] is False), None)
+        ({"module": m.original_module, "port_module": m.module, "rel": m.grad_rel,
+          "type": m.type} for m in reversed(res.modules) if m.grad_ok is False), None)
+    res.first_divergence = next(({"module": m.original_module, "port_module": m.module,
+                                  "rel": m.rel, "type": m.type, "note": m.note}
+                                 for m in res.modules if m.ok is False), None)
     verdict(res)
     res.seconds = time.time() - t0
     return res

@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gradcheck.enums import Float64Mode
-from gradcheck.parity.records import BNMismatch, Membership, WeightKeys
+from gradcheck.parity.records import (
+    EXPLAINED,
+    BNMismatch,
+    LossRow,
+    Membership,
+    ModuleRow,
+    ParamRow,
+    WeightKeys,
+)
 from gradcheck.schema import plain
 
 ALIGN_SCHEMA_VERSION = 1
@@ -55,9 +63,9 @@ class Alignment:
     keys: WeightKeys = field(default_factory=WeightKeys)
     bn_mismatch: list[BNMismatch] = field(default_factory=list)
     membership: Membership = field(default_factory=Membership)
-    loss: dict = field(default_factory=dict)
-    params: list = field(default_factory=list)
-    modules: list = field(default_factory=list)
+    loss: LossRow = field(default_factory=LossRow)
+    params: list[ParamRow] = field(default_factory=list)
+    modules: list[ModuleRow] = field(default_factory=list)
     environment: dict = field(default_factory=dict)
     name_map: list = field(default_factory=list)
     calibrated: bool = False
@@ -73,18 +81,17 @@ class Alignment:
         return self.verdict["result"] == "aligned"
 
     def summary(self) -> dict:
-        judged = [p for p in self.params if p.get("grad_rel") is not None]
-        rel = [p["grad_rel"] for p in judged if p["grad_rel"] is not None]
-        floors = [p["noise_floor"] for p in judged if p.get("noise_floor") is not None]
-        return {"params": len(self.params), "grad_not_ok": sum(not p["ok"] for p in self.params),
+        rel = [p.grad_rel for p in self.params if p.grad_rel is not None]
+        floors = [p.noise_floor for p in self.params
+                  if p.grad_rel is not None and p.noise_floor is not None]
+        return {"params": len(self.params), "grad_not_ok": sum(not p.ok for p in self.params),
                 "grad_rel_median": float(np.median(rel)) if rel else None,
                 "grad_rel_max": max(rel) if rel else None,
                 "noise_floor_median": float(np.median(floors)) if floors else None,
                 "modules": len(self.modules),
-                "modules_not_ok": sum(m.get("ok") is False for m in self.modules),
-                "values_not_ok": sum(p.get("value_ok") is False for p in self.params),
-                "explained_by_float64": sum(p.get("explained") == "float64"
-                                            for p in self.params)}
+                "modules_not_ok": sum(m.ok is False for m in self.modules),
+                "values_not_ok": sum(p.value_ok is False for p in self.params),
+                "explained_by_float64": sum(p.explained == EXPLAINED for p in self.params)}
 
     def to_dict(self) -> dict:
         from gradcheck import __version__
@@ -115,9 +122,8 @@ def verdict(res: Alignment) -> None:
     reasons = res.verdict["reasons"]
     k = res.keys
 
-    def names(items, key=None, n=3):
-        shown = [i[key] if key else i for i in items[:n]]
-        return ", ".join(map(str, shown)) + (f" (+{len(items) - n})" if len(items) > n else "")
+    def names(items, n=3):
+        return ", ".join(items[:n]) + (f" (+{len(items) - n})" if len(items) > n else "")
 
     if k.shape_mismatch:
         reasons.append(f"shape mismatch: {len(k.shape_mismatch)} "
@@ -146,23 +152,23 @@ def verdict(res: Alignment) -> None:
         reasons.append(f"first diverging module: {f['port_module']} (original "
                        f"{f['module']}, {f['type']}): "
                        + (f["note"] if f.get("note") else f"rel {f['rel']:.2e}"))
-    if not res.loss["ok"]:
-        reasons.append(f"loss differs: {res.loss['port'][0]:.6g} vs {res.loss['original'][0]:.6g} "
-                       f"(rel {res.loss['rel']:.2e})")
-    bad_terms = [t["name"] for t in res.loss["terms"] if not t["ok"]]
+    if not res.loss.ok:
+        reasons.append(f"loss differs: {res.loss.port[0]:.6g} vs {res.loss.original[0]:.6g} "
+                       f"(rel {res.loss.rel:.2e})")
+    bad_terms = [t.name for t in res.loss.terms if not t.ok]
     if bad_terms:
         reasons.append(f"loss terms differ: {', '.join(bad_terms)}")
-    bad = [p for p in res.params if not p["ok"]]
+    bad = [p.name for p in res.params if not p.ok]
     if bad:
         fb = res.first_backward_divergence
         reasons.append(f"gradients beyond tolerance: {len(bad)} parameter(s) "
-                       f"({names(bad, 'name')})"
+                       f"({names(bad)})"
                        + (f"; backward from the loss, d loss/d output first diverges at "
                           f"{fb['port_module'] or '<root>'} (rel {fb['rel']:.2e})" if fb else ""))
-    badv = [p for p in res.params if p.get("value_ok") is False]
+    badv = [p.name for p in res.params if p.value_ok is False]
     if badv:
         reasons.append(f"values after {res.steps} step(s) beyond tolerance: {len(badv)} "
-                       f"({names(badv, 'name')})")
+                       f"({names(badv)})")
     if not res.calibrated:
         res.verdict["warnings"].append("no float64 reference: judged on the plain tolerances")
     rerun = res.float64_rerun
