@@ -15,6 +15,7 @@ import parity_pairs as pp
 from gradcheck.parity import align as align_mod, float64
 from gradcheck.parity.across import NameMap
 from gradcheck.parity.alignment import Tolerances
+from gradcheck.parity.records import Leak
 
 jt = zp.jt
 ALWAYS = Tolerances(float64_mode="always")
@@ -40,8 +41,8 @@ def _check_faithful(res, name):
     # far below float32's rounding (a float32 leak, even one no dtype shows, such as Jittor's
     # float32 1/N in a mean's backward, puts the gradients 1e-9..1e-7 off)
     f = res.float64_rerun
-    assert f is not None and "error" not in f and f["float32_leaks"] == [], f
-    assert f["float64_only"] == 0 and res.first_divergence_f64 is None
+    assert f is not None and f.error is None and f.float32_leaks == [], f
+    assert f.float64_only == 0 and res.first_divergence_f64 is None
     assert res.loss.rel_f64 < 1e-9
     compared = [m for m in res.modules if m.rel_f64 is not None]
     assert len(compared) >= 0.9 * sum(m.ok is not None for m in res.modules)
@@ -86,7 +87,7 @@ def test_resnet18_lost_final_relu_is_named():
     _before_agree(res, "layer2.1.relu", call=1)
     # float64 does not explain it away; where float64 can compare, layer2.1 differs first
     f = res.float64_rerun
-    assert f is not None and f["explained"] == 0 and f["float32_leaks"] == []
+    assert f is not None and f.explained == 0 and f.float32_leaks == []
     assert res.first_divergence_f64["module"] == "layer2.1"
 
 
@@ -95,7 +96,7 @@ def test_mobilenet_v2_lost_residual_is_named():
     assert not res.aligned
     assert res.first_divergence["module"] == "features.3"     # its children all agree
     _before_agree(res, "features.3")
-    assert res.float64_rerun["explained"] == 0
+    assert res.float64_rerun.explained == 0
     assert res.first_divergence_f64["module"] == "features.3"
 
 
@@ -116,10 +117,10 @@ def test_float32_cast_in_the_port_is_named_not_fatal():
     res = _align("resnet18", "float32_cast")
     assert res.aligned, res.verdict                 # in float32 the cast changes nothing
     f = res.float64_rerun
-    assert "error" not in f
-    assert f["float32_leaks"][0] == {"module": "fc", "type": "Linear", "at": "input",
-                                     "dtype": "float32", "after": "avgpool"}
-    assert len(f["float32_leaks"]) == 1             # the loss after fc: the leak spreading
+    assert f.error is None
+    assert f.float32_leaks[0] == Leak(module="fc", type="Linear", at="input", dtype="float32",
+                                      after="avgpool")
+    assert len(f.float32_leaks) == 1             # the loss after fc: the leak spreading
     assert any("fc [Linear] got a float32 input after avgpool" in w
                for w in res.verdict["warnings"])
     by = {m.module: m for m in res.modules}
@@ -139,7 +140,7 @@ def test_failed_float64_rerun_is_a_warning_with_its_reason():
     before = {n: (str(v.dtype), v.numpy().copy()) for n, v in wl.model.state_dict().items()}
     res = align_mod.align(wl, pp.original(), tolerances=ALWAYS)
     assert res.aligned
-    assert "float32 only, said the port" in res.float64_rerun["error"]
+    assert "float32 only, said the port" in res.float64_rerun.error
     assert any("float64 rerun failed" in w for w in res.verdict["warnings"])
     assert res.first_divergence_f64 is None
     for n, v in wl.model.state_dict().items():      # dtypes back (values: one SGD step on)

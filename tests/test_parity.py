@@ -172,7 +172,7 @@ def test_every_planted_bug_survives_the_float64_rerun(results):
         if bug == "none":
             assert res.float64_rerun is None      # nothing for it to explain: not run
             continue
-        assert res.float64_rerun is not None and res.float64_rerun["explained"] == 0, bug
+        assert res.float64_rerun is not None and res.float64_rerun.explained == 0, bug
         assert not res.aligned and not any(p.explained for p in res.params)
 
 
@@ -191,7 +191,7 @@ def test_float64_rerun_explains_noise_the_model_amplifies():
         p = by[name]
         assert p.grad_rel > 1e3 * p.noise_floor and p.grad_rel > 1e-2   # float32
         assert p.grad_rel_f64 < 1e-8 and p.explained == "float64"        # float64
-    assert res.float64_rerun["explained"] >= 3 and res.first_divergence_f64 is None
+    assert res.float64_rerun.explained >= 3 and res.first_divergence_f64 is None
     act = next(m for m in res.modules if m.module == "act")
     assert act.rel > 1e-2 and act.rel_f64 < 1e-8 and act.ok
     assert any("agree when the port is rerun in float64" in w for w in res.verdict["warnings"])
@@ -213,7 +213,7 @@ def test_float64_rerun_keeps_a_bug_hidden_in_float32_noise():
     assert not res.aligned
     by = {p.name: p for p in res.params}
     assert by["a"].grad_rel_f64 > 1e-2 and not by["a"].ok
-    assert res.float64_rerun["explained"] == 0
+    assert res.float64_rerun.explained == 0
     assert res.first_divergence_f64["port_module"] == "act"
 
 
@@ -232,7 +232,7 @@ def test_float64_rerun_always_and_the_port_restored():
         ports[mode] = {n: (str(v.dtype), v.is_stop_grad(), v.numpy())
                        for n, v in wl.model.state_dict().items()}
         if mode == "always":
-            assert res.float64_rerun is not None and res.float64_rerun["explained"] == 0
+            assert res.float64_rerun is not None and res.float64_rerun.explained == 0
             assert max(p.grad_rel_f64 for p in res.params) < 1e-6
             assert res.loss.rel_f64 < 1e-9
     assert ports["never"].keys() == ports["always"].keys()

@@ -68,7 +68,13 @@ from gradcheck.parity.judge import (
     judge_params,
     numeric_failures,
 )
-from gradcheck.parity.records import FrozenDiff, Membership, OptimizerDiff, trainable_word
+from gradcheck.parity.records import (
+    Float64Rerun,
+    FrozenDiff,
+    Membership,
+    OptimizerDiff,
+    trainable_word,
+)
 from gradcheck.parity.steps import default_torch_optimizer, port_step, torch_step
 from gradcheck.parity.weights import bn_settings, copy_weights
 from gradcheck.workload import Workload, WorkloadError
@@ -258,16 +264,14 @@ def align(port: Workload, original: Workload, name_map: NameMap | None = None, s
             run64 = float64.rerun_port_float64(port, port_vars, start, trainable, *first_batch,
                                                jt)
         except float64.Float64RerunError as exc:   # the float32 verdicts stand, unexplained
-            res.float64_rerun = {"seconds": round(exc.seconds, 2), "explained": 0,
-                                 "float64_only": 0, "error": str(exc),
-                                 "float32_leaks": exc.leaks[:MAX_LEAKS]}
+            res.float64_rerun = Float64Rerun(round(exc.seconds, 2), error=str(exc),
+                                             float32_leaks=exc.leaks[:MAX_LEAKS])
         else:
             settled = judge_float64(res, run64, grads_64, outs_64, losses, terms_log, name_map,
                                     {e.name: e.var for e in p_params}, tol)
-            res.float64_rerun = {"seconds": round(run64.seconds, 2),
-                                 "explained": settled.explained,
-                                 "float64_only": settled.float64_only,
-                                 "float32_leaks": run64.leaks[:MAX_LEAKS]}
+            res.float64_rerun = Float64Rerun(round(run64.seconds, 2), settled.explained,
+                                             settled.float64_only,
+                                             float32_leaks=run64.leaks[:MAX_LEAKS])
             res.first_divergence_f64 = next(
                 ({"module": m.original_module, "port_module": m.module,
                   "rel": m.rel_f64, "type": m.type}

@@ -15,6 +15,7 @@ from gradcheck.enums import Float64Mode
 from gradcheck.parity.records import (
     EXPLAINED,
     BNMismatch,
+    Float64Rerun,
     LossRow,
     Membership,
     ModuleRow,
@@ -70,8 +71,7 @@ class Alignment:
     name_map: list = field(default_factory=list)
     calibrated: bool = False
     noise_samples: int = 0       # one-ulp samples of the original's noise that were run
-    float64_rerun: dict | None = None    # {"seconds", "explained", "float64_only",
-    #                                          "float32_leaks"[, "error"]} when run
+    float64_rerun: Float64Rerun | None = None   # when the port was rerun in float64
     first_divergence_f64: dict | None = None   # the first module that differs in float64
     seconds: float = 0.0
     created: str = ""
@@ -172,31 +172,31 @@ def verdict(res: Alignment) -> None:
     if not res.calibrated:
         res.verdict["warnings"].append("no float64 reference: judged on the plain tolerances")
     rerun = res.float64_rerun
-    if rerun and rerun.get("error"):
+    if rerun and rerun.error:
         res.verdict["warnings"].append(
-            f"the port's float64 rerun failed ({rerun['error']}): nothing is explained by it, "
+            f"the port's float64 rerun failed ({rerun.error}): nothing is explained by it, "
             f"the float32 verdicts stand")
-    if rerun and rerun.get("float32_leaks"):
+    if rerun and rerun.float32_leaks:
         from gradcheck.parity.float64 import describe_leak
 
-        leaks = rerun["float32_leaks"]
+        leaks = rerun.float32_leaks
         res.verdict["warnings"].append(
             f"float32 got into the port's float64 rerun: {describe_leak(leaks[0])}"
             + (f" (+{len(leaks) - 1} more place(s))" if len(leaks) > 1 else "")
             + "; from there on the rerun carries float32 rounding, and a row it should "
               "explain can stay unexplained")
-    if rerun and rerun["explained"]:
+    if rerun and rerun.explained:
         fb = res.first_divergence_f64
         res.verdict["warnings"].append(
-            f"{rerun['explained']} row(s) beyond the float32 noise floor agree when the port is "
+            f"{rerun.explained} row(s) beyond the float32 noise floor agree when the port is "
             f"rerun in float64 (within {res.tolerances.float64:g}): the port computes the "
             f"original's function there, and what differs is float32 rounding, amplified "
             f"(by the model, e.g. ReLU inputs near zero, or by the port's own formula)"
             + (f"; but in float64 the first module that differs is {fb['port_module']}"
                if fb else ""))
-    if rerun and rerun["float64_only"]:
+    if rerun and rerun.float64_only:
         res.verdict["warnings"].append(
-            f"{rerun['float64_only']} row(s) within float32 noise differ in float64 (beyond "
+            f"{rerun.float64_only} row(s) within float32 noise differ in float64 (beyond "
             f"{res.tolerances.float64:g})"
             + (f", first at module {res.first_divergence_f64['port_module'] or '<root>'}"
                if res.first_divergence_f64 else "")

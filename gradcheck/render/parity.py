@@ -106,19 +106,19 @@ def align_sections(res) -> list:
             + (m.note or f"rel {_f(m.rel)} floor {_f(m.noise_floor)}")
             for m in mods]))
     f = res.float64_rerun
-    if f:
+    if f is not None:
         from gradcheck.parity.float64 import describe_leak
 
         fd = res.first_divergence_f64
         out.append(("port rerun in float64 (step 1, against the original in float64)", [
-            f"{f['explained']} row(s) beyond float32 noise explained (agree in float64), "
-            f"{f['float64_only']} differ only in float64; {f['seconds']:.1f} s",
+            f"{f.explained} row(s) beyond float32 noise explained (agree in float64), "
+            f"{f.float64_only} differ only in float64; {f.seconds:.1f} s",
             f"loss: port {_f(res.loss.port_f64, '.10g')} rel {_f(res.loss.rel_f64)}",
             "first module that differs in float64: "
             + (f"{fd['port_module'] or '<root>'} [{fd['type']}] rel {_f(fd['rel'])}" if fd
                else "none")]
-            + ([f"failed: {f['error']}"] if f.get("error") else [])
-            + [f"float32 leak: {describe_leak(k)}" for k in f.get("float32_leaks", [])]))
+            + ([f"failed: {f.error}"] if f.error else [])
+            + [f"float32 leak: {describe_leak(k)}" for k in f.float32_leaks]))
         expl = [p for p in res.params if p.explained][:MAX_ROWS]
         if expl:
             out.append(("explained by float64 (float32 noise, amplified)", [
