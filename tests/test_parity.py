@@ -32,7 +32,7 @@ def results():
 # ------------------------------------------------------------------ align: each bug found
 def test_faithful_port_aligns(results):
     res = results["none"]
-    assert res.aligned, res.verdict["reasons"]
+    assert res.aligned, res.verdict.reasons
     assert res.first_divergence is None and res.first_backward_divergence is None
     assert all(m.grad_ok for m in res.modules if m.grad_ok is not None)
     assert sum(m.grad_ok is not None for m in res.modules) >= 10    # d loss/d output, both sides
@@ -52,8 +52,8 @@ def test_faithful_port_aligns(results):
 def test_first_diverging_module_is_named(results, bug, first):
     res = results[bug]
     assert not res.aligned
-    assert res.first_divergence["module"] == first
-    assert res.first_divergence["port_module"] == first
+    assert res.first_divergence.module == first
+    assert res.first_divergence.port_module == first
     # every module that runs before it agrees
     order = [m.original_module for m in res.modules]
     for m in res.modules[:order.index(first)]:
@@ -62,7 +62,7 @@ def test_first_diverging_module_is_named(results, bug, first):
 
 def test_skipped_layer_is_reported_as_never_called(results):
     res = results["skip_layer"]
-    assert res.first_divergence["note"] == "never called in the port"
+    assert res.first_divergence.note == "never called in the port"
     bad = {p.name for p in res.params if not p.ok}
     assert {"blocks.1.conv.weight", "blocks.1.bn.weight", "blocks.1.bn.bias"} <= bad
 
@@ -72,7 +72,7 @@ def test_bn_eps_mismatch(results):
     assert not res.aligned
     assert [(b.module, b.setting, b.port, b.original) for b in res.bn_mismatch] == [
         ("blocks.0.bn", "eps", 0.1, 1e-5)]
-    assert res.first_divergence["module"] == "blocks.0.bn"
+    assert res.first_divergence.module == "blocks.0.bn"
 
 
 def test_frozen_by_mistake(results):
@@ -92,7 +92,7 @@ def test_transposed_linear_weight(results):
     assert res.keys.shape_mismatch == [ShapeMismatch(name="aux.weight",
                                                      original_name="aux.weight", port=[6, 4],
                                                      original=[4, 6], transposed=True)]
-    assert any("transposed" in r for r in res.verdict["reasons"])
+    assert any("transposed" in r for r in res.verdict.reasons)
 
 
 def test_align_pairs_renamed_modules_through_the_map():
@@ -100,7 +100,7 @@ def test_align_pairs_renamed_modules_through_the_map():
     assert not res.aligned and len(res.keys.original_only) == 10   # 6 params + 4 stats
     rules = parse_rules(r"^blocks(?=\.|$) -> body")
     res = align_mod.align(pp.port("renamed"), pp.original(), name_map=rules, steps=1)
-    assert res.aligned, res.verdict["reasons"]
+    assert res.aligned, res.verdict.reasons
     assert {m.module for m in res.modules} >= {"body", "body.1.act"}
     assert any(p.name == "body.0.conv.weight" and p.original_name == "blocks.0.conv.weight"
                for p in res.params)
@@ -125,6 +125,49 @@ def test_align_json_schema(results, tmp_path):
         assert "blocks.1.act" in buf.getvalue()
     write_align_html(results["activation"], tmp_path / "a.html")
     assert "blocks.1.act" in (tmp_path / "a.html").read_text()
+
+
+def test_align_json_reads_back_as_the_same_records(results):
+    """An align result's JSON read back is the same records, and writes the same bytes: the
+    rows, the divergences (with and without a note, inf as its text), the float64 rerun."""
+    from gradcheck.parity.alignment import Alignment
+    from gradcheck.parity.records import Divergence, Float64Rerun, ForwardDivergence, LossRow
+
+    for bug, res in results.items():
+        text = res.to_json()
+        back = Alignment.from_dict(json.loads(text))
+        assert back.to_json() == text, bug
+        assert (back.aligned, back.verdict, back.keys, back.membership, back.bn_mismatch,
+                back.float64_rerun) == (res.aligned, res.verdict, res.keys, res.membership,
+                                        res.bn_mismatch, res.float64_rerun), bug
+        assert back.params == res.params and back.summary() == res.summary(), bug
+        assert isinstance(back.loss, LossRow) and back.loss.terms == res.loss.terms
+        assert [type(m) for m in back.modules] == [type(m) for m in res.modules]
+        assert back.float64_rerun is None or isinstance(back.float64_rerun, Float64Rerun)
+    skip = Alignment.from_dict(json.loads(results["skip_layer"].to_json()))
+    assert type(skip.first_divergence) is ForwardDivergence
+    assert (skip.first_divergence.note, skip.first_divergence.rel) == (
+        "never called in the port", "inf")                   # as in the file
+    fb = Alignment.from_dict(json.loads(results["activation"].to_json()))
+    assert fb.first_divergence == results["activation"].first_divergence
+    assert type(fb.first_backward_divergence) is Divergence
+    assert "note" not in json.loads(results["activation"].to_json())["first_backward_divergence"]
+
+
+def test_bad_align_json_is_one_clear_error(results):
+    from gradcheck.parity.alignment import Alignment
+    from gradcheck.report import ReportError
+
+    good = json.loads(results["none"].to_json())
+    for change, message in (({"kind": "across"}, "not a gradcheck align result"),
+                            ({"schema_version": 2}, "schema_version 2"),
+                            ({"params": [{"name": "a"}]}, "malformed align result"),
+                            ({"seconds": "soon"}, "seconds is 'soon'")):
+        with pytest.raises(ReportError, match=message):
+            Alignment.from_dict({**good, **change})
+    modules = [dict(good["modules"][0], call="first")]
+    with pytest.raises(ReportError, match="ModuleRow.call"):
+        Alignment.from_dict({**good, "modules": modules})
 
 
 # ------------------------------------------------------------------ the noise floor's samples
@@ -185,7 +228,7 @@ def test_float64_rerun_explains_noise_the_model_amplifies():
                           tolerances=Tolerances(float64_mode="never"))
     assert not res.aligned and res.float64_rerun is None
     res = align_mod.align(pp.port_cancel(), pp.original_cancel())
-    assert res.aligned, res.verdict["reasons"]
+    assert res.aligned, res.verdict.reasons
     by = {p.name: p for p in res.params}
     for name in ("a", "b", "head.weight"):
         p = by[name]
@@ -194,8 +237,8 @@ def test_float64_rerun_explains_noise_the_model_amplifies():
     assert res.float64_rerun.explained >= 3 and res.first_divergence_f64 is None
     act = next(m for m in res.modules if m.module == "act")
     assert act.rel > 1e-2 and act.rel_f64 < 1e-8 and act.ok
-    assert any("agree when the port is rerun in float64" in w for w in res.verdict["warnings"])
-    assert res.summary()["explained_by_float64"] == 3
+    assert any("agree when the port is rerun in float64" in w for w in res.verdict.warnings)
+    assert res.summary().explained_by_float64 == 3
     import io
 
     from gradcheck.render.parity import get_parity_renderer
@@ -214,7 +257,7 @@ def test_float64_rerun_keeps_a_bug_hidden_in_float32_noise():
     by = {p.name: p for p in res.params}
     assert by["a"].grad_rel_f64 > 1e-2 and not by["a"].ok
     assert res.float64_rerun.explained == 0
-    assert res.first_divergence_f64["port_module"] == "act"
+    assert res.first_divergence_f64.port_module == "act"
 
 
 def test_float64_rerun_always_and_the_port_restored():
@@ -228,7 +271,7 @@ def test_float64_rerun_always_and_the_port_restored():
         wl = pp.port("none")
         res = align_mod.align(wl, pp.original(), steps=1,
                               tolerances=Tolerances(float64_mode=mode))
-        assert res.aligned, res.verdict["reasons"]
+        assert res.aligned, res.verdict.reasons
         ports[mode] = {n: (str(v.dtype), v.is_stop_grad(), v.numpy())
                        for n, v in wl.model.state_dict().items()}
         if mode == "always":

@@ -69,7 +69,9 @@ from gradcheck.parity.judge import (
     numeric_failures,
 )
 from gradcheck.parity.records import (
+    Divergence,
     Float64Rerun,
+    ForwardDivergence,
     FrozenDiff,
     Membership,
     OptimizerDiff,
@@ -162,7 +164,7 @@ def align(port: Workload, original: Workload, name_map: NameMap | None = None, s
         # a model that cannot be copied or made float64 (deepcopy and .double() run the
         # model's own code, which may raise anything): judge without a floor, with a warning
         except Exception as exc:  # noqa: BLE001 - any copy failure only costs the floor
-            res.verdict["warnings"].append(f"no float64 reference ({type(exc).__name__}: {exc})")
+            res.verdict.warnings.append(f"no float64 reference ({type(exc).__name__}: {exc})")
     # copies of the original for the noise floor's one-ulp samples (gradcheck.parity.noise)
     noisy = None
     if ref is not None and tol.noise_samples > 0:
@@ -171,7 +173,7 @@ def align(port: Workload, original: Workload, name_map: NameMap | None = None, s
         # the float64 copy above worked, so this one should too; as there, a failure only
         # costs the noise samples
         except Exception as exc:  # noqa: BLE001 - see above  # pragma: no cover
-            res.verdict["warnings"].append(f"no noise samples ({type(exc).__name__}: {exc})")
+            res.verdict.warnings.append(f"no noise samples ({type(exc).__name__}: {exc})")
     samples = []
     extra_port = [e.var for e in p_params if not e.var.is_stop_grad() and id(e.var) not in p_opt]
     # the float64 rerun of the port starts from here (gradcheck.parity.float64), on every
@@ -235,7 +237,7 @@ def align(port: Workload, original: Workload, name_map: NameMap | None = None, s
                     samples = [noise.sample(original, noisy, batch_np, batch_o, k, seed or 0,
                                             torch, outs_64) for k in range(tol.noise_samples)]
             except WorkloadError as exc:
-                res.verdict["warnings"].append(f"no float64 reference: {exc}")
+                res.verdict.warnings.append(f"no float64 reference: {exc}")
                 ref, outs_64, grads_64 = None, None, None
         port.optimizer.step()
         original.optimizer.step()
@@ -273,15 +275,14 @@ def align(port: Workload, original: Workload, name_map: NameMap | None = None, s
                                              settled.float64_only,
                                              float32_leaks=run64.leaks[:MAX_LEAKS])
             res.first_divergence_f64 = next(
-                ({"module": m.original_module, "port_module": m.module,
-                  "rel": m.rel_f64, "type": m.type}
-                 for m in res.modules if m.ok_f64 is False), None)
+                (Divergence(m.original_module, m.module, m.rel_f64, m.type)
+                 for m in res.modules if m.ok_f64 is False and m.rel_f64 is not None), None)
     res.first_backward_divergence = next(
-        ({"module": m.original_module, "port_module": m.module, "rel": m.grad_rel,
-          "type": m.type} for m in reversed(res.modules) if m.grad_ok is False), None)
-    res.first_divergence = next(({"module": m.original_module, "port_module": m.module,
-                                  "rel": m.rel, "type": m.type, "note": m.note}
-                                 for m in res.modules if m.ok is False), None)
+        (Divergence(m.original_module, m.module, m.grad_rel, m.type)
+         for m in reversed(res.modules) if m.grad_ok is False and m.grad_rel is not None), None)
+    res.first_divergence = next(
+        (ForwardDivergence(m.original_module, m.module, m.rel, m.type, m.note)
+         for m in res.modules if m.ok is False and m.rel is not None), None)
     verdict(res)
     res.seconds = time.time() - t0
     return res

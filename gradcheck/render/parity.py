@@ -75,18 +75,18 @@ def across_headline(cmp) -> str:
 def align_headline(res) -> str:
     s = res.summary()
     fd = res.first_divergence
-    return (f"align: {res.verdict['result'].replace('_', ' ')} -- {s['params']} parameters, "
-            f"gradients median rel {_f(s['grad_rel_median'])} (noise floor "
-            f"{_f(s['noise_floor_median'])}), {s['grad_not_ok']} beyond tolerance"
-            + (f" ({s['explained_by_float64']} more agree in float64)"
-               if s["explained_by_float64"] else "") + "; "
-            + (f"first divergence {fd['port_module'] or '<root>'}" if fd else
+    return (f"align: {res.verdict.result.replace('_', ' ')} -- {s.params} parameters, "
+            f"gradients median rel {_f(s.grad_rel_median)} (noise floor "
+            f"{_f(s.noise_floor_median)}), {s.grad_not_ok} beyond tolerance"
+            + (f" ({s.explained_by_float64} more agree in float64)"
+               if s.explained_by_float64 else "") + "; "
+            + (f"first divergence {fd.port_module or '<root>'}" if fd else
                "no diverging module"))
 
 
 def align_sections(res) -> list:
-    out = [("verdict", [res.verdict["result"]] + list(res.verdict["reasons"])
-            + [f"warning: {w}" for w in res.verdict["warnings"]])]
+    out = [("verdict", [res.verdict.result] + list(res.verdict.reasons)
+            + [f"warning: {w}" for w in res.verdict.warnings])]
     k = res.keys
     out.append(("weights", [f"{k.copied} tensors copied from the original; "
                             f"{len(k.shape_mismatch)} shape mismatch(es), "
@@ -115,7 +115,7 @@ def align_sections(res) -> list:
             f"{f.float64_only} differ only in float64; {f.seconds:.1f} s",
             f"loss: port {_f(res.loss.port_f64, '.10g')} rel {_f(res.loss.rel_f64)}",
             "first module that differs in float64: "
-            + (f"{fd['port_module'] or '<root>'} [{fd['type']}] rel {_f(fd['rel'])}" if fd
+            + (f"{fd.port_module or '<root>'} [{fd.type}] rel {_f(fd.rel)}" if fd
                else "none")]
             + ([f"failed: {f.error}"] if f.error else [])
             + [f"float32 leak: {describe_leak(k)}" for k in f.float32_leaks]))
