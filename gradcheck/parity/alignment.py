@@ -184,87 +184,133 @@ def _optional(cls, value):
 
 
 def verdict(res: Alignment) -> None:
+    """The judged rows turned into ``res.verdict``: a reason per kind of difference (the
+    structure first, then the numbers) and what the float64 reference and rerun add."""
     reasons = res.verdict.reasons
-    k = res.keys
+    reasons.extend(_weight_reasons(res.keys, res.bn_mismatch))
+    reasons.extend(_membership_reasons(res.membership))
+    if res.first_divergence:
+        reasons.append(_divergence_reason(res.first_divergence))
+    reasons.extend(_loss_reasons(res.loss))
+    reasons.extend(_param_reasons(res.params, res.steps, res.first_backward_divergence))
+    res.verdict.warnings.extend(_reference_warnings(res.calibrated, res.float64_rerun))
+    if res.float64_rerun:
+        res.verdict.warnings.extend(_rerun_warnings(res.float64_rerun, res.tolerances.float64,
+                                                    res.first_divergence_f64))
+    res.verdict.result = "not_aligned" if reasons else "aligned"
 
-    def names(items, n=3):
-        return ", ".join(items[:n]) + (f" (+{len(items) - n})" if len(items) > n else "")
 
+def _names(items: list[str], n: int = 3) -> str:
+    """The first ``n`` names, and how many more there are."""
+    return ", ".join(items[:n]) + (f" (+{len(items) - n})" if len(items) > n else "")
+
+
+def _weight_reasons(k: WeightKeys, bn_mismatch: list[BNMismatch]) -> list[str]:
+    """What keeps the original's weights from being the port's: shapes, names on one side
+    only, BatchNorm settings."""
+    reasons = []
     if k.shape_mismatch:
         reasons.append(f"shape mismatch: {len(k.shape_mismatch)} "
-                       f"({names([s.name for s in k.shape_mismatch])})"
+                       f"({_names([s.name for s in k.shape_mismatch])})"
                        + (" -- transposed" if any(s.transposed for s in k.shape_mismatch)
                           else ""))
     if k.original_only:
         reasons.append(f"in the original only: {len(k.original_only)} "
-                       f"({names(k.original_only)})")
+                       f"({_names(k.original_only)})")
     if k.port_only:
-        reasons.append(f"in the port only: {len(k.port_only)} ({names(k.port_only)})")
-    if res.bn_mismatch:
+        reasons.append(f"in the port only: {len(k.port_only)} ({_names(k.port_only)})")
+    if bn_mismatch:
         reasons.append("BatchNorm settings differ: " + ", ".join(
             f"{b.module}.{b.setting} {b.port:g} vs {b.original:g}"
             if isinstance(b.port, float) and isinstance(b.original, float)
             else f"{b.module}.{b.setting} {b.port} vs {b.original}"
-            for b in res.bn_mismatch[:3]))
-    if res.membership.frozen_diff:
-        reasons.append(f"frozen set differs: "
-                       f"{names([d.name for d in res.membership.frozen_diff])}")
-    if res.membership.optimizer_diff:
+            for b in bn_mismatch[:3]))
+    return reasons
+
+
+def _membership_reasons(m: Membership) -> list[str]:
+    """What trains on one side only: the frozen set, the optimizers' parameters."""
+    reasons = []
+    if m.frozen_diff:
+        reasons.append(f"frozen set differs: {_names([d.name for d in m.frozen_diff])}")
+    if m.optimizer_diff:
         reasons.append(f"optimizer membership differs: "
-                       f"{names([d.name for d in res.membership.optimizer_diff])}")
-    if res.first_divergence:
-        f = res.first_divergence
-        reasons.append(f"first diverging module: {f.port_module} (original "
-                       f"{f.module}, {f.type}): "
-                       + (f.note if f.note else f"rel {f.rel:.2e}"))
-    if not res.loss.ok:
-        reasons.append(f"loss differs: {res.loss.port[0]:.6g} vs {res.loss.original[0]:.6g} "
-                       f"(rel {res.loss.rel:.2e})")
-    bad_terms = [t.name for t in res.loss.terms if not t.ok]
+                       f"{_names([d.name for d in m.optimizer_diff])}")
+    return reasons
+
+
+def _divergence_reason(f: ForwardDivergence) -> str:
+    """The first module whose output differs, and by how much (or why)."""
+    return (f"first diverging module: {f.port_module} (original {f.module}, {f.type}): "
+            + (f.note if f.note else f"rel {f.rel:.2e}"))
+
+
+def _loss_reasons(loss: LossRow) -> list[str]:
+    """The loss of step 1, then its terms, where they differ."""
+    reasons = []
+    if not loss.ok:
+        reasons.append(f"loss differs: {loss.port[0]:.6g} vs {loss.original[0]:.6g} "
+                       f"(rel {loss.rel:.2e})")
+    bad_terms = [t.name for t in loss.terms if not t.ok]
     if bad_terms:
         reasons.append(f"loss terms differ: {', '.join(bad_terms)}")
-    bad = [p.name for p in res.params if not p.ok]
+    return reasons
+
+
+def _param_reasons(params: list[ParamRow], steps: int,
+                   fb: Divergence | None) -> list[str]:
+    """The parameters whose gradient (with where backward first diverges), then whose
+    values after the steps, are beyond tolerance."""
+    reasons = []
+    bad = [p.name for p in params if not p.ok]
     if bad:
-        fb = res.first_backward_divergence
-        reasons.append(f"gradients beyond tolerance: {len(bad)} parameter(s) "
-                       f"({names(bad)})"
+        reasons.append(f"gradients beyond tolerance: {len(bad)} parameter(s) ({_names(bad)})"
                        + (f"; backward from the loss, d loss/d output first diverges at "
                           f"{fb.port_module or '<root>'} (rel {fb.rel:.2e})" if fb else ""))
-    badv = [p.name for p in res.params if p.value_ok is False]
+    badv = [p.name for p in params if p.value_ok is False]
     if badv:
-        reasons.append(f"values after {res.steps} step(s) beyond tolerance: {len(badv)} "
-                       f"({names(badv)})")
-    if not res.calibrated:
-        res.verdict.warnings.append("no float64 reference: judged on the plain tolerances")
-    rerun = res.float64_rerun
+        reasons.append(f"values after {steps} step(s) beyond tolerance: {len(badv)} "
+                       f"({_names(badv)})")
+    return reasons
+
+
+def _reference_warnings(calibrated: bool, rerun: Float64Rerun | None) -> list[str]:
+    """What the float64 runs could not do: no reference, a failed rerun, float32 in it."""
+    warnings = []
+    if not calibrated:
+        warnings.append("no float64 reference: judged on the plain tolerances")
     if rerun and rerun.error:
-        res.verdict.warnings.append(
-            f"the port's float64 rerun failed ({rerun.error}): nothing is explained by it, "
-            f"the float32 verdicts stand")
+        warnings.append(f"the port's float64 rerun failed ({rerun.error}): nothing is "
+                        f"explained by it, the float32 verdicts stand")
     if rerun and rerun.float32_leaks:
         from gradcheck.parity.float64 import describe_leak
 
         leaks = rerun.float32_leaks
-        res.verdict.warnings.append(
+        warnings.append(
             f"float32 got into the port's float64 rerun: {describe_leak(leaks[0])}"
             + (f" (+{len(leaks) - 1} more place(s))" if len(leaks) > 1 else "")
             + "; from there on the rerun carries float32 rounding, and a row it should "
               "explain can stay unexplained")
-    if rerun and rerun.explained:
-        fb = res.first_divergence_f64
-        res.verdict.warnings.append(
+    return warnings
+
+
+def _rerun_warnings(rerun: Float64Rerun, tol64: float, fd64: Divergence | None) -> list[str]:
+    """What the port's float64 rerun settled: rows it explains, rows that differ in float64
+    only (with the first module that differs in float64)."""
+    warnings = []
+    if rerun.explained:
+        warnings.append(
             f"{rerun.explained} row(s) beyond the float32 noise floor agree when the port is "
-            f"rerun in float64 (within {res.tolerances.float64:g}): the port computes the "
+            f"rerun in float64 (within {tol64:g}): the port computes the "
             f"original's function there, and what differs is float32 rounding, amplified "
             f"(by the model, e.g. ReLU inputs near zero, or by the port's own formula)"
-            + (f"; but in float64 the first module that differs is {fb.port_module}"
-               if fb else ""))
-    if rerun and rerun.float64_only:
-        res.verdict.warnings.append(
+            + (f"; but in float64 the first module that differs is {fd64.port_module}"
+               if fd64 else ""))
+    if rerun.float64_only:
+        warnings.append(
             f"{rerun.float64_only} row(s) within float32 noise differ in float64 (beyond "
-            f"{res.tolerances.float64:g})"
-            + (f", first at module {res.first_divergence_f64.port_module or '<root>'}"
-               if res.first_divergence_f64 else "")
+            f"{tol64:g})"
+            + (f", first at module {fd64.port_module or '<root>'}" if fd64 else "")
             + ": a difference below float32's own noise, or port code that is not "
               "float64-clean (a hard-coded float32 cast)")
-    res.verdict.result = "not_aligned" if reasons else "aligned"
+    return warnings
