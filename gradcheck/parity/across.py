@@ -50,7 +50,7 @@ class NameMapError(ConfigError):
 class NameMap:
     """Rename rules ``original name -> port name``: regex substitutions applied in order."""
 
-    rules: list = field(default_factory=list)   # [(pattern, replacement)]
+    rules: list[tuple[str, str]] = field(default_factory=list)   # [(pattern, replacement)]
     source: str = ""
 
     def __post_init__(self):
@@ -70,7 +70,7 @@ class NameMap:
             name = rx.sub(repl, name)
         return name
 
-    def to_list(self) -> list:
+    def to_list(self) -> list[list[str]]:
         return [list(r) for r in self.rules]
 
 

@@ -52,13 +52,15 @@ MODES = FLOAT64_MODES   # auto: only when float32 leaves something unexplained; 
 
 @dataclass
 class Float64Run:
+    """Step 1 of the port in float64 (:func:`rerun_port_float64`)."""
     loss: float
-    terms: dict
-    grads: dict                                   # id(Var) -> np.ndarray (float64)
-    out: dict = field(default_factory=dict)       # module name -> [[np outputs]] per call
-    out_grads: dict = field(default_factory=dict)  # (name, call) -> [np d loss / d output]
+    terms: dict[str, float]
+    grads: dict[int, np.ndarray]                         # id(Var) -> float64 gradient
+    out: dict[str, list] = field(default_factory=dict)  # module -> [[np outputs]] per call
+    # (module, call) -> [np d loss / d output]
+    out_grads: dict[tuple[str, int], list] = field(default_factory=dict)
     seconds: float = 0.0
-    leaks: list[Leak] = field(default_factory=list)   # float32 in the float64 run: where
+    leaks: list[Leak] = field(default_factory=list)     # where float32 got into the run
 
 
 class Float64RerunError(RuntimeError):
