@@ -284,6 +284,28 @@ def test_float64_rerun_always_and_the_port_restored():
         assert np.array_equal(value, ports["never"][n][2]), n
 
 
+def test_float32_casts_in_a_tiny_port_are_leak_records():
+    """A cast before a module (the caller's code) and one in a module's own code: two Leak
+    records, where each first shows, named in the warning, and read back from the JSON."""
+    from gradcheck.parity.alignment import Alignment, Tolerances
+    from gradcheck.parity.records import Leak
+
+    wl = pp.port("none")
+    blk, fc = wl.model.blocks[1], wl.model.fc
+    blk_exec, fc_exec = blk.execute, fc.execute
+    blk.execute = lambda x: blk_exec(x.float32())
+    fc.execute = lambda x: fc_exec(x).float32()
+    res = align_mod.align(wl, pp.original(), tolerances=Tolerances(float64_mode="always"))
+    assert res.float64_rerun.float32_leaks == [
+        Leak(module="blocks.1.conv", type="Conv", at="input", dtype="float32", after="blocks.0"),
+        Leak(module="fc", type="Linear", at="output", dtype="float32", after="blocks")]
+    assert any("blocks.1.conv [Conv] got a float32 input after blocks.0 gave out float64: a "
+               "cast to float32 in the code of blocks.1, which calls it (+1 more place(s))" in w
+               for w in res.verdict.warnings)
+    back = Alignment.from_dict(json.loads(res.to_json()))
+    assert back.float64_rerun == res.float64_rerun and back.to_json() == res.to_json()
+
+
 # ------------------------------------------------------------------ the torch probe
 @pytest.fixture(scope="module")
 def reports():
