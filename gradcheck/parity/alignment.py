@@ -171,10 +171,12 @@ class Alignment:
                               f"({type(exc).__name__}: {exc})") from None
 
 
-def _typed(value, kind, what: str):
+def _typed(value, kind: type | tuple[type, ...], what: str):
     """``value`` if it is a ``kind`` (a bool is no number); else TypeError naming ``what``."""
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise TypeError(f"{what} is {value!r}, expected {getattr(kind, '__name__', kind)}")
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        raise TypeError(f"{what} is {value!r}, expected "
+                        f"{' or '.join(k.__name__ for k in kinds)}")
     return value
 
 

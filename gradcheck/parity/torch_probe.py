@@ -169,7 +169,8 @@ def check(workload: Workload, steps: int = 1, seed: int | None = 0,
         seed_everything(seed)
     model.train()
     params, buffers = inventory(model)
-    optimizer = _optimizer(workload, [p.tensor for p in params], torch)
+    tensors = [p.tensor for p in params]
+    optimizer = _optimizer(workload, tensors, torch)
     opt_ids = {id(p) for g in optimizer.param_groups for p in g["params"]}
     records = _param_records(params, opt_ids, workload, policy)
     buf_records = [BufferRecord(name=n, shape=list(b.shape), numel=int(b.numel()))
@@ -177,8 +178,7 @@ def check(workload: Workload, steps: int = 1, seed: int | None = 0,
     step_log: list[StepRecord] = []
     reach_by_term: dict[str, set[int]] = {}
     hooks = TorchCallRecorder(model)
-    probe = _StepProbe(workload, optimizer, [p.tensor for p in params], opt_ids, hooks, steps,
-                       on_step)
+    probe = _StepProbe(workload, optimizer, tensors, opt_ids, hooks, steps, on_step)
     for step in range(1, steps + 1):
         step_log.append(probe.step(step, records, buffers, buf_records, reach_by_term))
     _finish_records(records, reach_by_term)
