@@ -290,10 +290,10 @@ def main() -> None:
         if args.deploy:
             d["eval_deploy"] = eval_and_deploy(port.model, off.model, images)
         s = d["summary"]
-        out = {m["original_module"]: m for m in res.modules}
-        rows.append((v, res.verdict["result"], res.keys["copied"],
-                     (out.get("detect") or {}).get("rel"),
-                     res.loss["rel"], s["grad_rel_median"], s["noise_floor_median"],
+        out = {m.original_module: m for m in res.modules}
+        rows.append((v, res.verdict.result, res.keys.copied,
+                     out["detect"].rel if "detect" in out else None,
+                     res.loss.rel, s["grad_rel_median"], s["noise_floor_median"],
                      s["grad_not_ok"], s["params"], s["explained_by_float64"],
                      _largest_f64_rel(res.params),
                      d.get("eval_deploy", {}).get("eval"), d.get("eval_deploy", {}).get("deploy"),
@@ -315,9 +315,9 @@ def main() -> None:
 def _largest_f64_rel(params):
     """The largest float64-rerun gradient difference, over gradients not ~0 (a gradient that
     is zero in exact arithmetic has no meaningful relative difference)."""
-    gmax = max((p.get("grad_norm") or 0.0 for p in params), default=0.0)
-    rels = [p["grad_rel_f64"] for p in params
-            if p.get("grad_rel_f64") is not None and (p.get("grad_norm") or 0.0) > 1e-9 * gmax]
+    gmax = max((p.grad_norm or 0.0 for p in params), default=0.0)
+    rels = [p.grad_rel_f64 for p in params
+            if p.grad_rel_f64 is not None and (p.grad_norm or 0.0) > 1e-9 * gmax]
     return max(rels, default=None)
 
 

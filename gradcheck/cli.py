@@ -355,7 +355,7 @@ def align(port_spec, original_spec, map_path, steps, seed, float64_mode, output,
     # bad input -> 2, a failure inside Jittor or torch -> 3, both without a traceback: exit_codes
     res = align_mod.run(port_spec, original_spec, map_path, config_path, steps, seed,
                         float64_mode)
-    supervise.verdict_begins(EXIT_PASS if res.aligned else EXIT_FAIL, res.verdict["warnings"])
+    supervise.verdict_begins(EXIT_PASS if res.aligned else EXIT_FAIL, res.verdict.warnings)
     if output:
         write_atomic(output, res.to_json())
     if html_path:

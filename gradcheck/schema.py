@@ -4,13 +4,16 @@ This is the one place that says which keys a report file has and what type each 
 :mod:`gradcheck.report` reads and writes the file (``schema_version``, atomic writes);
 :mod:`gradcheck.probe` and the other producers fill these records; :mod:`gradcheck.summary`
 derives :class:`Summary`, :class:`ModuleRollup` and :class:`VerdictGroup`; the renderers read
-their attributes.  A field's order here is the key order in the file, and a field marked
-``OMIT_NONE`` is left out of the file while it is ``None``.
+their attributes.  A field's order here is the key order in the file, a field marked
+``OMIT_NONE`` is left out of the file while it is ``None``, and one marked
+``omit_without(other)`` while the field ``other`` is ``None`` (:mod:`gradcheck.parity.records`
+uses these conventions too, for the JSON of ``gradcheck align``).
 
 Loading (:func:`load`) checks every value against its field's annotation (``int``,
-``float | None``...) and then the record's own ``validate()``; a field with no default is
-required, except an ``X | None`` one, which reads as ``None`` when absent.  ``Report.distributed``
-(MPI runs only) stays a plain dict; :mod:`gradcheck.distributed` documents its keys.
+``float | None``, ``list[str]`` as a list...) and then the record's own ``validate()``; a
+field with no default is required, except an ``X | None`` one, which reads as ``None`` when
+absent.  ``Report.distributed`` (MPI runs only) stays a plain dict;
+:mod:`gradcheck.distributed` documents its keys.
 """
 
 from __future__ import annotations
@@ -24,9 +27,16 @@ OMIT_NONE = {"omit_none": True}     # field metadata: not written while None
 _STEP_WORDS = frozenset(STEP_STATUSES)
 
 
-def _items(cls) -> dict:
+def items_of(cls) -> dict:
     """Field metadata: a list whose entries are ``cls`` records."""
     return {"items": cls}
+
+
+def omit_without(other: str) -> dict:
+    """Field metadata: not written while the field ``other`` is ``None``, and written (``None``
+    too) whenever it is not: a number that goes with another, such as a noise floor with its
+    measure."""
+    return {"omit_without": other}
 
 
 @dataclass
@@ -195,7 +205,7 @@ class Verdict:
     result: str = "pass"                               # "pass" or "fail"
     reasons: list = field(default_factory=list)        # why it fails
     warnings: list = field(default_factory=list)       # what is worth a look but passes
-    groups: list = field(default_factory=list, metadata=_items(VerdictGroup))  # by cause
+    groups: list = field(default_factory=list, metadata=items_of(VerdictGroup))  # by cause
 
     @property
     def passed(self) -> bool:
@@ -221,13 +231,14 @@ def plain(obj):
         return [plain(v) for v in obj]
     spec = _PLAIN_FIELDS.get(kind)
     if spec is None and is_dataclass(kind):
-        spec = _PLAIN_FIELDS[kind] = [(f.name, bool(f.metadata.get("omit_none")))
+        spec = _PLAIN_FIELDS[kind] = [(f.name, f.metadata.get("omit_without")
+                                       or bool(f.metadata.get("omit_none")))
                                       for f in fields(kind)]
     if spec is not None:
         out = {}
-        for name, omit_none in spec:
+        for name, omit in spec:
             value = getattr(obj, name)
-            if not (omit_none and value is None):
+            if not (omit and (value if omit is True else getattr(obj, omit)) is None):
                 out[name] = plain(value)
         return out
     if isinstance(obj, float):
@@ -245,8 +256,9 @@ def _nonfinite_text(x: float) -> str:
 
 # str enum members (gradcheck.enums) are written as they are: the encoder writes their word
 _SCALARS = frozenset((str, int, bool, type(None), *Word.__subclasses__()))
-# a record class -> [(field name, omit while None)]: fields() per record was a third of the
-# time of writing a Gold-YOLO report (37k calls)
+# a record class -> [(field name, when it is left out: False never, True while None, or the
+# name of the field without which it is)]: fields() per record was a third of the time of
+# writing a Gold-YOLO report (37k calls)
 _PLAIN_FIELDS: dict = {}
 
 _NONFINITE = ("nan", "inf", "-inf")
@@ -289,6 +301,7 @@ def _load_spec(cls) -> list:
             annotation = str(f.type)   # its text (`from __future__ import annotations`)
             optional = annotation.endswith(" | None")
             base = annotation[:-len(" | None")] if optional else annotation
+            base = base.partition("[")[0]   # list[str] is checked as a list, dict[...] a dict
             absent_none = optional and f.default is MISSING and f.default_factory is MISSING
             spec.append((f.name, f"{cls.__name__}.{f.name}", base, _CHECKS.get(base), optional,
                          f.metadata.get("items"), absent_none))

@@ -5,6 +5,8 @@ float32-only matmul on Jittor's ResNet).  Needs the ``torch`` extra."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -17,7 +19,8 @@ import align_zoo_pairs as zp
 import parity_pairs as pp
 from gradcheck.parity import align as align_mod, float64
 from gradcheck.parity.across import NameMap
-from gradcheck.parity.alignment import Tolerances
+from gradcheck.parity.alignment import Alignment, Tolerances
+from gradcheck.parity.records import Leak
 
 jt = zp.jt
 ALWAYS = Tolerances(float64_mode="always")
@@ -34,24 +37,24 @@ def _check_faithful(res, name):
     # the only warning allowed: float32 rows the float64 rerun explains (VGG at 224x224:
     # Jittor's float32 gradients through its BatchNorms are ~1e-2 off where torch's are
     # ~1e-6, and the float64 rerun agrees with torch's float64 to ~1e-13)
-    assert all("agree when the port is rerun in float64" in w for w in res.verdict["warnings"])
+    assert all("agree when the port is rerun in float64" in w for w in res.verdict.warnings)
     assert res.first_divergence is None and res.first_backward_divergence is None
     k = res.keys
-    assert (k["shape_mismatch"], k["original_only"], k["port_only"]) == ([], [], [])
-    assert k["copied"] == len(zp.torch_model(name).state_dict()) - k["known_torch_only"]
+    assert (k.shape_mismatch, k.original_only, k.port_only) == ([], [], [])
+    assert k.copied == len(zp.torch_model(name).state_dict()) - k.known_torch_only
     # the float64 rerun ran to the end, float64 all the way, and agrees with the original's
     # far below float32's rounding (a float32 leak, even one no dtype shows, such as Jittor's
     # float32 1/N in a mean's backward, puts the gradients 1e-9..1e-7 off)
     f = res.float64_rerun
-    assert f is not None and "error" not in f and f["float32_leaks"] == [], f
-    assert f["float64_only"] == 0 and res.first_divergence_f64 is None
-    assert res.loss["rel_f64"] < 1e-9
-    compared = [m for m in res.modules if "rel_f64" in m]
-    assert len(compared) >= 0.9 * sum(m["ok"] is not None for m in res.modules)
-    assert max(m["rel_f64"] for m in compared) < 1e-10
-    assert all(p["grad_ok_f64"] for p in res.params if "grad_ok_f64" in p)
-    big = [p["grad_rel_f64"] for p in res.params
-           if p.get("grad_norm", 0) > 1e-3 * max(q.get("grad_norm", 0) for q in res.params)]
+    assert f is not None and f.error is None and f.float32_leaks == [], f
+    assert f.float64_only == 0 and res.first_divergence_f64 is None
+    assert res.loss.rel_f64 < 1e-9
+    compared = [m for m in res.modules if m.rel_f64 is not None]
+    assert len(compared) >= 0.9 * sum(m.ok is not None for m in res.modules)
+    assert max(m.rel_f64 for m in compared) < 1e-10
+    assert all(p.grad_ok_f64 for p in res.params if p.grad_ok_f64 is not None)
+    big = [p.grad_rel_f64 for p in res.params
+           if (p.grad_norm or 0) > 1e-3 * max((q.grad_norm or 0) for q in res.params)]
     assert big and np.median(big) < 1e-11
 
 
@@ -67,16 +70,16 @@ def test_densenet_layers_differ_in_what_they_return():
     res = align_mod.align(zp.port("densenet_small"), zp.original("densenet_small"),
                           tolerances=Tolerances(float64_mode="never"))
     assert not res.aligned
-    assert res.first_divergence["module"] == "features.denseblock1.denselayer1"
-    assert res.first_divergence["note"].startswith("output shape")
-    assert res.loss["ok"] and all(p["ok"] for p in res.params)
+    assert res.first_divergence.module == "features.denseblock1.denselayer1"
+    assert res.first_divergence.note.startswith("output shape")
+    assert res.loss.ok and all(p.ok for p in res.params)
 
 
 # ------------------------------------------------------------------ planted bugs
 def _before_agree(res, module, call=0):
-    order = [(m["original_module"], m["call"]) for m in res.modules]
+    order = [(m.original_module, m.call) for m in res.modules]
     for m in res.modules[:order.index((module, call))]:
-        assert m["ok"] is not False, m
+        assert m.ok is not False, m
 
 
 def test_resnet18_lost_final_relu_is_named():
@@ -84,31 +87,31 @@ def test_resnet18_lost_final_relu_is_named():
     res = _align("resnet18", "final_relu", Tolerances())
     assert not res.aligned
     fd = res.first_divergence
-    assert (fd["module"], fd["port_module"]) == ("layer2.1.relu", "layer2.1.relu")
-    assert "called 1 time(s) in the port" in fd["note"]
+    assert (fd.module, fd.port_module) == ("layer2.1.relu", "layer2.1.relu")
+    assert "called 1 time(s) in the port" in fd.note
     _before_agree(res, "layer2.1.relu", call=1)
     # float64 does not explain it away; where float64 can compare, layer2.1 differs first
     f = res.float64_rerun
-    assert f is not None and f["explained"] == 0 and f["float32_leaks"] == []
-    assert res.first_divergence_f64["module"] == "layer2.1"
+    assert f is not None and f.explained == 0 and f.float32_leaks == []
+    assert res.first_divergence_f64.module == "layer2.1"
 
 
 def test_mobilenet_v2_lost_residual_is_named():
     res = _align("mobilenet_v2", "no_residual", Tolerances())
     assert not res.aligned
-    assert res.first_divergence["module"] == "features.3"     # its children all agree
+    assert res.first_divergence.module == "features.3"     # its children all agree
     _before_agree(res, "features.3")
-    assert res.float64_rerun["explained"] == 0
-    assert res.first_divergence_f64["module"] == "features.3"
+    assert res.float64_rerun.explained == 0
+    assert res.first_divergence_f64.module == "features.3"
 
 
 def test_vgg11_bn_wrong_eps_is_named():
     res = _align("vgg11_bn", "bn_eps", Tolerances())
     assert not res.aligned
-    assert [(b["module"], b["setting"]) for b in res.bn_mismatch] == [("features.5", "eps")]
-    assert res.first_divergence["module"] == "features.5"
+    assert [(b.module, b.setting) for b in res.bn_mismatch] == [("features.5", "eps")]
+    assert res.first_divergence.module == "features.5"
     _before_agree(res, "features.5")
-    assert res.first_divergence_f64["module"] == "features.5"
+    assert res.first_divergence_f64.module == "features.5"
 
 
 # ------------------------------------------------------------ float32 in the float64 rerun
@@ -119,14 +122,15 @@ def test_float32_cast_in_the_port_is_named_not_fatal():
     res = _align("resnet18", "float32_cast")
     assert res.aligned, res.verdict                 # in float32 the cast changes nothing
     f = res.float64_rerun
-    assert "error" not in f
-    assert f["float32_leaks"][0] == {"module": "fc", "type": "Linear", "at": "input",
-                                     "dtype": "float32", "after": "avgpool"}
-    assert len(f["float32_leaks"]) == 1             # the loss after fc: the leak spreading
+    assert f.error is None
+    assert f.float32_leaks[0] == Leak(module="fc", type="Linear", at="input", dtype="float32",
+                                      after="avgpool")
+    assert len(f.float32_leaks) == 1             # the loss after fc: the leak spreading
+    assert Alignment.from_dict(json.loads(res.to_json())).float64_rerun == f   # Leak records
     assert any("fc [Linear] got a float32 input after avgpool" in w
-               for w in res.verdict["warnings"])
-    by = {m["module"]: m for m in res.modules}
-    assert by["avgpool"]["rel_f64"] < 1e-12 < by["fc"]["rel_f64"]   # float32 rounding from fc
+               for w in res.verdict.warnings)
+    by = {m.module: m for m in res.modules}
+    assert by["avgpool"].rel_f64 < 1e-12 < by["fc"].rel_f64   # float32 rounding from fc
 
 
 def test_failed_float64_rerun_is_a_warning_with_its_reason():
@@ -142,8 +146,10 @@ def test_failed_float64_rerun_is_a_warning_with_its_reason():
     before = {n: (str(v.dtype), v.numpy().copy()) for n, v in wl.model.state_dict().items()}
     res = align_mod.align(wl, pp.original(), tolerances=ALWAYS)
     assert res.aligned
-    assert "float32 only, said the port" in res.float64_rerun["error"]
-    assert any("float64 rerun failed" in w for w in res.verdict["warnings"])
+    assert "float32 only, said the port" in res.float64_rerun.error
+    back = Alignment.from_dict(json.loads(res.to_json()))
+    assert back.float64_rerun == res.float64_rerun and back.to_json() == res.to_json()
+    assert any("float64 rerun failed" in w for w in res.verdict.warnings)
     assert res.first_divergence_f64 is None
     for n, v in wl.model.state_dict().items():      # dtypes back (values: one SGD step on)
         assert str(v.dtype) == before[n][0], n

@@ -22,6 +22,7 @@ import parity_pairs as pp
 from gradcheck import api
 from gradcheck.parity import align as align_mod
 from gradcheck.parity.across import NameMap, compare_across, load_name_map, parse_rules
+from gradcheck.parity.records import FrozenDiff, ShapeMismatch
 from gradcheck.report import Report
 
 
@@ -34,15 +35,15 @@ def results():
 # ------------------------------------------------------------------ align: each bug found
 def test_faithful_port_aligns(results):
     res = results["none"]
-    assert res.aligned, res.verdict["reasons"]
+    assert res.aligned, res.verdict.reasons
     assert res.first_divergence is None and res.first_backward_divergence is None
-    assert all(m["grad_ok"] for m in res.modules if "grad_ok" in m)
-    assert sum("grad_ok" in m for m in res.modules) >= 10    # d loss/d output, both sides
-    assert res.calibrated and res.keys["copied"] == 16 and res.keys["known_torch_only"] == 2
-    assert all(p["ok"] and p["value_ok"] for p in res.params)
+    assert all(m.grad_ok for m in res.modules if m.grad_ok is not None)
+    assert sum(m.grad_ok is not None for m in res.modules) >= 10    # d loss/d output, both sides
+    assert res.calibrated and res.keys.copied == 16 and res.keys.known_torch_only == 2
+    assert all(p.ok and p.value_ok for p in res.params)
     # the calibration is real: the original's own float32 noise, above zero
-    assert all(p["noise_floor"] is not None for p in res.params)
-    assert any(p["noise_floor"] > 0 for p in res.params)
+    assert all(p.noise_floor is not None for p in res.params)
+    assert any(p.noise_floor > 0 for p in res.params)
 
 
 @pytest.mark.parametrize("bug, first", [
@@ -54,57 +55,57 @@ def test_faithful_port_aligns(results):
 def test_first_diverging_module_is_named(results, bug, first):
     res = results[bug]
     assert not res.aligned
-    assert res.first_divergence["module"] == first
-    assert res.first_divergence["port_module"] == first
+    assert res.first_divergence.module == first
+    assert res.first_divergence.port_module == first
     # every module that runs before it agrees
-    order = [m["original_module"] for m in res.modules]
+    order = [m.original_module for m in res.modules]
     for m in res.modules[:order.index(first)]:
-        assert m["ok"] in (True, None), m
+        assert m.ok in (True, None), m
 
 
 def test_skipped_layer_is_reported_as_never_called(results):
     res = results["skip_layer"]
-    assert res.first_divergence["note"] == "never called in the port"
-    bad = {p["name"] for p in res.params if not p["ok"]}
+    assert res.first_divergence.note == "never called in the port"
+    bad = {p.name for p in res.params if not p.ok}
     assert {"blocks.1.conv.weight", "blocks.1.bn.weight", "blocks.1.bn.bias"} <= bad
 
 
 def test_bn_eps_mismatch(results):
     res = results["bn_eps"]
     assert not res.aligned
-    assert [(b["module"], b["setting"], b["port"], b["original"]) for b in res.bn_mismatch] == [
+    assert [(b.module, b.setting, b.port, b.original) for b in res.bn_mismatch] == [
         ("blocks.0.bn", "eps", 0.1, 1e-5)]
-    assert res.first_divergence["module"] == "blocks.0.bn"
+    assert res.first_divergence.module == "blocks.0.bn"
 
 
 def test_frozen_by_mistake(results):
     res = results["frozen"]
     assert not res.aligned
-    assert res.membership["frozen_diff"] == [{"name": "fc.weight", "original_name": "fc.weight",
-                                              "port": "frozen", "original": "trainable"}]
+    assert res.membership.frozen_diff == [FrozenDiff(name="fc.weight", original_name="fc.weight",
+                                                     port="frozen", original="trainable")]
     # the forward is untouched, and so is d loss / d every output; the gradient is not
     assert res.first_divergence is None and res.first_backward_divergence is None
-    fc = next(p for p in res.params if p["name"] == "fc.weight")
-    assert not fc["ok"] and fc["grad_rel"] == pytest.approx(1.0)
-    assert [p["name"] for p in res.params if not p["ok"]] == ["fc.weight"]
+    fc = next(p for p in res.params if p.name == "fc.weight")
+    assert not fc.ok and fc.grad_rel == pytest.approx(1.0)
+    assert [p.name for p in res.params if not p.ok] == ["fc.weight"]
 
 
 def test_transposed_linear_weight(results):
     res = results["transposed"]
-    assert res.keys["shape_mismatch"] == [{"name": "aux.weight", "original_name": "aux.weight",
-                                           "port": [6, 4], "original": [4, 6],
-                                           "transposed": True}]
-    assert any("transposed" in r for r in res.verdict["reasons"])
+    assert res.keys.shape_mismatch == [ShapeMismatch(name="aux.weight",
+                                                     original_name="aux.weight", port=[6, 4],
+                                                     original=[4, 6], transposed=True)]
+    assert any("transposed" in r for r in res.verdict.reasons)
 
 
 def test_align_pairs_renamed_modules_through_the_map():
     res = align_mod.align(pp.port("renamed"), pp.original(), steps=1)
-    assert not res.aligned and len(res.keys["original_only"]) == 10   # 6 params + 4 stats
+    assert not res.aligned and len(res.keys.original_only) == 10   # 6 params + 4 stats
     rules = parse_rules(r"^blocks(?=\.|$) -> body")
     res = align_mod.align(pp.port("renamed"), pp.original(), name_map=rules, steps=1)
-    assert res.aligned, res.verdict["reasons"]
-    assert {m["module"] for m in res.modules} >= {"body", "body.1.act"}
-    assert any(p["name"] == "body.0.conv.weight" and p["original_name"] == "blocks.0.conv.weight"
+    assert res.aligned, res.verdict.reasons
+    assert {m.module for m in res.modules} >= {"body", "body.1.act"}
+    assert any(p.name == "body.0.conv.weight" and p.original_name == "blocks.0.conv.weight"
                for p in res.params)
 
 
@@ -127,6 +128,49 @@ def test_align_json_schema(results, tmp_path):
         assert "blocks.1.act" in buf.getvalue()
     write_align_html(results["activation"], tmp_path / "a.html")
     assert "blocks.1.act" in (tmp_path / "a.html").read_text()
+
+
+def test_align_json_reads_back_as_the_same_records(results):
+    """An align result's JSON read back is the same records, and writes the same bytes: the
+    rows, the divergences (with and without a note, inf as its text), the float64 rerun."""
+    from gradcheck.parity.alignment import Alignment
+    from gradcheck.parity.records import Divergence, Float64Rerun, ForwardDivergence, LossRow
+
+    for bug, res in results.items():
+        text = res.to_json()
+        back = Alignment.from_dict(json.loads(text))
+        assert back.to_json() == text, bug
+        assert (back.aligned, back.verdict, back.keys, back.membership, back.bn_mismatch,
+                back.float64_rerun) == (res.aligned, res.verdict, res.keys, res.membership,
+                                        res.bn_mismatch, res.float64_rerun), bug
+        assert back.params == res.params and back.summary() == res.summary(), bug
+        assert isinstance(back.loss, LossRow) and back.loss.terms == res.loss.terms
+        assert [type(m) for m in back.modules] == [type(m) for m in res.modules]
+        assert back.float64_rerun is None or isinstance(back.float64_rerun, Float64Rerun)
+    skip = Alignment.from_dict(json.loads(results["skip_layer"].to_json()))
+    assert type(skip.first_divergence) is ForwardDivergence
+    assert (skip.first_divergence.note, skip.first_divergence.rel) == (
+        "never called in the port", "inf")                   # as in the file
+    fb = Alignment.from_dict(json.loads(results["activation"].to_json()))
+    assert fb.first_divergence == results["activation"].first_divergence
+    assert type(fb.first_backward_divergence) is Divergence
+    assert "note" not in json.loads(results["activation"].to_json())["first_backward_divergence"]
+
+
+def test_bad_align_json_is_one_clear_error(results):
+    from gradcheck.parity.alignment import Alignment
+    from gradcheck.report import ReportError
+
+    good = json.loads(results["none"].to_json())
+    for change, message in (({"kind": "across"}, "not a gradcheck align result"),
+                            ({"schema_version": 2}, "schema_version 2"),
+                            ({"params": [{"name": "a"}]}, "malformed align result"),
+                            ({"seconds": "soon"}, "seconds is 'soon'")):
+        with pytest.raises(ReportError, match=message):
+            Alignment.from_dict({**good, **change})
+    modules = [dict(good["modules"][0], call="first")]
+    with pytest.raises(ReportError, match="ModuleRow.call"):
+        Alignment.from_dict({**good, "modules": modules})
 
 
 # ------------------------------------------------------------------ the noise floor's samples
@@ -158,11 +202,11 @@ def test_noise_floor_is_the_largest_over_the_samples():
     four = align_mod.align(pp.port("none"), pp.original(), tolerances=Tolerances(noise_samples=3))
     assert (one.noise_samples, four.noise_samples) == (0, 3)
     assert four.to_dict()["config"]["noise_samples"] == 3
-    floors = [(a["noise_floor"], b["noise_floor"]) for a, b in zip(one.params, four.params)]
+    floors = [(a.noise_floor, b.noise_floor) for a, b in zip(one.params, four.params)]
     assert all(b >= a for a, b in floors) and any(b > a for a, b in floors)
-    assert four.loss["noise_floor"] >= one.loss["noise_floor"]
+    assert four.loss.noise_floor >= one.loss.noise_floor
     # the port's own numbers do not depend on the samples
-    assert [p["grad_rel"] for p in one.params] == [p["grad_rel"] for p in four.params]
+    assert [p.grad_rel for p in one.params] == [p.grad_rel for p in four.params]
 
 
 # ------------------------------------------------------- noise or port bug: the float64 rerun
@@ -174,8 +218,8 @@ def test_every_planted_bug_survives_the_float64_rerun(results):
         if bug == "none":
             assert res.float64_rerun is None      # nothing for it to explain: not run
             continue
-        assert res.float64_rerun is not None and res.float64_rerun["explained"] == 0, bug
-        assert not res.aligned and not any(p.get("explained") for p in res.params)
+        assert res.float64_rerun is not None and res.float64_rerun.explained == 0, bug
+        assert not res.aligned and not any(p.explained for p in res.params)
 
 
 def test_float64_rerun_explains_noise_the_model_amplifies():
@@ -187,17 +231,17 @@ def test_float64_rerun_explains_noise_the_model_amplifies():
                           tolerances=Tolerances(float64_mode="never"))
     assert not res.aligned and res.float64_rerun is None
     res = align_mod.align(pp.port_cancel(), pp.original_cancel())
-    assert res.aligned, res.verdict["reasons"]
-    by = {p["name"]: p for p in res.params}
+    assert res.aligned, res.verdict.reasons
+    by = {p.name: p for p in res.params}
     for name in ("a", "b", "head.weight"):
         p = by[name]
-        assert p["grad_rel"] > 1e3 * p["noise_floor"] and p["grad_rel"] > 1e-2   # float32
-        assert p["grad_rel_f64"] < 1e-8 and p["explained"] == "float64"        # float64
-    assert res.float64_rerun["explained"] >= 3 and res.first_divergence_f64 is None
-    act = next(m for m in res.modules if m["module"] == "act")
-    assert act["rel"] > 1e-2 and act["rel_f64"] < 1e-8 and act["ok"]
-    assert any("agree when the port is rerun in float64" in w for w in res.verdict["warnings"])
-    assert res.summary()["explained_by_float64"] == 3
+        assert p.grad_rel > 1e3 * p.noise_floor and p.grad_rel > 1e-2   # float32
+        assert p.grad_rel_f64 < 1e-8 and p.explained == "float64"        # float64
+    assert res.float64_rerun.explained >= 3 and res.first_divergence_f64 is None
+    act = next(m for m in res.modules if m.module == "act")
+    assert act.rel > 1e-2 and act.rel_f64 < 1e-8 and act.ok
+    assert any("agree when the port is rerun in float64" in w for w in res.verdict.warnings)
+    assert res.summary().explained_by_float64 == 3
     import io
 
     from gradcheck.render.parity import get_parity_renderer
@@ -213,10 +257,10 @@ def test_float64_rerun_keeps_a_bug_hidden_in_float32_noise():
     float64 still 10% off -- not explained, and located at the first module it changes."""
     res = align_mod.align(pp.port_cancel_bug(), pp.original_cancel())
     assert not res.aligned
-    by = {p["name"]: p for p in res.params}
-    assert by["a"]["grad_rel_f64"] > 1e-2 and not by["a"]["ok"]
-    assert res.float64_rerun["explained"] == 0
-    assert res.first_divergence_f64["port_module"] == "act"
+    by = {p.name: p for p in res.params}
+    assert by["a"].grad_rel_f64 > 1e-2 and not by["a"].ok
+    assert res.float64_rerun.explained == 0
+    assert res.first_divergence_f64.port_module == "act"
 
 
 def test_float64_rerun_always_and_the_port_restored():
@@ -230,17 +274,39 @@ def test_float64_rerun_always_and_the_port_restored():
         wl = pp.port("none")
         res = align_mod.align(wl, pp.original(), steps=1,
                               tolerances=Tolerances(float64_mode=mode))
-        assert res.aligned, res.verdict["reasons"]
+        assert res.aligned, res.verdict.reasons
         ports[mode] = {n: (str(v.dtype), v.is_stop_grad(), v.numpy())
                        for n, v in wl.model.state_dict().items()}
         if mode == "always":
-            assert res.float64_rerun is not None and res.float64_rerun["explained"] == 0
-            assert max(p["grad_rel_f64"] for p in res.params) < 1e-6
-            assert res.loss["rel_f64"] < 1e-9
+            assert res.float64_rerun is not None and res.float64_rerun.explained == 0
+            assert max(p.grad_rel_f64 for p in res.params) < 1e-6
+            assert res.loss.rel_f64 < 1e-9
     assert ports["never"].keys() == ports["always"].keys()
     for n, (dtype, frozen, value) in ports["always"].items():
         assert (dtype, frozen) == ports["never"][n][:2], n
         assert np.array_equal(value, ports["never"][n][2]), n
+
+
+def test_float32_casts_in_a_tiny_port_are_leak_records():
+    """A cast before a module (the caller's code) and one in a module's own code: two Leak
+    records, where each first shows, named in the warning, and read back from the JSON."""
+    from gradcheck.parity.alignment import Alignment, Tolerances
+    from gradcheck.parity.records import Leak
+
+    wl = pp.port("none")
+    blk, fc = wl.model.blocks[1], wl.model.fc
+    blk_exec, fc_exec = blk.execute, fc.execute
+    blk.execute = lambda x: blk_exec(x.float32())
+    fc.execute = lambda x: fc_exec(x).float32()
+    res = align_mod.align(wl, pp.original(), tolerances=Tolerances(float64_mode="always"))
+    assert res.float64_rerun.float32_leaks == [
+        Leak(module="blocks.1.conv", type="Conv", at="input", dtype="float32", after="blocks.0"),
+        Leak(module="fc", type="Linear", at="output", dtype="float32", after="blocks")]
+    assert any("blocks.1.conv [Conv] got a float32 input after blocks.0 gave out float64: a "
+               "cast to float32 in the code of blocks.1, which calls it (+1 more place(s))" in w
+               for w in res.verdict.warnings)
+    back = Alignment.from_dict(json.loads(res.to_json()))
+    assert back.float64_rerun == res.float64_rerun and back.to_json() == res.to_json()
 
 
 # ------------------------------------------------------------------ the torch probe
@@ -326,8 +392,8 @@ def test_across_rename_rules_and_one_side_only(reports):
     assert len(cmp.original_only) == 6 and len(cmp.port_only) == 6
     cmp = compare_across(renamed, torch_rep, parse_rules(r"^blocks\. -> body."))
     assert cmp.paired == 12 and not cmp.original_only and not cmp.port_only
-    assert [s["name"] for s in cmp.shape_mismatch] == ["stem.weight"]
-    assert [d["name"] for d in cmp.frozen_diff] == ["aux.bias"]
+    assert [s.name for s in cmp.shape_mismatch] == ["stem.weight"]
+    assert [d.name for d in cmp.frozen_diff] == ["aux.bias"]
     assert not cmp.ok
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 
 import pytest
@@ -140,19 +142,40 @@ def test_every_record_is_checked_though_most_are_alike(first, second):
         Report.from_dict(json.loads(json.dumps(data)))
 
 
-def test_every_field_annotation_has_a_check():
+@pytest.mark.parametrize("module", ["gradcheck.schema", "gradcheck.parity.records"])
+def test_every_field_annotation_has_a_check(module):
     """load() checks a value by its field's annotation, read as text: a spelling it does not
     know (Optional[int] where it reads int | None) would leave that field unchecked."""
+    import importlib
     from dataclasses import is_dataclass
 
     from gradcheck import schema
 
-    records = [c for c in vars(schema).values()
-               if isinstance(c, type) and is_dataclass(c) and c.__module__ == schema.__name__]
+    mod = importlib.import_module(module)
+    records = [c for c in vars(mod).values()
+               if isinstance(c, type) and is_dataclass(c) and c.__module__ == mod.__name__]
     assert len(records) > 5
     for cls in records:
         for _name, label, base, check, *_ in schema._load_spec(cls):
             assert check is not None, f"{label}: annotation {base!r} has no check"
+
+
+def test_omit_without_writes_a_field_exactly_when_its_measure_is_written():
+    """A noise floor goes with its measure: absent while the measure is None, written (None
+    too) whenever it is not, and read back as it was."""
+    from gradcheck.parity.records import ModuleRow
+    from gradcheck.schema import load, plain
+
+    row = ModuleRow("blocks.0", "blocks.0", "Conv2d", 0)
+    assert list(plain(row)) == ["module", "original_module", "type", "call", "rel",
+                                "noise_floor", "ok"]
+    row.grad_rel, row.grad_ok = 0.5, True
+    assert list(plain(row))[-3:] == ["grad_rel", "grad_floor", "grad_ok"]
+    assert plain(row)["grad_floor"] is None
+    row.grad_floor, row.rel = 1e-7, math.inf
+    assert plain(row)["rel"] == "inf"
+    assert load(ModuleRow, json.loads(json.dumps(plain(row)))) == dataclasses.replace(
+        row, rel="inf")
 
 
 def test_missing_report_file(tmp_path):

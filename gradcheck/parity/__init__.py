@@ -6,6 +6,7 @@
   ``compare --across``, and the rename rules;
 * :mod:`~gradcheck.parity.align`: ``gradcheck align``, the procedure, built from
   :mod:`~gradcheck.parity.alignment` (its result, tolerances and verdict),
+  :mod:`~gradcheck.parity.records` (the records of its JSON, and of ``compare --across``'s),
   :mod:`~gradcheck.parity.weights` (weights copied, BatchNorm settings compared),
   :mod:`~gradcheck.parity.batches` (one batch for both frameworks),
   :mod:`~gradcheck.parity.hooks` (module outputs recorded),

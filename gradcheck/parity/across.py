@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gradcheck.enums import Status
+from gradcheck.parity.records import FrozenDiff, OptimizerDiff, ShapeMismatch, trainable_word
 from gradcheck.policy import ConfigError
 from gradcheck.report import Report
+from gradcheck.schema import items_of, plain
 
 ACROSS_SCHEMA_VERSION = 1
 # buffers that exist in torch only and carry no training state a port needs
@@ -48,7 +50,7 @@ class NameMapError(ConfigError):
 class NameMap:
     """Rename rules ``original name -> port name``: regex substitutions applied in order."""
 
-    rules: list = field(default_factory=list)   # [(pattern, replacement)]
+    rules: list[tuple[str, str]] = field(default_factory=list)   # [(pattern, replacement)]
     source: str = ""
 
     def __post_init__(self):
@@ -68,7 +70,7 @@ class NameMap:
             name = rx.sub(repl, name)
         return name
 
-    def to_list(self) -> list:
+    def to_list(self) -> list[list[str]]:
         return [list(r) for r in self.rules]
 
 
@@ -116,12 +118,13 @@ def transposed(a: list, b: list) -> bool:
 
 @dataclass
 class Pair:
+    """A parameter covered on one side only (``lost``, ``gained``)."""
     name: str                  # in the port
     original_name: str
     port_status: str | None = None
     original_status: str | None = None
-    port_shape: list | None = None
-    original_shape: list | None = None
+    port_shape: list[int] | None = None
+    original_shape: list[int] | None = None
     port_cause: str | None = None
     original_cause: str | None = None
 
@@ -133,19 +136,20 @@ class AcrossComparison:
     port_framework: str
     original_framework: str
     paired: int = 0
-    # [{name, original_name, port, original, transposed}]
-    shape_mismatch: list = field(default_factory=list)
-    port_only: list = field(default_factory=list)        # parameter names
-    original_only: list = field(default_factory=list)
-    lost: list = field(default_factory=list)             # [Pair] covered in original only
-    gained: list = field(default_factory=list)           # [Pair] covered in the port only
-    frozen_diff: list = field(default_factory=list)      # [{name, original_name, port, original}]
-    optimizer_diff: list = field(default_factory=list)
-    buffers_port_only: list = field(default_factory=list)
-    buffers_original_only: list = field(default_factory=list)
+    shape_mismatch: list[ShapeMismatch] = field(default_factory=list,
+                                                metadata=items_of(ShapeMismatch))
+    port_only: list[str] = field(default_factory=list)        # parameter names
+    original_only: list[str] = field(default_factory=list)
+    lost: list[Pair] = field(default_factory=list, metadata=items_of(Pair))   # covered in
+    gained: list[Pair] = field(default_factory=list, metadata=items_of(Pair))  # one side only
+    frozen_diff: list[FrozenDiff] = field(default_factory=list, metadata=items_of(FrozenDiff))
+    optimizer_diff: list[OptimizerDiff] = field(default_factory=list,
+                                                metadata=items_of(OptimizerDiff))
+    buffers_port_only: list[str] = field(default_factory=list)
+    buffers_original_only: list[str] = field(default_factory=list)
     known_torch_only: int = 0
-    name_map: list = field(default_factory=list)
-    warnings: list = field(default_factory=list)
+    name_map: list[list[str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def differences(self) -> int:
@@ -158,11 +162,8 @@ class AcrossComparison:
         return self.differences == 0
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["lost"] = [asdict(p) for p in self.lost]
-        d["gained"] = [asdict(p) for p in self.gained]
         return {"schema_version": ACROSS_SCHEMA_VERSION, "kind": "across", "ok": self.ok,
-                "differences": self.differences, **d}
+                "differences": self.differences, **plain(self)}
 
 
 def compare_across(port: Report, original: Report, name_map: NameMap | None = None
@@ -194,9 +195,9 @@ def compare_across(port: Report, original: Report, name_map: NameMap | None = No
         used.add(target)
         cmp.paired += 1
         if list(mine.shape) != list(rec.shape):
-            cmp.shape_mismatch.append({"name": target, "original_name": rec.name,
-                                       "port": list(mine.shape), "original": list(rec.shape),
-                                       "transposed": transposed(mine.shape, rec.shape)})
+            cmp.shape_mismatch.append(ShapeMismatch(target, rec.name, list(mine.shape),
+                                                    list(rec.shape),
+                                                    transposed(mine.shape, rec.shape)))
         pair = Pair(target, rec.name, mine.status, rec.status, list(mine.shape), list(rec.shape),
                     mine.cause, rec.cause)
         if rec.status == Status.COVERED and mine.status != Status.COVERED:
@@ -204,13 +205,12 @@ def compare_across(port: Report, original: Report, name_map: NameMap | None = No
         elif mine.status == Status.COVERED and rec.status != Status.COVERED:
             cmp.gained.append(pair)
         if mine.requires_grad != rec.requires_grad:
-            cmp.frozen_diff.append({"name": target, "original_name": rec.name,
-                                    "port": "trainable" if mine.requires_grad else "frozen",
-                                    "original": "trainable" if rec.requires_grad else "frozen"})
+            cmp.frozen_diff.append(FrozenDiff(target, rec.name, trainable_word(mine.requires_grad),
+                                              trainable_word(rec.requires_grad)))
         # membership only matters where something trains it
         if mine.in_optimizer != rec.in_optimizer and (mine.requires_grad or rec.requires_grad):
-            cmp.optimizer_diff.append({"name": target, "original_name": rec.name,
-                                       "port": mine.in_optimizer, "original": rec.in_optimizer})
+            cmp.optimizer_diff.append(OptimizerDiff(target, rec.name, mine.in_optimizer,
+                                                    rec.in_optimizer))
     cmp.port_only = [p.name for p in port.params if p.name not in used]
     port_buffers = {b.name for b in port.buffers}
     mapped_buffers = set()

@@ -50,6 +50,7 @@ from __future__ import annotations
 import copy
 import platform
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -68,11 +69,65 @@ from gradcheck.parity.judge import (
     judge_params,
     numeric_failures,
 )
+from gradcheck.parity.noise import NoiseSample
+from gradcheck.parity.records import (
+    Divergence,
+    Float64Rerun,
+    ForwardDivergence,
+    FrozenDiff,
+    Membership,
+    ModuleRow,
+    OptimizerDiff,
+    WeightKeys,
+    trainable_word,
+)
 from gradcheck.parity.steps import default_torch_optimizer, port_step, torch_step
 from gradcheck.parity.weights import bn_settings, copy_weights
 from gradcheck.workload import Workload, WorkloadError
 
 MAX_LEAKS = 10      # float32 leaks into the port's float64 rerun kept in the result
+
+
+@dataclass
+class _PortState:
+    """The port's Vars (:class:`gradcheck.graph.Entry`) and how the original's names pair
+    with them."""
+    params: list                 # parameters, model order
+    buffers: list
+    entries: dict                # name or alias -> Entry
+    pairs: dict[str, str]        # original name -> port name
+
+    def trainable(self) -> list:
+        """The parameters' Vars that take gradients."""
+        return [e.var for e in self.params if not e.var.is_stop_grad()]
+
+
+def _sides() -> dict:
+    """An empty list for each of the three runs: the port, the original, its float64 copy."""
+    return {"port": [], "original": [], "original_f64": []}
+
+
+@dataclass
+class _Runs:
+    """What the steps leave for the judges: each side's loss and terms per step, step 1's
+    outputs and gradients on each side, the noise samples."""
+    ref: tuple | None            # the original's float64 copy (model, optimizer); None: none
+    losses: dict[str, list[float]] = field(default_factory=_sides)
+    terms: dict[str, list[dict[str, float]]] = field(default_factory=_sides)
+    first_batch: tuple[Any, Any] | None = None   # step 1's (numpy batch, the port's template)
+    grads_p: dict | None = None      # id(Var) -> gradient, the port's
+    outs_p: dict | None = None       # module -> [[outputs]] per call, the port's
+    grads_out_p: dict | None = None  # (module, call) -> [d loss / d output], the port's
+    rec_o: TorchOutputs | None = None
+    grads_o: dict | None = None      # name -> gradient, the original's
+    rec_64: TorchOutputs | None = None
+    grads_64: dict | None = None     # name -> gradient, the float64 reference's
+    samples: list[NoiseSample] = field(default_factory=list)
+
+    def log(self, side: str, loss: float, terms: dict[str, float]) -> None:
+        """One step's loss and terms of ``side``."""
+        self.losses[side].append(loss)
+        self.terms[side].append(terms)
 
 
 def align(port: Workload, original: Workload, name_map: NameMap | None = None, steps: int = 1,
@@ -81,14 +136,50 @@ def align(port: Workload, original: Workload, name_map: NameMap | None = None, s
     """Align ``port`` (Jittor) with ``original`` (torch); see the module doc."""
     torch = torchenv.import_torch(with_jittor=True)
     from gradcheck import runtime
-    from gradcheck.graph import inventory
-    from gradcheck.optimizers import optimizer_params
-    from gradcheck.workload import default_optimizer
 
     jt = runtime.import_jittor()
     t0 = time.time()
     name_map = name_map or NameMap()
     tol = tolerances or Tolerances()
+    _check_inputs(port, original, steps, jt, torch)
+    res = _new_result(port, original, steps, tol, name_map, jt, torch)
+    if seed is not None:
+        runtime.seed_everything(seed)
+        torch.manual_seed(seed)
+    pm, om = port.model, original.model
+    pm.train()
+    om.train()
+    # 1. weights and buffers, by name
+    side, res.keys = _copy_state(port, original, name_map, jt)
+    res.bn_mismatch = bn_settings(pm, om, name_map, torch)
+    # 2. frozen set and optimizer membership
+    p_opt = _ensure_optimizers(port, original, side, torch)
+    o_named = dict(om.named_parameters())
+    res.membership = _membership(side, o_named, p_opt, original.optimizer)
+    initial = {n: p.detach().cpu().numpy().astype(np.float64) for n, p in o_named.items()}
+    # 3. the float64 reference, and the original's float32 noise samples around it
+    ref, noisy = _reference_copies(original, calibrate, tol, res.verdict.warnings)
+    extra_port = [v for v in side.trainable() if id(v) not in p_opt]
+    port_vars, start = _rerun_start(side, pm, ref is not None, tol, jt)
+    runs = _Runs(ref)       # every step on the original's batch, all three runs; step 1 recorded
+    for step in range(1, steps + 1):
+        _step(port, original, step, runs, noisy, extra_port, tol, seed, res.verdict.warnings,
+              jt, torch)
+    res.calibrated = runs.ref is not None
+    # 4. modules, 5. loss, gradients, 6. values
+    _judge_float32(res, runs, side, o_named, initial, name_map, dict(pm.named_modules()), tol)
+    # 7. noise or port bug? the port rerun in float64, where float32 left rows unexplained
+    if start is not None and (tol.float64_mode == Float64Mode.ALWAYS or numeric_failures(res)):
+        _rerun_float64(res, port, side, port_vars, start, runs, name_map, tol, jt)
+    res.first_backward_divergence = _first_backward_divergence(res.modules)
+    res.first_divergence = _first_divergence(res.modules)
+    verdict(res)
+    res.seconds = time.time() - t0
+    return res
+
+
+def _check_inputs(port: Workload, original: Workload, steps: int, jt, torch) -> None:
+    """A positive number of steps, a Jittor port and a torch original, or WorkloadError."""
     if not isinstance(steps, int) or steps < 1:
         raise WorkloadError(f"steps must be a positive integer, got {steps!r}")
     if not isinstance(port.model, jt.nn.Module):
@@ -97,190 +188,241 @@ def align(port: Workload, original: Workload, name_map: NameMap | None = None, s
     if not isinstance(original.model, torch.nn.Module):
         raise WorkloadError(f"--original: the model is a {type(original.model).__name__}, "
                             "not a torch Module")
+
+
+def _new_result(port: Workload, original: Workload, steps: int, tol: Tolerances,
+                name_map: NameMap, jt, torch) -> Alignment:
+    """The result before anything runs: what is aligned, with what, where and when."""
     res = Alignment(port=port.name, original=original.name, steps=steps, tolerances=tol,
                     name_map=name_map.to_list(),
                     created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     res.environment = {"jittor": getattr(jt, "__version__", "?"), "torch": torch.__version__,
                        "python": platform.python_version(), "numpy": np.__version__,
                        "device": "cpu"}
-    if seed is not None:
-        runtime.seed_everything(seed)
-        torch.manual_seed(seed)
-    pm, om = port.model, original.model
-    pm.train()
-    om.train()
+    return res
 
-    # 1. weights and buffers, by name
-    p_params, p_buffers = inventory(pm, port.buffers)
+
+def _copy_state(port: Workload, original: Workload, name_map: NameMap,
+                jt) -> tuple[_PortState, WeightKeys]:
+    """The original's weights and buffers copied into the port by (renamed) name."""
+    from gradcheck.graph import inventory
+
+    p_params, p_buffers = inventory(port.model, port.buffers)
     entries = {e.name: e for e in p_params + p_buffers}
     for e in p_params + p_buffers:
         for a in e.aliases:
             entries.setdefault(a, e)
-    keys = copy_weights(entries, om, name_map, jt)
-    pairs = keys.pop("pairs")
-    keys["port_only"] = [n for n in keys["port_only"]
-                         if n in {e.name for e in p_params + p_buffers}]
-    res.keys = keys
-    res.bn_mismatch = bn_settings(pm, om, name_map, torch)
+    keys, pairs = copy_weights(entries, original.model, name_map, jt)
+    keys.port_only = [n for n in keys.port_only if n in {e.name for e in p_params + p_buffers}]
+    return _PortState(p_params, p_buffers, entries, pairs), keys
 
-    # 2. frozen set and optimizer membership
+
+def _ensure_optimizers(port: Workload, original: Workload, side: _PortState,
+                       torch) -> set[int]:
+    """Each side's optimizer, SGD where the workload has none; the ids of the Vars the
+    port's holds."""
+    from gradcheck.optimizers import optimizer_params
+    from gradcheck.workload import default_optimizer
+
     if port.optimizer is None:
-        port.optimizer = default_optimizer([e.var for e in p_params if not e.var.is_stop_grad()])
+        port.optimizer = default_optimizer(side.trainable())
     if original.optimizer is None:
-        original.optimizer = default_torch_optimizer(om, torch)
-    p_opt = {id(v) for v in optimizer_params(port.optimizer)}
-    o_opt = {id(p) for g in original.optimizer.param_groups for p in g["params"]}
-    o_named = dict(om.named_parameters())
-    frozen_diff, opt_diff = [], []
+        original.optimizer = default_torch_optimizer(original.model, torch)
+    return {id(v) for v in optimizer_params(port.optimizer)}
+
+
+def _membership(side: _PortState, o_named: dict, p_opt: set[int], o_optimizer) -> Membership:
+    """The paired parameters that train on one side only, or that one side's optimizer
+    holds and the other's does not (only where either trains it)."""
+    o_opt = {id(p) for g in o_optimizer.param_groups for p in g["params"]}
+    frozen_diff: list[FrozenDiff] = []
+    opt_diff: list[OptimizerDiff] = []
     for oname, p in o_named.items():
-        target = pairs.get(oname)
-        e = entries.get(target) if target else None
+        target = side.pairs.get(oname)
+        e = side.entries.get(target) if target else None
         if e is None or e.buffer:
             continue
         pt, ot = not e.var.is_stop_grad(), bool(p.requires_grad)
         if pt != ot:
-            frozen_diff.append({"name": e.name, "original_name": oname,
-                                "port": "trainable" if pt else "frozen",
-                                "original": "trainable" if ot else "frozen"})
+            frozen_diff.append(FrozenDiff(e.name, oname, trainable_word(pt), trainable_word(ot)))
         pin, oin = id(e.var) in p_opt, id(p) in o_opt
         if pin != oin and (pt or ot):
-            opt_diff.append({"name": e.name, "original_name": oname, "port": pin, "original": oin})
-    res.membership = {"frozen_diff": frozen_diff, "optimizer_diff": opt_diff}
+            opt_diff.append(OptimizerDiff(e.name, oname, pin, oin))
+    return Membership(frozen_diff, opt_diff)
 
-    initial = {n: p.detach().cpu().numpy().astype(np.float64) for n, p in o_named.items()}
-    # 3. the float64 reference: a copy taken before anything runs (same weights and buffers)
+
+def _reference_copies(original: Workload, calibrate: bool, tol: Tolerances,
+                      warnings: list[str]) -> tuple[tuple | None, tuple | None]:
+    """Copies of the original's (model, optimizer) taken before anything runs (same weights
+    and buffers): the float64 reference, and the pristine float32 one the noise samples
+    copy again (:mod:`gradcheck.parity.noise`).  None where a copy fails (a warning)."""
     ref = None
     if calibrate:
         try:
-            m64, opt64 = copy.deepcopy((om, original.optimizer))
+            m64, opt64 = copy.deepcopy((original.model, original.optimizer))
             m64.double()
             ref = (m64, opt64)
         # a model that cannot be copied or made float64 (deepcopy and .double() run the
         # model's own code, which may raise anything): judge without a floor, with a warning
         except Exception as exc:  # noqa: BLE001 - any copy failure only costs the floor
-            res.verdict["warnings"].append(f"no float64 reference ({type(exc).__name__}: {exc})")
-    # copies of the original for the noise floor's one-ulp samples (gradcheck.parity.noise)
+            warnings.append(f"no float64 reference ({type(exc).__name__}: {exc})")
     noisy = None
     if ref is not None and tol.noise_samples > 0:
         try:
-            noisy = copy.deepcopy((om, original.optimizer))
+            noisy = copy.deepcopy((original.model, original.optimizer))
         # the float64 copy above worked, so this one should too; as there, a failure only
         # costs the noise samples
         except Exception as exc:  # noqa: BLE001 - see above  # pragma: no cover
-            res.verdict["warnings"].append(f"no noise samples ({type(exc).__name__}: {exc})")
-    samples = []
-    extra_port = [e.var for e in p_params if not e.var.is_stop_grad() and id(e.var) not in p_opt]
-    # the float64 rerun of the port starts from here (gradcheck.parity.float64), on every
-    # float Var the model holds
-    port_vars = list({id(v): v for v in [e.var for e in p_params + p_buffers]
+            warnings.append(f"no noise samples ({type(exc).__name__}: {exc})")
+    return ref, noisy
+
+
+def _rerun_start(side: _PortState, pm, calibrated: bool, tol: Tolerances,
+                 jt) -> tuple[list, dict | None]:
+    """Every float Var the port holds, and their values now: where the float64 rerun of the
+    port starts from (:mod:`gradcheck.parity.float64`; None: it will not run)."""
+    port_vars = list({id(v): v for v in [e.var for e in side.params + side.buffers]
                       + float64.model_vars(pm, jt)}.values())
     start = (float64.snapshot(port_vars, jt)
-             if ref is not None and tol.float64_mode != Float64Mode.NEVER else None)
-    first_batch: tuple[Any, Any] | None = None   # step 1's (numpy batch, the port's template)
+             if calibrated and tol.float64_mode != Float64Mode.NEVER else None)
+    return port_vars, start
 
-    losses: dict[str, list[float]] = {"port": [], "original": [], "original_f64": []}
-    terms_log: dict[str, list[dict[str, float]]] = {"port": [], "original": [],
-                                                     "original_f64": []}
-    grads_p = grads_o = grads_64 = None
-    outs_p = outs_o = outs_64 = None
-    for step in range(1, steps + 1):
-        batch_o = original.batch_for(step)
-        batch_np = to_numpy_tree(batch_o)
-        template = port.batch_for(step) if port.batch is not None else None
-        batch_p = batch_for_port(batch_np, template, jt)
-        batch_t = to_torch_like(batch_np, batch_o, torch)
-        if step == 1:
-            first_batch = (batch_np, template)
-        # the port runs first: Jittor compiles before torch's thread pools do any work
-        rec_p = JittorOutputs(pm, jt) if step == 1 else None
-        if rec_p:
-            with rec_p:
-                lp, tp, gp = port_step(port, batch_p, extra_port, jt, rec_p)
-            rec_p.fetch()
-            outs_p, grads_p, grads_out_p = rec_p.out, gp, rec_p.grads
-        else:
-            lp, tp, _ = port_step(port, batch_p, extra_port, jt)
-        rec_o = TorchOutputs(om, torch) if step == 1 else None
-        if rec_o:
-            with rec_o:
-                lo, to, go = torch_step(original, om, original.optimizer, batch_t, torch,
-                                         rec_o)
-            outs_o, grads_o = rec_o, go
-        else:
-            lo, to, _ = torch_step(original, om, original.optimizer, batch_t, torch)
-        if ref is not None:
-            try:
-                old = torch.get_default_dtype()
-                torch.set_default_dtype(torch.float64)
-                try:
-                    rec_64 = TorchOutputs(ref[0], torch) if step == 1 else None
-                    b64 = batch_to_double(batch_t, torch)
-                    if rec_64:
-                        with rec_64:
-                            l64, t64, g64 = torch_step(original, ref[0], ref[1], b64, torch,
-                                                        rec_64)
-                        outs_64, grads_64 = rec_64, g64
-                    else:
-                        l64, t64, _ = torch_step(original, ref[0], ref[1], b64, torch)
-                    ref[1].step()
-                finally:
-                    torch.set_default_dtype(old)
-                losses["original_f64"].append(l64)
-                terms_log["original_f64"].append(t64)
-                if step == 1 and noisy:   # the noise samples, measured against the reference
-                    samples = [noise.sample(original, noisy, batch_np, batch_o, k, seed or 0,
-                                            torch, outs_64) for k in range(tol.noise_samples)]
-            except WorkloadError as exc:
-                res.verdict["warnings"].append(f"no float64 reference: {exc}")
-                ref, outs_64, grads_64 = None, None, None
-        port.optimizer.step()
-        original.optimizer.step()
-        losses["port"].append(lp)
-        losses["original"].append(lo)
-        terms_log["port"].append(tp)
-        terms_log["original"].append(to)
-    res.calibrated = ref is not None
 
-    # 4. modules, 5. loss, gradients, 6. values
-    samples = samples if res.calibrated else []
-    res.noise_samples = len(samples)
-    res.modules = judge_modules(outs_p, outs_o, outs_64, name_map, dict(pm.named_modules()), tol,
-                                grads_out_p, samples)
-    res.loss = judge_loss(losses, terms_log, tol, res.calibrated, samples)
-    port_values = {e.name: e.var.numpy() for e in p_params}
-    res.params = judge_params(p_params, entries, pairs, o_named, grads_p, grads_o, grads_64,
-                              port_values, dict(ref[0].named_parameters()) if ref else None,
-                              tol, frozen_diff, initial, samples,
-                              update_samples=samples if steps == 1 else ())
-    # 7. noise or port bug? the port rerun in float64, where float32 left rows unexplained
-    if start is not None and (tol.float64_mode == Float64Mode.ALWAYS or numeric_failures(res)):
-        trainable = [e.var for e in p_params if not e.var.is_stop_grad()]
-        assert first_batch is not None   # steps >= 1 (checked above): set on step 1
+def _step(port: Workload, original: Workload, step: int, runs: _Runs, noisy: tuple | None,
+          extra_port: list, tol: Tolerances, seed: int | None, warnings: list[str], jt,
+          torch) -> None:
+    """One training step of both sides and of the float64 reference, on the original's
+    batch; step 1 records outputs and gradients, and takes the noise samples."""
+    batch_o = original.batch_for(step)
+    batch_np = to_numpy_tree(batch_o)
+    template = port.batch_for(step) if port.batch is not None else None
+    batch_p = batch_for_port(batch_np, template, jt)
+    batch_t = to_torch_like(batch_np, batch_o, torch)
+    if step == 1:
+        runs.first_batch = (batch_np, template)
+    # the port runs first: Jittor compiles before torch's thread pools do any work
+    lp, tp = _port_side(port, batch_p, extra_port, step == 1, runs, jt)
+    lo, to = _original_side(original, batch_t, step == 1, runs, torch)
+    if runs.ref is not None:
         try:
-            run64 = float64.rerun_port_float64(port, port_vars, start, trainable, *first_batch,
-                                               jt)
-        except float64.Float64RerunError as exc:   # the float32 verdicts stand, unexplained
-            res.float64_rerun = {"seconds": round(exc.seconds, 2), "explained": 0,
-                                 "float64_only": 0, "error": str(exc),
-                                 "float32_leaks": exc.leaks[:MAX_LEAKS]}
+            _reference_side(original, batch_t, step == 1, runs, torch)
+            if step == 1 and noisy:   # the noise samples, measured against the reference
+                runs.samples = [noise.sample(original, noisy, batch_np, batch_o, k, seed or 0,
+                                             torch, runs.rec_64)
+                                for k in range(tol.noise_samples)]
+        except WorkloadError as exc:
+            warnings.append(f"no float64 reference: {exc}")
+            runs.ref, runs.rec_64, runs.grads_64 = None, None, None
+    port.optimizer.step()
+    original.optimizer.step()
+    runs.log("port", lp, tp)
+    runs.log("original", lo, to)
+
+
+def _port_side(port: Workload, batch, extra_port: list, record: bool, runs: _Runs,
+               jt) -> tuple[float, dict[str, float]]:
+    """The port's forward, loss and backward: its loss and terms; with ``record`` (step 1),
+    its outputs, d loss / d outputs and gradients kept in ``runs``."""
+    if not record:
+        lp, tp, _ = port_step(port, batch, extra_port, jt)
+        return lp, tp
+    rec_p = JittorOutputs(port.model, jt)
+    with rec_p:
+        lp, tp, gp = port_step(port, batch, extra_port, jt, rec_p)
+    rec_p.fetch()
+    runs.outs_p, runs.grads_p, runs.grads_out_p = rec_p.out, gp, rec_p.grads
+    return lp, tp
+
+
+def _original_side(original: Workload, batch, record: bool, runs: _Runs,
+                   torch) -> tuple[float, dict[str, float]]:
+    """The original's forward, loss and backward, recorded as the port's."""
+    om, opt = original.model, original.optimizer
+    if not record:
+        lo, to, _ = torch_step(original, om, opt, batch, torch)
+        return lo, to
+    rec_o = TorchOutputs(om, torch)
+    with rec_o:
+        lo, to, go = torch_step(original, om, opt, batch, torch, rec_o)
+    runs.rec_o, runs.grads_o = rec_o, go
+    return lo, to
+
+
+
+def _reference_side(original: Workload, batch_t, record: bool, runs: _Runs, torch) -> None:
+    """The float64 reference's step, its optimizer's included, under torch's float64
+    default dtype; recorded as the original's."""
+    assert runs.ref is not None
+    m64, opt64 = runs.ref
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        rec_64 = TorchOutputs(m64, torch) if record else None
+        b64 = batch_to_double(batch_t, torch)
+        if rec_64:
+            with rec_64:
+                l64, t64, g64 = torch_step(original, m64, opt64, b64, torch, rec_64)
+            runs.rec_64, runs.grads_64 = rec_64, g64
         else:
-            counts = judge_float64(res, run64, grads_64, outs_64, losses, terms_log, name_map,
-                                   {e.name: e.var for e in p_params}, tol)
-            res.float64_rerun = {"seconds": round(run64.seconds, 2), **counts,
-                                 "float32_leaks": run64.leaks[:MAX_LEAKS]}
-            res.first_divergence_f64 = next(
-                ({"module": m["original_module"], "port_module": m["module"],
-                  "rel": m["rel_f64"], "type": m["type"]}
-                 for m in res.modules if m.get("ok_f64") is False), None)
-    res.first_backward_divergence = next(
-        ({"module": m["original_module"], "port_module": m["module"], "rel": m["grad_rel"],
-          "type": m["type"]} for m in reversed(res.modules) if m.get("grad_ok") is False), None)
-    res.first_divergence = next(({"module": m["original_module"], "port_module": m["module"],
-                                  "rel": m["rel"], "type": m["type"], "note": m.get("note")}
-                                 for m in res.modules if m["ok"] is False), None)
-    verdict(res)
-    res.seconds = time.time() - t0
-    return res
+            l64, t64, _ = torch_step(original, m64, opt64, b64, torch)
+        opt64.step()
+    finally:
+        torch.set_default_dtype(old)
+    runs.log("original_f64", l64, t64)
+
+
+def _judge_float32(res: Alignment, runs: _Runs, side: _PortState, o_named: dict,
+                   initial: dict, name_map: NameMap, port_modules: dict,
+                   tol: Tolerances) -> None:
+    """The modules, the loss and the parameters (gradients, then values after the steps)
+    judged against the float64 reference, floors over the original's runs."""
+    samples = runs.samples if res.calibrated else []
+    res.noise_samples = len(samples)
+    res.modules = judge_modules(runs.outs_p, runs.rec_o, runs.rec_64, name_map, port_modules,
+                                tol, runs.grads_out_p, samples)
+    res.loss = judge_loss(runs.losses, runs.terms, tol, res.calibrated, samples)
+    port_values = {e.name: e.var.numpy() for e in side.params}
+    named_64 = dict(runs.ref[0].named_parameters()) if runs.ref else None
+    res.params = judge_params(side.params, side.entries, side.pairs, o_named, runs.grads_p,
+                              runs.grads_o, runs.grads_64, port_values, named_64, tol,
+                              res.membership.frozen_diff, initial, samples,
+                              update_samples=samples if res.steps == 1 else ())
+
+
+def _rerun_float64(res: Alignment, port: Workload, side: _PortState, port_vars: list,
+                   start: dict, runs: _Runs, name_map: NameMap, tol: Tolerances, jt) -> None:
+    """Step 1 of the port again in float64, judged against the original's float64 run: what
+    float32 noise explains, and where float64 first differs.  A failed rerun explains
+    nothing: the float32 verdicts stand."""
+    assert runs.first_batch is not None   # steps >= 1 (checked first): set on step 1
+    try:
+        run64 = float64.rerun_port_float64(port, port_vars, start, side.trainable(),
+                                           *runs.first_batch, jt)
+    except float64.Float64RerunError as exc:
+        res.float64_rerun = Float64Rerun(round(exc.seconds, 2), error=str(exc),
+                                         float32_leaks=exc.leaks[:MAX_LEAKS])
+        return
+    settled = judge_float64(res, run64, runs.grads_64, runs.rec_64, runs.losses, runs.terms,
+                            name_map, {e.name: e.var for e in side.params}, tol)
+    res.float64_rerun = Float64Rerun(round(run64.seconds, 2), settled.explained,
+                                     settled.float64_only, float32_leaks=run64.leaks[:MAX_LEAKS])
+    # a row judged beyond tolerance has its number: `is not None` is for the type checker
+    res.first_divergence_f64 = next(
+        (Divergence(m.original_module, m.module, m.rel_f64, m.type)
+         for m in res.modules if m.ok_f64 is False and m.rel_f64 is not None), None)
+
+
+def _first_backward_divergence(modules: list[ModuleRow]) -> Divergence | None:
+    """The module closest to the loss whose d loss / d output is beyond tolerance."""
+    return next((Divergence(m.original_module, m.module, m.grad_rel, m.type)
+                 for m in reversed(modules) if m.grad_ok is False and m.grad_rel is not None),
+                None)
+
+
+def _first_divergence(modules: list[ModuleRow]) -> ForwardDivergence | None:
+    """The first module, in execution order, whose output is beyond tolerance."""
+    return next((ForwardDivergence(m.original_module, m.module, m.rel, m.type, m.note)
+                 for m in modules if m.ok is False and m.rel is not None), None)
 
 
 def run(port_spec: str, original_spec: str, map_path: str | None = None,

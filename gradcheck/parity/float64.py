@@ -45,25 +45,28 @@ import numpy as np
 from gradcheck.enums import FLOAT64_MODES
 from gradcheck.parity.batches import batch_for_port, batch_to_double
 from gradcheck.parity.hooks import JittorOutputs
+from gradcheck.parity.records import Leak
 
 MODES = FLOAT64_MODES   # auto: only when float32 leaves something unexplained; always; never
 
 
 @dataclass
 class Float64Run:
+    """Step 1 of the port in float64 (:func:`rerun_port_float64`)."""
     loss: float
-    terms: dict
-    grads: dict                                   # id(Var) -> np.ndarray (float64)
-    out: dict = field(default_factory=dict)       # module name -> [[np outputs]] per call
-    out_grads: dict = field(default_factory=dict)  # (name, call) -> [np d loss / d output]
+    terms: dict[str, float]
+    grads: dict[int, np.ndarray]                         # id(Var) -> float64 gradient
+    out: dict[str, list] = field(default_factory=dict)  # module -> [[np outputs]] per call
+    # (module, call) -> [np d loss / d output]
+    out_grads: dict[tuple[str, int], list] = field(default_factory=dict)
     seconds: float = 0.0
-    leaks: list = field(default_factory=list)     # float32 in the float64 run, where it showed
+    leaks: list[Leak] = field(default_factory=list)     # where float32 got into the run
 
 
 class Float64RerunError(RuntimeError):
     """The rerun failed (Jittor raised); ``leaks`` says where a float32 had got in by then."""
 
-    def __init__(self, message: str, leaks: list, seconds: float):
+    def __init__(self, message: str, leaks: list[Leak], seconds: float):
         super().__init__(message)
         self.leaks, self.seconds = leaks, seconds
 
@@ -211,19 +214,19 @@ def model_vars(model, jt) -> list:
     return list(found.values())
 
 
-def describe_leak(leak: dict) -> str:
+def describe_leak(leak: Leak) -> str:
     """One sentence for a :attr:`Float64Run.leaks` entry."""
-    name = leak["module"] or "<root>"
-    if leak["at"] == "output":
-        return (f"{name} [{leak['type']}] turned its float64 input into a {leak['dtype']} "
+    name = leak.module or "<root>"
+    if leak.at == "output":
+        return (f"{name} [{leak.type}] turned its float64 input into a {leak.dtype} "
                 f"output (a cast in its own code)")
-    parent = leak["module"].rpartition(".")[0] if leak["module"] else None
+    parent = leak.module.rpartition(".")[0] if leak.module else None
     where = ("the code that calls the model (the loss or the batch)" if parent is None
              else f"the code of {parent or '<root>'}, which calls it")
-    return (f"{name} [{leak['type']}] got a {leak['dtype']} input"
-            + (f" after {leak['after'] or '<root>'} gave out float64" if leak["after"] is not None
+    return (f"{name} [{leak.type}] got a {leak.dtype} input"
+            + (f" after {leak.after or '<root>'} gave out float64" if leak.after is not None
                else "")
-            + f": a cast to {leak['dtype']} in {where}")
+            + f": a cast to {leak.dtype} in {where}")
 
 
 def _is_float(var) -> bool:

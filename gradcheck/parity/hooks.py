@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from gradcheck.parity.batches import tree_leaves
+from gradcheck.parity.records import Leak
 
 
 class TorchOutputs:
@@ -75,7 +76,7 @@ class JittorOutputs:
         # ``expect_dtype`` (the float64 rerun): where a float Var of another dtype first
         # enters or leaves a module (see :meth:`_watch`)
         self.expect = expect_dtype
-        self.leaks: list = []
+        self.leaks: list[Leak] = []
         self._stray: dict = {}      # id -> the off-dtype Vars already seen (kept alive)
         self._last_clean = None     # the last module whose outputs were all expect_dtype
 
@@ -139,11 +140,9 @@ class JittorOutputs:
         bad_out = stray(outputs)
         typ = type(mod).__name__
         if new_in:
-            self.leaks.append({"module": name, "type": typ, "at": "input",
-                               "dtype": str(new_in[0].dtype), "after": self._last_clean})
+            self.leaks.append(Leak(name, typ, "input", str(new_in[0].dtype), self._last_clean))
         elif bad_out and not stray(inputs) and any(id(v) not in self._stray for v in bad_out):
-            self.leaks.append({"module": name, "type": typ, "at": "output",
-                               "dtype": str(bad_out[0].dtype), "after": self._last_clean})
+            self.leaks.append(Leak(name, typ, "output", str(bad_out[0].dtype), self._last_clean))
         for v in new_in + bad_out:
             self._stray[id(v)] = v
         if outputs and not bad_out:

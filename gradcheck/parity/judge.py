@@ -10,8 +10,11 @@ the original's float64 run (:func:`judge_float64`).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
+
+from gradcheck.parity.records import EXPLAINED, LossRow, LossTerm, ModuleRow, ParamRow
 
 TINY = 1e-30
 
@@ -51,39 +54,41 @@ def rel_norm(a, ref) -> float:
 
 
 def judge_modules(outs_p, rec_o, rec_64, name_map, port_modules, tol, grads_p=None,
-                  samples=()) -> list:
+                  samples=()) -> list[ModuleRow]:
+    """Per call of each module of the original (execution order): its outputs and d loss /
+    d its outputs against the port's, floors over the original's run and ``samples``."""
     rows = []
     grads_p = grads_p or {}
     for name, call, typ in rec_o.order:
         target = name_map(name)
-        row = {"module": target, "original_module": name, "type": typ, "call": call,
-               "rel": None, "noise_floor": None, "ok": None}
+        row = ModuleRow(target, name, typ, call)
         rows.append(row)
         o = rec_o.out[name][call]
         ref = rec_64.out[name][call] if rec_64 is not None and name in rec_64.out and \
             call < len(rec_64.out[name]) else o
         if target not in port_modules:
-            row["note"] = "no module of that name in the port"
+            row.note = "no module of that name in the port"
             continue
         calls = outs_p.get(target, [])
         if call >= len(calls):
-            row.update(ok=False, rel=math.inf, note=("never called in the port" if not calls else
-                                                     f"called {len(calls)} time(s) in the port"))
+            row.ok, row.rel = False, math.inf
+            row.note = ("never called in the port" if not calls else
+                        f"called {len(calls)} time(s) in the port")
             continue
         p = calls[call]
         if len(p) != len(o):
             # an API difference (e.g. the original also returns its feature maps): the
             # leading outputs are compared, and must then agree in shape
-            row["note"] = (f"{len(p)} output(s) in the port, {len(o)} in the original: "
-                           f"the first {min(len(p), len(o))} compared")
+            row.note = (f"{len(p)} output(s) in the port, {len(o)} in the original: "
+                        f"the first {min(len(p), len(o))} compared")
             if not p or not o:
-                row.update(ok=False, rel=math.inf)
+                row.ok, row.rel = False, math.inf
                 continue
         rel, floor = 0.0, 0.0
         for a, b, r in zip(p, o, ref):
             if tuple(a.shape) != tuple(b.shape):
-                row.update(ok=False, rel=math.inf,
-                           note=f"output shape {list(a.shape)} vs {list(b.shape)}")
+                row.ok, row.rel = False, math.inf
+                row.note = f"output shape {list(a.shape)} vs {list(b.shape)}"
                 break
             rel = max(rel, rel_scale(a, r))
             if rec_64 is not None:
@@ -91,9 +96,9 @@ def judge_modules(outs_p, rec_o, rec_64, name_map, port_modules, tol, grads_p=No
         else:
             if rec_64 is not None:      # the noise samples' distances (gradcheck.parity.noise)
                 floor = max([floor] + [s.out_floor.get((name, call), 0.0) for s in samples])
-            row["rel"] = rel
-            row["noise_floor"] = floor if rec_64 is not None else None
-            row["ok"] = bool(rel <= tol.allowed(tol.output, row["noise_floor"]))
+            row.rel = rel
+            row.noise_floor = floor if rec_64 is not None else None
+            row.ok = bool(rel <= tol.allowed(tol.output, row.noise_floor))
         # backward: d loss / d this output, on both sides
         gp, go = grads_p.get((target, call)), rec_o.grads.get((name, call))
         g64 = rec_64.grads.get((name, call)) if rec_64 is not None else None
@@ -101,15 +106,17 @@ def judge_modules(outs_p, rec_o, rec_64, name_map, port_modules, tol, grads_p=No
         if gp is None or go is None or len(gp) != len(go) or \
                 any(tuple(a.shape) != tuple(b.shape) for a, b in zip(gp, go)):
             continue
-        row["grad_rel"] = max((rel_scale(a, r) for a, r in zip(gp, gref)), default=0.0)
-        row["grad_floor"] = (max([rel_scale(b, r) for b, r in zip(go, g64)]
-                                 + [s.grad_floor.get((name, call), 0.0) for s in samples],
-                                 default=0.0) if g64 is not None else None)
-        row["grad_ok"] = bool(row["grad_rel"] <= tol.allowed(tol.grad, row["grad_floor"]))
+        grad_rel = max((rel_scale(a, r) for a, r in zip(gp, gref)), default=0.0)
+        grad_floor = (max([rel_scale(b, r) for b, r in zip(go, g64)]
+                          + [s.grad_floor.get((name, call), 0.0) for s in samples],
+                          default=0.0) if g64 is not None else None)
+        row.grad_rel, row.grad_floor = grad_rel, grad_floor
+        row.grad_ok = bool(grad_rel <= tol.allowed(tol.grad, grad_floor))
     return rows
 
 
-def judge_loss(losses, terms_log, tol, calibrated, samples=()) -> dict:
+def judge_loss(losses, terms_log, tol, calibrated, samples=()) -> LossRow:
+    """The loss of step 1 and its terms, floors over the original's run and ``samples``."""
     def one(p, o, r, others=()):
         ref = r if r is not None else o
         rel = abs(p - ref) / (abs(ref) + TINY) if p != ref else 0.0
@@ -120,29 +127,29 @@ def judge_loss(losses, terms_log, tol, calibrated, samples=()) -> dict:
     r0 = losses["original_f64"][0] if calibrated else None
     rel, floor, ok = one(losses["port"][0], losses["original"][0], r0,
                          [s.loss for s in samples])
-    out = {"port": losses["port"], "original": losses["original"],
-           "original_f64": losses["original_f64"] if calibrated else None,
-           "rel": rel, "noise_floor": floor, "ok": ok, "terms": []}
+    out = LossRow(port=losses["port"], original=losses["original"],
+                  original_f64=losses["original_f64"] if calibrated else None,
+                  rel=rel, noise_floor=floor, ok=ok)
     tp, to = terms_log["port"][0], terms_log["original"][0]
     t64 = terms_log["original_f64"][0] if calibrated else {}
     for name in list(to) + [n for n in tp if n not in to]:
         if name not in tp or name not in to:
-            out["terms"].append({"name": name, "port": tp.get(name), "original": to.get(name),
-                                 "ok": False, "note": "on one side only"})
+            out.terms.append(LossTerm(name, tp.get(name), to.get(name), ok=False,
+                                      note="on one side only"))
             continue
         rel, floor, ok = one(tp[name], to[name], t64.get(name),
                              [s.terms[name] for s in samples if name in s.terms])
-        out["terms"].append({"name": name, "port": tp[name], "original": to[name], "rel": rel,
-                             "noise_floor": floor, "ok": ok})
+        out.terms.append(LossTerm(name, tp[name], to[name], rel=rel, noise_floor=floor, ok=ok))
     return out
 
 
 def judge_params(p_params, entries, pairs, o_named, grads_p, grads_o, grads_64, port_values,
-                 named_64, tol, frozen_diff, initial, samples=(), update_samples=()) -> list:
+                 named_64, tol, frozen_diff, initial, samples=(),
+                 update_samples=()) -> list[ParamRow]:
     """Per-parameter gradient rows (floors over the original's run and ``samples``), then
     the values after the steps, judged on the updates (floors over ``update_samples`` too:
     the samples' one-step updates, given when the run was one step)."""
-    frozen_names = {d["original_name"]: d for d in frozen_diff}
+    frozen_names = {d.original_name: d for d in frozen_diff}
     ref_grads = grads_64 if grads_64 is not None else grads_o
     gmax = max((float(np.linalg.norm(g)) for g in ref_grads.values() if g is not None),
                default=0.0)
@@ -152,150 +159,162 @@ def judge_params(p_params, entries, pairs, o_named, grads_p, grads_o, grads_64, 
         e = entries.get(target) if target else None
         if e is None or e.buffer:
             continue
-        row = {"name": e.name, "original_name": oname, "shape": list(e.var.shape),
-               "grad_rel": None, "noise_floor": None, "ok": True}
+        row = ParamRow(e.name, oname, list(e.var.shape))
         rows.append(row)
         if list(e.var.shape) != list(p.shape):
-            row.update(ok=False, note="shape mismatch: not copied, not compared")
+            row.ok, row.note = False, "shape mismatch: not copied, not compared"
             continue
         go, gr = grads_o.get(oname), ref_grads.get(oname)
         trainable_p = not e.var.is_stop_grad()
         gp = grads_p.get(id(e.var)) if trainable_p else None
         if oname in frozen_names:
-            row.update(ok=False, note=f"{frozen_names[oname]['port']} in the port, "
-                                      f"{frozen_names[oname]['original']} in the original")
+            row.ok = False
+            row.note = (f"{frozen_names[oname].port} in the port, "
+                        f"{frozen_names[oname].original} in the original")
         if gr is None and gp is None:
-            row["grad_rel"] = 0.0 if p.requires_grad or trainable_p else None
+            row.grad_rel = 0.0 if p.requires_grad or trainable_p else None
         else:
             gr = np.zeros(p.shape) if gr is None else gr
             gp = np.zeros(p.shape) if gp is None else _f64(gp)
             diff = float(np.linalg.norm((gp - gr).ravel()))
             den = float(np.linalg.norm(gr.ravel()))
-            row["grad_rel"] = 0.0 if diff == 0 else diff / (den + TINY)
+            row.grad_rel = 0.0 if diff == 0 else diff / (den + TINY)
             floor_abs = None
             if grads_64 is not None:
                 floor_abs = max(float(np.linalg.norm(((np.zeros(p.shape) if g is None else g)
                                                       - gr).ravel()))
                                 for g in [go] + [s.grads.get(oname) for s in samples])
-                row["noise_floor"] = 0.0 if floor_abs == 0 else floor_abs / (den + TINY)
+                row.noise_floor = 0.0 if floor_abs == 0 else floor_abs / (den + TINY)
             allowed = max(tol.grad * den, 1e-6 * gmax,
                           tol.noise_factor * floor_abs if floor_abs is not None else 0.0)
-            row["grad_norm"] = den
-            row["grad_ok"] = bool(diff <= allowed)
+            row.grad_norm = den
+            row.grad_ok = bool(diff <= allowed)
             if diff > allowed:
-                row["ok"] = False
+                row.ok = False
     # values after the steps, judged on the update (value - initial value) like a gradient
     updates = {}
     for row in rows:
-        oname = row["original_name"]
-        wp = port_values.get(row["name"])
+        oname = row.original_name
+        wp = port_values.get(row.name)
         wo = o_named[oname].detach().cpu().numpy().astype(np.float64)
         if wp is None or wp.shape != wo.shape:
             continue
         w64 = named_64[oname].detach().numpy() if named_64 else wo
         updates[oname] = (_f64(wp) - initial[oname], wo - initial[oname], w64 - initial[oname])
-        row["value_rel"] = rel_norm(wp, w64)
+        row.value_rel = rel_norm(wp, w64)
     umax = max((float(np.linalg.norm(u[2])) for u in updates.values()), default=0.0)
     for row in rows:
-        u = updates.get(row["original_name"])
+        oname = row.original_name
+        u = updates.get(oname)
         if u is None:
             continue
         up, uo, u64 = u
         diff = float(np.linalg.norm((up - u64).ravel()))
         den = float(np.linalg.norm(u64.ravel()))
-        row["update_rel"] = 0.0 if diff == 0 else diff / (den + TINY)
+        row.update_rel = 0.0 if diff == 0 else diff / (den + TINY)
         floor_abs = (max(float(np.linalg.norm((x - u64).ravel()))
-                         for x in [uo] + [s.updates[row["original_name"]] for s in update_samples
-                                          if row["original_name"] in s.updates])
+                         for x in [uo] + [s.updates[oname] for s in update_samples
+                                          if oname in s.updates])
                      if named_64 else None)
-        row["update_floor"] = (None if floor_abs is None else
-                               0.0 if floor_abs == 0 else floor_abs / (den + TINY))
+        row.update_floor = (None if floor_abs is None else
+                            0.0 if floor_abs == 0 else floor_abs / (den + TINY))
         allowed = max(tol.value * den, 1e-6 * umax,
                       tol.noise_factor * floor_abs if floor_abs is not None else 0.0)
-        row["value_ok"] = bool(diff <= allowed)
+        row.value_ok = bool(diff <= allowed)
     return rows
 
 
-def judge_float64(res, run, grads_64, rec_64, losses, terms_log, name_map, var_of, tol) -> dict:
+@dataclass
+class Settled:
+    """What the port's float64 rerun settled, counted row by row (:meth:`settle`)."""
+    explained: int = 0           # rows float32 put beyond tolerance that agree in float64
+    float64_only: int = 0        # rows float32 passed that differ in float64
+
+    def settle(self, float32_ok: bool | None, float64_ok: bool) -> bool:
+        """Count one row by its two verdicts; True when float64 explains its float32 failure."""
+        if float32_ok is False and float64_ok:
+            self.explained += 1
+            return True
+        if float32_ok is not False and not float64_ok:
+            self.float64_only += 1
+        return False
+
+
+def judge_float64(res, run, grads_64, rec_64, losses, terms_log, name_map, var_of,
+                  tol) -> Settled:
     """Step 1 of the port rerun in float64 (``run``) against the original's float64 run, row
     by row: ``*_f64`` numbers next to the float32 ones.  A row that float32 put beyond
     tolerance and that agrees in float64 (within ``tol.float64``) is *explained*: ok, with
     ``explained: "float64"`` -- float32 noise that the model amplified, not a port
     difference.  A row that float32 passed keeps its verdict whatever float64 says (a
     difference below float32's own noise does not change float32 training); such rows are
-    counted in the returned ``{"explained", "float64_only"}``."""
+    counted in the returned :class:`Settled`."""
     f64 = tol.float64
-    counts = {"explained": 0, "float64_only": 0}
-
-    def settle(row, ok_key, f64_ok):
-        if row.get(ok_key) is False and f64_ok:
-            counts["explained"] += 1
-            return True
-        if row.get(ok_key) is not False and not f64_ok:
-            counts["float64_only"] += 1
-        return False
+    settled = Settled()
 
     # parameters: gradients of step 1 (updates only when the one step is step 1)
     gmax = max((float(np.linalg.norm(g)) for g in grads_64.values() if g is not None),
                default=0.0)
     for row in res.params:
-        var = var_of.get(row["name"])
-        if var is None or "grad_ok" not in row:
+        var = var_of.get(row.name)
+        if var is None or row.grad_ok is None:
             continue
-        gp, g64 = run.grads.get(id(var)), grads_64.get(row["original_name"])
-        shape = tuple(row["shape"])
+        gp, g64 = run.grads.get(id(var)), grads_64.get(row.original_name)
+        shape = tuple(row.shape)
         diff, den = _rel_abs(np.zeros(shape) if gp is None else gp,
                              np.zeros(shape) if g64 is None else g64)
-        row["grad_rel_f64"] = 0.0 if diff == 0 else diff / (den + TINY)
+        row.grad_rel_f64 = 0.0 if diff == 0 else diff / (den + TINY)
         ok = bool(diff <= max(f64 * den, 1e-9 * gmax))
-        row["grad_ok_f64"] = ok
-        if not row.get("note") and settle(row, "grad_ok", ok):
-            row["ok"], row["explained"] = True, "float64"
-            if res.steps == 1 and row.get("value_ok") is False:
-                row["value_ok"], row["value_explained"] = True, "float64"
+        row.grad_ok_f64 = ok
+        if not row.note and settled.settle(row.grad_ok, ok):
+            row.ok, row.explained = True, EXPLAINED
+            if res.steps == 1 and row.value_ok is False:
+                row.value_ok, row.value_explained = True, EXPLAINED
     # modules: outputs and d loss / d output
-    for row in res.modules:
-        name, call, target = row["original_module"], row["call"], row["module"]
+    for m in res.modules:
+        name, call, target = m.original_module, m.call, m.module
         o64 = rec_64.out.get(name, [])
         p64 = run.out.get(target, [])
         if call < len(o64) and call < len(p64) and len(o64[call]) and len(p64[call]) and \
                 all(tuple(a.shape) == tuple(b.shape) for a, b in zip(p64[call], o64[call])):
-            row["rel_f64"] = max(rel_scale(a, b) for a, b in zip(p64[call], o64[call]))
-            ok = bool(row["rel_f64"] <= f64)
-            row["ok_f64"] = ok
-            if settle(row, "ok", ok):
-                row["ok"], row["explained"] = True, "float64"
+            m.rel_f64 = rel_f64 = max(rel_scale(a, b) for a, b in zip(p64[call], o64[call]))
+            ok = bool(rel_f64 <= f64)
+            m.ok_f64 = ok
+            if settled.settle(m.ok, ok):
+                m.ok, m.explained = True, EXPLAINED
         gp, go = run.out_grads.get((target, call)), rec_64.grads.get((name, call))
-        if "grad_rel" in row and gp is not None and go is not None and len(gp) == len(go) and \
-                all(tuple(a.shape) == tuple(b.shape) for a, b in zip(gp, go)):
-            row["grad_rel_f64"] = max((rel_scale(a, b) for a, b in zip(gp, go)), default=0.0)
-            ok = bool(row["grad_rel_f64"] <= f64)
-            row["grad_ok_f64"] = ok
-            if settle(row, "grad_ok", ok):
-                row["grad_ok"], row["grad_explained"] = True, "float64"
+        if m.grad_rel is not None and gp is not None and go is not None and \
+                len(gp) == len(go) and all(tuple(a.shape) == tuple(b.shape)
+                                           for a, b in zip(gp, go)):
+            m.grad_rel_f64 = grad_rel_f64 = max((rel_scale(a, b) for a, b in zip(gp, go)),
+                                                default=0.0)
+            ok = bool(grad_rel_f64 <= f64)
+            m.grad_ok_f64 = ok
+            if settled.settle(m.grad_ok, ok):
+                m.grad_ok, m.grad_explained = True, EXPLAINED
     # loss and its terms
     lo = res.loss
     r64 = losses["original_f64"][0]
-    lo["port_f64"] = run.loss
-    lo["rel_f64"] = abs(run.loss - r64) / (abs(r64) + TINY) if run.loss != r64 else 0.0
-    if settle(lo, "ok", lo["rel_f64"] <= f64):
-        lo["ok"], lo["explained"] = True, "float64"
+    lo.port_f64 = run.loss
+    lo.rel_f64 = rel = abs(run.loss - r64) / (abs(r64) + TINY) if run.loss != r64 else 0.0
+    if settled.settle(lo.ok, rel <= f64):
+        lo.ok, lo.explained = True, EXPLAINED
     t64 = terms_log["original_f64"][0]
-    for t in lo["terms"]:
-        if t.get("note") or t["name"] not in run.terms or t["name"] not in t64:
+    for t in lo.terms:
+        if t.note or t.name not in run.terms or t.name not in t64:
             continue
-        p, r = run.terms[t["name"]], t64[t["name"]]
-        t["rel_f64"] = abs(p - r) / (abs(r) + TINY) if p != r else 0.0
-        if settle(t, "ok", t["rel_f64"] <= f64):
-            t["ok"], t["explained"] = True, "float64"
-    return counts
+        p, r = run.terms[t.name], t64[t.name]
+        t.rel_f64 = rel = abs(p - r) / (abs(r) + TINY) if p != r else 0.0
+        if settled.settle(t.ok, rel <= f64):
+            t.ok, t.explained = True, EXPLAINED
+    return settled
 
 
 def numeric_failures(res) -> int:
     """Rows float32 put beyond tolerance for a number (not a structural difference: shape,
     frozen set, a module never called) -- what a float64 rerun could explain."""
-    n = sum(p.get("grad_ok") is False or p.get("value_ok") is False for p in res.params)
-    n += sum((m["ok"] is False and math.isfinite(m["rel"] or 0.0)) or m.get("grad_ok") is False
+    n = sum(p.grad_ok is False or p.value_ok is False for p in res.params)
+    n += sum((m.ok is False and math.isfinite(m.rel or 0.0)) or m.grad_ok is False
              for m in res.modules)
-    n += (not res.loss["ok"]) + sum(not t["ok"] and not t.get("note") for t in res.loss["terms"])
+    n += (not res.loss.ok) + sum(not t.ok and not t.note for t in res.loss.terms)
     return n

@@ -31,12 +31,14 @@ from gradcheck.parity.steps import torch_step
 
 @dataclass
 class NoiseSample:
+    """Step 1 of the original on a batch moved by one ulp (:func:`sample`); a floor's key is
+    (module, call), its value the distance from the float64 reference."""
     loss: float
-    terms: dict
-    grads: dict            # original parameter name -> np.ndarray float64 (or None)
-    updates: dict          # original parameter name -> value after the step - before
-    out_floor: dict        # (module, call) -> its outputs' distance from the reference
-    grad_floor: dict       # (module, call) -> d loss / d output's distance from the reference
+    terms: dict[str, float]
+    grads: dict[str, np.ndarray | None]      # original parameter name -> float64 gradient
+    updates: dict[str, np.ndarray]           # original parameter name -> value after - before
+    out_floor: dict[tuple[str, int], float]  # of the module's outputs
+    grad_floor: dict[tuple[str, int], float]  # of d loss / d its outputs
 
 
 def one_ulp(batch, rng):

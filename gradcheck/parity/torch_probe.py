@@ -25,7 +25,8 @@ import platform
 import random
 import socket
 import time
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 
@@ -33,8 +34,8 @@ from gradcheck import recorder
 from gradcheck.enums import Status
 from gradcheck.parity import torchenv
 from gradcheck.policy import declared_reason
-from gradcheck.report import Report
-from gradcheck.schema import BufferRecord, StepRecord
+from gradcheck.report import Report, jsonable
+from gradcheck.schema import BufferRecord, ParamRecord, StepRecord
 from gradcheck.snapshot import Change, host_norm
 from gradcheck.status import step_status  # the status rules' one home
 from gradcheck.workload import Workload, WorkloadError, unpack_loss
@@ -68,18 +69,25 @@ class TorchCallRecorder:
         return module_name in self.called or module_name == ""
 
 
-def inventory(model) -> tuple:
-    """``([(name, param, module, aliases)], [(name, buffer)])`` in model order; a parameter
-    reachable under several names is listed once, with the others as aliases."""
-    params: list[tuple] = []
-    first: dict[int, tuple] = {}
+@dataclass
+class TorchParam:
+    """One parameter of a torch model, once however many names reach it."""
+    name: str                    # its first name (named_parameters order)
+    tensor: Any                  # the torch.nn.Parameter
+    module: str                  # the owning module's path ("" the root)
+    aliases: list[str] = field(default_factory=list)   # its other names (a shared parameter)
+
+
+def inventory(model) -> tuple[list[TorchParam], list[tuple[str, Any]]]:
+    """The parameters and ``[(name, buffer)]`` in model order; a parameter reachable under
+    several names is listed once, with the others as aliases."""
+    params: list[TorchParam] = []
+    first: dict[int, TorchParam] = {}
     for name, p in model.named_parameters(remove_duplicate=False):
         if id(p) in first:
-            first[id(p)][3].append(name)
+            first[id(p)].aliases.append(name)
             continue
-        aliases: list[str] = []
-        entry = (name, p, name.rpartition(".")[0], aliases)
-        first[id(p)] = entry
+        first[id(p)] = entry = TorchParam(name, p, name.rpartition(".")[0])
         params.append(entry)
     buffers = [(name, b) for name, b in model.named_buffers()]
     return params, buffers
@@ -152,19 +160,46 @@ def check(workload: Workload, steps: int = 1, seed: int | None = 0,
           config: dict | None = None, policy=None) -> Report:
     """Run ``steps`` real training steps of a torch ``workload``; return the :class:`Report`."""
     from gradcheck.optimizers import describe_optimizer
-    from gradcheck.report import jsonable as _jsonable
 
     torch = torchenv.import_torch(with_jittor=False)
+    model = _checked_model(workload, steps, torch)
+    if seed is not None:
+        seed_everything(seed)
+    model.train()
+    params, buffers = inventory(model)
+    tensors = [p.tensor for p in params]
+    optimizer = _optimizer(workload, tensors, torch)
+    opt_ids = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    records = _param_records(params, opt_ids, workload, policy)
+    buf_records = [BufferRecord(name=n, shape=list(b.shape), numel=int(b.numel()))
+                   for n, b in buffers]
+    step_log: list[StepRecord] = []
+    reach_by_term: dict[str, set[int]] = {}
+    hooks = TorchCallRecorder(model)
+    probe = _StepProbe(workload, optimizer, tensors, opt_ids, hooks, steps, on_step)
+    for step in range(1, steps + 1):
+        step_log.append(probe.step(step, records, buffers, buf_records, reach_by_term))
+    recorder.close(records, [s.step for s in step_log], reach_by_term)
+    cfg = {"model": workload.name, "steps": steps, "seed": seed, "device": "cpu",
+           "optimizer": describe_optimizer(optimizer), **workload.info, **(config or {})}
+    return recorder.report(config=cfg, environment=environment(), params=records,
+                           buffers=buf_records, warnings=[], steps=step_log,
+                           reach_by_term=reach_by_term, calls=hooks, policy=policy,
+                           zero_hint=workload.zero_hint)
+
+
+def _checked_model(workload: Workload, steps: int, torch):
+    """The workload's model, once ``steps`` and the model's type are right (WorkloadError)."""
     if not isinstance(steps, int) or steps < 1:
         raise WorkloadError(f"steps must be a positive integer, got {steps!r}")
     model = workload.model
     if not isinstance(model, torch.nn.Module):
         raise WorkloadError(f"the model is a {type(model).__name__}, not a torch Module")
-    if seed is not None:
-        seed_everything(seed)
-    model.train()
-    params, buffers = inventory(model)
-    tensors = [p for _, p, _, _ in params]
+    return model
+
+
+def _optimizer(workload: Workload, tensors: list, torch):
+    """The workload's torch optimizer; SGD on the trainable parameters where it has none."""
     if workload.optimizer is None:
         trainable = [p for p in tensors if p.requires_grad]
         if not trainable:
@@ -173,46 +208,76 @@ def check(workload: Workload, steps: int = 1, seed: int | None = 0,
     optimizer = workload.optimizer
     if not hasattr(optimizer, "param_groups") or not hasattr(optimizer, "step"):
         raise WorkloadError(f"the optimizer is a {type(optimizer).__name__}, not a torch optimizer")
-    opt_ids = {id(p) for g in optimizer.param_groups for p in g["params"]}
-    extra = [p for p in tensors if p.requires_grad and id(p) not in opt_ids]
+    return optimizer
 
-    records = [recorder.new_param(n, p.shape, p.numel(), requires_grad=bool(p.requires_grad),
-                                  in_optimizer=id(p) in opt_ids, module=mod, aliases=list(al),
-                                  frozen_reason=declared_reason(  # the one lookup, as probe.py
-                                      n, workload.frozen, getattr(policy, "expected_frozen", None)))
-               for n, p, mod, al in params]
-    buf_records = [BufferRecord(name=n, shape=list(b.shape), numel=int(b.numel()))
-                   for n, b in buffers]
-    step_log: list[StepRecord] = []
-    reach_by_term: dict[str, set[int]] = {}
-    hooks = TorchCallRecorder(model)
 
-    for step in range(1, steps + 1):
+def _param_records(params: list[TorchParam], opt_ids: set[int], workload: Workload,
+                   policy) -> list[ParamRecord]:
+    """A report record per parameter, before any step."""
+    return [recorder.new_param(p.name, p.tensor.shape, p.tensor.numel(),
+                               requires_grad=bool(p.tensor.requires_grad),
+                               in_optimizer=id(p.tensor) in opt_ids, module=p.module,
+                               aliases=list(p.aliases),
+                               frozen_reason=declared_reason(  # the one lookup, as probe.py
+                                   p.name, workload.frozen,
+                                   getattr(policy, "expected_frozen", None)))
+            for p in params]
+
+
+class _StepProbe:
+    """One real training step of the torch model at a time, recorded as Jittor's probe
+    records its steps."""
+
+    def __init__(self, workload: Workload, optimizer, tensors: list, opt_ids: set[int],
+                 hooks: TorchCallRecorder, steps: int,
+                 on_step: Callable[[int, int, str], None] | None):
+        self.workload, self.optimizer, self.tensors = workload, optimizer, tensors
+        self.hooks, self.steps, self.on_step = hooks, steps, on_step
+        # trainable parameters outside the optimizer: theirs come from the same backward
+        self.extra = [p for p in tensors if p.requires_grad and id(p) not in opt_ids]
+
+    def _phase(self, step: int, phase: str) -> None:
+        """Tell ``on_step`` which phase of which step begins."""
+        if self.on_step:
+            self.on_step(step, self.steps, phase)
+
+    def step(self, step: int, records: list[ParamRecord], buffers: list,
+             buf_records: list[BufferRecord], reach_by_term: dict[str, set[int]]) -> StepRecord:
+        """Forward, backward and update of ``step``; each parameter's and buffer's record
+        updated, the loss terms' reach gathered; the step's record returned."""
         t0 = time.perf_counter()
-        if on_step:
-            on_step(step, steps, "forward")
-        batch = workload.batch_for(step)
-        before = [_np(p) for p in tensors]
+        self._phase(step, "forward")
+        batch = self.workload.batch_for(step)
+        before = [_np(p) for p in self.tensors]
         buf_before = [_np(b) for _, b in buffers]
-        optimizer.zero_grad(set_to_none=True)
-        for p in extra:          # no optimizer clears these: gradients must not pile up
+        self.optimizer.zero_grad(set_to_none=True)
+        for p in self.extra:     # no optimizer clears these: gradients must not pile up
             p.grad = None
-        with hooks:
-            loss, terms, stats = call_loss(workload, batch)
-        reach = graph_reach({"__loss__": loss, **terms}, tensors)
-        reached = reach["__loss__"]
+        with self.hooks:
+            loss, terms, stats = call_loss(self.workload, batch)
+        reach = graph_reach({"__loss__": loss, **terms}, self.tensors)
         for term in terms:
             reach_by_term.setdefault(term, set()).update(reach[term])
-        if on_step:
-            on_step(step, steps, "backward")
+        self._phase(step, "backward")
         if loss.requires_grad:
             loss.backward()
-        grads = [None if p.grad is None else _np(p.grad) for p in tensors]
-        if on_step:
-            on_step(step, steps, "update")
-        optimizer.step()
+        grads = [None if p.grad is None else _np(p.grad) for p in self.tensors]
+        self._phase(step, "update")
+        self.optimizer.step()
+        self._record(step, records, before, grads, reach["__loss__"])
+        for (_, b), brec, old in zip(buffers, buf_records, buf_before):
+            if not np.array_equal(_np(b), old):
+                brec.changed = True
+        return StepRecord(step=step, loss=float(loss.detach()),
+                          terms={k: float(v.detach()) for k, v in terms.items()},
+                          stats=jsonable(stats), seconds=round(time.perf_counter() - t0, 4))
+
+    def _record(self, step: int, records: list[ParamRecord], before: list, grads: list,
+                reached: set[int]) -> None:
+        """Each parameter's status, gradient norm and change in ``step``: the same
+        bookkeeping as Jittor's (:func:`gradcheck.recorder.record_step`)."""
         for i, rec in enumerate(records):
-            p = tensors[i]
+            p = self.tensors[i]
             after = _np(p)
             changed = not np.array_equal(after, before[i])
             if not p.requires_grad:
@@ -223,22 +288,7 @@ def check(workload: Workload, steps: int = 1, seed: int | None = 0,
                 status, gnorm = step_status(True, grads[i]), host_norm(grads[i])
             change = Change(changed, host_norm(after - before[i]) if changed else 0.0,
                             host_norm(before[i]))
-            recorder.record_step(rec, status, gnorm, change)   # as Jittor's probe does
-        for (_, b), brec, old in zip(buffers, buf_records, buf_before):
-            if not np.array_equal(_np(b), old):
-                brec.changed = True
-        step_log.append(StepRecord(step=step, loss=float(loss.detach()),
-                                   terms={k: float(v.detach()) for k, v in terms.items()},
-                                   stats=_jsonable(stats),
-                                   seconds=round(time.perf_counter() - t0, 4)))
-
-    recorder.close(records, [s.step for s in step_log], reach_by_term)
-    cfg = {"model": workload.name, "steps": steps, "seed": seed, "device": "cpu",
-           "optimizer": describe_optimizer(optimizer), **workload.info, **(config or {})}
-    return recorder.report(config=cfg, environment=environment(), params=records,
-                           buffers=buf_records, warnings=[], steps=step_log,
-                           reach_by_term=reach_by_term, calls=hooks, policy=policy,
-                           zero_hint=workload.zero_hint)
+            recorder.record_step(rec, status, gnorm, change)
 
 
 class _TorchBackend:

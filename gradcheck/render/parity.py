@@ -11,6 +11,7 @@ import html
 import json
 import math
 
+from gradcheck.parity.records import LossRow, LossTerm
 from gradcheck.report import write_atomic
 
 MAX_ROWS = 40
@@ -24,10 +25,10 @@ def _f(x, spec=".2e") -> str:
     return format(x, spec) if isinstance(x, (int, float)) else str(x)
 
 
-def _verdict(row) -> str:
-    if not row["ok"]:
+def _verdict(row: LossRow | LossTerm) -> str:
+    if not row.ok:
         return "DIFFERS"
-    return "ok (agrees in float64)" if row.get("explained") else "ok"
+    return "ok (agrees in float64)" if row.explained else "ok"
 
 
 def across_lines(cmp) -> list:
@@ -35,8 +36,8 @@ def across_lines(cmp) -> list:
     sections = []
     if cmp.shape_mismatch:
         sections.append(("shape mismatch", [
-            f"{s['name']} {s['port']} vs {s['original_name']} {s['original']}"
-            + (" (transposed)" if s["transposed"] else "") for s in cmp.shape_mismatch]))
+            f"{s.name} {s.port} vs {s.original_name} {s.original}"
+            + (" (transposed)" if s.transposed else "") for s in cmp.shape_mismatch]))
     if cmp.lost:
         sections.append(("covered in the original, not in the port", [
             f"{p.name}: {p.port_status}" + (f" ({p.port_cause})" if p.port_cause else "")
@@ -47,12 +48,12 @@ def across_lines(cmp) -> list:
             + (f" ({p.original_cause})" if p.original_cause else "") for p in cmp.gained]))
     if cmp.frozen_diff:
         sections.append(("frozen set differs", [
-            f"{d['name']}: {d['port']} in the port, {d['original']} in the original"
+            f"{d.name}: {d.port} in the port, {d.original} in the original"
             for d in cmp.frozen_diff]))
     if cmp.optimizer_diff:
         sections.append(("optimizer membership differs", [
-            f"{d['name']}: {'in' if d['port'] else 'not in'} the port's optimizer, "
-            f"{'in' if d['original'] else 'not in'} the original's" for d in cmp.optimizer_diff]))
+            f"{d.name}: {'in' if d.port else 'not in'} the port's optimizer, "
+            f"{'in' if d.original else 'not in'} the original's" for d in cmp.optimizer_diff]))
     if cmp.original_only:
         sections.append(("in the original only", list(cmp.original_only)))
     if cmp.port_only:
@@ -74,63 +75,63 @@ def across_headline(cmp) -> str:
 def align_headline(res) -> str:
     s = res.summary()
     fd = res.first_divergence
-    return (f"align: {res.verdict['result'].replace('_', ' ')} -- {s['params']} parameters, "
-            f"gradients median rel {_f(s['grad_rel_median'])} (noise floor "
-            f"{_f(s['noise_floor_median'])}), {s['grad_not_ok']} beyond tolerance"
-            + (f" ({s['explained_by_float64']} more agree in float64)"
-               if s["explained_by_float64"] else "") + "; "
-            + (f"first divergence {fd['port_module'] or '<root>'}" if fd else
+    return (f"align: {res.verdict.result.replace('_', ' ')} -- {s.params} parameters, "
+            f"gradients median rel {_f(s.grad_rel_median)} (noise floor "
+            f"{_f(s.noise_floor_median)}), {s.grad_not_ok} beyond tolerance"
+            + (f" ({s.explained_by_float64} more agree in float64)"
+               if s.explained_by_float64 else "") + "; "
+            + (f"first divergence {fd.port_module or '<root>'}" if fd else
                "no diverging module"))
 
 
 def align_sections(res) -> list:
-    out = [("verdict", [res.verdict["result"]] + list(res.verdict["reasons"])
-            + [f"warning: {w}" for w in res.verdict["warnings"]])]
+    out = [("verdict", [res.verdict.result] + list(res.verdict.reasons)
+            + [f"warning: {w}" for w in res.verdict.warnings])]
     k = res.keys
-    out.append(("weights", [f"{k['copied']} tensors copied from the original; "
-                            f"{len(k['shape_mismatch'])} shape mismatch(es), "
-                            f"{len(k['original_only'])} original-only, {len(k['port_only'])} "
-                            f"port-only, {k['known_torch_only']} torch-only buffers skipped"]))
+    out.append(("weights", [f"{k.copied} tensors copied from the original; "
+                            f"{len(k.shape_mismatch)} shape mismatch(es), "
+                            f"{len(k.original_only)} original-only, {len(k.port_only)} "
+                            f"port-only, {k.known_torch_only} torch-only buffers skipped"]))
     lo = res.loss
-    rows = [f"loss: port {lo['port'][0]:.7g} original {lo['original'][0]:.7g} rel "
-            f"{_f(lo['rel'])} floor {_f(lo['noise_floor'])} {_verdict(lo)}"]
-    rows += [f"  {t['name']}: port {_f(t.get('port'), '.7g')} original "
-             f"{_f(t.get('original'), '.7g')} rel {_f(t.get('rel'))} "
-             f"{_verdict(t)}" for t in lo["terms"]]
+    rows = [f"loss: port {lo.port[0]:.7g} original {lo.original[0]:.7g} rel "
+            f"{_f(lo.rel)} floor {_f(lo.noise_floor)} {_verdict(lo)}"]
+    rows += [f"  {t.name}: port {_f(t.port, '.7g')} original "
+             f"{_f(t.original, '.7g')} rel {_f(t.rel)} "
+             f"{_verdict(t)}" for t in lo.terms]
     out.append(("loss", rows))
-    mods = [m for m in res.modules if m["ok"] is False][:MAX_ROWS]
+    mods = [m for m in res.modules if m.ok is False][:MAX_ROWS]
     if mods:
         out.append(("modules beyond tolerance (execution order)", [
-            f"{m['module']} [{m['type']}] call {m['call']}: "
-            + (m.get("note") or f"rel {_f(m['rel'])} floor {_f(m['noise_floor'])}")
+            f"{m.module} [{m.type}] call {m.call}: "
+            + (m.note or f"rel {_f(m.rel)} floor {_f(m.noise_floor)}")
             for m in mods]))
     f = res.float64_rerun
-    if f:
+    if f is not None:
         from gradcheck.parity.float64 import describe_leak
 
         fd = res.first_divergence_f64
         out.append(("port rerun in float64 (step 1, against the original in float64)", [
-            f"{f['explained']} row(s) beyond float32 noise explained (agree in float64), "
-            f"{f['float64_only']} differ only in float64; {f['seconds']:.1f} s",
-            f"loss: port {_f(res.loss.get('port_f64'), '.10g')} rel {_f(res.loss.get('rel_f64'))}",
+            f"{f.explained} row(s) beyond float32 noise explained (agree in float64), "
+            f"{f.float64_only} differ only in float64; {f.seconds:.1f} s",
+            f"loss: port {_f(res.loss.port_f64, '.10g')} rel {_f(res.loss.rel_f64)}",
             "first module that differs in float64: "
-            + (f"{fd['port_module'] or '<root>'} [{fd['type']}] rel {_f(fd['rel'])}" if fd
+            + (f"{fd.port_module or '<root>'} [{fd.type}] rel {_f(fd.rel)}" if fd
                else "none")]
-            + ([f"failed: {f['error']}"] if f.get("error") else [])
-            + [f"float32 leak: {describe_leak(k)}" for k in f.get("float32_leaks", [])]))
-        expl = [p for p in res.params if p.get("explained")][:MAX_ROWS]
+            + ([f"failed: {f.error}"] if f.error else [])
+            + [f"float32 leak: {describe_leak(k)}" for k in f.float32_leaks]))
+        expl = [p for p in res.params if p.explained][:MAX_ROWS]
         if expl:
             out.append(("explained by float64 (float32 noise, amplified)", [
-                f"{p['name']}: grad rel {_f(p['grad_rel'])} floor {_f(p['noise_floor'])}; "
-                f"in float64 {_f(p['grad_rel_f64'])}" for p in expl]))
-    bad = [p for p in res.params if not p["ok"] or p.get("value_ok") is False][:MAX_ROWS]
+                f"{p.name}: grad rel {_f(p.grad_rel)} floor {_f(p.noise_floor)}; "
+                f"in float64 {_f(p.grad_rel_f64)}" for p in expl]))
+    bad = [p for p in res.params if not p.ok or p.value_ok is False][:MAX_ROWS]
     if bad:
         out.append(("parameters beyond tolerance", [
-            f"{p['name']}: grad rel {_f(p['grad_rel'])} floor {_f(p['noise_floor'])}"
-            + (f", update rel {_f(p.get('update_rel'))} floor {_f(p.get('update_floor'))}"
-               if "update_rel" in p else "")
-            + (f"; in float64 {_f(p['grad_rel_f64'])}" if "grad_rel_f64" in p else "")
-            + (f" -- {p['note']}" if p.get("note") else "") for p in bad]))
+            f"{p.name}: grad rel {_f(p.grad_rel)} floor {_f(p.noise_floor)}"
+            + (f", update rel {_f(p.update_rel)} floor {_f(p.update_floor)}"
+               if p.update_rel is not None else "")
+            + (f"; in float64 {_f(p.grad_rel_f64)}" if p.grad_rel_f64 is not None else "")
+            + (f" -- {p.note}" if p.note else "") for p in bad]))
     return out
 
 
@@ -183,16 +184,16 @@ def write_align_html(res, path) -> None:
     """One self-contained page: verdict, loss, every module and parameter row."""
     e = html.escape
     mod_rows = "".join(
-        f"<tr class='{'bad' if m['ok'] is False else ''}'><td>{e(m['module'])}</td>"
-        f"<td>{e(m['type'])}</td><td>{m['call']}</td><td>{_f(m['rel'])}</td>"
-        f"<td>{_f(m['noise_floor'])}</td><td>{_f(m.get('rel_f64'))}</td>"
-        f"<td>{e(m.get('note') or '')}</td></tr>" for m in res.modules)
+        f"<tr class='{'bad' if m.ok is False else ''}'><td>{e(m.module)}</td>"
+        f"<td>{e(m.type)}</td><td>{m.call}</td><td>{_f(m.rel)}</td>"
+        f"<td>{_f(m.noise_floor)}</td><td>{_f(m.rel_f64)}</td>"
+        f"<td>{e(m.note or '')}</td></tr>" for m in res.modules)
     par_rows = "".join(
-        f"<tr class='{'bad' if not p['ok'] or p.get('value_ok') is False else ''}'>"
-        f"<td>{e(p['name'])}</td><td>{e(p['original_name'])}</td><td>{_f(p['grad_rel'])}</td>"
-        f"<td>{_f(p['noise_floor'])}</td><td>{_f(p.get('grad_rel_f64'))}</td>"
-        f"<td>{_f(p.get('value_rel'))}</td>"
-        f"<td>{e(p.get('note') or '')}</td></tr>" for p in res.params)
+        f"<tr class='{'bad' if not p.ok or p.value_ok is False else ''}'>"
+        f"<td>{e(p.name)}</td><td>{e(p.original_name)}</td><td>{_f(p.grad_rel)}</td>"
+        f"<td>{_f(p.noise_floor)}</td><td>{_f(p.grad_rel_f64)}</td>"
+        f"<td>{_f(p.value_rel)}</td>"
+        f"<td>{e(p.note or '')}</td></tr>" for p in res.params)
     sections = "".join(f"<h2>{e(h)}</h2><ul>" + "".join(f"<li>{e(r)}</li>" for r in rows)
                        + "</ul>" for h, rows in align_sections(res))
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>gradcheck align</title>
