@@ -255,7 +255,7 @@ def eval_and_deploy(port_model, off_model, images) -> dict:
 
 def main() -> None:
     from gradcheck.policy import load_config
-    from gradcheck.render.parity import get_parity_renderer
+    from gradcheck.render import get_renderer
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--official", required=True,
@@ -285,7 +285,7 @@ def main() -> None:
         port, off = port_workload(v, **kw), official_workload(v, **kw)
         images = off.batch[0].numpy().copy()
         res = align_mod.align(port, off, steps=args.steps, tolerances=tol, seed=args.seed)
-        get_parity_renderer("table").align(res, sys.stdout)
+        get_renderer("table").align(res, sys.stdout)
         d = res.to_dict()
         if args.deploy:
             d["eval_deploy"] = eval_and_deploy(port.model, off.model, images)

@@ -293,11 +293,10 @@ def compare(before, after, allow, across, map_path, fmt, quiet):
     if across:
         _compare_across(before, after, map_path, fmt, quiet)
     from gradcheck.compare import compare as compare_reports
-    from gradcheck.render import can_compare, get_renderer
+    from gradcheck.render import get_renderer
     from gradcheck.report import load_report
 
-    if not can_compare(fmt):
-        fail_usage(f"--format {fmt} cannot show a comparison")
+    _format_shows(fmt, "comparison")
     cmp = compare_reports(load_report(before), load_report(after), allow=tuple(allow))
     if quiet:
         click.echo("compare: " + ("ok" if cmp.ok else f"{len(cmp.regressions)} regression(s)"))
@@ -306,16 +305,28 @@ def compare(before, after, allow, across, map_path, fmt, quiet):
     sys.exit(EXIT_PASS if cmp.ok else EXIT_FAIL)
 
 
+def _format_shows(fmt: str, what: str) -> None:
+    """Exit 2 in one line when ``--format fmt`` cannot show ``what``, before any work."""
+    from gradcheck.render import can_render, renderers_for
+    from gradcheck.render.interface import DESCRIBED
+
+    if not can_render(fmt, what):
+        fail_usage(f"--format {fmt} cannot show {DESCRIBED[what]}; choose one of "
+                   f"{', '.join(renderers_for(what))}")
+
+
 def _compare_across(port, original, map_path, fmt, quiet):
     from gradcheck.parity.across import compare_across, load_name_map
-    from gradcheck.render.parity import across_headline, get_parity_renderer
+    from gradcheck.render import get_renderer
+    from gradcheck.render.parity import across_headline
     from gradcheck.report import load_report
 
+    _format_shows(fmt, "across")
     cmp = compare_across(load_report(port), load_report(original), load_name_map(map_path))
     if quiet:
         click.echo(across_headline(cmp))
     else:
-        get_parity_renderer(fmt).across(cmp, sys.stdout)
+        get_renderer(fmt).across(cmp, sys.stdout)
     sys.exit(EXIT_PASS if cmp.ok else EXIT_FAIL)
 
 
@@ -348,10 +359,12 @@ def align(port_spec, original_spec, map_path, steps, seed, float64_mode, output,
 
     Exit 0 aligned within tolerance, 1 not aligned, 2 bad input, 3 internal error."""
     from gradcheck.parity import align as align_mod
-    from gradcheck.render.parity import align_headline, get_parity_renderer, write_align_html
+    from gradcheck.render import get_renderer, write_file
+    from gradcheck.render.parity import align_headline
     from gradcheck.report import write_atomic
 
     _check_outputs(output, html_path)
+    _format_shows(fmt, "align")
     # bad input -> 2, a failure inside Jittor or torch -> 3, both without a traceback: exit_codes
     res = align_mod.run(port_spec, original_spec, map_path, config_path, steps, seed,
                         float64_mode)
@@ -359,11 +372,11 @@ def align(port_spec, original_spec, map_path, steps, seed, float64_mode, output,
     if output:
         write_atomic(output, res.to_json())
     if html_path:
-        write_align_html(res, html_path)
+        write_file("html", res, html_path, what="align")
     if quiet:
         click.echo(align_headline(res))
     else:
-        get_parity_renderer(fmt).align(res, sys.stdout)
+        get_renderer(fmt).align(res, sys.stdout)
     sys.exit(EXIT_PASS if res.aligned else EXIT_FAIL)
 
 

@@ -12,15 +12,15 @@ import pytest
 
 pytest.importorskip("torch")
 
-# float64 reruns of convolutions and matmuls: see tests/conftest.py::_fusion
-pytestmark = pytest.mark.fused
-
 import align_zoo_pairs as zp
 import parity_pairs as pp
 from gradcheck.parity import align as align_mod, float64
 from gradcheck.parity.across import NameMap
 from gradcheck.parity.alignment import Alignment, Tolerances
 from gradcheck.parity.records import Leak
+
+# float64 reruns of convolutions and matmuls: see tests/conftest.py::_fusion
+pytestmark = pytest.mark.fused
 
 jt = zp.jt
 ALWAYS = Tolerances(float64_mode="always")

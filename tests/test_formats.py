@@ -163,6 +163,31 @@ def test_html_is_a_format_and_the_html_file_goes_through_it(cli, tmp_path):
     assert bad.exit_code == 2 and "--format html cannot show a comparison" in bad.stderr
 
 
+def test_every_format_is_a_renderer_and_says_what_else_it_shows():
+    """One registry, one interface: each format renders a report, and the other outputs it
+    has are the Protocols of render.interface it satisfies."""
+    from gradcheck.render import interface
+
+    for fmt in render.formats():
+        r = render.get_renderer(fmt)
+        assert isinstance(r, interface.Renderer), fmt
+        for what, proto in interface.OUTPUTS.items():
+            assert render.can_render(fmt, what) == isinstance(r, proto), (fmt, what)
+    assert render.renderers_for("comparison") == ("table", "json", "markdown", "junit")
+    assert "junit" not in render.renderers_for("align")
+    with pytest.raises(ValueError, match="unknown output"):
+        render.can_render("table", "nope")
+
+
+def test_a_format_that_cannot_show_an_alignment_is_refused_before_any_work(cli, tmp_path):
+    bad = cli("align", "--port", "nowhere:port", "--original", "nowhere:orig",
+              "--format", "junit")
+    assert bad.exit_code == 2
+    assert bad.stderr.strip().endswith(
+        "--format junit cannot show an alignment; choose one of table, json, markdown, html")
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
 # ------------------------------------------------------------------ informational findings
 def _exploding_report(n: int = 200):
     """``n`` covered parameters, every other one with an exploding gradient: a finding the

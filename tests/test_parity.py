@@ -15,15 +15,15 @@ import pytest
 
 pytest.importorskip("torch")
 
-# float64 reruns of align: see tests/conftest.py::_fusion
-pytestmark = pytest.mark.fused
-
 import parity_pairs as pp
 from gradcheck import api
 from gradcheck.parity import align as align_mod
 from gradcheck.parity.across import NameMap, compare_across, load_name_map, parse_rules
 from gradcheck.parity.records import FrozenDiff, ShapeMismatch
 from gradcheck.report import Report
+
+# float64 reruns of align: see tests/conftest.py::_fusion
+pytestmark = pytest.mark.fused
 
 
 @pytest.fixture(scope="module")
@@ -120,14 +120,20 @@ def test_align_json_schema(results, tmp_path):
     assert d["modules"][0]["module"] == "stem"
     import io
 
-    from gradcheck.render.parity import get_parity_renderer, write_align_html
+    from gradcheck import render
 
-    for fmt in ("table", "markdown", "json"):
+    assert render.renderers_for("align") == ("table", "json", "markdown", "html")
+    for fmt in render.renderers_for("align"):
         buf = io.StringIO()
-        get_parity_renderer(fmt).align(results["activation"], buf)
+        render.get_renderer(fmt).align(results["activation"], buf)
         assert "blocks.1.act" in buf.getvalue()
-    write_align_html(results["activation"], tmp_path / "a.html")
-    assert "blocks.1.act" in (tmp_path / "a.html").read_text()
+    render.write_file("html", results["activation"], tmp_path / "a.html", what="align")
+    page = (tmp_path / "a.html").read_text()
+    # the report page's template: its stylesheet, hero and script
+    from gradcheck.render.html import _asset, _css
+
+    assert "blocks.1.act" in page and '<header class="hero fail"' in page
+    assert _css() in page and _asset("report.js") in page
 
 
 def test_align_json_reads_back_as_the_same_records(results):
@@ -244,10 +250,10 @@ def test_float64_rerun_explains_noise_the_model_amplifies():
     assert res.summary().explained_by_float64 == 3
     import io
 
-    from gradcheck.render.parity import get_parity_renderer
+    from gradcheck.render import get_renderer
 
     buf = io.StringIO()
-    get_parity_renderer("table").align(res, buf)
+    get_renderer("table").align(res, buf)
     assert "(3 more agree in float64)" in buf.getvalue()
     assert "a: grad rel" in buf.getvalue() and "ok (agrees in float64)" in buf.getvalue()
 

@@ -1,7 +1,9 @@
 """Output formats behind one interface, found through one registry.
 
-A renderer is an object with ``report(report, out, depth=2)`` and, where it can show one,
-``comparison(cmp, out)``, both writing text to a stream.  Formats register by name::
+A renderer is an object with ``report(report, out, depth=2)`` and, for each other output it
+can show, ``comparison(cmp, out)`` (``compare``), ``across(cmp, out)`` (``compare --across``)
+and ``align(res, out)`` (``align``), each writing text to a stream: the Protocols are in
+:mod:`gradcheck.render.interface`.  Formats register by name::
 
     from gradcheck import render
 
@@ -61,9 +63,24 @@ def get_renderer(fmt: str):
     return _resolve(fmt)()
 
 
+def can_render(fmt: str, what: str) -> bool:
+    """Whether the format can show ``what``: one of
+    :data:`gradcheck.render.interface.OUTPUTS` (report, comparison, across, align)."""
+    from gradcheck.render.interface import OUTPUTS
+
+    if what not in OUTPUTS:
+        raise ValueError(f"unknown output {what!r}: one of {', '.join(OUTPUTS)}")
+    return callable(getattr(_resolve(fmt), what, None))
+
+
 def can_compare(fmt: str) -> bool:
     """Whether the format can show a comparison of two reports."""
-    return callable(getattr(_resolve(fmt), "comparison", None))
+    return can_render(fmt, "comparison")
+
+
+def renderers_for(what: str) -> tuple:
+    """The formats that can show ``what``."""
+    return tuple(f for f in formats() if can_render(f, what))
 
 
 def render_text(fmt: str, what: str, *args, **kwargs) -> str:
@@ -73,8 +90,10 @@ def render_text(fmt: str, what: str, *args, **kwargs) -> str:
     return out.getvalue()
 
 
-def write_file(fmt: str, report, path, depth: int = 2):
-    """Render ``report`` in ``fmt`` and write it to ``path`` atomically."""
+def write_file(fmt: str, obj, path, depth: int = 2, what: str = "report"):
+    """Render ``obj`` (a report, or what ``what`` names) in ``fmt`` and write it to ``path``
+    atomically."""
     from gradcheck.report import write_atomic
 
-    return write_atomic(path, render_text(fmt, "report", report, depth=depth))
+    kwargs = {"depth": depth} if what == "report" else {}
+    return write_atomic(path, render_text(fmt, what, obj, **kwargs))

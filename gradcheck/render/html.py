@@ -105,3 +105,8 @@ class HtmlRenderer:
 
     def report(self, report, out, depth: int = 2) -> None:
         out.write(render_html(report))
+
+    def align(self, res, out) -> None:
+        from gradcheck.render.parity import align_page
+
+        out.write(align_page(res))

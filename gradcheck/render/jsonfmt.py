@@ -1,4 +1,5 @@
-"""JSON output: the report exactly as saved with ``--output``; comparisons as one object."""
+"""JSON output: the report (or alignment) exactly as saved with ``--output``; comparisons as
+one object."""
 
 from __future__ import annotations
 
@@ -11,3 +12,9 @@ class JsonRenderer:
 
     def comparison(self, cmp, out) -> None:
         out.write(json.dumps(cmp.to_dict(), indent=1) + "\n")
+
+    def across(self, cmp, out) -> None:
+        out.write(json.dumps(cmp.to_dict(), indent=1) + "\n")
+
+    def align(self, res, out) -> None:
+        out.write(res.to_json())

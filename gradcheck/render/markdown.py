@@ -38,6 +38,16 @@ def _details(w, summary: str) -> None:
 
 
 class MarkdownRenderer:
+    def across(self, cmp, out) -> None:
+        from gradcheck.render.parity import markdown_across
+
+        markdown_across(cmp, out)
+
+    def align(self, res, out) -> None:
+        from gradcheck.render.parity import markdown_align
+
+        markdown_align(res, out)
+
     def report(self, report, out, depth=None) -> None:
         depth = 2 if depth is None else depth   # markdown is always the full view
         v, s = report.verdict, report.summary

@@ -1,18 +1,15 @@
-"""Output of the port-parity commands (``compare --across``, ``align``), one registry:
-``get_parity_renderer(fmt)`` -> an object with ``across(cmp, out)`` and ``align(res, out)``
-for the formats of :data:`gradcheck.render.FORMATS`; :func:`write_align_html` writes the
-self-contained page of ``align --html``.  Data stays in :mod:`gradcheck.parity.across` and
+"""Drawing the port-parity outputs (``compare --across``, ``align``): their lines and
+sections, the terminal and markdown views and the ``align --html`` page.  The formats of the
+one registry (:mod:`gradcheck.render`) call these from their ``across``/``align`` methods
+(:mod:`gradcheck.render.interface`).  Data stays in :mod:`gradcheck.parity.across` and
 :mod:`gradcheck.parity.align`; only drawing here.
 """
 
 from __future__ import annotations
 
-import html
-import json
 import math
 
 from gradcheck.parity.records import LossRow, LossTerm
-from gradcheck.report import write_atomic
 
 MAX_ROWS = 40
 
@@ -135,75 +132,76 @@ def align_sections(res) -> list:
     return out
 
 
-class _Text:
-    def across(self, cmp, out) -> None:
-        out.write(across_headline(cmp) + "\n")
-        for head, rows in across_lines(cmp):
-            out.write(f"\n{head} ({len(rows)}):\n")
-            out.write("".join(f"  {r}\n" for r in rows[:MAX_ROWS]))
-            if len(rows) > MAX_ROWS:
-                out.write(f"  ... and {len(rows) - MAX_ROWS} more\n")
-        for w in cmp.warnings:
-            out.write(f"warning: {w}\n")
-
-    def align(self, res, out) -> None:
-        out.write(align_headline(res) + "\n")
-        for head, rows in align_sections(res):
-            out.write(f"\n{head}:\n" + "".join(f"  {r}\n" for r in rows))
+def text_across(cmp, out) -> None:
+    """``compare --across`` for the terminal (the ``table`` format)."""
+    out.write(across_headline(cmp) + "\n")
+    for head, rows in across_lines(cmp):
+        out.write(f"\n{head} ({len(rows)}):\n")
+        out.write("".join(f"  {r}\n" for r in rows[:MAX_ROWS]))
+        if len(rows) > MAX_ROWS:
+            out.write(f"  ... and {len(rows) - MAX_ROWS} more\n")
+    for w in cmp.warnings:
+        out.write(f"warning: {w}\n")
 
 
-class _Markdown:
-    def across(self, cmp, out) -> None:
-        out.write(f"## gradcheck {'✅' if cmp.ok else '❌'} {across_headline(cmp)}\n\n")
-        for head, rows in across_lines(cmp):
-            out.write(f"### {head} ({len(rows)})\n\n")
-            out.write("".join(f"- `{r}`\n" for r in rows[:MAX_ROWS]) + "\n")
-
-    def align(self, res, out) -> None:
-        out.write(f"## gradcheck {'✅' if res.aligned else '❌'} {align_headline(res)}\n\n")
-        for head, rows in align_sections(res):
-            out.write(f"### {head}\n\n" + "".join(f"- {r}\n" for r in rows) + "\n")
+def text_align(res, out) -> None:
+    """``align`` for the terminal (the ``table`` format)."""
+    out.write(align_headline(res) + "\n")
+    for head, rows in align_sections(res):
+        out.write(f"\n{head}:\n" + "".join(f"  {r}\n" for r in rows))
 
 
-class _Json:
-    def across(self, cmp, out) -> None:
-        out.write(json.dumps(cmp.to_dict(), indent=1) + "\n")
-
-    def align(self, res, out) -> None:
-        out.write(res.to_json())
-
-
-def get_parity_renderer(fmt: str):
-    registry = {"table": _Text, "markdown": _Markdown, "json": _Json}
-    if fmt not in registry:
-        raise ValueError(f"unknown format {fmt!r}: choose one of {', '.join(registry)}")
-    return registry[fmt]()
+def markdown_across(cmp, out) -> None:
+    out.write(f"## gradcheck {'✅' if cmp.ok else '❌'} {across_headline(cmp)}\n\n")
+    for head, rows in across_lines(cmp):
+        out.write(f"### {head} ({len(rows)})\n\n")
+        out.write("".join(f"- `{r}`\n" for r in rows[:MAX_ROWS]) + "\n")
 
 
-def write_align_html(res, path) -> None:
-    """One self-contained page: verdict, loss, every module and parameter row."""
-    e = html.escape
-    mod_rows = "".join(
-        f"<tr class='{'bad' if m.ok is False else ''}'><td>{e(m.module)}</td>"
-        f"<td>{e(m.type)}</td><td>{m.call}</td><td>{_f(m.rel)}</td>"
-        f"<td>{_f(m.noise_floor)}</td><td>{_f(m.rel_f64)}</td>"
-        f"<td>{e(m.note or '')}</td></tr>" for m in res.modules)
-    par_rows = "".join(
-        f"<tr class='{'bad' if not p.ok or p.value_ok is False else ''}'>"
-        f"<td>{e(p.name)}</td><td>{e(p.original_name)}</td><td>{_f(p.grad_rel)}</td>"
-        f"<td>{_f(p.noise_floor)}</td><td>{_f(p.grad_rel_f64)}</td>"
-        f"<td>{_f(p.value_rel)}</td>"
-        f"<td>{e(p.note or '')}</td></tr>" for p in res.params)
-    sections = "".join(f"<h2>{e(h)}</h2><ul>" + "".join(f"<li>{e(r)}</li>" for r in rows)
+def markdown_align(res, out) -> None:
+    out.write(f"## gradcheck {'✅' if res.aligned else '❌'} {align_headline(res)}\n\n")
+    for head, rows in align_sections(res):
+        out.write(f"### {head}\n\n" + "".join(f"- {r}\n" for r in rows) + "\n")
+
+
+def _table(headings: tuple, rows: list) -> str:
+    """An HTML table; ``rows``: (bad, [cell HTML, ...])."""
+    head = "".join(f"<th>{h}</th>" for h in headings)
+    body = "".join(f"<tr{' class=bad' if bad else ''}>" + "".join(f"<td>{c}</td>" for c in cells)
+                   + "</tr>" for bad, cells in rows)
+    return f"<table class=al><tr>{head}</tr>{body}</table>"
+
+
+def align_page(res) -> str:
+    """The self-contained page of ``align --html``: verdict, its sections, every module and
+    parameter row, through the one page template (:func:`gradcheck.render.html.page`)."""
+    from gradcheck import __version__
+    from gradcheck.render.html import nav_links, page
+    from gradcheck.render.html_parts import esc
+
+    e = esc
+    verdict = "pass" if res.aligned else "fail"
+    hero = (f'<header class="hero {verdict}" id="summary"><div class="vd">'
+            f"{e(res.verdict.result.replace('_', ' ').upper())}</div><div class=\"ht\">"
+            f"<h1>align</h1><div class=\"hl\">{e(align_headline(res))}</div></div></header>")
+    sections = "".join(f"<h3>{e(h)}</h3><ul>" + "".join(f"<li>{e(r)}</li>" for r in rows)
                        + "</ul>" for h, rows in align_sections(res))
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>gradcheck align</title>
-<style>body{{font:14px sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:2px 6px;font-family:monospace}}\
-tr.bad{{background:#fdd}}</style>
-</head><body><h1>{e(align_headline(res))}</h1>{sections}
-<h2>modules (original execution order)</h2><table><tr><th>module</th><th>type</th><th>call</th>
-<th>rel</th><th>noise floor</th><th>rel in float64</th><th>note</th></tr>{mod_rows}</table>
-<h2>parameters</h2><table><tr><th>port</th><th>original</th><th>grad rel</th><th>noise floor</th>
-<th>grad rel in float64</th><th>value rel</th><th>note</th></tr>{par_rows}</table></body></html>
-"""
-    write_atomic(path, page)
+    modules = _table(("module", "type", "call", "rel", "noise floor", "rel in float64", "note"),
+                     [(m.ok is False, [e(m.module), e(m.type), e(m.call), _f(m.rel),
+                                       _f(m.noise_floor), _f(m.rel_f64), e(m.note or "")])
+                      for m in res.modules])
+    params = _table(("port", "original", "grad rel", "noise floor", "grad rel in float64",
+                     "value rel", "note"),
+                    [(not p.ok or p.value_ok is False,
+                      [e(p.name), e(p.original_name), _f(p.grad_rel), _f(p.noise_floor),
+                       _f(p.grad_rel_f64), _f(p.value_rel), e(p.note or "")])
+                     for p in res.params])
+    body = (f'<section id="verdict"><h2>Verdict</h2>{sections}</section>'
+            f'<section id="modules"><h2>Modules (original execution order)</h2>{modules}'
+            f'</section><section id="params"><h2>Parameters</h2>{params}</section>')
+    return page(title=f"gradcheck align: {res.verdict.result}", hero=hero,
+                nav=nav_links(body, (("summary", "Summary"), ("verdict", "Verdict"),
+                                     ("modules", "Modules"), ("params", "Parameters"))),
+                body=body, footer=f"gradcheck {__version__} · align",
+                css="table.al td{font-family:monospace;font-size:13px}"
+                    "table.al tr.bad{background:#fff0f0}")

@@ -46,6 +46,16 @@ def _status(s: str | None) -> Text:
 
 
 class TableRenderer:
+    def across(self, cmp, out) -> None:
+        from gradcheck.render.parity import text_across
+
+        text_across(cmp, out)
+
+    def align(self, res, out) -> None:
+        from gradcheck.render.parity import text_align
+
+        text_align(res, out)
+
     def report(self, report, out, depth=None) -> None:
         """``depth`` None: the one-screen summary; a number: every table, the module tree
         that deep."""
