@@ -1,5 +1,5 @@
 """``gradcheck align`` on Jittor's own zoo (``jittor.models``) against torchvision-style
-originals (tests/align_zoo_pairs.py): faithful pairs align, float64 rerun included, and a
+originals (tests/fixtures/align_zoo_pairs.py): faithful pairs align, float64 rerun included, and a
 bug planted at a known module is named there (issue 23: the float64 rerun died in MKL's
 float32-only matmul on Jittor's ResNet).  Needs the ``torch`` extra."""
 
@@ -10,8 +10,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-import align_zoo_pairs as zp
-import parity_pairs as pp
+from fixtures import align_zoo_pairs as zp, parity_pairs as pp
 from gradcheck.parity import align as align_mod, float64
 from gradcheck.parity.across import NameMap
 from gradcheck.parity.alignment import Tolerances

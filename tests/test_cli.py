@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from fixtures import FIXTURES
 from gradcheck.report import SCHEMA_VERSION
 
-ZOO = str(Path(__file__).with_name("zoo.py"))
+ZOO = str(FIXTURES / "zoo.py")
 
 
 def test_run_pass_writes_json(cli, tmp_path):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from fixtures.reports import make_report
 from gradcheck.compare import compare
-from test_report_io import make_report
 
 
 def test_regressions_and_changes():

@@ -1,4 +1,4 @@
-"""Every corpus case (tests/corpus/) gives its documented truth: statuses, causes and the
+"""Every corpus case (tests/fixtures/corpus/) gives its documented truth: statuses, causes and the
 other fields its ``expect`` names, for every parameter its globs match."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ import fnmatch
 import pytest
 
 import gradcheck
-from corpus import load_all
+from fixtures import FIXTURES
+from fixtures.corpus import load_all
 
 CASES = load_all()
 
@@ -48,13 +49,13 @@ def test_corpus_is_documented():
         assert "Source:" in doc and "Truth:" in doc, name
 
 
-def test_train_mode_flag_switches_an_eval_model(tmp_path, repo_root):
+def test_train_mode_flag_switches_an_eval_model(tmp_path):
     from click.testing import CliRunner
 
     from gradcheck.cli import main
     from gradcheck.report import load_report
 
-    spec = f"{repo_root / 'tests' / 'corpus' / 'training.py'}:eval_at_import"
+    spec = f"{FIXTURES / 'corpus' / 'training.py'}:eval_at_import"
     as_handed, switched = tmp_path / "a.json", tmp_path / "b.json"
     for out, extra in ((as_handed, []), (switched, ["--train-mode"])):
         CliRunner().invoke(main, ["run", "--model", spec, "--steps", "1", "-o", str(out),

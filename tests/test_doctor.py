@@ -9,17 +9,16 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 from rich.console import Console
 
 import gradcheck  # noqa: F401
+from fixtures import ROOT as REPO
 from gradcheck import doctor, runtime
 from gradcheck.doctor import Check, DoctorReport, render_doctor, run_doctor
 
-REPO = Path(__file__).resolve().parents[1]
 NAMES = ["python", "device", "jittor", "compiler", "cache", "onednn", "self-test"]
 
 

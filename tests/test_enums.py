@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import gradcheck
-import zoo
+from fixtures import zoo
 from gradcheck import api, compare, enums, explain, policy, status, summary
 from gradcheck.distributed import merge
 from gradcheck.enums import (

@@ -9,14 +9,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from fixtures import FIXTURES, ROOT
 from gradcheck import errors
 
-ROOT = Path(__file__).resolve().parents[1]
-FAILURES = str(Path(__file__).with_name("zoo_failures.py"))
+FAILURES = str(FIXTURES / "zoo_failures.py")
 
 
 def _gradcheck(tmp_path, *args, env=None):

@@ -6,17 +6,17 @@ from __future__ import annotations
 import io
 import json
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from fixtures import FIXTURES
+from fixtures.reports import make_report
 from gradcheck import render
 from gradcheck.cli import main
-from test_report_io import make_report
 
-ZOO = str(Path(__file__).with_name("zoo.py"))
-FAILURES = str(Path(__file__).with_name("zoo_failures.py"))
+ZOO = str(FIXTURES / "zoo.py")
+FAILURES = str(FIXTURES / "zoo_failures.py")
 
 
 # ------------------------------------------------------------------ the compare gate

@@ -1,7 +1,7 @@
 """Tests of the Jittor Gold-YOLO model structure against the official PyTorch contract.
 
 Wang et al., "Gold-YOLO: Efficient Object Detector via Gather-and-Distribute Mechanism",
-NeurIPS 2023.  The contract is ``tests/data/gold_yolo_{n,s,m,l}.params.tsv`` (every
+NeurIPS 2023.  The contract is ``tests/fixtures/data/gold_yolo_{n,s,m,l}.params.tsv`` (every
 parameter of the official models in training mode: name, shape, requires_grad), plus the
 official training/deploy parameter totals.
 """
@@ -12,12 +12,12 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import gold_yolo  # noqa: F401
+from fixtures import FIXTURES, ROOT
 from gradcheck import runtime
 
 jt = runtime.import_jittor()
@@ -31,7 +31,7 @@ from gold_yolo.layers.transformer import DropPath  # noqa: E402
 from gold_yolo.model import GoldYOLO, build_model  # noqa: E402
 from gold_yolo.reparam import count_parameters, reparameterize  # noqa: E402
 
-SPEC_DIR = Path(__file__).resolve().parent / "data"
+SPEC_DIR = FIXTURES / "data"
 
 TRAIN_TOTALS = {"gold_yolo_n": 6_062_590, "gold_yolo_s": 23_202_974,
                 "gold_yolo_m": 44_326_806, "gold_yolo_l": 75_114_699}
@@ -108,9 +108,8 @@ def test_configs_import_without_jittor():
             "from gradcheck import runtime\n"
             "print('jittor' in sys.modules, runtime.state().device,\n"
             "      g.jt is sys.modules['jittor'])\n")
-    root = Path(__file__).resolve().parents[1]
-    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
-                       timeout=300, env={**os.environ, "PYTHONPATH": str(root)})
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[:2] == ["[]", f"True {runtime.state().device} True"], r.stdout
 

@@ -13,16 +13,16 @@ import io
 import json
 import re
 
+from fixtures.reports import sample_report
 from gradcheck.render import get_renderer
 from gradcheck.render.html import render_html
-from test_html import make_report
 
 MASKED = {"created": "<created>", "host": "<host>", "platform": "<platform>",
           "seconds": "<seconds>"}
 
 
 def _report(created="2026-11-26T13:00:00+00:00", host="build-17"):
-    report = make_report()
+    report = sample_report()
     report.created = created
     report.environment.update(host=host, platform="Linux-6.8-x86_64-with-glibc2.39")
     return report

@@ -3,123 +3,27 @@ assets, robustness to odd numbers, atomic writes, size at Gold-YOLO scale, and t
 
 from __future__ import annotations
 
-import json
 import os
 import re
-from pathlib import Path
 
 import pytest
 
+from fixtures import ROOT
+from fixtures.reports import EVIL, big_report, param, sample_report, tree_of
 from gradcheck.policy import Policy
 from gradcheck.render.html import render_html, write_html
 from gradcheck.report import (
     LossTermRecord,
-    ParamRecord,
     Report,
-    StepRecord,
     load_report,
     save_report,
 )
 from gradcheck.summary import finalize
 
-ROOT = Path(__file__).resolve().parents[1]
-EVIL = "head.<script>alert(1)</script>.weight"
-
-
-def _p(name, status="covered", steps=None, norms=None, **kw):
-    steps = steps or {"covered": ["nonzero"] * 3, "zero": ["zero"] * 3,
-                      "missing": ["missing"] * 3, "frozen": ["frozen"] * 3,
-                      "nonfinite": ["nonzero", "nonfinite", "nonfinite"]}[status]
-    if norms is None:
-        norms = {"covered": [0.5, 0.3, 0.2], "zero": [0.0] * 3, "missing": [None] * 3,
-                 "nonfinite": [0.1, "nan", "inf"], "frozen": [None] * 3}[status]
-    kw.setdefault("update_norms", [1e-3] * 3 if status == "covered" else [0.0] * 3)
-    kw.setdefault("weight_norm", 1.5)
-    return ParamRecord(name=name, shape=[4, 4], numel=16, status=status, steps=steps,
-                       grad_norms=norms, grad_norm=norms[-1], module=name.rsplit(".", 1)[0]
-                       if "." in name else "", requires_grad=status != "frozen", **kw)
-
-
-def tree_of(page: str) -> dict:
-    """The module tree's data, as the page embeds it for report.js."""
-    m = re.search(r'<script type="application/json" id="gc-tree">(.*?)</script>', page, re.S)
-    return json.loads(m.group(1))
-
-
-def make_report() -> Report:
-    params = [
-        _p("backbone.stem.weight", reached_by=["cls", "reg"]),
-        _p("backbone.stem.bias", "covered", steps=["zero", "nonzero", "nonzero"],
-           norms=[0.0, 0.2, 0.1], reached_by=["cls"]),
-        _p("backbone.aux.weight", "missing", cause="cut",
-           cause_detail="its module 'backbone.aux' ran, but no differentiable path reaches "
-                        "the loss",
-           reached_by=[]),
-        _p("neck.gate.weight", "zero", cause="zero_gradient",
-           cause_detail="reaches the loss, but its gradient is exactly zero: likely a zero gate",
-           weight_norm=0.0, reached_by=["cls"]),
-        _p("neck.proj.weight", "frozen", cause="frozen_undeclared",
-           cause_detail="frozen (stop_grad / requires_grad=False) but not declared",
-           weight_norm="nan"),
-        _p("head.cls.weight", "nonfinite", cause="nonfinite", first_nonfinite_step=2,
-           cause_detail="NaN/Inf in its gradient from step 2 (steps 2, 3)",
-           update_norms=["nan", "inf", None], reached_by=["cls"]),
-        _p(EVIL, "covered", reached_by=["cls"]),
-        _p("scale", "covered", norms=[1e-12, 1e-13, 1e-14], flags=["vanishing"], reached_by=None),
-    ]
-    report = Report(
-        config={"model": "zoo:<b>demo</b>", "steps": 3, "img_size": 320, "batch_size": 2,
-                "seed": 7, "device": "cpu"},
-        environment={"jittor": "1.3", "device": "cpu"},
-        params=params,
-        steps=[StepRecord(step=i + 1, loss=loss, terms={}, stats={}, seconds=0.1)
-               for i, loss in enumerate([3.0, 2.0, "nan"])],
-        loss_terms=[LossTermRecord(name="cls", reaches=6, constant=False, values=[2.0, 1.5, "nan"]),
-                    LossTermRecord(name="reg", reaches=1, constant=False, values=[1.0, 0.5, 0.25]),
-                    LossTermRecord(name="dead_term", reaches=0, constant=True,
-                                   values=[0.0, 0.0, 0.0])],
-        created="2025-01-01T00:00:00+00:00")
-    return finalize(report, Policy())
-
-
-def big_report(blocks: int = 1500) -> Report:
-    """``6 * blocks + 4`` parameter tensors (9,004 by default) in a three-level tree, like
-    bench/scale_train.py's model but built from records (no Jittor): gradients that shrink with
-    depth (the deepest flagged vanishing), a frozen stretch, missing, zero and non-finite ones
-    with their causes, one loss term."""
-    params = [_p("inp.weight", reached_by=["mse"]), _p("inp.bias", reached_by=["mse"])]
-    for b in range(blocks):
-        g = 10.0 ** (1 - 8 * b / blocks)
-        for layer in ("fc1", "fc2", "norm"):
-            for kind in ("weight", "bias"):
-                name = f"body.{b}.{layer}.{kind}"
-                if b < 20:
-                    params.append(_p(name, "frozen"))
-                elif b % 97 == 5 and layer == "fc2":
-                    params.append(_p(name, "missing", cause="cut", reached_by=[],
-                                     cause_detail=f"its module 'body.{b}.fc2' ran, but no "
-                                                  "differentiable path reaches the loss"))
-                elif b % 131 == 7 and layer == "norm" and kind == "bias":
-                    params.append(_p(name, "zero", cause="zero_gradient", reached_by=["mse"],
-                                     cause_detail="its gradient is exactly zero"))
-                elif b == 777 and layer == "fc1" and kind == "weight":
-                    params.append(_p(name, "nonfinite", cause="nonfinite", reached_by=["mse"],
-                                     first_nonfinite_step=2,
-                                     cause_detail="NaN/Inf in its gradient from step 2"))
-                else:
-                    params.append(_p(name, norms=[g * 1.3, g, g * 0.8], reached_by=["mse"],
-                                     flags=["vanishing"] if g < 1e-6 else []))
-    params += [_p("out.weight", reached_by=["mse"]), _p("out.bias", reached_by=["mse"])]
-    r = Report(config={"model": "scale:<deep>", "steps": 3}, environment={}, params=params,
-               loss_terms=[LossTermRecord(name="mse", reaches=len(params), constant=False,
-                                          values=[1.0, 0.8, 0.7])],
-               created="2026-01-01T00:00:00+00:00")
-    return finalize(r, Policy())
-
 
 @pytest.fixture(scope="module")
 def report():
-    return make_report()
+    return sample_report()
 
 
 @pytest.fixture(scope="module")
@@ -189,9 +93,9 @@ def test_text_is_escaped(page):
 
 def test_tree_data_is_embedded_safely():
     """Names that would end a <script> block or open a comment stay inside the JSON."""
-    r = make_report()
+    r = sample_report()
     nasty = "x.</script><script>alert(2)</script><!--&amp;.weight"
-    r.params.append(_p(nasty))
+    r.params.append(param(nasty))
     page = render_html(finalize(r, Policy()))
     assert "alert(2)" in page and "<script>alert(2)" not in page and "<!--" not in page
     assert page.count("</script>") == 2                # the tree's data and the page's script
@@ -202,7 +106,7 @@ def test_tree_data_is_embedded_safely():
 def test_tree_rows_and_modules_in_the_data():
     from gradcheck.render.html_tree import tree_data
 
-    r = make_report()
+    r = sample_report()
     data = tree_data(r)
     names = [m[0] for m in data["m"]]
     for i, m in enumerate(data["m"]):                  # pre-order: sub-modules after a module
@@ -219,7 +123,7 @@ def test_a_big_tree_opens_a_bounded_number_of_rows_at_load():
     of rows: 4,000 missing parameters do not all become rows before anyone asks."""
     from gradcheck.render.html_tree import LOAD_ROWS, tree_data
 
-    params = [_p(f"blocks.{i // 4}.conv{i % 4}.weight", "missing" if i % 2 else "covered")
+    params = [param(f"blocks.{i // 4}.conv{i % 4}.weight", "missing" if i % 2 else "covered")
               for i in range(8000)]
     data = tree_data(finalize(Report(config={"model": "big"}, environment={}, params=params),
                               Policy()))
@@ -235,7 +139,7 @@ def test_no_external_assets(page):
 
 
 def test_odd_numbers_do_not_crash():
-    r = make_report()
+    r = sample_report()
     r.params[0].grad_norms = ["inf", "-inf", "nan"]
     r.params[0].grad_norm = "nan"
     r.params[0].weight_norm = None
@@ -256,7 +160,7 @@ def test_round_trip_through_json_and_minimal_reports(tmp_path, report):
     page = render_html(finalize(bare, Policy()))
     assert "<title>gradcheck: m PASS</title>" in page and "<h1>m</h1>" in page
     assert "no trainable parameters" in page and '<section id="flow">' not in page
-    unfinalized = Report(config={}, environment={}, params=[_p("a.b")])  # no modules/summary
+    unfinalized = Report(config={}, environment={}, params=[param("a.b")])  # no modules/summary
     assert "a.b" in render_html(unfinalized)
 
 
@@ -283,10 +187,10 @@ def test_gold_yolo_sized_report_stays_small():
     for i in range(700):
         stage = ("backbone", "neck", "detect")[i % 3]
         status = "missing" if i % 97 == 0 else "zero" if i % 131 == 0 else "covered"
-        params.append(_p(f"{stage}.block{i // 30}.layer{i // 6}.conv{i % 6}.weight", status,
-                         cause="cut" if status == "missing" else None,
-                         cause_detail="no path" if status == "missing" else None,
-                         reached_by=["cls", "iou", "dfl"]))
+        params.append(param(f"{stage}.block{i // 30}.layer{i // 6}.conv{i % 6}.weight", status,
+                            cause="cut" if status == "missing" else None,
+                            cause_detail="no path" if status == "missing" else None,
+                            reached_by=["cls", "iou", "dfl"]))
     r = Report(config={"model": "gold_yolo_l", "steps": 3}, environment={}, params=params,
                loss_terms=[LossTermRecord(name="cls", reaches=700, constant=False,
                                           values=[1.0, 0.9, 0.8])])
@@ -343,7 +247,7 @@ def test_long_cause_groups_and_the_reach_matrix_are_bounded(big_page):
     terms = big_page[big_page.index('<section id="terms">'):
                      big_page.index('<section id="timeline">')]
     assert terms.count("<tr") <= MAX_REACH_ROWS + 10 and '<td class="pn">body</td>' in terms
-    params = [_p(f"m{i}.w", "missing", cause="cut", cause_detail="no path") for i in range(300)]
+    params = [param(f"m{i}.w", "missing", cause="cut", cause_detail="no path") for i in range(300)]
     page = render_html(finalize(Report(config={}, environment={}, params=params), Policy()))
     cut = page[page.index('id="cause-cut"'):page.index('<section id="flow">')]
     assert cut.count('<td class="pn">') == MAX_CAUSE_ROWS
@@ -354,7 +258,7 @@ def test_long_cause_groups_and_the_reach_matrix_are_bounded(big_page):
 def test_shared_bars_keep_order_and_every_parameter():
     from gradcheck.render.html_svg import _bars
 
-    params = [_p(f"m.{i}.w", "missing" if i % 50 == 0 else "covered") for i in range(1000)]
+    params = [param(f"m.{i}.w", "missing" if i % 50 == 0 else "covered") for i in range(1000)]
     bars = _bars(params, 100)
     assert [p for bar in bars for p in bar] == params
     assert len(bars) <= 100
@@ -370,12 +274,12 @@ def test_cli_writes_html(tmp_path, monkeypatch):
 
     monkeypatch.chdir(ROOT)
     target = tmp_path / "r.html"
-    result = CliRunner().invoke(main, ["run", "--model", "tests/zoo.py:detached", "--steps", "2",
-                                       "--html", str(target), "--quiet"])
+    result = CliRunner().invoke(main, ["run", "--model", "tests/fixtures/zoo.py:detached",
+                                       "--steps", "2", "--html", str(target), "--quiet"])
     assert result.exit_code == 1, result.output          # side.* has no gradient: fail
     page = target.read_text(encoding="utf-8")
     assert sorted(os.listdir(tmp_path)) == ["r.html"]
-    assert "tests/zoo.py:detached" in page and ">FAIL<" in page
+    assert "tests/fixtures/zoo.py:detached" in page and ">FAIL<" in page
     assert "https://" not in page and "http://" not in page
     rows = {p[0]: p[2] for p in tree_of(page)["p"]}
     assert rows == {"main.weight": "covered", "main.bias": "covered",

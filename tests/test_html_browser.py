@@ -20,8 +20,8 @@ import time
 
 import pytest
 
+from fixtures.reports import big_report, tree_of
 from gradcheck.render.html import render_html
-from test_html import big_report, tree_of
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 

@@ -14,11 +14,11 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from fixtures import ROOT as REPO
+
 REPORT = str(REPO / "reports" / "gold_yolo_s.json")       # the committed baseline
 RUNTIME_ENV = ("nvcc_path", "log_silent", "use_mkl")       # what runtime.setup() may set
 RESULT = "RESULT "

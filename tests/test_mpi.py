@@ -1,8 +1,9 @@
 """gradcheck across MPI ranks: the real ``mpirun -np 2`` on loopback, Jittor's own all-reduce.
 
-The workloads are in ``mpi_zoo.py``; ``mpi_scenarios.py`` runs them all in one MPI job (one
-Jittor start-up per rank).  Tests that need OpenMPI are skipped where ``mpirun`` is missing
-(``.ci/run`` installs it); the ones about a machine without MPI always run.
+The workloads are in ``fixtures/mpi_zoo.py``; ``fixtures/mpi_scenarios.py`` runs them all in
+one MPI job (one Jittor start-up per rank).  Tests that need OpenMPI are skipped where
+``mpirun`` is missing (``.ci/run`` installs it); the ones about a machine without MPI always
+run.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from fixtures import FIXTURES, ROOT
 from gradcheck.cli import main
 from gradcheck.distributed.launch import mpirun_command, strip_nproc
 from gradcheck.distributed.merge import FINDINGS, merge
@@ -25,8 +27,6 @@ from gradcheck.distributed.shard import split_batch, takes_rank
 from gradcheck.report import load_report
 from gradcheck.workload import WorkloadError
 
-TESTS = Path(__file__).resolve().parent
-ROOT = TESTS.parent
 HAVE_MPI = bool(shutil.which("mpirun") and shutil.which("mpicc"))
 needs_mpi = pytest.mark.skipif(not HAVE_MPI, reason="OpenMPI not installed "
                                "(apt-get install openmpi-bin libopenmpi-dev; .ci/run does)")
@@ -41,7 +41,7 @@ def _env(**extra):
 def scenarios(tmp_path_factory):
     out = tmp_path_factory.mktemp("mpi")
     cmd = mpirun_command(2, [str(out)], program=[sys.executable,
-                                                  str(TESTS / "mpi_scenarios.py")])
+                                                  str(FIXTURES / "mpi_scenarios.py")])
     res = subprocess.run(cmd, env=_env(OMPI_MCA_mpi_yield_when_idle="1"), capture_output=True,
                          text=True, timeout=900)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -119,7 +119,7 @@ def test_batch_callable_taking_rank(scenarios):
 def test_nproc_runs_mpirun_and_report_round_trips_compare(tmp_path):
     out = tmp_path / "lr.json"
     res = subprocess.run([sys.executable, "-m", "gradcheck.cli", "run", "--nproc", "2",
-                          "--model", str(TESTS / "mpi_zoo.py") + ":lr_by_rank", "--steps", "2",
+                          "--model", str(FIXTURES / "mpi_zoo.py") + ":lr_by_rank", "--steps", "2",
                           "--output", str(out), "--quiet"],
                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=900)
     assert res.returncode == 1, res.stderr              # rank 0's verdict (fail), via mpirun
@@ -162,7 +162,7 @@ def _path_without_mpi(tmp_path) -> str:
 
 def test_nproc_without_mpirun_names_the_packages(tmp_path):
     res = subprocess.run([sys.executable, "-m", "gradcheck.cli", "run", "--nproc", "2",
-                          "--model", str(TESTS / "zoo.py") + ":healthy"],
+                          "--model", str(FIXTURES / "zoo.py") + ":healthy"],
                          cwd=tmp_path, env=_env(PATH=str(Path(sys.executable).parent)),
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
@@ -178,7 +178,7 @@ def test_plain_run_works_without_mpi(tmp_path):
     # Jittor rebuild its core in the shared cache (and exit 0 asking for a rerun)
     env = _env(PATH=path, cc_path=os.environ.get("cc_path") or shutil.which("g++") or "g++")
     res = subprocess.run([sys.executable, "-m", "gradcheck.cli", "run", "--model",
-                          str(TESTS / "zoo.py") + ":healthy", "--quiet"],
+                          str(FIXTURES / "zoo.py") + ":healthy", "--quiet"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     assert "PASS" in res.stdout

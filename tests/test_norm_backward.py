@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fixtures import ROOT
 from gold_yolo.layers.norm import BatchNorm2d, jt
 
 
@@ -120,13 +121,11 @@ def test_cpu_kernels_do_not_depend_on_the_thread_count():
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[1]
     digests = set()
     for threads in ("1", "2", "3"):
-        env = dict(os.environ, PYTHONPATH=str(repo), OMP_NUM_THREADS=threads)
-        r = subprocess.run([sys.executable, "-c", _DIGEST], cwd=repo, env=env,
+        env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS=threads)
+        r = subprocess.run([sys.executable, "-c", _DIGEST], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr[-2000:]
         digests.add(next(ln for ln in r.stdout.splitlines() if ln.startswith("digest")))

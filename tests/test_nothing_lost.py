@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from fixtures import FIXTURES, ROOT
 from gradcheck import supervise
 from gradcheck.report import ReportError, load_report, write_atomic
 
-ROOT = Path(__file__).resolve().parents[1]
-ZOO = str(Path(__file__).with_name("zoo.py"))
+ZOO = str(FIXTURES / "zoo.py")
 OLD = '{"an": "old baseline"}\n'
 
 

@@ -1,15 +1,16 @@
 """Differential test: gradcheck against a brute-force oracle on random models (issue 21, item 4).
 
-Hypothesis draws small Jittor training set-ups (:mod:`oracle.generate`: DAGs of Linear / Conv
-/ BatchNorm / LayerNorm / attention / embedding / activations, detached and ``no_grad``
-inputs, ``stop_grad`` and ``eval()`` layers, unused branches, shared layers and tied weights,
-zero initialisations, layers in plain lists and dicts or created lazily, Vars outside every
-optimizer, lr-0 groups, several optimizers, accumulation).  Each set-up is built twice: the
-oracle (:mod:`oracle.oracle`, plain Jittor: one ``jt.grad`` per Var with a fresh name, values
-before and after every step) trains one copy, ``gradcheck.check`` the other, and every Var
-must agree on status (per step and run), ``in_optimizer``, ``updated`` and findings.
+Hypothesis draws small Jittor training set-ups (:mod:`fixtures.oracle.generate`: DAGs of
+Linear / Conv / BatchNorm / LayerNorm / attention / embedding / activations, detached and
+``no_grad`` inputs, ``stop_grad`` and ``eval()`` layers, unused branches, shared layers and
+tied weights, zero initialisations, layers in plain lists and dicts or created lazily, Vars
+outside every optimizer, lr-0 groups, several optimizers, accumulation).  Each set-up is built
+twice: the oracle (:mod:`fixtures.oracle.oracle`, plain Jittor: one ``jt.grad`` per Var with a
+fresh name, values before and after every step) trains one copy, ``gradcheck.check`` the
+other, and every Var must agree on status (per step and run), ``in_optimizer``, ``updated``
+and findings.
 
-One test per feature profile (:data:`oracle.generate.PROFILES`), so one class runs alone::
+One test per feature profile (:data:`fixtures.oracle.generate.PROFILES`), so one class runs alone::
 
     python3 -m pytest tests/test_oracle.py -k baseline
     python3 -m pytest tests/test_oracle.py -k untracked      # lazy, never_updated,
@@ -27,9 +28,9 @@ import os
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from oracle import generate
-from oracle.check import differences, explain
-from oracle.generate import Node, PhaseSpec, Spec
+from fixtures.oracle import generate
+from fixtures.oracle.check import differences, explain
+from fixtures.oracle.generate import Node, PhaseSpec, Spec
 
 EXAMPLES = int(os.environ.get("GRADCHECK_ORACLE_EXAMPLES", "40"))
 SLOW_EXAMPLES = int(os.environ.get("GRADCHECK_ORACLE_SLOW_EXAMPLES", "500"))
@@ -129,7 +130,7 @@ def test_oracle_sees_what_it_must():
     """The oracle itself, on a set-up whose truth is known by construction: a detached layer
     is missing, a dead relu zeroes the layer before it, sqrt(0) gives NaN, a plain-list layer
     is untracked, an lr-0 group never updates, a trained buffer is found."""
-    from oracle import oracle
+    from fixtures.oracle import oracle
 
     spec = Spec(seed=9, nodes=(
         Node("linear"),                                   # 0: covered
@@ -155,7 +156,7 @@ def test_oracle_tells_lr0_from_precision_and_finds_stale_vars():
     """The oracle on known truths: an lr-0 group never updates (a finding), a 1e-30 lr is
     below float32 precision (no finding); weight norm's weight held by the optimizer is
     missing, its recomputed copies are not compared; a lazy layer appears on step 1."""
-    from oracle import oracle
+    from fixtures.oracle import oracle
 
     spec = Spec(seed=12, nodes=(
         Node("linear", lr="zero"), Node("linear", src=0, lr="tiny"), Node("wnorm", src=1),

@@ -1,5 +1,5 @@
 """Port parity: the torch probe, compare --across and align, on tiny original/port pairs
-written here (tests/parity_pairs.py).  Needs the ``torch`` extra."""
+written here (tests/fixtures/parity_pairs.py).  Needs the ``torch`` extra."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-import parity_pairs as pp
+from fixtures import FIXTURES, parity_pairs as pp
 from gradcheck import api
 from gradcheck.parity import align as align_mod
 from gradcheck.parity.across import NameMap, compare_across, load_name_map, parse_rules
@@ -376,7 +376,7 @@ def test_cli_compare_across_and_bad_input(reports, repo_root, tmp_path):
 
 @pytest.mark.slow
 def test_cli_align_and_run_on_torch(repo_root, tmp_path):
-    pairs = str(repo_root / "tests" / "parity_pairs.py")
+    pairs = str(FIXTURES / "parity_pairs.py")
     out = tmp_path / "align.json"
     r = _cli("align", "--port", f"{pairs}:port_activation", "--original", f"{pairs}:original",
              "--output", str(out), "--html", str(tmp_path / "a.html"), "--quiet", cwd=repo_root)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from fixtures.reports import make_report
 from gradcheck import registry
 from gradcheck.policy import ConfigError, ConfigFile, Policy, declared_reason, load_config
 from gradcheck.report import ParamRecord, StepRecord
 from gradcheck.settings import DEFAULT_STEPS, resolve_settings
 from gradcheck.summary import finalize, judge, next_command
-from test_report_io import make_report
 
 
 def write(tmp_path, body: str):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import gradcheck
-import zoo
+from fixtures import zoo
 from gradcheck import runtime, status
 from gradcheck.workload import WorkloadError
 
@@ -90,8 +90,9 @@ def test_batchnorm_running_stats_are_buffers():
 
 
 _WARNINGS_SCRIPT = """
-import json, gradcheck, zoo
-from corpus import generative
+import json, gradcheck
+from fixtures import zoo
+from fixtures.corpus import generative
 out = {}
 for name, make in (("eval_only", zoo.eval_only), ("gan", generative.cgan_discriminator_step)):
     r = gradcheck.check(make(), steps=1)

@@ -8,11 +8,9 @@ from pathlib import Path
 import pytest
 
 import gradcheck
-import zoo
+from fixtures import TESTS, zoo
 
 pytest_plugins = ["pytester"]
-
-TESTS = str(Path(__file__).parent)
 
 
 def test_assert_covered_lists_each_uncovered_parameter_with_its_cause():
@@ -56,8 +54,8 @@ def test_fixture_in_a_users_suite(pytester, monkeypatch):
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")   # load exactly this checkout's
     pytester.makepyfile(test_users=f"""
         import sys
-        sys.path.insert(0, {TESTS!r})
-        import zoo
+        sys.path.insert(0, {str(TESTS)!r})
+        from fixtures import zoo
 
         def test_healthy(assert_covered):
             assert_covered(zoo.healthy(), steps=1)

@@ -8,10 +8,10 @@ import json
 from click.testing import CliRunner
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
+from fixtures.reports import make_report
 from gradcheck.cli import main
 from gradcheck.render import FORMATS
 from gradcheck.report import LossTermRecord, StepRecord
-from test_report_io import make_report
 
 _REP = make_report(**{"a.w": "covered", "a.b": "zero", "b.w": "missing", "c.w": "nonfinite",
                       "d.w": "frozen"})

@@ -8,12 +8,12 @@ import os
 import pytest
 from click.testing import CliRunner
 
+from fixtures.reports import make_report
 from gradcheck.cli import main
 from gradcheck.policy import Policy
 from gradcheck.report import (
     SCHEMA_VERSION,
     LossTermRecord,
-    ParamRecord,
     Report,
     ReportError,
     StepRecord,
@@ -22,18 +22,6 @@ from gradcheck.report import (
     write_atomic,
 )
 from gradcheck.summary import finalize
-
-
-def make_report(**statuses) -> Report:
-    params = []
-    for name, status in statuses.items():
-        step = {"covered": "nonzero"}.get(status, status)
-        params.append(ParamRecord(name=name, shape=[2, 2], numel=4, status=status, steps=[step],
-                                  grad_norms=[float("nan") if status == "nonfinite" else 1.0],
-                                  requires_grad=status != "frozen", module=name.rpartition(".")[0]))
-    rep = Report(config={"model": "toy", "steps": 1, "seed": 0}, environment={"host": "h"},
-                 params=params, created="2026-01-01T00:00:00+00:00")
-    return finalize(rep, Policy())
 
 
 def test_round_trip(tmp_path):

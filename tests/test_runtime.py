@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fixtures import ROOT as REPO
 from gradcheck import runtime
 from gradcheck.progress import CompileStats, ProgressParser, compile_progress
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def run_py(code: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -226,7 +225,7 @@ def test_the_pinned_onednn_is_the_one_installed():
     oneDNN 2.6, the newest with the 2.x API Jittor's mkl ops use."""
     from importlib import metadata
 
-    cfg = (Path(__file__).resolve().parents[1] / "setup.cfg").read_text()
+    cfg = (REPO / "setup.cfg").read_text()
     assert f"onednn-cpu-gomp=={runtime.ONEDNN_PYPI};" in cfg
     assert f"onednn-devel-cpu-gomp=={runtime.ONEDNN_PYPI};" in cfg
     assert metadata.version("onednn-cpu-gomp") == runtime.ONEDNN_PYPI

@@ -8,14 +8,14 @@ import json
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from fixtures import ROOT
+
 sys.path.insert(0, str(ROOT / "bench"))
 
-import sanitize  # noqa: E402
+import sanitize
 
 OVERFLOW = """
 import gradcheck

@@ -1,5 +1,6 @@
-"""``gradcheck run -- python train.py``: unmodified training scripts (tests/scripts/), each run
-through its own command-line arguments; each script's docstring names its source and truth."""
+"""``gradcheck run -- python train.py``: unmodified training scripts (tests/fixtures/scripts/),
+each run through its own command-line arguments; each script's docstring names its source and
+truth."""
 
 from __future__ import annotations
 
@@ -15,15 +16,16 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from fixtures import FIXTURES, ROOT
 from gradcheck.cli import main
 
-SCRIPTS = Path(__file__).with_name("scripts")
+SCRIPTS = FIXTURES / "scripts"
 
 
 @pytest.fixture
 def run_script(tmp_path, monkeypatch):
     """``run_script(script_words, *options) -> (result, report dict or None)``: the CLI on a
-    script from tests/scripts (or a path), the JSON report read back."""
+    script from tests/fixtures/scripts (or a path), the JSON report read back."""
     monkeypatch.chdir(tmp_path)   # away from the project's own [gradcheck] settings
     runner = CliRunner()
     counter = iter(range(1000))
@@ -322,7 +324,7 @@ def test_nproc_leaves_the_script_arguments_alone():
 
 
 def test_nproc_script_without_mpirun_names_the_packages(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+    env = dict(os.environ, PYTHONPATH=str(ROOT),
                PATH=str(Path(sys.executable).parent))
     res = subprocess.run([sys.executable, "-m", "gradcheck", "run", "--nproc", "2", "--",
                           "python", str(SCRIPTS / "gan.py")], cwd=tmp_path, env=env,
@@ -339,7 +341,7 @@ def test_nproc_script_without_mpirun_names_the_packages(tmp_path):
 def test_nproc_script_two_ranks_same_statuses(tmp_path):
     """Jittor's own data parallelism under mpirun: the two-model script's statuses on two
     ranks equal its single-process ones (every rank trains the same data: same reach)."""
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
     one, two = tmp_path / "one.json", tmp_path / "two.json"
     for nproc, out in ((1, one), (2, two)):
         res = subprocess.run([sys.executable, "-m", "gradcheck", "run", "--nproc", str(nproc),
@@ -401,7 +403,7 @@ def test_a_stopped_script_keeps_its_buffered_files_and_exit_handlers(tmp_path):
     yet the script's buffered log is flushed and its atexit handlers run."""
     script = tmp_path / "train_log.py"
     script.write_text(LOGGING_SCRIPT)
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
     res = subprocess.run([sys.executable, "-m", "gradcheck", "run", "--steps", "2", "--quiet",
                           "--", "python", str(script), str(tmp_path / "log.txt")],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

@@ -10,14 +10,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from fixtures import FIXTURES, ROOT
 from gradcheck import cachelock, supervise
 
-ROOT = Path(__file__).resolve().parents[1]
-ZOO = str(Path(__file__).with_name("zoo.py"))
+ZOO = str(FIXTURES / "zoo.py")
 
 
 def test_waiting_for_reads_proc_locks(tmp_path):

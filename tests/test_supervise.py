@@ -10,14 +10,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from fixtures import FIXTURES, ROOT
 from gradcheck import supervise
 
-ROOT = Path(__file__).resolve().parents[1]
-FAILURES = str(Path(__file__).with_name("zoo_failures.py"))
+FAILURES = str(FIXTURES / "zoo_failures.py")
 
 
 @pytest.fixture
@@ -140,8 +139,8 @@ def test_align_survives_a_first_attempt_crash_or_compiler_fault(gradcheck_cli, t
                                                                  what):
     pytest.importorskip("torch")
     out_path = tmp_path / "a.json"
-    proc = gradcheck_cli("align", "--port", f"{ROOT / 'tests' / 'crash_pairs.py'}:{port}",
-                         "--original", f"{ROOT / 'tests' / 'parity_pairs.py'}:original",
+    proc = gradcheck_cli("align", "--port", f"{FIXTURES / 'crash_pairs.py'}:{port}",
+                         "--original", f"{FIXTURES / 'parity_pairs.py'}:original",
                          "-q", "-o", str(out_path))
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
