@@ -12,8 +12,8 @@ and findings.
 
 One test per feature profile (:data:`fixtures.oracle.generate.PROFILES`), so one class runs alone::
 
-    python3 -m pytest tests/test_oracle.py -k baseline
-    python3 -m pytest tests/test_oracle.py -k untracked      # lazy, never_updated,
+    python3 -m pytest tests/gradcheck/test_oracle.py -k baseline
+    python3 -m pytest tests/gradcheck/test_oracle.py -k untracked   # lazy, never_updated,
     # trained_buffer, optimizer_only, weight_norm, everything (regression cases match too)
 
 ``GRADCHECK_ORACLE_EXAMPLES`` sets the models per profile (default 40: 320 in all); the

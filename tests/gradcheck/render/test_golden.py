@@ -3,7 +3,8 @@ made from a hand-built report (no Jittor run: the same bytes on every machine).
 
 The run's time, host, platform, step timings and the tool version are masked before the
 comparison, so a golden file changes only when the output format does.  After an intended
-change: ``python3 -m pytest tests/test_golden.py --update-golden``, then review the diff.
+change: ``python3 -m pytest tests/gradcheck/render/test_golden.py --update-golden``, then
+review the diff.
 (The table screens have their own golden files.)
 """
 
