@@ -45,7 +45,7 @@ def test_run_json_and_markdown_formats(cli):
 def test_markdown_golden(cli, golden, monkeypatch):
     monkeypatch.chdir(Path(ZOO).parent)   # a relative model path: the same in every clone
     res = cli("run", "--model", "zoo.py:multi_term", "--steps", "2", "--format", "markdown")
-    golden("multi_term.md", res.stdout)
+    golden("md", res.stdout)
 
 
 def test_strict_flag(cli):
@@ -59,10 +59,10 @@ def test_one_screen_goldens(cli, golden, monkeypatch):
     monkeypatch.chdir(Path(ZOO).parent)
     ok = cli("run", "--model", "zoo.py:multi_term")
     assert ok.exit_code == 0
-    golden("screen_pass.txt", ok.stdout)
+    golden("pass.txt", ok.stdout)
     bad = cli("run", "--model", "zoo.py:late_gradient", "--steps", "1")
     assert bad.exit_code == 1
-    golden("screen_fail.txt", bad.stdout)
+    golden("fail.txt", bad.stdout)
     assert len(ok.stdout.splitlines()) <= 25 and len(bad.stdout.splitlines()) <= 25
     full = cli("run", "--model", "zoo.py:late_gradient", "--steps", "1", "--verbose")
     assert "needs attention" in full.stdout and "coverage by module" in full.stdout

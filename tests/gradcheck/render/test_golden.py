@@ -54,7 +54,7 @@ def _render(fmt: str, report) -> str:
 def test_json_golden(golden):
     text = mask_json(_render("json", _report()))
     assert "build-17" not in text and "2026-11-26" not in text
-    golden("report.json", text)
+    golden("json", text)
 
 
 def test_json_mask_hides_only_run_specific_values():
@@ -67,7 +67,7 @@ def test_json_mask_hides_only_run_specific_values():
 
 
 def test_markdown_golden(golden):
-    golden("report.md", _render("markdown", _report()))
+    golden("md", _render("markdown", _report()))
 
 
 def test_html_flow_section_golden(golden):
@@ -75,7 +75,7 @@ def test_html_flow_section_golden(golden):
     section = page[page.index('<section id="flow">'):page.index('<section id="terms">')]
     assert section.endswith("</section>")
     # one tag a line: readable diffs
-    golden("report_flow.html", re.sub(r"><", ">\n<", section) + "\n")
+    golden("html", re.sub(r"><", ">\n<", section) + "\n")
 
 
 def test_markdown_shows_html_in_names_as_text():

@@ -44,7 +44,7 @@ def test_screen_groups_findings_by_cause(golden):
     rep = make_report()
     out = io.StringIO()
     TableRenderer().report(rep, out)
-    golden("screen_groups.txt", out.getvalue())
+    golden(out.getvalue())
     assert len(out.getvalue().splitlines()) <= 25
     causes = [(g.severity, g.finding, g.cause, g.count) for g in rep.verdict.groups]
     assert causes == [("fail", "missing", "not_called", 5), ("fail", "missing", "cut", 1),
