@@ -16,7 +16,7 @@ RSS).  CPU time moves less than wall when something else runs on the machine.
 
     python3 bench/bench_script.py [--steps 3] [--reps 3] -- python -m gold_yolo.train \\
         --variant n --img-size 320 --batch-size 1 --no-warmup --accumulate 1
-    python3 bench/bench_script.py --steps 2 --reps 1 -- python tests/scripts/mnist_mlp.py
+    python3 bench/bench_script.py --steps 2 --reps 1 -- python tests/fixtures/scripts/mnist_mlp.py
 """
 
 from __future__ import annotations

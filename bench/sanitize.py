@@ -15,14 +15,15 @@ How (each found the hard way):
   loaded by an ordinary process; it is kept between runs, so only the first compiles;
 * Jittor's memory pools off (``use_sfrl_allocator=0 use_temp_allocator=0``): inside a pool an
   overflow never reaches a redzone;
-* the sanitizer runtimes preloaded (``g++ -print-file-name``), after ``tests/sanitize/
-  jittor_shim.c`` (built here), which drops Jittor's ``RTLD_DEEPBIND`` and makes its
-  ``aligned_alloc`` sizes legal; ``verify_asan_link_order=0`` lets the shim come first;
+* the sanitizer runtimes preloaded (``g++ -print-file-name``), after
+  ``tests/fixtures/sanitize/jittor_shim.c`` (built here), which drops Jittor's
+  ``RTLD_DEEPBIND`` and makes its ``aligned_alloc`` sizes legal; ``verify_asan_link_order=0``
+  lets the shim come first;
 * ``gdb_path=""``: Jittor runs ``gdb --version`` at import, which hangs under the preload;
 * ``detect_leaks=0`` (Python and Jittor keep memory until exit); ``halt_on_error=1`` and
   ``abort_on_error=1``: the first report ends the process with SIGABRT, so that gradcheck's
   crash handler prints the Python frame that synced the faulty operator;
-* UBSan's suppressions (``tests/sanitize/ubsan.supp``) for Jittor's own headers only.
+* UBSan's suppressions (``tests/fixtures/sanitize/ubsan.supp``) for Jittor's own headers only.
 
 A report is ``ERROR: AddressSanitizer`` or ``runtime error:`` on stderr.  Under ``gradcheck
 run`` the report itself goes into the compile-progress pipe and is lost when the process
@@ -40,9 +41,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIM = ROOT / "tests" / "sanitize" / "jittor_shim.c"
+SHIM = ROOT / "tests" / "fixtures" / "sanitize" / "jittor_shim.c"
 CACHE_NAME = "gradcheck_sanitize/ops"   # two parts: its jittor.lock is its own (cache/../)
-SUPPRESSIONS = ROOT / "tests" / "sanitize" / "ubsan.supp"
+SUPPRESSIONS = ROOT / "tests" / "fixtures" / "sanitize" / "ubsan.supp"
 REPORT = re.compile(r"ERROR: AddressSanitizer|runtime error: ")
 
 

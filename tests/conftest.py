@@ -1,7 +1,8 @@
 """Shared test set-up: the repo on sys.path, the zoo, and golden files.
 
-Golden files live in tests/golden/; run ``pytest --update-golden`` to rewrite them after an
-intended change, then review the diff.  The ``slow`` marker is declared once, in setup.cfg.
+Golden files live in tests/golden/, named after their tests (see ``golden``); run
+``pytest --update-golden`` to rewrite them after an intended change, then review the diff.
+The ``slow`` marker is declared once, in setup.cfg.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ except runtime.RuntimeSetupError:
 
 def pytest_addoption(parser):
     parser.addoption("--update-golden", action="store_true", default=False,
-                     help="rewrite tests/golden/* from the current output")
+                     help="rewrite the golden files (tests/golden/) from the current output")
 
 
 _APT = re.compile(r"apt-get install ((?:[\w.+-]+ ?)+)")
@@ -94,13 +95,29 @@ def _fusion(request, monkeypatch):
 
 @pytest.fixture
 def golden(request):
+    """``golden(text)`` or ``golden(suffix, text)``: the text must equal the golden file named
+    after the test, ``tests/golden/<test module's path under tests/>/<test>.<suffix>`` (suffix
+    ``txt`` by default; a parametrized test's id follows its name after a ``-``), e.g.
+    tests/golden/gradcheck/test_cli/test_one_screen_goldens.pass.txt for
+    ``golden("pass.txt", ...)`` in tests/gradcheck/test_cli.py::test_one_screen_goldens."""
     update = request.config.getoption("--update-golden")
+    module = request.node.path.resolve().relative_to(ROOT / "tests").with_suffix("")
+    test = request.node.originalname
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None:
+        test += "-" + re.sub(r"[^\w-]", "_", callspec.id)
+    checked: set = set()
 
-    def check(name: str, text: str) -> None:
-        path = ROOT / "tests" / "golden" / name
+    def check(*args: str) -> None:
+        suffix, text = args if len(args) == 2 else ("txt", *args)
+        assert suffix and not suffix.startswith("."), f"golden suffix {suffix!r}: e.g. 'md'"
+        path = ROOT / "tests" / "golden" / module / f"{test}.{suffix}"
+        assert path not in checked, f"{path} checked twice in one test: give each a suffix"
+        checked.add(path)
         if update or not path.exists():
             if not update:
                 pytest.fail(f"golden file {path} is missing; run pytest --update-golden")
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
             return
         assert text == path.read_text(encoding="utf-8"), (

@@ -17,9 +17,9 @@ The result is a deterministic function of the row (no threads inside a row, no
 randomness; measured in ``bench/topk_ties.py``).  Our op is the same C++ calls on the same
 pairs, so it gives the same indices in the same order as long as the C++ standard library
 implements those algorithms the same way (libstdc++ has done so since GCC 4.x; torch's
-wheels are built with GCC).  ``tests/test_topk_ties.py`` checks the op against a numpy
-transcription of the libstdc++ algorithms.  On CUDA it falls back to ``jt.topk`` (torch's
-CUDA top-k breaks ties in yet another way).
+wheels are built with GCC).  ``tests/gold_yolo/assigners/test_topk_ties.py`` checks the op
+against a numpy transcription of the libstdc++ algorithms.  On CUDA it falls back to
+``jt.topk`` (torch's CUDA top-k breaks ties in yet another way).
 """
 
 from __future__ import annotations
