@@ -269,11 +269,11 @@ def test_shared_bars_keep_order_and_every_parameter():
 def test_band_keys_widen_only_for_shared_bars():
     from gradcheck.render.html_svg import _band_keys
 
-    one_each = [[_p(f"body.{i}.fc.w")] for i in range(40)]
+    one_each = [[param(f"body.{i}.fc.w")] for i in range(40)]
     assert _band_keys(one_each, 2) == [f"body.{i}" for i in range(40)]
-    shared = [[_p(f"body.{i}.fc.w"), _p(f"body.{i}.fc.b")] for i in range(40)]
+    shared = [[param(f"body.{i}.fc.w"), param(f"body.{i}.fc.b")] for i in range(40)]
     assert _band_keys(shared, 2) == ["body"] * 40           # 40 bands for 40 bars: too many
-    few = [[_p(f"body.{i // 10}.fc.w"), _p(f"body.{i // 10}.fc.b")] for i in range(40)]
+    few = [[param(f"body.{i // 10}.fc.w"), param(f"body.{i // 10}.fc.b")] for i in range(40)]
     assert _band_keys(few, 2) == [f"body.{i // 10}" for i in range(40)]   # 4 bands: kept
 
 

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "gradcheck"
+from fixtures import ROOT
+
+PACKAGE = ROOT / "gradcheck"
 LIMIT = 80
 
 
