@@ -39,10 +39,10 @@ from gradcheck import runtime  # noqa: E402
 # verdicts, reports) is decided on the lazy graph before Jittor executes it; fusion only merges
 # element-wise operators into one compiled kernel per distinct chain, and it is why a cold
 # cache compiled about 1,800 kernels for the suite (949 for tests/gradcheck/test_oracle.py
-# alone, against 117 unfused: 725 s against 196 s cold).  Set before Jittor is imported, and inherited by every
-# subprocess a test starts.  Tests marked ``fused`` run with fusion (see ``_fusion``); the fused
-# path also runs in CI's `gradcheck run` gate and the README's first command, and
-# `no_fuse=0 python3 -m pytest` runs the whole suite fused.
+# alone, against 117 unfused: 725 s against 196 s cold).  Set before Jittor is imported, and
+# inherited by every subprocess a test starts.  Tests marked ``fused`` run with fusion (see
+# ``_fusion``); the fused path also runs in CI's `gradcheck run` gate and the README's first
+# command, and `no_fuse=0 python3 -m pytest` runs the whole suite fused.
 os.environ.setdefault("no_fuse", "1")
 
 try:   # the Jittor runtime, before any test module imports jittor
