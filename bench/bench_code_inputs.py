@@ -62,7 +62,7 @@ print(json.dumps({"times": times, "kernels": per_step, "params": len(params)}))
 
 def measure(kind: str, chunk: int, model: str, steps: int, env: dict) -> dict:
     args = [sys.executable, "-c", CHILD, kind, str(chunk), model, str(steps)]
-    subprocess.run(args, cwd=ROOT, env=env, capture_output=True, check=True)   # compile if new
+    subprocess.run(args, cwd=ROOT, env=env, capture_output=True, check=True)  # compile if new
     out = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -75,8 +75,10 @@ def main() -> None:
     a = ap.parse_args()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     chunks = [int(c) for c in a.chunks.split(",") if c.strip()]
-    print(f"# {a.model}, warm Jittor cache, fresh process per row; first step, then median of "
-          f"{a.steps - 1}")
+    print(
+        f"# {a.model}, warm Jittor cache, fresh process per row; first step, then median of "
+        f"{a.steps - 1}"
+    )
     print(f"{'kernel':<11}{'chunk':>6}{'Vars/op':>8}{'kernels':>8}{'first':>10}{'later':>10}")
     # Vars of one op: (after, before) per pair and the result; (p, g, v, p', v') per parameter
     # and the hyper-parameters
@@ -84,8 +86,11 @@ def main() -> None:
         for chunk in chunks:
             r = measure(kind, chunk, a.model, a.steps, env)
             later = statistics.median(r["times"][1:])
-            print(f"{kind:<11}{chunk:6d}{per * chunk + 1:8d}{r['kernels']:8d}"
-                  f"{r['times'][0] * 1e3:8.1f} ms{later * 1e3:8.1f} ms", flush=True)
+            print(
+                f"{kind:<11}{chunk:6d}{per * chunk + 1:8d}{r['kernels']:8d}"
+                f"{r['times'][0] * 1e3:8.1f} ms{later * 1e3:8.1f} ms",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -55,8 +55,11 @@ def main() -> None:
     for v in [v.strip() for v in a.variants.split(",") if v.strip()]:
         for img in [int(s) for s in a.img_sizes.split(",") if s.strip()]:
             m = measure(v, img, a.steps)
-            print(f"{v:<8}{img:5d}{m['jittor']:11.3f} s{m['ours']:7.3f} s"
-                  f"{m['ours'] / m['jittor']:7.2f}x", flush=True)
+            print(
+                f"{v:<8}{img:5d}{m['jittor']:11.3f} s{m['ours']:7.3f} s"
+                f"{m['ours'] / m['jittor']:7.2f}x",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

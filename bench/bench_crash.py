@@ -39,7 +39,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE_ENV = "BENCH_CRASH_SHAPE"
-SIZES = (33, 64, 70, 100, 127, 160, 203)     # most not divisible by 32; 33 and 64 are tiny
+SIZES = (33, 64, 70, 100, 127, 160, 203)  # most not divisible by 32; 33 and 64 are tiny
 BATCHES = (1, 3, 5)
 
 
@@ -53,11 +53,11 @@ def _batch(shape: dict):
 
     jt = runtime.import_jittor()
     size, b = shape["size"], shape["batch"]
-    padded = max(64, -(-size // 32) * 32)     # synthetic_batch draws stride-32 canvases
+    padded = max(64, -(-size // 32) * 32)  # synthetic_batch draws stride-32 canvases
     images, targets = gold_yolo.synthetic_batch(padded, b, shape["seed"])
     canvas = images.numpy()
-    canvas[:, :, size:, :] = 0.5             # the image is its top-left size x size corner,
-    canvas[:, :, :, size:] = 0.5             # the rest grey padding, as a letterbox makes it
+    canvas[:, :, size:, :] = 0.5  # the image is its top-left size x size corner,
+    canvas[:, :, :, size:] = 0.5  # the rest grey padding, as a letterbox makes it
     targets = np.asarray(targets, dtype=np.float32)
     inside = (targets[:, 2] < size / padded) & (targets[:, 3] < size / padded)
     targets = targets[inside] if shape["boxes"] else np.zeros((0, 6), dtype=np.float32)
@@ -83,15 +83,21 @@ def workload():
 
     from gradcheck.bundled import RECOMMENDED
 
-    return Workload(model=model, batch=(images, targets), loss=loss, optimizer=optimizer,
-                    frozen=dict(RECOMMENDED.expected_frozen), name="bench_crash")
+    return Workload(
+        model=model,
+        batch=(images, targets),
+        loss=loss,
+        optimizer=optimizer,
+        frozen=dict(RECOMMENDED.expected_frozen),
+        name="bench_crash",
+    )
 
 
 def worker(steps: int) -> None:
     """M bare training steps, no gradcheck: the raw crash rate."""
     from gradcheck import errors
 
-    with errors.handling_signals():   # crashes die of their signal, with a traceback
+    with errors.handling_signals():  # crashes die of their signal, with a traceback
         w = workload()
         errors.reclaim_signals()
         images, targets = w.batch
@@ -113,47 +119,74 @@ def cold_cache(base: Path, n: int) -> str:
 
 
 def draw(rng: random.Random, seed: int) -> dict:
-    return {"size": rng.choice(SIZES), "batch": rng.choice(BATCHES),
-            "boxes": rng.random() > 0.25, "seed": seed}
+    return {
+        "size": rng.choice(SIZES),
+        "batch": rng.choice(BATCHES),
+        "boxes": rng.random() > 0.25,
+        "seed": seed,
+    }
 
 
 def run_one(shape: dict, steps: int, via: str, cache_name: str, timeout: float) -> dict:
-    env = {**os.environ, SHAPE_ENV: json.dumps(shape),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        SHAPE_ENV: json.dumps(shape),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     if cache_name:
         env["cache_name"] = cache_name
     if via == "bare":
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--steps", str(steps)]
     else:
-        cmd = [sys.executable, "-m", "gradcheck.cli", "run", "--model",
-               f"{Path(__file__).resolve()}:workload", "--steps", str(steps), "-q",
-               "-o", str(Path(tempfile.gettempdir()) / f"bench_crash_{os.getpid()}.json")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "gradcheck.cli",
+            "run",
+            "--model",
+            f"{Path(__file__).resolve()}:workload",
+            "--steps",
+            str(steps),
+            "-q",
+            "-o",
+            str(Path(tempfile.gettempdir()) / f"bench_crash_{os.getpid()}.json"),
+        ]
     t0 = time.monotonic()
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=timeout)
+        proc = subprocess.run(
+            cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        )
         code = proc.returncode
         err = proc.stderr
     except subprocess.TimeoutExpired as exc:
         code, err = None, (exc.stderr or b"").decode(errors="replace")
     seconds = time.monotonic() - t0
-    crashed = code is not None and (code < 0 or (via == "gradcheck" and code > 128
-                                                 and code not in (130, 143)))
+    crashed = code is not None and (
+        code < 0 or (via == "gradcheck" and code > 128 and code not in (130, 143))
+    )
     retried = "running it once more" in err
     last = next((ln for ln in reversed(err.splitlines()) if ln.strip()), "")
-    passed = (0, 1) if via == "gradcheck" else (0,)   # gradcheck: a verdict either way
-    kind = ("hung" if code is None else "crash" if crashed else
-            "ok" if code in passed else "error")
-    return {"kind": kind, "code": code, "seconds": seconds, "retried": retried,
-            "detail": last[:160]}
+    passed = (0, 1) if via == "gradcheck" else (0,)  # gradcheck: a verdict either way
+    kind = "hung" if code is None else "crash" if crashed else "ok" if code in passed else "error"
+    return {
+        "kind": kind,
+        "code": code,
+        "seconds": seconds,
+        "retried": retried,
+        "detail": last[:160],
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=4, help="processes in all (K)")
     ap.add_argument("--steps", type=int, default=2, help="training steps per process (M)")
-    ap.add_argument("--cold-share", type=float, default=0.0,
-                    help="share of the processes on a fresh operator cache (0.5: half)")
+    ap.add_argument(
+        "--cold-share",
+        type=float,
+        default=0.0,
+        help="share of the processes on a fresh operator cache (0.5: half)",
+    )
     ap.add_argument("--via", choices=("bare", "gradcheck"), default="bare")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per process")
@@ -168,7 +201,7 @@ def main() -> None:
     plan = ["cold"] * n_cold + ["warm"] * (args.runs - n_cold)
     rng.shuffle(plan)
     base = Path(f"bench_crash_cold_{os.getpid()}")
-    tally = {"warm": [0, 0, 0], "cold": [0, 0, 0]}   # crashes, runs, absorbed by the rerun
+    tally = {"warm": [0, 0, 0], "cold": [0, 0, 0]}  # crashes, runs, absorbed by the rerun
     made = []
     try:
         for i, state in enumerate(plan):
@@ -184,9 +217,12 @@ def main() -> None:
             t[2] += r["retried"]
             note = " (a crash absorbed by the rerun)" if r["retried"] else ""
             detail = f": {r['detail']}" if r["kind"] != "ok" else ""
-            print(f"{i + 1:4d} {state} size {shape['size']:3d} batch {shape['batch']} "
-                  f"{'boxes' if shape['boxes'] else 'no boxes'}: {r['kind']} "
-                  f"(exit {r['code']}, {r['seconds']:.0f}s){note}{detail}", flush=True)
+            print(
+                f"{i + 1:4d} {state} size {shape['size']:3d} batch {shape['batch']} "
+                f"{'boxes' if shape['boxes'] else 'no boxes'}: {r['kind']} "
+                f"(exit {r['code']}, {r['seconds']:.0f}s){note}{detail}",
+                flush=True,
+            )
     finally:
         if made:
             from gradcheck import runtime
@@ -196,8 +232,10 @@ def main() -> None:
     for state, (crashes, runs, absorbed) in tally.items():
         if runs:
             extra = f", {absorbed} absorbed by the rerun" if args.via == "gradcheck" else ""
-            print(f"{state}: {crashes}/{runs} processes crashed (via {args.via}, "
-                  f"{args.steps} step(s) each{extra})")
+            print(
+                f"{state}: {crashes}/{runs} processes crashed (via {args.via}, "
+                f"{args.steps} step(s) each{extra})"
+            )
 
 
 if __name__ == "__main__":

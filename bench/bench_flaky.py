@@ -34,9 +34,21 @@ def outcome(code: int, report_path: Path, baseline: Path) -> tuple:
     data = json.loads(report_path.read_text())
     statuses = json.dumps(sorted((p["name"], p["status"]) for p in data["params"]))
     digest = hashlib.sha256(statuses.encode()).hexdigest()[:12]
-    gate = subprocess.run([sys.executable, "-m", "gradcheck.cli", "compare", str(baseline),
-                           str(report_path), "--quiet"], cwd=ROOT, env=_env(),
-                          capture_output=True, text=True)
+    gate = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gradcheck.cli",
+            "compare",
+            str(baseline),
+            str(report_path),
+            "--quiet",
+        ],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
     return (code, data["verdict"]["result"], digest, gate.stdout.strip() or gate.stderr.strip())
 
 
@@ -58,8 +70,9 @@ def _new_libs(since: float) -> int:
 
 def _env() -> dict:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"]
-                                     if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = str(ROOT) + (
+        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+    )
     return env
 
 
@@ -79,9 +92,14 @@ def main() -> int:
         report.unlink(missing_ok=True)
         t0, wall0 = time.perf_counter(), time.time()
         try:
-            proc = subprocess.run([sys.executable, "-m", "gradcheck.cli", "run", "--quiet",
-                                   "--output", str(report)], cwd=ROOT, env=_env(),
-                                  capture_output=True, text=True, timeout=args.timeout)
+            proc = subprocess.run(
+                [sys.executable, "-m", "gradcheck.cli", "run", "--quiet", "--output", str(report)],
+                cwd=ROOT,
+                env=_env(),
+                capture_output=True,
+                text=True,
+                timeout=args.timeout,
+            )
             code, err = proc.returncode, proc.stderr
         except subprocess.TimeoutExpired:
             code, err = -1, f"timed out after {args.timeout:.0f} s"
@@ -89,20 +107,25 @@ def main() -> int:
         compiled = _new_libs(wall0)
         out = outcome(code, report, Path(args.baseline))
         retried = report.exists() and any(
-            w.startswith("retried:") for w in json.loads(report.read_text())["verdict"]["warnings"])
+            w.startswith("retried:") for w in json.loads(report.read_text())["verdict"]["warnings"]
+        )
         results.append((out, retried))
-        print(f"run {i:2d}/{args.runs}: exit {code}, {seconds:6.1f} s, verdict {out[1]}, "
-              f"statuses {out[2] or '-'}, {out[3]}, {compiled} op libs compiled meanwhile"
-              + (" [retried once]" if retried else ""),
-              flush=True)
+        print(
+            f"run {i:2d}/{args.runs}: exit {code}, {seconds:6.1f} s, verdict {out[1]}, "
+            f"statuses {out[2] or '-'}, {out[3]}, {compiled} op libs compiled meanwhile"
+            + (" [retried once]" if retried else ""),
+            flush=True,
+        )
         if code not in (0, 1):
             print("   " + "\n   ".join(err.strip().splitlines()[-6:]), flush=True)
     counts = collections.Counter(out for out, _ in results)
     common, n_common = counts.most_common(1)[0]
     differ = len(results) - n_common
-    print(f"\n{len(results)} runs of the default gate: {differ} outcome(s) differ from the most "
-          f"common one (exit {common[0]}, verdict {common[1]}, {common[3]}); target 0; "
-          f"{sum(r for _, r in results)} run(s) needed the op-compiler retry")
+    print(
+        f"\n{len(results)} runs of the default gate: {differ} outcome(s) differ from the most "
+        f"common one (exit {common[0]}, verdict {common[1]}, {common[3]}); target 0; "
+        f"{sum(r for _, r in results)} run(s) needed the op-compiler retry"
+    )
     return 0 if differ == 0 else 1
 
 

@@ -65,7 +65,7 @@ def worker(a) -> dict:
         return float(loss.item())
 
     t = time.perf_counter()
-    ours_step(0)                       # compiles every operator (cold cache) before torch runs
+    ours_step(0)  # compiles every operator (cold cache) before torch runs
     first = time.perf_counter() - t
 
     off_step = None
@@ -81,18 +81,18 @@ def worker(a) -> dict:
 
         cfg, off, loss_kw = po.build_official(a.official, a.variant, img)
         off.float()
-        po.sync_weights(model, off)        # the same weights: both sides assign the same positives
+        po.sync_weights(model, off)  # the same weights: both sides assign the same positives
         off.train()
         loss_t = po.OFF["loss"].ComputeLoss(**loss_kw)
         accumulate = max(1, round(64 / bs))
-        cfg.solver.weight_decay *= bs * accumulate / 64          # as yolov6/core/engine.py
+        cfg.solver.weight_decay *= bs * accumulate / 64  # as yolov6/core/engine.py
         opt_t = off_build_optimizer(cfg, off)
         x_t = torch.from_numpy(images.numpy().copy())
         targets_t = torch.from_numpy(targets.astype("float32").copy())
 
         def off_step(step):
             opt_t.zero_grad()
-            preds, _featmaps = off(x_t)                       # as yolov6/core/engine.py
+            preds, _featmaps = off(x_t)  # as yolov6/core/engine.py
             loss, _ = loss_t(preds, targets_t, 0, step)
             loss.backward()
             opt_t.step()
@@ -111,10 +111,17 @@ def worker(a) -> dict:
                 times[side].append(dt)
                 losses[side].append(loss)
     med = {k: statistics.median(v) for k, v in times.items() if v}
-    return {"variant": a.variant, "img_size": img, "batch_size": bs, "first_ours": first,
-            "median": med, "times": times, "losses": losses,
-            "torch_threads": (torch.get_num_threads() if a.official else None),
-            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "variant": a.variant,
+        "img_size": img,
+        "batch_size": bs,
+        "first_ours": first,
+        "median": med,
+        "times": times,
+        "losses": losses,
+        "torch_threads": (torch.get_num_threads() if a.official else None),
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def main() -> None:
@@ -124,13 +131,18 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=2)
     ap.add_argument("--steps", type=int, default=5, help="timed steps per side (alternating)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed steps per side after the first")
-    ap.add_argument("--official", default="",
-                    help="folder Detection/Gold-YOLO of the official sources")
-    ap.add_argument("--pythonpath", default="",
-                    help="':'-separated folders appended to sys.path for the official model's "
-                         "dependencies (mmcv, addict)")
-    ap.add_argument("--torch-threads", type=int, default=0,
-                    help="torch intra-op threads (0: torch's default)")
+    ap.add_argument(
+        "--official", default="", help="folder Detection/Gold-YOLO of the official sources"
+    )
+    ap.add_argument(
+        "--pythonpath",
+        default="",
+        help="':'-separated folders appended to sys.path for the official model's "
+        "dependencies (mmcv, addict)",
+    )
+    ap.add_argument(
+        "--torch-threads", type=int, default=0, help="torch intra-op threads (0: torch's default)"
+    )
     ap.add_argument("--json", default="", help="also write every row (all step times) here")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--variant", default="s", help=argparse.SUPPRESS)
@@ -142,18 +154,39 @@ def main() -> None:
 
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     side = "ours vs official PyTorch" if a.official else "ours only (no --official)"
-    print(f"# Gold-YOLO training step (forward+loss+backward+update), batch {a.batch_size}, "
-          f"{side}; median of {a.steps} alternating steps after {a.warmup} warm-up; "
-          f"{os.cpu_count()} CPUs")
-    print(f"{'variant':<8}{'size':>5}{'ours s/step':>13}{'official s/step':>17}{'ratio':>8}"
-          f"{'first (ours)':>14}{'peak RSS':>10}")
+    print(
+        f"# Gold-YOLO training step (forward+loss+backward+update), batch {a.batch_size}, "
+        f"{side}; median of {a.steps} alternating steps after {a.warmup} warm-up; "
+        f"{os.cpu_count()} CPUs"
+    )
+    print(
+        f"{'variant':<8}{'size':>5}{'ours s/step':>13}{'official s/step':>17}{'ratio':>8}"
+        f"{'first (ours)':>14}{'peak RSS':>10}"
+    )
     rows = []
     for v in [s.strip() for s in a.variants.split(",") if s.strip()]:
         for size in [int(s) for s in a.img_sizes.split(",") if s.strip()]:
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--variant", v,
-                   "--img-size", str(size), "--batch-size", str(a.batch_size),
-                   "--steps", str(a.steps), "--warmup", str(a.warmup), "--official", a.official,
-                   "--pythonpath", a.pythonpath, "--torch-threads", str(a.torch_threads)]
+            cmd = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--worker",
+                "--variant",
+                v,
+                "--img-size",
+                str(size),
+                "--batch-size",
+                str(a.batch_size),
+                "--steps",
+                str(a.steps),
+                "--warmup",
+                str(a.warmup),
+                "--official",
+                a.official,
+                "--pythonpath",
+                a.pythonpath,
+                "--torch-threads",
+                str(a.torch_threads),
+            ]
             out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
             if out.returncode:
                 print(f"{v:<8}{size:>5}  failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}")
@@ -164,8 +197,11 @@ def main() -> None:
             off = m.get("official")
             ratio = f"{m['ours'] / off:7.2f}x" if off else f"{'-':>8}"
             off_s = f"{off:15.3f}" if off else f"{'-':>15}"
-            print(f"{v:<8}{size:>5}{m['ours']:11.3f}  {off_s}  {ratio}{r['first_ours']:12.1f} s"
-                  f"{r['rss_mb']:7.0f} MB", flush=True)
+            print(
+                f"{v:<8}{size:>5}{m['ours']:11.3f}  {off_s}  {ratio}{r['first_ours']:12.1f} s"
+                f"{r['rss_mb']:7.0f} MB",
+                flush=True,
+            )
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(rows, indent=1))

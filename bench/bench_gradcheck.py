@@ -74,8 +74,14 @@ def run_bare(model, img, bs, steps, seed, env) -> dict:
     # wall timed from outside the process, as the probe's is: interpreter start-up and
     # Jittor's exit (about 0.6 s together) count on both sides
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", BARE, model, str(img), str(bs), str(steps),
-                          str(seed)], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", BARE, model, str(img), str(bs), str(steps), str(seed)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     wall = time.perf_counter() - t0
     return dict(json.loads(out.stdout.strip().splitlines()[-1]), wall=wall)
 
@@ -84,20 +90,44 @@ def run_probe(model, img, bs, steps, seed, env) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "r.json"
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", PROBE, "run", "--model", model,
-                               "--img-size", str(img), "--batch-size", str(bs),
-                               "--steps", str(steps), "--seed", str(seed), "--output", str(report),
-                               "--quiet"],
-                              cwd=tmp, env=env, capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                PROBE,
+                "run",
+                "--model",
+                model,
+                "--img-size",
+                str(img),
+                "--batch-size",
+                str(bs),
+                "--steps",
+                str(steps),
+                "--seed",
+                str(seed),
+                "--output",
+                str(report),
+                "--quiet",
+            ],
+            cwd=tmp,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         wall = time.perf_counter() - t0
         tail = json.loads(proc.stderr.strip().splitlines()[-1])
         if tail["code"] not in (0, 1):
             raise SystemExit(f"gradcheck run failed ({tail['code']}): {proc.stderr.strip()}")
         data = json.loads(report.read_text())
-    return {"wall": wall, "rss_mb": tail["rss_mb"], "steps": [s["seconds"] for s in data["steps"]],
-            "verdict": data["verdict"]["result"],
-            "covered": data["summary"]["by_status"]["covered"],
-            "trainable": data["summary"]["trainable"]}
+    return {
+        "wall": wall,
+        "rss_mb": tail["rss_mb"],
+        "steps": [s["seconds"] for s in data["steps"]],
+        "verdict": data["verdict"]["result"],
+        "covered": data["summary"]["by_status"]["covered"],
+        "trainable": data["summary"]["trainable"],
+    }
 
 
 def main() -> None:
@@ -114,21 +144,32 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=cfg.steps)
     ap.add_argument("--seed", type=int, default=cfg.seed)
     ap.add_argument("--repeat", type=int, default=3, help="runs of each; the median is printed")
-    ap.add_argument("--cold", action="store_true",
-                    help="also time a run with an empty Jittor cache")
-    ap.add_argument("--variants", default="", help="comma list of Gold-YOLO variants (n,s,m,l): "
-                                                   "one row each, instead of --model")
+    ap.add_argument(
+        "--cold", action="store_true", help="also time a run with an empty Jittor cache"
+    )
+    ap.add_argument(
+        "--variants",
+        default="",
+        help="comma list of Gold-YOLO variants (n,s,m,l): one row each, instead of --model",
+    )
     a = ap.parse_args()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    models = ([f"gold_yolo_{v.strip()}" for v in a.variants.split(",") if v.strip()]
-              if a.variants else [a.model])
-    print(f"# {a.img_size}px batch {a.batch_size}, {a.steps} steps, median wall of {a.repeat} "
-          f"(bare and probe alternate); goal <= 1.15x wall, <= 1.3x peak RSS")
-    print(f"{'model':<13}{'bare wall':>10}{'probe wall':>11}{'ratio':>7}{'bare steps':>11}"
-          f"{'probe steps':>12}{'ratio':>7}{'bare RSS':>10}{'probe RSS':>10}{'ratio':>7}  verdict")
+    models = (
+        [f"gold_yolo_{v.strip()}" for v in a.variants.split(",") if v.strip()]
+        if a.variants
+        else [a.model]
+    )
+    print(
+        f"# {a.img_size}px batch {a.batch_size}, {a.steps} steps, median wall of {a.repeat} "
+        f"(bare and probe alternate); goal <= 1.15x wall, <= 1.3x peak RSS"
+    )
+    print(
+        f"{'model':<13}{'bare wall':>10}{'probe wall':>11}{'ratio':>7}{'bare steps':>11}"
+        f"{'probe steps':>12}{'ratio':>7}{'bare RSS':>10}{'probe RSS':>10}{'ratio':>7}  verdict"
+    )
     for model in models:
         args = (model, a.img_size, a.batch_size, a.steps, a.seed)
-        run_bare(*args, env)   # warm the operator cache for this shape
+        run_bare(*args, env)  # warm the operator cache for this shape
         bare, probe = [], []
         for _ in range(a.repeat):
             bare.append(run_bare(*args, env))
@@ -139,17 +180,21 @@ def main() -> None:
         bw, pw = med(x["wall"] for x in bare), med(x["wall"] for x in probe)
         bs_ = med(sum(x["steps"]) for x in bare)
         ps_ = med(sum(x["steps"]) for x in probe)
-        print(f"{model:<13}{bw:8.2f} s{pw:9.2f} s{pw / bw:6.2f}x{bs_:9.2f} s{ps_:10.2f} s"
-              f"{ps_ / bs_:6.2f}x{rss_bare:7.0f} MB{rss_probe:7.0f} MB{rss_probe / rss_bare:6.2f}x"
-              f"  {probe[-1]['verdict']} ({probe[-1]['covered']}/{probe[-1]['trainable']} covered)",
-              flush=True)
+        print(
+            f"{model:<13}{bw:8.2f} s{pw:9.2f} s{pw / bw:6.2f}x{bs_:9.2f} s{ps_:10.2f} s"
+            f"{ps_ / bs_:6.2f}x{rss_bare:7.0f} MB{rss_probe:7.0f} MB{rss_probe / rss_bare:6.2f}x"
+            f"  {probe[-1]['verdict']} ({probe[-1]['covered']}/{probe[-1]['trainable']} covered)",
+            flush=True,
+        )
         if a.cold:
             with tempfile.TemporaryDirectory() as home:
-                cold_env = dict(env, HOME=home)   # a fresh ~/.cache/jittor, never JITTOR_HOME
+                cold_env = dict(env, HOME=home)  # a fresh ~/.cache/jittor, never JITTOR_HOME
                 t0 = time.perf_counter()
                 c = run_probe(*args, cold_env)
-                print(f"{'':<13}cold cache: wall {time.perf_counter() - t0:7.2f} s   "
-                      f"(compiles Jittor's core and every operator; verdict {c['verdict']})")
+                print(
+                    f"{'':<13}cold cache: wall {time.perf_counter() - t0:7.2f} s   "
+                    f"(compiles Jittor's core and every operator; verdict {c['verdict']})"
+                )
 
 
 if __name__ == "__main__":

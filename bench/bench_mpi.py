@@ -41,8 +41,12 @@ def one(args, nproc: int, out: Path) -> dict:
     if res.returncode not in (0, 1):
         sys.exit(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stderr}")
     report = json.loads(out.read_text())
-    return {"wall": wall, "steps": [s["seconds"] for s in report["steps"]], "load": load,
-            "verdict": report["verdict"]["result"]}
+    return {
+        "wall": wall,
+        "steps": [s["seconds"] for s in report["steps"]],
+        "load": load,
+        "verdict": report["verdict"]["result"],
+    }
 
 
 def main() -> None:
@@ -60,12 +64,17 @@ def main() -> None:
             for n in runs:
                 r = one(args, n, Path(tmp) / f"r{n}_{i}.json")
                 runs[n].append(r)
-                print(f"nproc {n}: wall {r['wall']:.1f} s, steps "
-                      + ", ".join(f"{s:.2f}" for s in r["steps"])
-                      + f" s, verdict {r['verdict']}, load average {r['load']:.1f}", flush=True)
+                print(
+                    f"nproc {n}: wall {r['wall']:.1f} s, steps "
+                    + ", ".join(f"{s:.2f}" for s in r["steps"])
+                    + f" s, verdict {r['verdict']}, load average {r['load']:.1f}",
+                    flush=True,
+                )
     med = {n: statistics.median(r["wall"] for r in rs) for n, rs in runs.items()}
-    print(f"median wall: 1 process {med[1]:.1f} s, --nproc {args.nproc} {med[args.nproc]:.1f} s "
-          f"({med[args.nproc] / med[1]:.2f}x)")
+    print(
+        f"median wall: 1 process {med[1]:.1f} s, --nproc {args.nproc} {med[args.nproc]:.1f} s "
+        f"({med[args.nproc] / med[1]:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

@@ -47,8 +47,12 @@ def _time_steps(step, steps: int) -> dict:
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
-    return {"first_s": first, "steps_s": times, "median_s": statistics.median(times),
-            "best_s": min(times)}
+    return {
+        "first_s": first,
+        "steps_s": times,
+        "median_s": statistics.median(times),
+        "best_s": min(times),
+    }
 
 
 def worker_jittor(size: int, steps: int) -> dict:
@@ -104,9 +108,14 @@ def worker_jittor(size: int, steps: int) -> dict:
         first = time.perf_counter() - t0
     res = _time_steps(step, steps)
     res["first_s"] = first  # _time_steps' own first step is a warm-up here: report ours
-    res.update(framework="jittor", onednn=compile_extern.mkl_ops is not None,
-               import_s=import_s, ops_compiled=cs.ops_compiled, params=n_params,
-               peak_rss_mib=_peak_rss_mib())
+    res.update(
+        framework="jittor",
+        onednn=compile_extern.mkl_ops is not None,
+        import_s=import_s,
+        ops_compiled=cs.ops_compiled,
+        params=n_params,
+        peak_rss_mib=_peak_rss_mib(),
+    )
     return res
 
 
@@ -153,22 +162,41 @@ def worker_torch(size: int, steps: int) -> dict:
         opt.step()
 
     res = _time_steps(step, steps)
-    res.update(framework="torch", onednn=None, threads=torch.get_num_threads(),
-               version=torch.__version__, params=sum(p.numel() for p in model.parameters()),
-               peak_rss_mib=_peak_rss_mib())
+    res.update(
+        framework="torch",
+        onednn=None,
+        threads=torch.get_num_threads(),
+        version=torch.__version__,
+        params=sum(p.numel() for p in model.parameters()),
+        peak_rss_mib=_peak_rss_mib(),
+    )
     return res
 
 
 # --------------------------------------------------------------------------- driver
-def run_config(framework: str, size: int, steps: int, onednn: bool = True,
-               timeout: float = 3600, threads: int = 0) -> dict:
+def run_config(
+    framework: str,
+    size: int,
+    steps: int,
+    onednn: bool = True,
+    timeout: float = 3600,
+    threads: int = 0,
+) -> dict:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    if threads:   # oneDNN (GNU OpenMP) and PyTorch both honour it
+    if threads:  # oneDNN (GNU OpenMP) and PyTorch both honour it
         env["OMP_NUM_THREADS"] = str(threads)
     if framework == "jittor" and not onednn:
         env["use_mkl"] = "0"
-    cmd = [sys.executable, __file__, "--worker", framework, "--sizes", str(size),
-           "--steps", str(steps)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        framework,
+        "--sizes",
+        str(size),
+        "--steps",
+        str(steps),
+    ]
     t0 = time.perf_counter()
     try:
         r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -193,17 +221,24 @@ def _fmt(res: dict | None, key: str, spec: str) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="160,320,640", help="input sizes, comma-separated")
-    ap.add_argument("--off-sizes", default="160,320",
-                    help="sizes also run with oneDNN off (slow: 640 takes many minutes)")
+    ap.add_argument(
+        "--off-sizes",
+        default="160,320",
+        help="sizes also run with oneDNN off (slow: 640 takes many minutes)",
+    )
     ap.add_argument("--steps", type=int, default=5, help="warm steps timed (median)")
     ap.add_argument("--off-steps", type=int, default=2, help="warm steps with oneDNN off")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per configuration")
-    ap.add_argument("--threads", type=int, default=0,
-                    help="OMP_NUM_THREADS for every configuration (0: library default). "
-                         "On a busy shared machine 1 gives steadier numbers: OpenMP barriers "
-                         "stall for whole scheduler slices when cores are oversubscribed")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="OMP_NUM_THREADS for every configuration (0: library default). "
+        "On a busy shared machine 1 gives steadier numbers: OpenMP barriers "
+        "stall for whole scheduler slices when cores are oversubscribed",
+    )
     ap.add_argument("--worker", choices=["jittor", "torch"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -222,25 +257,33 @@ def main(argv=None) -> int:
         have_torch = False
 
     results = []
-    hdr = (f"{'size':>5} {'config':<16} {'first step':>11} {'warm median':>11} "
-           f"{'warm best':>10} {'ops compiled':>12} {'peak RSS':>10} {'vs torch':>9}")
+    hdr = (
+        f"{'size':>5} {'config':<16} {'first step':>11} {'warm median':>11} "
+        f"{'warm best':>10} {'ops compiled':>12} {'peak RSS':>10} {'vs torch':>9}"
+    )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"RepVGG-style net, batch {BATCH}, SGD step; {os.cpu_count()} CPU cores "
-          f"(load {load:.1f}); threads: {args.threads or 'default'}; "
-          f"python {sys.version.split()[0]}", flush=True)
+    print(
+        f"RepVGG-style net, batch {BATCH}, SGD step; {os.cpu_count()} CPU cores "
+        f"(load {load:.1f}); threads: {args.threads or 'default'}; "
+        f"python {sys.version.split()[0]}",
+        flush=True,
+    )
     print(hdr)
     print("-" * len(hdr), flush=True)
     print("(vs torch: ratio of warm medians, Jittor / PyTorch)", flush=True)
     for size in sizes:
         row = {}
         if have_torch:
-            row["torch"] = run_config("torch", size, args.steps, timeout=args.timeout,
-                                      threads=args.threads)
-        row["jittor+onednn"] = run_config("jittor", size, args.steps, True, args.timeout,
-                                          args.threads)
+            row["torch"] = run_config(
+                "torch", size, args.steps, timeout=args.timeout, threads=args.threads
+            )
+        row["jittor+onednn"] = run_config(
+            "jittor", size, args.steps, True, args.timeout, args.threads
+        )
         if size in off_sizes:
-            row["jittor-no-onednn"] = run_config("jittor", size, args.off_steps, False,
-                                                 args.timeout, args.threads)
+            row["jittor-no-onednn"] = run_config(
+                "jittor", size, args.off_steps, False, args.timeout, args.threads
+            )
         t = row.get("torch")
         for name, res in row.items():
             ratio = "-"
@@ -250,15 +293,20 @@ def main(argv=None) -> int:
             if "error" in res:
                 print(f"{size:>5} {name:<16} error: {res['error']}", flush=True)
                 continue
-            print(f"{size:>5} {name:<16} {_fmt(res, 'first_s', '10.2f')}s "
-                  f"{_fmt(res, 'median_s', '10.3f')}s {_fmt(res, 'best_s', '9.3f')}s "
-                  f"{_fmt(res, 'ops_compiled', '12d')} "
-                  f"{_fmt(res, 'peak_rss_mib', '6.0f')} MiB {ratio:>9}", flush=True)
+            print(
+                f"{size:>5} {name:<16} {_fmt(res, 'first_s', '10.2f')}s "
+                f"{_fmt(res, 'median_s', '10.3f')}s {_fmt(res, 'best_s', '9.3f')}s "
+                f"{_fmt(res, 'ops_compiled', '12d')} "
+                f"{_fmt(res, 'peak_rss_mib', '6.0f')} MiB {ratio:>9}",
+                flush=True,
+            )
             results.append(dict(res, config=name))
     params = next((r["params"] for r in results if "params" in r), None)
     if params:
-        print(f"parameters: {params / 1e6:.2f}M; first step includes operator compilation "
-              "(a cold Jittor cache compiles more)")
+        print(
+            f"parameters: {params / 1e6:.2f}M; first step includes operator compilation "
+            "(a cold Jittor cache compiles more)"
+        )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=1))

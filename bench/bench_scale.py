@@ -87,9 +87,20 @@ def wall(cmd: list, reps: int = 3) -> float:
 def case(words: list, steps: int, reps: int, folder: Path) -> dict:
     py = sys.executable
     bare = [py, "-c", BARE, str(steps), SCRIPT, *words]
-    probed = [py, "-m", "gradcheck", "run", "--steps", str(steps), "--quiet", "--", "python",
-              SCRIPT, *words]
-    for cmd in (bare, probed):          # warm the cache, untimed
+    probed = [
+        py,
+        "-m",
+        "gradcheck",
+        "run",
+        "--steps",
+        str(steps),
+        "--quiet",
+        "--",
+        "python",
+        SCRIPT,
+        *words,
+    ]
+    for cmd in (bare, probed):  # warm the cache, untimed
         measure(cmd)
     rows: dict = {"bare": [], "gradcheck": []}
     for _ in range(reps):
@@ -98,22 +109,45 @@ def case(words: list, steps: int, reps: int, folder: Path) -> dict:
             if name == "bare" and code != 0 or name == "gradcheck" and code not in (0, 1):
                 sys.exit(f"{name} exited with {code}: {' '.join(cmd)}")
             rows[name].append((w, rss))
-    med = {k: (statistics.median(w for w, _ in v), statistics.median(r for _, r in v))
-           for k, v in rows.items()}
+    med = {
+        k: (statistics.median(w for w, _ in v), statistics.median(r for _, r in v))
+        for k, v in rows.items()
+    }
     rep, page, phases = folder / "r.json", folder / "r.html", folder / "phases.json"
-    subprocess.run([py, "-c", PHASES, str(phases), "run", "--steps", str(steps), "--quiet",
-                    "-o", str(rep), "--html", str(page), "--", "python", SCRIPT, *words],
-                   env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            py,
+            "-c",
+            PHASES,
+            str(phases),
+            "run",
+            "--steps",
+            str(steps),
+            "--quiet",
+            "-o",
+            str(rep),
+            "--html",
+            str(page),
+            "--",
+            "python",
+            SCRIPT,
+            *words,
+        ],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     data = json.loads(rep.read_text())
     return {
         "tensors": len(data["params"]) + len(data["buffers"]),
         "values": sum(p["numel"] for p in data["params"]),
-        "bare s": med["bare"][0], "gradcheck s": med["gradcheck"][0],
+        "bare s": med["bare"][0],
+        "gradcheck s": med["gradcheck"][0],
         "wall x": med["gradcheck"][0] / med["bare"][0],
         "RSS x": med["gradcheck"][1] / med["bare"][1],
         **{k: json.loads(phases.read_text()).get(k, 0.0) for k in PHASE_NAMES},
-        "JSON MB": rep.stat().st_size / 1e6, "HTML MB": page.stat().st_size / 1e6,
+        "JSON MB": rep.stat().st_size / 1e6,
+        "HTML MB": page.stat().st_size / 1e6,
         "compare s": wall([py, "-m", "gradcheck", "compare", str(rep), str(rep)]),
         "show s": wall([py, "-m", "gradcheck", "show", str(rep)]),
     }
@@ -137,8 +171,10 @@ def main() -> None:
             results[label] = case(words, args.steps, args.reps, folder)
             print(f"{label}: done", file=sys.stderr)
     keys = list(next(iter(results.values())))
-    print(f"first {args.steps} optimizer steps; wall and RSS: medians of {args.reps} alternating "
-          "runs; phases in seconds (whole run)")
+    print(
+        f"first {args.steps} optimizer steps; wall and RSS: medians of {args.reps} alternating "
+        "runs; phases in seconds (whole run)"
+    )
     print(f"{'':16}" + "".join(f"{label:>14}" for label in results))
     for k in keys:
         print(f"{k:16}" + "".join(f"{_fmt(k, r[k]):>14}" for r in results.values()))
@@ -146,8 +182,10 @@ def main() -> None:
     if len(deep) > 1:
         print("growth per doubling of the tensor count (2.00x: linear)")
         for k in ("gradcheck s", *PHASE_NAMES, "JSON MB", "HTML MB", "compare s", "show s"):
-            steps = [_per_doubling(a["tensors"], b["tensors"], a[k], b[k])
-                     for a, b in zip(deep, deep[1:])]
+            steps = [
+                _per_doubling(a["tensors"], b["tensors"], a[k], b[k])
+                for a, b in zip(deep, deep[1:])
+            ]
             print(f"{k:16}" + "".join(f"{s:>13.2f}x" for s in steps))
 
 

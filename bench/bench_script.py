@@ -81,13 +81,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args(argv[:split])
-    words = argv[split + 1:]
+    words = argv[split + 1 :]
     if words and os.path.basename(words[0]).startswith("python"):
         words = words[1:]
     bare = [sys.executable, "-c", BARE, str(args.steps), *words]
-    probed = [sys.executable, "-m", "gradcheck", "run", "--steps", str(args.steps), "--quiet",
-              "--", "python", *words]
-    for cmd in (bare, probed):          # warm the cache, untimed
+    probed = [
+        sys.executable,
+        "-m",
+        "gradcheck",
+        "run",
+        "--steps",
+        str(args.steps),
+        "--quiet",
+        "--",
+        "python",
+        *words,
+    ]
+    for cmd in (bare, probed):  # warm the cache, untimed
         measure(cmd)
     rows = {"bare": [], "gradcheck": []}
     for _ in range(args.reps):
@@ -99,8 +109,9 @@ def main() -> None:
                 sys.exit(f"gradcheck exited with {code}")
             rows[name].append((wall, rss, cpu))
     med = {k: tuple(statistics.median(x[j] for x in v) for j in range(3)) for k, v in rows.items()}
-    print(f"{' '.join(words)}: first {args.steps} optimizer steps, "
-          f"{args.reps} alternating runs each")
+    print(
+        f"{' '.join(words)}: first {args.steps} optimizer steps, {args.reps} alternating runs each"
+    )
     print(f"{'':10} {'wall s':>8} {'peak RSS MiB':>13} {'CPU s':>7}")
     for k, (w, r, c) in med.items():
         print(f"{k:10} {w:8.2f} {r:13.0f} {c:7.2f}")

@@ -31,6 +31,7 @@ def build(name: str, img_size: int, batch_size: int):
 
         def step():
             optimizer.step(((model(x) - y) ** 2).mean())
+
         return model, optimizer, step
     import gold_yolo
 
@@ -43,6 +44,7 @@ def build(name: str, img_size: int, batch_size: int):
     def step():
         loss, _ = loss_fn(model(images), targets, 0, 0)
         optimizer.step(loss)
+
     return model, optimizer, step
 
 
@@ -79,14 +81,16 @@ def main() -> None:
             jt.sync_all(True)
         return time.perf_counter() - t
 
-    block(False), block(True)                    # compile and warm up, untimed
+    block(False), block(True)  # compile and warm up, untimed
     times = {"bare": [], "watch": []}
     for _ in range(args.reps):
         times["bare"].append(block(False))
         times["watch"].append(block(True))
     bare, watched = (statistics.median(times[k]) for k in ("bare", "watch"))
-    print(f"{args.model}: {args.steps} steps per block, watch every={args.every}, "
-          f"{args.reps} alternating blocks each")
+    print(
+        f"{args.model}: {args.steps} steps per block, watch every={args.every}, "
+        f"{args.reps} alternating blocks each"
+    )
     print(f"bare   {bare:8.2f} s\nwatch  {watched:8.2f} s\nratio  {watched / bare:8.3f}x")
 
 

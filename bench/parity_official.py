@@ -62,9 +62,9 @@ from gradcheck.parity.alignment import Tolerances  # noqa: E402
 from gradcheck.parity.judge import rel_scale  # noqa: E402
 
 jt = runtime.import_jittor()
-torch = torchenv.import_torch()   # after Jittor, with its forking compile pool off
+torch = torchenv.import_torch()  # after Jittor, with its forking compile pool off
 
-OFF: dict = {}       # official modules, filled by import_official()
+OFF: dict = {}  # official modules, filled by import_official()
 PRED_STD = 0.01
 
 
@@ -74,12 +74,16 @@ def import_official(path: str, extra_paths=()) -> None:
         return
     if not (Path(path) / "yolov6").is_dir():
         raise gradcheck.workload.WorkloadError(
-            f"{path} is not the official Detection/Gold-YOLO folder (no yolov6/ in it)")
+            f"{path} is not the official Detection/Gold-YOLO folder (no yolov6/ in it)"
+        )
     for p in extra_paths:
         if p and p not in sys.path:
             sys.path.append(p)
-    ours = {k: sys.modules.pop(k) for k in list(sys.modules)
-            if k == "gold_yolo" or k.startswith("gold_yolo.")}
+    ours = {
+        k: sys.modules.pop(k)
+        for k in list(sys.modules)
+        if k == "gold_yolo" or k.startswith("gold_yolo.")
+    }
     sys.path.insert(0, path)
     try:
         # The official checkout's modules, in the order they were written (their import side
@@ -90,9 +94,11 @@ def import_official(path: str, extra_paths=()) -> None:
         import yolov6.solver.build as solver
         import yolov6.utils.config as config
         import gold_yolo.switch_tool as switch_tool  # the official gold_yolo package
+
         # isort: on
-        OFF.update(yolo=yolo, loss=loss, config=config, solver=solver, switch_tool=switch_tool,
-                   path=path)
+        OFF.update(
+            yolo=yolo, loss=loss, config=config, solver=solver, switch_tool=switch_tool, path=path
+        )
         for k in [k for k in sys.modules if k == "gold_yolo" or k.startswith("gold_yolo.")]:
             OFF["mod:" + k] = sys.modules.pop(k)
     finally:
@@ -102,17 +108,20 @@ def import_official(path: str, extra_paths=()) -> None:
 
 
 def _settings():
-    return {"img_size": int(os.environ.get("GOLD_YOLO_IMG_SIZE", 320)),
-            "pred_std": float(os.environ.get("GOLD_YOLO_PRED_STD", PRED_STD)),
-            "batch_size": int(os.environ.get("GOLD_YOLO_BATCH_SIZE", 2)),
-            "seed": int(os.environ.get("GOLD_YOLO_SEED", 0))}
+    return {
+        "img_size": int(os.environ.get("GOLD_YOLO_IMG_SIZE", 320)),
+        "pred_std": float(os.environ.get("GOLD_YOLO_PRED_STD", PRED_STD)),
+        "batch_size": int(os.environ.get("GOLD_YOLO_BATCH_SIZE", 2)),
+        "seed": int(os.environ.get("GOLD_YOLO_SEED", 0)),
+    }
 
 
 def _env_import():
     path = os.environ.get("GOLD_YOLO_OFFICIAL")
     if not path:
         raise gradcheck.workload.WorkloadError(
-            "set GOLD_YOLO_OFFICIAL to the official Detection/Gold-YOLO folder")
+            "set GOLD_YOLO_OFFICIAL to the official Detection/Gold-YOLO folder"
+        )
     import_official(path, [p for p in os.environ.get("GOLD_YOLO_OFFDEPS", "").split(":") if p])
 
 
@@ -121,15 +130,21 @@ def build_official(official: str, variant: str, img_size: int):
     """The official config, model (SyncBN -> BatchNorm2d, drop-path 0, as trained on one CPU)
     and ComputeLoss keyword arguments, from the imported official code (see import_official)."""
     cfg = OFF["config"].Config.fromfile(str(Path(official) / "configs" / f"gold_yolo-{variant}.py"))
-    if not hasattr(cfg, "training_mode"):          # tools/train.py default
+    if not hasattr(cfg, "training_mode"):  # tools/train.py default
         cfg.training_mode = "repvgg"
     cfg.model.neck.extra_cfg.drop_path_rate = 0.0
     model = OFF["yolo"].build_model(cfg, 80, "cpu")
     model = OFF["switch_tool"]._convert_batchnorm(model)
     head = cfg.model.head
-    loss_kw = dict(num_classes=80, ori_img_size=img_size, warmup_epoch=head.atss_warmup_epoch,
-                   use_dfl=head.use_dfl, reg_max=head.reg_max, iou_type=head.iou_type,
-                   fpn_strides=head.strides)
+    loss_kw = dict(
+        num_classes=80,
+        ori_img_size=img_size,
+        warmup_epoch=head.atss_warmup_epoch,
+        use_dfl=head.use_dfl,
+        reg_max=head.reg_max,
+        iou_type=head.iou_type,
+        fpn_strides=head.strides,
+    )
     return cfg, model, loss_kw
 
 
@@ -137,18 +152,25 @@ def sync_weights(ours, off) -> int:
     """Copy our parameters and buffers into the official model by name (the same weights on
     both sides, so both assign the same positives); returns how many tensors were copied."""
     state = {k: np.asarray(v.numpy()) for k, v in ours.state_dict().items()}
-    new = {k: torch.from_numpy(state[k].astype(np.float32)).to(v.dtype)
-           for k, v in off.state_dict().items()
-           if k in state and tuple(state[k].shape) == tuple(v.shape)}
+    new = {
+        k: torch.from_numpy(state[k].astype(np.float32)).to(v.dtype)
+        for k, v in off.state_dict().items()
+        if k in state and tuple(state[k].shape) == tuple(v.shape)
+    }
     off.load_state_dict(new, strict=False)
     return len(new)
 
 
-def official_workload(variant: str, img_size: int = 320, batch_size: int = 2, seed: int = 0,
-                      pred_std: float = PRED_STD):
+def official_workload(
+    variant: str,
+    img_size: int = 320,
+    batch_size: int = 2,
+    seed: int = 0,
+    pred_std: float = PRED_STD,
+):
     """The official model, loss and optimizer as a torch :class:`gradcheck.Workload`;
     ``pred_std`` 0 keeps upstream's zero-initialised prediction convolutions."""
-    torch.manual_seed(seed)          # the official random initialisation, the same every run
+    torch.manual_seed(seed)  # the official random initialisation, the same every run
     cfg, model, loss_kw = build_official(OFF["path"], variant, img_size)
     model = model.float().train()
     rng = np.random.RandomState(seed + 1)
@@ -159,7 +181,7 @@ def official_workload(variant: str, img_size: int = 320, batch_size: int = 2, se
     hp = gold_yolo.optim.solver_hparams(gold_yolo.get_config(f"gold_yolo_{variant}"), batch_size)
     cfg.solver.lr0, cfg.solver.weight_decay = hp["lr0"], hp["weight_decay"]
     optimizer = OFF["solver"].build_optimizer(cfg, model)
-    per_dtype: dict = {}     # align reruns the original in float64: a loss built for it
+    per_dtype: dict = {}  # align reruns the original in float64: a loss built for it
 
     def loss(model, batch):
         imgs, targets = batch
@@ -168,9 +190,10 @@ def official_workload(variant: str, img_size: int = 320, batch_size: int = 2, se
         parts = {}
         bbox = fn.bbox_loss.forward
 
-        def capture(*a, **k):       # the iou and dfl terms, still attached to the graph
+        def capture(*a, **k):  # the iou and dfl terms, still attached to the graph
             parts["iou"], parts["dfl"] = bbox(*a, **k)
             return parts["iou"], parts["dfl"]
+
         fn.bbox_loss.forward = capture
         try:
             outputs, _ = model(imgs)
@@ -182,14 +205,23 @@ def official_workload(variant: str, img_size: int = 320, batch_size: int = 2, se
         return total, {"iou": iou, "dfl": dfl, "cls": total - iou - dfl}
 
     images, targets = gold_yolo.synthetic_batch(img_size, batch_size, seed)
-    batch = (torch.from_numpy(images.numpy().copy()),
-             torch.from_numpy(np.asarray(targets, np.float32)))
-    frozen = {"detect.proj": "fixed DFL projection, not trained, as upstream",
-              "detect.proj_conv.weight": "fixed DFL projection, not trained, as upstream"}
-    return gradcheck.Workload(model, batch, loss, optimizer=optimizer, frozen=frozen,
-                              name=f"official_gold_yolo_{variant}",
-                              info={"img_size": img_size, "batch_size": batch_size,
-                                    "data": "synthetic"})
+    batch = (
+        torch.from_numpy(images.numpy().copy()),
+        torch.from_numpy(np.asarray(targets, np.float32)),
+    )
+    frozen = {
+        "detect.proj": "fixed DFL projection, not trained, as upstream",
+        "detect.proj_conv.weight": "fixed DFL projection, not trained, as upstream",
+    }
+    return gradcheck.Workload(
+        model,
+        batch,
+        loss,
+        optimizer=optimizer,
+        frozen=frozen,
+        name=f"official_gold_yolo_{variant}",
+        info={"img_size": img_size, "batch_size": batch_size, "data": "synthetic"},
+    )
 
 
 def port_workload(variant: str, img_size: int = 320, batch_size: int = 2, seed: int = 0):
@@ -204,8 +236,9 @@ def port_workload(variant: str, img_size: int = 320, batch_size: int = 2, seed: 
         imgs, tgts = batch
         out = loss_fn.compute(model(imgs), tgts, epoch_num=0, step_num=0)
         return out.total, out.terms, out.stats
+
     wl.loss = loss
-    images, targets = wl.batch_for(1)      # the bundled batch is a function of the step
+    images, targets = wl.batch_for(1)  # the bundled batch is a function of the step
     wl.batch = (images, np.asarray(targets, np.float32))
     return wl
 
@@ -218,6 +251,7 @@ def _factory(kind: str, variant: str):
         kw = _settings()
         kw.pop("pred_std")
         return port_workload(variant, **kw)
+
     make.__name__ = f"{kind}_{variant}"
     return make
 
@@ -231,8 +265,9 @@ for _v in "nsml":
 def eval_and_deploy(port_model, off_model, images) -> dict:
     """Eval-mode and fused-deploy outputs (scale-relative differences)."""
     sd = {k: v.detach().numpy() for k, v in off_model.state_dict().items()}
-    port_model.load_parameters({k: v for k, v in sd.items()
-                                if not k.endswith("num_batches_tracked")})
+    port_model.load_parameters(
+        {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
+    )
     x_j, x_t = jt.array(images), torch.from_numpy(images.copy())
     port_model.eval()
     off_model.eval()
@@ -258,25 +293,38 @@ def main() -> None:
     from gradcheck.render import get_renderer
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--official", required=True,
-                    help="folder Detection/Gold-YOLO of the official sources")
-    ap.add_argument("--pythonpath", default="",
-                    help="extra folders (':'-separated) appended to sys.path for the official "
-                         "model's dependencies")
+    ap.add_argument(
+        "--official", required=True, help="folder Detection/Gold-YOLO of the official sources"
+    )
+    ap.add_argument(
+        "--pythonpath",
+        default="",
+        help="extra folders (':'-separated) appended to sys.path for the official "
+        "model's dependencies",
+    )
     ap.add_argument("--variants", default="n,s")
     ap.add_argument("--img-size", type=int, default=320)
     ap.add_argument("--batch-size", type=int, default=2)
     ap.add_argument("--steps", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-deploy", dest="deploy", action="store_false",
-                    help="skip the eval / fused-deploy comparison")
-    ap.add_argument("--float64", choices=("auto", "always", "never"), default=None,
-                    help="rerun the port in float64 (align --float64; default: the config's)")
+    ap.add_argument(
+        "--no-deploy",
+        dest="deploy",
+        action="store_false",
+        help="skip the eval / fused-deploy comparison",
+    )
+    ap.add_argument(
+        "--float64",
+        choices=("auto", "always", "never"),
+        default=None,
+        help="rerun the port in float64 (align --float64; default: the config's)",
+    )
     ap.add_argument("--json", default="")
     args = ap.parse_args()
     import_official(args.official, [p for p in args.pythonpath.split(":") if p])
-    tol = Tolerances.from_policy(load_config(None).policy.with_overrides(
-        align_float64=args.float64))
+    tol = Tolerances.from_policy(
+        load_config(None).policy.with_overrides(align_float64=args.float64)
+    )
     rows, results = [], []
     for v in [s.strip() for s in args.variants.split(",") if s.strip()]:
         t0 = time.time()
@@ -291,33 +339,51 @@ def main() -> None:
             d["eval_deploy"] = eval_and_deploy(port.model, off.model, images)
         s = d["summary"]
         out = {m.original_module: m for m in res.modules}
-        rows.append((v, res.verdict.result, res.keys.copied,
-                     out["detect"].rel if "detect" in out else None,
-                     res.loss.rel, s["grad_rel_median"], s["noise_floor_median"],
-                     s["grad_not_ok"], s["params"], s["explained_by_float64"],
-                     _largest_f64_rel(res.params),
-                     d.get("eval_deploy", {}).get("eval"), d.get("eval_deploy", {}).get("deploy"),
-                     time.time() - t0))
+        rows.append(
+            (
+                v,
+                res.verdict.result,
+                res.keys.copied,
+                out["detect"].rel if "detect" in out else None,
+                res.loss.rel,
+                s["grad_rel_median"],
+                s["noise_floor_median"],
+                s["grad_not_ok"],
+                s["params"],
+                s["explained_by_float64"],
+                _largest_f64_rel(res.params),
+                d.get("eval_deploy", {}).get("eval"),
+                d.get("eval_deploy", {}).get("deploy"),
+                time.time() - t0,
+            )
+        )
         results.append(d)
         if args.json:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps(results, indent=1, default=str))
-    print("\n| variant | verdict | tensors copied | head outputs | loss | gradients, median "
-          "(official f32 vs f64) | gradients beyond tolerance | of them explained in float64 "
-          "| float64 rerun: largest gradient rel | eval / fused deploy | seconds |")
+    print(
+        "\n| variant | verdict | tensors copied | head outputs | loss | gradients, median "
+        "(official f32 vs f64) | gradients beyond tolerance | of them explained in float64 "
+        "| float64 rerun: largest gradient rel | eval / fused deploy | seconds |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for v, verdict, n, head, loss, gmed, floor, bad, np_, expl, f64, ev, dp, sec in rows:
         f = _fmt
-        print(f"| {v} | {verdict} | {n} | {f(head)} | {f(loss)} | {f(gmed)} ({f(floor)}) | "
-              f"{bad + expl}/{np_} | {expl} | {f(f64)} | {f(ev)} / {f(dp)} | {sec:.0f} |")
+        print(
+            f"| {v} | {verdict} | {n} | {f(head)} | {f(loss)} | {f(gmed)} ({f(floor)}) | "
+            f"{bad + expl}/{np_} | {expl} | {f(f64)} | {f(ev)} / {f(dp)} | {sec:.0f} |"
+        )
 
 
 def _largest_f64_rel(params):
     """The largest float64-rerun gradient difference, over gradients not ~0 (a gradient that
     is zero in exact arithmetic has no meaningful relative difference)."""
     gmax = max((p.grad_norm or 0.0 for p in params), default=0.0)
-    rels = [p.grad_rel_f64 for p in params
-            if p.grad_rel_f64 is not None and (p.grad_norm or 0.0) > 1e-9 * gmax]
+    rels = [
+        p.grad_rel_f64
+        for p in params
+        if p.grad_rel_f64 is not None and (p.grad_norm or 0.0) > 1e-9 * gmax
+    ]
     return max(rels, default=None)
 
 

@@ -31,8 +31,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--official", default="")
     ap.add_argument("--pythonpath", default="")
-    ap.add_argument("--ops", type=int, default=0,
-                    help="print the N costliest ops of one step (both sides)")
+    ap.add_argument(
+        "--ops", type=int, default=0, help="print the N costliest ops of one step (both sides)"
+    )
     a = ap.parse_args()
 
     sys.path.insert(0, str(ROOT / "bench"))
@@ -55,8 +56,14 @@ def main() -> None:
         loss.sync()
         t.append(time.perf_counter())
         opt.backward(loss)
-        jt.sync([g for pg in opt.param_groups for g, p in zip(pg["grads"], pg["params"])
-                 if not p.is_stop_grad()])
+        jt.sync(
+            [
+                g
+                for pg in opt.param_groups
+                for g, p in zip(pg["grads"], pg["params"])
+                if not p.is_stop_grad()
+            ]
+        )
         t.append(time.perf_counter())
         opt.step()
         jt.sync_all(True)
@@ -120,20 +127,32 @@ def main() -> None:
                 phased[s].append(ph)
     names = ("forward", "loss+assign", "backward", "update")
     print(f"# {name} {img}px batch {bs}: median of {a.steps} alternating steps (ms)")
-    print(f"{'phase':<14}" + "".join(f"{s:>12}" for s, _, _ in sides) +
-          ("   ratio" if len(sides) == 2 else ""))
+    print(
+        f"{'phase':<14}"
+        + "".join(f"{s:>12}" for s, _, _ in sides)
+        + ("   ratio" if len(sides) == 2 else "")
+    )
     rows = []
     for i, n in enumerate(names):
         vals = [statistics.median(p[i] for p in phased[s]) * 1e3 for s, _, _ in sides]
         rows.append(vals)
-        print(f"{n:<14}" + "".join(f"{v:12.1f}" for v in vals) +
-              (f"{vals[0] / vals[1]:8.2f}" if len(vals) == 2 and vals[1] else ""))
+        print(
+            f"{n:<14}"
+            + "".join(f"{v:12.1f}" for v in vals)
+            + (f"{vals[0] / vals[1]:8.2f}" if len(vals) == 2 and vals[1] else "")
+        )
     vals = [statistics.median(sum(p) for p in phased[s]) * 1e3 for s, _, _ in sides]
-    print(f"{'phased total':<14}" + "".join(f"{v:12.1f}" for v in vals) +
-          (f"{vals[0] / vals[1]:8.2f}" if len(vals) == 2 else ""))
+    print(
+        f"{'phased total':<14}"
+        + "".join(f"{v:12.1f}" for v in vals)
+        + (f"{vals[0] / vals[1]:8.2f}" if len(vals) == 2 else "")
+    )
     vals = [statistics.median(plain[s]) * 1e3 for s, _, _ in sides]
-    print(f"{'plain step':<14}" + "".join(f"{v:12.1f}" for v in vals) +
-          (f"{vals[0] / vals[1]:8.2f}" if len(vals) == 2 else ""))
+    print(
+        f"{'plain step':<14}"
+        + "".join(f"{v:12.1f}" for v in vals)
+        + (f"{vals[0] / vals[1]:8.2f}" if len(vals) == 2 else "")
+    )
 
     if a.ops:
         jt.sync_all(True)
@@ -145,12 +164,15 @@ def main() -> None:
         col = {k: i for i, k in enumerate(head)}
         total = sum(float(r[col["TotalTime"]]) for r in body)
         body.sort(key=lambda r: -float(r[col["TotalTime"]]))
-        print(f"# Jittor profiler, one plain step: {len(body)} op kinds, "
-              f"{total / 1e6:.1f} ms op time")
+        print(
+            f"# Jittor profiler, one plain step: {len(body)} op kinds, {total / 1e6:.1f} ms op time"
+        )
         for r in body[: a.ops]:
             tt = float(r[col["TotalTime"]])
-            print(f"{tt / 1e6:8.2f} ms {100 * tt / total:5.1f}% x{int(r[col['Count']]):<5} "
-                  f"{r[col['Name']][:150]}")
+            print(
+                f"{tt / 1e6:8.2f} ms {100 * tt / total:5.1f}% x{int(r[col['Count']]):<5} "
+                f"{r[col['Name']][:150]}"
+            )
         if off_plain:
             from torch.profiler import ProfilerActivity, profile
 

@@ -42,15 +42,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIM = ROOT / "tests" / "fixtures" / "sanitize" / "jittor_shim.c"
-CACHE_NAME = "gradcheck_sanitize/ops"   # two parts: its jittor.lock is its own (cache/../)
+CACHE_NAME = "gradcheck_sanitize/ops"  # two parts: its jittor.lock is its own (cache/../)
 SUPPRESSIONS = ROOT / "tests" / "fixtures" / "sanitize" / "ubsan.supp"
 REPORT = re.compile(r"ERROR: AddressSanitizer|runtime error: ")
 
 
 def runtime_lib(name: str) -> str:
     """The compiler's own sanitizer runtime, e.g. ``libasan.so`` (what its code links to)."""
-    out = subprocess.run([os.environ.get("cc_path", "g++"), f"-print-file-name={name}"],
-                         capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [os.environ.get("cc_path", "g++"), f"-print-file-name={name}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     path = os.path.realpath(out)
     if not os.path.isfile(path):
         raise RuntimeError(f"{name} not found (install the compiler's sanitizer runtimes)")
@@ -89,22 +93,28 @@ def sanitizer_env(base: dict | None = None, cache_name: str = CACHE_NAME) -> dic
     cache = fresh_op_cache(warm_cache(), cache_name)
     shim = cache / "jittor_shim.so"
     if not shim.exists() or shim.stat().st_mtime < SHIM.stat().st_mtime:
-        subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(shim), str(SHIM), "-ldl"],
-                       check=True)
+        subprocess.run(
+            ["gcc", "-shared", "-fPIC", "-O2", "-o", str(shim), str(SHIM), "-ldl"], check=True
+        )
     env = dict(os.environ if base is None else base)
-    env.update({
-        "cache_name": cache_name,
-        "kernel_flags": "-fsanitize=address,undefined -fno-omit-frame-pointer -g",
-        "use_sfrl_allocator": "0", "use_temp_allocator": "0", "gdb_path": "",
-        "LD_PRELOAD": " ".join([str(shim), runtime_lib("libasan.so"),
-                                runtime_lib("libubsan.so")]),
-        "ASAN_OPTIONS": "detect_leaks=0:halt_on_error=1:abort_on_error=1:"
-                        "verify_asan_link_order=0",
-        "UBSAN_OPTIONS": f"print_stacktrace=1:halt_on_error=1:abort_on_error=1:"
-                         f"suppressions={SUPPRESSIONS}",
-        "GRADCHECK_SUPERVISE": "0",   # a sanitizer report must not be rerun away
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    })
+    env.update(
+        {
+            "cache_name": cache_name,
+            "kernel_flags": "-fsanitize=address,undefined -fno-omit-frame-pointer -g",
+            "use_sfrl_allocator": "0",
+            "use_temp_allocator": "0",
+            "gdb_path": "",
+            "LD_PRELOAD": " ".join(
+                [str(shim), runtime_lib("libasan.so"), runtime_lib("libubsan.so")]
+            ),
+            "ASAN_OPTIONS": "detect_leaks=0:halt_on_error=1:abort_on_error=1:"
+            "verify_asan_link_order=0",
+            "UBSAN_OPTIONS": f"print_stacktrace=1:halt_on_error=1:abort_on_error=1:"
+            f"suppressions={SUPPRESSIONS}",
+            "GRADCHECK_SUPERVISE": "0",  # a sanitizer report must not be rerun away
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        }
+    )
     return env
 
 
@@ -121,7 +131,7 @@ def main() -> None:
     env = sanitizer_env()
     import signal
 
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)   # Jittor's would quick-exit on an abort
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # Jittor's would quick-exit on an abort
     proc = subprocess.run(argv, env=env, stderr=subprocess.PIPE, text=True)
     sys.stderr.write(proc.stderr)
     n = reports(proc.stderr)

@@ -20,7 +20,7 @@ class Block(nn.Module):
         self.fc2 = nn.Linear(width, width)
         self.norm = nn.LayerNorm(width)
 
-    def execute(self, x):                              # (B, width) -> (B, width)
+    def execute(self, x):  # (B, width) -> (B, width)
         return x + self.fc2(nn.relu(self.fc1(self.norm(x))))
 
 
@@ -33,7 +33,7 @@ class Deep(nn.Module):
         self.big = nn.Linear(width, width) if wide else None
         self.out = nn.Linear(width, 1)
 
-    def execute(self, x):                              # (B, 8) -> (B, 1)
+    def execute(self, x):  # (B, 8) -> (B, 1)
         h = self.inp(x)
         if self.body is not None:
             h = self.body(h)

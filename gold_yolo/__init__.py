@@ -21,15 +21,37 @@ without Jittor (:mod:`gold_yolo.configs`, :mod:`gold_yolo.registry`), does neith
 names above are loaded on first use.
 """
 
-__all__ = ["CONFIG_NAMES", "get_config", "build_model", "build_loss", "build_optimizer",
-           "reparameterize", "synthetic_batch", "load_batch", "YoloDataset", "DatasetError",
-           "ComputeLoss", "LossOutput", "GoldYOLO"]
+__all__ = [
+    "CONFIG_NAMES",
+    "get_config",
+    "build_model",
+    "build_loss",
+    "build_optimizer",
+    "reparameterize",
+    "synthetic_batch",
+    "load_batch",
+    "YoloDataset",
+    "DatasetError",
+    "ComputeLoss",
+    "LossOutput",
+    "GoldYOLO",
+]
 
-_LAZY = {"CONFIG_NAMES": "configs", "get_config": "configs",
-         "DatasetError": "data", "YoloDataset": "data", "load_batch": "data",
-         "synthetic_batch": "data", "ComputeLoss": "loss", "LossOutput": "loss",
-         "build_loss": "loss", "GoldYOLO": "model", "build_model": "model",
-         "build_optimizer": "optim", "reparameterize": "reparam"}
+_LAZY = {
+    "CONFIG_NAMES": "configs",
+    "get_config": "configs",
+    "DatasetError": "data",
+    "YoloDataset": "data",
+    "load_batch": "data",
+    "synthetic_batch": "data",
+    "ComputeLoss": "loss",
+    "LossOutput": "loss",
+    "build_loss": "loss",
+    "GoldYOLO": "model",
+    "build_model": "model",
+    "build_optimizer": "optim",
+    "reparameterize": "reparam",
+}
 
 
 def _jittor():

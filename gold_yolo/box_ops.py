@@ -105,12 +105,14 @@ class IOUloss:
 
     def __call__(self, box1, box2):
         if tuple(box1.shape) != tuple(box2.shape):
-            raise ValueError(f"IOUloss needs aligned boxes of equal shape, got {tuple(box1.shape)} "
-                             f"and {tuple(box2.shape)}")
+            raise ValueError(
+                f"IOUloss needs aligned boxes of equal shape, got {tuple(box1.shape)} "
+                f"and {tuple(box2.shape)}"
+            )
         eps = self.eps
         if self.box_format == "xyxy":
-            b1_x1, b1_y1, b1_x2, b1_y2 = (box1[:, i:i + 1] for i in range(4))
-            b2_x1, b2_y1, b2_x2, b2_y2 = (box2[:, i:i + 1] for i in range(4))
+            b1_x1, b1_y1, b1_x2, b1_y2 = (box1[:, i : i + 1] for i in range(4))
+            b2_x1, b2_y1, b2_x2, b2_y2 = (box2[:, i : i + 1] for i in range(4))
         else:
             b1_x1, b1_x2 = box1[:, 0:1] - box1[:, 2:3] / 2, box1[:, 0:1] + box1[:, 2:3] / 2
             b1_y1, b1_y2 = box1[:, 1:2] - box1[:, 3:4] / 2, box1[:, 1:2] + box1[:, 3:4] / 2
@@ -118,8 +120,9 @@ class IOUloss:
             b2_y1, b2_y2 = box2[:, 1:2] - box2[:, 3:4] / 2, box2[:, 1:2] + box2[:, 3:4] / 2
 
         # intersection and union, (N, 1)
-        inter = (jt.minimum(b1_x2, b2_x2) - jt.maximum(b1_x1, b2_x1)).clamp(min_v=0.0) * \
-                (jt.minimum(b1_y2, b2_y2) - jt.maximum(b1_y1, b2_y1)).clamp(min_v=0.0)
+        inter = (jt.minimum(b1_x2, b2_x2) - jt.maximum(b1_x1, b2_x1)).clamp(min_v=0.0) * (
+            jt.minimum(b1_y2, b2_y2) - jt.maximum(b1_y1, b2_y1)
+        ).clamp(min_v=0.0)
         w1, h1 = b1_x2 - b1_x1, b1_y2 - b1_y1 + eps
         w2, h2 = b2_x2 - b2_x1, b2_y2 - b2_y1 + eps
         union = w1 * h1 + w2 * h2 - inter + eps
@@ -131,18 +134,18 @@ class IOUloss:
             c_area = cw * ch + eps
             iou = iou - (c_area - union) / c_area
         elif self.iou_type in ("diou", "ciou"):
-            c2 = cw ** 2 + ch ** 2 + eps
+            c2 = cw**2 + ch**2 + eps
             rho2 = ((b2_x1 + b2_x2 - b1_x1 - b1_x2) ** 2 + (b2_y1 + b2_y2 - b1_y1 - b1_y2) ** 2) / 4
             if self.iou_type == "diou":
                 iou = iou - rho2 / c2
             else:
-                v = (4 / math.pi ** 2) * (jt.atan(w2 / h2) - jt.atan(w1 / h1)) ** 2
+                v = (4 / math.pi**2) * (jt.atan(w2 / h2) - jt.atan(w1 / h1)) ** 2
                 alpha = (v / (v - iou + (1 + eps))).stop_grad()  # upstream: torch.no_grad()
                 iou = iou - (rho2 / c2 + v * alpha)
         elif self.iou_type == "siou":
             s_cw = (b2_x1 + b2_x2 - b1_x1 - b1_x2) * 0.5 + eps
             s_ch = (b2_y1 + b2_y2 - b1_y1 - b1_y2) * 0.5 + eps
-            sigma = jt.sqrt(s_cw ** 2 + s_ch ** 2)
+            sigma = jt.sqrt(s_cw**2 + s_ch**2)
             sin_alpha_1 = jt.abs(s_cw) / sigma
             sin_alpha_2 = jt.abs(s_ch) / sigma
             threshold = math.sqrt(2) / 2

@@ -30,8 +30,17 @@ import numpy as np
 
 from . import jt  # the package sets up the Jittor runtime first
 
-__all__ = ["DatasetError", "synthetic_batch", "synthetic_targets", "YoloDataset", "load_batch",
-           "letterbox", "parse_label_file", "IMG_EXTS", "PAD_COLOR"]
+__all__ = [
+    "DatasetError",
+    "synthetic_batch",
+    "synthetic_targets",
+    "YoloDataset",
+    "load_batch",
+    "letterbox",
+    "parse_label_file",
+    "IMG_EXTS",
+    "PAD_COLOR",
+]
 
 IMG_EXTS = (".jpg", ".jpeg", ".png")
 PAD_COLOR = (114, 114, 114)
@@ -43,8 +52,9 @@ class DatasetError(ValueError):
 
 
 # ------------------------------------------------------------------ synthetic batch
-def synthetic_targets(img_size: int, batch_size: int, seed: int = 0,
-                      num_classes: int = 80) -> np.ndarray:
+def synthetic_targets(
+    img_size: int, batch_size: int, seed: int = 0, num_classes: int = 80
+) -> np.ndarray:
     """Deterministic targets (n, 6) ``[img, cls, xc, yc, w, h]`` for square ``img_size`` images.
 
     Every image gets, for each stride s in (8, 16, 32):
@@ -81,17 +91,23 @@ def synthetic_targets(img_size: int, batch_size: int, seed: int = 0,
         for s in _STRIDES:
             n = img_size // s
             cx, cy = (rng.randint(n) + 0.5) * s, (rng.randint(n) + 0.5) * s
-            half = rng.uniform(2.5, 3.0, size=2)       # < 4 px: other levels' centres stay outside
+            half = rng.uniform(2.5, 3.0, size=2)  # < 4 px: other levels' centres stay outside
             jx, jy = rng.uniform(-0.9, 0.9, size=2) * (3.9 - half)
             boxes.append((cx + jx, cy + jy, 2 * half[0], 2 * half[1]))
         big = rng.uniform(0.85, 0.95, size=2) * S
-        boxes.append((S / 2 + rng.uniform(-0.02, 0.02) * S, S / 2 + rng.uniform(-0.02, 0.02) * S,
-                      big[0], big[1]))
+        boxes.append(
+            (
+                S / 2 + rng.uniform(-0.02, 0.02) * S,
+                S / 2 + rng.uniform(-0.02, 0.02) * S,
+                big[0],
+                big[1],
+            )
+        )
         for _ in range(rng.randint(0, 3)):
             w, h = rng.uniform(0.05, 0.6, size=2) * S
             xc, yc = rng.uniform(w / 2, S - w / 2), rng.uniform(h / 2, S - h / 2)
             boxes.append((xc, yc, w, h))
-        for (xc, yc, w, h) in boxes:
+        for xc, yc, w, h in boxes:
             rows.append([i, rng.randint(num_classes), xc / S, yc / S, w / S, h / S])
     t = np.asarray(rows, np.float32)
     t[:, 2:] = np.clip(t[:, 2:], 0.0, 1.0)
@@ -111,7 +127,7 @@ def synthetic_batch(img_size: int = 320, batch_size: int = 2, seed: int = 0, num
     for img_i, cls, xc, yc, w, h in targets:  # a handful of boxes: fine to loop
         x1, x2 = int(round((xc - w / 2) * img_size)), int(round((xc + w / 2) * img_size))
         y1, y2 = int(round((yc - h / 2) * img_size)), int(round((yc + h / 2) * img_size))
-        imgs[int(img_i), :, max(y1, 0):y2, max(x1, 0):x2] = palette[int(cls)][:, None, None]
+        imgs[int(img_i), :, max(y1, 0) : y2, max(x1, 0) : x2] = palette[int(cls)][:, None, None]
     return jt.array(imgs), targets
 
 
@@ -135,7 +151,7 @@ def letterbox(img, img_size: int):
     top, left = int(round(dh - 0.1)), int(round(dw - 0.1))
     canvas = np.empty((img_size, img_size, 3), np.uint8)
     canvas[...] = PAD_COLOR
-    canvas[top:top + h, left:left + w] = np.asarray(img, np.uint8)
+    canvas[top : top + h, left : left + w] = np.asarray(img, np.uint8)
     return canvas, (w / w0, h / h0), (dw, dh)
 
 
@@ -154,8 +170,9 @@ def parse_label_file(path) -> np.ndarray:
                 continue
             where = f"{path}:{lineno}"
             if len(parts) != 5:
-                raise DatasetError(f"{where}: expected 5 columns 'class xc yc w h', "
-                                   f"got {len(parts)}")
+                raise DatasetError(
+                    f"{where}: expected 5 columns 'class xc yc w h', got {len(parts)}"
+                )
             try:
                 vals = [float(p) for p in parts]
             except ValueError:
@@ -164,11 +181,13 @@ def parse_label_file(path) -> np.ndarray:
                 raise DatasetError(f"{where}: non-finite value in {line.strip()!r}")
             cls = vals[0]
             if cls < 0 or cls != int(cls):
-                raise DatasetError(f"{where}: class must be a non-negative integer, "
-                                   f"got {parts[0]!r}")
+                raise DatasetError(
+                    f"{where}: class must be a non-negative integer, got {parts[0]!r}"
+                )
             if any(v < 0 or v > 1 for v in vals[1:]):
-                raise DatasetError(f"{where}: coordinates must be normalised to 0..1, "
-                                   f"got {' '.join(parts[1:])}")
+                raise DatasetError(
+                    f"{where}: coordinates must be normalised to 0..1, got {' '.join(parts[1:])}"
+                )
             rows.append(vals)
     if not rows:
         return np.zeros((0, 5), np.float32)
@@ -198,8 +217,9 @@ class YoloDataset:
             raise DatasetError(f"{self.root}: dataset folder does not exist")
         if not img_dir.is_dir():
             raise DatasetError(f"{img_dir}: images folder does not exist")
-        self.img_paths = sorted(p for p in img_dir.iterdir()
-                                if p.is_file() and p.suffix.lower() in IMG_EXTS)
+        self.img_paths = sorted(
+            p for p in img_dir.iterdir() if p.is_file() and p.suffix.lower() in IMG_EXTS
+        )
         if not self.img_paths:
             raise DatasetError(f"{img_dir}: no images ({', '.join(IMG_EXTS)})")
         self.label_dir = self.root / "labels"
@@ -222,14 +242,15 @@ class YoloDataset:
         labels = self.labels[index].copy()
         if len(labels):
             S = float(self.img_size)
-            w, h = w0 * rw, h0 * rh   # resized image size on the canvas
+            w, h = w0 * rw, h0 * rh  # resized image size on the canvas
             xc, yc, bw, bh = labels[:, 1], labels[:, 2], labels[:, 3], labels[:, 4]
             x1 = np.clip(w * (xc - bw / 2) + dw, 0, S - 1e-3)
             y1 = np.clip(h * (yc - bh / 2) + dh, 0, S - 1e-3)
             x2 = np.clip(w * (xc + bw / 2) + dw, 0, S - 1e-3)
             y2 = np.clip(h * (yc + bh / 2) + dh, 0, S - 1e-3)
-            labels[:, 1:] = np.stack([(x1 + x2) / 2 / S, (y1 + y2) / 2 / S,
-                                      (x2 - x1) / S, (y2 - y1) / S], 1)
+            labels[:, 1:] = np.stack(
+                [(x1 + x2) / 2 / S, (y1 + y2) / 2 / S, (x2 - x1) / S, (y2 - y1) / S], 1
+            )
         image = canvas.transpose(2, 0, 1).astype(np.float32) / 255.0
         return np.ascontiguousarray(image), labels.astype(np.float32), str(path)
 
@@ -241,8 +262,10 @@ class YoloDataset:
             img, labels, _ = self[idx]
             images.append(img)
             targets.append(np.concatenate([np.full((len(labels), 1), i, np.float32), labels], 1))
-        return (jt.array(np.stack(images)),
-                np.concatenate(targets, 0).reshape(-1, 6).astype(np.float32))
+        return (
+            jt.array(np.stack(images)),
+            np.concatenate(targets, 0).reshape(-1, 6).astype(np.float32),
+        )
 
 
 def load_batch(root, img_size: int = 640, batch_size: int = 2, start: int = 0):

@@ -33,8 +33,7 @@ from jittor import nn
 from .layers.common import Conv
 from .layers.conv import Conv2d
 
-__all__ = ["Detect", "EffiDeHead", "build_effidehead_layer", "generate_anchors_eval",
-           "dist2bbox"]
+__all__ = ["Detect", "EffiDeHead", "build_effidehead_layer", "generate_anchors_eval", "dist2bbox"]
 
 
 def generate_anchors_eval(feats, fpn_strides, grid_cell_offset=0.5):
@@ -42,8 +41,11 @@ def generate_anchors_eval(feats, fpn_strides, grid_cell_offset=0.5):
     points, strides = [], []
     for f, stride in zip(feats, fpn_strides):
         h, w = f.shape[2], f.shape[3]
-        sy, sx = np.meshgrid(np.arange(h, dtype=np.float32) + grid_cell_offset,
-                             np.arange(w, dtype=np.float32) + grid_cell_offset, indexing="ij")
+        sy, sx = np.meshgrid(
+            np.arange(h, dtype=np.float32) + grid_cell_offset,
+            np.arange(w, dtype=np.float32) + grid_cell_offset,
+            indexing="ij",
+        )
         points.append(np.stack([sx, sy], -1).reshape(-1, 2))
         strides.append(np.full((h * w, 1), stride, dtype=np.float32))
     return np.concatenate(points), np.concatenate(strides)
@@ -65,8 +67,9 @@ class Detect(nn.Module):
     """Efficient decoupled head.  Attributes mirror upstream (stems, cls_convs, reg_convs,
     cls_preds, reg_preds, proj_conv, proj); ``stride`` is a python list, not a Var."""
 
-    def __init__(self, num_classes=80, num_layers=3, inplace=True, head_layers=None,
-                 use_dfl=True, reg_max=16):
+    def __init__(
+        self, num_classes=80, num_layers=3, inplace=True, head_layers=None, use_dfl=True, reg_max=16
+    ):
         super().__init__()
         assert head_layers is not None
         self.nc = num_classes
@@ -112,8 +115,8 @@ class Detect(nn.Module):
 
     def _level(self, i, x):
         x = self.stems[i](x)
-        cls_output = self.cls_preds[i](self.cls_convs[i](x))   # (B, nc, H, W)
-        reg_output = self.reg_preds[i](self.reg_convs[i](x))   # (B, 4*(R+1), H, W)
+        cls_output = self.cls_preds[i](self.cls_convs[i](x))  # (B, nc, H, W)
+        reg_output = self.reg_preds[i](self.reg_convs[i](x))  # (B, 4*(R+1), H, W)
         return x, cls_output, reg_output
 
     def execute(self, x):
@@ -123,12 +126,11 @@ class Detect(nn.Module):
             for i in range(self.nl):
                 x[i], cls_output, reg_output = self._level(i, x[i])
                 cls_output = cls_output.sigmoid()
-                cls_score_list.append(cls_output.flatten(2).permute(0, 2, 1))   # (B, HW, nc)
+                cls_score_list.append(cls_output.flatten(2).permute(0, 2, 1))  # (B, HW, nc)
                 reg_distri_list.append(reg_output.flatten(2).permute(0, 2, 1))  # (B, HW, 4(R+1))
             return (x, jt.concat(cls_score_list, dim=1), jt.concat(reg_distri_list, dim=1))
 
-        anchor_points, stride_tensor = generate_anchors_eval(x, self.stride,
-                                                             self.grid_cell_offset)
+        anchor_points, stride_tensor = generate_anchors_eval(x, self.stride, self.grid_cell_offset)
         cls_score_list, reg_dist_list = [], []
         for i in range(self.nl):
             b, _, h, w = x[i].shape
@@ -136,15 +138,15 @@ class Detect(nn.Module):
             x[i], cls_output, reg_output = self._level(i, x[i])
             if self.use_dfl:
                 reg_output = reg_output.reshape(-1, 4, self.reg_max + 1, hw).permute(0, 2, 1, 3)
-                reg_output = self.proj_conv(nn.softmax(reg_output, dim=1))     # (B, 1, 4, hw)
+                reg_output = self.proj_conv(nn.softmax(reg_output, dim=1))  # (B, 1, 4, hw)
             cls_score_list.append(cls_output.sigmoid().reshape(b, self.nc, hw))
             reg_dist_list.append(reg_output.reshape(b, 4, hw))
-        cls_scores = jt.concat(cls_score_list, dim=-1).permute(0, 2, 1)        # (B, A, nc)
-        reg_dists = jt.concat(reg_dist_list, dim=-1).permute(0, 2, 1)          # (B, A, 4)
+        cls_scores = jt.concat(cls_score_list, dim=-1).permute(0, 2, 1)  # (B, A, nc)
+        reg_dists = jt.concat(reg_dist_list, dim=-1).permute(0, 2, 1)  # (B, A, 4)
         pred_bboxes = dist2bbox(reg_dists, jt.array(anchor_points), box_format="xywh")
         pred_bboxes = pred_bboxes * jt.array(stride_tensor)
         ones = jt.ones((b, pred_bboxes.shape[1], 1), dtype=pred_bboxes.dtype)
-        return jt.concat([pred_bboxes, ones, cls_scores], dim=-1)              # (B, A, 5+nc)
+        return jt.concat([pred_bboxes, ones, cls_scores], dim=-1)  # (B, A, 5+nc)
 
 
 EffiDeHead = Detect
@@ -156,10 +158,10 @@ def build_effidehead_layer(channels_list, num_anchors, num_classes, reg_max=16, 
     layers = []
     for c in (channels_list[k] for k in chx[:num_layers]):
         layers += [
-            Conv(in_channels=c, out_channels=c, kernel_size=1, stride=1),       # stem
-            Conv(in_channels=c, out_channels=c, kernel_size=3, stride=1),       # cls_conv
-            Conv(in_channels=c, out_channels=c, kernel_size=3, stride=1),       # reg_conv
-            Conv2d(c, num_classes * num_anchors, 1),                             # cls_pred
-            Conv2d(c, 4 * (reg_max + num_anchors), 1),                           # reg_pred
+            Conv(in_channels=c, out_channels=c, kernel_size=1, stride=1),  # stem
+            Conv(in_channels=c, out_channels=c, kernel_size=3, stride=1),  # cls_conv
+            Conv(in_channels=c, out_channels=c, kernel_size=3, stride=1),  # reg_conv
+            Conv2d(c, num_classes * num_anchors, 1),  # cls_pred
+            Conv2d(c, 4 * (reg_max + num_anchors), 1),  # reg_pred
         ]
     return nn.Sequential(*layers)

@@ -45,7 +45,7 @@ def initialize_weights(model: nn.Module) -> None:
     default init, which in Jittor is torch's (uniform +-1/sqrt(fan_in)); activations'
     ``inplace`` has no Jittor meaning."""
     for m in model.modules():
-        if type(m) is BatchNorm2d:   # ours: torch's statistics (layers/norm.py)
+        if type(m) is BatchNorm2d:  # ours: torch's statistics (layers/norm.py)
             m.eps = 1e-3
             m.momentum = 0.03
 
@@ -61,20 +61,38 @@ def build_network(cfg: GoldYOLOConfig, channels: int = 3, num_classes: int = 80)
     extra_cfg = cfg.neck.extra_cfg
 
     if "CSP" in cfg.backbone.type:
-        backbone = BACKBONE(in_channels=channels, channels_list=channels_list,
-                            num_repeats=num_repeat, block=block, csp_e=cfg.backbone.csp_e,
-                            fuse_P2=cfg.backbone.fuse_P2, cspsppf=cfg.backbone.cspsppf)
-        neck = NECK(channels_list=channels_list, num_repeats=num_repeat, block=block,
-                    csp_e=cfg.neck.csp_e, extra_cfg=extra_cfg)
+        backbone = BACKBONE(
+            in_channels=channels,
+            channels_list=channels_list,
+            num_repeats=num_repeat,
+            block=block,
+            csp_e=cfg.backbone.csp_e,
+            fuse_P2=cfg.backbone.fuse_P2,
+            cspsppf=cfg.backbone.cspsppf,
+        )
+        neck = NECK(
+            channels_list=channels_list,
+            num_repeats=num_repeat,
+            block=block,
+            csp_e=cfg.neck.csp_e,
+            extra_cfg=extra_cfg,
+        )
     else:
-        backbone = BACKBONE(in_channels=channels, channels_list=channels_list,
-                            num_repeats=num_repeat, block=block, fuse_P2=cfg.backbone.fuse_P2,
-                            cspsppf=cfg.backbone.cspsppf)
-        neck = NECK(channels_list=channels_list, num_repeats=num_repeat, block=block,
-                    extra_cfg=extra_cfg)
+        backbone = BACKBONE(
+            in_channels=channels,
+            channels_list=channels_list,
+            num_repeats=num_repeat,
+            block=block,
+            fuse_P2=cfg.backbone.fuse_P2,
+            cspsppf=cfg.backbone.cspsppf,
+        )
+        neck = NECK(
+            channels_list=channels_list, num_repeats=num_repeat, block=block, extra_cfg=extra_cfg
+        )
 
-    head_layers = build_effidehead_layer(channels_list, 1, num_classes,
-                                         reg_max=cfg.head.reg_max, num_layers=num_layers)
+    head_layers = build_effidehead_layer(
+        channels_list, 1, num_classes, reg_max=cfg.head.reg_max, num_layers=num_layers
+    )
     # upstream passes no reg_max here: Detect.reg_max stays 16 (proj has 17 entries for n too)
     head = Detect(num_classes, num_layers, head_layers=head_layers, use_dfl=cfg.head.use_dfl)
     return backbone, neck, head
@@ -87,7 +105,7 @@ class GoldYOLO(nn.Module):
     def __init__(self, cfg: GoldYOLOConfig, channels: int = 3, num_classes: int = 80):
         super().__init__()
         self.backbone, self.neck, self.detect = build_network(cfg, channels, num_classes)
-        self.stride = list(self.detect.stride)   # python ints, not a Var
+        self.stride = list(self.detect.stride)  # python ints, not a Var
         self.nc = num_classes
         # upstream order: detect.initialize_biases() then initialize_weights(); the generic
         # init here never touches weights, but run the head priors last anyway
@@ -101,8 +119,8 @@ class GoldYOLO(nn.Module):
 
     def execute(self, x, return_featmaps: bool = False):
         """x (B, 3, H, W) -> train: (feats, cls_scores, reg_distri); eval: (B, A, 5+nc)."""
-        x = self.backbone(x)            # (c2, c3, c4, c5)
-        x = self.neck(x)                # [p3, n4, n5] at strides 8, 16, 32
+        x = self.backbone(x)  # (c2, c3, c4, c5)
+        x = self.neck(x)  # [p3, n4, n5] at strides 8, 16, 32
         featmaps = list(x)
         out = self.detect(x)
         return [out, featmaps] if return_featmaps else out
@@ -117,8 +135,9 @@ class GoldYOLO(nn.Module):
                 blk.drop_path.drop_prob = float(p)
 
 
-def build_model(name: str | GoldYOLOConfig = "gold_yolo_s", num_classes: int = 80,
-                channels: int = 3) -> GoldYOLO:
+def build_model(
+    name: str | GoldYOLOConfig = "gold_yolo_s", num_classes: int = 80, channels: int = 3
+) -> GoldYOLO:
     """A Gold-YOLO in train mode with the official initialisation."""
     cfg = get_config(name) if isinstance(name, str) else name
     model = GoldYOLO(cfg, channels=channels, num_classes=num_classes)

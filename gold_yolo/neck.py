@@ -62,32 +62,44 @@ class _GDNeckBase(nn.Module):
 
         self.reduce_layer_c5 = SimConv(ch[4], ch[5], kernel_size=1, stride=1)
         self.LAF_p4 = SimFusion_3in(in_channel_list=[ch[3], ch[3]], out_channels=ch[5])
-        self.Inject_p4 = InjectionMultiSum_Auto_pool(ch[5], ch[5], norm_cfg=norm_cfg,
-                                                     activations=nn.ReLU6)
+        self.Inject_p4 = InjectionMultiSum_Auto_pool(
+            ch[5], ch[5], norm_cfg=norm_cfg, activations=nn.ReLU6
+        )
         self.Rep_p4 = stage(ch[5], ch[5], n[5])
 
         self.reduce_layer_p4 = SimConv(ch[5], ch[6], kernel_size=1, stride=1)
         self.LAF_p3 = SimFusion_3in(in_channel_list=[ch[5], ch[5]], out_channels=ch[6])
-        self.Inject_p3 = InjectionMultiSum_Auto_pool(ch[6], ch[6], norm_cfg=norm_cfg,
-                                                     activations=nn.ReLU6)
+        self.Inject_p3 = InjectionMultiSum_Auto_pool(
+            ch[6], ch[6], norm_cfg=norm_cfg, activations=nn.ReLU6
+        )
         self.Rep_p3 = stage(ch[6], ch[6], n[6])
 
         self.high_FAM = PyramidPoolAgg(stride=g("c2t_stride"), pool_mode=g("pool_mode"))
         dpr = [float(x) for x in np.linspace(0, g("drop_path_rate"), g("depths"))]
         self.high_IFM = TopBasicLayer(
-            block_num=g("depths"), embedding_dim=g("embed_dim_n"), key_dim=g("key_dim"),
-            num_heads=g("num_heads"), mlp_ratio=g("mlp_ratios"), attn_ratio=g("attn_ratios"),
-            drop=0, attn_drop=0, drop_path=dpr, norm_cfg=norm_cfg)
+            block_num=g("depths"),
+            embedding_dim=g("embed_dim_n"),
+            key_dim=g("key_dim"),
+            num_heads=g("num_heads"),
+            mlp_ratio=g("mlp_ratios"),
+            attn_ratio=g("attn_ratios"),
+            drop=0,
+            attn_drop=0,
+            drop_path=dpr,
+            norm_cfg=norm_cfg,
+        )
         self.conv_1x1_n = Conv2d(g("embed_dim_n"), sum(tc[2:4]), 1, stride=1, padding=0)
 
         self.LAF_n4 = AdvPoolFusion()
-        self.Inject_n4 = InjectionMultiSum_Auto_pool(ch[8], ch[8], norm_cfg=norm_cfg,
-                                                     activations=nn.ReLU6)
+        self.Inject_n4 = InjectionMultiSum_Auto_pool(
+            ch[8], ch[8], norm_cfg=norm_cfg, activations=nn.ReLU6
+        )
         self.Rep_n4 = stage(ch[6] + ch[7], ch[8], n[7])
 
         self.LAF_n5 = AdvPoolFusion()
-        self.Inject_n5 = InjectionMultiSum_Auto_pool(ch[10], ch[10], norm_cfg=norm_cfg,
-                                                     activations=nn.ReLU6)
+        self.Inject_n5 = InjectionMultiSum_Auto_pool(
+            ch[10], ch[10], norm_cfg=norm_cfg, activations=nn.ReLU6
+        )
         self.Rep_n5 = stage(ch[5] + ch[9], ch[10], n[8])
 
         self.trans_channels = tc
@@ -148,8 +160,14 @@ class RepGDNeck(_GDNeckBase):
 class GDNeck(_GDNeckBase):
     """GD neck with BepC3 (CSP) stages (Gold-YOLO-m)."""
 
-    def __init__(self, channels_list=None, num_repeats=None, block=BottleRep,
-                 csp_e=float(1) / 2, extra_cfg=None):
+    def __init__(
+        self,
+        channels_list=None,
+        num_repeats=None,
+        block=BottleRep,
+        csp_e=float(1) / 2,
+        extra_cfg=None,
+    ):
         super().__init__()
         assert channels_list is not None and num_repeats is not None
 

@@ -44,6 +44,7 @@ GROUP_NAMES = ("bn_weights", "weights", "biases")
 @dataclass
 class ParamGroups:
     """The three upstream groups, as (name, Var) lists, plus the parameters left out."""
+
     bn_weights: list = field(default_factory=list)
     weights: list = field(default_factory=list)
     biases: list = field(default_factory=list)
@@ -61,8 +62,9 @@ def param_groups(model) -> ParamGroups:
     buffers = set()
     for mod in model.modules():
         if isinstance(mod, bn_types):
-            buffers.update(id(getattr(mod, k)) for k in ("running_mean", "running_var")
-                           if hasattr(mod, k))
+            buffers.update(
+                id(getattr(mod, k)) for k in ("running_mean", "running_var") if hasattr(mod, k)
+            )
         bias = getattr(mod, "bias", None)
         if isinstance(bias, jt.Var):
             groups.biases.append((names.get(id(bias), "?"), bias))
@@ -78,8 +80,13 @@ def param_groups(model) -> ParamGroups:
     return groups
 
 
-def solver_hparams(cfg, batch_size: int = 32, accumulate: int | None = None, world_size: int = 1,
-                   bs_per_gpu: int = 32) -> dict:
+def solver_hparams(
+    cfg,
+    batch_size: int = 32,
+    accumulate: int | None = None,
+    world_size: int = 1,
+    bs_per_gpu: int = 32,
+) -> dict:
     """lr0 / momentum / weight_decay after the engine's batch-size scaling."""
     solver = cfg.solver
     if batch_size < 1:
@@ -175,23 +182,31 @@ class SGD(jt.optim.SGD):
                 hps.append(hp)
         pad = (jt.zeros(1), jt.zeros(1), jt.zeros(1)) if len(items) % _SGD_CHUNK else ()
         for s in range(0, len(items), _SGD_CHUNK):
-            chunk = items[s:s + _SGD_CHUNK]
+            chunk = items[s : s + _SGD_CHUNK]
             hp = np.zeros((_SGD_CHUNK, 5), np.float32)
-            hp[:len(chunk)] = hps[s:s + _SGD_CHUNK]
-            flat = ([tuple(_reshape(x, (-1,)) for x in t) for t in chunk]
-                    + [pad] * (_SGD_CHUNK - len(chunk)))
+            hp[: len(chunk)] = hps[s : s + _SGD_CHUNK]
+            flat = [tuple(_reshape(x, (-1,)) for x in t) for t in chunk] + [pad] * (
+                _SGD_CHUNK - len(chunk)
+            )
             ins = [jt.array(hp)] + [x for t in flat for x in t]
             shapes = [t[k].shape for t in flat for k in (0, 2)]
-            outs = jt.code(shapes, ["float32"] * len(shapes), ins, cpu_header=_SGD_HEADER,
-                           cpu_src=_SGD_SRC)
+            outs = jt.code(
+                shapes, ["float32"] * len(shapes), ins, cpu_header=_SGD_HEADER, cpu_src=_SGD_SRC
+            )
             for (p, _, v), po, vo in zip(chunk, outs[0::2], outs[1::2]):
                 v.update(_reshape(vo, v.shape))
                 p.update(_reshape(po, p.shape))
         self.post_step()
 
 
-def build_optimizer(model, name_or_cfg="gold_yolo_s", batch_size: int = 32,
-                    accumulate: int | None = None, world_size: int = 1, bs_per_gpu: int = 32):
+def build_optimizer(
+    model,
+    name_or_cfg="gold_yolo_s",
+    batch_size: int = 32,
+    accumulate: int | None = None,
+    world_size: int = 1,
+    bs_per_gpu: int = 32,
+):
     """``jittor.optim.SGD`` (Nesterov) with upstream's 3 groups; ``name_or_cfg`` is a variant
     name (``"gold_yolo_n"``...) or a config with ``.solver``.  Groups are, in order,
     BN weights (no decay), other weights (decay), biases (no decay); each group dict has
@@ -201,19 +216,30 @@ def build_optimizer(model, name_or_cfg="gold_yolo_s", batch_size: int = 32,
     cfg = name_or_cfg
     if isinstance(cfg, str):
         from .configs import get_config
+
         cfg = get_config(cfg)
     hp = solver_hparams(cfg, batch_size, accumulate, world_size, bs_per_gpu)
     if hp["optim"] != "SGD":
         # upstream also has Adam; no Gold-YOLO config uses it
-        raise NotImplementedError(f"optimizer {hp['optim']!r}: "
-                                  "only SGD (every Gold-YOLO config) is ported")
+        raise NotImplementedError(
+            f"optimizer {hp['optim']!r}: only SGD (every Gold-YOLO config) is ported"
+        )
     groups = param_groups(model)
     lr, mom = hp["lr0"], hp["momentum"]
     pgs = []
     for name, decay in zip(GROUP_NAMES, (0.0, hp["weight_decay"], 0.0)):
         params = [p for _, p in getattr(groups, name)]
-        pgs.append({"params": params, "name": name, "lr": lr, "initial_lr": lr, "momentum": mom,
-                    "weight_decay": decay, "nesterov": True})
+        pgs.append(
+            {
+                "params": params,
+                "name": name,
+                "lr": lr,
+                "initial_lr": lr,
+                "momentum": mom,
+                "weight_decay": decay,
+                "nesterov": True,
+            }
+        )
     if not any(pg["params"] for pg in pgs):
         raise ValueError("model has no weight/bias parameters to optimise")
     opt = SGD(pgs, lr=lr, momentum=mom, weight_decay=0.0, nesterov=True)

@@ -58,5 +58,5 @@ class Registry(Generic[T]):
 
 BACKBONES: Registry = Registry("backbone")
 NECKS: Registry = Registry("neck")
-BLOCKS: Registry = Registry("block")   # training_mode -> RepVGG-style block class
+BLOCKS: Registry = Registry("block")  # training_mode -> RepVGG-style block class
 CONFIGS: Registry = Registry("config")  # model name -> config factory

@@ -24,8 +24,7 @@ from jittor import nn
 from .layers.common import RepVGGBlock, SyncBatchNorm
 from .layers.norm import BatchNorm2d
 
-__all__ = ["reparameterize", "switch_to_deploy", "convert_checkpoint_False",
-           "count_parameters"]
+__all__ = ["reparameterize", "switch_to_deploy", "convert_checkpoint_False", "count_parameters"]
 
 
 def _children(module):

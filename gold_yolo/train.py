@@ -33,8 +33,9 @@ import numpy as np
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m gold_yolo.train",
-                                description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m gold_yolo.train", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--variant", default="s", choices=["n", "s", "m", "l"])
     p.add_argument("--img-size", type=int, default=640)
     p.add_argument("--batch-size", type=int, default=2)
@@ -44,8 +45,12 @@ def parse_args(argv=None):
     p.add_argument("--num-classes", type=int, default=80)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-warmup", action="store_true", help="initial lr/momentum from step 1")
-    p.add_argument("--accumulate", type=int, default=None,
-                   help="batches per optimizer step (default: upstream's schedule)")
+    p.add_argument(
+        "--accumulate",
+        type=int,
+        default=None,
+        help="batches per optimizer step (default: upstream's schedule)",
+    )
     return p.parse_args(argv)
 
 
@@ -62,15 +67,18 @@ def main(argv=None) -> None:
         iters = max(1, n_images // args.batch_size)
 
         def batch(i):
-            return gold_yolo.load_batch(args.data, args.img_size, args.batch_size,
-                                        start=i * args.batch_size)
+            return gold_yolo.load_batch(
+                args.data, args.img_size, args.batch_size, start=i * args.batch_size
+            )
     else:
         iters = args.iters
-        fixed = gold_yolo.synthetic_batch(args.img_size, args.batch_size, args.seed,
-                                          args.num_classes)
+        fixed = gold_yolo.synthetic_batch(
+            args.img_size, args.batch_size, args.seed, args.num_classes
+        )
 
         def batch(i):
             return fixed
+
     model = gold_yolo.build_model(name, num_classes=args.num_classes)
     model.train()
     compute_loss = gold_yolo.build_loss(name, num_classes=args.num_classes)
@@ -81,20 +89,27 @@ def main(argv=None) -> None:
     full_accumulate = args.accumulate or max(1, round(64 / args.batch_size))
     last_opt_step = -1
     for epoch in range(args.epochs):
-        for g in optimizer.param_groups:          # the per-epoch LambdaLR step
+        for g in optimizer.param_groups:  # the per-epoch LambdaLR step
             g["lr"] = g["initial_lr"] * lf(epoch)
         for step in range(iters):
             curr_step = step + iters * epoch
             accumulate = full_accumulate
             if curr_step <= warmup_steps and not args.no_warmup:
-                accumulate = args.accumulate or max(1, round(np.interp(
-                    curr_step, [0, warmup_steps], [1, 64 / args.batch_size])))
+                accumulate = args.accumulate or max(
+                    1, round(np.interp(curr_step, [0, warmup_steps], [1, 64 / args.batch_size]))
+                )
                 for k, g in enumerate(optimizer.param_groups):
                     bias_lr = solver.warmup_bias_lr if k == 2 else 0.0
-                    g["lr"] = float(np.interp(curr_step, [0, warmup_steps],
-                                              [bias_lr, g["initial_lr"] * lf(epoch)]))
-                    g["momentum"] = float(np.interp(curr_step, [0, warmup_steps],
-                                                    [solver.warmup_momentum, solver.momentum]))
+                    g["lr"] = float(
+                        np.interp(
+                            curr_step, [0, warmup_steps], [bias_lr, g["initial_lr"] * lf(epoch)]
+                        )
+                    )
+                    g["momentum"] = float(
+                        np.interp(
+                            curr_step, [0, warmup_steps], [solver.warmup_momentum, solver.momentum]
+                        )
+                    )
             images, targets = batch(curr_step)
             loss, _ = compute_loss(model(images), targets, epoch, step)
             optimizer.backward(loss)

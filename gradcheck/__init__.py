@@ -18,14 +18,29 @@ first, then imported, once), so that Jittor starts with gradcheck's device and o
 """
 
 __version__ = "0.1.0"
-__all__ = ["Workload", "check", "assert_covered", "watch", "Report", "Policy", "load_report",
-           "ensure_jittor", "__version__"]
+__all__ = [
+    "Workload",
+    "check",
+    "assert_covered",
+    "watch",
+    "Report",
+    "Policy",
+    "load_report",
+    "ensure_jittor",
+    "__version__",
+]
 
 
-_LAZY = {"Workload": "gradcheck.workload", "check": "gradcheck.api", "Report": "gradcheck.report",
-         "assert_covered": "gradcheck.api", "watch": "gradcheck.watching",
-         "load_report": "gradcheck.report", "Policy": "gradcheck.policy",
-         "ensure_jittor": "gradcheck.runtime"}
+_LAZY = {
+    "Workload": "gradcheck.workload",
+    "check": "gradcheck.api",
+    "Report": "gradcheck.report",
+    "assert_covered": "gradcheck.api",
+    "watch": "gradcheck.watching",
+    "load_report": "gradcheck.report",
+    "Policy": "gradcheck.policy",
+    "ensure_jittor": "gradcheck.runtime",
+}
 
 
 def __getattr__(name):  # lazy: importing gradcheck imports none of its parts, nor jittor

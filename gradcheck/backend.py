@@ -28,9 +28,14 @@ class Backend(Protocol):
     def accepts(self, model) -> bool:
         """Whether ``model`` is this framework's module (never imports the framework)."""
 
-    def check(self, workload: Workload, steps: int = 1, seed: int | None = 0,
-              on_step: Callable[[int, int, str], None] | None = None,
-              policy: Policy | None = None) -> Report:
+    def check(
+        self,
+        workload: Workload,
+        steps: int = 1,
+        seed: int | None = 0,
+        on_step: Callable[[int, int, str], None] | None = None,
+        policy: Policy | None = None,
+    ) -> Report:
         """``steps`` real training steps of ``workload``, recorded through the recorder."""
 
 

@@ -31,22 +31,29 @@ RECOMMENDED = Recommended(
     batch_size=2,
     expected_frozen={
         "*.proj_conv.weight": "fixed DFL projection (integral over 0..reg_max), not trained, "
-                              "as upstream",
+        "as upstream",
         "detect.proj": "fixed DFL projection values 0..reg_max, not trained, as upstream",
     },
 )
 
 
-def build(name: str, img_size: int | None = None, batch_size: int | None = None,
-          seed: int | None = 0, data: str | None = None, num_classes: int = 80) -> Workload:
-    gold_yolo = bundled("gold_yolo")   # ours, never a user's package named gold_yolo
+def build(
+    name: str,
+    img_size: int | None = None,
+    batch_size: int | None = None,
+    seed: int | None = 0,
+    data: str | None = None,
+    num_classes: int = 80,
+) -> Workload:
+    gold_yolo = bundled("gold_yolo")  # ours, never a user's package named gold_yolo
 
     img_size = img_size or RECOMMENDED.img_size
     batch_size = batch_size or RECOMMENDED.batch_size
-    assert img_size is not None and batch_size is not None   # RECOMMENDED names both
+    assert img_size is not None and batch_size is not None  # RECOMMENDED names both
     if img_size % 32:
-        raise WorkloadError(f"img_size {img_size} is not a multiple of 32 "
-                            "(Gold-YOLO's largest stride)")
+        raise WorkloadError(
+            f"img_size {img_size} is not a multiple of 32 (Gold-YOLO's largest stride)"
+        )
     if batch_size < 1:
         raise WorkloadError(f"batch_size must be at least 1, got {batch_size}")
     if data is not None:
@@ -57,7 +64,7 @@ def build(name: str, img_size: int | None = None, batch_size: int | None = None,
     else:
         images, targets = gold_yolo.synthetic_batch(img_size, batch_size, seed or 0)
     model = gold_yolo.build_model(name, num_classes=num_classes)
-    model.train()            # handed over in train mode: the probe itself never switches modes
+    model.train()  # handed over in train mode: the probe itself never switches modes
     loss_fn = gold_yolo.build_loss(name, num_classes=num_classes)
     optimizer = gold_yolo.build_optimizer(model, name, batch_size=batch_size)
 
@@ -81,11 +88,20 @@ def build(name: str, img_size: int | None = None, batch_size: int | None = None,
         return images[lo:hi], mine
 
     strides = list(gold_yolo.get_config(name).head.strides)
-    return Workload(model=model, batch=batch, loss=loss, optimizer=optimizer,
-                    frozen=dict(RECOMMENDED.expected_frozen), name=name,
-                    zero_hint=level_hint(strides),
-                    info={"img_size": img_size, "batch_size": batch_size,
-                          "data": str(data) if data else "synthetic"})
+    return Workload(
+        model=model,
+        batch=batch,
+        loss=loss,
+        optimizer=optimizer,
+        frozen=dict(RECOMMENDED.expected_frozen),
+        name=name,
+        zero_hint=level_hint(strides),
+        info={
+            "img_size": img_size,
+            "batch_size": batch_size,
+            "data": str(data) if data else "synthetic",
+        },
+    )
 
 
 # the names' one home is the port's config registry (no Jittor, no public `gold_yolo` import)
@@ -111,17 +127,21 @@ def level_hint(strides: list):
             pos = (stats.get("num_pos_per_stride") or {}).get(stride)
             scores = stats.get("target_score_per_stride") or {}
             if pos == 0:
-                return (f"no positive anchors on stride {stride} (step {step.step}), so that "
-                        "level's branch gets no gradient")
+                return (
+                    f"no positive anchors on stride {stride} (step {step.step}), so that "
+                    "level's branch gets no gradient"
+                )
             if scores and stride in scores:
                 best = max(scores.values())
                 if best > 0 and scores[stride] < 1e-6 * best:
-                    return (f"stride {stride} has {pos} positive anchors, but the assigner gives "
-                            f"them a total target score of {scores[stride]:.2g} against "
-                            f"{best:.3g} on the best level: at initialisation every anchor "
-                            "predicts a box 16 strides wide, so no box of this image size aligns "
-                            "best with this level and its regression branch learns ~nothing "
-                            "(try a larger --img-size)")
+                    return (
+                        f"stride {stride} has {pos} positive anchors, but the assigner gives "
+                        f"them a total target score of {scores[stride]:.2g} against "
+                        f"{best:.3g} on the best level: at initialisation every anchor "
+                        "predicts a box 16 strides wide, so no box of this image size aligns "
+                        "best with this level and its regression branch learns ~nothing "
+                        "(try a larger --img-size)"
+                    )
         return None
 
     return hint

@@ -35,8 +35,7 @@ def jittor_lock_path() -> str | None:
     return getattr(lock, "lock_path", None) if lock is not None else None
 
 
-def waiting_for(path: str, pid: int | None = None, locks_file: str = PROC_LOCKS
-                ) -> int | None:
+def waiting_for(path: str, pid: int | None = None, locks_file: str = PROC_LOCKS) -> int | None:
     """The pid holding the lock on ``path`` that ``pid`` (default: this process) waits for;
     0 when the holder is not listed; None when it does not wait (or cannot be known)."""
     pid = os.getpid() if pid is None else pid
@@ -120,8 +119,14 @@ class LockWatcher:
     this thread sees the waits of Python's side only (the import, custom ops); a supervised
     run's parent watches its child from outside instead (:class:`ChildWatch`)."""
 
-    def __init__(self, on_wait: Callable, on_done: Callable, interval: float = 0.25,
-                 show_after: float = 0.5, path: Callable | None = None):
+    def __init__(
+        self,
+        on_wait: Callable,
+        on_done: Callable,
+        interval: float = 0.25,
+        show_after: float = 0.5,
+        path: Callable | None = None,
+    ):
         self.clock = WaitClock(on_wait, on_done, show_after)
         self.interval = interval
         self.path = path or jittor_lock_path
@@ -134,8 +139,9 @@ class LockWatcher:
 
     def start(self) -> LockWatcher:
         if os.path.exists(PROC_LOCKS):
-            self._thread = threading.Thread(target=self._run, name="gradcheck-cache-lock",
-                                            daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, name="gradcheck-cache-lock", daemon=True
+            )
             self._thread.start()
         return self
 

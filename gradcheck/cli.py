@@ -39,7 +39,7 @@ def exit_codes(fn):
             except (SystemExit, click.exceptions.ClickException, click.exceptions.Exit):
                 raise
             except BaseException as exc:  # mapped to an exit code right here
-                if supervise.rerun_instead(exc):   # a transient Jittor fault: the parent reruns
+                if supervise.rerun_instead(exc):  # a transient Jittor fault: the parent reruns
                     sys.exit(supervise.EXIT_RERUN)
                 code, message = errors.classify(exc)
                 if code == errors.EXIT_INTERNAL and os.environ.get(errors.TRACEBACK_ENV):
@@ -54,12 +54,12 @@ def exit_codes(fn):
     return wrapper
 
 
-user_errors_exit_2 = exit_codes   # the name the commands (and branches adding commands) use
+user_errors_exit_2 = exit_codes  # the name the commands (and branches adding commands) use
 
 
 class _Main(click.Group):
     def main(self, args=None, *rest, **kwargs):
-        if args is None:   # the process's own command line: run and align may be supervised
+        if args is None:  # the process's own command line: run and align may be supervised
             supervise.from_command_line()
         return super().main(args, *rest, **kwargs)
 
@@ -82,47 +82,112 @@ def _defaults_help(key: str, other_models: bool = False) -> str:
         value = getattr(registry.recommended(name), key)
         if value is not None:
             by_value.setdefault(value, []).append(name)
-    own = ", ".join(f"{os.path.commonprefix(names) + '*' if len(names) > 1 else names[0]}: {value}"
-                    for value, names in by_value.items())
+    own = ", ".join(
+        f"{os.path.commonprefix(names) + '*' if len(names) > 1 else names[0]}: {value}"
+        for value, names in by_value.items()
+    )
     tail = f", else {TOOL_DEFAULTS[key]}" if other_models else ""
     return f"  [default: config, else the model's own ({own}){tail}]"
 
 
 @main.command()
-@click.option("--model", "-m", default=None,
-              help="gold_yolo_n|s|m|l, package.module:factory or path/to/file.py:factory.")
-@click.option("--steps", type=int, default=None,
-              help="Real optimizer steps to run." + _defaults_help("steps", other_models=True))
-@click.option("--img-size", type=int, default=None,
-              help="Image size for bundled models." + _defaults_help("img_size"))
-@click.option("--batch-size", type=int, default=None,
-              help="Batch size for bundled models." + _defaults_help("batch_size"))
-@click.option("--seed", type=int, default=None,
-              help="Seed for Jittor, numpy and random.  [default: 0]")
-@click.option("--data", type=click.Path(), default=None,
-              help="A YOLO-format dataset folder (images/, labels/) for a bundled model.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
-              help="Write the JSON report here (atomically).")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
-              help="Also write a self-contained HTML page here.")
+@click.option(
+    "--model",
+    "-m",
+    default=None,
+    help="gold_yolo_n|s|m|l, package.module:factory or path/to/file.py:factory.",
+)
+@click.option(
+    "--steps",
+    type=int,
+    default=None,
+    help="Real optimizer steps to run." + _defaults_help("steps", other_models=True),
+)
+@click.option(
+    "--img-size",
+    type=int,
+    default=None,
+    help="Image size for bundled models." + _defaults_help("img_size"),
+)
+@click.option(
+    "--batch-size",
+    type=int,
+    default=None,
+    help="Batch size for bundled models." + _defaults_help("batch_size"),
+)
+@click.option(
+    "--seed", type=int, default=None, help="Seed for Jittor, numpy and random.  [default: 0]"
+)
+@click.option(
+    "--data",
+    type=click.Path(),
+    default=None,
+    help="A YOLO-format dataset folder (images/, labels/) for a bundled model.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the JSON report here (atomically).",
+)
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write a self-contained HTML page here.",
+)
 @click.option("--strict", is_flag=True, default=None, help="Warnings fail the run too.")
-@click.option("--train-mode", is_flag=True, default=False,
-              help="Call model.train() before probing (default: the model as handed over).")
-@click.option("--nproc", type=click.IntRange(min=1), default=None,
-              help="Run data-parallel on N MPI ranks (starts OpenMPI's mpirun -np N).")
+@click.option(
+    "--train-mode",
+    is_flag=True,
+    default=False,
+    help="Call model.train() before probing (default: the model as handed over).",
+)
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Run data-parallel on N MPI ranks (starts OpenMPI's mpirun -np N).",
+)
 @options.format_option
 @options.quiet_option
 @options.verbose_option
 @options.config_option
 @options.device_option
-@click.option("--continue", "keep_going", is_flag=True, default=False,
-              help="With a script: let it run on to its end after the probed steps, unobserved.")
+@click.option(
+    "--continue",
+    "keep_going",
+    is_flag=True,
+    default=False,
+    help="With a script: let it run on to its end after the probed steps, unobserved.",
+)
 @options.depth_option
 @click.argument("script", nargs=-1, type=click.UNPROCESSED)
 @supervise.supervised
 @user_errors_exit_2
-def run(model, steps, img_size, batch_size, seed, data, output, html_path, strict, train_mode,
-        nproc, fmt, quiet, verbose, config_path, device, depth, keep_going, script):
+def run(
+    model,
+    steps,
+    img_size,
+    batch_size,
+    seed,
+    data,
+    output,
+    html_path,
+    strict,
+    train_mode,
+    nproc,
+    fmt,
+    quiet,
+    verbose,
+    config_path,
+    device,
+    depth,
+    keep_going,
+    script,
+):
     """Run real training steps and report every parameter's gradient coverage.
 
     Each setting comes from its flag, else the [gradcheck] config section, else the bundled
@@ -136,14 +201,41 @@ def run(model, steps, img_size, batch_size, seed, data, output, html_path, stric
 
     config = load_config(config_path)
     if script:
-        _run_script(script, model, steps, img_size, batch_size, seed, data, output, html_path,
-                    strict, train_mode, nproc, fmt, quiet, verbose, depth, keep_going,
-                    config, device)
+        _run_script(
+            script,
+            model,
+            steps,
+            img_size,
+            batch_size,
+            seed,
+            data,
+            output,
+            html_path,
+            strict,
+            train_mode,
+            nproc,
+            fmt,
+            quiet,
+            verbose,
+            depth,
+            keep_going,
+            config,
+            device,
+        )
     if keep_going:
         fail_usage("--continue needs a script after --")
     settings = resolve_settings(
-        dict(model=model, steps=steps, img_size=img_size, batch_size=batch_size, seed=seed,
-             device=device, data=data), config.settings)
+        dict(
+            model=model,
+            steps=steps,
+            img_size=img_size,
+            batch_size=batch_size,
+            seed=seed,
+            device=device,
+            data=data,
+        ),
+        config.settings,
+    )
     policy = config.policy.with_overrides(strict=strict)
     if not settings.model:
         fail_usage("no model: pass --model NAME or set model in the [gradcheck] config section")
@@ -159,12 +251,13 @@ def run(model, steps, img_size, batch_size, seed, data, output, html_path, stric
 
     from gradcheck.distributed.launch import finish, launch, mpi_world
 
-    if mpi_world() is not None:                # one rank of an MPI run (ours or the user's)
+    if mpi_world() is not None:  # one rank of an MPI run (ours or the user's)
         from gradcheck.distributed.rank import run_rank
 
-        report = run_rank(settings, policy, quiet=quiet or fmt != "table",
-                          nproc=nproc, train_mode=train_mode)
-        if report is None:                     # not rank 0: rank 0 reports for everyone
+        report = run_rank(
+            settings, policy, quiet=quiet or fmt != "table", nproc=nproc, train_mode=train_mode
+        )
+        if report is None:  # not rank 0: rank 0 reports for everyone
             sys.exit(finish(EXIT_PASS))
     elif nproc is not None and nproc > 1:
         sys.exit(launch(nproc, sys.argv[1:]))
@@ -176,20 +269,45 @@ def run(model, steps, img_size, batch_size, seed, data, output, html_path, stric
     supervise.leave(finish(EXIT_PASS if report.verdict.passed else EXIT_FAIL))
 
 
-def _run_script(script, model, steps, img_size, batch_size, seed, data, output, html_path,
-                strict, train_mode, nproc, fmt, quiet, verbose, depth, keep_going, config, device):
+def _run_script(
+    script,
+    model,
+    steps,
+    img_size,
+    batch_size,
+    seed,
+    data,
+    output,
+    html_path,
+    strict,
+    train_mode,
+    nproc,
+    fmt,
+    quiet,
+    verbose,
+    depth,
+    keep_going,
+    config,
+    device,
+):
     from gradcheck import api
     from gradcheck.script import ScriptError
     from gradcheck.settings import resolve_settings
 
-    for flag, value in (("--model", model), ("--img-size", img_size),
-                        ("--batch-size", batch_size), ("--seed", seed), ("--data", data),
-                        ("--train-mode", train_mode or None)):
+    for flag, value in (
+        ("--model", model),
+        ("--img-size", img_size),
+        ("--batch-size", batch_size),
+        ("--seed", seed),
+        ("--data", data),
+        ("--train-mode", train_mode or None),
+    ):
         if value is not None:
             fail_usage(f"{flag} does not apply to a script: pass the script its own arguments")
-    settings = resolve_settings(dict(steps=steps, device=device),
-                                {k: v for k, v in config.settings.items()
-                                 if k in ("steps", "device")})
+    settings = resolve_settings(
+        dict(steps=steps, device=device),
+        {k: v for k, v in config.settings.items() if k in ("steps", "device")},
+    )
     if settings.steps < 1:
         fail_usage(f"--steps must be at least 1, got {settings.steps}")
     _check_outputs(output, html_path)
@@ -200,23 +318,25 @@ def _run_script(script, model, steps, img_size, batch_size, seed, data, output, 
     if world is None and nproc is not None and nproc > 1:
         from gradcheck.script import parse_command
 
-        parse_command(script)                  # a missing script fails here, not N times
+        parse_command(script)  # a missing script fails here, not N times
         sys.exit(launch(nproc, sys.argv[1:]))
     if world is not None and nproc is not None and nproc != world[1]:
         fail_usage(f"--nproc {nproc}, but this mpirun started {world[1]} ranks")
     try:
-        result = api.run_script(script, settings, policy, quiet=quiet or fmt != "table",
-                                keep_going=keep_going)
+        result = api.run_script(
+            script, settings, policy, quiet=quiet or fmt != "table", keep_going=keep_going
+        )
     except ScriptError as exc:
         if exc.script_traceback and (world is None or world[0] == 0):
             click.echo(exc.script_traceback.rstrip(), err=True)
         raise
-    if world is not None and world[0] != 0:    # rank 0 reports for every rank
+    if world is not None and world[0] != 0:  # rank 0 reports for every rank
         sys.exit(finish(EXIT_PASS))
     if result.script_traceback:
         click.echo(result.script_traceback.rstrip(), err=True)
-    _write_and_emit(result.report, output, html_path, fmt, quiet,
-                    options.table_depth(verbose, depth))
+    _write_and_emit(
+        result.report, output, html_path, fmt, quiet, options.table_depth(verbose, depth)
+    )
     supervise.leave(finish(EXIT_PASS if result.report.verdict.passed else EXIT_FAIL))
 
 
@@ -227,16 +347,17 @@ def _check_outputs(*paths) -> None:
     for path in paths:
         if path and not Path(path).resolve().parent.is_dir():
             fail_usage(f"cannot write {path}: its folder does not exist")
-        if path:   # a folder, a FIFO, a read-only folder
+        if path:  # a folder, a FIFO, a read-only folder
             check_writable(path)
 
 
 def _write_and_emit(report, output, html_path, fmt, quiet, depth):
-    if supervise.command_line():   # the process ends after this: no full collections of a
-        gc.disable()               # heap that holds a whole model (0.1 s of writing the report)
+    if supervise.command_line():  # the process ends after this: no full collections of a
+        gc.disable()  # heap that holds a whole model (0.1 s of writing the report)
     # from here a crash is not rerun: the verdict (with a retry's warning) is being written
-    supervise.verdict_begins(EXIT_PASS if report.verdict.passed else EXIT_FAIL,
-                             report.verdict.warnings)
+    supervise.verdict_begins(
+        EXIT_PASS if report.verdict.passed else EXIT_FAIL, report.verdict.warnings
+    )
     # files first: a closed stdout (`| head`) must not cost the report
     if output:
         from gradcheck.report import save_report
@@ -278,13 +399,25 @@ def show(report_path, fmt, verbose, depth):
 @main.command()
 @click.argument("before", type=click.Path())
 @click.argument("after", type=click.Path())
-@click.option("--allow", multiple=True, metavar="GLOB",
-              help="Accept regressions of parameters matching GLOB (repeatable).")
-@click.option("--across", is_flag=True,
-              help="BEFORE is a port's report, AFTER its original's (e.g. Jittor vs torch): "
-                   "pair by name, exit 1 on any coverage difference.")
-@click.option("--map", "map_path", type=click.Path(dir_okay=False), default=None,
-              help="With --across: rename rules 'PATTERN -> REPLACEMENT' (original -> port).")
+@click.option(
+    "--allow",
+    multiple=True,
+    metavar="GLOB",
+    help="Accept regressions of parameters matching GLOB (repeatable).",
+)
+@click.option(
+    "--across",
+    is_flag=True,
+    help="BEFORE is a port's report, AFTER its original's (e.g. Jittor vs torch): "
+    "pair by name, exit 1 on any coverage difference.",
+)
+@click.option(
+    "--map",
+    "map_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="With --across: rename rules 'PATTERN -> REPLACEMENT' (original -> port).",
+)
 @options.format_option
 @options.quiet_option
 @user_errors_exit_2
@@ -311,8 +444,10 @@ def _format_shows(fmt: str, what: str) -> None:
     from gradcheck.render.interface import DESCRIBED
 
     if not can_render(fmt, what):
-        fail_usage(f"--format {fmt} cannot show {DESCRIBED[what]}; choose one of "
-                   f"{', '.join(renderers_for(what))}")
+        fail_usage(
+            f"--format {fmt} cannot show {DESCRIBED[what]}; choose one of "
+            f"{', '.join(renderers_for(what))}"
+        )
 
 
 def _compare_across(port, original, map_path, fmt, quiet):
@@ -331,30 +466,76 @@ def _compare_across(port, original, map_path, fmt, quiet):
 
 
 @main.command()
-@click.option("--port", "port_spec", required=True, metavar="MOD:FACTORY",
-              help="Factory of the Jittor port's Workload (or a bundled model name).")
-@click.option("--original", "original_spec", required=True, metavar="MOD:FACTORY",
-              help="Factory of the PyTorch original's Workload.")
-@click.option("--map", "map_path", type=click.Path(dir_okay=False), default=None,
-              help="Rename rules 'PATTERN -> REPLACEMENT' (original -> port names).")
-@click.option("--steps", type=click.IntRange(1), default=1, show_default=True,
-              help="Optimizer steps on both sides before the parameter values are compared.")
+@click.option(
+    "--port",
+    "port_spec",
+    required=True,
+    metavar="MOD:FACTORY",
+    help="Factory of the Jittor port's Workload (or a bundled model name).",
+)
+@click.option(
+    "--original",
+    "original_spec",
+    required=True,
+    metavar="MOD:FACTORY",
+    help="Factory of the PyTorch original's Workload.",
+)
+@click.option(
+    "--map",
+    "map_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Rename rules 'PATTERN -> REPLACEMENT' (original -> port names).",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Optimizer steps on both sides before the parameter values are compared.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--float64", "float64_mode", type=click.Choice([m.value for m in Float64Mode]),
-              default=None, help="Rerun the port in float64 to tell float32 noise from a port "
-              "difference: auto (only when float32 leaves a row beyond tolerance; the "
-              "default, or align_float64 in the config), always, never.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
-              help="Write the JSON result here (atomically).")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
-              help="Also write a self-contained HTML page here.")
+@click.option(
+    "--float64",
+    "float64_mode",
+    type=click.Choice([m.value for m in Float64Mode]),
+    default=None,
+    help="Rerun the port in float64 to tell float32 noise from a port "
+    "difference: auto (only when float32 leaves a row beyond tolerance; the "
+    "default, or align_float64 in the config), always, never.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the JSON result here (atomically).",
+)
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write a self-contained HTML page here.",
+)
 @options.format_option
 @options.quiet_option
 @options.config_option
 @supervise.supervised
 @user_errors_exit_2
-def align(port_spec, original_spec, map_path, steps, seed, float64_mode, output, html_path, fmt,
-          quiet, config_path):
+def align(
+    port_spec,
+    original_spec,
+    map_path,
+    steps,
+    seed,
+    float64_mode,
+    output,
+    html_path,
+    fmt,
+    quiet,
+    config_path,
+):
     """Align a Jittor port with its PyTorch original: outputs, loss, gradients, values.
 
     Exit 0 aligned within tolerance, 1 not aligned, 2 bad input, 3 internal error."""
@@ -366,8 +547,7 @@ def align(port_spec, original_spec, map_path, steps, seed, float64_mode, output,
     _check_outputs(output, html_path)
     _format_shows(fmt, "align")
     # bad input -> 2, a failure inside Jittor or torch -> 3, both without a traceback: exit_codes
-    res = align_mod.run(port_spec, original_spec, map_path, config_path, steps, seed,
-                        float64_mode)
+    res = align_mod.run(port_spec, original_spec, map_path, config_path, steps, seed, float64_mode)
     supervise.verdict_begins(EXIT_PASS if res.aligned else EXIT_FAIL, res.verdict.warnings)
     if output:
         write_atomic(output, res.to_json())
@@ -381,8 +561,9 @@ def align(port_spec, original_spec, map_path, steps, seed, float64_mode, output,
 
 
 @main.command()
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
 @options.device_option
 @user_errors_exit_2
 def doctor(fmt, device):

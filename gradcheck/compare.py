@@ -39,8 +39,8 @@ CONFIG_KEYS = ("model", "img_size", "batch_size", "steps", "seed", "data")
 @dataclass
 class Change:
     name: str
-    before: str | None   # run status before (None: added)
-    after: str | None    # run status after (None: removed)
+    before: str | None  # run status before (None: added)
+    after: str | None  # run status after (None: removed)
     regression: bool = False
     allowed: bool = False
     cause: str | None = None
@@ -51,10 +51,10 @@ class Change:
 class Comparison:
     before_model: str
     after_model: str
-    added: list = field(default_factory=list)        # [Change]
-    removed: list = field(default_factory=list)      # [Change]
-    changed: list = field(default_factory=list)      # [Change] status changes
-    config_diffs: list = field(default_factory=list) # ["key: a -> b"]
+    added: list = field(default_factory=list)  # [Change]
+    removed: list = field(default_factory=list)  # [Change]
+    changed: list = field(default_factory=list)  # [Change] status changes
+    config_diffs: list = field(default_factory=list)  # ["key: a -> b"]
     warnings: list = field(default_factory=list)
     unchanged: int = 0
 
@@ -71,18 +71,30 @@ class Comparison:
         return not self.regressions
 
     def to_dict(self) -> dict:
-        return {"before_model": self.before_model, "after_model": self.after_model,
-                "ok": self.ok, "regressions": [asdict(c) for c in self.regressions],
-                "allowed": [asdict(c) for c in self.allowed],
-                "added": [asdict(c) for c in self.added],
-                "removed": [asdict(c) for c in self.removed],
-                "changed": [asdict(c) for c in self.changed],
-                "unchanged": self.unchanged, "config_diffs": self.config_diffs,
-                "warnings": self.warnings}
+        return {
+            "before_model": self.before_model,
+            "after_model": self.after_model,
+            "ok": self.ok,
+            "regressions": [asdict(c) for c in self.regressions],
+            "allowed": [asdict(c) for c in self.allowed],
+            "added": [asdict(c) for c in self.added],
+            "removed": [asdict(c) for c in self.removed],
+            "changed": [asdict(c) for c in self.changed],
+            "unchanged": self.unchanged,
+            "config_diffs": self.config_diffs,
+            "warnings": self.warnings,
+        }
 
 
-REGRESSION_KINDS = ("lost_gradient", "frozen_undeclared", "left_optimizer", "no_longer_updated",
-                    "new_uncovered", "new_finding", "rank_finding")
+REGRESSION_KINDS = (
+    "lost_gradient",
+    "frozen_undeclared",
+    "left_optimizer",
+    "no_longer_updated",
+    "new_uncovered",
+    "new_finding",
+    "rank_finding",
+)
 
 
 def _gained(rec) -> list:
@@ -94,8 +106,9 @@ def _added(rec) -> Change:
         bad = not rec.frozen_reason
     else:
         bad = rec.status != Status.COVERED or bool(_gained(rec))
-    return Change(rec.name, None, rec.status, bad, cause=rec.cause,
-                  kind="new_uncovered" if bad else "added")
+    return Change(
+        rec.name, None, rec.status, bad, cause=rec.cause, kind="new_uncovered" if bad else "added"
+    )
 
 
 def _changes(old, new) -> list:
@@ -105,49 +118,87 @@ def _changes(old, new) -> list:
         kind = "status"
         if old.status == Status.COVERED and new.status in UNCOVERED:
             kind = "lost_gradient"
-        elif (old.status == Status.COVERED and new.status == Status.FROZEN
-              and not new.frozen_reason):
+        elif old.status == Status.COVERED and new.status == Status.FROZEN and not new.frozen_reason:
             kind = "frozen_undeclared"
-        out.append(Change(new.name, old.status, new.status, kind != "status", cause=new.cause,
-                          kind=kind))
+        out.append(
+            Change(new.name, old.status, new.status, kind != "status", cause=new.cause, kind=kind)
+        )
     trainable = old.requires_grad and new.requires_grad
     if trainable and old.in_optimizer and not new.in_optimizer:
-        out.append(Change(new.name, "in optimizer", "not in optimizer", True,
-                          cause=new.cause or Cause.NOT_IN_OPTIMIZER, kind="left_optimizer"))
+        out.append(
+            Change(
+                new.name,
+                "in optimizer",
+                "not in optimizer",
+                True,
+                cause=new.cause or Cause.NOT_IN_OPTIMIZER,
+                kind="left_optimizer",
+            )
+        )
     if trainable and old.updated and not new.updated and not any(c.regression for c in out):
-        out.append(Change(new.name, "updated", "never updated", True, cause=new.cause,
-                          kind="no_longer_updated"))
+        out.append(
+            Change(
+                new.name,
+                "updated",
+                "never updated",
+                True,
+                cause=new.cause,
+                kind="no_longer_updated",
+            )
+        )
     found = [f for f in _gained(new) if f not in _gained(old)]
     if found and not any(c.regression for c in out):
-        out.append(Change(new.name, "-", ", ".join(found), True, cause=new.cause,
-                          kind="new_finding"))
+        out.append(
+            Change(new.name, "-", ", ".join(found), True, cause=new.cause, kind="new_finding")
+        )
     gained = [f for f in new.flags if f in RANK_FINDINGS and f not in old.flags]
     if gained:
-        out.append(Change(new.name, ", ".join(f for f in old.flags if f in RANK_FINDINGS) or "-",
-                          ", ".join(gained), True, cause=", ".join(gained), kind="rank_finding"))
-    if (old.status == new.status == Status.COVERED and old.first_nonzero_step is not None
-            and new.first_nonzero_step is not None
-            and new.first_nonzero_step > old.first_nonzero_step):
-        out.append(Change(new.name, f"first gradient at step {old.first_nonzero_step}",
-                          f"first gradient at step {new.first_nonzero_step}", False,
-                          cause=new.cause, kind="later_first_step"))
+        out.append(
+            Change(
+                new.name,
+                ", ".join(f for f in old.flags if f in RANK_FINDINGS) or "-",
+                ", ".join(gained),
+                True,
+                cause=", ".join(gained),
+                kind="rank_finding",
+            )
+        )
+    if (
+        old.status == new.status == Status.COVERED
+        and old.first_nonzero_step is not None
+        and new.first_nonzero_step is not None
+        and new.first_nonzero_step > old.first_nonzero_step
+    ):
+        out.append(
+            Change(
+                new.name,
+                f"first gradient at step {old.first_nonzero_step}",
+                f"first gradient at step {new.first_nonzero_step}",
+                False,
+                cause=new.cause,
+                kind="later_first_step",
+            )
+        )
     return out
 
 
 def compare(before: Report, after: Report, allow: tuple = ()) -> Comparison:
     b, a = before.by_name(), after.by_name()
-    cmp = Comparison(before_model=str(before.config.get("model")),
-                     after_model=str(after.config.get("model")))
+    cmp = Comparison(
+        before_model=str(before.config.get("model")), after_model=str(after.config.get("model"))
+    )
     for key in CONFIG_KEYS:
         vb, va = before.config.get(key), after.config.get(key)
         if vb != va:
             cmp.config_diffs.append(f"{key}: {vb!r} -> {va!r}")
     if cmp.before_model != cmp.after_model:
-        cmp.warnings.append(f"the reports come from different models "
-                            f"({cmp.before_model} vs {cmp.after_model})")
+        cmp.warnings.append(
+            f"the reports come from different models ({cmp.before_model} vs {cmp.after_model})"
+        )
     elif cmp.config_diffs:
-        cmp.warnings.append("the reports come from different settings: "
-                            + "; ".join(cmp.config_diffs))
+        cmp.warnings.append(
+            "the reports come from different settings: " + "; ".join(cmp.config_diffs)
+        )
     for name, rec in a.items():
         old = b.get(name)
         if old is None:

@@ -26,8 +26,15 @@ from pathlib import Path
 
 from gradcheck.procmaps import mapped_files
 
-__all__ = ["Check", "DoctorReport", "run_doctor", "render_doctor", "conv_self_test",
-           "dir_size", "loaded_onednn_libs"]
+__all__ = [
+    "Check",
+    "DoctorReport",
+    "run_doctor",
+    "render_doctor",
+    "conv_self_test",
+    "dir_size",
+    "loaded_onednn_libs",
+]
 
 SELF_TEST_TOL = 1e-4
 
@@ -92,8 +99,9 @@ def _human(n: float) -> str:
 
 def loaded_onednn_libs() -> list[str]:
     """The oneDNN shared libraries mapped into this process."""
-    return [p for p in mapped_files() or []
-            if os.path.basename(p).startswith(("libdnnl", "libmkldnn"))]
+    return [
+        p for p in mapped_files() or [] if os.path.basename(p).startswith(("libdnnl", "libmkldnn"))
+    ]
 
 
 def _compiler_version(cc: str) -> str:
@@ -124,7 +132,8 @@ def _conv_reference(x, w, pad: int):
     # patches[n, c, i, j, a, b] = xp[n, c, i + a, j + b]
     # numpy's stub allows one axis only; the function documents a tuple of them
     patches = np.lib.stride_tricks.sliding_window_view(  # type: ignore[call-overload]
-        xp, (kh, kw), axis=(2, 3))
+        xp, (kh, kw), axis=(2, 3)
+    )
     patches = patches[:, :, :oh, :ow]
     out = np.einsum("ncijab,fcab->nfij", patches, w, optimize=True)
     return out, patches
@@ -150,7 +159,7 @@ def conv_self_test(jt=None, seed: int = 0) -> tuple[bool, str]:
     contrib = np.einsum("nfij,fcab->ncijab", g, w, optimize=True)
     for a in range(3):
         for b in range(3):
-            dxp[:, :, a:a + 8, b:b + 8] += contrib[:, :, :, :, a, b]
+            dxp[:, :, a : a + 8, b : b + 8] += contrib[:, :, :, :, a, b]
     ref_dx = dxp[:, :, 1:-1, 1:-1]
 
     t0 = time.perf_counter()
@@ -162,14 +171,18 @@ def conv_self_test(jt=None, seed: int = 0) -> tuple[bool, str]:
     secs = time.perf_counter() - t0
 
     errs = {}
-    for name, got, ref in (("output", got_out, ref_out), ("weight grad", got_dw, ref_dw),
-                           ("input grad", got_dx, ref_dx)):
+    for name, got, ref in (
+        ("output", got_out, ref_out),
+        ("weight grad", got_dw, ref_dw),
+        ("input grad", got_dx, ref_dx),
+    ):
         if got.shape != ref.shape:
             return False, f"{name} has shape {got.shape}, expected {ref.shape}"
         errs[name] = float(np.max(np.abs(got - ref) / (1.0 + np.abs(ref))))
     worst = max(errs, key=errs.__getitem__)
-    detail = (f"conv 2x3x8x8 * 4x3x3x3, pad 1: max rel. error {errs[worst]:.1e} "
-              f"({worst}), {secs:.2f}s")
+    detail = (
+        f"conv 2x3x8x8 * 4x3x3x3, pad 1: max rel. error {errs[worst]:.1e} ({worst}), {secs:.2f}s"
+    )
     return errs[worst] <= SELF_TEST_TOL, detail
 
 
@@ -185,8 +198,12 @@ def run_doctor(self_test: bool = True, quiet: bool = True, console=None) -> Doct
     report = DoctorReport()
     add = lambda *a: report.checks.append(Check(*a))  # noqa: E731
 
-    add("python", True, f"Python {platform.python_version()} ({sys.executable}), "
-        f"numpy {np.__version__}", "")
+    add(
+        "python",
+        True,
+        f"Python {platform.python_version()} ({sys.executable}), numpy {np.__version__}",
+        "",
+    )
 
     try:
         st = runtime.state()
@@ -200,11 +217,14 @@ def run_doctor(self_test: bool = True, quiet: bool = True, console=None) -> Doct
         with compile_progress(quiet=quiet, console=console):
             jt = runtime.import_jittor()
     except Exception as exc:  # noqa: BLE001 - a broken install is a finding, not a crash
-        add("jittor", False, f"import failed: {_short_error(exc)}",
-            "pip install --force-reinstall jittor==1.3.11; then rerun gradcheck doctor")
+        add(
+            "jittor",
+            False,
+            f"import failed: {_short_error(exc)}",
+            "pip install --force-reinstall jittor==1.3.11; then rerun gradcheck doctor",
+        )
         return report
-    report.checks += [_jittor_check(jt), _compiler_check(jt), _cache_check(jt),
-                      _onednn_check(st)]
+    report.checks += [_jittor_check(jt), _compiler_check(jt), _cache_check(jt), _onednn_check(st)]
     if self_test:
         report.checks.append(_self_test_check(jt, quiet, console))
     return report
@@ -214,17 +234,26 @@ def _jittor_check(jt) -> Check:
     """The imported Jittor's version against the one gradcheck is tested with."""
     want = "1.3.11"
     ver = getattr(jt, "__version__", "?")
-    return Check("jittor", ver.startswith(want), f"Jittor {ver} ({os.path.dirname(jt.__file__)})",
-                 "" if ver.startswith(want) else f"pip install jittor=={want} (tested version)")
+    return Check(
+        "jittor",
+        ver.startswith(want),
+        f"Jittor {ver} ({os.path.dirname(jt.__file__)})",
+        "" if ver.startswith(want) else f"pip install jittor=={want} (tested version)",
+    )
 
 
 def _compiler_check(jt) -> Check:
     """The C++ compiler Jittor uses, and whether it runs."""
     cc = str(getattr(jt.flags, "cc_path", "") or "")
     cc_ver = _compiler_version(cc) if cc else ""
-    return Check("compiler", bool(cc and cc_ver), f"{cc} ({cc_ver or 'does not run'})" if cc else
-                 "none found", "" if cc and cc_ver else
-                 "install a C++ compiler (apt-get install g++) or set cc_path=/path/to/g++")
+    return Check(
+        "compiler",
+        bool(cc and cc_ver),
+        f"{cc} ({cc_ver or 'does not run'})" if cc else "none found",
+        ""
+        if cc and cc_ver
+        else "install a C++ compiler (apt-get install g++) or set cc_path=/path/to/g++",
+    )
 
 
 def _cache_check(jt) -> Check:
@@ -241,10 +270,13 @@ def _cache_check(jt) -> Check:
         build = cache.relative_to(root)
     except ValueError:
         build = cache
-    return Check("cache", writable,
-                 f"{root}: {_human(size)} in {files} files; this build: {build} "
-                 f"({n_ops} compiled operators)",
-                 "" if writable else f"make {cache} writable (Jittor compiles operators into it)")
+    return Check(
+        "cache",
+        writable,
+        f"{root}: {_human(size)} in {files} files; this build: {build} "
+        f"({n_ops} compiled operators)",
+        "" if writable else f"make {cache} writable (Jittor compiles operators into it)",
+    )
 
 
 def _onednn_check(st) -> Check:
@@ -260,9 +292,11 @@ def _onednn_check(st) -> Check:
         real = os.path.realpath(lib)
         return Check("onednn", True, f"on: {lib}" + (f" -> {real}" if real != lib else ""), "")
     why = st.onednn_reason or "Jittor did not load its oneDNN ops"
-    hint = ("unset use_mkl (oneDNN makes CPU convolutions 70-120x faster)"
-            if os.environ.get("use_mkl") == "0" and "use_mkl=0" in why else
-            runtime.ONEDNN_FIX)
+    hint = (
+        "unset use_mkl (oneDNN makes CPU convolutions 70-120x faster)"
+        if os.environ.get("use_mkl") == "0" and "use_mkl=0" in why
+        else runtime.ONEDNN_FIX
+    )
     return Check("onednn", False, f"off: {why}; convolutions run 70-120x slower", hint)
 
 
@@ -277,13 +311,23 @@ def _self_test_check(jt, quiet: bool, console) -> Check:
             ok, detail = conv_self_test(jt)
         if cs.ops_compiled:
             detail += f" (first run: {cs.summary()})"
-        return Check("self-test", ok, detail, "" if ok else
-                     "wrong convolution results: clear the Jittor cache "
-                     f"(rm -rf {cache}) and rerun; if it persists, run with use_mkl=0 and "
-                     "report it")
+        return Check(
+            "self-test",
+            ok,
+            detail,
+            ""
+            if ok
+            else "wrong convolution results: clear the Jittor cache "
+            f"(rm -rf {cache}) and rerun; if it persists, run with use_mkl=0 and "
+            "report it",
+        )
     except Exception as exc:  # noqa: BLE001
-        return Check("self-test", False, f"conv forward/backward failed: {_short_error(exc)}",
-                     f"clear the Jittor cache (rm -rf {cache}) and rerun gradcheck doctor")
+        return Check(
+            "self-test",
+            False,
+            f"conv forward/backward failed: {_short_error(exc)}",
+            f"clear the Jittor cache (rm -rf {cache}) and rerun gradcheck doctor",
+        )
 
 
 # --------------------------------------------------------------------------- rendering

@@ -19,10 +19,27 @@ from __future__ import annotations
 from enum import Enum
 
 __all__ = [
-    "Word", "Status", "Finding", "Cause", "Severity", "Float64Mode",
-    "STEP_STATUSES", "RUN_STATUSES", "UNCOVERED", "REACHED", "WORST_FIRST",
-    "FINDINGS", "ALLOWABLE", "FLAG_FINDINGS", "RANK_FINDINGS", "GAINED_FINDINGS",
-    "BUFFER_FINDINGS", "COVERED_FINDINGS", "CAUSES", "INFORMATIONAL", "SEVERITIES",
+    "Word",
+    "Status",
+    "Finding",
+    "Cause",
+    "Severity",
+    "Float64Mode",
+    "STEP_STATUSES",
+    "RUN_STATUSES",
+    "UNCOVERED",
+    "REACHED",
+    "WORST_FIRST",
+    "FINDINGS",
+    "ALLOWABLE",
+    "FLAG_FINDINGS",
+    "RANK_FINDINGS",
+    "GAINED_FINDINGS",
+    "BUFFER_FINDINGS",
+    "COVERED_FINDINGS",
+    "CAUSES",
+    "INFORMATIONAL",
+    "SEVERITIES",
     "FLOAT64_MODES",
 ]
 
@@ -43,13 +60,13 @@ class Status(Word):
     """A parameter's status: per step (``ParamRecord.steps``) or over the run
     (``ParamRecord.status``); see :mod:`gradcheck.status`."""
 
-    NONZERO = "nonzero"       # step only: a non-zero, finite gradient
-    COVERED = "covered"       # run only: a non-zero gradient on some step
+    NONZERO = "nonzero"  # step only: a non-zero, finite gradient
+    COVERED = "covered"  # run only: a non-zero gradient on some step
     ZERO = "zero"
     MISSING = "missing"
     NONFINITE = "nonfinite"
     FROZEN = "frozen"
-    ABSENT = "absent"         # step only: the parameter did not exist yet
+    ABSENT = "absent"  # step only: the parameter did not exist yet
 
 
 class Finding(Word):
@@ -108,14 +125,20 @@ class Severity(Word):
 class Float64Mode(Word):
     """When ``gradcheck align`` reruns the port in float64 (``--float64``, ``align_float64``)."""
 
-    AUTO = "auto"       # only when float32 leaves a row unexplained
+    AUTO = "auto"  # only when float32 leaves a row unexplained
     ALWAYS = "always"
     NEVER = "never"
 
 
 # ---------------------------------------------------------------------- statuses
-STEP_STATUSES = (Status.NONZERO, Status.ZERO, Status.MISSING, Status.NONFINITE, Status.FROZEN,
-                 Status.ABSENT)
+STEP_STATUSES = (
+    Status.NONZERO,
+    Status.ZERO,
+    Status.MISSING,
+    Status.NONFINITE,
+    Status.FROZEN,
+    Status.ABSENT,
+)
 """Every per-step status (``ParamRecord.steps``)."""
 
 RUN_STATUSES = (Status.COVERED, Status.ZERO, Status.MISSING, Status.NONFINITE, Status.FROZEN)
@@ -138,8 +161,14 @@ FINDINGS = tuple(Finding)
 ALLOWABLE = (Finding.MISSING, Finding.ZERO)
 """The findings an ``allow_uncovered`` glob can excuse."""
 
-FLAG_FINDINGS = (Finding.VANISHING, Finding.EXPLODING, Finding.RANK_DIVERGENT,
-                 Finding.REPLICAS_DIVERGED, Finding.OPTIMIZER_MISMATCH, Finding.STOPPED_TRAINING)
+FLAG_FINDINGS = (
+    Finding.VANISHING,
+    Finding.EXPLODING,
+    Finding.RANK_DIVERGENT,
+    Finding.REPLICAS_DIVERGED,
+    Finding.OPTIMIZER_MISMATCH,
+    Finding.STOPPED_TRAINING,
+)
 """Findings a parameter carries as a flag (``ParamRecord.flags``)."""
 
 RANK_FINDINGS = (Finding.RANK_DIVERGENT, Finding.REPLICAS_DIVERGED, Finding.OPTIMIZER_MISMATCH)
@@ -152,9 +181,16 @@ GAINED_FINDINGS = (Finding.UNTRACKED, Finding.NEVER_UPDATED)
 BUFFER_FINDINGS = (Finding.TRAINED_BUFFER,)
 """Findings of a buffer, never of a parameter."""
 
-COVERED_FINDINGS = (Finding.MISSING, Finding.ZERO, Finding.NONFINITE, Finding.NOT_IN_OPTIMIZER,
-                    Finding.FROZEN_UNDECLARED, Finding.FROZEN_BUT_TRAINED, Finding.UNTRACKED,
-                    Finding.NEVER_UPDATED)
+COVERED_FINDINGS = (
+    Finding.MISSING,
+    Finding.ZERO,
+    Finding.NONFINITE,
+    Finding.NOT_IN_OPTIMIZER,
+    Finding.FROZEN_UNDECLARED,
+    Finding.FROZEN_BUT_TRAINED,
+    Finding.UNTRACKED,
+    Finding.NEVER_UPDATED,
+)
 """What :func:`gradcheck.assert_covered` fails on by default: every trainable parameter gets a
 non-zero, finite gradient its optimizer applies, every frozen one is frozen on purpose."""
 

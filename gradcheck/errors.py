@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from typing import Callable, TypeVar
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
-EXIT_SIGINT, EXIT_SIGTERM = 128 + signal.SIGINT, 128 + signal.SIGTERM   # 130, 143
+EXIT_SIGINT, EXIT_SIGTERM = 128 + signal.SIGINT, 128 + signal.SIGTERM  # 130, 143
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-TRACEBACK_ENV = "GRADCHECK_TRACEBACK"   # set to 1 to see the traceback of an exit-3 failure
+TRACEBACK_ENV = "GRADCHECK_TRACEBACK"  # set to 1 to see the traceback of an exit-3 failure
 
 
 class Interrupted(BaseException):
@@ -57,45 +57,59 @@ class Interrupted(BaseException):
 class JittorFailure(RuntimeError):
     """Jittor failed (operator compile or execution, memory): an environment error, exit 3."""
 
-    def __init__(self, reason: str, where: str = "", kind: str = "jittor", cache_dir: str = "",
-                 step: int | None = None):
+    def __init__(
+        self,
+        reason: str,
+        where: str = "",
+        kind: str = "jittor",
+        cache_dir: str = "",
+        step: int | None = None,
+    ):
         super().__init__(reason)
         self.reason, self.where, self.kind, self.cache_dir = reason, where, kind, cache_dir
-        self.step = step   # the 1-based step it failed in, if it got that far
-        self.retried = False   # it failed again when retried (:func:`retrying`)
+        self.step = step  # the 1-based step it failed in, if it got that far
+        self.retried = False  # it failed again when retried (:func:`retrying`)
 
     def message(self) -> str:
         where = f" {self.where}" if self.where else ""
         if self.kind == "memory":
             head = f"gradcheck: out of memory{where}: {self.reason}."
-            tips = ("Try a smaller --img-size or --batch-size, fewer --steps, or close other "
-                    "jobs on this machine; `gradcheck doctor` checks the set-up.")
-            return (f"{head}\nThis is a limit of the machine, not a finding about the model; "
-                    f"no report was written. {tips}")
+            tips = (
+                "Try a smaller --img-size or --batch-size, fewer --steps, or close other "
+                "jobs on this machine; `gradcheck doctor` checks the set-up."
+            )
+            return (
+                f"{head}\nThis is a limit of the machine, not a finding about the model; "
+                f"no report was written. {tips}"
+            )
         else:
             head = f"gradcheck: Jittor failed{where}: {self.reason}."
             cache = self.cache_dir or "~/.cache/jittor/<build>/jit"
-            tips = ("Try: rerun it (some Jittor compile failures are transient); rerun with "
-                    "JT_SYNC=1 trace_py_var=3 to locate the operator; if it persists, clear "
-                    f"Jittor's compiled operators (rm -rf {cache}) and rerun; "
-                    "`gradcheck doctor` checks the set-up.")
-        return (f"{head}\nThis is an error inside Jittor, not a finding about the model; "
-                f"no report was written. {tips}")
+            tips = (
+                "Try: rerun it (some Jittor compile failures are transient); rerun with "
+                "JT_SYNC=1 trace_py_var=3 to locate the operator; if it persists, clear "
+                f"Jittor's compiled operators (rm -rf {cache}) and rerun; "
+                "`gradcheck doctor` checks the set-up."
+            )
+        return (
+            f"{head}\nThis is an error inside Jittor, not a finding about the model; "
+            f"no report was written. {tips}"
+        )
 
 
 # ------------------------------------------------------------------ signals
 @dataclass
 class _SignalState:
     depth: int = 0
-    received: int | None = None      # the first signal seen while handling
-    pid: int = 0                     # the process that installed the handlers
+    received: int | None = None  # the first signal seen while handling
+    pid: int = 0  # the process that installed the handlers
 
 
 _signals = _SignalState()
 
 
 def _on_signal(signum, frame):
-    if os.getpid() != _signals.pid:   # a forked child that has not run _after_fork_in_child
+    if os.getpid() != _signals.pid:  # a forked child that has not run _after_fork_in_child
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
         return
@@ -122,12 +136,15 @@ def _install() -> None:
 # exit(1), the status of a coverage failure: a silent "FAIL".  Instead faulthandler prints
 # every thread's Python traceback on the stderr the process started with, and the process
 # then dies of the signal (status 128 + N, e.g. 139 for SIGSEGV): never taken for a verdict.
-CRASH_SIGNALS = tuple(getattr(signal, n) for n in ("SIGSEGV", "SIGFPE", "SIGBUS", "SIGILL",
-                                                    "SIGABRT") if hasattr(signal, n))
+CRASH_SIGNALS = tuple(
+    getattr(signal, n)
+    for n in ("SIGSEGV", "SIGFPE", "SIGBUS", "SIGILL", "SIGABRT")
+    if hasattr(signal, n)
+)
 _STARTING_STDERR: int | None
 try:
-    _STARTING_STDERR = os.dup(2)      # before any redirection of fd 2
-except OSError:                       # pragma: no cover - no stderr at all
+    _STARTING_STDERR = os.dup(2)  # before any redirection of fd 2
+except OSError:  # pragma: no cover - no stderr at all
     _STARTING_STDERR = None
 _crash_file = None
 
@@ -151,7 +168,7 @@ def _report_crashes() -> None:
 
         from gradcheck.supervise import crash_file_path
 
-        path = crash_file_path()   # under a supervisor: its file, shown if there is no rerun
+        path = crash_file_path()  # under a supervisor: its file, shown if there is no rerun
         try:
             # open for the process's life: faulthandler writes to it; closed atexit
             _crash_file = open(path, "w") if path else None  # noqa: SIM115
@@ -160,8 +177,8 @@ def _report_crashes() -> None:
         if _crash_file is None:
             _crash_file = os.fdopen(os.dup(_STARTING_STDERR), "w")
         atexit.register(_close_crash_file)
-    faulthandler.disable()          # enable() is a no-op while enabled, even if replaced
-    for sig in CRASH_SIGNALS:       # Jittor's handler out (it is a C sigaction), then ours
+    faulthandler.disable()  # enable() is a no-op while enabled, even if replaced
+    for sig in CRASH_SIGNALS:  # Jittor's handler out (it is a C sigaction), then ours
         _libc_default(sig)
     faulthandler.enable(file=_crash_file, all_threads=True)
 
@@ -175,7 +192,7 @@ def _after_fork_in_child() -> None:
         for sig in HANDLED_SIGNALS:
             try:
                 signal.signal(sig, signal.SIG_DFL)
-            except ValueError:   # forked from a thread that Python does not take as main
+            except ValueError:  # forked from a thread that Python does not take as main
                 _libc_default(sig)
 
 
@@ -184,7 +201,7 @@ def _libc_default(sig: int) -> None:
 
     libc = ctypes.CDLL(None)
     libc.signal.argtypes, libc.signal.restype = [ctypes.c_int, ctypes.c_void_p], ctypes.c_void_p
-    libc.signal(int(sig), None)   # SIG_DFL
+    libc.signal(int(sig), None)  # SIG_DFL
 
 
 if hasattr(os, "register_at_fork"):
@@ -264,8 +281,11 @@ def jittor_cause(exc: BaseException) -> BaseException | None:
         if _FATAL.search(text) or _OP_FAILED.search(text):
             # Jittor's argument-checking errors at op creation ("Wrong inputs arguments" with
             # a shape check) are the workload's bug, not Jittor's: only execution counts
-            if "Wrong inputs arguments" in text and not _OP_FAILED.search(text) \
-                    and "compil" not in text.lower():
+            if (
+                "Wrong inputs arguments" in text
+                and not _OP_FAILED.search(text)
+                and "compil" not in text.lower()
+            ):
                 return None
             found = e
     return found
@@ -323,20 +343,24 @@ def jittor_cache_dir() -> str:
         return ""
 
 
-def as_jittor_failure(exc: BaseException, where: Where | None = None
-                      ) -> JittorFailure | None:
+def as_jittor_failure(exc: BaseException, where: Where | None = None) -> JittorFailure | None:
     cause = jittor_cause(exc)
     if cause is None:
         return None
-    return JittorFailure(jittor_reason(cause), where=str(where or ""), kind=_kind(cause),
-                         cache_dir=jittor_cache_dir(), step=(where.step or None) if where else None)
+    return JittorFailure(
+        jittor_reason(cause),
+        where=str(where or ""),
+        kind=_kind(cause),
+        cache_dir=jittor_cache_dir(),
+        step=(where.step or None) if where else None,
+    )
 
 
 @dataclass
 class Where:
     """Where a run is, for the message of a failure: set by the step callback."""
 
-    what: str = ""            # e.g. "gold_yolo_s"
+    what: str = ""  # e.g. "gold_yolo_s"
     step: int = 0
     total: int = 0
     phase: str = "loading the model"
@@ -417,5 +441,7 @@ def classify(exc: BaseException) -> tuple:
         return EXIT_INTERNAL, f"gradcheck: error: {exc}"
     detail = _shorten(f"{type(exc).__name__}: {_text(exc)}")
     hint = "" if os.environ.get(TRACEBACK_ENV) else f" Set {TRACEBACK_ENV}=1 to see the traceback."
-    return EXIT_INTERNAL, (f"gradcheck: internal error: {detail}\nNo report was written. "
-                           f"This is a bug in gradcheck or in the workload's own code.{hint}")
+    return EXIT_INTERNAL, (
+        f"gradcheck: internal error: {detail}\nNo report was written. "
+        f"This is a bug in gradcheck or in the workload's own code.{hint}"
+    )

@@ -43,8 +43,8 @@ from typing import Protocol
 from gradcheck.enums import CAUSES, Cause, Finding, Status  # noqa: F401 (CAUSES re-exported)
 from gradcheck.report import ParamRecord, Report
 
-F32_EPS = 2.0 ** -23     # float32's relative precision: a smaller step leaves a value unchanged
-F32_MIN = 2.0 ** -126    # smallest normal float32: Jittor's kernels flush smaller results to 0
+F32_EPS = 2.0**-23  # float32's relative precision: a smaller step leaves a value unchanged
+F32_MIN = 2.0**-126  # smallest normal float32: Jittor's kernels flush smaller results to 0
 
 
 class ModuleCalls(Protocol):
@@ -112,29 +112,39 @@ def _zero_reason(rec: ParamRecord, report: Report, zero_hint=None) -> str:
             return head + specific
     if rec.zero_blockers:
         shown = ", ".join(rec.zero_blockers[:3]) + (" ..." if len(rec.zero_blockers) > 3 else "")
-        return (head + f"weights on its path to the loss that start at exactly zero ({shown}) "
-                "block the gradient until they move")
+        return (
+            head + f"weights on its path to the loss that start at exactly zero ({shown}) "
+            "block the gradient until they move"
+        )
     if rec.zero_why == "empty":
-        return (head + "no data was routed through it on that step (an empty tensor on its path "
-                "to the loss: e.g. an expert that received no tokens)")
+        return (
+            head + "no data was routed through it on that step (an empty tensor on its path "
+            "to the loss: e.g. an expert that received no tokens)"
+        )
     terms = rec.reached_by or []
     if len(terms) >= 2:
-        return (head + "not proven why; the loss terms " + ", ".join(repr(t) for t in terms)
-                + " reach it, and their gradients can cancel exactly; a mask, a saturated "
-                "activation or a zero multiplier on its path can also zero it")
-    return (head + "not proven why (a mask, a saturated activation or a zero multiplier on "
-            "its path are the usual causes)")
+        return (
+            head
+            + "not proven why; the loss terms "
+            + ", ".join(repr(t) for t in terms)
+            + " reach it, and their gradients can cancel exactly; a mask, a saturated "
+            "activation or a zero multiplier on its path can also zero it"
+        )
+    return (
+        head + "not proven why (a mask, a saturated activation or a zero multiplier on "
+        "its path are the usual causes)"
+    )
 
 
-def cause_of(rec: ParamRecord, report: Report, calls: ModuleCalls | None,
-             zero_hint=None) -> tuple:
+def cause_of(rec: ParamRecord, report: Report, calls: ModuleCalls | None, zero_hint=None) -> tuple:
     """(code, sentence) for one parameter, or (None, None) when it is plainly covered."""
     if rec.status == Status.FROZEN:
         return _frozen_cause(rec)
     if rec.status == Status.NONFINITE:
         return Cause.NONFINITE, (
             f"NaN/Inf in its gradient from step {rec.first_nonfinite_step} "
-            f"(steps {_fmt_steps(rec.steps, Status.NONFINITE)})")
+            f"(steps {_fmt_steps(rec.steps, Status.NONFINITE)})"
+        )
     if rec.status in (Status.MISSING, Status.ZERO):
         return _no_gradient_cause(rec, report, calls, zero_hint)
     return _covered_cause(rec)
@@ -150,56 +160,75 @@ def _frozen_cause(rec: ParamRecord) -> tuple:
             f"frozen by eval mode: {rec.eval_module or '<root>'!r}.eval() "
             "stop-grads every parameter and this one took gradients before; "
             "call model.train() before training (gradcheck: --train-mode), "
-            "or declare it in expected_frozen if that is on purpose")
+            "or declare it in expected_frozen if that is on purpose"
+        )
     if rec.mode_change == "frozen":
         return Cause.TRAIN_MODE, (
-            "frozen by the model's own train() (train_mode): it took "
-            "gradients as handed over")
+            "frozen by the model's own train() (train_mode): it took gradients as handed over"
+        )
     return Cause.FROZEN_UNDECLARED, (
         "frozen (stop_grad / requires_grad=False) but not declared "
-        "in expected_frozen: a bug, or add it there")
+        "in expected_frozen: a bug, or add it there"
+    )
 
 
-def _no_gradient_cause(rec: ParamRecord, report: Report, calls: ModuleCalls | None,
-                       zero_hint=None) -> tuple:
+def _no_gradient_cause(
+    rec: ParamRecord, report: Report, calls: ModuleCalls | None, zero_hint=None
+) -> tuple:
     """(code, sentence) for a parameter whose gradient is missing or exactly zero: a stale
     Var, never read, moved by decay alone, cut from the loss, or zeroed on its path."""
     if rec.status == Status.MISSING and rec.in_optimizer and (rec.held_only or rec.reassigned):
-        where = ("the model does not hold it (an attribute replaced after the optimizer was "
-                 "built?)" if rec.held_only else "the forward replaces its attribute with a new "
-                 "Var (recomputed every forward, as weight norm recomputes weight from "
-                 "weight_g and weight_v)")
+        where = (
+            "the model does not hold it (an attribute replaced after the optimizer was built?)"
+            if rec.held_only
+            else "the forward replaces its attribute with a new "
+            "Var (recomputed every forward, as weight norm recomputes weight from "
+            "weight_g and weight_v)"
+        )
         return Cause.STALE_VAR, (
             f"an optimizer holds this Var, but {where}, so no loss reaches the "
             "Var the optimizer holds: it never trains; build the optimizer from "
-            "the Vars the forward uses")
+            "the Vars the forward uses"
+        )
     if rec.status == Status.MISSING and not any(rec.read_steps):
         return Cause.NOT_CALLED, f"no op of any step read it: {_unread_because(rec, calls)}"
     if rec.moved_without_grad and rec.in_optimizer:
-        why = ("no path to the loss" if rec.status == Status.MISSING else
-               _zero_reason(rec, report, zero_hint).replace(
-                   "reaches the loss, but its gradient is exactly zero",
-                   "an exactly-zero gradient"))
+        why = (
+            "no path to the loss"
+            if rec.status == Status.MISSING
+            else _zero_reason(rec, report, zero_hint).replace(
+                "reaches the loss, but its gradient is exactly zero", "an exactly-zero gradient"
+            )
+        )
         return Cause.DECAY_ONLY, (
             f"{why}, yet its value changed: weight decay or momentum alone "
-            "moved it (updated is not trained)")
+            "moved it (updated is not trained)"
+        )
     if rec.status == Status.MISSING:
         return Cause.CUT, (
             "an op read it, but no differentiable path reaches the loss (detached, "
-            "stop_grad, no_grad, or the output is unused)")
+            "stop_grad, no_grad, or the output is unused)"
+        )
     return Cause.ZERO_GRADIENT, _zero_reason(rec, report, zero_hint)
 
 
 def _unread_because(rec: ParamRecord, calls: ModuleCalls | None) -> str:
     """Why no op read a parameter, as far as the recorded module calls tell."""
     ran = calls.ran(rec.module) if calls is not None else None
-    where = (f"its module {rec.module or '<root>'!r} never ran in the forward pass (unused "
-             "module, or a branch taken only in eval mode)" if ran is False else
-             f"its module {rec.module or '<root>'!r} ran, but never read it (used only by "
-             "code training does not call)" if ran else "nothing read it")
+    where = (
+        f"its module {rec.module or '<root>'!r} never ran in the forward pass (unused "
+        "module, or a branch taken only in eval mode)"
+        if ran is False
+        else f"its module {rec.module or '<root>'!r} ran, but never read it (used only by "
+        "code training does not call)"
+        if ran
+        else "nothing read it"
+    )
     if rec.reassigned:
-        where += ("; its attribute is replaced during the forward, so the forward reads "
-                  "another Var than the one the optimizer holds")
+        where += (
+            "; its attribute is replaced during the forward, so the forward reads "
+            "another Var than the one the optimizer holds"
+        )
     return where
 
 
@@ -212,11 +241,12 @@ def _covered_cause(rec: ParamRecord) -> tuple:
             "the loss reaches it with a gradient, but no optimizer holds it and "
             "the model's parameters() does not list it (a sub-module kept in a "
             "plain list or dict, or a layer created after the optimizer was "
-            "built): it never trains")
+            "built): it never trains"
+        )
     if rec.requires_grad and not rec.in_optimizer:
         return Cause.NOT_IN_OPTIMIZER, (
-            "has a gradient, but no optimizer group holds it: "
-            "it is never trained")
+            "has a gradient, but no optimizer group holds it: it is never trained"
+        )
     never = never_updated(rec)
     if never is not None:
         if rec.frozen_reason:
@@ -225,14 +255,19 @@ def _covered_cause(rec: ParamRecord) -> tuple:
     if rec.mode_change == "unfrozen":
         return Cause.TRAIN_MODE, (
             "takes gradients only because train_mode called model.train(): "
-            "as handed over, an eval() had frozen it")
-    stuck = [i + 1 for i, (s, u) in enumerate(zip(rec.steps, rec.updated_steps))
-             if s == Status.NONZERO and not u]
+            "as handed over, an eval() had frozen it"
+        )
+    stuck = [
+        i + 1
+        for i, (s, u) in enumerate(zip(rec.steps, rec.updated_steps))
+        if s == Status.NONZERO and not u
+    ]
     if stuck and rec.in_optimizer:
         return Cause.UPDATE_BELOW_PRECISION, (
-                f"non-zero gradient on step(s) {', '.join(map(str, stuck))} left the float32 value "
-                f"unchanged (gradient norm {rec.grad_norms[stuck[0] - 1]:.3g} is below its "
-                "precision)")
+            f"non-zero gradient on step(s) {', '.join(map(str, stuck))} left the float32 value "
+            f"unchanged (gradient norm {rec.grad_norms[stuck[0] - 1]:.3g} is below its "
+            "precision)"
+        )
     return None, None
 
 
@@ -244,18 +279,23 @@ def never_updated(rec: ParamRecord) -> str | None:
     graded = [k for k, s in enumerate(rec.steps) if s == Status.NONZERO]
     lrs = [rec.lrs[k] if k < len(rec.lrs) else None for k in graded]
     if lrs and all(lr == 0 for lr in lrs):
-        return ("its optimizer group's learning rate is 0 on every step it had a gradient (a "
-                "group frozen with lr=0, or a schedule at 0): it never trains")
+        return (
+            "its optimizer group's learning rate is 0 on every step it had a gradient (a "
+            "group frozen with lr=0, or a schedule at 0): it never trains"
+        )
     rounded = [rec.rounded[k] if k < len(rec.rounded) else None for k in graded]
     if all(below_precision(rec, k, lr, r) for k, lr, r in zip(graded, lrs, rounded)):
-        return None     # the optimizer's float32 arithmetic rounds each update away
+        return None  # the optimizer's float32 arithmetic rounds each update away
     known = [lr for lr in lrs if lr is not None]
     at = f" and learning rate {max(known):.3g}" if known else ""
-    replayed = (", though its optimizer's own arithmetic would have moved it"
-                if False in rounded else "")
-    return (f"a non-zero gradient (norm {max(rec.grad_norms[k] or 0.0 for k in graded):.3g}){at} "
-            "on step(s) " + ", ".join(str(k + 1) for k in graded) + ", yet the optimizer's step "
-            f"never changed its value{replayed} (a masked or skipped update?)")
+    replayed = (
+        ", though its optimizer's own arithmetic would have moved it" if False in rounded else ""
+    )
+    return (
+        f"a non-zero gradient (norm {max(rec.grad_norms[k] or 0.0 for k in graded):.3g}){at} "
+        "on step(s) " + ", ".join(str(k + 1) for k in graded) + ", yet the optimizer's step "
+        f"never changed its value{replayed} (a masked or skipped update?)"
+    )
 
 
 def below_precision(rec: ParamRecord, k: int, lr, rounded: bool | None) -> bool:
@@ -273,8 +313,9 @@ def below_precision(rec: ParamRecord, k: int, lr, rounded: bool | None) -> bool:
 def health_flags(rec: ParamRecord, policy) -> list:
     flags = []
     if rec.first_nonzero_step is not None and any(
-            s in (Status.ZERO, Status.MISSING) for s in rec.steps[rec.first_nonzero_step:]):
-        flags.append("intermittent")   # covered on some steps only: data-dependent
+        s in (Status.ZERO, Status.MISSING) for s in rec.steps[rec.first_nonzero_step :]
+    ):
+        flags.append("intermittent")  # covered on some steps only: data-dependent
     if not rec.requires_grad or not rec.weight_norm:
         return flags
     norms = [g for g in rec.grad_norms if g is not None]
@@ -291,13 +332,14 @@ def health_flags(rec: ParamRecord, policy) -> list:
     return flags
 
 
-def explain(report: Report, calls: ModuleCalls | None = None, policy=None,
-            zero_hint=None) -> Report:
+def explain(
+    report: Report, calls: ModuleCalls | None = None, policy=None, zero_hint=None
+) -> Report:
     from gradcheck.policy import Policy
 
     policy = policy or Policy()
     sampled = report.config.get("mode") == "watch"
-    for rec in report.params:   # rec.frozen_reason: resolved once, when the report was built
+    for rec in report.params:  # rec.frozen_reason: resolved once, when the report was built
         rec.flags = health_flags(rec, policy)
         if sampled:
             rec.stopped_step = stopped_step(rec, [s.step for s in report.steps])
@@ -314,6 +356,6 @@ def stopped_step(rec: ParamRecord, step_numbers: list) -> int | None:
     last = max((i for i, s in enumerate(steps) if s == Status.NONZERO), default=None)
     if last is None or last == len(steps) - 1:
         return None
-    if all(s in (Status.ZERO, Status.MISSING) for s in steps[last + 1:]):
+    if all(s in (Status.ZERO, Status.MISSING) for s in steps[last + 1 :]):
         return step_numbers[last + 1]
     return None

@@ -18,7 +18,7 @@ from typing import Any
 from gradcheck import runtime
 
 BUFFER_ATTRS = ("running_mean", "running_var", "num_batches_tracked")
-_EMPTY = re.compile(r"\)\[(?:\d+,)*0,")   # a Var's shape with a 0 in it: "...)[0,3,]"
+_EMPTY = re.compile(r"\)\[(?:\d+,)*0,")  # a Var's shape with a 0 in it: "...)[0,3,]"
 
 
 @dataclass
@@ -28,13 +28,13 @@ class Entry:
     name: str
     var: object
     module: str
-    owner: object = None          # the module (or plain list/dict) holding it, and its key there
-    key: Any = None               # an index, a dict key or an attribute name
+    owner: object = None  # the module (or plain list/dict) holding it, and its key there
+    key: Any = None  # an index, a dict key or an attribute name
     aliases: list = field(default_factory=list)
     buffer: bool = False
-    kind: str = "param"           # param | buffer | non_float | derived
-    tracked: bool = True          # listed by the model's own parameters() when the run began
-    held_only: bool = False       # found only in an optimizer, not on the model
+    kind: str = "param"  # param | buffer | non_float | derived
+    tracked: bool = True  # listed by the model's own parameters() when the run began
+    held_only: bool = False  # found only in an optimizer, not on the model
 
     def current(self):
         """The Var the owner holds under this name now (a forward may replace it)."""
@@ -54,7 +54,7 @@ def is_float(var) -> bool:
     return str(var.dtype).startswith(("float", "bfloat"))
 
 
-_MAX_DEPTH = 4   # how deep into plain containers (lists of dicts of lists...) the walk looks
+_MAX_DEPTH = 4  # how deep into plain containers (lists of dicts of lists...) the walk looks
 
 
 def walk(model) -> list:
@@ -74,8 +74,11 @@ def walk(model) -> list:
         prefix, root = queue.pop(0)
         if id(root) in seen_modules:
             continue
-        subtree = [(f"{prefix}.{n}" if prefix and n else prefix or n, m)
-                   for n, m in root.named_modules() if id(m) not in seen_modules]
+        subtree = [
+            (f"{prefix}.{n}" if prefix and n else prefix or n, m)
+            for n, m in root.named_modules()
+            if id(m) not in seen_modules
+        ]
         seen_modules.update(id(m) for _, m in subtree)
         for mod_name, module in subtree:
             attrs = module.params if isinstance(module, jt.nn.ParameterList) else module.__dict__
@@ -85,8 +88,9 @@ def walk(model) -> list:
                 name = f"{mod_name}.{key}" if mod_name else str(key)
                 if isinstance(value, jt.Var):
                     out.append((name, value, mod_name, module, key))
-                elif (isinstance(value, (list, tuple, dict))
-                      and not isinstance(module, jt.nn.Sequential)):
+                elif isinstance(value, (list, tuple, dict)) and not isinstance(
+                    module, jt.nn.Sequential
+                ):
                     _walk_container(value, name, mod_name, out, queue, seen_modules, 1)
     return out
 
@@ -112,8 +116,11 @@ def _walk_container(box, name, mod_name, out, queue, seen_modules, depth) -> Non
 def classify_entry(entry: Entry, buffer_globs=()) -> None:
     """Set ``entry.kind`` from the Var and its name (``derived`` is decided by the graph)."""
     var, key = entry.var, entry.key
-    if hasattr(var, "persistent") or key in BUFFER_ATTRS or any(
-            fnmatch.fnmatchcase(entry.name, g) for g in buffer_globs):
+    if (
+        hasattr(var, "persistent")
+        or key in BUFFER_ATTRS
+        or any(fnmatch.fnmatchcase(entry.name, g) for g in buffer_globs)
+    ):
         entry.kind = "buffer"
     elif not is_float(var):
         entry.kind = "non_float"
@@ -132,8 +139,9 @@ def new_entries(found, seen: dict, names: set, buffer_globs=(), tracked=None) ->
             continue
         if name in names:
             continue
-        entry = Entry(name, var, mod_name, owner=owner, key=key,
-                      tracked=tracked is None or id(var) in tracked)
+        entry = Entry(
+            name, var, mod_name, owner=owner, key=key, tracked=tracked is None or id(var) in tracked
+        )
         classify_entry(entry, buffer_globs)
         if len(var.name()) < len(name):  # as Jittor's parameters() does: names in warnings
             var.name(name)
@@ -149,8 +157,9 @@ def mark_derived(entries: list, among: list) -> None:
     candidates = [e for e in entries if e.kind == "param" and not e.var.is_stop_grad()]
     if candidates:
         position = {id(e): i for i, e in enumerate(among)}
-        reach, _ = analyse({i: e.var for i, e in enumerate(candidates)},
-                           [e.var for e in among], fence=None)
+        reach, _ = analyse(
+            {i: e.var for i, e in enumerate(candidates)}, [e.var for e in among], fence=None
+        )
         for i, e in enumerate(candidates):
             if reach[i] - {position[id(e)]}:
                 e.kind = "derived"
@@ -186,14 +195,15 @@ class GraphView:
     parts only a zero proof reads (op names, Vars' dimensions, empty Vars) are read from the
     dump when first asked for: most steps never need them."""
 
-    def __init__(self, nodes: list, inputs: list, passable: list, node_ids: list,
-                 target_at: dict, seen: dict):
-        self._nodes = nodes           # node -> (kind "V"/"O", id, gradient flag, the rest)
-        self.inputs = inputs          # node -> its input nodes
-        self.passable = passable      # node -> does a gradient pass through it
-        self.node_ids = node_ids      # node -> Jittor's id (creation order)
-        self.target_at = target_at    # node -> target index
-        self.seen = seen              # root name -> nodes with a differentiable path to it
+    def __init__(
+        self, nodes: list, inputs: list, passable: list, node_ids: list, target_at: dict, seen: dict
+    ):
+        self._nodes = nodes  # node -> (kind "V"/"O", id, gradient flag, the rest)
+        self.inputs = inputs  # node -> its input nodes
+        self.passable = passable  # node -> does a gradient pass through it
+        self.node_ids = node_ids  # node -> Jittor's id (creation order)
+        self.target_at = target_at  # node -> target index
+        self.seen = seen  # root name -> nodes with a differentiable path to it
 
     @functools.cached_property
     def ops(self) -> list:
@@ -203,21 +213,40 @@ class GraphView:
     @functools.cached_property
     def ndim(self) -> dict:
         """Var node -> number of dimensions."""
-        return {i: rest[rest.rfind(")[") + 2:].count(",")
-                for i, (kind, _, _, rest) in enumerate(self._nodes) if kind == "V"}
+        return {
+            i: rest[rest.rfind(")[") + 2 :].count(",")
+            for i, (kind, _, _, rest) in enumerate(self._nodes)
+            if kind == "V"
+        }
 
     @functools.cached_property
     def empty(self) -> set:
         """Var nodes holding no element (an empty selection), placeholders left out."""
         ops, inputs = self.ops, self.inputs
-        return {i for i, (kind, _, _, rest) in enumerate(self._nodes)
-                if kind == "V" and _EMPTY.search(rest)
-                and (not inputs[i] or ops[inputs[i][0]] not in _PLACEHOLDER_OPS)}
+        return {
+            i
+            for i, (kind, _, _, rest) in enumerate(self._nodes)
+            if kind == "V"
+            and _EMPTY.search(rest)
+            and (not inputs[i] or ops[inputs[i][0]] not in _PLACEHOLDER_OPS)
+        }
 
 
 # ops whose output is exactly zero when every input is (they move or sum values, nothing else)
-_ZERO_KEEPING = ("broadcast_to", "reshape", "reindex", "reindex_reduce.add", "transpose",
-                 "getitem", "tape", "reduce.add", "unary.cast", "unary.negative", "clone", "copy")
+_ZERO_KEEPING = (
+    "broadcast_to",
+    "reshape",
+    "reindex",
+    "reindex_reduce.add",
+    "transpose",
+    "getitem",
+    "tape",
+    "reduce.add",
+    "unary.cast",
+    "unary.negative",
+    "clone",
+    "copy",
+)
 # ops that pass back no gradient to one input when another is exactly zero: products and
 # Jittor's matmul/conv kernels; an add does not
 _BLOCKING = ("binary.multiply", "mkl_conv", "mkl_matmul", "cublas_matmul", "cudnn_conv")
@@ -232,9 +261,29 @@ _PLACEHOLDER_OPS = ("tapes", "tape", "code")
 # the element-wise ops Jittor differentiates (src/ops/unary_op.cc and binary_op.cc, ``grad``):
 # any other (round, floor, ceil, floor_divide, bitwise and logical ops) passes no gradient,
 # and jt.grad warns for a Var whose every path runs through one
-_UNARY_GRAD = {"abs", "acos", "acosh", "asin", "asinh", "atan", "atanh", "cast", "cos", "cosh",
-               "erf", "erfinv", "exp", "log", "negative", "sigmoid", "sin", "sinh", "sqrt",
-               "tan", "tanh"}
+_UNARY_GRAD = {
+    "abs",
+    "acos",
+    "acosh",
+    "asin",
+    "asinh",
+    "atan",
+    "atanh",
+    "cast",
+    "cos",
+    "cosh",
+    "erf",
+    "erfinv",
+    "exp",
+    "log",
+    "negative",
+    "sigmoid",
+    "sin",
+    "sinh",
+    "sqrt",
+    "tan",
+    "tanh",
+}
 _BINARY_GRAD = {"add", "divide", "maximum", "minimum", "mod", "multiply", "pow", "subtract"}
 
 
@@ -272,8 +321,10 @@ def analyse(roots: dict, targets: list, fence=None, keep: bool = False):
         return ok
 
     # g0 marks a Var or an op that stops gradients (detach is a clone with g0)
-    passable = [g == "1" and (rest.startswith(("float", "bfloat")) if kind == "V"
-                              else op_passes(rest)) for kind, _, g, rest in nodes]
+    passable = [
+        g == "1" and (rest.startswith(("float", "bfloat")) if kind == "V" else op_passes(rest))
+        for kind, _, g, rest in nodes
+    ]
     target_at = {}
     for t_index, var in enumerate(targets):
         node = index_of_id.get(var.id)
@@ -319,7 +370,7 @@ def _nodes(info: list) -> list:
     if len(found) == len(info):
         return found
     out = []
-    for text in info:       # some line is not in the expected shape: line by line
+    for text in info:  # some line is not in the expected shape: line by line
         m = _NODE.match(text)
         out.append(m.groups() if m and "\n" not in text else ("O", "0", "1", text))
     return out
@@ -327,7 +378,7 @@ def _nodes(info: list) -> list:
 
 def _op_name(rest: str) -> str:
     """The op's name from what follows an op's gradient flag: "tape->53348)" -> "tape"."""
-    return rest[:rest.find("->")]
+    return rest[: rest.find("->")]
 
 
 def zero_proofs(view: GraphView, root: str, zero: set, zero_valued: set) -> dict:
@@ -347,25 +398,29 @@ def zero_proofs(view: GraphView, root: str, zero: set, zero_valued: set) -> dict
     on_path = view.seen.get(root, set())
     node_of = {t: n for n, t in view.target_at.items()}
     bits = [t for t in sorted(zero_valued) if node_of.get(t) in on_path]
-    zbits = {node_of[t]: 1 << b for b, t in enumerate(bits)}    # node -> the zeros behind it
+    zbits = {node_of[t]: 1 << b for b, t in enumerate(bits)}  # node -> the zeros behind it
     order = _topological(view, on_path)
-    for node in order:                  # forward: which Vars are exactly zero
+    for node in order:  # forward: which Vars are exactly zero
         ins = view.inputs[node]
         op = view.ops[node]
-        if op is None:                  # a Var: zero when its op's output is
+        if op is None:  # a Var: zero when its op's output is
             if ins and ins[0] in zbits and node not in zbits:
                 zbits[node] = zbits[ins[0]]
             continue
         zero_in = [zbits[i] for i in ins if i in zbits]
-        if zero_in and (op == "binary.multiply"
-                        or (op in _ZERO_KEEPING and len(zero_in) == len(ins))):
+        if zero_in and (
+            op == "binary.multiply" or (op in _ZERO_KEEPING and len(zero_in) == len(ins))
+        ):
             zbits[node] = _union(zero_in)
-    blocked: dict = {}                  # (op, input) edges that pass no gradient -> bits
+    blocked: dict = {}  # (op, input) edges that pass no gradient -> bits
     for node in order:
         op = view.ops[node]
         if op in _BLOCKING or op in _CUSTOM:
-            zero_in = [zbits[i] for i in view.inputs[node] if i in zbits
-                       and (op in _BLOCKING or view.ndim.get(i, 0) >= 2)]
+            zero_in = [
+                zbits[i]
+                for i in view.inputs[node]
+                if i in zbits and (op in _BLOCKING or view.ndim.get(i, 0) >= 2)
+            ]
             for i in view.inputs[node]:
                 if zero_in and i not in zbits:
                     blocked[(node, i)] = _union(zero_in)
@@ -375,7 +430,7 @@ def zero_proofs(view: GraphView, root: str, zero: set, zero_valued: set) -> dict
     mask: dict = {}
     for (_node, parent), b in blocked.items():
         mask[parent] = mask.get(parent, 0) | b
-    for node in reversed(order):        # backward: which zeros stand on each path
+    for node in reversed(order):  # backward: which zeros stand on each path
         m = mask.get(node, 0)
         if m:
             for parent in view.inputs[node]:

@@ -23,9 +23,13 @@ def describe_optimizer(optimizer) -> dict:
         if hasattr(optimizer, key):
             d[key] = getattr(optimizer, key)
     groups = getattr(optimizer, "param_groups", [])
-    d["groups"] = [{"params": len(g.get("params", [])),
-                    **{k: g[k] for k in ("lr", "momentum", "weight_decay", "nesterov") if k in g}}
-                   for g in groups]
+    d["groups"] = [
+        {
+            "params": len(g.get("params", [])),
+            **{k: g[k] for k in ("lr", "momentum", "weight_decay", "nesterov") if k in g},
+        }
+        for g in groups
+    ]
     return d
 
 
@@ -70,7 +74,7 @@ def _step_plain(opt, pg, k, p, lr):
 
 def _step_sgd(opt, pg, k, p, lr):
     momentum = pg.get("momentum", opt.momentum)
-    v = _ftz(pg["values"][k].numpy())              # the momentum buffer after the step
+    v = _ftz(pg["values"][k].numpy())  # the momentum buffer after the step
     if pg.get("nesterov", opt.nesterov):
         g = _ftz(pg["grads"][k].numpy())
         dp = _ftz(p * np.float32(pg.get("weight_decay", opt.weight_decay)) + g)
@@ -93,7 +97,7 @@ def _step_adam(opt, pg, k, p, lr):
     n = float(opt.n_step)
     b0, b1 = pg.get("betas", opt.betas)
     m, v = _ftz(pg["m"][k].numpy()), _ftz(pg["values"][k].numpy())
-    step_size = np.float32(lr * np.sqrt(1 - b1 ** n) / (1 - b0 ** n))
+    step_size = np.float32(lr * np.sqrt(1 - b1**n) / (1 - b0**n))
     denom = _ftz(np.sqrt(v) + np.float32(pg.get("eps", opt.eps)))
     return [p - move for move in _adam_moves(m, denom, step_size)]
 
@@ -103,18 +107,24 @@ def _step_adamw(opt, pg, k, p, lr):
     b0, b1 = pg.get("betas", opt.betas)
     decayed = _ftz(p * np.float32(1 - lr * pg.get("weight_decay", opt.weight_decay)))
     m, v = _ftz(pg["m"][k].numpy()), _ftz(pg["values"][k].numpy())
-    denom = _ftz(_ftz(np.sqrt(v) / np.float32(np.sqrt(1 - b1 ** n)))
-                 + np.float32(pg.get("eps", opt.eps)))
-    step_size = np.float32(lr / (1 - b0 ** n))
+    denom = _ftz(
+        _ftz(np.sqrt(v) / np.float32(np.sqrt(1 - b1**n))) + np.float32(pg.get("eps", opt.eps))
+    )
+    step_size = np.float32(lr / (1 - b0**n))
     return [decayed - move for move in _adam_moves(m, denom, step_size)]
 
 
 def _replays() -> dict:
     from gradcheck import runtime
+
     optim = runtime.import_jittor().optim
-    return {optim.Optimizer.step: _step_plain, optim.SGD.step: _step_sgd,
-            optim.RMSprop.step: _step_rmsprop, optim.Adam.step: _step_adam,
-            optim.AdamW.step: _step_adamw}
+    return {
+        optim.Optimizer.step: _step_plain,
+        optim.SGD.step: _step_sgd,
+        optim.RMSprop.step: _step_rmsprop,
+        optim.Adam.step: _step_adam,
+        optim.AdamW.step: _step_adamw,
+    }
 
 
 def rounds_away(optimizer, var) -> bool | None:
@@ -131,8 +141,9 @@ def rounds_away(optimizer, var) -> bool | None:
             if p is var:
                 value = _ftz(var.numpy())
                 try:
-                    return _unchanged(value, replay(optimizer, pg, k, value,
-                                                    float(pg.get("lr", optimizer.lr))))
+                    return _unchanged(
+                        value, replay(optimizer, pg, k, value, float(pg.get("lr", optimizer.lr)))
+                    )
                 except (KeyError, IndexError, AttributeError, TypeError):
-                    return None          # state laid out otherwise than Jittor's own
+                    return None  # state laid out otherwise than Jittor's own
     return None

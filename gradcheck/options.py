@@ -8,24 +8,43 @@ from gradcheck.render import FORMATS
 from gradcheck.runtime import DEVICES
 
 format_option = click.option(
-    "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
     help="What to print on stdout: a table for people, json for machines, markdown for PRs, "
-         "junit for CI test reports, html for the page.")
+    "junit for CI test reports, html for the page.",
+)
 quiet_option = click.option(
-    "--quiet", "-q", is_flag=True, help="Print only the verdict line; no progress display.")
+    "--quiet", "-q", is_flag=True, help="Print only the verdict line; no progress display."
+)
 config_option = click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False), default=None,
-    help="Read the [gradcheck] section from this file instead of ./setup.cfg.")
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Read the [gradcheck] section from this file instead of ./setup.cfg.",
+)
 device_option = click.option(
-    "--device", type=click.Choice(DEVICES), default=None,
-    help="auto: CUDA only where a working CUDA driver exists.  [default: auto]")
+    "--device",
+    type=click.Choice(DEVICES),
+    default=None,
+    help="auto: CUDA only where a working CUDA driver exists.  [default: auto]",
+)
 depth_option = click.option(
-    "--depth", type=click.IntRange(0, 20), default=None,
-    help="Depth of the coverage-by-module tree; implies --verbose.  [default: 2]")
+    "--depth",
+    type=click.IntRange(0, 20),
+    default=None,
+    help="Depth of the coverage-by-module tree; implies --verbose.  [default: 2]",
+)
 verbose_option = click.option(
-    "--verbose", "-v", is_flag=True,
+    "--verbose",
+    "-v",
+    is_flag=True,
     help="Print every table (needs attention, loss terms, status over steps, module tree), "
-         "not just the one-screen summary.")
+    "not just the one-screen summary.",
+)
 
 
 def table_depth(verbose: bool, depth):

@@ -45,12 +45,25 @@ from gradcheck.enums import ALLOWABLE, FINDINGS, Finding, Float64Mode  # noqa: F
 
 SECTION = "gradcheck"
 
-DEFAULT_FAIL_ON = (Finding.MISSING, Finding.NONFINITE, Finding.ZERO, Finding.UNTRACKED,
-                   Finding.NEVER_UPDATED, Finding.REPLICAS_DIVERGED, Finding.OPTIMIZER_MISMATCH)
+DEFAULT_FAIL_ON = (
+    Finding.MISSING,
+    Finding.NONFINITE,
+    Finding.ZERO,
+    Finding.UNTRACKED,
+    Finding.NEVER_UPDATED,
+    Finding.REPLICAS_DIVERGED,
+    Finding.OPTIMIZER_MISMATCH,
+)
 """The findings that fail a run unless the config says otherwise (the order it records)."""
 
-DEFAULT_WARN_ON = (Finding.NOT_IN_OPTIMIZER, Finding.FROZEN_UNDECLARED, Finding.FROZEN_BUT_TRAINED,
-                   Finding.TRAINED_BUFFER, Finding.RANK_DIVERGENT, Finding.STOPPED_TRAINING)
+DEFAULT_WARN_ON = (
+    Finding.NOT_IN_OPTIMIZER,
+    Finding.FROZEN_UNDECLARED,
+    Finding.FROZEN_BUT_TRAINED,
+    Finding.TRAINED_BUFFER,
+    Finding.RANK_DIVERGENT,
+    Finding.STOPPED_TRAINING,
+)
 """The findings that only warn (and fail under ``strict``) unless the config says otherwise."""
 
 
@@ -79,19 +92,19 @@ class Policy:
     fail_on: tuple = DEFAULT_FAIL_ON
     warn_on: tuple = DEFAULT_WARN_ON
     strict: bool = False
-    expected_frozen: dict = field(default_factory=dict)   # glob -> reason it is frozen
-    allow_uncovered: dict = field(default_factory=dict)   # glob -> reason it may stay uncovered
-    vanishing_grad: float = 1e-10   # grad norm / weight norm below this on every step with one
-    exploding_grad: float = 1e3     # grad norm / weight norm above this on any step
+    expected_frozen: dict = field(default_factory=dict)  # glob -> reason it is frozen
+    allow_uncovered: dict = field(default_factory=dict)  # glob -> reason it may stay uncovered
+    vanishing_grad: float = 1e-10  # grad norm / weight norm below this on every step with one
+    exploding_grad: float = 1e3  # grad norm / weight norm above this on any step
     # port parity (gradcheck.parity.across / .align): rename rules and tolerances
-    name_map: str = ""              # "PATTERN -> REPLACEMENT" lines, original -> port names
+    name_map: str = ""  # "PATTERN -> REPLACEMENT" lines, original -> port names
     align_output_tol: float = 1e-3  # module outputs, relative (or noise_factor x the floor)
-    align_grad_tol: float = 1e-3    # gradients, relative
-    align_loss_tol: float = 1e-4    # loss and loss terms, relative
-    align_value_tol: float = 1e-3   # parameter updates after --steps, relative
+    align_grad_tol: float = 1e-3  # gradients, relative
+    align_loss_tol: float = 1e-4  # loss and loss terms, relative
+    align_value_tol: float = 1e-3  # parameter updates after --steps, relative
     align_noise_factor: float = 10.0  # allowed multiple of the float64-calibrated noise floor
-    align_noise_samples: int = 3    # extra float32 runs of the original (batch moved 1 ulp)
-    align_float64: str = Float64Mode.AUTO   # rerun the port in float64: auto, always, never
+    align_noise_samples: int = 3  # extra float32 runs of the original (batch moved 1 ulp)
+    align_float64: str = Float64Mode.AUTO  # rerun the port in float64: auto, always, never
     align_float64_tol: float = 1e-6  # port in float64 vs the original in float64, relative
     source: str = "defaults"
 
@@ -109,8 +122,12 @@ class Policy:
 
     def record(self) -> dict:
         """What the report's ``config.policy`` keeps of it."""
-        out = {"fail_on": list(self.fail_on), "warn_on": list(self.warn_on),
-               "strict": self.strict, "source": self.source}
+        out = {
+            "fail_on": list(self.fail_on),
+            "warn_on": list(self.warn_on),
+            "strict": self.strict,
+            "source": self.source,
+        }
         if self.allow_uncovered:
             out["allow_uncovered"] = dict(self.allow_uncovered)
         return out
@@ -119,8 +136,16 @@ class Policy:
 # ---------------------------------------------------------------------- the config file
 SETTING_KEYS = ("model", "steps", "img_size", "batch_size", "seed", "device", "data")
 _INT_KEYS = ("steps", "img_size", "batch_size", "seed", "align_noise_samples")
-_FLOAT_KEYS = ("vanishing_grad", "exploding_grad", "align_output_tol", "align_grad_tol",
-               "align_loss_tol", "align_value_tol", "align_noise_factor", "align_float64_tol")
+_FLOAT_KEYS = (
+    "vanishing_grad",
+    "exploding_grad",
+    "align_output_tol",
+    "align_grad_tol",
+    "align_loss_tol",
+    "align_value_tol",
+    "align_noise_factor",
+    "align_float64_tol",
+)
 _POLICY_KEYS = tuple(f.name for f in fields(Policy) if f.name != "source")
 
 
@@ -129,7 +154,7 @@ class ConfigFile:
     """The ``[gradcheck]`` section as read: the settings it sets, and its policy."""
 
     path: str | None = None
-    settings: dict = field(default_factory=dict)   # only the keys the file sets
+    settings: dict = field(default_factory=dict)  # only the keys the file sets
     policy: Policy = field(default_factory=Policy)
 
 
@@ -137,8 +162,9 @@ def _parse_list(key: str, value: str) -> tuple:
     items = tuple(v.strip() for v in value.replace("\n", ",").split(",") if v.strip())
     for item in items:
         if item not in FINDINGS:
-            raise ConfigError(f"[{SECTION}] {key}: unknown finding {item!r} "
-                              f"(choose from {', '.join(FINDINGS)})")
+            raise ConfigError(
+                f"[{SECTION}] {key}: unknown finding {item!r} (choose from {', '.join(FINDINGS)})"
+            )
     return tuple(Finding(item) for item in items)
 
 
@@ -169,7 +195,7 @@ def _parse_value(parser, path, key: str, value: str):
         if key == "strict":
             return parser.getboolean(SECTION, key)
         if key == "align_float64":
-            return Float64Mode(value.strip())    # ValueError for any other word
+            return Float64Mode(value.strip())  # ValueError for any other word
         if key in ("expected_frozen", "allow_uncovered"):
             return _parse_globs(key, value)
         return value.strip()
@@ -191,8 +217,9 @@ def load_config(path: str | Path | None = None) -> ConfigFile:
     try:
         parser.read(path, encoding="utf-8")
     except (configparser.Error, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path} cannot be parsed: "
-                          f"{str(exc).splitlines()[0]}") from None
+        raise ConfigError(
+            f"config file {path} cannot be parsed: {str(exc).splitlines()[0]}"
+        ) from None
     if not parser.has_section(SECTION):
         if explicit:
             raise ConfigError(f"config file {path} has no [{SECTION}] section")

@@ -17,7 +17,7 @@ def mapped_files() -> list[str] | None:
     try:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
             for line in fh:
-                parts = line.split(None, 5)   # address perms offset dev inode [path]
+                parts = line.split(None, 5)  # address perms offset dev inode [path]
                 if len(parts) == 6:
                     seen.setdefault(parts[5].strip(), None)
     except OSError:

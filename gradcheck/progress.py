@@ -34,12 +34,13 @@ from typing import TYPE_CHECKING
 from gradcheck.procmaps import mapped_files
 from gradcheck.progress_parser import PROGRESS_RE, ProgressParser, _Batch
 
-if TYPE_CHECKING:   # rich is imported when a bar or a spinner is first shown
+if TYPE_CHECKING:  # rich is imported when a bar or a spinner is first shown
     from rich.console import Console
     from rich.live import Live
     from rich.progress import Progress, TaskID
 
 __all__ = ["CompileStats", "compile_progress", "ProgressParser", "PROGRESS_RE"]
+
 
 @dataclass
 class CompileStats:
@@ -53,12 +54,12 @@ class CompileStats:
 
     ops_compiled: int = 0
     compile_seconds: float = 0.0
-    batches: int = 0                 # compile batches that reported progress
-    core_compiled: bool = False      # a "Compiling jittor_core" batch was seen
-    passthrough_bytes: int = 0       # other stderr bytes forwarded unchanged
-    progress_ops: int = 0            # operators announced by progress lines
+    batches: int = 0  # compile batches that reported progress
+    core_compiled: bool = False  # a "Compiling jittor_core" batch was seen
+    passthrough_bytes: int = 0  # other stderr bytes forwarded unchanged
+    progress_ops: int = 0  # operators announced by progress lines
     new_jit_libs: int | None = None  # op libraries compiled here (None: not measurable)
-    lock_wait_seconds: float = 0.0   # waited for Jittor's cache lock (another process held it)
+    lock_wait_seconds: float = 0.0  # waited for Jittor's cache lock (another process held it)
 
     def summary(self) -> str:
         if not self.ops_compiled:
@@ -80,9 +81,9 @@ class _Display:
         self._task: TaskID | None = None
         self._lock = threading.Lock()
         self._no_bar = False
-        self._status: Live | None = None   # a rich Live spinner while nothing else is shown
+        self._status: Live | None = None  # a rich Live spinner while nothing else is shown
         self._status_console: Console | None = None
-        self._lock_said = False   # the lock wait's line is out (stderr not a terminal)
+        self._lock_said = False  # the lock wait's line is out (stderr not a terminal)
 
     def _make_console(self):
         from rich.console import Console
@@ -90,12 +91,11 @@ class _Display:
         c = self._console
         if c is not None:
             try:
-                if c.file.fileno() != 2:   # it writes elsewhere than the captured fd
+                if c.file.fileno() != 2:  # it writes elsewhere than the captured fd
                     return c
             except (AttributeError, OSError, ValueError):
                 return c
-        stream = os.fdopen(os.dup(self.fd), "w", buffering=1, encoding="utf-8",
-                           errors="replace")
+        stream = os.fdopen(os.dup(self.fd), "w", buffering=1, encoding="utf-8", errors="replace")
         return Console(file=stream, stderr=False)
 
     def progress(self, what: str, i: int, n: int, used: float, eta: float) -> None:
@@ -104,7 +104,7 @@ class _Display:
         with self._lock:
             if self._progress is None:
                 console = self._make_console()
-                if not console.is_terminal:   # a log file or pipe: the summary line is enough
+                if not console.is_terminal:  # a log file or pipe: the summary line is enough
                     self._no_bar = True
                     if console is not self._console:
                         console.file.close()
@@ -118,15 +118,23 @@ class _Display:
                 )
 
                 self._progress = Progress(
-                    TextColumn("[bold blue]{task.description}"), BarColumn(),
-                    MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=True,
-                    redirect_stdout=False, redirect_stderr=False)
-                label = "compiling Jittor core" if what == "jittor_core" else \
-                    f"compiling Jittor {what.lower()}"
+                    TextColumn("[bold blue]{task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeElapsedColumn(),
+                    console=console,
+                    transient=True,
+                    redirect_stdout=False,
+                    redirect_stderr=False,
+                )
+                label = (
+                    "compiling Jittor core"
+                    if what == "jittor_core"
+                    else f"compiling Jittor {what.lower()}"
+                )
                 self._task = self._progress.add_task(label, total=n)
                 self._progress.start()
-            assert self._task is not None   # added with the bar
+            assert self._task is not None  # added with the bar
             self._progress.update(self._task, completed=i, total=n)
 
     def show_status(self, text: str) -> None:
@@ -152,8 +160,14 @@ class _Display:
         from rich.spinner import Spinner
 
         self._status_console = console
-        self._status = Live(Spinner("dots", text=text), console=console, transient=True,
-                            refresh_per_second=8, redirect_stdout=False, redirect_stderr=False)
+        self._status = Live(
+            Spinner("dots", text=text),
+            console=console,
+            transient=True,
+            refresh_per_second=8,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
         self._status.start()
         return True
 
@@ -205,8 +219,7 @@ class _Display:
         with self._lock:
             self._stop()
             noun = "core files" if batch.what == "jittor_core" else "operators"
-            _write_all(self.fd, f"compiled {batch.n} Jittor {noun} in {batch.used:.1f}s\n"
-                       .encode())
+            _write_all(self.fd, f"compiled {batch.n} Jittor {noun} in {batch.used:.1f}s\n".encode())
 
     def text(self, data: bytes) -> None:
         with self._lock:
@@ -225,7 +238,7 @@ def _write_all(fd: int, data: bytes) -> None:
             k = os.write(fd, view)
         except InterruptedError:
             continue
-        except OSError:   # the original stderr is gone (closed pipe): nothing to do
+        except OSError:  # the original stderr is gone (closed pipe): nothing to do
             return
         view = view[k:]
 
@@ -250,8 +263,7 @@ def _mapped_libs(jit_dir: str | None) -> set | None:
     return {p for p in files if p.endswith(".so") and p.startswith(prefix)}
 
 
-def _libs_compiled_here(jit_dir: str | None, before: set | None, since: float
-                        ) -> int | None:
+def _libs_compiled_here(jit_dir: str | None, before: set | None, since: float) -> int | None:
     """Operator libraries loaded during the block and written at or after ``since``
     (wall clock): the ones this process compiled (not merely loaded from the cache)."""
     after = _mapped_libs(jit_dir)
@@ -260,7 +272,7 @@ def _libs_compiled_here(jit_dir: str | None, before: set | None, since: float
     n = 0
     for path in after - (before or set()):
         try:
-            if os.stat(path).st_mtime >= since - 1.0:   # coarse filesystem clocks
+            if os.stat(path).st_mtime >= since - 1.0:  # coarse filesystem clocks
                 n += 1
         except OSError:
             continue
@@ -272,8 +284,9 @@ _active: CompileStats | None = None
 
 
 @contextlib.contextmanager
-def compile_progress(quiet: bool = True, console=None, status: str | None = None,
-                     status_after: float = 2.0) -> Iterator[CompileStats]:
+def compile_progress(
+    quiet: bool = True, console=None, status: str | None = None, status_after: float = 2.0
+) -> Iterator[CompileStats]:
     """Capture fd 2 for the block; show Jittor's compile progress as a rich bar (none when
     ``quiet``), forward all other stderr bytes unchanged.  Yields :class:`CompileStats`,
     complete once the block has exited.  A no-op (yielding the outer stats) when nested
@@ -300,8 +313,9 @@ def compile_progress(quiet: bool = True, console=None, status: str | None = None
     t_start = time.time()
     jit_dir = _jit_dir()
     libs_before = _mapped_libs(jit_dir) if jit_dir else set()
-    thread = threading.Thread(target=_read_stderr, args=(fds, parser, display),
-                              name="gradcheck-stderr", daemon=True)
+    thread = threading.Thread(
+        target=_read_stderr, args=(fds, parser, display), name="gradcheck-stderr", daemon=True
+    )
     timer = None
     if status and not quiet:
         timer = threading.Timer(status_after, display.show_status, args=(status,))
@@ -315,7 +329,7 @@ def compile_progress(quiet: bool = True, console=None, status: str | None = None
             timer.start()
         from gradcheck import supervise
 
-        if not supervise.attempt():   # a supervised run's parent watches from outside
+        if not supervise.attempt():  # a supervised run's parent watches from outside
             watcher.start()
         yield stats
     finally:
@@ -333,8 +347,7 @@ def compile_progress(quiet: bool = True, console=None, status: str | None = None
             _active = None
             _capture_lock.release()
         if restored:
-            stats.new_jit_libs = _libs_compiled_here(jit_dir or _jit_dir(), libs_before,
-                                                     t_start)
+            stats.new_jit_libs = _libs_compiled_here(jit_dir or _jit_dir(), libs_before, t_start)
             stats.ops_compiled = max(stats.progress_ops, stats.new_jit_libs or 0)
 
 
@@ -345,7 +358,7 @@ class _Fds:
 
     saved: int
     r: int
-    w: int   # -1 once fd 2 is the pipe's only write end
+    w: int  # -1 once fd 2 is the pipe's only write end
     stop_r: int
     stop_w: int
 
@@ -415,7 +428,7 @@ def _counting_parser(stats: CompileStats, display: _Display) -> ProgressParser:
 def _read_stderr(fds: _Fds, parser: ProgressParser, display: _Display) -> None:
     """The reader thread: every chunk of the pipe through ``parser`` (raw to the original
     stderr should the parser or the display fail), then the parser's tail."""
-    broken = False   # the parser or display failed: forward raw bytes from then on
+    broken = False  # the parser or display failed: forward raw bytes from then on
 
     def handle(data: bytes) -> None:
         nonlocal broken
@@ -425,8 +438,11 @@ def _read_stderr(fds: _Fds, parser: ProgressParser, display: _Display) -> None:
                 return
             except Exception as exc:  # noqa: BLE001 - never let stderr vanish
                 broken = True
-                _write_all(fds.saved, f"[gradcheck] compile progress display failed "
-                                      f"({exc!r}); stderr follows unfiltered\n".encode())
+                _write_all(
+                    fds.saved,
+                    f"[gradcheck] compile progress display failed "
+                    f"({exc!r}); stderr follows unfiltered\n".encode(),
+                )
         _write_all(fds.saved, data)
 
     for data in _pipe_chunks(fds.r, fds.stop_r):

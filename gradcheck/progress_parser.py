@@ -16,7 +16,8 @@ __all__ = ["ProgressParser", "PROGRESS_RE"]
 #: ``Compiling jittor_core(12/40) used: 3.100s eta: 7.000s`` (Python, fresh cache).
 PROGRESS_RE = re.compile(
     rb"^Compiling (?P<what>[\w.\-]+)\((?P<i>\d+)/(?P<n>\d+)\) used: *(?P<used>[0-9.eE+\-]+)s"
-    rb" eta: *(?P<eta>[0-9.eE+\-]+)s *$")
+    rb" eta: *(?P<eta>[0-9.eE+\-]+)s *$"
+)
 
 
 @dataclass
@@ -36,21 +37,22 @@ class ProgressParser:
 
     def __init__(self, on_progress, on_text, on_batch_end):
         self._buf = b""
-        self._on_progress = on_progress     # (what, i, n, used, eta)
-        self._on_text = on_text             # (bytes)
-        self._on_batch_end = on_batch_end   # (_Batch)
-        self._pending_nl = False            # a bare "\n" held back: maybe Jittor's lead-in
+        self._on_progress = on_progress  # (what, i, n, used, eta)
+        self._on_text = on_text  # (bytes)
+        self._on_batch_end = on_batch_end  # (_Batch)
+        self._pending_nl = False  # a bare "\n" held back: maybe Jittor's lead-in
         self._batch: _Batch | None = None
-        self._expect_nl = False             # Jittor's std::endl after a finished batch
+        self._expect_nl = False  # Jittor's std::endl after a finished batch
 
     def feed(self, data: bytes) -> None:
         self._buf += data
         while True:
-            cut = min((k for k in (self._buf.find(b"\r"), self._buf.find(b"\n")) if k >= 0),
-                      default=-1)
+            cut = min(
+                (k for k in (self._buf.find(b"\r"), self._buf.find(b"\n")) if k >= 0), default=-1
+            )
             if cut < 0:
                 break
-            seg, term, self._buf = self._buf[:cut], self._buf[cut:cut + 1], self._buf[cut + 1:]
+            seg, term, self._buf = self._buf[:cut], self._buf[cut : cut + 1], self._buf[cut + 1 :]
             self._segment(seg, term)
         # Text that is clearly not the start of a progress line goes out at once, so a
         # prompt or partial message without a newline is not held back.
@@ -74,14 +76,14 @@ class ProgressParser:
                 self._end_batch(expect_nl=True)
             return
         if seg == b"" and term == b"\n":
-            if self._expect_nl:       # Jittor's std::endl after the last progress line
+            if self._expect_nl:  # Jittor's std::endl after the last progress line
                 self._expect_nl = False
                 return
             if self._batch is not None:  # a batch ended without reaching n/n
                 self._end_batch(expect_nl=False)
                 return
             if self._pending_nl:
-                self._text(b"")   # emits the held "\n"; this one is held in turn
+                self._text(b"")  # emits the held "\n"; this one is held in turn
             self._pending_nl = True
             return
         if self._batch is not None:

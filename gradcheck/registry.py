@@ -37,7 +37,7 @@ class Recommended:
 @dataclass(frozen=True)
 class Entry:
     name: str
-    factory: Callable          # (img_size, batch_size, seed, data) -> Workload
+    factory: Callable  # (img_size, batch_size, seed, data) -> Workload
     recommended: Recommended
 
 
@@ -45,8 +45,9 @@ _ENTRIES: dict[str, Entry] = {}
 _loaded = False
 
 
-def register_workload(name: str | None = None, *,
-                      recommended: Recommended = Recommended()) -> Callable:
+def register_workload(
+    name: str | None = None, *, recommended: Recommended = Recommended()
+) -> Callable:
     """Decorator: register ``factory`` as the workload ``name`` (default: its ``__name__``)."""
 
     def deco(factory: Callable) -> Callable:

@@ -41,7 +41,7 @@ from gradcheck.schema import (  # noqa: F401 (the records are re-exported from h
 from gradcheck.status import RUN_STATUSES, STEP_STATUSES, UNCOVERED  # noqa: F401 (re-exported)
 from gradcheck.summary import module_rollup, summarize
 
-SCHEMA_VERSION = 2   # 2: tracked, held_only, lrs, zero_blockers, zero_why; step status "absent"
+SCHEMA_VERSION = 2  # 2: tracked, held_only, lrs, zero_blockers, zero_why; step status "absent"
 
 
 class ReportError(ValueError):
@@ -52,14 +52,14 @@ class ReportError(ValueError):
 class Report:
     config: dict
     environment: dict
-    params: list                      # [ParamRecord]
-    buffers: list = field(default_factory=list)       # [BufferRecord]
-    warnings: list = field(default_factory=list)      # [WarningRecord]
-    steps: list = field(default_factory=list)         # [StepRecord]
+    params: list  # [ParamRecord]
+    buffers: list = field(default_factory=list)  # [BufferRecord]
+    warnings: list = field(default_factory=list)  # [WarningRecord]
+    steps: list = field(default_factory=list)  # [StepRecord]
     summary: Summary = field(default_factory=Summary)
     verdict: Verdict = field(default_factory=Verdict)
-    loss_terms: list = field(default_factory=list)    # [LossTermRecord]
-    modules: list = field(default_factory=list)       # [ModuleRollup]
+    loss_terms: list = field(default_factory=list)  # [LossTermRecord]
+    modules: list = field(default_factory=list)  # [ModuleRollup]
     created: str = ""
     schema_version: int = SCHEMA_VERSION
     # per-rank data of an MPI run (gradcheck.distributed)
@@ -83,7 +83,7 @@ class Report:
             "created": self.created,
             "config": _finite(self.config),
             "environment": _finite(self.environment),
-            "summary": plain(self.summary),     # records: plain() writes NaN/Inf as text too
+            "summary": plain(self.summary),  # records: plain() writes NaN/Inf as text too
             "verdict": plain(self.verdict),
             "steps": plain(self.steps),
             "loss_terms": plain(self.loss_terms),
@@ -119,21 +119,26 @@ class Report:
         if not isinstance(version, int):
             raise ReportError(f"{source}: not a gradcheck report (no schema_version)")
         if version > SCHEMA_VERSION:
-            raise ReportError(f"{source}: schema_version {version} is newer than this gradcheck "
-                              f"understands ({SCHEMA_VERSION}); upgrade gradcheck")
+            raise ReportError(
+                f"{source}: schema_version {version} is newer than this gradcheck "
+                f"understands ({SCHEMA_VERSION}); upgrade gradcheck"
+            )
         if version < 1:
             raise ReportError(f"{source}: invalid schema_version {version}")
         try:
-            report = cls(config=_typed(d["config"], dict, "config"),
-                         environment=_typed(d.get("environment", {}), dict, "environment"),
-                         params=_records(ParamRecord, d["params"], "params"),
-                         buffers=_records(BufferRecord, d.get("buffers", []), "buffers"),
-                         warnings=_records(WarningRecord, d.get("warnings", []), "warnings"),
-                         steps=_records(StepRecord, d.get("steps", []), "steps"),
-                         verdict=load(Verdict, d.get("verdict", {})),
-                         loss_terms=_records(LossTermRecord, d.get("loss_terms", []), "loss_terms"),
-                         created=str(d.get("created", "")), schema_version=version,
-                         distributed=_typed(d.get("distributed") or {}, dict, "distributed"))
+            report = cls(
+                config=_typed(d["config"], dict, "config"),
+                environment=_typed(d.get("environment", {}), dict, "environment"),
+                params=_records(ParamRecord, d["params"], "params"),
+                buffers=_records(BufferRecord, d.get("buffers", []), "buffers"),
+                warnings=_records(WarningRecord, d.get("warnings", []), "warnings"),
+                steps=_records(StepRecord, d.get("steps", []), "steps"),
+                verdict=load(Verdict, d.get("verdict", {})),
+                loss_terms=_records(LossTermRecord, d.get("loss_terms", []), "loss_terms"),
+                created=str(d.get("created", "")),
+                schema_version=version,
+                distributed=_typed(d.get("distributed") or {}, dict, "distributed"),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise ReportError(f"{source}: malformed report ({type(exc).__name__}: {exc})") from None
         # totals are derived from the records, never trusted from the file (see summary.py)
@@ -141,7 +146,7 @@ class Report:
         return report
 
 
-_LINE = json.JSONEncoder(allow_nan=False)   # one encoder: json.dumps makes one per call
+_LINE = json.JSONEncoder(allow_nan=False)  # one encoder: json.dumps makes one per call
 
 
 def _typed(value, kind, what: str):
@@ -167,10 +172,23 @@ def _finite(obj):
 
 # ---------------------------------------------------------------------- files
 # a bad path (exit 2, the user's to fix) as opposed to a machine that cannot write (exit 3)
-_PATH_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR,
-                errno.ENOENT, errno.ENAMETOOLONG, errno.ELOOP, errno.ETXTBSY}
-_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
-          (stat.S_ISBLK, "a device"))
+_PATH_ERRNOS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.EISDIR,
+    errno.ENOTDIR,
+    errno.ENOENT,
+    errno.ENAMETOOLONG,
+    errno.ELOOP,
+    errno.ETXTBSY,
+}
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+)
 
 
 def check_writable(path: os.PathLike | str) -> Path:
@@ -214,7 +232,7 @@ def _write_error(path: Path, exc: OSError) -> Exception:
         message += " (the file there is unchanged)"
     if exc.errno in _PATH_ERRNOS:
         return ReportError(message)
-    return MachineError(message)   # a full disk, an I/O error: the machine's, exit 3
+    return MachineError(message)  # a full disk, an I/O error: the machine's, exit 3
 
 
 def write_atomic(path: os.PathLike | str, text: str) -> Path:
@@ -228,14 +246,15 @@ def write_atomic(path: os.PathLike | str, text: str) -> Path:
     directory = target.parent if str(target.parent) else Path(".")
     _sweep_stale_temps(directory, target.name)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp",
-                                   dir=directory)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=directory
+        )
     except OSError as exc:
         raise _write_error(path, exc) from None
     try:
         umask = os.umask(0)
         os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)   # mkstemp makes 0600; a report is an ordinary file
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a report is an ordinary file
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -249,7 +268,7 @@ def write_atomic(path: os.PathLike | str, text: str) -> Path:
         if isinstance(exc, OSError):
             raise _write_error(path, exc) from exc
         raise
-    _fsync_dir(directory)   # the rename itself survives a power cut: the old or the new file
+    _fsync_dir(directory)  # the rename itself survives a power cut: the old or the new file
     return path
 
 
@@ -282,7 +301,7 @@ def _sweep_stale_temps(directory: Path, name: str) -> None:
             continue
         try:
             os.kill(int(m.group("pid")), 0)
-            continue                  # alive (or another user's): its write is under way
+            continue  # alive (or another user's): its write is under way
         except ProcessLookupError:
             pass
         except (PermissionError, OverflowError):

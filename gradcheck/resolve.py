@@ -22,8 +22,10 @@ def check_spec(spec: str) -> None:
     if registry.is_registered(spec):
         return
     if ":" not in spec:
-        raise WorkloadError(f"unknown model {spec!r}: use one of {', '.join(registry.names())}, "
-                            "package.module:factory or path/to/file.py:factory")
+        raise WorkloadError(
+            f"unknown model {spec!r}: use one of {', '.join(registry.names())}, "
+            "package.module:factory or path/to/file.py:factory"
+        )
     target, _, attr = spec.rpartition(":")
     if not target or not attr.isidentifier():
         raise WorkloadError(f"bad model spec {spec!r}: expected module:factory")
@@ -53,10 +55,12 @@ def load_workload(spec: str, **options) -> Workload:
         raise
     except Exception as exc:
         raise WorkloadError(
-            f"factory {spec} raised {type(exc).__name__}: {_one_line(exc)}") from exc
+            f"factory {spec} raised {type(exc).__name__}: {_one_line(exc)}"
+        ) from exc
     if not isinstance(workload, Workload):
-        raise WorkloadError(f"factory {spec} returned {type(workload).__name__}, "
-                            "expected gradcheck.Workload")
+        raise WorkloadError(
+            f"factory {spec} returned {type(workload).__name__}, expected gradcheck.Workload"
+        )
     if workload.name == "custom":
         workload.name = spec
     return workload
@@ -79,8 +83,9 @@ def _import_target(target: str, spec: str):
             mod_spec.loader.exec_module(module)
         except Exception as exc:
             sys.modules.pop(name, None)
-            raise WorkloadError(f"importing {target} raised {type(exc).__name__}: "
-                                f"{_one_line(exc)}") from exc
+            raise WorkloadError(
+                f"importing {target} raised {type(exc).__name__}: {_one_line(exc)}"
+            ) from exc
         finally:
             sys.path.remove(str(path.resolve().parent))
         return module
@@ -91,8 +96,10 @@ def _import_target(target: str, spec: str):
     except ModuleNotFoundError as exc:
         if exc.name and target.startswith(exc.name):
             raise WorkloadError(f"no module named {target!r} (from --model {spec})") from None
-        raise WorkloadError(f"importing {target} raised {type(exc).__name__}: "
-                            f"{_one_line(exc)}") from exc
+        raise WorkloadError(
+            f"importing {target} raised {type(exc).__name__}: {_one_line(exc)}"
+        ) from exc
     except Exception as exc:
-        raise WorkloadError(f"importing {target} raised {type(exc).__name__}: "
-                            f"{_one_line(exc)}") from exc
+        raise WorkloadError(
+            f"importing {target} raised {type(exc).__name__}: {_one_line(exc)}"
+        ) from exc

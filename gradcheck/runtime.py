@@ -58,9 +58,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEVICES = ("auto", "cpu", "cuda")
-WARM_CACHE_LIBS = 64                      # compiled operators that make a Jittor cache "warm"
+WARM_CACHE_LIBS = 64  # compiled operators that make a Jittor cache "warm"
 DNNL_DIRNAME = "dnnl_lnx_2.2.0_cpu_gomp"  # the folder name Jittor 1.3.11 itself downloads to
-ONEDNN_PYPI = "2022.2.1"                  # onednn-cpu-gomp / onednn-devel-cpu-gomp: oneDNN 2.6
+ONEDNN_PYPI = "2022.2.1"  # onednn-cpu-gomp / onednn-devel-cpu-gomp: oneDNN 2.6
 ONEDNN_FIX = f"pip install onednn-cpu-gomp=={ONEDNN_PYPI} onednn-devel-cpu-gomp=={ONEDNN_PYPI}"
 
 
@@ -74,20 +74,20 @@ class OneDNNSlowWarning(UserWarning):
 
 @dataclass
 class RuntimeState:
-    device: str = "cpu"                 # the device chosen: "cpu" or "cuda"
+    device: str = "cpu"  # the device chosen: "cpu" or "cuda"
     requested_device: str = "auto"
-    cuda_reason: str = ""               # why CUDA was or was not chosen
-    onednn: bool = False                # oneDNN wired in for Jittor
-    onednn_lib: str | None = None       # the libmkldnn.so Jittor links against
+    cuda_reason: str = ""  # why CUDA was or was not chosen
+    onednn: bool = False  # oneDNN wired in for Jittor
+    onednn_lib: str | None = None  # the libmkldnn.so Jittor links against
     onednn_reason: str = ""
-    jittor_was_imported: bool = False   # jittor was already imported before setup ran
+    jittor_was_imported: bool = False  # jittor was already imported before setup ran
     notes: list = field(default_factory=list)
-    op_compiler: str = ""               # how Jittor prepares new operators (see point 5 above)
+    op_compiler: str = ""  # how Jittor prepares new operators (see point 5 above)
 
 
 _state: RuntimeState | None = None
-_mkl_disabled_by_us = False   # we set use_mkl=0 ourselves (a later setup must not blame the user)
-_warned = False               # OneDNNSlowWarning is emitted once per process
+_mkl_disabled_by_us = False  # we set use_mkl=0 ourselves (a later setup must not blame the user)
+_warned = False  # OneDNNSlowWarning is emitted once per process
 _nvcc_hidden_by_us = False
 
 
@@ -147,7 +147,7 @@ def onednn_include_dir() -> Path | None:
     it (``gold_yolo/layers/conv.py``); None when Jittor runs without oneDNN or they are missing."""
     if not state().onednn:
         return None
-    d = jittor_mkl_dir() / DNNL_DIRNAME / "include"    # where Jittor compiles its own mkl ops from
+    d = jittor_mkl_dir() / DNNL_DIRNAME / "include"  # where Jittor compiles its own mkl ops from
     return d if (d / "oneapi" / "dnnl" / "dnnl.hpp").exists() else None
 
 
@@ -193,22 +193,29 @@ def dnnl_version(include_dir: Path) -> tuple | None:
     the top-level header only includes ``oneapi/dnnl/dnnl_version.h``."""
     import re
 
-    for header in (include_dir / "oneapi" / "dnnl" / "dnnl_version.h",
-                   include_dir / "dnnl_version.h"):
+    for header in (
+        include_dir / "oneapi" / "dnnl" / "dnnl_version.h",
+        include_dir / "dnnl_version.h",
+    ):
         try:
             text = header.read_text()
         except OSError:
             continue
-        parts = [re.search(rf"#define\s+DNNL_VERSION_{k}\s+(\d+)", text)
-                 for k in ("MAJOR", "MINOR", "PATCH")]
+        parts = [
+            re.search(rf"#define\s+DNNL_VERSION_{k}\s+(\d+)", text)
+            for k in ("MAJOR", "MINOR", "PATCH")
+        ]
         if all(parts):
             return tuple(int(m.group(1)) for m in parts if m is not None)
     return None
 
 
 def _valid_dnnl_dir(d: Path) -> bool:
-    return ((d / "lib" / "libmkldnn.so").exists() and (d / "include" / "dnnl.h").exists()
-            and (d / "include" / "oneapi" / "dnnl" / "dnnl.hpp").exists())
+    return (
+        (d / "lib" / "libmkldnn.so").exists()
+        and (d / "include" / "dnnl.h").exists()
+        and (d / "include" / "oneapi" / "dnnl" / "dnnl.hpp").exists()
+    )
 
 
 def install_onednn_for_jittor() -> tuple[bool, str | None, str]:
@@ -222,8 +229,11 @@ def install_onednn_for_jittor() -> tuple[bool, str | None, str]:
         others = []
     in_place = _valid_dnnl_dir(target) and all(_valid_dnnl_dir(p) for p in others)
     lib_dir, inc_dir, why = find_pypi_onednn()
-    if in_place and (lib_dir is None or inc_dir is None    # (both or neither are found)
-                     or dnnl_version(target / "include") == dnnl_version(inc_dir)):
+    if in_place and (
+        lib_dir is None
+        or inc_dir is None  # (both or neither are found)
+        or dnnl_version(target / "include") == dnnl_version(inc_dir)
+    ):
         # ours, or one that works when PyPI's is missing (Jittor's own download)
         return True, str((target / "lib" / "libmkldnn.so").resolve()), "already in place"
     if lib_dir is None or inc_dir is None:
@@ -234,8 +244,10 @@ def install_onednn_for_jittor() -> tuple[bool, str | None, str]:
     tmp = mkl / f".{DNNL_DIRNAME}.tmp{os.getpid()}"
     try:
         mkl.mkdir(parents=True, exist_ok=True)
-        for sub, src, patterns in (("lib", lib_dir, ("libdnnl.so*", "libmkldnn.so*")),
-                                   ("include", inc_dir, ("dnnl*.h*", "mkldnn*.h*", "oneapi"))):
+        for sub, src, patterns in (
+            ("lib", lib_dir, ("libdnnl.so*", "libmkldnn.so*")),
+            ("include", inc_dir, ("dnnl*.h*", "mkldnn*.h*", "oneapi")),
+        ):
             (tmp / sub).mkdir(parents=True, exist_ok=True)
             for pat in patterns:
                 for f in src.glob(pat):
@@ -254,8 +266,11 @@ def install_onednn_for_jittor() -> tuple[bool, str | None, str]:
 
         shutil.rmtree(tmp, ignore_errors=True)
         if _valid_dnnl_dir(target):  # another process won the race
-            return (True, str((target / "lib" / "libmkldnn.so").resolve()),
-                    "installed by another process")
+            return (
+                True,
+                str((target / "lib" / "libmkldnn.so").resolve()),
+                "installed by another process",
+            )
         return False, None, f"cannot write {target}: {exc}"
     return True, str((target / "lib" / "libmkldnn.so").resolve()), f"linked from {lib_dir}"
 
@@ -285,16 +300,18 @@ def setup(device: str | None = None, quiet: bool = True) -> RuntimeState:
     if imported and _state is not None:
         if requested not in (_state.requested_device, _state.device):
             raise RuntimeSetupError(
-                f"device {requested!r} asked for after Jittor started on {_state.device!r}")
+                f"device {requested!r} asked for after Jittor started on {_state.device!r}"
+            )
         return _state
     dev, why = choose_device(requested)
-    state = RuntimeState(device=dev, requested_device=requested, cuda_reason=why,
-                         jittor_was_imported=imported)
+    state = RuntimeState(
+        device=dev, requested_device=requested, cuda_reason=why, jittor_was_imported=imported
+    )
     if not imported:
         if dev == "cpu":
             os.environ["nvcc_path"] = ""
             _nvcc_hidden_by_us = True
-        elif _nvcc_hidden_by_us:   # an earlier setup chose cpu; let Jittor find nvcc
+        elif _nvcc_hidden_by_us:  # an earlier setup chose cpu; let Jittor find nvcc
             os.environ.pop("nvcc_path", None)
             _nvcc_hidden_by_us = False
         if quiet:
@@ -305,7 +322,7 @@ def setup(device: str | None = None, quiet: bool = True) -> RuntimeState:
             ok, lib, reason = install_onednn_for_jittor()
             state.onednn, state.onednn_lib, state.onednn_reason = ok, lib, reason
             if ok:
-                assert lib is not None           # installed: its path
+                assert lib is not None  # installed: its path
                 try:
                     _preload(lib)
                 except OSError as exc:
@@ -320,13 +337,20 @@ def setup(device: str | None = None, quiet: bool = True) -> RuntimeState:
                 _warned = True
                 warnings.warn(
                     f"oneDNN unavailable ({state.onednn_reason}): Jittor convolutions will run "
-                    f"70-120x slower. Fix: {ONEDNN_FIX}", OneDNNSlowWarning, stacklevel=2)
+                    f"70-120x slower. Fix: {ONEDNN_FIX}",
+                    OneDNNSlowWarning,
+                    stacklevel=2,
+                )
     else:
-        state.notes.append("jittor was imported before gradcheck; "
-                           "its settings were left as they are")
+        state.notes.append(
+            "jittor was imported before gradcheck; its settings were left as they are"
+        )
         ce = sys.modules.get("jittor.compile_extern")
-        state.onednn = (getattr(ce, "mkl_ops", None) is not None if ce is not None
-                        else os.environ.get("use_mkl", "1") != "0")
+        state.onednn = (
+            getattr(ce, "mkl_ops", None) is not None
+            if ce is not None
+            else os.environ.get("use_mkl", "1") != "0"
+        )
         state.onednn_reason = "set up by whoever imported jittor first"
     _state = state
     return state
@@ -378,8 +402,7 @@ def core_is_built() -> bool:
     py = f"/py{sys.version_info.major}.{sys.version_info.minor}"
     root = jittor_home() / ".cache" / "jittor"
     try:
-        return any(py in str(p) for depth in range(5, 10)
-                   for p in root.glob("*/" * depth + name))
+        return any(py in str(p) for depth in range(5, 10) for p in root.glob("*/" * depth + name))
     except OSError:
         return False
 
@@ -389,8 +412,13 @@ def build_core_in_child() -> None:
     a failure there is left for this process's own import to raise and report."""
     import subprocess
 
-    subprocess.run([sys.executable, "-c", "import jittor"], env=dict(os.environ),
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    subprocess.run(
+        [sys.executable, "-c", "import jittor"],
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )
 
 
 def cached_operator_libs(jit_dir: Path) -> int:

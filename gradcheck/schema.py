@@ -23,7 +23,7 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 
 from gradcheck.enums import RUN_STATUSES, SEVERITIES, STEP_STATUSES, Status, Word
 
-OMIT_NONE = {"omit_none": True}     # field metadata: not written while None
+OMIT_NONE = {"omit_none": True}  # field metadata: not written while None
 _STEP_WORDS = frozenset(STEP_STATUSES)
 
 
@@ -45,39 +45,39 @@ class ParamRecord:
     shape: list
     numel: int
     status: str = Status.COVERED
-    steps: list = field(default_factory=list)          # per-step status, one of STEP_STATUSES
-    grad_norms: list = field(default_factory=list)     # per-step L2 norm of the gradient
-    update_norms: list = field(default_factory=list)   # per-step L2 norm of the value change
+    steps: list = field(default_factory=list)  # per-step status, one of STEP_STATUSES
+    grad_norms: list = field(default_factory=list)  # per-step L2 norm of the gradient
+    update_norms: list = field(default_factory=list)  # per-step L2 norm of the value change
     updated_steps: list = field(default_factory=list)  # per-step: did the value change?
-    first_nonzero_step: int | None = None              # 1-based; None if never
+    first_nonzero_step: int | None = None  # 1-based; None if never
     requires_grad: bool = True
     in_optimizer: bool = True
-    updated: bool = False                              # changed on any step
-    moved_without_grad: bool = False                   # changed on a step with no/zero gradient
-    grad_norm: float | None = None                     # last step's gradient norm
-    update_norm: float | None = None                   # last step's update norm
-    weight_norm: float | None = None                   # value norm before the first step
-    module: str = ""                                   # owning module path ("" = root)
-    aliases: list = field(default_factory=list)        # other names of a shared parameter
-    frozen_reason: str | None = None                   # from expected_frozen, if declared
-    cause: str | None = None                           # stable code (see gradcheck.explain)
-    cause_detail: str | None = None                    # one sentence for people
-    reached_by: list | None = None                     # loss terms with a path to it
+    updated: bool = False  # changed on any step
+    moved_without_grad: bool = False  # changed on a step with no/zero gradient
+    grad_norm: float | None = None  # last step's gradient norm
+    update_norm: float | None = None  # last step's update norm
+    weight_norm: float | None = None  # value norm before the first step
+    module: str = ""  # owning module path ("" = root)
+    aliases: list = field(default_factory=list)  # other names of a shared parameter
+    frozen_reason: str | None = None  # from expected_frozen, if declared
+    cause: str | None = None  # stable code (see gradcheck.explain)
+    cause_detail: str | None = None  # one sentence for people
+    reached_by: list | None = None  # loss terms with a path to it
     first_nonfinite_step: int | None = None
-    flags: list = field(default_factory=list)          # e.g. vanishing, exploding
-    read_steps: list = field(default_factory=list)     # per-step: did an op of the step read it?
-    eval_module: str | None = None                     # frozen by this module's eval() ("" root)
-    mode_change: str | None = None                     # "unfrozen"/"frozen" by train_mode's train()
-    reassigned: bool = False                           # its attribute was replaced in a forward
-    optimizers: list = field(default_factory=list)     # phases whose optimizer holds it
-    tracked: bool = True                               # in model.parameters() when the run began
-    held_only: bool = False                            # only an optimizer holds it, not the model
-    lrs: list = field(default_factory=list)            # per-step learning rate of its group
+    flags: list = field(default_factory=list)  # e.g. vanishing, exploding
+    read_steps: list = field(default_factory=list)  # per-step: did an op of the step read it?
+    eval_module: str | None = None  # frozen by this module's eval() ("" root)
+    mode_change: str | None = None  # "unfrozen"/"frozen" by train_mode's train()
+    reassigned: bool = False  # its attribute was replaced in a forward
+    optimizers: list = field(default_factory=list)  # phases whose optimizer holds it
+    tracked: bool = True  # in model.parameters() when the run began
+    held_only: bool = False  # only an optimizer holds it, not the model
+    lrs: list = field(default_factory=list)  # per-step learning rate of its group
     # per step, for a non-zero gradient that left it unchanged: True when its optimizer's own
     # float32 arithmetic rounds that update away, False when it would have moved it, else None
     rounded: list = field(default_factory=list)
     zero_blockers: list = field(default_factory=list)  # zero-valued weights on its path to the loss
-    zero_why: str | None = None                        # what else is proven about a zero gradient
+    zero_why: str | None = None  # what else is proven about a zero gradient
     # gradcheck.watch: the sampled step from which it got no gradient (stopped_training)
     stopped_step: int | None = field(default=None, metadata=OMIT_NONE)
 
@@ -104,9 +104,9 @@ class BufferRecord:
     shape: list
     numel: int
     changed: bool = False
-    kind: str = "buffer"        # buffer | non_float (int/bool) | derived (computed from params)
+    kind: str = "buffer"  # buffer | non_float (int/bool) | derived (computed from params)
     in_optimizer: bool = False  # an optimizer holds it
-    trainable: bool = False     # takes gradients (not stop_grad): an optimizer holding it trains it
+    trainable: bool = False  # takes gradients (not stop_grad): an optimizer holding it trains it
 
 
 @dataclass
@@ -114,22 +114,23 @@ class WarningRecord:
     text: str
     level: str = "w"
     step: int | None = None
-    index: int | None = None         # the N of grads[N]: an index into the list of `call`
-    param: str | None = None         # the Var that index points at
-    agrees: bool | None = None       # does the graph also find no path from it to that loss?
-    call: str | None = None          # the gradient call that warned: "optimizer" | "probe"
-    phase: str | None = None         # the phase (several optimizers) whose call it was
+    index: int | None = None  # the N of grads[N]: an index into the list of `call`
+    param: str | None = None  # the Var that index points at
+    agrees: bool | None = None  # does the graph also find no path from it to that loss?
+    call: str | None = None  # the gradient call that warned: "optimizer" | "probe"
+    phase: str | None = None  # the phase (several optimizers) whose call it was
 
 
 @dataclass
 class StepRecord:
     """One probed training step (:func:`gradcheck.probe.step_entry`)."""
-    step: int                                  # 1-based
-    loss: float | None = None                  # the first phase's loss
+
+    step: int  # 1-based
+    loss: float | None = None  # the first phase's loss
     terms: dict = field(default_factory=dict)  # value per loss term ("phase/term" if several)
     stats: dict = field(default_factory=dict)  # the loss's statistics (num_pos_per_stride...)
-    seconds: float | None = None               # wall time of the step
-    phases: dict | None = field(default=None, metadata=OMIT_NONE)      # loss per phase (several)
+    seconds: float | None = None  # wall time of the step
+    phases: dict | None = field(default=None, metadata=OMIT_NONE)  # loss per phase (several)
 
     def validate(self) -> None:
         numbers = [self.loss, self.seconds, *self.terms.values(), *(self.phases or {}).values()]
@@ -140,28 +141,31 @@ class StepRecord:
 @dataclass
 class LossTermRecord:
     """One loss term (:func:`gradcheck.probe.loss_terms`)."""
+
     name: str
-    reaches: int | None = None                         # parameters it has a path to
-    constant: bool = False                             # the same value on every step
-    values: list = field(default_factory=list)         # its value per step
+    reaches: int | None = None  # parameters it has a path to
+    constant: bool = False  # the same value on every step
+    values: list = field(default_factory=list)  # its value per step
 
 
 @dataclass
 class ModuleRollup:
     """Coverage of one module subtree (:func:`gradcheck.summary.module_rollup`)."""
-    module: str                                        # "" is the whole model
-    depth: int                                         # 0 for the model, 1 for its children...
+
+    module: str  # "" is the whole model
+    depth: int  # 0 for the model, 1 for its children...
     params: int
     numel: int
     trainable: int
     covered: int
-    by_status: dict                                    # run status -> parameters
-    worst: str                                         # the most severe status in it
+    by_status: dict  # run status -> parameters
+    worst: str  # the most severe status in it
 
 
 @dataclass
 class Summary:
     """A report's totals (:func:`gradcheck.summary.summarize`); zeros until it is finalized."""
+
     params: int = 0
     numel: int = 0
     trainable: int = 0
@@ -169,29 +173,30 @@ class Summary:
     frozen: int = 0
     buffers: int = 0
     buffer_numel: int = 0
-    by_status: dict = field(default_factory=dict)        # run status -> parameters
+    by_status: dict = field(default_factory=dict)  # run status -> parameters
     numel_by_status: dict = field(default_factory=dict)  # run status -> values
-    coverage: float | None = None                        # covered / trainable; None if none train
+    coverage: float | None = None  # covered / trainable; None if none train
     in_optimizer: int = 0
     updated: int = 0
     moved_without_grad: int = 0
-    findings: dict = field(default_factory=dict)         # finding -> parameters
+    findings: dict = field(default_factory=dict)  # finding -> parameters
     steps: int = 0
     jittor_warnings: int = 0
-    jittor_warnings_disagree: int = 0                    # warnings the graph contradicts
+    jittor_warnings_disagree: int = 0  # warnings the graph contradicts
 
 
 @dataclass
 class VerdictGroup:
     """The parameters of one finding with one cause (:func:`gradcheck.summary.finding_groups`)."""
-    finding: str                       # a policy word: missing, zero, not_in_optimizer...
-    severity: str                      # one of SEVERITIES
+
+    finding: str  # a policy word: missing, zero, not_in_optimizer...
+    severity: str  # one of SEVERITIES
     cause: str | None
     why: str
     fix: str | None
-    rerun: dict | None                 # settings that fix it (e.g. {"steps": 6}), or None
+    rerun: dict | None  # settings that fix it (e.g. {"steps": 6}), or None
     count: int
-    names: list                        # its parameters, model order
+    names: list  # its parameters, model order
 
     def validate(self) -> None:
         if not all(isinstance(n, str) for n in self.names):
@@ -202,9 +207,9 @@ class VerdictGroup:
 
 @dataclass
 class Verdict:
-    result: str = "pass"                               # "pass" or "fail"
-    reasons: list = field(default_factory=list)        # why it fails
-    warnings: list = field(default_factory=list)       # what is worth a look but passes
+    result: str = "pass"  # "pass" or "fail"
+    reasons: list = field(default_factory=list)  # why it fails
+    warnings: list = field(default_factory=list)  # what is worth a look but passes
     groups: list = field(default_factory=list, metadata=items_of(VerdictGroup))  # by cause
 
     @property
@@ -231,9 +236,10 @@ def plain(obj):
         return [plain(v) for v in obj]
     spec = _PLAIN_FIELDS.get(kind)
     if spec is None and is_dataclass(kind):
-        spec = _PLAIN_FIELDS[kind] = [(f.name, f.metadata.get("omit_without")
-                                       or bool(f.metadata.get("omit_none")))
-                                      for f in fields(kind)]
+        spec = _PLAIN_FIELDS[kind] = [
+            (f.name, f.metadata.get("omit_without") or bool(f.metadata.get("omit_none")))
+            for f in fields(kind)
+        ]
     if spec is not None:
         out = {}
         for name, omit in spec:
@@ -284,9 +290,14 @@ def _is_int(v) -> bool:
 
 
 # a field annotation's base type -> its check (a JSON value read back)
-_CHECKS = {"str": lambda v: isinstance(v, str), "bool": lambda v: isinstance(v, bool),
-           "dict": lambda v: isinstance(v, dict), "list": lambda v: isinstance(v, list),
-           "float": _number, "int": _is_int}
+_CHECKS = {
+    "str": lambda v: isinstance(v, str),
+    "bool": lambda v: isinstance(v, bool),
+    "dict": lambda v: isinstance(v, dict),
+    "list": lambda v: isinstance(v, list),
+    "float": _number,
+    "int": _is_int,
+}
 # a record class -> one tuple per field: (name, label, base type, its check, Optional, record
 # class of its items, None when absent): read once per class, not once per record (a 9,000-
 # parameter report holds 18,000 records)
@@ -298,13 +309,22 @@ def _load_spec(cls) -> list:
     if spec is None:
         spec = []
         for f in fields(cls):
-            annotation = str(f.type)   # its text (`from __future__ import annotations`)
+            annotation = str(f.type)  # its text (`from __future__ import annotations`)
             optional = annotation.endswith(" | None")
-            base = annotation[:-len(" | None")] if optional else annotation
-            base = base.partition("[")[0]   # list[str] is checked as a list, dict[...] a dict
+            base = annotation[: -len(" | None")] if optional else annotation
+            base = base.partition("[")[0]  # list[str] is checked as a list, dict[...] a dict
             absent_none = optional and f.default is MISSING and f.default_factory is MISSING
-            spec.append((f.name, f"{cls.__name__}.{f.name}", base, _CHECKS.get(base), optional,
-                         f.metadata.get("items"), absent_none))
+            spec.append(
+                (
+                    f.name,
+                    f"{cls.__name__}.{f.name}",
+                    base,
+                    _CHECKS.get(base),
+                    optional,
+                    f.metadata.get("items"),
+                    absent_none,
+                )
+            )
         _LOAD_SPEC[cls] = spec
     return spec
 
@@ -331,12 +351,12 @@ def load(cls, d):
                 if item:
                     value, by_type = [load(item, v) for v in value], False
                 elif base == "float" and isinstance(value, str):
-                    by_type = False      # "nan" passes, "abc" does not: a check of the value
+                    by_type = False  # "nan" passes, "abc" does not: a check of the value
                 kept[name] = value
             elif absent_none:
                 kept[name], by_type = None, False
-        rec = cls(**kept)    # TypeError if a required key is missing
-        if by_type and len(kept) == len(d):   # no key dropped or added
+        rec = cls(**kept)  # TypeError if a required key is missing
+        if by_type and len(kept) == len(d):  # no key dropped or added
             _CHECKED.add(signature)
     if hasattr(rec, "validate"):
         rec.validate()

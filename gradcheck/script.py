@@ -68,9 +68,15 @@ class Command:
 
 def _is_python(word: str) -> bool:
     base = os.path.basename(word)
-    return base in _PYTHON or base.startswith("python3.") or (
-        os.path.realpath(word) == os.path.realpath(sys.executable) if os.path.sep in word
-        else False)
+    return (
+        base in _PYTHON
+        or base.startswith("python3.")
+        or (
+            os.path.realpath(word) == os.path.realpath(sys.executable)
+            if os.path.sep in word
+            else False
+        )
+    )
 
 
 def parse_command(words) -> Command:
@@ -105,19 +111,20 @@ class ScriptRun:
 
     report: Report
     exit_status: int | None = None  # the script's own, when it ended by itself
-    script_traceback: str = ""         # when it raised after some recorded steps
+    script_traceback: str = ""  # when it raised after some recorded steps
 
 
-def run_script(command: Command, steps: int, policy=None, keep_going: bool = False,
-               on_step=None) -> ScriptRun:
+def run_script(
+    command: Command, steps: int, policy=None, keep_going: bool = False, on_step=None
+) -> ScriptRun:
     """Run ``command`` with a :class:`~gradcheck.observe.StepRecorder` on Jittor's optimizers;
     the report of its first ``steps`` optimizer steps.  See the module doc."""
     from gradcheck import errors, runtime, supervise
     from gradcheck.observe import StepRecorder, StopScript
 
-    runtime.import_jittor()              # the script's `import jittor` finds it ready
+    runtime.import_jittor()  # the script's `import jittor` finds it ready
     errors.reclaim_signals()
-    supervise.watch_writes()             # its files, flushed at exit only if it opened any
+    supervise.watch_writes()  # its files, flushed at exit only if it opened any
     recorder = StepRecorder(steps, name=command.label, keep_going=keep_going, on_step=on_step)
     exit_status, raised = None, None
     saved_argv, saved_path = sys.argv[:], sys.path[:]
@@ -125,7 +132,7 @@ def run_script(command: Command, steps: int, policy=None, keep_going: bool = Fal
     recorder.attach()
     try:
         if command.module:
-            sys.argv = [command.module] + list(command.args)   # runpy sets argv[0] to the file
+            sys.argv = [command.module] + list(command.args)  # runpy sets argv[0] to the file
             sys.path.insert(0, os.getcwd())
         else:
             sys.argv = [command.file] + list(command.args)
@@ -145,7 +152,7 @@ def run_script(command: Command, steps: int, policy=None, keep_going: bool = Fal
     except Exception as exc:  # noqa: BLE001 - the script's own failure, reported as such
         raised = exc
     finally:
-        supervise.own_writes()           # what opens files from here on is gradcheck
+        supervise.own_writes()  # what opens files from here on is gradcheck
         recorder.detach()
         sys.argv, sys.path[:] = saved_argv, saved_path
         if main_before is not None:
@@ -158,15 +165,26 @@ def run_script(command: Command, steps: int, policy=None, keep_going: bool = Fal
     if recorder.steps_made == 0:
         label = command.label
         if raised is not None:
-            raise ScriptError(f"the script {label} raised {type(raised).__name__} before its "
-                              f"first optimizer step: {_one_line(raised)}", tb) from raised
+            raise ScriptError(
+                f"the script {label} raised {type(raised).__name__} before its "
+                f"first optimizer step: {_one_line(raised)}",
+                tb,
+            ) from raised
         if exit_status:
-            raise ScriptError(f"the script {label} exited with status {exit_status} before "
-                              "its first optimizer step")
-        raise ScriptError(f"the script {label} ended without stepping a jittor optimizer "
-                          "(gradcheck records jittor.optim.Optimizer steps)")
-    config = {"mode": "script", "command": command.words, "steps_made": recorder.steps_made,
-              "keep_going": keep_going}
+            raise ScriptError(
+                f"the script {label} exited with status {exit_status} before "
+                "its first optimizer step"
+            )
+        raise ScriptError(
+            f"the script {label} ended without stepping a jittor optimizer "
+            "(gradcheck records jittor.optim.Optimizer steps)"
+        )
+    config = {
+        "mode": "script",
+        "command": command.words,
+        "steps_made": recorder.steps_made,
+        "keep_going": keep_going,
+    }
     jt = runtime.import_jittor()
     if getattr(jt, "in_mpi", False):
         config["nproc"] = int(jt.world_size)
@@ -179,7 +197,8 @@ def run_script(command: Command, steps: int, policy=None, keep_going: bool = Fal
     if raised is not None:
         report.verdict.warnings.append(
             f"the script raised {type(raised).__name__} after {recorder.steps_made} recorded "
-            f"step(s): {_one_line(raised)}")
+            f"step(s): {_one_line(raised)}"
+        )
     return ScriptRun(report, exit_status, tb)
 
 
@@ -189,7 +208,7 @@ def _exit_status(exc: SystemExit) -> int:
         return 0
     if isinstance(code, int):
         return code
-    print(code, file=sys.stderr)   # as Python does with sys.exit("message")
+    print(code, file=sys.stderr)  # as Python does with sys.exit("message")
     return 1
 
 

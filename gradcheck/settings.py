@@ -34,29 +34,31 @@ ORIGINS = ("flag", "config", "model default", "tool default")
 class Settings:
     model: str | None = None
     steps: int = DEFAULT_STEPS
-    img_size: int | None = None        # registered workloads only (None: not applicable)
-    batch_size: int | None = None      # registered workloads only
+    img_size: int | None = None  # registered workloads only (None: not applicable)
+    batch_size: int | None = None  # registered workloads only
     seed: int = 0
     device: str = "auto"
-    data: str | None = None            # a YOLO-format folder for a bundled model
-    source: dict = field(default_factory=dict)   # key -> one of ORIGINS
+    data: str | None = None  # a YOLO-format folder for a bundled model
+    source: dict = field(default_factory=dict)  # key -> one of ORIGINS
 
     def record(self) -> dict:
         """``config.settings_source`` of the report: the origin of each setting used."""
         return dict(self.source)
 
 
-def resolve_settings(flags: Mapping | None = None,
-                     config: Mapping | None = None) -> Settings:
+def resolve_settings(flags: Mapping | None = None, config: Mapping | None = None) -> Settings:
     """Flags over the config file over the model's recommended settings over the tool's."""
     flags, config = dict(flags or {}), dict(config or {})
     values: dict = {}
     source: dict = {}
 
     def pick(key, model_default=None):
-        for value, origin in ((flags.get(key), "flag"), (config.get(key), "config"),
-                              (model_default, "model default"),
-                              (TOOL_DEFAULTS.get(key), "tool default")):
+        for value, origin in (
+            (flags.get(key), "flag"),
+            (config.get(key), "config"),
+            (model_default, "model default"),
+            (TOOL_DEFAULTS.get(key), "tool default"),
+        ):
             if value is not None:
                 values[key], source[key] = value, origin
                 return

@@ -34,8 +34,8 @@ __all__ = ["Change", "GradSummary", "Snapshot", "grads_alongside", "host_norm"]
 @dataclass(frozen=True)
 class Change:
     changed: bool
-    delta_norm: float       # ||after - before||, 0.0 when unchanged
-    before_norm: float      # ||before||
+    delta_norm: float  # ||after - before||, 0.0 when unchanged
+    before_norm: float  # ||before||
 
 
 def host_norm(a) -> float:
@@ -107,8 +107,8 @@ def _fused(v, jt) -> bool:
 class Snapshot:
     """Remember ``vars`` now; :meth:`compare` tells later what changed (call it once)."""
 
-    _before: list | None       # clones of the Vars until queue() has built the comparison
-    _fused: list | None        # queue()'s ops, until compare() reads them
+    _before: list | None  # clones of the Vars until queue() has built the comparison
+    _fused: list | None  # queue()'s ops, until compare() reads them
     _queued: list | None
 
     def __init__(self, vars):
@@ -141,21 +141,23 @@ class Snapshot:
         step, pad = 2 * _CMP_CHUNK, jt.zeros(1)
         self._fused = []
         for s in range(0, len(pairs), step):
-            chunk = pairs[s:s + step]
+            chunk = pairs[s : s + step]
             chunk = chunk + [pad] * (step - len(chunk))
-            self._fused.append(jt.code((_CMP_CHUNK, 3), "float64", chunk,
-                                       cpu_header=_CMP_HEADER, cpu_src=_CMP_SRC))
+            self._fused.append(
+                jt.code((_CMP_CHUNK, 3), "float64", chunk, cpu_header=_CMP_HEADER, cpu_src=_CMP_SRC)
+            )
         self._queued = [changed, delta, norm]
-        self._before = None                    # the ops keep what they need
+        self._before = None  # the ops keep what they need
 
     def compare(self) -> list:
         """One :class:`Change` per Var, in order."""
         jt = runtime.import_jittor()
         self.queue()
         jt.sync(self._fused)
-        fused = (np.concatenate([f.numpy() for f in self._fused]) if self._fused
-                 else np.zeros((0, 3)))
-        assert self._queued is not None   # queue() made the ops (compare runs once)
+        fused = (
+            np.concatenate([f.numpy() for f in self._fused]) if self._fused else np.zeros((0, 3))
+        )
+        assert self._queued is not None  # queue() made the ops (compare runs once)
         cols = _fetch(self._queued)
         self._queued = self._fused = None
         out = []
@@ -190,8 +192,13 @@ class GradSummary:
         out = []
         for (norm,) in _fetch(self._cols):
             norm = float(norm)
-            status = (Status.NONFINITE if not np.isfinite(norm) else
-                      Status.NONZERO if norm > 0 else Status.ZERO)
+            status = (
+                Status.NONFINITE
+                if not np.isfinite(norm)
+                else Status.NONZERO
+                if norm > 0
+                else Status.ZERO
+            )
             out.append((status, norm))
         return out
 
@@ -219,8 +226,8 @@ def grads_alongside(extra):
         targets = list(targets)
         # the extras are served here, so the graph need not outlive this one backward
         gs = real(loss, targets + extra, False)
-        got.extend(gs[len(targets):])
-        return gs[:len(targets)]
+        got.extend(gs[len(targets) :])
+        return gs[: len(targets)]
 
     # for a wrapper that must not be served (the MPI observer); a function's own attribute
     grad.real = real  # type: ignore[attr-defined]

@@ -20,10 +20,20 @@ from __future__ import annotations
 from gradcheck.enums import REACHED, RUN_STATUSES, STEP_STATUSES, UNCOVERED, WORST_FIRST, Status
 
 # the status sets are re-exported from here (older imports, and probe.py's status.REACHED)
-__all__ = ["REACHED", "RUN_STATUSES", "STEP_STATUSES", "UNCOVERED", "SEVERITY", "Status",
-           "step_status", "combine", "run_status", "worst"]
+__all__ = [
+    "REACHED",
+    "RUN_STATUSES",
+    "STEP_STATUSES",
+    "UNCOVERED",
+    "SEVERITY",
+    "Status",
+    "step_status",
+    "combine",
+    "run_status",
+    "worst",
+]
 
-SEVERITY = WORST_FIRST   # the older name: statuses worst first (not a verdict Severity)
+SEVERITY = WORST_FIRST  # the older name: statuses worst first (not a verdict Severity)
 
 
 def step_status(reached: bool, grad) -> Status:

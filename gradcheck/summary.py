@@ -31,7 +31,7 @@ from gradcheck.policy import Policy
 from gradcheck.schema import BufferRecord, ModuleRollup, ParamRecord, Summary, Verdict, VerdictGroup
 from gradcheck.status import SEVERITY, worst  # noqa: F401 (re-exported)
 
-if TYPE_CHECKING:   # a Report holds the records; report.py derives its totals from here
+if TYPE_CHECKING:  # a Report holds the records; report.py derives its totals from here
     from gradcheck.report import Report
 
 
@@ -41,8 +41,13 @@ def findings(rec: ParamRecord) -> list:
     if rec.status in UNCOVERED:
         out.append(Finding(rec.status))
     if rec.requires_grad and not rec.in_optimizer:
-        out.append(Finding.NOT_IN_OPTIMIZER if rec.tracked else
-                   Finding.UNTRACKED if rec.status in REACHED else None)
+        out.append(
+            Finding.NOT_IN_OPTIMIZER
+            if rec.tracked
+            else Finding.UNTRACKED
+            if rec.status in REACHED
+            else None
+        )
     if rec.cause == Cause.NEVER_UPDATED:
         out.append(Finding.NEVER_UPDATED)
     if rec.status == Status.FROZEN and not rec.frozen_reason:
@@ -56,8 +61,11 @@ def findings(rec: ParamRecord) -> list:
 def buffer_findings(rec: BufferRecord) -> list:
     """The policy words that apply to one buffer: ``trained_buffer``, a buffer an optimizer
     holds that takes gradients (Jittor's ``register_buffer`` does not stop-grad it)."""
-    return ([Finding.TRAINED_BUFFER] if rec.kind == "buffer" and rec.in_optimizer
-            and rec.trainable else [])
+    return (
+        [Finding.TRAINED_BUFFER]
+        if rec.kind == "buffer" and rec.in_optimizer and rec.trainable
+        else []
+    )
 
 
 def module_rollup(params: list) -> list:
@@ -74,7 +82,7 @@ def module_rollup(params: list) -> list:
         s[2] += int(rec.requires_grad)
         s[3] += int(rec.status == Status.COVERED)
         s[4][rec.status] += 1
-    order: list = []       # a prefix first met with the first parameter under it
+    order: list = []  # a prefix first met with the first parameter under it
     stats: dict = {}
     for module, s in direct.items():
         parts = module.split(".") if module else []
@@ -89,9 +97,18 @@ def module_rollup(params: list) -> list:
     out = []
     for prefix in order:
         n, numel, trainable, covered, by = stats[prefix]
-        out.append(ModuleRollup(module=prefix, depth=0 if not prefix else prefix.count(".") + 1,
-                                params=n, numel=numel, trainable=trainable, covered=covered,
-                                by_status=dict(by), worst=worst(by)))
+        out.append(
+            ModuleRollup(
+                module=prefix,
+                depth=0 if not prefix else prefix.count(".") + 1,
+                params=n,
+                numel=numel,
+                trainable=trainable,
+                covered=covered,
+                by_status=dict(by),
+                worst=worst(by),
+            )
+        )
     return out
 
 
@@ -131,57 +148,70 @@ def summarize(report: Report) -> Summary:
 WHY: dict[tuple[str, str], tuple[str, str | None]] = {
     (Finding.MISSING, Cause.NOT_CALLED): (
         "its module never ran in the forward pass",
-        "call it in training, remove it, or list it under allow_uncovered"),
+        "call it in training, remove it, or list it under allow_uncovered",
+    ),
     (Finding.MISSING, Cause.STALE_VAR): (
         "an optimizer holds this Var, but the forward uses another one (an attribute "
         "replaced, or recomputed every forward as weight norm's weight)",
-        "build the optimizer from the Vars the forward uses (weight norm: weight_g, weight_v)"),
+        "build the optimizer from the Vars the forward uses (weight norm: weight_g, weight_v)",
+    ),
     (Finding.MISSING, Cause.CUT): (
-        "no differentiable path reaches the loss (detach, stop_grad, no_grad, or an unused "
-        "output)",
-        "find the detach / stop_grad / no_grad on its path to the loss"),
+        "no differentiable path reaches the loss (detach, stop_grad, no_grad, or an unused output)",
+        "find the detach / stop_grad / no_grad on its path to the loss",
+    ),
     (Finding.ZERO, Cause.ZERO_GRADIENT): (
         "a zero multiplier, a mask or a saturated activation on its path",
-        "find what zeroes it, or list it under allow_uncovered"),
+        "find what zeroes it, or list it under allow_uncovered",
+    ),
     (Finding.NONFINITE, Cause.NONFINITE): (
         "NaN/Inf in its gradient",
-        "look at the first step with NaN/Inf (a log, sqrt or division of a non-positive "
-        "value?)"),
+        "look at the first step with NaN/Inf (a log, sqrt or division of a non-positive value?)",
+    ),
     (Finding.NOT_IN_OPTIMIZER, Cause.NOT_IN_OPTIMIZER): (
         "it has a gradient, but no optimizer group holds it",
-        "add it to an optimizer parameter group"),
+        "add it to an optimizer parameter group",
+    ),
     (Finding.FROZEN_UNDECLARED, Cause.FROZEN_UNDECLARED): (
         "frozen without an expected_frozen declaration",
-        "declare it under expected_frozen (glob: reason), or let it train"),
+        "declare it under expected_frozen (glob: reason), or let it train",
+    ),
     (Finding.FROZEN_BUT_TRAINED, Finding.FROZEN_BUT_TRAINED): (
         "an expected_frozen glob matches it, yet it trains",
-        "drop the glob, or stop_grad it"),
+        "drop the glob, or stop_grad it",
+    ),
     (Finding.VANISHING, Finding.VANISHING): (
         "gradient norm / weight norm below vanishing_grad",
-        "check the initialisation and normalisation on its path"),
+        "check the initialisation and normalisation on its path",
+    ),
     (Finding.STOPPED_TRAINING, Finding.STOPPED_TRAINING): (
         "a gradient on earlier samples, none or zero on every later one (a dead ReLU, a "
         "collapsed expert, a branch a schedule turned off)",
-        "look at what changed in training around that step"),
+        "look at what changed in training around that step",
+    ),
     (Finding.EXPLODING, Finding.EXPLODING): (
         "gradient norm / weight norm above exploding_grad",
-        "check the learning rate, initialisation and normalisation"),
+        "check the learning rate, initialisation and normalisation",
+    ),
     (Finding.UNTRACKED, Cause.UNTRACKED): (
         "the loss reaches it, but no optimizer holds it and model.parameters() does not list "
         "it (a sub-module in a plain list or dict, or a layer created after the optimizer)",
         "keep sub-modules in nn.ModuleList / nn.ModuleDict or attributes, and build the "
-        "optimizer after every layer exists"),
-    (Finding.NEVER_UPDATED, "lr_zero"): (     # never_updated, told apart by its sentence
+        "optimizer after every layer exists",
+    ),
+    (Finding.NEVER_UPDATED, "lr_zero"): (  # never_updated, told apart by its sentence
         "a gradient and an optimizer, but its group's learning rate is 0 on every step",
         "give its group a learning rate, or declare it under expected_frozen if it is frozen "
-        "on purpose"),
+        "on purpose",
+    ),
     (Finding.NEVER_UPDATED, Cause.NEVER_UPDATED): (
         "a gradient, a learning rate and an optimizer, yet the step never changed its value "
         "(a masked or skipped update)",
-        "find what masks or undoes its update"),
+        "find what masks or undoes its update",
+    ),
     (Finding.TRAINED_BUFFER, Finding.TRAINED_BUFFER): (
         "an optimizer holds this buffer and it takes gradients, so the optimizer rewrites it",
-        "build the optimizer from the trainable parameters only, or stop_grad the buffer"),
+        "build the optimizer from the trainable parameters only, or stop_grad the buffer",
+    ),
 }
 ZERO_INIT = "downstream weights start at zero"
 _ZERO_INIT_MARKS = ("start at exactly zero",)
@@ -196,16 +226,22 @@ def _steps_fix(report) -> tuple:
     steps = len(report.steps) or int(report.config.get("steps") or 1)
     spreading = steps == 1 or any(p.first_nonzero_step == steps for p in report.params)
     if not spreading:
-        return (f"{ZERO_INIT} and stayed there (nothing new was covered on step {steps})",
-                "see what keeps them at zero (a zero learning rate, a frozen layer), or list "
-                "them under allow_uncovered", None)
+        return (
+            f"{ZERO_INIT} and stayed there (nothing new was covered on step {steps})",
+            "see what keeps them at zero (a zero learning rate, a frozen layer), or list "
+            "them under allow_uncovered",
+            None,
+        )
     rec = registry.recommended(report.config.get("model"))
     if rec is not None and rec.steps and rec.steps > steps:
         more = rec.steps
     else:
         more = DEFAULT_STEPS if steps < DEFAULT_STEPS else 2 * steps
-    return (f"{ZERO_INIT}; coverage spreads one layer per step", f"run with --steps {more}",
-            {"steps": more})
+    return (
+        f"{ZERO_INIT}; coverage spreads one layer per step",
+        f"run with --steps {more}",
+        {"steps": more},
+    )
 
 
 def _why(finding: str, rec: ParamRecord, steps_fix) -> tuple:
@@ -215,10 +251,10 @@ def _why(finding: str, rec: ParamRecord, steps_fix) -> tuple:
         if any(mark in detail for mark in _ZERO_INIT_MARKS):
             return (Cause.ZERO_GRADIENT,) + steps_fix()
         text = detail.split("exactly zero: ", 1)[-1].split(", yet its value changed")[0]
-        text = text[len("likely "):] if text.startswith("likely ") else text   # schema 1
+        text = text[len("likely ") :] if text.startswith("likely ") else text  # schema 1
         m = _TRY.search(text)
         if text and m:
-            return Cause.ZERO_GRADIENT, text[:m.start()], m.group(1), None
+            return Cause.ZERO_GRADIENT, text[: m.start()], m.group(1), None
         if text and rec.cause in (Cause.ZERO_GRADIENT, Cause.DECAY_ONLY):
             return Cause.ZERO_GRADIENT, text, WHY[Finding.ZERO, Cause.ZERO_GRADIENT][1], None
         return (Cause.ZERO_GRADIENT,) + WHY[Finding.ZERO, Cause.ZERO_GRADIENT] + (None,)
@@ -261,12 +297,22 @@ def finding_groups(report: Report, policy: Policy) -> list:
             else:
                 continue
             key = (finding, severity, cause, why)
-            g = groups.setdefault(key, VerdictGroup(finding=finding, severity=severity,
-                                                    cause=cause, why=why, fix=fix, rerun=rerun,
-                                                    count=0, names=[]))
+            g = groups.setdefault(
+                key,
+                VerdictGroup(
+                    finding=finding,
+                    severity=severity,
+                    cause=cause,
+                    why=why,
+                    fix=fix,
+                    rerun=rerun,
+                    count=0,
+                    names=[],
+                ),
+            )
             g.count += 1
             g.names.append(p.name)
-    order = {severity: i for i, severity in enumerate(Severity)}   # failing first
+    order = {severity: i for i, severity in enumerate(Severity)}  # failing first
     return sorted(groups.values(), key=lambda g: order[g.severity])
 
 
@@ -275,8 +321,7 @@ def group_line(g: VerdictGroup, shown: int = 3) -> str:
     n = g.count
     names = ", ".join(g.names[:shown]) + (f", ... (+{n - shown})" if n > shown else "")
     fix = f": {g.fix}" if g.fix else ""
-    return (f"{g.finding}: {counted(g)}: {g.cause}, {g.why}"
-            f"{fix} ({names})")
+    return f"{g.finding}: {counted(g)}: {g.cause}, {g.why}{fix} ({names})"
 
 
 def counted(g: VerdictGroup) -> str:
@@ -292,12 +337,15 @@ def next_command(report: Report) -> str | None:
     if v.passed:
         return None
     cfg, src = report.config, report.config.get("settings_source") or {}
-    args = {key: cfg.get(key) for key in ("steps", "img_size", "batch_size", "seed", "data")
-            if src.get(key) == "flag" and cfg.get(key) is not None}
+    args = {
+        key: cfg.get(key)
+        for key in ("steps", "img_size", "batch_size", "seed", "data")
+        if src.get(key) == "flag" and cfg.get(key) is not None
+    }
     rerun = next((g.rerun for g in v.groups if g.severity == Severity.FAIL and g.rerun), None)
     args.update(rerun or {})
     script = cfg.get("command") if cfg.get("mode") == "script" else None
-    if script:               # a script's own run: only the probe's settings are gradcheck's
+    if script:  # a script's own run: only the probe's settings are gradcheck's
         args = {k: v for k, v in args.items() if k == "steps"}
     cmd = ["gradcheck", "run"] + ([] if script else ["--model", shlex.quote(str(cfg.get("model")))])
     for key, value in args.items():
@@ -317,14 +365,20 @@ def judge(report: Report, policy: Policy) -> Verdict:
         if term.reaches == 0:
             verdict.warnings.append(f"loss term {term.name!r} reaches no parameter")
         elif term.constant:
-            verdict.warnings.append(f"loss term {term.name!r} is constant "
-                                    f"({term.values[0]} on every step): a dead loss term?")
+            verdict.warnings.append(
+                f"loss term {term.name!r} is constant "
+                f"({term.values[0]} on every step): a dead loss term?"
+            )
     intermittent = [p.name for p in report.params if "intermittent" in p.flags]
     if intermittent:
-        verdict.warnings.append(f"intermittent: {len(intermittent)} parameter(s) covered on some "
-                                f"steps only (data-dependent), e.g. {intermittent[0]}")
-    for table, label in ((policy.expected_frozen, "expected_frozen"),
-                         (policy.allow_uncovered, "allow_uncovered")):
+        verdict.warnings.append(
+            f"intermittent: {len(intermittent)} parameter(s) covered on some "
+            f"steps only (data-dependent), e.g. {intermittent[0]}"
+        )
+    for table, label in (
+        (policy.expected_frozen, "expected_frozen"),
+        (policy.allow_uncovered, "allow_uncovered"),
+    ):
         for glob in table:
             if not any(fnmatch.fnmatchcase(p.name, glob) for p in report.params):
                 verdict.warnings.append(f"{label} {glob!r} matches no parameter")

@@ -41,18 +41,23 @@ from typing import Callable, NoReturn
 
 from gradcheck import errors
 
-ATTEMPT_ENV = "GRADCHECK_ATTEMPT"          # "1" or "2" in a supervised child
-DIR_ENV = "GRADCHECK_SUPERVISOR_DIR"      # the current attempt's folder of notes
-RETRY_ENV = "GRADCHECK_RETRIED"           # why this attempt is a rerun: a verdict warning
-SWITCH_ENV = "GRADCHECK_SUPERVISE"        # "0": no supervisor
-EXIT_RERUN = 75                           # child -> parent: a transient fault, run me again
+ATTEMPT_ENV = "GRADCHECK_ATTEMPT"  # "1" or "2" in a supervised child
+DIR_ENV = "GRADCHECK_SUPERVISOR_DIR"  # the current attempt's folder of notes
+RETRY_ENV = "GRADCHECK_RETRIED"  # why this attempt is a rerun: a verdict warning
+SWITCH_ENV = "GRADCHECK_SUPERVISE"  # "0": no supervisor
+EXIT_RERUN = 75  # child -> parent: a transient fault, run me again
 ATTEMPTS = 2
-LOCK_POLL = 0.25                          # seconds between looks at the child's lock waits
-SI_KERNEL = 0x80                          # siginfo si_code of a signal the kernel sent (a tty)
+LOCK_POLL = 0.25  # seconds between looks at the child's lock waits
+SI_KERNEL = 0x80  # siginfo si_code of a signal the kernel sent (a tty)
 
-_CRASH_NAMES = {"Segmentation fault": "SIGSEGV", "Bus error": "SIGBUS", "Aborted": "SIGABRT",
-                "Floating-point exception": "SIGFPE", "Floating point exception": "SIGFPE",
-                "Illegal instruction": "SIGILL"}
+_CRASH_NAMES = {
+    "Segmentation fault": "SIGSEGV",
+    "Bus error": "SIGBUS",
+    "Aborted": "SIGABRT",
+    "Floating-point exception": "SIGFPE",
+    "Floating point exception": "SIGFPE",
+    "Illegal instruction": "SIGILL",
+}
 _command_line = False
 # Whether the program may hold a buffer that only its teardown would flush (see leave()), from
 # Python's audit events: "off" (not watched), "watching" (nothing seen yet), "written" (it
@@ -98,8 +103,11 @@ def _audit(event: str, args: tuple) -> None:
     global _writes
     if _writes != "watching":
         return
-    if event == "open" and (args[2] or 0) & _WRITE_FLAGS or \
-            event in ("socket.__new__", "subprocess.Popen", "os.posix_spawn", "os.fork"):
+    if (
+        event == "open"
+        and (args[2] or 0) & _WRITE_FLAGS
+        or event in ("socket.__new__", "subprocess.Popen", "os.posix_spawn", "os.fork")
+    ):
         _writes = "written"
 
 
@@ -122,10 +130,10 @@ def leave(code: int) -> NoReturn:
     import io
 
     atexit._run_exitfuncs()
-    if _writes == "clean":     # the script opened nothing to write: no heap scan (40 ms in a
-        exit_at_once(code)     # Gold-YOLO process)
+    if _writes == "clean":  # the script opened nothing to write: no heap scan (40 ms in a
+        exit_at_once(code)  # Gold-YOLO process)
     files = (io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom)
-    for obj in gc.get_objects():          # a script's log file, written through a buffer
+    for obj in gc.get_objects():  # a script's log file, written through a buffer
         if type(obj) in files:
             try:
                 if not obj.closed:
@@ -143,8 +151,8 @@ def supervised(command: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         if _should_supervise():
             code = _supervise(show_lock_waits=not kwargs.get("quiet"))
-            if code is not None:        # the parent: the child's outcome is ours, and
-                exit_at_once(code)      # it has nothing else to tear down
+            if code is not None:  # the parent: the child's outcome is ours, and
+                exit_at_once(code)  # it has nothing else to tear down
         return command(*args, **kwargs)
 
     return wrapper
@@ -153,13 +161,17 @@ def supervised(command: Callable) -> Callable:
 def _should_supervise() -> bool:
     import threading
 
-    return (_command_line and os.environ.get(SWITCH_ENV, "1") != "0"
-            and ATTEMPT_ENV not in os.environ          # already a supervised child
-            and "OMPI_COMM_WORLD_SIZE" not in os.environ   # one MPI rank: mpirun watches it
-            and "jittor" not in sys.modules            # a fork must not copy a live Jittor
-            and hasattr(os, "fork") and hasattr(signal, "sigwaitinfo")
-            and threading.current_thread() is threading.main_thread()
-            and threading.active_count() == 1)
+    return (
+        _command_line
+        and os.environ.get(SWITCH_ENV, "1") != "0"
+        and ATTEMPT_ENV not in os.environ  # already a supervised child
+        and "OMPI_COMM_WORLD_SIZE" not in os.environ  # one MPI rank: mpirun watches it
+        and "jittor" not in sys.modules  # a fork must not copy a live Jittor
+        and hasattr(os, "fork")
+        and hasattr(signal, "sigwaitinfo")
+        and threading.current_thread() is threading.main_thread()
+        and threading.active_count() == 1
+    )
 
 
 def attempt() -> int:
@@ -215,7 +227,7 @@ def rerun_instead(exc: BaseException) -> bool:
 def _write(path: Path, text: str) -> None:
     try:
         path.write_text(text, encoding="utf-8")
-    except OSError:   # a note lost only costs the rerun
+    except OSError:  # a note lost only costs the rerun
         pass
 
 
@@ -224,17 +236,18 @@ def _write(path: Path, text: str) -> None:
 class Outcome:
     """How one attempt ended, as the parent saw it."""
 
-    code: int                          # the exit code it stands for
-    crash: str | None = None           # "SIGSEGV" when it crashed
-    where: str = ""                    # the crash's innermost Python frame, in words
-    traceback: str = ""                # faulthandler's text (every thread)
-    transient: str = ""                # a transient Jittor fault's reason
-    verdict: int | None = None         # the exit code of a verdict it began
+    code: int  # the exit code it stands for
+    crash: str | None = None  # "SIGSEGV" when it crashed
+    where: str = ""  # the crash's innermost Python frame, in words
+    traceback: str = ""  # faulthandler's text (every thread)
+    transient: str = ""  # a transient Jittor fault's reason
+    verdict: int | None = None  # the exit code of a verdict it began
     interrupted: int | None = None  # SIGINT/SIGTERM the parent received
 
     def rerun(self) -> bool:
-        return self.interrupted is None and self.verdict is None and bool(
-            self.crash or self.transient)
+        return (
+            self.interrupted is None and self.verdict is None and bool(self.crash or self.transient)
+        )
 
     def what(self) -> str:
         if self.crash:
@@ -267,12 +280,15 @@ def _supervise(show_lock_waits: bool = True) -> int | None:
             out = _outcome(status, interrupted, Path(notes))
             outcomes.append(out)
             if n < ATTEMPTS and out.rerun():
-                print(f"gradcheck: the run {out.what()}, before its verdict; running it once "
-                      f"more (attempt {n + 1} of {ATTEMPTS}), from Jittor's now warmer cache",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"gradcheck: the run {out.what()}, before its verdict; running it once "
+                    f"more (attempt {n + 1} of {ATTEMPTS}), from Jittor's now warmer cache",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 continue
             return _finish(outcomes)
-        return _finish(outcomes)   # pragma: no cover - the loop returns
+        return _finish(outcomes)  # pragma: no cover - the loop returns
     finally:
         if os.getpid() == parent:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
@@ -306,9 +322,9 @@ def _die_with_parent(parent: int) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         PR_SET_PDEATHSIG = 1
         libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-    except (OSError, AttributeError):   # not Linux: the run finishes as an orphan
+    except (OSError, AttributeError):  # not Linux: the run finishes as an orphan
         return
-    if os.getppid() != parent:          # it died before prctl
+    if os.getppid() != parent:  # it died before prctl
         os.kill(os.getpid(), signal.SIGTERM)
 
 
@@ -331,7 +347,7 @@ def _wait(pid: int, watched: set, show_lock_waits: bool = False) -> tuple:
             return status, interrupted
         if lock is not None:
             info = signal.sigtimedwait(watched, LOCK_POLL)
-            if info is None:   # a quarter of a second without a signal
+            if info is None:  # a quarter of a second without a signal
                 lock.poll()
                 continue
         else:
@@ -339,7 +355,7 @@ def _wait(pid: int, watched: set, show_lock_waits: bool = False) -> tuple:
         if info.si_signo == signal.SIGCHLD:
             continue
         interrupted = interrupted or info.si_signo
-        if info.si_code != SI_KERNEL:   # kill(): the child did not get it
+        if info.si_code != SI_KERNEL:  # kill(): the child did not get it
             try:
                 os.kill(pid, info.si_signo)
             except ProcessLookupError:
@@ -347,15 +363,21 @@ def _wait(pid: int, watched: set, show_lock_waits: bool = False) -> tuple:
 
 
 def _outcome(status: int, interrupted: int | None, notes: Path) -> Outcome:
-    crashes = sorted((p for p in notes.glob("crash-*.txt") if p.stat().st_size),
-                     key=os.path.getmtime)
+    crashes = sorted(
+        (p for p in notes.glob("crash-*.txt") if p.stat().st_size), key=os.path.getmtime
+    )
     traceback = "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in crashes)
     verdicts = [p.read_text().strip() for p in notes.glob("verdict-*")]
-    transient = [p.read_text(encoding="utf-8", errors="replace").strip()
-                 for p in notes.glob("transient-*")]
-    out = Outcome(code=0, traceback=traceback, interrupted=interrupted,
-                  verdict=int(verdicts[0]) if verdicts and verdicts[0].lstrip("-").isdigit()
-                  else None, transient=transient[0] if transient else "")
+    transient = [
+        p.read_text(encoding="utf-8", errors="replace").strip() for p in notes.glob("transient-*")
+    ]
+    out = Outcome(
+        code=0,
+        traceback=traceback,
+        interrupted=interrupted,
+        verdict=int(verdicts[0]) if verdicts and verdicts[0].lstrip("-").isdigit() else None,
+        transient=transient[0] if transient else "",
+    )
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         out.code = 128 + sig
@@ -363,7 +385,7 @@ def _outcome(status: int, interrupted: int | None, notes: Path) -> Outcome:
             out.crash = signal.Signals(sig).name
     else:
         out.code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 3
-        if traceback and out.code != 0:   # a descendant (an MPI rank) crashed
+        if traceback and out.code != 0:  # a descendant (an MPI rank) crashed
             out.crash = _crash_name(traceback)
             crash_sig = getattr(signal, out.crash, None)
             if crash_sig is not None and out.code not in (1, 2):
@@ -383,8 +405,11 @@ def _innermost_frame(traceback: str) -> str:
     recent Python frame outside Python's own library."""
     import sysconfig
 
-    block = re.search(r"Current thread 0x[0-9a-f]+ \(most recent call first\):\n"
-                      r"((?:\s+File .*\n?)*)", traceback)
+    block = re.search(
+        r"Current thread 0x[0-9a-f]+ \(most recent call first\):\n"
+        r"((?:\s+File .*\n?)*)",
+        traceback,
+    )
     if block is None:
         return ""
     frames = re.findall(r'File "([^"]+)", line (\d+) in (\S+)', block.group(1))
@@ -396,8 +421,10 @@ def _innermost_frame(traceback: str) -> str:
 
 
 def _retry_warning(first: Outcome) -> str:
-    return (f"retried: the first attempt {first.what()}; the run was repeated once in a fresh "
-            "process and this report is from the repeat")
+    return (
+        f"retried: the first attempt {first.what()}; the run was repeated once in a fresh "
+        "process and this report is from the repeat"
+    )
 
 
 def _finish(outcomes: list) -> int:
@@ -412,26 +439,34 @@ def _finish(outcomes: list) -> int:
         return last.code
     if last.verdict is not None:
         if last.crash:
-            say(f"gradcheck: note: the process {last.what()} after it wrote its verdict (while "
-                "exiting); the verdict stands")
+            say(
+                f"gradcheck: note: the process {last.what()} after it wrote its verdict (while "
+                "exiting); the verdict stands"
+            )
             return last.verdict
         return last.code
     if last.crash:
         if len(outcomes) > 1:
-            say(f"gradcheck: the run crashed again on its second attempt ({last.crash}"
+            say(
+                f"gradcheck: the run crashed again on its second attempt ({last.crash}"
                 f"{', ' + last.where if last.where else ''}); no report written. Both "
-                "attempts' tracebacks follow.")
+                "attempts' tracebacks follow."
+            )
             for n, out in enumerate(outcomes, 1):
-                text = out.traceback.strip() or "(no Python traceback: it crashed before "\
+                text = (
+                    out.traceback.strip()
+                    or "(no Python traceback: it crashed before "
                     "gradcheck's crash handler was in place)"
+                )
                 say(f"--- attempt {n}: {out.crash or 'no crash'} ---\n{text}")
         else:
-            say(f"gradcheck: the run {last.what()}; no report written.\n"
-                f"{last.traceback.strip()}")
+            say(f"gradcheck: the run {last.what()}; no report written.\n{last.traceback.strip()}")
         return last.code
     if last.code == 128 + signal.SIGKILL:
-        say("gradcheck: killed (SIGKILL: by the out-of-memory killer, or by hand); no report "
-            "written")
+        say(
+            "gradcheck: killed (SIGKILL: by the out-of-memory killer, or by hand); no report "
+            "written"
+        )
     elif len(outcomes) > 1 and last.code not in (0, 1):
         say(f"gradcheck: (that was the second attempt; the first {outcomes[0].what()})")
     return last.code

@@ -20,8 +20,8 @@ import sys
 import types
 from pathlib import Path
 
-PRIVATE = "_gradcheck_bundled"            # the private parent of every bundled package
-_ROOT = Path(__file__).resolve().parent.parent   # where gradcheck and gold_yolo are installed
+PRIVATE = "_gradcheck_bundled"  # the private parent of every bundled package
+_ROOT = Path(__file__).resolve().parent.parent  # where gradcheck and gold_yolo are installed
 
 
 def bundled(package: str = "gold_yolo") -> types.ModuleType:
@@ -30,13 +30,15 @@ def bundled(package: str = "gold_yolo") -> types.ModuleType:
     if name in sys.modules:
         return sys.modules[name]
     if PRIVATE not in sys.modules:
-        parent = types.ModuleType(PRIVATE,
-                                  "gradcheck's bundled model packages, under a private name")
-        parent.__path__ = []   # a namespace of its own: nothing is found under it by path
+        parent = types.ModuleType(
+            PRIVATE, "gradcheck's bundled model packages, under a private name"
+        )
+        parent.__path__ = []  # a namespace of its own: nothing is found under it by path
         sys.modules[PRIVATE] = parent
     folder = _ROOT / package
-    spec = importlib.util.spec_from_file_location(name, folder / "__init__.py",
-                                                  submodule_search_locations=[str(folder)])
+    spec = importlib.util.spec_from_file_location(
+        name, folder / "__init__.py", submodule_search_locations=[str(folder)]
+    )
     if spec is None or spec.loader is None:
         raise ImportError(f"gradcheck's bundled package {package!r} is missing from {folder}")
     module = importlib.util.module_from_spec(spec)

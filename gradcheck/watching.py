@@ -30,8 +30,16 @@ class Watch:
     """See the module doc.  ``model``: a Module, or ``{prefix: Module}`` for several;
     ``optimizer``: one, or a list (phases, in the order the loop steps them)."""
 
-    def __init__(self, model, optimizer, every: int = 100, first: int = 1,
-                 output: str | None = None, policy=None, name: str | None = None):
+    def __init__(
+        self,
+        model,
+        optimizer,
+        every: int = 100,
+        first: int = 1,
+        output: str | None = None,
+        policy=None,
+        name: str | None = None,
+    ):
         from gradcheck import runtime
         from gradcheck.observe import StepRecorder
 
@@ -47,14 +55,16 @@ class Watch:
         optimizers = list(optimizer) if isinstance(optimizer, (list, tuple)) else [optimizer]
         for o in optimizers:
             if not isinstance(o, jt.optim.Optimizer):
-                raise WorkloadError(f"the optimizer is a {type(o).__name__}, not a "
-                                    "jittor.optim.Optimizer")
+                raise WorkloadError(
+                    f"the optimizer is a {type(o).__name__}, not a jittor.optim.Optimizer"
+                )
         self.every, self.first, self.output, self.policy = every, first, output, policy
         self.name = name or type(models[0][1]).__name__
         self.optimizers = optimizers
-        self.recorder = StepRecorder(0, name=self.name, keep_going=True, models=models,
-                                     optimizers=optimizers)
-        self.step = 0                 # optimizer steps of the first optimizer seen so far
+        self.recorder = StepRecorder(
+            0, name=self.name, keep_going=True, models=models, optimizers=optimizers
+        )
+        self.step = 0  # optimizer steps of the first optimizer seen so far
         self._attached = False
 
     # ------------------------------------------------------------------ attach / detach
@@ -64,15 +74,14 @@ class Watch:
         opt, rec, watch = self.optimizers[0], self.recorder, self
 
         def post_step(*args, **kw):
-            out = type(opt).post_step(opt, *args, **kw)   # the recorder's, while it is armed
+            out = type(opt).post_step(opt, *args, **kw)  # the recorder's, while it is armed
             watch.step += 1
             nxt = watch.step + 1
-            if nxt >= watch.first and (nxt - watch.first) % watch.every == 0 \
-                    and rec._saved is None:
+            if nxt >= watch.first and (nxt - watch.first) % watch.every == 0 and rec._saved is None:
                 rec.arm(nxt)
             return out
 
-        opt.post_step = post_step          # on the instance: nothing else is wrapped
+        opt.post_step = post_step  # on the instance: nothing else is wrapped
         self._attached = True
         if self.step + 1 >= self.first and (self.step + 1 - self.first) % self.every == 0:
             rec.arm(self.step + 1)
@@ -83,13 +92,13 @@ class Watch:
             return
         self.optimizers[0].__dict__.pop("post_step", None)
         self.recorder.detach()
-        self.recorder.end()          # a sampled step the loop did not finish is dropped
+        self.recorder.end()  # a sampled step the loop did not finish is dropped
         self._attached = False
 
     def __enter__(self) -> Watch:
         return self.attach()
 
-    def __exit__(self, exc_type, exc, tb) -> None:    # an exception goes on
+    def __exit__(self, exc_type, exc, tb) -> None:  # an exception goes on
         self.detach()
         if self.output and self.recorder.steps_made:
             from gradcheck.report import save_report
@@ -105,15 +114,28 @@ class Watch:
         """The report of the samples so far (at least one)."""
         if not self.recorder.steps_made:
             raise WorkloadError(f"no sampled step yet (the first is step {self.first})")
-        config = {"mode": "watch", "every": self.every, "first": self.first,
-                  "steps_seen": self.step, "samples": self.recorder.steps_made,
-                  "steps": self.recorder.steps_made}
+        config = {
+            "mode": "watch",
+            "every": self.every,
+            "first": self.first,
+            "steps_seen": self.step,
+            "samples": self.recorder.steps_made,
+            "steps": self.recorder.steps_made,
+        }
         return self.recorder.report(self.policy, config, short_note=False)
 
 
-def watch(model, optimizer, every: int = 100, first: int = 1, output: str | None = None,
-          policy=None, name: str | None = None) -> Watch:
+def watch(
+    model,
+    optimizer,
+    every: int = 100,
+    first: int = 1,
+    output: str | None = None,
+    policy=None,
+    name: str | None = None,
+) -> Watch:
     """Sample gradient coverage every ``every`` optimizer steps of a running training loop;
     see :mod:`gradcheck.watching`."""
-    return Watch(model, optimizer, every=every, first=first, output=output, policy=policy,
-                 name=name)
+    return Watch(
+        model, optimizer, every=every, first=first, output=output, policy=policy, name=name
+    )

@@ -51,26 +51,26 @@ class Phase:
     """One optimizer's part of a training step: its loss, its optimizer, its micro-batches."""
 
     name: str
-    loss: Callable | None         # (model, batch) -> like Workload.loss; None: a script's own
-    optimizer: Any = None         # None: SGD over the trainable parameters (one phase only)
-    accumulate: int = 1           # backward passes summed before the one optimizer step
+    loss: Callable | None  # (model, batch) -> like Workload.loss; None: a script's own
+    optimizer: Any = None  # None: SGD over the trainable parameters (one phase only)
+    accumulate: int = 1  # backward passes summed before the one optimizer step
 
 
 @dataclass
 class Workload:
     model: Any
     batch: Any
-    loss: Callable | None = None                 # None only when ``phases`` are given
+    loss: Callable | None = None  # None only when ``phases`` are given
     optimizer: Any = None
-    frozen: Mapping[str, str] | None = None      # glob -> reason it is frozen on purpose
+    frozen: Mapping[str, str] | None = None  # glob -> reason it is frozen on purpose
     name: str = "custom"
-    buffers: tuple = ()                          # extra globs of non-trainable Vars (buffers)
-    info: dict = field(default_factory=dict)     # settings to record in the report's config
+    buffers: tuple = ()  # extra globs of non-trainable Vars (buffers)
+    info: dict = field(default_factory=dict)  # settings to record in the report's config
     # model-specific explanation of an exactly-zero gradient: (record, report) -> sentence
     zero_hint: Callable | None = None
-    train_mode: bool = False                     # call model.train() before probing
-    accumulate: int = 1                          # backward passes per optimizer step
-    phases: list | None = None                   # [Phase]: several optimizers, run in order
+    train_mode: bool = False  # call model.train() before probing
+    accumulate: int = 1  # backward passes per optimizer step
+    phases: list | None = None  # [Phase]: several optimizers, run in order
 
     def plan(self) -> list:
         """The phases of one step: ``phases``, or one phase from ``loss``/``optimizer``."""
@@ -109,13 +109,16 @@ def unpack_loss(loss_fn, model, batch, where: str) -> tuple:
     except WorkloadError:
         raise
     except Exception as exc:
-        raise WorkloadError(f"the loss of {where} raised {type(exc).__name__}: "
-                            f"{_one_line(exc)}") from exc
+        raise WorkloadError(
+            f"the loss of {where} raised {type(exc).__name__}: {_one_line(exc)}"
+        ) from exc
     if not isinstance(out, tuple):
         return out, {}, {}
     if not 2 <= len(out) <= 3:
-        raise WorkloadError(f"the loss returned a tuple of {len(out)}; expected "
-                            "scalar, (scalar, terms) or (scalar, terms, stats)")
+        raise WorkloadError(
+            f"the loss returned a tuple of {len(out)}; expected "
+            "scalar, (scalar, terms) or (scalar, terms, stats)"
+        )
     terms = out[1] or {}
     if not isinstance(terms, dict):
         raise WorkloadError(f"the loss terms are a {type(terms).__name__}, expected a dict")

@@ -25,7 +25,7 @@ def _drop_other_gradcheck() -> None:
     package, which ``import gradcheck`` would then keep returning: forget it (importing
     gradcheck has no side effects, so there is nothing to undo) and import this checkout's."""
     mod = sys.modules.get("gradcheck")
-    where = getattr(mod, "__file__", None) or "/"   # a namespace package has no __file__
+    where = getattr(mod, "__file__", None) or "/"  # a namespace package has no __file__
     if mod is not None and Path(where).resolve().parent != ROOT / "gradcheck":
         for name in [n for n in sys.modules if n == "gradcheck" or n.startswith("gradcheck.")]:
             del sys.modules[name]
@@ -45,15 +45,19 @@ from gradcheck import runtime  # noqa: E402
 # command, and `no_fuse=0 python3 -m pytest` runs the whole suite fused.
 os.environ.setdefault("no_fuse", "1")
 
-try:   # the Jittor runtime, before any test module imports jittor
+try:  # the Jittor runtime, before any test module imports jittor
     runtime.setup()
 except runtime.RuntimeSetupError:
-    pass   # e.g. GRADCHECK_DEVICE=cuda without a GPU: raised again, as one line, where used
+    pass  # e.g. GRADCHECK_DEVICE=cuda without a GPU: raised again, as one line, where used
 
 
 def pytest_addoption(parser):
-    parser.addoption("--update-golden", action="store_true", default=False,
-                     help="rewrite the golden files (tests/golden/) from the current output")
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        default=False,
+        help="rewrite the golden files (tests/golden/) from the current output",
+    )
 
 
 _APT = re.compile(r"apt-get install ((?:[\w.+-]+ ?)+)")
@@ -73,7 +77,9 @@ def pytest_terminal_summary(terminalreporter):
     if count:
         terminalreporter.write_line(
             f"{count} test(s) skipped for want of system packages that CI installs; to run "
-            f"them too: sudo apt-get install -y {' '.join(packages)}", yellow=True)
+            f"them too: sudo apt-get install -y {' '.join(packages)}",
+            yellow=True,
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -85,7 +91,7 @@ def _fusion(request, monkeypatch):
     if request.node.get_closest_marker("fused") is None or os.environ.get("no_fuse") == "0":
         yield
         return
-    runtime.import_jittor()      # unfused by default, whoever imports it first
+    runtime.import_jittor()  # unfused by default, whoever imports it first
     import jittor as jt
 
     monkeypatch.setenv("no_fuse", "0")
@@ -121,7 +127,8 @@ def golden(request):
             path.write_text(text, encoding="utf-8")
             return
         assert text == path.read_text(encoding="utf-8"), (
-            f"output differs from {path}; if intended, run pytest --update-golden")
+            f"output differs from {path}; if intended, run pytest --update-golden"
+        )
 
     return check
 

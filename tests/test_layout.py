@@ -24,8 +24,14 @@ TOP = {"conftest.py", "test_layout.py", "fixtures", "golden", *PACKAGES}
 
 def _files(folder: Path, pattern: str = "*") -> list:
     """Files under ``folder``, caches and hidden ones left out."""
-    return sorted(p for p in folder.rglob(pattern) if p.is_file() and not any(
-        part == "__pycache__" or part.startswith(".") for part in p.relative_to(TESTS).parts))
+    return sorted(
+        p
+        for p in folder.rglob(pattern)
+        if p.is_file()
+        and not any(
+            part == "__pycache__" or part.startswith(".") for part in p.relative_to(TESTS).parts
+        )
+    )
 
 
 def _test_modules() -> list:
@@ -33,10 +39,15 @@ def _test_modules() -> list:
 
 
 def test_the_top_of_tests_holds_only_the_layout():
-    extra = sorted(p.name for p in TESTS.iterdir()
-                   if p.name not in TOP and p.name != "__pycache__" and not p.name.startswith("."))
-    assert not extra, (f"tests/ holds {extra}: a test goes under tests/gradcheck/ or "
-                       f"tests/gold_yolo/, a helper or data under tests/fixtures/")
+    extra = sorted(
+        p.name
+        for p in TESTS.iterdir()
+        if p.name not in TOP and p.name != "__pycache__" and not p.name.startswith(".")
+    )
+    assert not extra, (
+        f"tests/ holds {extra}: a test goes under tests/gradcheck/ or "
+        f"tests/gold_yolo/, a helper or data under tests/fixtures/"
+    )
 
 
 def test_each_test_module_mirrors_the_package_it_tests():
@@ -45,15 +56,21 @@ def test_each_test_module_mirrors_the_package_it_tests():
         parts = path.relative_to(TESTS).parts
         if parts[0] not in PACKAGES or not (ROOT.joinpath(*parts[:-1]) / "__init__.py").is_file():
             wrong.append(str(path.relative_to(ROOT)))
-    assert not wrong, ("test modules outside tests/<package>/<sub-package>/ (a folder that "
-                       f"mirrors one of {PACKAGES} or their sub-packages): {wrong}")
+    assert not wrong, (
+        "test modules outside tests/<package>/<sub-package>/ (a folder that "
+        f"mirrors one of {PACKAGES} or their sub-packages): {wrong}"
+    )
 
 
 def test_test_folders_hold_test_modules_only():
     """A helper beside the tests would be imported by them; an ``__init__.py`` would make
     tests/gradcheck a package named gradcheck, shadowing the real one."""
-    wrong = [str(p.relative_to(ROOT)) for pkg in PACKAGES for p in _files(TESTS / pkg)
-             if not (p.name.startswith("test_") and p.suffix == ".py")]
+    wrong = [
+        str(p.relative_to(ROOT))
+        for pkg in PACKAGES
+        for p in _files(TESTS / pkg)
+        if not (p.name.startswith("test_") and p.suffix == ".py")
+    ]
     assert not wrong, f"move these to tests/fixtures/ (or delete them): {wrong}"
 
 
@@ -94,13 +111,15 @@ def test_no_test_module_imports_another():
         tests = set()
         for name in _imported(path):
             parts = name.split(".")
-            hit = [i for i, part in enumerate(parts) if part.startswith("test_") or
-                   part == "conftest"]
+            hit = [
+                i for i, part in enumerate(parts) if part.startswith("test_") or part == "conftest"
+            ]
             if hit:
-                tests.add(".".join(parts[:hit[0] + 1]))
+                tests.add(".".join(parts[: hit[0] + 1]))
         bad += [f"{path.relative_to(ROOT)} imports {name}" for name in sorted(tests)]
-    assert not bad, "test modules import one another (share through tests/fixtures/): " + \
-        "; ".join(bad)
+    assert not bad, "test modules import one another (share through tests/fixtures/): " + "; ".join(
+        bad
+    )
 
 
 def _test_names(path: Path) -> set:
@@ -108,8 +127,11 @@ def _test_names(path: Path) -> set:
     names = set()
     for node in tree.body:
         body = node.body if isinstance(node, ast.ClassDef) else [node]
-        names |= {f.name for f in body if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
-                  and f.name.startswith("test")}
+        names |= {
+            f.name
+            for f in body
+            if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) and f.name.startswith("test")
+        }
     return names
 
 
@@ -118,8 +140,10 @@ def test_golden_files_are_named_after_their_tests():
     for path in _files(TESTS / "golden"):
         rel = path.relative_to(TESTS / "golden")
         module = TESTS.joinpath(*rel.parts[:-1]).with_suffix(".py")
-        test = rel.name.split(".")[0].split("-")[0]      # <test>[-<param id>].<suffix>
+        test = rel.name.split(".")[0].split("-")[0]  # <test>[-<param id>].<suffix>
         if not module.is_file() or test not in _test_names(module):
             wrong.append(f"{path.relative_to(ROOT)} (no {test} in {module.relative_to(ROOT)})")
-    assert not wrong, ("golden files not named tests/golden/<module>/<test>.<suffix> after an "
-                       f"existing test: {wrong}")
+    assert not wrong, (
+        "golden files not named tests/golden/<module>/<test>.<suffix> after an "
+        f"existing test: {wrong}"
+    )

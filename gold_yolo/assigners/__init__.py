@@ -16,6 +16,13 @@ from .utils import (
 )
 
 __all__ = [
-    "generate_anchors", "ATSSAssigner", "TaskAlignedAssigner", "bbox_overlaps", "iou2d_calculator",
-    "dist_calculator", "iou_calculator", "select_candidates_in_gts", "select_highest_overlaps",
+    "generate_anchors",
+    "ATSSAssigner",
+    "TaskAlignedAssigner",
+    "bbox_overlaps",
+    "iou2d_calculator",
+    "dist_calculator",
+    "iou_calculator",
+    "select_candidates_in_gts",
+    "select_highest_overlaps",
 ]

@@ -48,33 +48,43 @@ class ATSSAssigner:
             n_anchors = anc_bboxes.shape[0]
             bs, n_max_boxes = gt_bboxes.shape[0], gt_bboxes.shape[1]
             if n_max_boxes == 0:
-                return (jt.full((bs, n_anchors), self.bg_idx, "int32"),
-                        jt.zeros((bs, n_anchors, 4)), jt.zeros((bs, n_anchors, self.num_classes)),
-                        jt.zeros((bs, n_anchors), "bool"))
+                return (
+                    jt.full((bs, n_anchors), self.bg_idx, "int32"),
+                    jt.zeros((bs, n_anchors, 4)),
+                    jt.zeros((bs, n_anchors, self.num_classes)),
+                    jt.zeros((bs, n_anchors), "bool"),
+                )
             if pd_bboxes is not None:
                 pd_bboxes = pd_bboxes.stop_grad()
-            flat_gt = gt_bboxes.reshape(-1, 4)                                         # (b*M, 4)
+            flat_gt = gt_bboxes.reshape(-1, 4)  # (b*M, 4)
             overlaps = iou2d_calculator(flat_gt, anc_bboxes).reshape(bs, -1, n_anchors)  # (b, M, A)
             distances, ac_points = dist_calculator(flat_gt, anc_bboxes)
-            distances = distances.reshape(bs, -1, n_anchors)                           # (b, M, A)
+            distances = distances.reshape(bs, -1, n_anchors)  # (b, M, A)
 
             is_in_candidate, candidate_idxs = self.select_topk_candidates(
-                distances, n_level_bboxes, mask_gt)
+                distances, n_level_bboxes, mask_gt
+            )
             overlaps_thr_per_gt, iou_candidates = self.thres_calculator(
-                is_in_candidate, candidate_idxs, overlaps)
+                is_in_candidate, candidate_idxs, overlaps
+            )
 
-            is_pos = jt.where(iou_candidates > overlaps_thr_per_gt, is_in_candidate,
-                              jt.zeros_like(is_in_candidate))                         # (b, M, A)
+            is_pos = jt.where(
+                iou_candidates > overlaps_thr_per_gt,
+                is_in_candidate,
+                jt.zeros_like(is_in_candidate),
+            )  # (b, M, A)
             is_in_gts = select_candidates_in_gts(ac_points, gt_bboxes)
             mask_pos = is_pos * is_in_gts * mask_gt
 
-            target_gt_idx, fg_mask, mask_pos = select_highest_overlaps(mask_pos, overlaps,
-                                                                       n_max_boxes)
+            target_gt_idx, fg_mask, mask_pos = select_highest_overlaps(
+                mask_pos, overlaps, n_max_boxes
+            )
             target_labels, target_bboxes, target_scores = self.get_targets(
-                gt_labels, gt_bboxes, target_gt_idx, fg_mask)
+                gt_labels, gt_bboxes, target_gt_idx, fg_mask
+            )
 
             if pd_bboxes is not None:  # soft label: IoU of the prediction with its gt
-                ious = iou_calculator(gt_bboxes, pd_bboxes) * mask_pos                 # (b, M, A)
+                ious = iou_calculator(gt_bboxes, pd_bboxes) * mask_pos  # (b, M, A)
                 target_scores = target_scores * ious.max(-2).unsqueeze(-1)
             return target_labels, target_bboxes, target_scores, fg_mask > 0
 
@@ -83,9 +93,9 @@ class ATSSAssigner:
         is_in_candidate_list, candidate_idxs = [], []
         start = 0
         for n_level in n_level_bboxes:
-            level_d = distances[:, :, start:start + n_level]                          # (b, M, n_l)
+            level_d = distances[:, :, start : start + n_level]  # (b, M, n_l)
             k = min(self.topk, n_level)
-            idxs = torch_cpu_topk_indices(level_d, k, largest=False)                  # (b, M, k)
+            idxs = torch_cpu_topk_indices(level_d, k, largest=False)  # (b, M, k)
             candidate_idxs.append(idxs + start)
             member = jt.zeros(level_d.shape, "float32")
             src = mask_gt.float32().broadcast(idxs.shape)  # 0 for padded gts
@@ -95,8 +105,9 @@ class ATSSAssigner:
 
     def thres_calculator(self, is_in_candidate, candidate_idxs, overlaps):
         """Per-gt IoU threshold mean + std over its candidates -> (b, M, 1), and masked IoUs."""
-        cand_overlaps_full = jt.where(is_in_candidate > 0, overlaps,
-                                      jt.zeros_like(overlaps))  # (b, M, A)
+        cand_overlaps_full = jt.where(
+            is_in_candidate > 0, overlaps, jt.zeros_like(overlaps)
+        )  # (b, M, A)
         cand = jt.gather(cand_overlaps_full, 2, candidate_idxs)  # (b, M, K)
         n = cand.shape[-1]
         mean = cand.mean(-1, keepdims=True)
@@ -106,10 +117,11 @@ class ATSSAssigner:
     def get_targets(self, gt_labels, gt_bboxes, target_gt_idx, fg_mask):
         bs, n_max_boxes = gt_bboxes.shape[0], gt_bboxes.shape[1]
         batch_ind = jt.arange(bs).int32().unsqueeze(-1)
-        flat_idx = target_gt_idx + batch_ind * n_max_boxes                          # (b, A)
-        target_labels = gt_labels.int32().flatten()[flat_idx]                       # (b, A)
-        target_labels = jt.where(fg_mask > 0, target_labels,
-                                 jt.full_like(target_labels, self.bg_idx))
+        flat_idx = target_gt_idx + batch_ind * n_max_boxes  # (b, A)
+        target_labels = gt_labels.int32().flatten()[flat_idx]  # (b, A)
+        target_labels = jt.where(
+            fg_mask > 0, target_labels, jt.full_like(target_labels, self.bg_idx)
+        )
         target_bboxes = gt_bboxes.reshape(-1, 4)[flat_idx.flatten()].reshape(bs, -1, 4)
         cls_range = jt.arange(self.num_classes).int32().reshape(1, 1, -1)
         target_scores = (target_labels.unsqueeze(-1) == cls_range).float32()  # one-hot minus bg

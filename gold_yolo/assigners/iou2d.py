@@ -39,12 +39,12 @@ def bbox_overlaps(bboxes1, bboxes2, mode="iou", is_aligned=False, eps=1e-6):
     area1 = (bboxes1[..., 2] - bboxes1[..., 0]) * (bboxes1[..., 3] - bboxes1[..., 1])  # (..., m)
     area2 = (bboxes2[..., 2] - bboxes2[..., 0]) * (bboxes2[..., 3] - bboxes2[..., 1])  # (..., n)
     if is_aligned:
-        b1, b2 = bboxes1, bboxes2                                  # (..., m, 4)
+        b1, b2 = bboxes1, bboxes2  # (..., m, 4)
         a1, a2 = area1, area2
     else:
-        b1 = bboxes1.unsqueeze(-2)                                 # (..., m, 1, 4)
-        b2 = bboxes2.unsqueeze(-3)                                 # (..., 1, n, 4)
-        a1, a2 = area1.unsqueeze(-1), area2.unsqueeze(-2)          # (..., m, 1), (..., 1, n)
+        b1 = bboxes1.unsqueeze(-2)  # (..., m, 1, 4)
+        b2 = bboxes2.unsqueeze(-3)  # (..., 1, n, 4)
+        a1, a2 = area1.unsqueeze(-1), area2.unsqueeze(-2)  # (..., m, 1), (..., 1, n)
     lt = jt.maximum(b1[..., :2], b2[..., :2])
     rb = jt.minimum(b1[..., 2:], b2[..., 2:])
     wh = (rb - lt).clamp(min_v=0.0)

@@ -46,64 +46,78 @@ class TaskAlignedAssigner:
             bs, n_anchors, _ = pd_scores.shape
             n_max_boxes = gt_bboxes.shape[1]
             if n_max_boxes == 0:
-                return (jt.full((bs, n_anchors), self.bg_idx, "int32"),
-                        jt.zeros((bs, n_anchors, 4)), jt.zeros((bs, n_anchors, self.num_classes)),
-                        jt.zeros((bs, n_anchors), "bool"))
+                return (
+                    jt.full((bs, n_anchors), self.bg_idx, "int32"),
+                    jt.zeros((bs, n_anchors, 4)),
+                    jt.zeros((bs, n_anchors, self.num_classes)),
+                    jt.zeros((bs, n_anchors), "bool"),
+                )
             if n_max_boxes <= 100:
                 return self._assign(pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt)
-            parts = [self._assign(pd_scores[i:i + 1], pd_bboxes[i:i + 1], anc_points,
-                                  gt_labels[i:i + 1], gt_bboxes[i:i + 1], mask_gt[i:i + 1])
-                     for i in range(bs)]
+            parts = [
+                self._assign(
+                    pd_scores[i : i + 1],
+                    pd_bboxes[i : i + 1],
+                    anc_points,
+                    gt_labels[i : i + 1],
+                    gt_bboxes[i : i + 1],
+                    mask_gt[i : i + 1],
+                )
+                for i in range(bs)
+            ]
             return tuple(jt.concat([p[k] for p in parts], 0) for k in range(4))
 
     def _assign(self, pd_scores, pd_bboxes, anc_points, gt_labels, gt_bboxes, mask_gt):
         n_max_boxes = gt_bboxes.shape[1]
         mask_pos, align_metric, overlaps = self.get_pos_mask(
-            pd_scores, pd_bboxes, gt_labels, gt_bboxes, anc_points, mask_gt)
+            pd_scores, pd_bboxes, gt_labels, gt_bboxes, anc_points, mask_gt
+        )
         target_gt_idx, fg_mask, mask_pos = select_highest_overlaps(mask_pos, overlaps, n_max_boxes)
         target_labels, target_bboxes, target_scores = self.get_targets(
-            gt_labels, gt_bboxes, target_gt_idx, fg_mask)
+            gt_labels, gt_bboxes, target_gt_idx, fg_mask
+        )
 
         # normalise: each gt's best positive anchor gets its best IoU as soft score
-        align_metric = align_metric * mask_pos                                     # (b, M, A)
-        pos_align_metrics = align_metric.max(-1, keepdims=True)                    # (b, M, 1)
-        pos_overlaps = (overlaps * mask_pos).max(-1, keepdims=True)                # (b, M, 1)
-        norm_align_metric = (align_metric * pos_overlaps
-                             / (pos_align_metrics + self.eps)).max(-2)             # (b, A)
-        target_scores = target_scores * norm_align_metric.unsqueeze(-1)           # (b, A, C)
+        align_metric = align_metric * mask_pos  # (b, M, A)
+        pos_align_metrics = align_metric.max(-1, keepdims=True)  # (b, M, 1)
+        pos_overlaps = (overlaps * mask_pos).max(-1, keepdims=True)  # (b, M, 1)
+        norm_align_metric = (align_metric * pos_overlaps / (pos_align_metrics + self.eps)).max(
+            -2
+        )  # (b, A)
+        target_scores = target_scores * norm_align_metric.unsqueeze(-1)  # (b, A, C)
         return target_labels, target_bboxes, target_scores, fg_mask > 0
 
     def get_pos_mask(self, pd_scores, pd_bboxes, gt_labels, gt_bboxes, anc_points, mask_gt):
         align_metric, overlaps = self.get_box_metrics(pd_scores, pd_bboxes, gt_labels, gt_bboxes)
-        mask_in_gts = select_candidates_in_gts(anc_points, gt_bboxes)             # (b, M, A)
+        mask_in_gts = select_candidates_in_gts(anc_points, gt_bboxes)  # (b, M, A)
         mask_topk = self.select_topk_candidates(align_metric * mask_in_gts, mask_gt)
-        mask_pos = mask_topk * mask_in_gts * mask_gt                               # (b, M, A)
+        mask_pos = mask_topk * mask_in_gts * mask_gt  # (b, M, A)
         return mask_pos, align_metric, overlaps
 
     def get_box_metrics(self, pd_scores, pd_bboxes, gt_labels, gt_bboxes):
         n_anchors = pd_scores.shape[1]
-        scores_t = pd_scores.transpose(0, 2, 1)                                    # (b, C, A)
+        scores_t = pd_scores.transpose(0, 2, 1)  # (b, C, A)
         # padded gts carry label -1 (upstream indexes class -1 = last class; their IoU is 0
         # so the metric is 0 either way); clamp to a valid index for the gather.
         labels = gt_labels.int32().squeeze(-1).clamp(min_v=0, max_v=self.num_classes - 1)  # (b, M)
         idx = labels.unsqueeze(-1).broadcast((labels.shape[0], labels.shape[1], n_anchors))
-        bbox_scores = jt.gather(scores_t, 1, idx)                                  # (b, M, A)
-        overlaps = iou_calculator(gt_bboxes, pd_bboxes)                            # (b, M, A)
+        bbox_scores = jt.gather(scores_t, 1, idx)  # (b, M, A)
+        overlaps = iou_calculator(gt_bboxes, pd_bboxes)  # (b, M, A)
         align_metric = bbox_scores.pow(self.alpha) * overlaps.pow(self.beta)
         return align_metric, overlaps
 
     def select_topk_candidates(self, metrics, mask_gt):
         """metrics (b, M, A), mask_gt (b, M, 1) -> (b, M, A) 0/1: the top-k anchors per real gt."""
-        topk_idxs = torch_cpu_topk_indices(metrics, self.topk, largest=True)       # (b, M, k)
+        topk_idxs = torch_cpu_topk_indices(metrics, self.topk, largest=True)  # (b, M, k)
         is_in_topk = jt.zeros(metrics.shape, "float32")
         src = mask_gt.float32().broadcast(topk_idxs.shape)  # 1 real gt, 0 padding
         return is_in_topk.scatter(2, topk_idxs, src)
 
     def get_targets(self, gt_labels, gt_bboxes, target_gt_idx, fg_mask):
         bs, n_max_boxes = gt_bboxes.shape[0], gt_bboxes.shape[1]
-        batch_ind = jt.arange(bs).int32().unsqueeze(-1)                            # (b, 1)
-        flat_idx = target_gt_idx + batch_ind * n_max_boxes                         # (b, A)
-        target_labels = gt_labels.int32().flatten()[flat_idx]                      # (b, A)
+        batch_ind = jt.arange(bs).int32().unsqueeze(-1)  # (b, 1)
+        flat_idx = target_gt_idx + batch_ind * n_max_boxes  # (b, A)
+        target_labels = gt_labels.int32().flatten()[flat_idx]  # (b, A)
         target_bboxes = gt_bboxes.reshape(-1, 4)[flat_idx.flatten()].reshape(bs, -1, 4)  # (b, A, 4)
         target_labels = jt.maximum(target_labels, 0)  # upstream: [<0] = 0
         cls_range = jt.arange(self.num_classes).int32().reshape(1, 1, -1)

@@ -28,8 +28,10 @@ from .. import jt  # the package sets up the Jittor runtime first
 
 __all__ = ["torch_cpu_topk_indices"]
 
-_HEADER = ("#include <algorithm>\n#include <vector>\n#include <utility>\n#include <cmath>\n"
-           "#include <cstdint>\n#include <cstring>\n")
+_HEADER = (
+    "#include <algorithm>\n#include <vector>\n#include <utility>\n#include <cmath>\n"
+    "#include <cstdint>\n#include <cstring>\n"
+)
 
 # one source per (k, largest): jt.code caches the compiled kernel by its source text
 _SRC = """
@@ -60,9 +62,9 @@ for (int64_t r = 0; r < rows; r++) {{
 # then walk off the vector.  NaN is tested on the bits instead.
 _CMP = {
     True: "(is_nan(x.first) && !is_nan(y.first)) "
-          "|| (!is_nan(x.first) && !is_nan(y.first) && x.first > y.first)",
+    "|| (!is_nan(x.first) && !is_nan(y.first) && x.first > y.first)",
     False: "(!is_nan(x.first) && is_nan(y.first)) "
-           "|| (!is_nan(x.first) && !is_nan(y.first) && x.first < y.first)",
+    "|| (!is_nan(x.first) && !is_nan(y.first) && x.first < y.first)",
 }
 
 
@@ -76,7 +78,12 @@ def torch_cpu_topk_indices(x, k: int, largest: bool = True):
     if jt.flags.use_cuda:
         return jt.topk(x, k, dim=-1, largest=largest)[1].int32()
     lead = tuple(x.shape[:-1])
-    rows = x.reshape(-1, n)                                             # (R, n)
-    out = jt.code((rows.shape[0], k), "int32", [rows], cpu_header=_HEADER,
-                  cpu_src=_SRC.format(k=k, cmp=_CMP[bool(largest)]))    # (R, k)
+    rows = x.reshape(-1, n)  # (R, n)
+    out = jt.code(
+        (rows.shape[0], k),
+        "int32",
+        [rows],
+        cpu_header=_HEADER,
+        cpu_src=_SRC.format(k=k, cmp=_CMP[bool(largest)]),
+    )  # (R, k)
     return out.reshape(lead + (k,))

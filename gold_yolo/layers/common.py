@@ -24,9 +24,22 @@ from .norm import BatchNorm2d
 from .ops import MaxPool2d
 
 __all__ = [
-    "SyncBatchNorm", "Conv", "SimConv", "ConvWrapper", "SimConvWrapper", "conv_bn",
-    "RepVGGBlock", "RepBlock", "BottleRep", "Conv_C3", "BepC3", "SimSPPF", "SPPF",
-    "SimCSPSPPF", "CSPSPPF", "get_block",
+    "SyncBatchNorm",
+    "Conv",
+    "SimConv",
+    "ConvWrapper",
+    "SimConvWrapper",
+    "conv_bn",
+    "RepVGGBlock",
+    "RepBlock",
+    "BottleRep",
+    "Conv_C3",
+    "BepC3",
+    "SimSPPF",
+    "SPPF",
+    "SimCSPSPPF",
+    "CSPSPPF",
+    "get_block",
 ]
 
 
@@ -50,13 +63,21 @@ class _ConvBNAct(nn.Module):
 
     ACT = nn.Identity
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride, groups=1, bias=False,
-                 padding=None):
+    def __init__(
+        self, in_channels, out_channels, kernel_size, stride, groups=1, bias=False, padding=None
+    ):
         super().__init__()
         if padding is None:
             padding = kernel_size // 2
-        self.conv = Conv2d(in_channels, out_channels, kernel_size, stride=stride,
-                           padding=padding, groups=groups, bias=bias)
+        self.conv = Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            groups=groups,
+            bias=bias,
+        )
         self.bn = BatchNorm2d(out_channels)
         self.act = self.ACT()
 
@@ -103,8 +124,18 @@ class SimConvWrapper(nn.Module):
 def conv_bn(in_channels, out_channels, kernel_size, stride, padding, groups=1, bias=False):
     """``Sequential(conv=Conv2d, bn=BatchNorm2d)``: one RepVGG branch."""
     result = nn.Sequential()
-    result.add_module("conv", Conv2d(in_channels, out_channels, kernel_size, stride=stride,
-                                     padding=padding, groups=groups, bias=bias))
+    result.add_module(
+        "conv",
+        Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            groups=groups,
+            bias=bias,
+        ),
+    )
     result.add_module("bn", BatchNorm2d(out_channels))
     return result
 
@@ -125,8 +156,19 @@ class RepVGGBlock(nn.Module):
     The identity branch (a bare BatchNorm) exists only when C_in == C_out and stride == 1.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=1,
-                 dilation=1, groups=1, padding_mode="zeros", deploy=False, use_se=False):
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size=3,
+        stride=1,
+        padding=1,
+        dilation=1,
+        groups=1,
+        padding_mode="zeros",
+        deploy=False,
+        use_se=False,
+    ):
         super().__init__()
         assert kernel_size == 3 and padding == 1
         if use_se:
@@ -139,14 +181,23 @@ class RepVGGBlock(nn.Module):
         self.nonlinearity = nn.ReLU()
         self.se = nn.Identity()
         if deploy:
-            self.rbr_reparam = Conv2d(in_channels, out_channels, kernel_size, stride=stride,
-                                      padding=padding, dilation=dilation, groups=groups,
-                                      bias=True)
+            self.rbr_reparam = Conv2d(
+                in_channels,
+                out_channels,
+                kernel_size,
+                stride=stride,
+                padding=padding,
+                dilation=dilation,
+                groups=groups,
+                bias=True,
+            )
         else:
-            self.rbr_identity = (BatchNorm2d(in_channels)
-                                 if out_channels == in_channels and stride == 1 else None)
-            self.rbr_dense = conv_bn(in_channels, out_channels, kernel_size, stride, padding,
-                                     groups)
+            self.rbr_identity = (
+                BatchNorm2d(in_channels) if out_channels == in_channels and stride == 1 else None
+            )
+            self.rbr_dense = conv_bn(
+                in_channels, out_channels, kernel_size, stride, padding, groups
+            )
             self.rbr_1x1 = conv_bn(in_channels, out_channels, 1, stride, padding_11, groups)
 
     def execute(self, inputs):
@@ -178,9 +229,16 @@ class RepVGGBlock(nn.Module):
             return
         kernel, bias = self.get_equivalent_kernel_bias()
         dense = self.rbr_dense.conv
-        conv = Conv2d(dense.in_channels, dense.out_channels, dense.kernel_size,
-                      stride=dense.stride, padding=dense.padding, dilation=dense.dilation,
-                      groups=dense.groups, bias=True)
+        conv = Conv2d(
+            dense.in_channels,
+            dense.out_channels,
+            dense.kernel_size,
+            stride=dense.stride,
+            padding=dense.padding,
+            dilation=dense.dilation,
+            groups=dense.groups,
+            bias=True,
+        )
         conv.weight.assign(jt.array(kernel))
         conv.bias.assign(jt.array(bias))
         self.rbr_reparam = conv
@@ -212,20 +270,28 @@ class RepBlock(nn.Module):
     With ``block=BottleRep`` it holds n//2 BottleReps (each of two ``basic_block``).
     """
 
-    def __init__(self, in_channels, out_channels, n=1, block=RepVGGBlock,
-                 basic_block=RepVGGBlock):
+    def __init__(self, in_channels, out_channels, n=1, block=RepVGGBlock, basic_block=RepVGGBlock):
         super().__init__()
         if block is BottleRep:
-            self.conv1 = BottleRep(in_channels, out_channels, basic_block=basic_block,
-                                   weight=True)
+            self.conv1 = BottleRep(in_channels, out_channels, basic_block=basic_block, weight=True)
             n = n // 2
-            self.block = (nn.Sequential(*[BottleRep(out_channels, out_channels,
-                                                    basic_block=basic_block, weight=True)
-                                          for _ in range(n - 1)]) if n > 1 else None)
+            self.block = (
+                nn.Sequential(
+                    *[
+                        BottleRep(out_channels, out_channels, basic_block=basic_block, weight=True)
+                        for _ in range(n - 1)
+                    ]
+                )
+                if n > 1
+                else None
+            )
         else:
             self.conv1 = block(in_channels, out_channels)
-            self.block = (nn.Sequential(*[block(out_channels, out_channels)
-                                          for _ in range(n - 1)]) if n > 1 else None)
+            self.block = (
+                nn.Sequential(*[block(out_channels, out_channels) for _ in range(n - 1)])
+                if n > 1
+                else None
+            )
 
     def execute(self, x):
         x = self.conv1(x)
@@ -243,8 +309,9 @@ class Conv_C3(nn.Module):
             p = k // 2
         self.conv = Conv2d(c1, c2, k, stride=s, padding=p, groups=g, bias=False)
         self.bn = BatchNorm2d(c2)
-        self.act = nn.ReLU() if act is True else (act if isinstance(act, nn.Module)
-                                                  else nn.Identity())
+        self.act = (
+            nn.ReLU() if act is True else (act if isinstance(act, nn.Module) else nn.Identity())
+        )
 
     def execute(self, x):
         return self.act(self.bn(self.conv(x)))
@@ -256,7 +323,7 @@ class BepC3(nn.Module):
     def __init__(self, in_channels, out_channels, n=1, e=0.5, concat=True, block=RepVGGBlock):
         super().__init__()
         c_ = int(out_channels * e)
-        silu = block is ConvWrapper      # conv_silu mode: SiLU cells instead of ReLU
+        silu = block is ConvWrapper  # conv_silu mode: SiLU cells instead of ReLU
 
         def act():
             return nn.SiLU() if silu else True

@@ -79,7 +79,7 @@ def _onednn_flags():
     include = runtime.onednn_include_dir()
     if include is None or getattr(compile_extern, "mkl_ops", None) is None:
         return None
-    return f"FLAGS: -I\"{include}\" "
+    return f'FLAGS: -I"{include}" '
 
 
 _FLAGS = _onednn_flags()
@@ -89,10 +89,16 @@ _FLAGS = _onednn_flags()
 def _fwd_src(stride, padding, dilation, groups, plain) -> str:
     """``_FWD_SRC`` for one geometry (built once, not on every forward)."""
     src = _FWD_SRC
-    for key, value in (("STRIDE_H", stride[0]), ("STRIDE_W", stride[1]), ("PAD_H", padding[0]),
-                       ("PAD_W", padding[1]), ("DILATION_H", dilation[0]),
-                       ("DILATION_W", dilation[1]), ("GROUPS", groups),
-                       ("PLAIN", "true" if plain else "false")):
+    for key, value in (
+        ("STRIDE_H", stride[0]),
+        ("STRIDE_W", stride[1]),
+        ("PAD_H", padding[0]),
+        ("PAD_W", padding[1]),
+        ("DILATION_H", dilation[0]),
+        ("DILATION_W", dilation[1]),
+        ("GROUPS", groups),
+        ("PLAIN", "true" if plain else "false"),
+    ):
         src = src.replace(key, str(value))
     return src
 
@@ -114,7 +120,7 @@ class _OneDnnConv(jt.Function):
         return y
 
     def grad(self, gy):
-        x, w, stride, padding, dilation, groups = self.saved   # kept: a second backward may come
+        x, w, stride, padding, dilation, groups = self.saved  # kept: a second backward may come
         from jittor.compile_extern import mkl_ops
 
         geometry = (*stride, *padding, *dilation, groups, "abcd", "oihw", "abcd")
@@ -124,8 +130,14 @@ class _OneDnnConv(jt.Function):
 
 
 def _onednn_path(x, w) -> bool:
-    return (_FLAGS is not None and not jt.flags.use_cuda and x.ndim == 4 and x.numel() > 0
-            and x.dtype == "float32" and w.dtype == "float32")
+    return (
+        _FLAGS is not None
+        and not jt.flags.use_cuda
+        and x.ndim == 4
+        and x.numel() > 0
+        and x.dtype == "float32"
+        and w.dtype == "float32"
+    )
 
 
 class Conv2d(nn.Conv2d):

@@ -28,8 +28,13 @@ from .conv import Conv2d
 from .ops import adaptive_avg_pool2d, interpolate_bilinear
 from .transformer import BN_CFG, build_norm_layer, h_sigmoid
 
-__all__ = ["ConvModule", "AdvPoolFusion", "SimFusion_3in", "SimFusion_4in",
-           "InjectionMultiSum_Auto_pool"]
+__all__ = [
+    "ConvModule",
+    "AdvPoolFusion",
+    "SimFusion_3in",
+    "SimFusion_4in",
+    "InjectionMultiSum_Auto_pool",
+]
 
 
 class ConvModule(nn.Module):
@@ -39,12 +44,21 @@ class ConvModule(nn.Module):
     ``init_weights``: conv weight ~ kaiming normal (fan_out, relu gain), norm weight 1, bias 0.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 norm_cfg=BN_CFG, act_cfg=None):
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        norm_cfg=BN_CFG,
+        act_cfg=None,
+    ):
         super().__init__()
         assert act_cfg is None, "Gold-YOLO only builds ConvModule without activation"
-        self.conv = Conv2d(in_channels, out_channels, kernel_size, stride=stride,
-                           padding=padding, bias=False)
+        self.conv = Conv2d(
+            in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=False
+        )
         self.bn = build_norm_layer(norm_cfg, out_channels)
         fan_out = out_channels * kernel_size * kernel_size
         std = math.sqrt(2.0 / fan_out)
@@ -99,8 +113,7 @@ class InjectionMultiSum_Auto_pool(nn.Module):
     no h_sigmoid); otherwise they are bilinearly resized and the gate is h_sigmoid'ed.
     """
 
-    def __init__(self, inp: int, oup: int, norm_cfg=BN_CFG,
-                 activations=None, global_inp=None):
+    def __init__(self, inp: int, oup: int, norm_cfg=BN_CFG, activations=None, global_inp=None):
         super().__init__()
         self.norm_cfg = norm_cfg
         if not global_inp:

@@ -40,7 +40,7 @@ __all__ = ["BatchNorm2d"]
 # step, the step 830 -> 765 ms.  With the second core kept busy by another process the step
 # is no slower than single-threaded (2.33 s against 2.48 s); an earlier try with a std::thread
 # per call was (each of the ~300 calls waited for its slower half).
-_NORM_HEADER = '#include <cmath>\n'
+_NORM_HEADER = "#include <cmath>\n"
 _FWD_SRC = r"""
 // in0 x (N, C, L) float32, in1 weight (C), in2 bias (C)
 // out0 y (N, C, L), out1 mean (C) float64, out2 var (C) float64 (biased), out3 mean (C) float32,
@@ -109,8 +109,14 @@ for (index_t c = 0; c < C; c++) {
 
 
 def _cpu_kernels(x, weight, bias) -> bool:
-    return (not jt.flags.use_cuda and x.ndim >= 2 and x.numel() > 0 and x.dtype == "float32"
-            and weight.dtype == "float32" and bias.dtype == "float32")
+    return (
+        not jt.flags.use_cuda
+        and x.ndim >= 2
+        and x.numel() > 0
+        and x.dtype == "float32"
+        and weight.dtype == "float32"
+        and bias.dtype == "float32"
+    )
 
 
 class _TrainNorm(jt.Function):
@@ -131,29 +137,34 @@ class _TrainNorm(jt.Function):
         y, mean, var, mean32, inv = jt.code(
             [x3.shape, (c,), (c,), (c,), (c,)],
             ["float32", "float64", "float64", "float32", "float32"],
-            [x3, weight, bias], cpu_header=_NORM_HEADER,
-            cpu_src=_FWD_SRC.replace("EPS", repr(float(eps))))
+            [x3, weight, bias],
+            cpu_header=_NORM_HEADER,
+            cpu_src=_FWD_SRC.replace("EPS", repr(float(eps))),
+        )
         self.saved = (x3, mean32, inv, weight, shape)
         return y.reshape(shape), mean.stop_grad(), var.stop_grad()
 
     def grad(self, gy, gmean=None, gvar=None):
         if not self.cpu:
             return self._grad_graph(gy)
-        x3, mean32, inv, weight, shape = self.saved     # kept: a second backward may come
+        x3, mean32, inv, weight, shape = self.saved  # kept: a second backward may come
         gx, gw, gb = jt.code(
-            [x3.shape, weight.shape, weight.shape], ["float32"] * 3,
+            [x3.shape, weight.shape, weight.shape],
+            ["float32"] * 3,
             [gy.reshape(x3.shape), x3, mean32, inv, weight],
-            cpu_header=_NORM_HEADER, cpu_src=_BWD_SRC)
+            cpu_header=_NORM_HEADER,
+            cpu_src=_BWD_SRC,
+        )
         return gx.reshape(shape), gw, gb, None
 
     def _execute_graph(self, x, weight, bias, eps):
         dims = [0] + list(range(2, x.ndim))
         x64 = x.float64()
-        mean = x64.mean(dims=dims)                                             # (C,)
-        var = (x64 - mean.broadcast(x64, dims)).sqr().mean(dims=dims)          # (C,) biased
-        std = jt.sqrt(var + eps).cast(x.dtype)                                  # (C,)
+        mean = x64.mean(dims=dims)  # (C,)
+        var = (x64 - mean.broadcast(x64, dims)).sqr().mean(dims=dims)  # (C,) biased
+        std = jt.sqrt(var + eps).cast(x.dtype)  # (C,)
         inv = 1.0 / std
-        w = weight / std                                                        # (C,)
+        w = weight / std  # (C,)
         b = bias - mean.cast(x.dtype) * w
         self.saved = (x, mean.cast(x.dtype), inv, weight, dims)
         return x * w.broadcast(x, dims) + b.broadcast(x, dims), mean.stop_grad(), var.stop_grad()
@@ -161,12 +172,13 @@ class _TrainNorm(jt.Function):
     def _grad_graph(self, gy):
         x, mean, inv, weight, dims = self.saved
         n = x.numel() // x.shape[1]
-        xhat = (x - mean.broadcast(x, dims)) * inv.broadcast(x, dims)          # x's dtype
-        sum_g = gy.float64().sum(dims=dims)                                    # (C,) float64 sums
+        xhat = (x - mean.broadcast(x, dims)) * inv.broadcast(x, dims)  # x's dtype
+        sum_g = gy.float64().sum(dims=dims)  # (C,) float64 sums
         sum_gx = (gy * xhat).float64().sum(dims=dims)
         mg, mgx = (sum_g / n).cast(x.dtype), (sum_gx / n).cast(x.dtype)
-        gx = ((gy - mg.broadcast(x, dims) - xhat * mgx.broadcast(x, dims))
-              * (weight * inv).broadcast(x, dims))
+        gx = (gy - mg.broadcast(x, dims) - xhat * mgx.broadcast(x, dims)) * (
+            weight * inv
+        ).broadcast(x, dims)
         return gx, sum_gx.cast(weight.dtype), sum_g.cast(weight.dtype), None
 
 
@@ -176,9 +188,10 @@ class BatchNorm2d(nn.BatchNorm):
             return super().execute(x)
         y, mean, var = _TrainNorm.apply(x, self.weight, self.bias, self.eps)
         n = x.numel() // x.shape[1]
-        self.running_mean.update(self.running_mean
-                                 + (mean.cast(self.running_mean.dtype) - self.running_mean)
-                                 * self.momentum)
+        self.running_mean.update(
+            self.running_mean
+            + (mean.cast(self.running_mean.dtype) - self.running_mean) * self.momentum
+        )
         unbiased = (var * (n / max(n - 1, 1))).cast(self.running_var.dtype)
         self.running_var.update(self.running_var + (unbiased - self.running_var) * self.momentum)
         return y

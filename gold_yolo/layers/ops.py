@@ -29,8 +29,13 @@ from .. import jt  # the package sets up the Jittor runtime first
 # isort: split
 from jittor import nn
 
-__all__ = ["adaptive_avg_pool2d", "interpolate_bilinear", "pool_matrix", "bilinear_matrix",
-           "MaxPool2d"]
+__all__ = [
+    "adaptive_avg_pool2d",
+    "interpolate_bilinear",
+    "pool_matrix",
+    "bilinear_matrix",
+    "MaxPool2d",
+]
 
 
 @lru_cache(maxsize=256)
@@ -54,7 +59,7 @@ def bilinear_matrix(in_size: int, out_size: int, dtype: str = "float32") -> np.n
     scale = in_size / out_size
     for i in range(out_size):
         src = max(scale * (i + 0.5) - 0.5, 0.0)
-        i0 = int(src)                      # floor (src >= 0)
+        i0 = int(src)  # floor (src >= 0)
         i1 = i0 + 1 if i0 < in_size - 1 else i0
         l1 = src - i0
         m[i, i0] += 1.0 - l1
@@ -68,9 +73,9 @@ def _apply_separable(x, mh: np.ndarray, mw: np.ndarray):
     H, W = x.shape[2], x.shape[3]
     # a square matrix is the identity under both rules (out == in): skip it
     if mw.shape[0] != W:
-        x = jt.matmul(x, jt.array(np.ascontiguousarray(mw.T)))          # (N, C, H, ow)
+        x = jt.matmul(x, jt.array(np.ascontiguousarray(mw.T)))  # (N, C, H, ow)
     if mh.shape[0] != H:
-        x = jt.matmul(jt.array(mh), x)                                   # (N, C, oh, ow)
+        x = jt.matmul(jt.array(mh), x)  # (N, C, oh, ow)
     return x
 
 

@@ -24,8 +24,17 @@ from .norm import BatchNorm2d
 from .ops import adaptive_avg_pool2d
 
 __all__ = [
-    "Conv2d_BN", "drop_path", "DropPath", "h_sigmoid", "Mlp", "Attention", "top_Block",
-    "TopBasicLayer", "PyramidPoolAgg", "onnx_adaptive_avg_pool2d", "build_norm_layer",
+    "Conv2d_BN",
+    "drop_path",
+    "DropPath",
+    "h_sigmoid",
+    "Mlp",
+    "Attention",
+    "top_Block",
+    "TopBasicLayer",
+    "PyramidPoolAgg",
+    "onnx_adaptive_avg_pool2d",
+    "build_norm_layer",
 ]
 
 # The upstream signatures' norm_cfg defaults, read-only: build_norm_layer copies what it gets.
@@ -58,8 +67,9 @@ def build_norm_layer(norm_cfg, num_features):
 class Conv2d_BN(nn.Sequential):
     """``Sequential(c=Conv2d(bias=False), bn=norm)``, BN weight initialised to bn_weight_init."""
 
-    def __init__(self, a, b, ks=1, stride=1, pad=0, dilation=1, groups=1, bn_weight_init=1,
-                 norm_cfg=BN_CFG):
+    def __init__(
+        self, a, b, ks=1, stride=1, pad=0, dilation=1, groups=1, bn_weight_init=1, norm_cfg=BN_CFG
+    ):
         super().__init__()
         self.inp_channel = a
         self.out_channel = b
@@ -68,8 +78,12 @@ class Conv2d_BN(nn.Sequential):
         self.stride = stride
         self.dilation = dilation
         self.groups = groups
-        self.add_module("c", Conv2d(a, b, ks, stride=stride, padding=pad, dilation=dilation,
-                                    groups=groups, bias=False))
+        self.add_module(
+            "c",
+            Conv2d(
+                a, b, ks, stride=stride, padding=pad, dilation=dilation, groups=groups, bias=False
+            ),
+        )
         bn = build_norm_layer(norm_cfg, b)
         bn.weight.assign(jt.full_like(bn.weight, float(bn_weight_init)))
         bn.bias.assign(jt.zeros_like(bn.bias))
@@ -115,14 +129,28 @@ class h_sigmoid(nn.Module):
 class Mlp(nn.Module):
     """fc1 (1x1 conv+BN) -> depthwise 3x3 (bias) -> act -> fc2 (1x1 conv+BN); NCHW."""
 
-    def __init__(self, in_features, hidden_features=None, out_features=None, act_layer=nn.ReLU,
-                 drop=0.0, norm_cfg=BN_CFG):
+    def __init__(
+        self,
+        in_features,
+        hidden_features=None,
+        out_features=None,
+        act_layer=nn.ReLU,
+        drop=0.0,
+        norm_cfg=BN_CFG,
+    ):
         super().__init__()
         out_features = out_features or in_features
         hidden_features = hidden_features or in_features
         self.fc1 = Conv2d_BN(in_features, hidden_features, norm_cfg=norm_cfg)
-        self.dwconv = Conv2d(hidden_features, hidden_features, 3, stride=1, padding=1,
-                             bias=True, groups=hidden_features)
+        self.dwconv = Conv2d(
+            hidden_features,
+            hidden_features,
+            3,
+            stride=1,
+            padding=1,
+            bias=True,
+            groups=hidden_features,
+        )
         self.act = act_layer()
         self.fc2 = Conv2d_BN(hidden_features, out_features, norm_cfg=norm_cfg)
         self.drop = nn.Dropout(drop) if drop > 0 else nn.Identity()
@@ -139,11 +167,10 @@ class Attention(nn.Module):
     As upstream, the logits are NOT scaled by key_dim**-0.5 (``scale`` is kept, unused).
     """
 
-    def __init__(self, dim, key_dim, num_heads, attn_ratio=4, activation=None,
-                 norm_cfg=BN_CFG):
+    def __init__(self, dim, key_dim, num_heads, attn_ratio=4, activation=None, norm_cfg=BN_CFG):
         super().__init__()
         self.num_heads = num_heads
-        self.scale = key_dim ** -0.5
+        self.scale = key_dim**-0.5
         self.key_dim = key_dim
         self.nh_kd = nh_kd = key_dim * num_heads
         self.d = int(attn_ratio * key_dim)
@@ -152,36 +179,58 @@ class Attention(nn.Module):
         self.to_q = Conv2d_BN(dim, nh_kd, 1, norm_cfg=norm_cfg)
         self.to_k = Conv2d_BN(dim, nh_kd, 1, norm_cfg=norm_cfg)
         self.to_v = Conv2d_BN(dim, self.dh, 1, norm_cfg=norm_cfg)
-        self.proj = nn.Sequential(activation(),
-                                  Conv2d_BN(self.dh, dim, bn_weight_init=0, norm_cfg=norm_cfg))
+        self.proj = nn.Sequential(
+            activation(), Conv2d_BN(self.dh, dim, bn_weight_init=0, norm_cfg=norm_cfg)
+        )
 
     def execute(self, x):
         B, C, H, W = x.shape
         N = H * W
         h = self.num_heads
-        qq = self.to_q(x).reshape(B, h, self.key_dim, N).permute(0, 1, 3, 2)   # (B, h, N, kd)
-        kk = self.to_k(x).reshape(B, h, self.key_dim, N)                       # (B, h, kd, N)
-        vv = self.to_v(x).reshape(B, h, self.d, N).permute(0, 1, 3, 2)         # (B, h, N, d)
-        attn = nn.softmax(jt.matmul(qq, kk), dim=-1)                           # (B, h, N, N)
-        xx = jt.matmul(attn, vv)                                               # (B, h, N, d)
+        qq = self.to_q(x).reshape(B, h, self.key_dim, N).permute(0, 1, 3, 2)  # (B, h, N, kd)
+        kk = self.to_k(x).reshape(B, h, self.key_dim, N)  # (B, h, kd, N)
+        vv = self.to_v(x).reshape(B, h, self.d, N).permute(0, 1, 3, 2)  # (B, h, N, d)
+        attn = nn.softmax(jt.matmul(qq, kk), dim=-1)  # (B, h, N, N)
+        xx = jt.matmul(attn, vv)  # (B, h, N, d)
         xx = xx.permute(0, 1, 3, 2).reshape(B, self.dh, H, W)
-        return self.proj(xx)                                                   # (B, C, H, W)
+        return self.proj(xx)  # (B, C, H, W)
 
 
 class top_Block(nn.Module):
     """x + DropPath(Attention(x)); x + DropPath(Mlp(x)).  One DropPath module for both."""
 
-    def __init__(self, dim, key_dim, num_heads, mlp_ratio=4.0, attn_ratio=2.0, drop=0.0,
-                 drop_path=0.0, act_layer=nn.ReLU, norm_cfg=BN2D_CFG):
+    def __init__(
+        self,
+        dim,
+        key_dim,
+        num_heads,
+        mlp_ratio=4.0,
+        attn_ratio=2.0,
+        drop=0.0,
+        drop_path=0.0,
+        act_layer=nn.ReLU,
+        norm_cfg=BN2D_CFG,
+    ):
         super().__init__()
         self.dim = dim
         self.num_heads = num_heads
         self.mlp_ratio = mlp_ratio
-        self.attn = Attention(dim, key_dim=key_dim, num_heads=num_heads, attn_ratio=attn_ratio,
-                              activation=act_layer, norm_cfg=norm_cfg)
+        self.attn = Attention(
+            dim,
+            key_dim=key_dim,
+            num_heads=num_heads,
+            attn_ratio=attn_ratio,
+            activation=act_layer,
+            norm_cfg=norm_cfg,
+        )
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
-        self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio),
-                       act_layer=act_layer, drop=drop, norm_cfg=norm_cfg)
+        self.mlp = Mlp(
+            in_features=dim,
+            hidden_features=int(dim * mlp_ratio),
+            act_layer=act_layer,
+            drop=drop,
+            norm_cfg=norm_cfg,
+        )
 
     def execute(self, x1):
         x1 = x1 + self.drop_path(self.attn(x1))
@@ -192,18 +241,37 @@ class top_Block(nn.Module):
 class TopBasicLayer(nn.Module):
     """``block_num`` top_Blocks (ReLU6 activations); (B, C, H, W) -> (B, C, H, W)."""
 
-    def __init__(self, block_num, embedding_dim, key_dim, num_heads, mlp_ratio=4.0,
-                 attn_ratio=2.0, drop=0.0, attn_drop=0.0, drop_path=0.0,
-                 norm_cfg=BN2D_CFG, act_layer=nn.ReLU6):
+    def __init__(
+        self,
+        block_num,
+        embedding_dim,
+        key_dim,
+        num_heads,
+        mlp_ratio=4.0,
+        attn_ratio=2.0,
+        drop=0.0,
+        attn_drop=0.0,
+        drop_path=0.0,
+        norm_cfg=BN2D_CFG,
+        act_layer=nn.ReLU6,
+    ):
         super().__init__()
         self.block_num = block_num
         self.transformer_blocks = nn.ModuleList()
         for i in range(block_num):
-            self.transformer_blocks.append(top_Block(
-                embedding_dim, key_dim=key_dim, num_heads=num_heads, mlp_ratio=mlp_ratio,
-                attn_ratio=attn_ratio, drop=drop,
-                drop_path=drop_path[i] if isinstance(drop_path, (list, tuple)) else drop_path,
-                norm_cfg=norm_cfg, act_layer=act_layer))
+            self.transformer_blocks.append(
+                top_Block(
+                    embedding_dim,
+                    key_dim=key_dim,
+                    num_heads=num_heads,
+                    mlp_ratio=mlp_ratio,
+                    attn_ratio=attn_ratio,
+                    drop=drop,
+                    drop_path=drop_path[i] if isinstance(drop_path, (list, tuple)) else drop_path,
+                    norm_cfg=norm_cfg,
+                    act_layer=act_layer,
+                )
+            )
 
     def execute(self, x):
         for blk in self.transformer_blocks:

@@ -18,7 +18,7 @@ from pathlib import Path
 from gradcheck.workload import WorkloadError
 
 PACKAGES = "openmpi-bin libopenmpi-dev"
-EXIT_FILE_ENV = "GRADCHECK_MPI_EXIT_FILE"   # set by launch(): rank 0 leaves its exit code there
+EXIT_FILE_ENV = "GRADCHECK_MPI_EXIT_FILE"  # set by launch(): rank 0 leaves its exit code there
 
 
 class MpiUnavailable(WorkloadError):
@@ -43,12 +43,14 @@ def mpirun_command(nproc: int, argv: list, program: list | None = None) -> list:
     mpirun, mpicc = shutil.which("mpirun"), shutil.which("mpicc")
     if not mpirun or not mpicc:
         what = "mpirun" if not mpirun else "mpicc (Jittor compiles its MPI ops with it)"
-        raise MpiUnavailable(f"--nproc {nproc} needs OpenMPI, but {what} is not on the PATH: "
-                             f"install the Debian packages {PACKAGES} "
-                             f"(apt-get install -y {PACKAGES})")
+        raise MpiUnavailable(
+            f"--nproc {nproc} needs OpenMPI, but {what} is not on the PATH: "
+            f"install the Debian packages {PACKAGES} "
+            f"(apt-get install -y {PACKAGES})"
+        )
     cmd = [mpirun]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
-        cmd.append("--allow-run-as-root")     # OpenMPI refuses root without it (CI containers)
+        cmd.append("--allow-run-as-root")  # OpenMPI refuses root without it (CI containers)
     cmd += ["--oversubscribe", "-np", str(nproc)]
     if program is not None:
         return cmd + list(program) + list(argv)
@@ -90,14 +92,14 @@ def launch(nproc: int, argv: list) -> int:
 
         terminated = []
 
-        def forward_term(signum, frame):   # SIGTERM to us: mpirun passes it on to the ranks
-            terminated.append(signum)      # (no wait() here: the main thread is in one)
+        def forward_term(signum, frame):  # SIGTERM to us: mpirun passes it on to the ranks
+            terminated.append(signum)  # (no wait() here: the main thread is in one)
             proc.send_signal(signal.SIGTERM)
 
         previous = signal.signal(signal.SIGTERM, forward_term)
         try:
             rc = proc.wait()
-        except KeyboardInterrupt:     # the terminal's SIGINT reached mpirun too; let it end
+        except KeyboardInterrupt:  # the terminal's SIGINT reached mpirun too; let it end
             proc.send_signal(signal.SIGINT)
             proc.wait()
             return 130
@@ -112,8 +114,11 @@ def launch(nproc: int, argv: list) -> int:
                 pass
         if rc in (2, 130, 143):
             return rc
-        print(f"gradcheck: error: mpirun -np {nproc} exited with code {rc} before rank 0 "
-              "reported (see the output above)", file=sys.stderr)
+        print(
+            f"gradcheck: error: mpirun -np {nproc} exited with code {rc} before rank 0 "
+            "reported (see the output above)",
+            file=sys.stderr,
+        )
         return 3
 
 

@@ -39,12 +39,17 @@ class RankObserver:
         self.local_norms: dict[str, list] = {}
         self.value_norms: dict[str, list] = {}
         for n in self.names:
-            for d in (self.local_status, self.reduced_status, self.digests, self.local_norms,
-                      self.value_norms):
+            for d in (
+                self.local_status,
+                self.reduced_status,
+                self.digests,
+                self.local_norms,
+                self.value_norms,
+            ):
                 d[n] = []
         self._backward, self._step = optimizer.backward, optimizer.step
         optimizer.backward, optimizer.step = self.backward, self.step
-        self._pending: tuple | None = None   # (reached, local gradients) of a backward
+        self._pending: tuple | None = None  # (reached, local gradients) of a backward
 
     def backward(self, loss, retain_graph=False):
         from gradcheck.graph import analyse
@@ -59,14 +64,14 @@ class RankObserver:
         captured = []
         real = jt.Var.mpi_all_reduce
 
-        def capture(var, *args, **kw):    # the local gradient, before Jittor assigns over it
+        def capture(var, *args, **kw):  # the local gradient, before Jittor assigns over it
             captured.append(var.clone().stop_grad())
             return real(var, *args, **kw)
 
         saved_in_mpi = jt.in_mpi
         jt.Var.mpi_all_reduce = capture
         if not self.sync:
-            jt.in_mpi = False     # each rank's optimizer on its own: see optimizer_mismatch
+            jt.in_mpi = False  # each rank's optimizer on its own: see optimizer_mismatch
         try:
             out = self._backward(loss, retain_graph)
         finally:
@@ -75,8 +80,10 @@ class RankObserver:
         local = {}
         if self.sync:
             if len(captured) != len(self.reduce_order):
-                raise RuntimeError(f"Jittor all-reduced {len(captured)} gradients, expected "
-                                   f"{len(self.reduce_order)}")
+                raise RuntimeError(
+                    f"Jittor all-reduced {len(captured)} gradients, expected "
+                    f"{len(self.reduce_order)}"
+                )
             for v, g in zip(self.reduce_order, captured):
                 local[id(v)] = g
         for e, g in zip(extra, extra_grads):
@@ -86,7 +93,7 @@ class RankObserver:
 
     def step(self, loss=None, retain_graph=False):
         jt = self.jt
-        if loss is not None:           # step(loss): Jittor's own order, backward then update
+        if loss is not None:  # step(loss): Jittor's own order, backward then update
             self.backward(loss, retain_graph)
         reached, local = self._pending or (set(), {})
         self._pending = None
@@ -94,7 +101,7 @@ class RankObserver:
         for e in self.entries:
             if id(e.var) in self.opt_ids and not e.var.is_stop_grad():
                 reduced[id(e.var)] = e.var.opt_grad(self.optimizer)
-                if not self.sync:        # no all-reduce: the optimizer's gradient is local
+                if not self.sync:  # no all-reduce: the optimizer's gradient is local
                     local[id(e.var)] = reduced[id(e.var)]
         jt.sync(list(local.values()) + list(reduced.values()))
         local_np = {k: g.numpy() for k, g in local.items()}
@@ -119,13 +126,18 @@ class RankObserver:
         return out
 
     def to_dict(self, rank: int, loss_report) -> dict:
-        return {"rank": rank, "host": socket.gethostname(), "sync": self.sync,
-                "params": self.names,
-                "in_optimizer": [n for e, n in zip(self.entries, self.names)
-                                 if id(e.var) in self.opt_ids],
-                "local": self.local_status, "reduced": self.reduced_status,
-                "local_grad_norms": self.local_norms, "value_norms": self.value_norms,
-                "digests": self.digests,
-                "steps": [{"loss": s.loss, "seconds": s.seconds} for s in loss_report.steps]}
-
-
+        return {
+            "rank": rank,
+            "host": socket.gethostname(),
+            "sync": self.sync,
+            "params": self.names,
+            "in_optimizer": [
+                n for e, n in zip(self.entries, self.names) if id(e.var) in self.opt_ids
+            ],
+            "local": self.local_status,
+            "reduced": self.reduced_status,
+            "local_grad_norms": self.local_norms,
+            "value_norms": self.value_norms,
+            "digests": self.digests,
+            "steps": [{"loss": s.loss, "seconds": s.seconds} for s in loss_report.steps],
+        }

@@ -26,10 +26,12 @@ def allgather_json(obj, jt) -> list:
     sizes[rank] = len(data)
     sizes = jt.array(sizes).mpi_all_reduce("add").numpy()
     rows = np.zeros((world, int(sizes.max())), np.int32)
-    rows[rank, :len(data)] = data
+    rows[rank, : len(data)] = data
     rows = jt.array(rows).mpi_all_reduce("add").numpy()
-    return [json.loads(rows[r, :sizes[r]].astype(np.uint8).tobytes().decode("utf-8"))
-            for r in range(world)]
+    return [
+        json.loads(rows[r, : sizes[r]].astype(np.uint8).tobytes().decode("utf-8"))
+        for r in range(world)
+    ]
 
 
 def check(workload, steps: int = 1, seed: int | None = 0, policy=None, on_step=None):
@@ -47,28 +49,38 @@ def check(workload, steps: int = 1, seed: int | None = 0, policy=None, on_step=N
     if not jt.in_mpi:
         raise runtime.RuntimeSetupError(
             "not running under mpirun with Jittor's MPI support (Jittor needs mpicc from "
-            f"{PACKAGES.split()[-1]} when it is first imported)")
+            f"{PACKAGES.split()[-1]} when it is first imported)"
+        )
     rank, size = jt.rank, jt.world_size
     policy = policy or Policy()
     params, _ = inventory(workload.model, workload.buffers)
     if workload.optimizer is None:
-        workload.optimizer = default_optimizer([e.var for e in params
-                                                if e.tracked and not e.var.is_stop_grad()])
+        workload.optimizer = default_optimizer(
+            [e.var for e in params if e.tracked and not e.var.is_stop_grad()]
+        )
     shard(workload, rank, size)
     # before any step: do the ranks agree on the model and on the optimizer's members?
     opt_list = optimizer_params(workload.optimizer)
     opt_ids = {id(v) for v in opt_list}
-    mine = {"params": [e.name for e in params],
-            "in_optimizer": [e.name for e in params if id(e.var) in opt_ids],
-            "optimizer_size": len(opt_list)}
+    mine = {
+        "params": [e.name for e in params],
+        "in_optimizer": [e.name for e in params if id(e.var) in opt_ids],
+        "optimizer_size": len(opt_list),
+    }
     everyone = allgather_json(mine, jt)
     if any(o["params"] != everyone[0]["params"] for o in everyone):
-        raise WorkloadError("the ranks build different models (parameter names differ), "
-                            "so their gradients cannot be compared")
-    sync = all(o["in_optimizer"] == everyone[0]["in_optimizer"]
-               and o["optimizer_size"] == everyone[0]["optimizer_size"] for o in everyone)
-    observer = RankObserver(jt, workload.model, workload.optimizer, sync=sync,
-                            buffer_globs=workload.buffers)
+        raise WorkloadError(
+            "the ranks build different models (parameter names differ), "
+            "so their gradients cannot be compared"
+        )
+    sync = all(
+        o["in_optimizer"] == everyone[0]["in_optimizer"]
+        and o["optimizer_size"] == everyone[0]["optimizer_size"]
+        for o in everyone
+    )
+    observer = RankObserver(
+        jt, workload.model, workload.optimizer, sync=sync, buffer_globs=workload.buffers
+    )
     report = api.check(workload, steps=steps, seed=seed, policy=policy, on_step=on_step)
     blobs = allgather_json(observer.to_dict(rank, report), jt)
     if rank != 0:
@@ -76,8 +88,9 @@ def check(workload, steps: int = 1, seed: int | None = 0, policy=None, on_step=N
     return merge(report, blobs, policy, zero_hint=workload.zero_hint)
 
 
-def run_rank(settings, policy=None, quiet: bool = True, nproc: int | None = None,
-             train_mode: bool = False):
+def run_rank(
+    settings, policy=None, quiet: bool = True, nproc: int | None = None, train_mode: bool = False
+):
     """What ``gradcheck run`` does on one rank under mpirun: set up Jittor, build the
     workload, :func:`check` it.  Rank 0 returns the merged report, the others None."""
     from gradcheck import runtime
@@ -94,11 +107,15 @@ def run_rank(settings, policy=None, quiet: bool = True, nproc: int | None = None
     runtime.setup(device=settings.device)
     quiet = quiet or rank != 0
     with compile_progress(quiet=quiet, status=f"gradcheck: running on {size} MPI ranks"):
-        runtime.seed_everything(settings.seed)   # the same seed everywhere: the same replicas
-        workload = load_workload(settings.model, img_size=settings.img_size,
-                                 batch_size=settings.batch_size, seed=settings.seed,
-                                 data=settings.data)
-        workload.train_mode = workload.train_mode or train_mode   # --train-mode
+        runtime.seed_everything(settings.seed)  # the same seed everywhere: the same replicas
+        workload = load_workload(
+            settings.model,
+            img_size=settings.img_size,
+            batch_size=settings.batch_size,
+            seed=settings.seed,
+            data=settings.data,
+        )
+        workload.train_mode = workload.train_mode or train_mode  # --train-mode
         report = check(workload, steps=settings.steps, seed=settings.seed, policy=policy)
     if report is not None:
         report.config["settings_source"] = settings.record()

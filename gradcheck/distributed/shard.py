@@ -42,8 +42,10 @@ def split_batch(batch, rank: int, world: int):
     contiguous parts, as ``numpy.array_split`` does; everything else is passed whole."""
     size = _leading(batch)
     if size is None:
-        raise WorkloadError("the batch has no array to split over the ranks: give the "
-                            "workload a batch(step, rank) callable")
+        raise WorkloadError(
+            "the batch has no array to split over the ranks: give the "
+            "workload a batch(step, rank) callable"
+        )
     if size < world:
         raise WorkloadError(f"a batch of {size} cannot be split over {world} ranks")
     bounds = [size * i // world for i in range(world + 1)]

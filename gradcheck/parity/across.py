@@ -50,7 +50,7 @@ class NameMapError(ConfigError):
 class NameMap:
     """Rename rules ``original name -> port name``: regex substitutions applied in order."""
 
-    rules: list[tuple[str, str]] = field(default_factory=list)   # [(pattern, replacement)]
+    rules: list[tuple[str, str]] = field(default_factory=list)  # [(pattern, replacement)]
     source: str = ""
 
     def __post_init__(self):
@@ -58,7 +58,7 @@ class NameMap:
         for pattern, repl in self.rules:
             try:
                 rx = re.compile(pattern)
-                rx.sub(repl, "")    # a bad group reference fails here, not mid-run
+                rx.sub(repl, "")  # a bad group reference fails here, not mid-run
             except re.error as exc:
                 where = f" in {self.source}" if self.source else ""
                 raise NameMapError(f"rename rule {pattern!r} -> {repl!r}{where}: {exc}") from None
@@ -81,8 +81,9 @@ def parse_rules(text: str, source: str = "name_map") -> NameMap:
         if not line or line.startswith("#"):
             continue
         if "->" not in line:
-            raise NameMapError(f"{source}, line {lineno}: expected 'PATTERN -> REPLACEMENT', "
-                               f"got {line!r}")
+            raise NameMapError(
+                f"{source}, line {lineno}: expected 'PATTERN -> REPLACEMENT', got {line!r}"
+            )
         pattern, _, repl = line.partition("->")
         rules.append((pattern.strip(), repl.strip()))
     return NameMap(rules, source)
@@ -101,8 +102,9 @@ def load_name_map(path: str | None = None, config_path: str | None = None) -> Na
                 data = json.loads(text)
                 rules = [(str(a), str(b)) for a, b in data]
             except (ValueError, TypeError) as exc:
-                raise NameMapError(f"--map {path}: not a JSON list of [pattern, replacement] "
-                                   f"pairs ({exc})") from None
+                raise NameMapError(
+                    f"--map {path}: not a JSON list of [pattern, replacement] pairs ({exc})"
+                ) from None
             return NameMap(rules, str(path))
         return parse_rules(text, str(path))
     from gradcheck.policy import load_config
@@ -119,7 +121,8 @@ def transposed(a: list, b: list) -> bool:
 @dataclass
 class Pair:
     """A parameter covered on one side only (``lost``, ``gained``)."""
-    name: str                  # in the port
+
+    name: str  # in the port
     original_name: str
     port_status: str | None = None
     original_status: str | None = None
@@ -136,15 +139,17 @@ class AcrossComparison:
     port_framework: str
     original_framework: str
     paired: int = 0
-    shape_mismatch: list[ShapeMismatch] = field(default_factory=list,
-                                                metadata=items_of(ShapeMismatch))
-    port_only: list[str] = field(default_factory=list)        # parameter names
+    shape_mismatch: list[ShapeMismatch] = field(
+        default_factory=list, metadata=items_of(ShapeMismatch)
+    )
+    port_only: list[str] = field(default_factory=list)  # parameter names
     original_only: list[str] = field(default_factory=list)
-    lost: list[Pair] = field(default_factory=list, metadata=items_of(Pair))   # covered in
+    lost: list[Pair] = field(default_factory=list, metadata=items_of(Pair))  # covered in
     gained: list[Pair] = field(default_factory=list, metadata=items_of(Pair))  # one side only
     frozen_diff: list[FrozenDiff] = field(default_factory=list, metadata=items_of(FrozenDiff))
-    optimizer_diff: list[OptimizerDiff] = field(default_factory=list,
-                                                metadata=items_of(OptimizerDiff))
+    optimizer_diff: list[OptimizerDiff] = field(
+        default_factory=list, metadata=items_of(OptimizerDiff)
+    )
     buffers_port_only: list[str] = field(default_factory=list)
     buffers_original_only: list[str] = field(default_factory=list)
     known_torch_only: int = 0
@@ -153,32 +158,48 @@ class AcrossComparison:
 
     @property
     def differences(self) -> int:
-        return (len(self.shape_mismatch) + len(self.port_only) + len(self.original_only)
-                + len(self.lost) + len(self.gained) + len(self.frozen_diff)
-                + len(self.optimizer_diff))
+        return (
+            len(self.shape_mismatch)
+            + len(self.port_only)
+            + len(self.original_only)
+            + len(self.lost)
+            + len(self.gained)
+            + len(self.frozen_diff)
+            + len(self.optimizer_diff)
+        )
 
     @property
     def ok(self) -> bool:
         return self.differences == 0
 
     def to_dict(self) -> dict:
-        return {"schema_version": ACROSS_SCHEMA_VERSION, "kind": "across", "ok": self.ok,
-                "differences": self.differences, **plain(self)}
+        return {
+            "schema_version": ACROSS_SCHEMA_VERSION,
+            "kind": "across",
+            "ok": self.ok,
+            "differences": self.differences,
+            **plain(self),
+        }
 
 
-def compare_across(port: Report, original: Report, name_map: NameMap | None = None
-                   ) -> AcrossComparison:
+def compare_across(
+    port: Report, original: Report, name_map: NameMap | None = None
+) -> AcrossComparison:
     """Pair ``original``'s parameters with ``port``'s through ``name_map`` and list every
     disagreement (see the module doc)."""
     name_map = name_map or NameMap()
     cmp = AcrossComparison(
-        port_model=str(port.config.get("model")), original_model=str(original.config.get("model")),
+        port_model=str(port.config.get("model")),
+        original_model=str(original.config.get("model")),
         port_framework=str(port.environment.get("framework", "jittor")),
         original_framework=str(original.environment.get("framework", "jittor")),
-        name_map=name_map.to_list())
+        name_map=name_map.to_list(),
+    )
     if cmp.port_framework == cmp.original_framework:
-        cmp.warnings.append(f"both reports come from {cmp.port_framework}: --across is meant "
-                            "for a port and its original (plain compare diffs two runs)")
+        cmp.warnings.append(
+            f"both reports come from {cmp.port_framework}: --across is meant "
+            "for a port and its original (plain compare diffs two runs)"
+        )
     ports = port.by_name()
     port_alias = {a: p.name for p in port.params for a in p.aliases}
     used: set = set()
@@ -195,22 +216,43 @@ def compare_across(port: Report, original: Report, name_map: NameMap | None = No
         used.add(target)
         cmp.paired += 1
         if list(mine.shape) != list(rec.shape):
-            cmp.shape_mismatch.append(ShapeMismatch(target, rec.name, list(mine.shape),
-                                                    list(rec.shape),
-                                                    transposed(mine.shape, rec.shape)))
-        pair = Pair(target, rec.name, mine.status, rec.status, list(mine.shape), list(rec.shape),
-                    mine.cause, rec.cause)
+            cmp.shape_mismatch.append(
+                ShapeMismatch(
+                    target,
+                    rec.name,
+                    list(mine.shape),
+                    list(rec.shape),
+                    transposed(mine.shape, rec.shape),
+                )
+            )
+        pair = Pair(
+            target,
+            rec.name,
+            mine.status,
+            rec.status,
+            list(mine.shape),
+            list(rec.shape),
+            mine.cause,
+            rec.cause,
+        )
         if rec.status == Status.COVERED and mine.status != Status.COVERED:
             cmp.lost.append(pair)
         elif mine.status == Status.COVERED and rec.status != Status.COVERED:
             cmp.gained.append(pair)
         if mine.requires_grad != rec.requires_grad:
-            cmp.frozen_diff.append(FrozenDiff(target, rec.name, trainable_word(mine.requires_grad),
-                                              trainable_word(rec.requires_grad)))
+            cmp.frozen_diff.append(
+                FrozenDiff(
+                    target,
+                    rec.name,
+                    trainable_word(mine.requires_grad),
+                    trainable_word(rec.requires_grad),
+                )
+            )
         # membership only matters where something trains it
         if mine.in_optimizer != rec.in_optimizer and (mine.requires_grad or rec.requires_grad):
-            cmp.optimizer_diff.append(OptimizerDiff(target, rec.name, mine.in_optimizer,
-                                                    rec.in_optimizer))
+            cmp.optimizer_diff.append(
+                OptimizerDiff(target, rec.name, mine.in_optimizer, rec.in_optimizer)
+            )
     cmp.port_only = [p.name for p in port.params if p.name not in used]
     port_buffers = {b.name for b in port.buffers}
     mapped_buffers = set()

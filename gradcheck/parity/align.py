@@ -85,17 +85,18 @@ from gradcheck.parity.steps import default_torch_optimizer, port_step, torch_ste
 from gradcheck.parity.weights import bn_settings, copy_weights
 from gradcheck.workload import Workload, WorkloadError
 
-MAX_LEAKS = 10      # float32 leaks into the port's float64 rerun kept in the result
+MAX_LEAKS = 10  # float32 leaks into the port's float64 rerun kept in the result
 
 
 @dataclass
 class _PortState:
     """The port's Vars (:class:`gradcheck.graph.Entry`) and how the original's names pair
     with them."""
-    params: list                 # parameters, model order
+
+    params: list  # parameters, model order
     buffers: list
-    entries: dict                # name or alias -> Entry
-    pairs: dict[str, str]        # original name -> port name
+    entries: dict  # name or alias -> Entry
+    pairs: dict[str, str]  # original name -> port name
 
     def trainable(self) -> list:
         """The parameters' Vars that take gradients."""
@@ -111,17 +112,18 @@ def _sides() -> dict:
 class _Runs:
     """What the steps leave for the judges: each side's loss and terms per step, step 1's
     outputs and gradients on each side, the noise samples."""
-    ref: tuple | None            # the original's float64 copy (model, optimizer); None: none
+
+    ref: tuple | None  # the original's float64 copy (model, optimizer); None: none
     losses: dict[str, list[float]] = field(default_factory=_sides)
     terms: dict[str, list[dict[str, float]]] = field(default_factory=_sides)
-    first_batch: tuple[Any, Any] | None = None   # step 1's (numpy batch, the port's template)
-    grads_p: dict | None = None      # id(Var) -> gradient, the port's
-    outs_p: dict | None = None       # module -> [[outputs]] per call, the port's
+    first_batch: tuple[Any, Any] | None = None  # step 1's (numpy batch, the port's template)
+    grads_p: dict | None = None  # id(Var) -> gradient, the port's
+    outs_p: dict | None = None  # module -> [[outputs]] per call, the port's
     grads_out_p: dict | None = None  # (module, call) -> [d loss / d output], the port's
     rec_o: TorchOutputs | None = None
-    grads_o: dict | None = None      # name -> gradient, the original's
+    grads_o: dict | None = None  # name -> gradient, the original's
     rec_64: TorchOutputs | None = None
-    grads_64: dict | None = None     # name -> gradient, the float64 reference's
+    grads_64: dict | None = None  # name -> gradient, the float64 reference's
     samples: list[NoiseSample] = field(default_factory=list)
 
     def log(self, side: str, loss: float, terms: dict[str, float]) -> None:
@@ -130,9 +132,15 @@ class _Runs:
         self.terms[side].append(terms)
 
 
-def align(port: Workload, original: Workload, name_map: NameMap | None = None, steps: int = 1,
-          tolerances: Tolerances | None = None, seed: int | None = 0,
-          calibrate: bool = True) -> Alignment:
+def align(
+    port: Workload,
+    original: Workload,
+    name_map: NameMap | None = None,
+    steps: int = 1,
+    tolerances: Tolerances | None = None,
+    seed: int | None = 0,
+    calibrate: bool = True,
+) -> Alignment:
     """Align ``port`` (Jittor) with ``original`` (torch); see the module doc."""
     torch = torchenv.import_torch(with_jittor=True)
     from gradcheck import runtime
@@ -161,10 +169,21 @@ def align(port: Workload, original: Workload, name_map: NameMap | None = None, s
     ref, noisy = _reference_copies(original, calibrate, tol, res.verdict.warnings)
     extra_port = [v for v in side.trainable() if id(v) not in p_opt]
     port_vars, start = _rerun_start(side, pm, ref is not None, tol, jt)
-    runs = _Runs(ref)       # every step on the original's batch, all three runs; step 1 recorded
+    runs = _Runs(ref)  # every step on the original's batch, all three runs; step 1 recorded
     for step in range(1, steps + 1):
-        _step(port, original, step, runs, noisy, extra_port, tol, seed, res.verdict.warnings,
-              jt, torch)
+        _step(
+            port,
+            original,
+            step,
+            runs,
+            noisy,
+            extra_port,
+            tol,
+            seed,
+            res.verdict.warnings,
+            jt,
+            torch,
+        )
     res.calibrated = runs.ref is not None
     # 4. modules, 5. loss, gradients, 6. values
     _judge_float32(res, runs, side, o_named, initial, name_map, dict(pm.named_modules()), tol)
@@ -183,27 +202,40 @@ def _check_inputs(port: Workload, original: Workload, steps: int, jt, torch) -> 
     if not isinstance(steps, int) or steps < 1:
         raise WorkloadError(f"steps must be a positive integer, got {steps!r}")
     if not isinstance(port.model, jt.nn.Module):
-        raise WorkloadError(f"--port: the model is a {type(port.model).__name__}, "
-                            "not a jittor Module")
+        raise WorkloadError(
+            f"--port: the model is a {type(port.model).__name__}, not a jittor Module"
+        )
     if not isinstance(original.model, torch.nn.Module):
-        raise WorkloadError(f"--original: the model is a {type(original.model).__name__}, "
-                            "not a torch Module")
+        raise WorkloadError(
+            f"--original: the model is a {type(original.model).__name__}, not a torch Module"
+        )
 
 
-def _new_result(port: Workload, original: Workload, steps: int, tol: Tolerances,
-                name_map: NameMap, jt, torch) -> Alignment:
+def _new_result(
+    port: Workload, original: Workload, steps: int, tol: Tolerances, name_map: NameMap, jt, torch
+) -> Alignment:
     """The result before anything runs: what is aligned, with what, where and when."""
-    res = Alignment(port=port.name, original=original.name, steps=steps, tolerances=tol,
-                    name_map=name_map.to_list(),
-                    created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    res.environment = {"jittor": getattr(jt, "__version__", "?"), "torch": torch.__version__,
-                       "python": platform.python_version(), "numpy": np.__version__,
-                       "device": "cpu"}
+    res = Alignment(
+        port=port.name,
+        original=original.name,
+        steps=steps,
+        tolerances=tol,
+        name_map=name_map.to_list(),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    res.environment = {
+        "jittor": getattr(jt, "__version__", "?"),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "device": "cpu",
+    }
     return res
 
 
-def _copy_state(port: Workload, original: Workload, name_map: NameMap,
-                jt) -> tuple[_PortState, WeightKeys]:
+def _copy_state(
+    port: Workload, original: Workload, name_map: NameMap, jt
+) -> tuple[_PortState, WeightKeys]:
     """The original's weights and buffers copied into the port by (renamed) name."""
     from gradcheck.graph import inventory
 
@@ -217,8 +249,7 @@ def _copy_state(port: Workload, original: Workload, name_map: NameMap,
     return _PortState(p_params, p_buffers, entries, pairs), keys
 
 
-def _ensure_optimizers(port: Workload, original: Workload, side: _PortState,
-                       torch) -> set[int]:
+def _ensure_optimizers(port: Workload, original: Workload, side: _PortState, torch) -> set[int]:
     """Each side's optimizer, SGD where the workload has none; the ids of the Vars the
     port's holds."""
     from gradcheck.optimizers import optimizer_params
@@ -251,8 +282,9 @@ def _membership(side: _PortState, o_named: dict, p_opt: set[int], o_optimizer) -
     return Membership(frozen_diff, opt_diff)
 
 
-def _reference_copies(original: Workload, calibrate: bool, tol: Tolerances,
-                      warnings: list[str]) -> tuple[tuple | None, tuple | None]:
+def _reference_copies(
+    original: Workload, calibrate: bool, tol: Tolerances, warnings: list[str]
+) -> tuple[tuple | None, tuple | None]:
     """Copies of the original's (model, optimizer) taken before anything runs (same weights
     and buffers): the float64 reference, and the pristine float32 one the noise samples
     copy again (:mod:`gradcheck.parity.noise`).  None where a copy fails (a warning)."""
@@ -277,20 +309,38 @@ def _reference_copies(original: Workload, calibrate: bool, tol: Tolerances,
     return ref, noisy
 
 
-def _rerun_start(side: _PortState, pm, calibrated: bool, tol: Tolerances,
-                 jt) -> tuple[list, dict | None]:
+def _rerun_start(
+    side: _PortState, pm, calibrated: bool, tol: Tolerances, jt
+) -> tuple[list, dict | None]:
     """Every float Var the port holds, and their values now: where the float64 rerun of the
     port starts from (:mod:`gradcheck.parity.float64`; None: it will not run)."""
-    port_vars = list({id(v): v for v in [e.var for e in side.params + side.buffers]
-                      + float64.model_vars(pm, jt)}.values())
-    start = (float64.snapshot(port_vars, jt)
-             if calibrated and tol.float64_mode != Float64Mode.NEVER else None)
+    port_vars = list(
+        {
+            id(v): v
+            for v in [e.var for e in side.params + side.buffers] + float64.model_vars(pm, jt)
+        }.values()
+    )
+    start = (
+        float64.snapshot(port_vars, jt)
+        if calibrated and tol.float64_mode != Float64Mode.NEVER
+        else None
+    )
     return port_vars, start
 
 
-def _step(port: Workload, original: Workload, step: int, runs: _Runs, noisy: tuple | None,
-          extra_port: list, tol: Tolerances, seed: int | None, warnings: list[str], jt,
-          torch) -> None:
+def _step(
+    port: Workload,
+    original: Workload,
+    step: int,
+    runs: _Runs,
+    noisy: tuple | None,
+    extra_port: list,
+    tol: Tolerances,
+    seed: int | None,
+    warnings: list[str],
+    jt,
+    torch,
+) -> None:
     """One training step of both sides and of the float64 reference, on the original's
     batch; step 1 records outputs and gradients, and takes the noise samples."""
     batch_o = original.batch_for(step)
@@ -306,10 +356,13 @@ def _step(port: Workload, original: Workload, step: int, runs: _Runs, noisy: tup
     if runs.ref is not None:
         try:
             _reference_side(original, batch_t, step == 1, runs, torch)
-            if step == 1 and noisy:   # the noise samples, measured against the reference
-                runs.samples = [noise.sample(original, noisy, batch_np, batch_o, k, seed or 0,
-                                             torch, runs.rec_64)
-                                for k in range(tol.noise_samples)]
+            if step == 1 and noisy:  # the noise samples, measured against the reference
+                runs.samples = [
+                    noise.sample(
+                        original, noisy, batch_np, batch_o, k, seed or 0, torch, runs.rec_64
+                    )
+                    for k in range(tol.noise_samples)
+                ]
         except WorkloadError as exc:
             warnings.append(f"no float64 reference: {exc}")
             runs.ref, runs.rec_64, runs.grads_64 = None, None, None
@@ -319,8 +372,9 @@ def _step(port: Workload, original: Workload, step: int, runs: _Runs, noisy: tup
     runs.log("original", lo, to)
 
 
-def _port_side(port: Workload, batch, extra_port: list, record: bool, runs: _Runs,
-               jt) -> tuple[float, dict[str, float]]:
+def _port_side(
+    port: Workload, batch, extra_port: list, record: bool, runs: _Runs, jt
+) -> tuple[float, dict[str, float]]:
     """The port's forward, loss and backward: its loss and terms; with ``record`` (step 1),
     its outputs, d loss / d outputs and gradients kept in ``runs``."""
     if not record:
@@ -334,8 +388,9 @@ def _port_side(port: Workload, batch, extra_port: list, record: bool, runs: _Run
     return lp, tp
 
 
-def _original_side(original: Workload, batch, record: bool, runs: _Runs,
-                   torch) -> tuple[float, dict[str, float]]:
+def _original_side(
+    original: Workload, batch, record: bool, runs: _Runs, torch
+) -> tuple[float, dict[str, float]]:
     """The original's forward, loss and backward, recorded as the port's."""
     om, opt = original.model, original.optimizer
     if not record:
@@ -346,7 +401,6 @@ def _original_side(original: Workload, batch, record: bool, runs: _Runs,
         lo, to, go = torch_step(original, om, opt, batch, torch, rec_o)
     runs.rec_o, runs.grads_o = rec_o, go
     return lo, to
-
 
 
 def _reference_side(original: Workload, batch_t, record: bool, runs: _Runs, torch) -> None:
@@ -371,63 +425,129 @@ def _reference_side(original: Workload, batch_t, record: bool, runs: _Runs, torc
     runs.log("original_f64", l64, t64)
 
 
-def _judge_float32(res: Alignment, runs: _Runs, side: _PortState, o_named: dict,
-                   initial: dict, name_map: NameMap, port_modules: dict,
-                   tol: Tolerances) -> None:
+def _judge_float32(
+    res: Alignment,
+    runs: _Runs,
+    side: _PortState,
+    o_named: dict,
+    initial: dict,
+    name_map: NameMap,
+    port_modules: dict,
+    tol: Tolerances,
+) -> None:
     """The modules, the loss and the parameters (gradients, then values after the steps)
     judged against the float64 reference, floors over the original's runs."""
     samples = runs.samples if res.calibrated else []
     res.noise_samples = len(samples)
-    res.modules = judge_modules(runs.outs_p, runs.rec_o, runs.rec_64, name_map, port_modules,
-                                tol, runs.grads_out_p, samples)
+    res.modules = judge_modules(
+        runs.outs_p, runs.rec_o, runs.rec_64, name_map, port_modules, tol, runs.grads_out_p, samples
+    )
     res.loss = judge_loss(runs.losses, runs.terms, tol, res.calibrated, samples)
     port_values = {e.name: e.var.numpy() for e in side.params}
     named_64 = dict(runs.ref[0].named_parameters()) if runs.ref else None
-    res.params = judge_params(side.params, side.entries, side.pairs, o_named, runs.grads_p,
-                              runs.grads_o, runs.grads_64, port_values, named_64, tol,
-                              res.membership.frozen_diff, initial, samples,
-                              update_samples=samples if res.steps == 1 else ())
+    res.params = judge_params(
+        side.params,
+        side.entries,
+        side.pairs,
+        o_named,
+        runs.grads_p,
+        runs.grads_o,
+        runs.grads_64,
+        port_values,
+        named_64,
+        tol,
+        res.membership.frozen_diff,
+        initial,
+        samples,
+        update_samples=samples if res.steps == 1 else (),
+    )
 
 
-def _rerun_float64(res: Alignment, port: Workload, side: _PortState, port_vars: list,
-                   start: dict, runs: _Runs, name_map: NameMap, tol: Tolerances, jt) -> None:
+def _rerun_float64(
+    res: Alignment,
+    port: Workload,
+    side: _PortState,
+    port_vars: list,
+    start: dict,
+    runs: _Runs,
+    name_map: NameMap,
+    tol: Tolerances,
+    jt,
+) -> None:
     """Step 1 of the port again in float64, judged against the original's float64 run: what
     float32 noise explains, and where float64 first differs.  A failed rerun explains
     nothing: the float32 verdicts stand."""
-    assert runs.first_batch is not None   # steps >= 1 (checked first): set on step 1
+    assert runs.first_batch is not None  # steps >= 1 (checked first): set on step 1
     try:
-        run64 = float64.rerun_port_float64(port, port_vars, start, side.trainable(),
-                                           *runs.first_batch, jt)
+        run64 = float64.rerun_port_float64(
+            port, port_vars, start, side.trainable(), *runs.first_batch, jt
+        )
     except float64.Float64RerunError as exc:
-        res.float64_rerun = Float64Rerun(round(exc.seconds, 2), error=str(exc),
-                                         float32_leaks=exc.leaks[:MAX_LEAKS])
+        res.float64_rerun = Float64Rerun(
+            round(exc.seconds, 2), error=str(exc), float32_leaks=exc.leaks[:MAX_LEAKS]
+        )
         return
-    settled = judge_float64(res, run64, runs.grads_64, runs.rec_64, runs.losses, runs.terms,
-                            name_map, {e.name: e.var for e in side.params}, tol)
-    res.float64_rerun = Float64Rerun(round(run64.seconds, 2), settled.explained,
-                                     settled.float64_only, float32_leaks=run64.leaks[:MAX_LEAKS])
+    settled = judge_float64(
+        res,
+        run64,
+        runs.grads_64,
+        runs.rec_64,
+        runs.losses,
+        runs.terms,
+        name_map,
+        {e.name: e.var for e in side.params},
+        tol,
+    )
+    res.float64_rerun = Float64Rerun(
+        round(run64.seconds, 2),
+        settled.explained,
+        settled.float64_only,
+        float32_leaks=run64.leaks[:MAX_LEAKS],
+    )
     # a row judged beyond tolerance has its number: `is not None` is for the type checker
     res.first_divergence_f64 = next(
-        (Divergence(m.original_module, m.module, m.rel_f64, m.type)
-         for m in res.modules if m.ok_f64 is False and m.rel_f64 is not None), None)
+        (
+            Divergence(m.original_module, m.module, m.rel_f64, m.type)
+            for m in res.modules
+            if m.ok_f64 is False and m.rel_f64 is not None
+        ),
+        None,
+    )
 
 
 def _first_backward_divergence(modules: list[ModuleRow]) -> Divergence | None:
     """The module closest to the loss whose d loss / d output is beyond tolerance."""
-    return next((Divergence(m.original_module, m.module, m.grad_rel, m.type)
-                 for m in reversed(modules) if m.grad_ok is False and m.grad_rel is not None),
-                None)
+    return next(
+        (
+            Divergence(m.original_module, m.module, m.grad_rel, m.type)
+            for m in reversed(modules)
+            if m.grad_ok is False and m.grad_rel is not None
+        ),
+        None,
+    )
 
 
 def _first_divergence(modules: list[ModuleRow]) -> ForwardDivergence | None:
     """The first module, in execution order, whose output is beyond tolerance."""
-    return next((ForwardDivergence(m.original_module, m.module, m.rel, m.type, m.note)
-                 for m in modules if m.ok is False and m.rel is not None), None)
+    return next(
+        (
+            ForwardDivergence(m.original_module, m.module, m.rel, m.type, m.note)
+            for m in modules
+            if m.ok is False and m.rel is not None
+        ),
+        None,
+    )
 
 
-def run(port_spec: str, original_spec: str, map_path: str | None = None,
-        config_path: str | None = None, steps: int = 1, seed: int = 0,
-        float64_mode: str | None = None) -> Alignment:
+def run(
+    port_spec: str,
+    original_spec: str,
+    map_path: str | None = None,
+    config_path: str | None = None,
+    steps: int = 1,
+    seed: int = 0,
+    float64_mode: str | None = None,
+) -> Alignment:
     """What ``gradcheck align`` does: load both factories (Jittor made fork-safe before the
     original's torch code runs), read rename rules and tolerances (``float64_mode``, from
     ``--float64``, overrides the config's ``align_float64``), align."""
@@ -447,6 +567,12 @@ def run(port_spec: str, original_spec: str, map_path: str | None = None,
     original = load_workload(original_spec, seed=seed)
     from gradcheck import errors
 
-    errors.reclaim_signals()   # Jittor's quick-exit handlers out: a crash is a crash, not 1
-    return align(port, original, name_map=name_map, steps=steps,
-                 tolerances=Tolerances.from_policy(policy), seed=seed)
+    errors.reclaim_signals()  # Jittor's quick-exit handlers out: a crash is a crash, not 1
+    return align(
+        port,
+        original,
+        name_map=name_map,
+        steps=steps,
+        tolerances=Tolerances.from_policy(policy),
+        seed=seed,
+    )

@@ -34,7 +34,7 @@ def map_leaves(obj, fn):
 def _to_numpy(obj):
     if isinstance(obj, np.ndarray):
         return obj.copy()
-    if hasattr(obj, "detach"):                         # torch
+    if hasattr(obj, "detach"):  # torch
         return obj.detach().cpu().numpy().copy()
     if hasattr(obj, "numpy") and hasattr(obj, "shape"):  # jittor
         return obj.numpy().copy()
@@ -54,20 +54,30 @@ def batch_for_port(batch_np, template, jt):
         t = template if isinstance(template, dict) else {}
         return {k: batch_for_port(v, t.get(k), jt) for k, v in batch_np.items()}
     if isinstance(batch_np, (list, tuple)):
-        ts = template if isinstance(template, (list, tuple)) and len(template) == len(batch_np) \
+        ts = (
+            template
+            if isinstance(template, (list, tuple)) and len(template) == len(batch_np)
             else [None] * len(batch_np)
+        )
         items = [batch_for_port(v, tt, jt) for v, tt in zip(batch_np, ts)]
         return type(batch_np)(*items) if hasattr(batch_np, "_fields") else type(batch_np)(items)
     if isinstance(batch_np, np.ndarray):
         if isinstance(template, np.ndarray):
             if template.shape != batch_np.shape:
-                raise WorkloadError(f"the port's batch has a leaf of shape {list(template.shape)} "
-                                    f"where the original's has {list(batch_np.shape)}")
+                raise WorkloadError(
+                    f"the port's batch has a leaf of shape {list(template.shape)} "
+                    f"where the original's has {list(batch_np.shape)}"
+                )
             return batch_np.copy()
-        if template is not None and hasattr(template, "shape") and \
-                tuple(template.shape) != batch_np.shape:
-            raise WorkloadError(f"the port's batch has a leaf of shape {list(template.shape)} "
-                                f"where the original's has {list(batch_np.shape)}")
+        if (
+            template is not None
+            and hasattr(template, "shape")
+            and tuple(template.shape) != batch_np.shape
+        ):
+            raise WorkloadError(
+                f"the port's batch has a leaf of shape {list(template.shape)} "
+                f"where the original's has {list(batch_np.shape)}"
+            )
         return jt.array(batch_np)
     return batch_np
 
@@ -75,12 +85,14 @@ def batch_for_port(batch_np, template, jt):
 def batch_to_double(batch, torch=None):
     """Every floating leaf as float64: torch tensors (given ``torch``) and numpy arrays;
     ints, bools and the rest kept."""
+
     def leaf(x):
         if torch is not None and isinstance(x, torch.Tensor) and x.is_floating_point():
             return x.double()
         if isinstance(x, np.ndarray) and x.dtype.kind == "f":
             return x.astype(np.float64)
         return x
+
     return map_leaves(batch, leaf)
 
 

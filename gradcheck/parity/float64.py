@@ -47,20 +47,21 @@ from gradcheck.parity.batches import batch_for_port, batch_to_double
 from gradcheck.parity.hooks import JittorOutputs
 from gradcheck.parity.records import Leak
 
-MODES = FLOAT64_MODES   # auto: only when float32 leaves something unexplained; always; never
+MODES = FLOAT64_MODES  # auto: only when float32 leaves something unexplained; always; never
 
 
 @dataclass
 class Float64Run:
     """Step 1 of the port in float64 (:func:`rerun_port_float64`)."""
+
     loss: float
     terms: dict[str, float]
-    grads: dict[int, np.ndarray]                         # id(Var) -> float64 gradient
+    grads: dict[int, np.ndarray]  # id(Var) -> float64 gradient
     out: dict[str, list] = field(default_factory=dict)  # module -> [[np outputs]] per call
     # (module, call) -> [np d loss / d output]
     out_grads: dict[tuple[str, int], list] = field(default_factory=dict)
     seconds: float = 0.0
-    leaks: list[Leak] = field(default_factory=list)     # where float32 got into the run
+    leaks: list[Leak] = field(default_factory=list)  # where float32 got into the run
 
 
 class Float64RerunError(RuntimeError):
@@ -75,10 +76,32 @@ class Float64RerunError(RuntimeError):
 # dtype (pyjt's converter: ``x64 + 0.001`` adds float32(0.001), 4.7e-11 off), so every eps,
 # momentum and loss weight would bring float32 rounding into the rerun.  While it runs,
 # these operators pass a Python float next to a float64 Var as a float64 array instead.
-_SCALAR_OPS = ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
-               "__truediv__", "__rtruediv__", "__floordiv__", "__rfloordiv__", "__mod__",
-               "__rmod__", "__pow__", "__rpow__", "__lt__", "__le__", "__gt__", "__ge__",
-               "__iadd__", "__isub__", "__imul__", "__itruediv__", "maximum", "minimum")
+_SCALAR_OPS = (
+    "__add__",
+    "__radd__",
+    "__sub__",
+    "__rsub__",
+    "__mul__",
+    "__rmul__",
+    "__truediv__",
+    "__rtruediv__",
+    "__floordiv__",
+    "__rfloordiv__",
+    "__mod__",
+    "__rmod__",
+    "__pow__",
+    "__rpow__",
+    "__lt__",
+    "__le__",
+    "__gt__",
+    "__ge__",
+    "__iadd__",
+    "__isub__",
+    "__imul__",
+    "__itruediv__",
+    "maximum",
+    "minimum",
+)
 
 
 @contextmanager
@@ -95,10 +118,11 @@ def float64_scalars(jt):
             if type(other) is float and str(self.dtype) == "float64":
                 other = jt.array(np.array([other], np.float64))
             return _orig(self, other)
+
         saved[name] = orig
         setattr(jt.Var, name, op)
     funcs = {}
-    for name in ("maximum", "minimum"):            # jt.maximum(x, eps): module functions
+    for name in ("maximum", "minimum"):  # jt.maximum(x, eps): module functions
         orig = getattr(jt, name, None)
         if orig is None:
             continue
@@ -109,6 +133,7 @@ def float64_scalars(jt):
             if type(a) is float and isinstance(b, jt.Var) and str(b.dtype) == "float64":
                 a = jt.array(np.array([a], np.float64))
             return _orig(a, b, *args, **kw)
+
         funcs[name] = orig
         setattr(jt, name, fn)
     try:
@@ -168,8 +193,11 @@ def float64_means(jt):
             return by_n(orig_reduce(x, "add", *args, **kw), x)
         return orig_reduce(x, op, *args, **kw)
 
-    for owner, name, fn in ((jt, "mean", mean), (jt.Var, "mean", vmean),
-                            (jt.Var, "reduce", reduce)):
+    for owner, name, fn in (
+        (jt, "mean", mean),
+        (jt.Var, "mean", vmean),
+        (jt.Var, "reduce", reduce),
+    ):
         saved[(owner, name)] = getattr(owner, name)
         setattr(owner, name, fn)
     try:
@@ -218,15 +246,21 @@ def describe_leak(leak: Leak) -> str:
     """One sentence for a :attr:`Float64Run.leaks` entry."""
     name = leak.module or "<root>"
     if leak.at == "output":
-        return (f"{name} [{leak.type}] turned its float64 input into a {leak.dtype} "
-                f"output (a cast in its own code)")
+        return (
+            f"{name} [{leak.type}] turned its float64 input into a {leak.dtype} "
+            f"output (a cast in its own code)"
+        )
     parent = leak.module.rpartition(".")[0] if leak.module else None
-    where = ("the code that calls the model (the loss or the batch)" if parent is None
-             else f"the code of {parent or '<root>'}, which calls it")
-    return (f"{name} [{leak.type}] got a {leak.dtype} input"
-            + (f" after {leak.after or '<root>'} gave out float64" if leak.after is not None
-               else "")
-            + f": a cast to {leak.dtype} in {where}")
+    where = (
+        "the code that calls the model (the loss or the batch)"
+        if parent is None
+        else f"the code of {parent or '<root>'}, which calls it"
+    )
+    return (
+        f"{name} [{leak.type}] got a {leak.dtype} input"
+        + (f" after {leak.after or '<root>'} gave out float64" if leak.after is not None else "")
+        + f": a cast to {leak.dtype} in {where}"
+    )
 
 
 def _is_float(var) -> bool:
@@ -239,8 +273,9 @@ def snapshot(variables, jt) -> dict:
     return {id(v): v.numpy().copy() for v in variables if _is_float(v)}
 
 
-def rerun_port_float64(port, variables, start: dict, trainable, batch_np, template,
-                       jt) -> Float64Run:
+def rerun_port_float64(
+    port, variables, start: dict, trainable, batch_np, template, jt
+) -> Float64Run:
     """Step 1 of ``port`` again in float64 from ``start`` (see the module doc); ``variables``
     are the port's parameters and buffers, ``trainable`` the Vars whose gradients are
     wanted.  Every Var is restored (value and dtype) before it returns or raises."""
@@ -251,25 +286,35 @@ def rerun_port_float64(port, variables, start: dict, trainable, batch_np, templa
     rec = JittorOutputs(port.model, jt, expect_dtype="float64")
     try:
         # enable_tuner=0: no relay to MKL's float32-only matmul (see the module doc)
-        with jt.flag_scope(auto_convert_64_to_32=0, enable_tuner=0), float64_scalars(jt), \
-                float64_auto(jt), float64_means(jt):
+        with (
+            jt.flag_scope(auto_convert_64_to_32=0, enable_tuner=0),
+            float64_scalars(jt),
+            float64_auto(jt),
+            float64_means(jt),
+        ):
             for v, value in now:
                 v.assign(jt.array(start.get(id(v), value).astype(np.float64)))
             batch = batch_for_port(batch_to_double(batch_np), template, jt)
             with rec:
                 loss, terms, _ = call_loss(port.loss, port.model, batch, port.name)
                 rec.output_grads(loss)
-            with jt.log_capture_scope(log_v=0, log_silent=1):   # "no gradient" warnings
+            with jt.log_capture_scope(log_v=0, log_silent=1):  # "no gradient" warnings
                 grads = jt.grad(loss, list(trainable)) if trainable else []
             jt.sync([loss, *terms.values(), *grads])
             rec.fetch()
             return Float64Run(
-                loss=float(loss.item()), terms={k: float(v.item()) for k, v in terms.items()},
+                loss=float(loss.item()),
+                terms={k: float(v.item()) for k, v in terms.items()},
                 grads={id(v): g.numpy().astype(np.float64) for v, g in zip(trainable, grads)},
-                out=rec.out, out_grads=rec.grads, seconds=time.time() - t0, leaks=rec.leaks)
-    except Exception as exc:    # Jittor's error (a compile or kernel failure): with the leaks
-        raise Float64RerunError(f"{type(exc).__name__}: {_brief(str(exc))}", rec.leaks,
-                                time.time() - t0) from exc
+                out=rec.out,
+                out_grads=rec.grads,
+                seconds=time.time() - t0,
+                leaks=rec.leaks,
+            )
+    except Exception as exc:  # Jittor's error (a compile or kernel failure): with the leaks
+        raise Float64RerunError(
+            f"{type(exc).__name__}: {_brief(str(exc))}", rec.leaks, time.time() - t0
+        ) from exc
     finally:
         for v, value in now:
             v.assign(jt.array(value))
@@ -283,12 +328,14 @@ def _brief(message: str) -> str:
 
     flat = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", message).split())
     prefix = r"\[[iwef] \d+ [\d:.]+ \d+ ([\w./-]+:\d+)\]\s*"
-    reason = re.search(r"\[Reason\]:\s*(?:" + prefix + r")?(.*?)\s*(?:\*{5}|Async error|$)",
-                       flat)
+    reason = re.search(r"\[Reason\]:\s*(?:" + prefix + r")?(.*?)\s*(?:\*{5}|Async error|$)", flat)
     op = re.search(r"\[OP TYPE\]:\s*(.*?)\s*\[Input\]:\s*(.*?),?\s*\[Output\]", flat)
     if not reason:
         return re.sub(prefix, "", flat)[:300]
     text = reason.group(2).replace("Something wrong... Could you please report this issue?", "")
     text = " ".join(text.split())
-    return (text + (f" ({reason.group(1)})" if reason.group(1) else "")
-            + (f"; op {op.group(1)} on {op.group(2)}" if op else ""))[:500]
+    return (
+        text
+        + (f" ({reason.group(1)})" if reason.group(1) else "")
+        + (f"; op {op.group(1)} on {op.group(2)}" if op else "")
+    )[:500]

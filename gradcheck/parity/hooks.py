@@ -18,10 +18,10 @@ class TorchOutputs:
 
     def __init__(self, model, torch):
         self.model, self.torch = model, torch
-        self.order: list = []       # [(name, call, type)]
-        self.out: dict = {}         # name -> [[np leaves]]
-        self.live: list = []        # per entry of order: [(output tensor, its version)]
-        self.grads: dict = {}       # (name, call) -> [np d loss / d output]
+        self.order: list = []  # [(name, call, type)]
+        self.out: dict = {}  # name -> [[np leaves]]
+        self.live: list = []  # per entry of order: [(output tensor, its version)]
+        self.grads: dict = {}  # (name, call) -> [np d loss / d output]
         self._handles: list = []
 
     def output_grads(self, loss) -> None:
@@ -31,7 +31,7 @@ class TorchOutputs:
             return
         try:
             gs = iter(self.torch.autograd.grad(loss, flat, retain_graph=True, allow_unused=True))
-        except RuntimeError:    # e.g. an output changed in place later: no backward view
+        except RuntimeError:  # e.g. an output changed in place later: no backward view
             self.live = []
             return
         for (name, call, _), ts in zip(self.order, self.live):
@@ -40,13 +40,15 @@ class TorchOutputs:
             # tensor the hook saw: its gradient would be the in-place result's
             inplace = any(t._version != v for t, v in ts)
             if got and not inplace and all(g is not None for g in got):
-                self.grads[(name, call)] = [g.detach().cpu().numpy().astype(np.float64)
-                                            for g in got]
+                self.grads[(name, call)] = [
+                    g.detach().cpu().numpy().astype(np.float64) for g in got
+                ]
         self.live = []
 
     def __enter__(self):
         torch = self.torch
         for name, m in self.model.named_modules():
+
             def hook(mod, inp, out, name=name):
                 tensors = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
                 leaves = [t.detach().cpu().numpy().copy() for t in tensors]
@@ -54,6 +56,7 @@ class TorchOutputs:
                 self.order.append((name, len(calls), type(mod).__name__))
                 calls.append(leaves)
                 self.live.append([(t, t._version) for t in tensors if t.requires_grad])
+
             self._handles.append(m.register_forward_hook(hook))
         return self
 
@@ -70,15 +73,15 @@ class JittorOutputs:
     def __init__(self, model, jt, expect_dtype=None):
         self.model, self.jt = model, jt
         self.out: dict = {}
-        self.live: dict = {}        # (name, call) -> the output Vars, graph attached
-        self.grads: dict = {}       # (name, call) -> [d loss / d output]
+        self.live: dict = {}  # (name, call) -> the output Vars, graph attached
+        self.grads: dict = {}  # (name, call) -> [d loss / d output]
         self._saved: list = []
         # ``expect_dtype`` (the float64 rerun): where a float Var of another dtype first
         # enters or leaves a module (see :meth:`_watch`)
         self.expect = expect_dtype
         self.leaks: list[Leak] = []
-        self._stray: dict = {}      # id -> the off-dtype Vars already seen (kept alive)
-        self._last_clean = None     # the last module whose outputs were all expect_dtype
+        self._stray: dict = {}  # id -> the off-dtype Vars already seen (kept alive)
+        self._last_clean = None  # the last module whose outputs were all expect_dtype
 
     def output_grads(self, loss) -> None:
         keys = [k for k, vs in self.live.items() if vs]
@@ -90,9 +93,8 @@ class JittorOutputs:
             for v in self.live[k]:
                 unique.setdefault(v.id, v)
         if unique:
-            with self.jt.log_capture_scope(log_v=0, log_silent=1):   # "no gradient" warnings
-                gs = dict(zip(unique, self.jt.grad(loss, list(unique.values()),
-                                                   retain_graph=True)))
+            with self.jt.log_capture_scope(log_v=0, log_silent=1):  # "no gradient" warnings
+                gs = dict(zip(unique, self.jt.grad(loss, list(unique.values()), retain_graph=True)))
             for k in keys:
                 self.grads[k] = [gs[v.id] for v in self.live[k]]
         self.live = {}
@@ -106,14 +108,19 @@ class JittorOutputs:
             def hook(mod, args, out, *kw, name=name, prev=prev):
                 vs = [v for v in tree_leaves(out) if isinstance(v, jt.Var)]
                 if self.expect is not None:
-                    self._watch(name, mod, [v for v in tree_leaves([args, list(kw)])
-                                            if isinstance(v, jt.Var)], vs)
+                    self._watch(
+                        name,
+                        mod,
+                        [v for v in tree_leaves([args, list(kw)]) if isinstance(v, jt.Var)],
+                        vs,
+                    )
                 calls = self.out.setdefault(name, [])
                 self.live[(name, len(calls))] = [v for v in vs if _float_var(v)]
                 calls.append([v.detach() for v in vs])
                 if prev is not None:
                     return prev(mod, args, out, *kw)
                 return None
+
             m.register_forward_hook(hook)
         return self
 
@@ -133,6 +140,7 @@ class JittorOutputs:
         off-dtype output from inputs that were all clean is cast in this module's own code.
         An off-dtype Var already seen (the same Var passed on, or a module's output from
         off-dtype inputs) is the leak spreading, not a new one."""
+
         def stray(vs):
             return [v for v in vs if _is_float(v) and str(v.dtype) != self.expect]
 
@@ -149,8 +157,10 @@ class JittorOutputs:
             self._last_clean = name
 
     def fetch(self) -> None:
-        self.jt.sync([v for calls in self.out.values() for c in calls for v in c]
-                     + [g for gs in self.grads.values() for g in gs])
+        self.jt.sync(
+            [v for calls in self.out.values() for c in calls for v in c]
+            + [g for gs in self.grads.values() for g in gs]
+        )
         self.out = {k: [[v.numpy() for v in c] for c in calls] for k, calls in self.out.items()}
         self.grads = {k: [g.numpy() for g in gs] for k, gs in self.grads.items()}
 

@@ -53,8 +53,9 @@ def rel_norm(a, ref) -> float:
     return 0.0 if d == 0 else d / (s + TINY)
 
 
-def judge_modules(outs_p, rec_o, rec_64, name_map, port_modules, tol, grads_p=None,
-                  samples=()) -> list[ModuleRow]:
+def judge_modules(
+    outs_p, rec_o, rec_64, name_map, port_modules, tol, grads_p=None, samples=()
+) -> list[ModuleRow]:
     """Per call of each module of the original (execution order): its outputs and d loss /
     d its outputs against the port's, floors over the original's run and ``samples``."""
     rows = []
@@ -64,23 +65,31 @@ def judge_modules(outs_p, rec_o, rec_64, name_map, port_modules, tol, grads_p=No
         row = ModuleRow(target, name, typ, call)
         rows.append(row)
         o = rec_o.out[name][call]
-        ref = rec_64.out[name][call] if rec_64 is not None and name in rec_64.out and \
-            call < len(rec_64.out[name]) else o
+        ref = (
+            rec_64.out[name][call]
+            if rec_64 is not None and name in rec_64.out and call < len(rec_64.out[name])
+            else o
+        )
         if target not in port_modules:
             row.note = "no module of that name in the port"
             continue
         calls = outs_p.get(target, [])
         if call >= len(calls):
             row.ok, row.rel = False, math.inf
-            row.note = ("never called in the port" if not calls else
-                        f"called {len(calls)} time(s) in the port")
+            row.note = (
+                "never called in the port"
+                if not calls
+                else f"called {len(calls)} time(s) in the port"
+            )
             continue
         p = calls[call]
         if len(p) != len(o):
             # an API difference (e.g. the original also returns its feature maps): the
             # leading outputs are compared, and must then agree in shape
-            row.note = (f"{len(p)} output(s) in the port, {len(o)} in the original: "
-                        f"the first {min(len(p), len(o))} compared")
+            row.note = (
+                f"{len(p)} output(s) in the port, {len(o)} in the original: "
+                f"the first {min(len(p), len(o))} compared"
+            )
             if not p or not o:
                 row.ok, row.rel = False, math.inf
                 continue
@@ -94,7 +103,7 @@ def judge_modules(outs_p, rec_o, rec_64, name_map, port_modules, tol, grads_p=No
             if rec_64 is not None:
                 floor = max(floor, rel_scale(b, r))
         else:
-            if rec_64 is not None:      # the noise samples' distances (gradcheck.parity.noise)
+            if rec_64 is not None:  # the noise samples' distances (gradcheck.parity.noise)
                 floor = max([floor] + [s.out_floor.get((name, call), 0.0) for s in samples])
             row.rel = rel
             row.noise_floor = floor if rec_64 is not None else None
@@ -103,13 +112,23 @@ def judge_modules(outs_p, rec_o, rec_64, name_map, port_modules, tol, grads_p=No
         gp, go = grads_p.get((target, call)), rec_o.grads.get((name, call))
         g64 = rec_64.grads.get((name, call)) if rec_64 is not None else None
         gref = g64 if g64 is not None else go
-        if gp is None or go is None or len(gp) != len(go) or \
-                any(tuple(a.shape) != tuple(b.shape) for a, b in zip(gp, go)):
+        if (
+            gp is None
+            or go is None
+            or len(gp) != len(go)
+            or any(tuple(a.shape) != tuple(b.shape) for a, b in zip(gp, go))
+        ):
             continue
         grad_rel = max((rel_scale(a, r) for a, r in zip(gp, gref)), default=0.0)
-        grad_floor = (max([rel_scale(b, r) for b, r in zip(go, g64)]
-                          + [s.grad_floor.get((name, call), 0.0) for s in samples],
-                          default=0.0) if g64 is not None else None)
+        grad_floor = (
+            max(
+                [rel_scale(b, r) for b, r in zip(go, g64)]
+                + [s.grad_floor.get((name, call), 0.0) for s in samples],
+                default=0.0,
+            )
+            if g64 is not None
+            else None
+        )
         row.grad_rel, row.grad_floor = grad_rel, grad_floor
         row.grad_ok = bool(grad_rel <= tol.allowed(tol.grad, grad_floor))
     return rows
@@ -117,42 +136,60 @@ def judge_modules(outs_p, rec_o, rec_64, name_map, port_modules, tol, grads_p=No
 
 def judge_loss(losses, terms_log, tol, calibrated, samples=()) -> LossRow:
     """The loss of step 1 and its terms, floors over the original's run and ``samples``."""
+
     def one(p, o, r, others=()):
         ref = r if r is not None else o
         rel = abs(p - ref) / (abs(ref) + TINY) if p != ref else 0.0
-        floor = (max(abs(x - r) for x in [o, *others]) / (abs(r) + TINY)
-                 if r is not None else None)
+        floor = max(abs(x - r) for x in [o, *others]) / (abs(r) + TINY) if r is not None else None
         return rel, floor, bool(rel <= tol.allowed(tol.loss, floor))
 
     r0 = losses["original_f64"][0] if calibrated else None
-    rel, floor, ok = one(losses["port"][0], losses["original"][0], r0,
-                         [s.loss for s in samples])
-    out = LossRow(port=losses["port"], original=losses["original"],
-                  original_f64=losses["original_f64"] if calibrated else None,
-                  rel=rel, noise_floor=floor, ok=ok)
+    rel, floor, ok = one(losses["port"][0], losses["original"][0], r0, [s.loss for s in samples])
+    out = LossRow(
+        port=losses["port"],
+        original=losses["original"],
+        original_f64=losses["original_f64"] if calibrated else None,
+        rel=rel,
+        noise_floor=floor,
+        ok=ok,
+    )
     tp, to = terms_log["port"][0], terms_log["original"][0]
     t64 = terms_log["original_f64"][0] if calibrated else {}
     for name in list(to) + [n for n in tp if n not in to]:
         if name not in tp or name not in to:
-            out.terms.append(LossTerm(name, tp.get(name), to.get(name), ok=False,
-                                      note="on one side only"))
+            out.terms.append(
+                LossTerm(name, tp.get(name), to.get(name), ok=False, note="on one side only")
+            )
             continue
-        rel, floor, ok = one(tp[name], to[name], t64.get(name),
-                             [s.terms[name] for s in samples if name in s.terms])
+        rel, floor, ok = one(
+            tp[name], to[name], t64.get(name), [s.terms[name] for s in samples if name in s.terms]
+        )
         out.terms.append(LossTerm(name, tp[name], to[name], rel=rel, noise_floor=floor, ok=ok))
     return out
 
 
-def judge_params(p_params, entries, pairs, o_named, grads_p, grads_o, grads_64, port_values,
-                 named_64, tol, frozen_diff, initial, samples=(),
-                 update_samples=()) -> list[ParamRow]:
+def judge_params(
+    p_params,
+    entries,
+    pairs,
+    o_named,
+    grads_p,
+    grads_o,
+    grads_64,
+    port_values,
+    named_64,
+    tol,
+    frozen_diff,
+    initial,
+    samples=(),
+    update_samples=(),
+) -> list[ParamRow]:
     """Per-parameter gradient rows (floors over the original's run and ``samples``), then
     the values after the steps, judged on the updates (floors over ``update_samples`` too:
     the samples' one-step updates, given when the run was one step)."""
     frozen_names = {d.original_name: d for d in frozen_diff}
     ref_grads = grads_64 if grads_64 is not None else grads_o
-    gmax = max((float(np.linalg.norm(g)) for g in ref_grads.values() if g is not None),
-               default=0.0)
+    gmax = max((float(np.linalg.norm(g)) for g in ref_grads.values() if g is not None), default=0.0)
     rows = []
     for oname, p in o_named.items():
         target = pairs.get(oname)
@@ -169,8 +206,10 @@ def judge_params(p_params, entries, pairs, o_named, grads_p, grads_o, grads_64, 
         gp = grads_p.get(id(e.var)) if trainable_p else None
         if oname in frozen_names:
             row.ok = False
-            row.note = (f"{frozen_names[oname].port} in the port, "
-                        f"{frozen_names[oname].original} in the original")
+            row.note = (
+                f"{frozen_names[oname].port} in the port, "
+                f"{frozen_names[oname].original} in the original"
+            )
         if gr is None and gp is None:
             row.grad_rel = 0.0 if p.requires_grad or trainable_p else None
         else:
@@ -181,12 +220,16 @@ def judge_params(p_params, entries, pairs, o_named, grads_p, grads_o, grads_64, 
             row.grad_rel = 0.0 if diff == 0 else diff / (den + TINY)
             floor_abs = None
             if grads_64 is not None:
-                floor_abs = max(float(np.linalg.norm(((np.zeros(p.shape) if g is None else g)
-                                                      - gr).ravel()))
-                                for g in [go] + [s.grads.get(oname) for s in samples])
+                floor_abs = max(
+                    float(np.linalg.norm(((np.zeros(p.shape) if g is None else g) - gr).ravel()))
+                    for g in [go] + [s.grads.get(oname) for s in samples]
+                )
                 row.noise_floor = 0.0 if floor_abs == 0 else floor_abs / (den + TINY)
-            allowed = max(tol.grad * den, 1e-6 * gmax,
-                          tol.noise_factor * floor_abs if floor_abs is not None else 0.0)
+            allowed = max(
+                tol.grad * den,
+                1e-6 * gmax,
+                tol.noise_factor * floor_abs if floor_abs is not None else 0.0,
+            )
             row.grad_norm = den
             row.grad_ok = bool(diff <= allowed)
             if diff > allowed:
@@ -212,14 +255,22 @@ def judge_params(p_params, entries, pairs, o_named, grads_p, grads_o, grads_64, 
         diff = float(np.linalg.norm((up - u64).ravel()))
         den = float(np.linalg.norm(u64.ravel()))
         row.update_rel = 0.0 if diff == 0 else diff / (den + TINY)
-        floor_abs = (max(float(np.linalg.norm((x - u64).ravel()))
-                         for x in [uo] + [s.updates[oname] for s in update_samples
-                                          if oname in s.updates])
-                     if named_64 else None)
-        row.update_floor = (None if floor_abs is None else
-                            0.0 if floor_abs == 0 else floor_abs / (den + TINY))
-        allowed = max(tol.value * den, 1e-6 * umax,
-                      tol.noise_factor * floor_abs if floor_abs is not None else 0.0)
+        floor_abs = (
+            max(
+                float(np.linalg.norm((x - u64).ravel()))
+                for x in [uo] + [s.updates[oname] for s in update_samples if oname in s.updates]
+            )
+            if named_64
+            else None
+        )
+        row.update_floor = (
+            None if floor_abs is None else 0.0 if floor_abs == 0 else floor_abs / (den + TINY)
+        )
+        allowed = max(
+            tol.value * den,
+            1e-6 * umax,
+            tol.noise_factor * floor_abs if floor_abs is not None else 0.0,
+        )
         row.value_ok = bool(diff <= allowed)
     return rows
 
@@ -227,8 +278,9 @@ def judge_params(p_params, entries, pairs, o_named, grads_p, grads_o, grads_64, 
 @dataclass
 class Settled:
     """What the port's float64 rerun settled, counted row by row (:meth:`settle`)."""
-    explained: int = 0           # rows float32 put beyond tolerance that agree in float64
-    float64_only: int = 0        # rows float32 passed that differ in float64
+
+    explained: int = 0  # rows float32 put beyond tolerance that agree in float64
+    float64_only: int = 0  # rows float32 passed that differ in float64
 
     def settle(self, float32_ok: bool | None, float64_ok: bool) -> bool:
         """Count one row by its two verdicts; True when float64 explains its float32 failure."""
@@ -240,8 +292,7 @@ class Settled:
         return False
 
 
-def judge_float64(res, run, grads_64, rec_64, losses, terms_log, name_map, var_of,
-                  tol) -> Settled:
+def judge_float64(res, run, grads_64, rec_64, losses, terms_log, name_map, var_of, tol) -> Settled:
     """Step 1 of the port rerun in float64 (``run``) against the original's float64 run, row
     by row: ``*_f64`` numbers next to the float32 ones.  A row that float32 put beyond
     tolerance and that agrees in float64 (within ``tol.float64``) is *explained*: ok, with
@@ -253,16 +304,16 @@ def judge_float64(res, run, grads_64, rec_64, losses, terms_log, name_map, var_o
     settled = Settled()
 
     # parameters: gradients of step 1 (updates only when the one step is step 1)
-    gmax = max((float(np.linalg.norm(g)) for g in grads_64.values() if g is not None),
-               default=0.0)
+    gmax = max((float(np.linalg.norm(g)) for g in grads_64.values() if g is not None), default=0.0)
     for row in res.params:
         var = var_of.get(row.name)
         if var is None or row.grad_ok is None:
             continue
         gp, g64 = run.grads.get(id(var)), grads_64.get(row.original_name)
         shape = tuple(row.shape)
-        diff, den = _rel_abs(np.zeros(shape) if gp is None else gp,
-                             np.zeros(shape) if g64 is None else g64)
+        diff, den = _rel_abs(
+            np.zeros(shape) if gp is None else gp, np.zeros(shape) if g64 is None else g64
+        )
         row.grad_rel_f64 = 0.0 if diff == 0 else diff / (den + TINY)
         ok = bool(diff <= max(f64 * den, 1e-9 * gmax))
         row.grad_ok_f64 = ok
@@ -275,19 +326,29 @@ def judge_float64(res, run, grads_64, rec_64, losses, terms_log, name_map, var_o
         name, call, target = m.original_module, m.call, m.module
         o64 = rec_64.out.get(name, [])
         p64 = run.out.get(target, [])
-        if call < len(o64) and call < len(p64) and len(o64[call]) and len(p64[call]) and \
-                all(tuple(a.shape) == tuple(b.shape) for a, b in zip(p64[call], o64[call])):
+        if (
+            call < len(o64)
+            and call < len(p64)
+            and len(o64[call])
+            and len(p64[call])
+            and all(tuple(a.shape) == tuple(b.shape) for a, b in zip(p64[call], o64[call]))
+        ):
             m.rel_f64 = rel_f64 = max(rel_scale(a, b) for a, b in zip(p64[call], o64[call]))
             ok = bool(rel_f64 <= f64)
             m.ok_f64 = ok
             if settled.settle(m.ok, ok):
                 m.ok, m.explained = True, EXPLAINED
         gp, go = run.out_grads.get((target, call)), rec_64.grads.get((name, call))
-        if m.grad_rel is not None and gp is not None and go is not None and \
-                len(gp) == len(go) and all(tuple(a.shape) == tuple(b.shape)
-                                           for a, b in zip(gp, go)):
-            m.grad_rel_f64 = grad_rel_f64 = max((rel_scale(a, b) for a, b in zip(gp, go)),
-                                                default=0.0)
+        if (
+            m.grad_rel is not None
+            and gp is not None
+            and go is not None
+            and len(gp) == len(go)
+            and all(tuple(a.shape) == tuple(b.shape) for a, b in zip(gp, go))
+        ):
+            m.grad_rel_f64 = grad_rel_f64 = max(
+                (rel_scale(a, b) for a, b in zip(gp, go)), default=0.0
+            )
             ok = bool(grad_rel_f64 <= f64)
             m.grad_ok_f64 = ok
             if settled.settle(m.grad_ok, ok):
@@ -314,7 +375,8 @@ def numeric_failures(res) -> int:
     """Rows float32 put beyond tolerance for a number (not a structural difference: shape,
     frozen set, a module never called) -- what a float64 rerun could explain."""
     n = sum(p.grad_ok is False or p.value_ok is False for p in res.params)
-    n += sum((m.ok is False and math.isfinite(m.rel or 0.0)) or m.grad_ok is False
-             for m in res.modules)
+    n += sum(
+        (m.ok is False and math.isfinite(m.rel or 0.0)) or m.grad_ok is False for m in res.modules
+    )
     n += (not res.loss.ok) + sum(not t.ok and not t.note for t in res.loss.terms)
     return n

@@ -33,10 +33,11 @@ from gradcheck.parity.steps import torch_step
 class NoiseSample:
     """Step 1 of the original on a batch moved by one ulp (:func:`sample`); a floor's key is
     (module, call), its value the distance from the float64 reference."""
+
     loss: float
     terms: dict[str, float]
-    grads: dict[str, np.ndarray | None]      # original parameter name -> float64 gradient
-    updates: dict[str, np.ndarray]           # original parameter name -> value after - before
+    grads: dict[str, np.ndarray | None]  # original parameter name -> float64 gradient
+    updates: dict[str, np.ndarray]  # original parameter name -> value after - before
     out_floor: dict[tuple[str, int], float]  # of the module's outputs
     grad_floor: dict[tuple[str, int], float]  # of d loss / d its outputs
 
@@ -44,6 +45,7 @@ class NoiseSample:
 def one_ulp(batch, rng):
     """The numpy batch with every float element moved one ulp up or down (integer dtypes,
     and float elements that hold an exact integer, kept)."""
+
     def leaf(x):
         if not (isinstance(x, np.ndarray) and x.dtype.kind == "f"):
             return x
@@ -53,6 +55,7 @@ def one_ulp(batch, rng):
         # an exact integer in a float array is usually an index, a class or a mask (a target
         # row's image and class columns): moving it would change what it means, not round it
         return np.where(x == np.round(x), x, moved).astype(x.dtype)
+
     return map_leaves(batch, leaf)
 
 
@@ -72,8 +75,9 @@ def _distances(recorded: dict, reference: dict) -> dict:
     return out
 
 
-def sample(workload, pristine, batch_np, batch_o, k: int, seed: int, torch,
-           reference) -> NoiseSample:
+def sample(
+    workload, pristine, batch_np, batch_o, k: int, seed: int, torch, reference
+) -> NoiseSample:
     """Step 1 of the original on the batch moved by one ulp (coin flips seeded by ``seed``,
     ``k``), on a fresh copy of ``pristine`` (its (model, optimizer) before any step), the
     optimizer's update included.  Module outputs are reduced at once to their distances
@@ -82,17 +86,23 @@ def sample(workload, pristine, batch_np, batch_o, k: int, seed: int, torch,
     model, optimizer = copy.deepcopy(pristine)
     rng = np.random.RandomState([seed % 2**32, k])
     batch = to_torch_like(one_ulp(batch_np, rng), batch_o, torch)
-    before = {n: p.detach().cpu().numpy().astype(np.float64)
-              for n, p in model.named_parameters()}
+    before = {n: p.detach().cpu().numpy().astype(np.float64) for n, p in model.named_parameters()}
     rec = TorchOutputs(model, torch)
     with rec:
         loss, terms, grads = torch_step(workload, model, optimizer, batch, torch, rec)
     optimizer.step()
-    updates = {n: p.detach().cpu().numpy().astype(np.float64) - before[n]
-               for n, p in model.named_parameters()}
-    outs = {(name, call): arrays for name, calls in rec.out.items()
-            for call, arrays in enumerate(calls)}
-    refs = {(name, call): arrays for name, calls in reference.out.items()
-            for call, arrays in enumerate(calls)}
-    return NoiseSample(loss, terms, grads, updates, _distances(outs, refs),
-                       _distances(rec.grads, reference.grads))
+    updates = {
+        n: p.detach().cpu().numpy().astype(np.float64) - before[n]
+        for n, p in model.named_parameters()
+    }
+    outs = {
+        (name, call): arrays for name, calls in rec.out.items() for call, arrays in enumerate(calls)
+    }
+    refs = {
+        (name, call): arrays
+        for name, calls in reference.out.items()
+        for call, arrays in enumerate(calls)
+    }
+    return NoiseSample(
+        loss, terms, grads, updates, _distances(outs, refs), _distances(rec.grads, reference.grads)
+    )

@@ -27,8 +27,11 @@ def port_step(workload, batch, extra_trainable, jt, recorder=None):
     for v, g in zip(extra_trainable, extra_grads):
         grads[id(v)] = g
     jt.sync([loss, *terms.values(), *grads.values()])
-    return (float(loss.item()), {k: float(v.item()) for k, v in terms.items()},
-            {k: g.numpy() for k, g in grads.items()})
+    return (
+        float(loss.item()),
+        {k: float(v.item()) for k, v in terms.items()},
+        {k: g.numpy() for k, g in grads.items()},
+    )
 
 
 def torch_step(workload, model, optimizer, batch, torch, recorder=None):
@@ -42,8 +45,10 @@ def torch_step(workload, model, optimizer, batch, torch, recorder=None):
         recorder.output_grads(loss)
     if loss.requires_grad:
         loss.backward()
-    grads = {n: (None if p.grad is None else p.grad.detach().cpu().numpy().astype(np.float64))
-             for n, p in model.named_parameters()}
+    grads = {
+        n: (None if p.grad is None else p.grad.detach().cpu().numpy().astype(np.float64))
+        for n, p in model.named_parameters()
+    }
     return float(loss.detach()), {k: float(v.detach()) for k, v in terms.items()}, grads
 
 

@@ -52,8 +52,10 @@ class TorchCallRecorder:
 
     def __enter__(self):
         for name, module in self.modules:
+
             def hook(mod, args, _name=name):
                 self.called.add(_name)
+
             self._handles.append(module.register_forward_pre_hook(hook))
         return self
 
@@ -72,10 +74,11 @@ class TorchCallRecorder:
 @dataclass
 class TorchParam:
     """One parameter of a torch model, once however many names reach it."""
-    name: str                    # its first name (named_parameters order)
-    tensor: Any                  # the torch.nn.Parameter
-    module: str                  # the owning module's path ("" the root)
-    aliases: list[str] = field(default_factory=list)   # its other names (a shared parameter)
+
+    name: str  # its first name (named_parameters order)
+    tensor: Any  # the torch.nn.Parameter
+    module: str  # the owning module's path ("" the root)
+    aliases: list[str] = field(default_factory=list)  # its other names (a shared parameter)
 
 
 def inventory(model) -> tuple[list[TorchParam], list[tuple[str, Any]]]:
@@ -103,7 +106,7 @@ def graph_reach(roots: dict, params: list) -> dict:
         start = getattr(root, "grad_fn", None)
         if start is None:
             if getattr(root, "requires_grad", False) and id(root) in index_of:
-                found.add(index_of[id(root)])   # the loss is a parameter itself
+                found.add(index_of[id(root)])  # the loss is a parameter itself
             reach[name] = found
             continue
         seen, stack = {start}, [start]
@@ -123,8 +126,9 @@ def graph_reach(roots: dict, params: list) -> dict:
 def call_loss(workload: Workload, batch, model=None):
     """Run the workload's loss on torch; return (scalar tensor, {term: tensor}, stats)."""
     torch = torchenv.import_torch(with_jittor=False)
-    loss, terms, stats = unpack_loss(workload.loss, workload.model if model is None else model,
-                                     batch, workload.name)
+    loss, terms, stats = unpack_loss(
+        workload.loss, workload.model if model is None else model, batch, workload.name
+    )
     if not isinstance(loss, torch.Tensor):
         raise WorkloadError(f"the loss is a {type(loss).__name__}, not a torch Tensor")
     if loss.numel() != 1:
@@ -143,9 +147,16 @@ def _np(t) -> np.ndarray:
 
 def environment() -> dict:
     torch = torchenv.import_torch(with_jittor=False)
-    return {"framework": "torch", "torch": torch.__version__, "python": platform.python_version(),
-            "numpy": np.__version__, "device": "cpu", "threads": torch.get_num_threads(),
-            "host": socket.gethostname(), "platform": platform.platform()}
+    return {
+        "framework": "torch",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+    }
 
 
 def seed_everything(seed: int) -> None:
@@ -155,9 +166,14 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def check(workload: Workload, steps: int = 1, seed: int | None = 0,
-          on_step: Callable[[int, int, str], None] | None = None,
-          config: dict | None = None, policy=None) -> Report:
+def check(
+    workload: Workload,
+    steps: int = 1,
+    seed: int | None = 0,
+    on_step: Callable[[int, int, str], None] | None = None,
+    config: dict | None = None,
+    policy=None,
+) -> Report:
     """Run ``steps`` real training steps of a torch ``workload``; return the :class:`Report`."""
     from gradcheck.optimizers import describe_optimizer
 
@@ -171,8 +187,9 @@ def check(workload: Workload, steps: int = 1, seed: int | None = 0,
     optimizer = _optimizer(workload, tensors, torch)
     opt_ids = {id(p) for g in optimizer.param_groups for p in g["params"]}
     records = _param_records(params, opt_ids, workload, policy)
-    buf_records = [BufferRecord(name=n, shape=list(b.shape), numel=int(b.numel()))
-                   for n, b in buffers]
+    buf_records = [
+        BufferRecord(name=n, shape=list(b.shape), numel=int(b.numel())) for n, b in buffers
+    ]
     step_log: list[StepRecord] = []
     reach_by_term: dict[str, set[int]] = {}
     hooks = TorchCallRecorder(model)
@@ -180,12 +197,27 @@ def check(workload: Workload, steps: int = 1, seed: int | None = 0,
     for step in range(1, steps + 1):
         step_log.append(probe.step(step, records, buffers, buf_records, reach_by_term))
     recorder.close(records, [s.step for s in step_log], reach_by_term)
-    cfg = {"model": workload.name, "steps": steps, "seed": seed, "device": "cpu",
-           "optimizer": describe_optimizer(optimizer), **workload.info, **(config or {})}
-    return recorder.report(config=cfg, environment=environment(), params=records,
-                           buffers=buf_records, warnings=[], steps=step_log,
-                           reach_by_term=reach_by_term, calls=hooks, policy=policy,
-                           zero_hint=workload.zero_hint)
+    cfg = {
+        "model": workload.name,
+        "steps": steps,
+        "seed": seed,
+        "device": "cpu",
+        "optimizer": describe_optimizer(optimizer),
+        **workload.info,
+        **(config or {}),
+    }
+    return recorder.report(
+        config=cfg,
+        environment=environment(),
+        params=records,
+        buffers=buf_records,
+        warnings=[],
+        steps=step_log,
+        reach_by_term=reach_by_term,
+        calls=hooks,
+        policy=policy,
+        zero_hint=workload.zero_hint,
+    )
 
 
 def _checked_model(workload: Workload, steps: int, torch):
@@ -211,26 +243,41 @@ def _optimizer(workload: Workload, tensors: list, torch):
     return optimizer
 
 
-def _param_records(params: list[TorchParam], opt_ids: set[int], workload: Workload,
-                   policy) -> list[ParamRecord]:
+def _param_records(
+    params: list[TorchParam], opt_ids: set[int], workload: Workload, policy
+) -> list[ParamRecord]:
     """A report record per parameter, before any step."""
-    return [recorder.new_param(p.name, p.tensor.shape, p.tensor.numel(),
-                               requires_grad=bool(p.tensor.requires_grad),
-                               in_optimizer=id(p.tensor) in opt_ids, module=p.module,
-                               aliases=list(p.aliases),
-                               frozen_reason=declared_reason(  # the one lookup, as probe.py
-                                   p.name, workload.frozen,
-                                   getattr(policy, "expected_frozen", None)))
-            for p in params]
+    return [
+        recorder.new_param(
+            p.name,
+            p.tensor.shape,
+            p.tensor.numel(),
+            requires_grad=bool(p.tensor.requires_grad),
+            in_optimizer=id(p.tensor) in opt_ids,
+            module=p.module,
+            aliases=list(p.aliases),
+            frozen_reason=declared_reason(  # the one lookup, as probe.py
+                p.name, workload.frozen, getattr(policy, "expected_frozen", None)
+            ),
+        )
+        for p in params
+    ]
 
 
 class _StepProbe:
     """One real training step of the torch model at a time, recorded as Jittor's probe
     records its steps."""
 
-    def __init__(self, workload: Workload, optimizer, tensors: list, opt_ids: set[int],
-                 hooks: TorchCallRecorder, steps: int,
-                 on_step: Callable[[int, int, str], None] | None):
+    def __init__(
+        self,
+        workload: Workload,
+        optimizer,
+        tensors: list,
+        opt_ids: set[int],
+        hooks: TorchCallRecorder,
+        steps: int,
+        on_step: Callable[[int, int, str], None] | None,
+    ):
         self.workload, self.optimizer, self.tensors = workload, optimizer, tensors
         self.hooks, self.steps, self.on_step = hooks, steps, on_step
         # trainable parameters outside the optimizer: theirs come from the same backward
@@ -241,8 +288,14 @@ class _StepProbe:
         if self.on_step:
             self.on_step(step, self.steps, phase)
 
-    def step(self, step: int, records: list[ParamRecord], buffers: list,
-             buf_records: list[BufferRecord], reach_by_term: dict[str, set[int]]) -> StepRecord:
+    def step(
+        self,
+        step: int,
+        records: list[ParamRecord],
+        buffers: list,
+        buf_records: list[BufferRecord],
+        reach_by_term: dict[str, set[int]],
+    ) -> StepRecord:
         """Forward, backward and update of ``step``; each parameter's and buffer's record
         updated, the loss terms' reach gathered; the step's record returned."""
         t0 = time.perf_counter()
@@ -251,7 +304,7 @@ class _StepProbe:
         before = [_np(p) for p in self.tensors]
         buf_before = [_np(b) for _, b in buffers]
         self.optimizer.zero_grad(set_to_none=True)
-        for p in self.extra:     # no optimizer clears these: gradients must not pile up
+        for p in self.extra:  # no optimizer clears these: gradients must not pile up
             p.grad = None
         with self.hooks:
             loss, terms, stats = call_loss(self.workload, batch)
@@ -268,12 +321,17 @@ class _StepProbe:
         for (_, b), brec, old in zip(buffers, buf_records, buf_before):
             if not np.array_equal(_np(b), old):
                 brec.changed = True
-        return StepRecord(step=step, loss=float(loss.detach()),
-                          terms={k: float(v.detach()) for k, v in terms.items()},
-                          stats=jsonable(stats), seconds=round(time.perf_counter() - t0, 4))
+        return StepRecord(
+            step=step,
+            loss=float(loss.detach()),
+            terms={k: float(v.detach()) for k, v in terms.items()},
+            stats=jsonable(stats),
+            seconds=round(time.perf_counter() - t0, 4),
+        )
 
-    def _record(self, step: int, records: list[ParamRecord], before: list, grads: list,
-                reached: set[int]) -> None:
+    def _record(
+        self, step: int, records: list[ParamRecord], before: list, grads: list, reached: set[int]
+    ) -> None:
         """Each parameter's status, gradient norm and change in ``step``: the same
         bookkeeping as Jittor's (:func:`gradcheck.recorder.record_step`)."""
         for i, rec in enumerate(records):
@@ -286,8 +344,9 @@ class _StepProbe:
                 status, gnorm = Status.MISSING, 0.0
             else:
                 status, gnorm = step_status(True, grads[i]), host_norm(grads[i])
-            change = Change(changed, host_norm(after - before[i]) if changed else 0.0,
-                            host_norm(before[i]))
+            change = Change(
+                changed, host_norm(after - before[i]) if changed else 0.0, host_norm(before[i])
+            )
             recorder.record_step(rec, status, gnorm, change)
 
 

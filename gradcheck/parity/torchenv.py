@@ -43,7 +43,7 @@ def make_jittor_fork_safe() -> None:
     runtime.import_jittor()
     import jittor_utils
 
-    jittor_utils.run_cmds = serial_run_cmds   # jittor.compiler calls it as jit_utils.run_cmds
+    jittor_utils.run_cmds = serial_run_cmds  # jittor.compiler calls it as jit_utils.run_cmds
     _prepared = True
 
 
@@ -55,7 +55,7 @@ def import_torch(with_jittor: bool = True):
     try:
         import torch
     except ImportError:
-        raise TorchMissingError("torch is not installed: pip install -e \".[torch]\"") from None
+        raise TorchMissingError('torch is not installed: pip install -e ".[torch]"') from None
     return torch
 
 

@@ -14,12 +14,13 @@ from gradcheck.parity.across import TORCH_ONLY_BUFFERS, NameMap, transposed
 from gradcheck.parity.records import BNMismatch, ShapeMismatch, WeightKeys
 
 
-def copy_weights(port_entries: dict, original, name_map: NameMap,
-                 jt) -> tuple[WeightKeys, dict[str, str]]:
+def copy_weights(
+    port_entries: dict, original, name_map: NameMap, jt
+) -> tuple[WeightKeys, dict[str, str]]:
     """Original parameters and buffers -> the port, by mapped name; returns what happened
     and the pairs it made (original name -> port name)."""
     keys = WeightKeys()
-    pairs: dict[str, str] = {}   # original name -> port name
+    pairs: dict[str, str] = {}  # original name -> port name
     targeted = set()
     state = list(original.named_parameters()) + list(original.named_buffers())
     for name, t in state:
@@ -35,11 +36,17 @@ def copy_weights(port_entries: dict, original, name_map: NameMap,
         pairs[name] = target
         value = t.detach().cpu().numpy()
         if tuple(entry.var.shape) != tuple(value.shape):
-            keys.shape_mismatch.append(ShapeMismatch(
-                target, name, list(entry.var.shape), list(value.shape),
-                transposed(list(entry.var.shape), list(value.shape))))
+            keys.shape_mismatch.append(
+                ShapeMismatch(
+                    target,
+                    name,
+                    list(entry.var.shape),
+                    list(value.shape),
+                    transposed(list(entry.var.shape), list(value.shape)),
+                )
+            )
             continue
-        dtype = str(entry.var.dtype)      # the port keeps its own dtype (float32, int64...)
+        dtype = str(entry.var.dtype)  # the port keeps its own dtype (float32, int64...)
         entry.var.update(jt.array(value.astype(dtype if dtype in np.sctypeDict else value.dtype)))
         keys.copied += 1
     keys.port_only = [n for n in port_entries if n not in targeted]

@@ -22,12 +22,13 @@ from __future__ import annotations
 import importlib
 import io
 
-_REGISTRY: dict = {}   # name -> renderer class, or "module:Class" until first use
+_REGISTRY: dict = {}  # name -> renderer class, or "module:Class" until first use
 
 
 def register(name: str, renderer: type | str | None = None):
     """Register ``renderer`` (a class, or ``"module:Class"`` imported on first use) under
     ``name``; without ``renderer``, a class decorator."""
+
     def add(cls):
         _REGISTRY[name] = cls
         return cls
@@ -46,7 +47,7 @@ def formats() -> tuple:
     return tuple(_REGISTRY)
 
 
-FORMATS = formats()   # the names known at import time (what the CLI offers)
+FORMATS = formats()  # the names known at import time (what the CLI offers)
 
 
 def _resolve(name: str) -> type:

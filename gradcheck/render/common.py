@@ -8,11 +8,20 @@ from gradcheck.summary import findings
 
 # keyed by Status, looked up by plain strings too (a report read back from JSON): a str enum
 STATUS_STYLE: dict[str, str] = {
-    Status.COVERED: "green", Status.ZERO: "yellow", Status.MISSING: "red",
-    Status.NONFINITE: "bold red", Status.FROZEN: "cyan"}
+    Status.COVERED: "green",
+    Status.ZERO: "yellow",
+    Status.MISSING: "red",
+    Status.NONFINITE: "bold red",
+    Status.FROZEN: "cyan",
+}
 STEP_MARK: dict[str, str] = {
-    Status.NONZERO: "+", Status.ZERO: "0", Status.MISSING: "-", Status.NONFINITE: "!",
-    Status.FROZEN: "f", Status.ABSENT: "."}
+    Status.NONZERO: "+",
+    Status.ZERO: "0",
+    Status.MISSING: "-",
+    Status.NONFINITE: "!",
+    Status.FROZEN: "f",
+    Status.ABSENT: ".",
+}
 
 
 def human(n: int) -> str:
@@ -29,16 +38,18 @@ def timeline(steps: list) -> str:
 
 def attention(report) -> list:
     """Parameters a person should look at: a finding, or a cause that is a problem."""
-    return [p for p in report.params
-            if findings(p) or (p.cause and p.cause not in INFORMATIONAL)]
+    return [p for p in report.params if findings(p) or (p.cause and p.cause not in INFORMATIONAL)]
 
 
 def needs_attention(report) -> list:
     """:func:`attention` less the parameters whose only findings are informational (the
     notes sum those up: a list of thousands of ``exploding`` rows helps nobody)."""
     info = set(informational(report))
-    return [p for p in attention(report)
-            if not (p.cause in INFORMATIONAL + (None,) and set(findings(p)) <= info)]
+    return [
+        p
+        for p in attention(report)
+        if not (p.cause in INFORMATIONAL + (None,) and set(findings(p)) <= info)
+    ]
 
 
 def notes(report) -> list:
@@ -48,11 +59,14 @@ def notes(report) -> list:
     for cause in INFORMATIONAL:
         hit = [p for p in report.params if p.cause == cause and not findings(p)]
         if hit:
-            out.append(f"{len(hit)} parameter(s) {cause}: "
-                       f"e.g. {hit[0].name}: {hit[0].cause_detail}")
+            out.append(
+                f"{len(hit)} parameter(s) {cause}: e.g. {hit[0].name}: {hit[0].cause_detail}"
+            )
     for finding, hit in informational(report).items():
-        out.append(f"{len(hit)} parameter(s) {finding} (not a failure under this policy): "
-                   f"{_worst(finding, hit)}; {_where(hit)}")
+        out.append(
+            f"{len(hit)} parameter(s) {finding} (not a failure under this policy): "
+            f"{_worst(finding, hit)}; {_where(hit)}"
+        )
     return out
 
 
@@ -62,7 +76,7 @@ def informational(report) -> dict:
     that says nothing failed still says these are there."""
     v = report.verdict
     if not v.groups and (v.reasons or v.warnings):
-        return {}                 # a report from before findings were grouped
+        return {}  # a report from before findings were grouped
     grouped = {g.finding for g in v.groups}
     out: dict = {}
     for p in report.params:
@@ -87,8 +101,11 @@ def _where(params: list) -> str:
         top = p.module.split(".")[0] if p.module else "(model)"
         tops[top] = tops.get(top, 0) + 1
     ranked = sorted(tops.items(), key=lambda kv: -kv[1])
-    return "in " + ", ".join(f"{m} ({n})" for m, n in ranked[:3]) + (
-        f" and {len(ranked) - 3} more module(s)" if len(ranked) > 3 else "")
+    return (
+        "in "
+        + ", ".join(f"{m} ({n})" for m, n in ranked[:3])
+        + (f" and {len(ranked) - 3} more module(s)" if len(ranked) > 3 else "")
+    )
 
 
 def by_module(params: list) -> dict:
@@ -98,8 +115,13 @@ def by_module(params: list) -> dict:
     return groups
 
 
-_SETTINGS = (("model", "{}"), ("steps", "{} step{s}"), ("img_size", "{}px"),
-             ("batch_size", "batch {}"), ("seed", "seed {}"))
+_SETTINGS = (
+    ("model", "{}"),
+    ("steps", "{} step{s}"),
+    ("img_size", "{}px"),
+    ("batch_size", "batch {}"),
+    ("seed", "seed {}"),
+)
 
 
 def settings_line(report) -> str:
@@ -107,7 +129,7 @@ def settings_line(report) -> str:
     ``gold_yolo_s (flag) | 3 steps, 640px, batch 2 (model default) | seed 0 (tool default)``:
     neighbours with the same origin (the model apart) share one label."""
     cfg, src = report.config, report.config.get("settings_source") or {}
-    parts: list = []   # [origin, [texts]]
+    parts: list = []  # [origin, [texts]]
     for key, fmt in _SETTINGS:
         value = cfg.get(key)
         if value is None:
@@ -118,16 +140,19 @@ def settings_line(report) -> str:
             parts[-1][1].append(text)
         else:
             parts.append([origin, [text]])
-    return " | ".join(", ".join(texts) + (f" ({origin})" if origin else "")
-                      for origin, texts in parts)
+    return " | ".join(
+        ", ".join(texts) + (f" ({origin})" if origin else "") for origin, texts in parts
+    )
 
 
 def verdict_line(report) -> str:
     s = report.summary
     covered = s.by_status.get(Status.COVERED, 0)
-    return (f"{report.verdict.result.upper()} - {covered}/{s.trainable} trainable "
-            f"parameters covered ({human(s.trainable_numel)} values), "
-            f"{s.frozen} frozen, {s.buffers} buffers")
+    return (
+        f"{report.verdict.result.upper()} - {covered}/{s.trainable} trainable "
+        f"parameters covered ({human(s.trainable_numel)} values), "
+        f"{s.frozen} frozen, {s.buffers} buffers"
+    )
 
 
 def headline(report) -> str:

@@ -35,9 +35,15 @@ from gradcheck.report import RUN_STATUSES, write_atomic
 
 __all__ = ["page", "render_html", "write_html"]
 
-_NAV = (("summary", "Summary"), ("causes", "Causes"), ("flow", "Gradient flow"),
-        ("terms", "Loss"), ("timeline", "Over steps"), ("modules", "Modules"),
-        ("more", "Run details"))
+_NAV = (
+    ("summary", "Summary"),
+    ("causes", "Causes"),
+    ("flow", "Gradient flow"),
+    ("terms", "Loss"),
+    ("timeline", "Over steps"),
+    ("modules", "Modules"),
+    ("more", "Run details"),
+)
 
 
 @cache
@@ -51,12 +57,19 @@ def _css() -> str:
     status_css = "".join(
         f".s-{s}{{background:{_color(s)}}}.t-{s}{{color:{_color(s)}}}"
         f"i.sq.t-{s}{{background:{_color(s)};color:#fff}}"
-        for s in (*RUN_STATUSES, Status.NONZERO))
-    return "\n" + _asset("report.css") + status_css + (
-        f".mk-missing{{fill:{_color(Status.MISSING)}}}.mk-zero{{fill:{_color(Status.ZERO)}}}"
-        f".mk-frozen{{fill:{_color(Status.FROZEN)}}}.bar{{fill:{_color(Status.COVERED)}}}"
-        f".bnan{{fill:{_color(Status.NONFINITE)};opacity:.85}}"
-        f".bar.vanish{{fill:{_color(Status.ZERO)}}}.bar.explode{{fill:{_color(Status.NONFINITE)}}}")
+        for s in (*RUN_STATUSES, Status.NONZERO)
+    )
+    return (
+        "\n"
+        + _asset("report.css")
+        + status_css
+        + (
+            f".mk-missing{{fill:{_color(Status.MISSING)}}}.mk-zero{{fill:{_color(Status.ZERO)}}}"
+            f".mk-frozen{{fill:{_color(Status.FROZEN)}}}.bar{{fill:{_color(Status.COVERED)}}}"
+            f".bnan{{fill:{_color(Status.NONFINITE)};opacity:.85}}"
+            f".bar.vanish{{fill:{_color(Status.ZERO)}}}.bar.explode{{fill:{_color(Status.NONFINITE)}}}"
+        )
+    )
 
 
 def page(*, title: str, hero: str, nav: str, body: str, footer: str, css: str = "") -> str:
@@ -64,19 +77,26 @@ def page(*, title: str, hero: str, nav: str, body: str, footer: str, css: str = 
     this shell with the shared stylesheet and script, its own ``hero`` (the header block,
     verdict first), ``nav`` links, ``body`` sections and ``footer`` text, all already
     escaped HTML except ``title`` and ``footer``; ``css``: a page's own extra rules."""
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{esc(title)}</title><style>{_css()}{css}</style></head><body>"
-            + hero + f"<nav>{nav}</nav><main>" + body
-            + f"</main><footer>{esc(footer)}</footer><script>\n{_asset('report.js')}</script>"
-            "</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)}</title><style>{_css()}{css}</style></head><body>"
+        + hero
+        + f"<nav>{nav}</nav><main>"
+        + body
+        + f"</main><footer>{esc(footer)}</footer><script>\n{_asset('report.js')}</script>"
+        "</body></html>\n"
+    )
 
 
 def nav_links(body: str, sections) -> str:
     """The page's navigation: a link per (id, label) whose section the body holds; the
     first one (the summary, in the header) always."""
-    return "".join(f'<a href="#{sid}">{label}</a>' for i, (sid, label) in enumerate(sections)
-                   if i == 0 or f'id="{sid}"' in body)
+    return "".join(
+        f'<a href="#{sid}">{label}</a>'
+        for i, (sid, label) in enumerate(sections)
+        if i == 0 or f'id="{sid}"' in body
+    )
 
 
 def render_html(report) -> str:
@@ -84,15 +104,25 @@ def render_html(report) -> str:
     from gradcheck import __version__
 
     v = report.verdict
-    sections = [_causes(report), _flow_section(report), _terms(report),
-                _timeline_section(report), _tree(report), _extras(report)]
+    sections = [
+        _causes(report),
+        _flow_section(report),
+        _terms(report),
+        _timeline_section(report),
+        _tree(report),
+        _extras(report),
+    ]
     body = "".join(sections)
     head = _header(report)
     hero_end = head.index("</header>") + len("</header>")
     # the header's summary cards follow the navigation, inside <main>
-    return page(title=f"gradcheck: {report.config.get('model', '?')} {v.result.upper()}",
-                hero=head[:hero_end], nav=nav_links(body, _NAV), body=head[hero_end:] + body,
-                footer=f"gradcheck {__version__} · schema {report.schema_version}")
+    return page(
+        title=f"gradcheck: {report.config.get('model', '?')} {v.result.upper()}",
+        hero=head[:hero_end],
+        nav=nav_links(body, _NAV),
+        body=head[hero_end:] + body,
+        footer=f"gradcheck {__version__} · schema {report.schema_version}",
+    )
 
 
 def write_html(report, path) -> Path:

@@ -12,8 +12,13 @@ from gradcheck.render.common import STATUS_STYLE, STEP_MARK, timeline
 from gradcheck.report import RUN_STATUSES
 
 # rich styles (shared with the terminal view) -> CSS colours
-_RICH_CSS = {"green": "#2f9e44", "yellow": "#e8a317", "red": "#e03131", "bold red": "#a3157a",
-             "cyan": "#1c9fb8"}
+_RICH_CSS = {
+    "green": "#2f9e44",
+    "yellow": "#e8a317",
+    "red": "#e03131",
+    "bold red": "#a3157a",
+    "cyan": "#1c9fb8",
+}
 _GREY = "#868e96"
 
 
@@ -115,5 +120,7 @@ def _stack(counts: dict, total: int, cls: str = "stack") -> str:
         stops.append(f"{_color(s)} {at:.1f}% {end:.1f}%")
         at = end
     title = ", ".join(f"{counts[s]} {s}" for s in RUN_STATUSES if counts.get(s))
-    return (f'<span class="{cls}" title="{esc(title)}" '
-            f'style="background:linear-gradient(90deg,{",".join(stops)})"></span>')
+    return (
+        f'<span class="{cls}" title="{esc(title)}" '
+        f'style="background:linear-gradient(90deg,{",".join(stops)})"></span>'
+    )

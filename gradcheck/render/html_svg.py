@@ -15,12 +15,12 @@ from itertools import groupby
 from gradcheck.enums import UNCOVERED, Finding, Status
 from gradcheck.render.html_parts import _color, _fmt, _last, _log10, _num, _ratio, esc
 
-SINGLE_CHART = 40        # up to this many parameters: one gradient-flow chart for the model
-MAX_CHARTS = 24          # more top-level modules than this: one chart, banded by them
-FLOW_BARS = 1200         # up to this many parameters every one has a bar of its own; past it
-CHART_BARS = 240         # a chart has at most this many (960 px), its share of FLOW_BARS,
-MIN_BARS = 24            # at least this many; runs of parameters share a bar
-OWN_BARS = 60            # parameters with a finding keep their own bar, this many a chart
+SINGLE_CHART = 40  # up to this many parameters: one gradient-flow chart for the model
+MAX_CHARTS = 24  # more top-level modules than this: one chart, banded by them
+FLOW_BARS = 1200  # up to this many parameters every one has a bar of its own; past it
+CHART_BARS = 240  # a chart has at most this many (960 px), its share of FLOW_BARS,
+MIN_BARS = 24  # at least this many; runs of parameters share a bar
+OWN_BARS = 60  # parameters with a finding keep their own bar, this many a chart
 
 
 def _spark(values: list, width: int = 140, height: int = 30) -> str:
@@ -96,11 +96,12 @@ def _bars(params: list, limit: int) -> list:
     ``OWN_BARS``) each on a bar of its own.  At most about ``limit`` bars."""
     if len(params) <= limit:
         return [[p] for p in params]
-    ranked = sorted((i for i, p in enumerate(params) if _notable(p)),
-                    key=lambda i: -_notable(params[i]))
-    own = set(ranked[:min(OWN_BARS, limit // 4)])
+    ranked = sorted(
+        (i for i, p in enumerate(params) if _notable(p)), key=lambda i: -_notable(params[i])
+    )
+    own = set(ranked[: min(OWN_BARS, limit // 4)])
     rest = len(params) - len(own)
-    k = max(1, math.ceil(rest / max(limit - 2 * len(own), 1)))   # a notable one splits a run
+    k = max(1, math.ceil(rest / max(limit - 2 * len(own), 1)))  # a notable one splits a run
     out: list[list] = []
     run: list = []
     for i, p in enumerate(params):
@@ -122,10 +123,10 @@ def _bars(params: list, limit: int) -> list:
 def _decades(logs: list, default: tuple) -> tuple:
     if not logs:
         return default
-    lo, hi = math.floor(min(logs)) - 1, math.ceil(max(logs))   # the smallest bar stays visible
+    lo, hi = math.floor(min(logs)) - 1, math.ceil(max(logs))  # the smallest bar stays visible
     if hi - lo < 3:
         lo, hi = lo - 1, hi + 1
-    return max(lo, hi - 16), hi          # a floor 16 decades down at most
+    return max(lo, hi - 16), hi  # a floor 16 decades down at most
 
 
 def _axis(parts: list, lo: int, hi: int, top: float, height: float, left: int, right: float):
@@ -137,26 +138,29 @@ def _axis(parts: list, lo: int, hi: int, top: float, height: float, left: int, r
             parts.append(f'<text class="ax" x="{left - 4}" y="{y + 3:.1f}">1e{e}</text>')
 
 
-def _flow_chart(title: str, bars: list, scale: tuple, rscale: tuple, show_ratio: bool,
-                band_level: int = 1) -> str:
+def _flow_chart(
+    title: str, bars: list, scale: tuple, rscale: tuple, show_ratio: bool, band_level: int = 1
+) -> str:
     """One chart; ``bars`` from :func:`_bars` (a bar is one parameter or a run of them)."""
     (lo, hi), (rlo, rhi), n = scale, rscale, len(bars)
-    f = _Frame(lo, hi, rlo, rhi, slot=max(4, min(44, 960 // max(n, 1))), n=n,
-               show_ratio=show_ratio)
+    f = _Frame(lo, hi, rlo, rhi, slot=max(4, min(44, 960 // max(n, 1))), n=n, show_ratio=show_ratio)
     labels = f.slot >= 10
     prefix = "" if title in ("all parameters", "<root>") else title + "."
     names = _bar_names(bars, prefix)
     label_h = int(12 + 5.4 * max((len(s) for s in names), default=4)) if labels else 0
     width = f.left + n * f.slot + 12
     height = f.rtop + f.RH + (10 if show_ratio else -4) + label_h
-    parts = [f'<svg class="flow" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-             f'role="img" aria-label="gradient norm per parameter, {esc(title)}">']
+    parts = [
+        f'<svg class="flow" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'role="img" aria-label="gradient norm per parameter, {esc(title)}">'
+    ]
     _bands(parts, f, bars, _band_keys(bars, band_level), prefix)
     _flow_axes(parts, f)
     for i, bar in enumerate(bars):
         _bar_column(parts, f, i, bar, names[i] if labels else None)
-    parts.append(f'<line class="base" x1="{f.left}" y1="{f.floor_y}" x2="{f.right:.1f}" '
-                 f'y2="{f.floor_y}"/>')
+    parts.append(
+        f'<line class="base" x1="{f.left}" y1="{f.floor_y}" x2="{f.right:.1f}" y2="{f.floor_y}"/>'
+    )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -222,19 +226,23 @@ def _bar_names(bars: list, prefix: str) -> list[str]:
     run, its first name and how many follow."""
 
     def short(name, room=26):
-        name = name[len(prefix):] if prefix and name.startswith(prefix) else name
-        return name if len(name) <= room else "…" + name[-(room - 1):]
+        name = name[len(prefix) :] if prefix and name.startswith(prefix) else name
+        return name if len(name) <= room else "…" + name[-(room - 1) :]
 
-    return [short(b[0].name) if len(b) == 1 else short(b[0].name, 21) + f" +{len(b) - 1}"
-            for b in bars]
+    return [
+        short(b[0].name) if len(b) == 1 else short(b[0].name, 21) + f" +{len(b) - 1}" for b in bars
+    ]
 
 
 def _band_keys(bars: list, band_level: int) -> list[str]:
     """Each bar's band: its sub-module ``band_level`` deep, shallower while shared bars would
     make more bands than a quarter of the bars (fewer, wider bands)."""
     keys = [_group_key(b[0].name, band_level) for b in bars]
-    while band_level > 1 and any(len(b) > 1 for b in bars) and (
-            sum(1 for _ in groupby(keys)) > len(bars) // 4):
+    while (
+        band_level > 1
+        and any(len(b) > 1 for b in bars)
+        and (sum(1 for _ in groupby(keys)) > len(bars) // 4)
+    ):
         band_level -= 1
         keys = [_group_key(b[0].name, band_level) for b in bars]
     return keys
@@ -247,14 +255,16 @@ def _bands(parts: list, f: _Frame, bars: list, keys: list[str], prefix: str) -> 
     for band, (key, run) in enumerate(groupby(keys)):
         k = len(list(run))
         bx, bw = f.left + i * f.slot, k * f.slot
-        count = sum(len(b) for b in bars[i:i + k])
-        parts.append(f'<rect class="band{band % 2}" x="{bx}" y="{f.top - 14}" width="{bw}" '
-                     f'height="{f.bottom - f.top + 14}"><title>{esc(key)}: {count} parameters'
-                     '</title></rect>')
+        count = sum(len(b) for b in bars[i : i + k])
+        parts.append(
+            f'<rect class="band{band % 2}" x="{bx}" y="{f.top - 14}" width="{bw}" '
+            f'height="{f.bottom - f.top + 14}"><title>{esc(key)}: {count} parameters'
+            "</title></rect>"
+        )
         fit = int(bw / 5.6)
         if fit >= 3:
-            label = key[len(prefix):] if prefix and key.startswith(prefix) else key
-            label = label if len(label) <= fit else label[:fit - 1] + "…"
+            label = key[len(prefix) :] if prefix and key.startswith(prefix) else key
+            label = label if len(label) <= fit else label[: fit - 1] + "…"
             parts.append(f'<text class="bl" x="{bx + 2}" y="{f.top - 4}">{esc(label)}</text>')
         i += k
 
@@ -262,16 +272,22 @@ def _bands(parts: list, f: _Frame, bars: list, keys: list[str], prefix: str) -> 
 def _flow_axes(parts: list, f: _Frame) -> None:
     """The log10 |grad| axis; with a ratio panel, its axis and the 1e-3 reference line."""
     _axis(parts, f.lo, f.hi, f.top, f.H, f.left, f.right)
-    parts.append(f'<text class="axt" x="4" y="{f.top + f.H / 2:.0f}" transform="rotate(-90 10 '
-                 f'{f.top + f.H / 2:.0f})">log10 |grad|</text>')
+    parts.append(
+        f'<text class="axt" x="4" y="{f.top + f.H / 2:.0f}" transform="rotate(-90 10 '
+        f'{f.top + f.H / 2:.0f})">log10 |grad|</text>'
+    )
     if f.show_ratio:
         _axis(parts, f.rlo, f.rhi, f.rtop, f.RH, f.left, f.right)
         if f.rlo < -3 < f.rhi:
-            parts.append(f'<line class="ref" x1="{f.left}" y1="{f.ry(-3):.1f}" '
-                         f'x2="{f.right:.1f}" y2="{f.ry(-3):.1f}"><title>update/weight 1e-3, '
-                         f'a usual healthy ratio</title></line>')
-        parts.append(f'<text class="axt" x="4" y="{f.rtop + f.RH / 2:.0f}" '
-                     f'transform="rotate(-90 10 {f.rtop + f.RH / 2:.0f})">Δw/w</text>')
+            parts.append(
+                f'<line class="ref" x1="{f.left}" y1="{f.ry(-3):.1f}" '
+                f'x2="{f.right:.1f}" y2="{f.ry(-3):.1f}"><title>update/weight 1e-3, '
+                f"a usual healthy ratio</title></line>"
+            )
+        parts.append(
+            f'<text class="axt" x="4" y="{f.rtop + f.RH / 2:.0f}" '
+            f'transform="rotate(-90 10 {f.rtop + f.RH / 2:.0f})">Δw/w</text>'
+        )
 
 
 def _bar_column(parts: list, f: _Frame, i: int, bar: list, label: str | None) -> None:
@@ -292,20 +308,26 @@ def _bar_column(parts: list, f: _Frame, i: int, bar: list, label: str | None) ->
             _ratio_dot(parts, f, ratio, cx, f"{bar[0].name} … {bar[-1].name}, median")
     if label is not None:
         ly = (f.rtop + f.RH + 8) if f.show_ratio else (f.floor_y + 12)
-        parts.append(f'<text class="lab" transform="translate({cx + 3:.1f} {ly:.1f}) '
-                     f'rotate(-90)">{esc(label)}</text>')
+        parts.append(
+            f'<text class="lab" transform="translate({cx + 3:.1f} {ly:.1f}) '
+            f'rotate(-90)">{esc(label)}</text>'
+        )
 
 
 def _marker(parts: list, f: _Frame, kind, cx: float, t: str) -> None:
     """A parameter without a bar, at the floor: a square when frozen, else a triangle."""
     r, floor_y = f.r, f.floor_y
     if kind == Status.FROZEN:
-        parts.append(f'<rect class="mk-frozen" x="{cx - r:.1f}" y="{floor_y - 2 * r:.1f}" '
-                     f'width="{2 * r:.1f}" height="{2 * r:.1f}">{t}</rect>')
-    else:                                       # zero / missing: a marker at the floor
-        parts.append(f'<path class="mk-{kind}" d="M{cx - r:.1f} {floor_y + 1:.1f}'
-                     f'L{cx + r:.1f} {floor_y + 1:.1f}L{cx:.1f} {floor_y - 2 * r:.1f}Z">'
-                     f'{t}</path>')
+        parts.append(
+            f'<rect class="mk-frozen" x="{cx - r:.1f}" y="{floor_y - 2 * r:.1f}" '
+            f'width="{2 * r:.1f}" height="{2 * r:.1f}">{t}</rect>'
+        )
+    else:  # zero / missing: a marker at the floor
+        parts.append(
+            f'<path class="mk-{kind}" d="M{cx - r:.1f} {floor_y + 1:.1f}'
+            f'L{cx + r:.1f} {floor_y + 1:.1f}L{cx:.1f} {floor_y - 2 * r:.1f}Z">'
+            f"{t}</path>"
+        )
 
 
 def _ratio_dot(parts: list, f: _Frame, ratio, cx: float, what: str) -> None:
@@ -313,13 +335,17 @@ def _ratio_dot(parts: list, f: _Frame, ratio, cx: float, what: str) -> None:
     the weights were not updated (nothing when unknown)."""
     lr = _log10(ratio)
     if lr is not None:
-        parts.append(f'<circle class="rd" cx="{cx:.1f}" cy="{f.ry(lr):.1f}" '
-                     f'r="{min(3, f.w / 2 + .5):.1f}"><title>{esc(what)}: update/weight '
-                     f'{_fmt(ratio)}</title></circle>')
+        parts.append(
+            f'<circle class="rd" cx="{cx:.1f}" cy="{f.ry(lr):.1f}" '
+            f'r="{min(3, f.w / 2 + 0.5):.1f}"><title>{esc(what)}: update/weight '
+            f"{_fmt(ratio)}</title></circle>"
+        )
     elif ratio == 0:
-        parts.append(f'<circle class="r0" cx="{cx:.1f}" cy="{f.rtop + f.RH:.1f}" '
-                     f'r="{min(3, f.w / 2 + .5):.1f}"><title>{esc(what)}: not updated'
-                     f'</title></circle>')
+        parts.append(
+            f'<circle class="r0" cx="{cx:.1f}" cy="{f.rtop + f.RH:.1f}" '
+            f'r="{min(3, f.w / 2 + 0.5):.1f}"><title>{esc(what)}: not updated'
+            f"</title></circle>"
+        )
 
 
 def _last_status(p):
@@ -333,27 +359,39 @@ def _one_bar(parts, p, x0, w, cx, y, floor_y, H, top, marker) -> None:
     gv = _num(g)
     ratio = _ratio(p)
     peak = max((v for v in (_log10(x) for x in p.grad_norms) if v is not None), default=None)
-    tip = (f"{p.name}  [{p.status}; last step {last or '?'}]\n|grad| last {_fmt(g)}"
-           + (f", max {_fmt(10 ** peak)}" if peak is not None else "")
-           + (f"\nupdate/weight {_fmt(ratio)}" if ratio is not None else "")
-           + (f"\n{p.cause}: {p.cause_detail}" if p.cause else ""))
+    tip = (
+        f"{p.name}  [{p.status}; last step {last or '?'}]\n|grad| last {_fmt(g)}"
+        + (f", max {_fmt(10**peak)}" if peak is not None else "")
+        + (f"\nupdate/weight {_fmt(ratio)}" if ratio is not None else "")
+        + (f"\n{p.cause}: {p.cause_detail}" if p.cause else "")
+    )
     t = f"<title>{esc(tip)}</title>"
     lg = _log10(g)
     if gv is not None and not math.isfinite(gv) or last == Status.NONFINITE:
-        parts.append(f'<rect class="bnan" x="{x0:.1f}" y="{top}" width="{w}" '
-                     f'height="{H}">{t}</rect>')
+        parts.append(
+            f'<rect class="bnan" x="{x0:.1f}" y="{top}" width="{w}" height="{H}">{t}</rect>'
+        )
     elif lg is not None and last != Status.FROZEN:
         if peak is not None and peak > lg:
             yp = y(peak)
-            parts.append(f'<rect class="bmax" x="{x0:.1f}" y="{yp:.1f}" width="{w}" '
-                         f'height="{floor_y - yp:.1f}"/>')
+            parts.append(
+                f'<rect class="bmax" x="{x0:.1f}" y="{yp:.1f}" width="{w}" '
+                f'height="{floor_y - yp:.1f}"/>'
+            )
         yy = y(lg)
-        bad = (" vanish" if Finding.VANISHING in p.flags else
-               " explode" if Finding.EXPLODING in p.flags else "")
-        parts.append(f'<rect class="bar{bad}" x="{x0:.1f}" y="{yy:.1f}" width="{w}" '
-                     f'height="{max(floor_y - yy, 1):.1f}">{t}</rect>')
+        bad = (
+            " vanish"
+            if Finding.VANISHING in p.flags
+            else " explode"
+            if Finding.EXPLODING in p.flags
+            else ""
+        )
+        parts.append(
+            f'<rect class="bar{bad}" x="{x0:.1f}" y="{yy:.1f}" width="{w}" '
+            f'height="{max(floor_y - yy, 1):.1f}">{t}</rect>'
+        )
     else:
-        marked = (Status.ZERO, Status.MISSING, Status.FROZEN)   # a marker, not a bar
+        marked = (Status.ZERO, Status.MISSING, Status.FROZEN)  # a marker, not a bar
         kind = last if last in marked else (p.status if p.status in marked else Status.MISSING)
         marker(kind, cx, t)
 
@@ -373,19 +411,27 @@ def _shared_bar(parts, bar, x0, w, cx, y, floor_y, H, top, marker):
         elif lg is not None and last != Status.FROZEN:
             logs.append((lg, p))
         else:
-            kind = last if last in (Status.ZERO, Status.FROZEN) else (
-                p.status if p.status in (Status.ZERO, Status.FROZEN) else Status.MISSING)
+            kind = (
+                last
+                if last in (Status.ZERO, Status.FROZEN)
+                else (p.status if p.status in (Status.ZERO, Status.FROZEN) else Status.MISSING)
+            )
             odd.setdefault(kind, []).append(p)
     logs.sort(key=lambda x: x[0])
     ratios = sorted(x for x in (_ratio(p) for p in bar) if x is not None)
     lines = [f"{bar[0].name} … {bar[-1].name} ({len(bar)} parameters)"]
     if logs:
         med = logs[len(logs) // 2][0]
-        lines.append(f"|grad| last: median {_fmt(10 ** med)}, smallest {_fmt(10 ** logs[0][0])} "
-                     f"({logs[0][1].name}), largest {_fmt(10 ** logs[-1][0])} ({logs[-1][1].name})")
+        lines.append(
+            f"|grad| last: median {_fmt(10**med)}, smallest {_fmt(10 ** logs[0][0])} "
+            f"({logs[0][1].name}), largest {_fmt(10 ** logs[-1][0])} ({logs[-1][1].name})"
+        )
     for kind, ps in odd.items():
-        lines.append(f"{len(ps)} {kind}: " + ", ".join(p.name for p in ps[:3])
-                     + (", …" if len(ps) > 3 else ""))
+        lines.append(
+            f"{len(ps)} {kind}: "
+            + ", ".join(p.name for p in ps[:3])
+            + (", …" if len(ps) > 3 else "")
+        )
     flagged = [p for p in bar if Finding.EXPLODING in p.flags or Finding.VANISHING in p.flags]
     if flagged:
         lines.append(f"{len(flagged)} flagged exploding/vanishing, e.g. {flagged[0].name}")
@@ -393,18 +439,29 @@ def _shared_bar(parts, bar, x0, w, cx, y, floor_y, H, top, marker):
         lines.append(f"update/weight median {_fmt(ratios[len(ratios) // 2])}")
     t = f"<title>{esc(chr(10).join(lines))}</title>"
     if Status.NONFINITE in odd:
-        parts.append(f'<rect class="bnan" x="{x0:.1f}" y="{top}" width="{w}" '
-                     f'height="{H}">{t}</rect>')
+        parts.append(
+            f'<rect class="bnan" x="{x0:.1f}" y="{top}" width="{w}" height="{H}">{t}</rect>'
+        )
     elif logs:
         ymax, ymed, ymin = y(logs[-1][0]), y(med), y(logs[0][0])
-        parts.append(f'<rect class="bmax" x="{x0:.1f}" y="{ymax:.1f}" width="{w}" '
-                     f'height="{floor_y - ymax:.1f}">{t}</rect>')
-        bad = (" explode" if any(Finding.EXPLODING in p.flags for p in bar) else
-               " vanish" if any(Finding.VANISHING in p.flags for p in bar) else "")
-        parts.append(f'<rect class="bar{bad}" x="{x0:.1f}" y="{ymed:.1f}" width="{w}" '
-                     f'height="{max(floor_y - ymed, 1):.1f}">{t}</rect>')
-        parts.append(f'<line class="bmin" x1="{x0:.1f}" y1="{ymin:.1f}" x2="{x0 + w:.1f}" '
-                     f'y2="{ymin:.1f}"/>')
+        parts.append(
+            f'<rect class="bmax" x="{x0:.1f}" y="{ymax:.1f}" width="{w}" '
+            f'height="{floor_y - ymax:.1f}">{t}</rect>'
+        )
+        bad = (
+            " explode"
+            if any(Finding.EXPLODING in p.flags for p in bar)
+            else " vanish"
+            if any(Finding.VANISHING in p.flags for p in bar)
+            else ""
+        )
+        parts.append(
+            f'<rect class="bar{bad}" x="{x0:.1f}" y="{ymed:.1f}" width="{w}" '
+            f'height="{max(floor_y - ymed, 1):.1f}">{t}</rect>'
+        )
+        parts.append(
+            f'<line class="bmin" x1="{x0:.1f}" y1="{ymin:.1f}" x2="{x0 + w:.1f}" y2="{ymin:.1f}"/>'
+        )
     for kind in (Status.MISSING, Status.ZERO, Status.FROZEN):
         if kind in odd and Status.NONFINITE not in odd:
             marker(kind, cx, t)
@@ -422,44 +479,59 @@ def _flow_section(report) -> str:
     scale = _decades(glogs, (-8, 2))
     rscale = _decades(rlogs, (-6, 0))
     show_ratio = any(_ratio(p) is not None for p in params)
-    out = ['<section id="flow"><h2>Gradient flow</h2>',
-           '<p class="note">Gradient norm of every parameter on the last step, log scale, in model '
-           'order (the pale bar is its largest norm over all steps). '
-           f'<span class="key"><i style="background:{_color(Status.COVERED)}"></i>non-zero</span>'
-           f'<span class="key"><i class="tri" style="border-bottom-color:{_color(Status.ZERO)}">'
-           '</i>zero</span>'
-           f'<span class="key"><i class="tri" style="border-bottom-color:{_color(Status.MISSING)}">'
-           '</i>missing</span>'
-           f'<span class="key"><i style="background:{_color(Status.NONFINITE)}"></i>NaN/Inf</span>'
-           f'<span class="key"><i style="background:{_color(Status.FROZEN)}"></i>frozen</span>'
-           + ('<span class="key"><i class="dot"></i>update / weight norm (dashed: 1e-3)</span>'
-              if show_ratio else "")
-           + ' Hover a bar for its name and numbers.</p>']
+    out = [
+        '<section id="flow"><h2>Gradient flow</h2>',
+        '<p class="note">Gradient norm of every parameter on the last step, log scale, in model '
+        "order (the pale bar is its largest norm over all steps). "
+        f'<span class="key"><i style="background:{_color(Status.COVERED)}"></i>non-zero</span>'
+        f'<span class="key"><i class="tri" style="border-bottom-color:{_color(Status.ZERO)}">'
+        "</i>zero</span>"
+        f'<span class="key"><i class="tri" style="border-bottom-color:{_color(Status.MISSING)}">'
+        "</i>missing</span>"
+        f'<span class="key"><i style="background:{_color(Status.NONFINITE)}"></i>NaN/Inf</span>'
+        f'<span class="key"><i style="background:{_color(Status.FROZEN)}"></i>frozen</span>'
+        + (
+            '<span class="key"><i class="dot"></i>update / weight norm (dashed: 1e-3)</span>'
+            if show_ratio
+            else ""
+        )
+        + " Hover a bar for its name and numbers.</p>",
+    ]
     groups = _flow_groups(params)
     charts = []
     for title, group, level in groups:
-        limit = len(group) if len(params) <= FLOW_BARS else min(
-            CHART_BARS, max(MIN_BARS, FLOW_BARS * len(group) // len(params)))
+        limit = (
+            len(group)
+            if len(params) <= FLOW_BARS
+            else min(CHART_BARS, max(MIN_BARS, FLOW_BARS * len(group) // len(params)))
+        )
         charts.append((title, group, level, _bars(group, limit)))
     if any(len(bars) < len(group) for _, group, _, bars in charts):
-        out.append(f'<p class="note">{len(params):,} parameters: past {FLOW_BARS:,} a chart '
-                   f'draws at most {CHART_BARS} bars, so runs of consecutive parameters share a '
-                   'bar, solid up to their median |grad|, pale up to the largest, with a tick at '
-                   'the smallest (hover for the names). A parameter that is non-finite, missing, '
-                   'zero, exploding, vanishing or has a cause keeps a bar of its own, up to '
-                   f'{OWN_BARS} a chart; the Causes above and the Modules below list every one.'
-                   '</p>')
+        out.append(
+            f'<p class="note">{len(params):,} parameters: past {FLOW_BARS:,} a chart '
+            f"draws at most {CHART_BARS} bars, so runs of consecutive parameters share a "
+            "bar, solid up to their median |grad|, pale up to the largest, with a tick at "
+            "the smallest (hover for the names). A parameter that is non-finite, missing, "
+            "zero, exploding, vanishing or has a cause keeps a bar of its own, up to "
+            f"{OWN_BARS} a chart; the Causes above and the Modules below list every one."
+            "</p>"
+        )
     for title, group, level, bars in charts:
         counts: dict = {}
         for p in group:
             counts[p.status] = counts.get(p.status, 0) + 1
         bad = ", ".join(f"{counts[s]} {s}" for s in UNCOVERED if counts.get(s))
-        shared = (f", {len(bars)} bars of up to {max(len(b) for b in bars)}"
-                  if len(bars) < len(group) else "")
-        out.append(f'<details class="chart" open><summary><b>{esc(title)}</b> '
-                   f'<span class="dim">{len(group)} parameters{shared}</span>'
-                   + (f' <span class="warn">{esc(bad)}</span>' if bad else "")
-                   + f'</summary><div class="scroll">'
-                   f'{_flow_chart(title, bars, scale, rscale, show_ratio, level)}</div></details>')
+        shared = (
+            f", {len(bars)} bars of up to {max(len(b) for b in bars)}"
+            if len(bars) < len(group)
+            else ""
+        )
+        out.append(
+            f'<details class="chart" open><summary><b>{esc(title)}</b> '
+            f'<span class="dim">{len(group)} parameters{shared}</span>'
+            + (f' <span class="warn">{esc(bad)}</span>' if bad else "")
+            + f'</summary><div class="scroll">'
+            f"{_flow_chart(title, bars, scale, rscale, show_ratio, level)}</div></details>"
+        )
     out.append("</section>")
     return "".join(out)

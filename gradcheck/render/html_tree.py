@@ -34,7 +34,7 @@ from gradcheck.render.html_parts import _color, _fmt, _last, _ratio, _shape
 from gradcheck.report import RUN_STATUSES
 from gradcheck.summary import module_rollup
 
-LOAD_ROWS = 500        # parameter rows built at load by modules opened for an uncovered parameter
+LOAD_ROWS = 500  # parameter rows built at load by modules opened for an uncovered parameter
 
 
 def _notes(p) -> list:
@@ -54,10 +54,17 @@ def _notes(p) -> list:
 
 
 def _param(p) -> list:
-    row = [p.name, _shape(p), str(p.status), "".join(STEP_MARK.get(s, "?") for s in p.steps),
-           _fmt(_last(p.grad_norms, p.grad_norm)), _fmt(_ratio(p)),
-           None if p.reached_by is None else [str(t) for t in p.reached_by], _notes(p),
-           " ".join([p.cause or "", *map(str, p.flags), *map(str, p.aliases)]).strip()]
+    row = [
+        p.name,
+        _shape(p),
+        str(p.status),
+        "".join(STEP_MARK.get(s, "?") for s in p.steps),
+        _fmt(_last(p.grad_norms, p.grad_norm)),
+        _fmt(_ratio(p)),
+        None if p.reached_by is None else [str(t) for t in p.reached_by],
+        _notes(p),
+        " ".join([p.cause or "", *map(str, p.flags), *map(str, p.aliases)]).strip(),
+    ]
     while row[-1] in ("", []):
         row.pop()
     return row
@@ -82,7 +89,7 @@ def tree_data(report) -> dict:
         parent = p.name.rsplit(".", 1)[0] if "." in p.name else ""
         own.setdefault(parent if parent in info else "", []).append(i)
     roots = [""] if "" in info else children.get("", [])
-    order: list = []                       # pre-order, without recursion (trees can be deep)
+    order: list = []  # pre-order, without recursion (trees can be deep)
     stack = list(reversed(roots))
     while stack:
         name = stack.pop()
@@ -91,33 +98,52 @@ def tree_data(report) -> dict:
     index = {name: i for i, name in enumerate(order)}
     small = len(info) <= 60
     opened, built_rows = set(), 0
-    for name in order:                     # open at load: as the page always did, but a
-        m = info[name]                     # budget of rows for subtrees opened for a finding
+    for name in order:  # open at load: as the page always did, but a
+        m = info[name]  # budget of rows for subtrees opened for a finding
         parent = name.rsplit(".", 1)[0] if "." in name else ""
         if name not in roots and (parent if parent in info else "") not in opened:
-            continue                       # inside a folded module: built when that opens
-        if name == "" or m.depth <= 1 and small or (m.worst in UNCOVERED
-                                                    and built_rows < LOAD_ROWS):
+            continue  # inside a folded module: built when that opens
+        if (
+            name == ""
+            or m.depth <= 1
+            and small
+            or (m.worst in UNCOVERED and built_rows < LOAD_ROWS)
+        ):
             opened.add(name)
             built_rows += len(own.get(name, ()))
     rows = []
     for name in order:
         m = info[name]
         by = m.by_status
-        rows.append([name, m.covered, m.trainable, str(m.worst), m.params, human(m.numel),
-                     [by.get(s, 0) for s in RUN_STATUSES],
-                     [index[c] for c in children.get(name, [])],
-                     own.get(name, []), int(name in opened)])
+        rows.append(
+            [
+                name,
+                m.covered,
+                m.trainable,
+                str(m.worst),
+                m.params,
+                human(m.numel),
+                [by.get(s, 0) for s in RUN_STATUSES],
+                [index[c] for c in children.get(name, [])],
+                own.get(name, []),
+                int(name in opened),
+            ]
+        )
     used = sorted({i for r in rows for i in r[8]})
-    if len(used) < len(report.params):     # parameters outside every listed module are not shown
+    if len(used) < len(report.params):  # parameters outside every listed module are not shown
         remap = {old: new for new, old in enumerate(used)}
         for r in rows:
             r[8] = [remap[i] for i in r[8]]
-    return {"model": str(report.config.get("model", "model")),
-            "roots": [index[r] for r in roots],
-            "s": list(RUN_STATUSES), "c": [_color(s) for s in RUN_STATUSES],
-            "k": sorted({*STATUS_STYLE, *STEP_MARK}), "mk": {v: k for k, v in STEP_MARK.items()},
-            "m": rows, "p": [_param(report.params[i]) for i in used]}
+    return {
+        "model": str(report.config.get("model", "model")),
+        "roots": [index[r] for r in roots],
+        "s": list(RUN_STATUSES),
+        "c": [_color(s) for s in RUN_STATUSES],
+        "k": sorted({*STATUS_STYLE, *STEP_MARK}),
+        "mk": {v: k for k, v in STEP_MARK.items()},
+        "m": rows,
+        "p": [_param(report.params[i]) for i in used],
+    }
 
 
 def embed_json(data) -> str:
@@ -131,14 +157,17 @@ def _tree(report) -> str:
     data = tree_data(report)
     if not data:
         return ""
-    return ('<section id="modules"><h2>Modules and parameters</h2>'
-            '<div class="tools"><input id="q" type="search" placeholder="filter: name, status '
-            '(s:missing), cause code, flag…" aria-label="filter parameters">'
-            '<button type="button" data-act="open">expand all</button>'
-            '<button type="button" data-act="close">collapse all</button>'
-            '<span class="dim">covered/trainable per module subtree, coloured by worst status'
-            '</span><b id="qn" class="dim"></b></div><div id="tree"><noscript><p class="note">'
-            'The module tree is built by '
-            'the page\'s script: allow JavaScript to see it, or run <code>gradcheck show '
-            'REPORT</code>.</p></noscript></div><script type="application/json" id="gc-tree">'
-            + embed_json(data) + "</script></section>")
+    return (
+        '<section id="modules"><h2>Modules and parameters</h2>'
+        '<div class="tools"><input id="q" type="search" placeholder="filter: name, status '
+        '(s:missing), cause code, flag…" aria-label="filter parameters">'
+        '<button type="button" data-act="open">expand all</button>'
+        '<button type="button" data-act="close">collapse all</button>'
+        '<span class="dim">covered/trainable per module subtree, coloured by worst status'
+        '</span><b id="qn" class="dim"></b></div><div id="tree"><noscript><p class="note">'
+        "The module tree is built by "
+        "the page's script: allow JavaScript to see it, or run <code>gradcheck show "
+        'REPORT</code>.</p></noscript></div><script type="application/json" id="gc-tree">'
+        + embed_json(data)
+        + "</script></section>"
+    )

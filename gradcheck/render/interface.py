@@ -47,9 +47,17 @@ class AlignRenderer(Protocol):
 
 
 # output name -> its protocol; the name is also the method a format implements
-OUTPUTS: dict = {"report": Renderer, "comparison": ComparisonRenderer,
-                 "across": AcrossRenderer, "align": AlignRenderer}
+OUTPUTS: dict = {
+    "report": Renderer,
+    "comparison": ComparisonRenderer,
+    "across": AcrossRenderer,
+    "align": AlignRenderer,
+}
 
 # how the command line names an output a format cannot show
-DESCRIBED = {"report": "a report", "comparison": "a comparison",
-             "across": "a comparison across frameworks", "align": "an alignment"}
+DESCRIBED = {
+    "report": "a report",
+    "comparison": "a comparison",
+    "across": "a comparison across frameworks",
+    "align": "an alignment",
+}

@@ -49,7 +49,7 @@ class MarkdownRenderer:
         markdown_align(res, out)
 
     def report(self, report, out, depth=None) -> None:
-        depth = 2 if depth is None else depth   # markdown is always the full view
+        depth = 2 if depth is None else depth  # markdown is always the full view
         v, s = report.verdict, report.summary
         w = out.write
         w(f"{MARKER}\n## gradcheck: {'✅' if v.passed else '❌'} {_cell(headline(report))}\n\n")
@@ -67,11 +67,15 @@ class MarkdownRenderer:
         w(f"| buffers | {s.buffers} | {human(s.buffer_numel)} |\n\n")
         att = needs_attention(report)
         if att:
-            w("### Needs attention\n\n| parameter | shape | status | steps | cause | detail |\n"
-              "|---|---|---|---|---|---|\n")
+            w(
+                "### Needs attention\n\n| parameter | shape | status | steps | cause | detail |\n"
+                "|---|---|---|---|---|---|\n"
+            )
             for p in att[:MAX_ROWS]:
-                w(f"| {_code(p.name)} | {'x'.join(map(str, p.shape))} | {p.status} | "
-                  f"`{timeline(p.steps)}` | {_cell(p.cause)} | {_cell(p.cause_detail)} |\n")
+                w(
+                    f"| {_code(p.name)} | {'x'.join(map(str, p.shape))} | {p.status} | "
+                    f"`{timeline(p.steps)}` | {_cell(p.cause)} | {_cell(p.cause_detail)} |\n"
+                )
             if len(att) > MAX_ROWS:
                 w(f"\n… and {len(att) - MAX_ROWS} more (the JSON report lists all).\n")
             w("\n")
@@ -88,8 +92,10 @@ class MarkdownRenderer:
             _details(w, "Coverage by module")
             w("| module | covered/trainable | worst |\n|---|---:|---|\n")
             for m in rows[:MAX_ROWS]:
-                w(f"| {'&nbsp;' * 2 * m.depth}{_cell(m.module or '(model)')} | "
-                  f"{m.covered}/{m.trainable} | {m.worst} |\n")
+                w(
+                    f"| {'&nbsp;' * 2 * m.depth}{_cell(m.module or '(model)')} | "
+                    f"{m.covered}/{m.trainable} | {m.worst} |\n"
+                )
             if len(rows) > MAX_ROWS:
                 w(f"\n… and {len(rows) - MAX_ROWS} more modules.\n")
             w("\n</details>\n\n")
@@ -98,9 +104,11 @@ class MarkdownRenderer:
     def comparison(self, cmp, out) -> None:
         w = out.write
         w(f"{COMPARE_MARKER}\n## gradcheck compare: {'✅ ok' if cmp.ok else '❌ regression'}\n\n")
-        w(f"{len(cmp.regressions)} regression(s), {len(cmp.allowed)} allowed; "
-          f"{len(cmp.added)} added, {len(cmp.removed)} removed, {len(cmp.changed)} changed, "
-          f"{cmp.unchanged} unchanged\n\n")
+        w(
+            f"{len(cmp.regressions)} regression(s), {len(cmp.allowed)} allowed; "
+            f"{len(cmp.added)} added, {len(cmp.removed)} removed, {len(cmp.changed)} changed, "
+            f"{cmp.unchanged} unchanged\n\n"
+        )
         for warn in cmp.warnings:
             w(f"- WARN {_cell(warn)}\n")
         if cmp.warnings:
@@ -110,8 +118,10 @@ class MarkdownRenderer:
         def rows(changes):
             for c in changes[:MAX_ROWS]:
                 kind = f"{c.kind} (allowed)" if c.allowed else c.kind
-                w(f"| {_code(c.name)} | {kind} | {_cell(c.before or '(new)')} | "
-                  f"{_cell(c.after or '(removed)')} | {_cell(c.cause)} |\n")
+                w(
+                    f"| {_code(c.name)} | {kind} | {_cell(c.before or '(new)')} | "
+                    f"{_cell(c.after or '(removed)')} | {_cell(c.cause)} |\n"
+                )
             if len(changes) > MAX_ROWS:
                 w(f"\n… and {len(changes) - MAX_ROWS} more.\n")
 
@@ -119,8 +129,9 @@ class MarkdownRenderer:
             w("### Regressions\n\n" + header)
             rows(cmp.regressions)
             w("\n")
-        others = [c for c in cmp.added + cmp.changed + cmp.removed
-                  if not (c.regression and not c.allowed)]
+        others = [
+            c for c in cmp.added + cmp.changed + cmp.removed if not (c.regression and not c.allowed)
+        ]
         if others:
             _details(w, f"Other changes ({len(others)})")
             w(header)

@@ -31,14 +31,15 @@ from gradcheck.report import RUN_STATUSES
 from gradcheck.summary import counted, group_line, next_command
 
 MAX_ROWS = 60
-SHOWN_NAMES = 3      # names per finding group on the one-screen view
+SHOWN_NAMES = 3  # names per finding group on the one-screen view
 MAX_NOTES = 4
 
 
 def _console(out) -> Console:
     tty = hasattr(out, "isatty") and out.isatty()
-    return Console(file=out, width=None if tty else 140, no_color=not tty, highlight=False,
-                   soft_wrap=False)
+    return Console(
+        file=out, width=None if tty else 140, no_color=not tty, highlight=False, soft_wrap=False
+    )
 
 
 def _status(s: str | None) -> Text:
@@ -80,8 +81,10 @@ class TableRenderer:
             con.print(self._tree(report, depth))
         if report.warnings:
             agree = sum(1 for w in report.warnings if w.agrees)
-            con.print(f"Jittor warned {len(report.warnings)} time(s) about missing gradients; "
-                      f"{agree} agree with the probe (Jittor warns once per name per process).")
+            con.print(
+                f"Jittor warned {len(report.warnings)} time(s) about missing gradients; "
+                f"{agree} agree with the probe (Jittor warns once per name per process)."
+            )
         for line in v.reasons:
             con.print(Text(f"FAIL  {line}", style="red"))
         for line in v.warnings:
@@ -99,23 +102,27 @@ class TableRenderer:
         if len(report.steps) > 1 and grew:
             con.print(f"first covered on {grew}")
         if report.loss_terms:
-            con.print("loss terms reach: " + ", ".join(
-                f"{t.name} {t.reaches}" for t in report.loss_terms))
+            con.print(
+                "loss terms reach: " + ", ".join(f"{t.name} {t.reaches}" for t in report.loss_terms)
+            )
         grouped = set()
         for g in v.groups:
             if g.severity == Severity.ALLOWED:
                 continue
             grouped.add(group_line(g))
             self._group(con, g)
-        for line in v.reasons:   # a report from before findings were grouped
+        for line in v.reasons:  # a report from before findings were grouped
             if line not in grouped:
                 con.print(Text(f"FAIL  {line}", style="red"))
         for line in v.warnings:
             if line not in grouped:
                 con.print(Text(f"WARN  {line}", style="yellow"))
-        lines = [f"{g.count} parameter(s) allowed to stay uncovered ({g.finding}): "
-                 f"{g.why}, e.g. {g.names[0]}" for g in v.groups
-                 if g.severity == Severity.ALLOWED]
+        lines = [
+            f"{g.count} parameter(s) allowed to stay uncovered ({g.finding}): "
+            f"{g.why}, e.g. {g.names[0]}"
+            for g in v.groups
+            if g.severity == Severity.ALLOWED
+        ]
         lines += notes(report)
         for line in lines[:MAX_NOTES]:
             con.print(Text(f"note  {line}", style="dim"))
@@ -131,8 +138,12 @@ class TableRenderer:
     def _group(self, con, g) -> None:
         fail = g.severity == Severity.FAIL
         n = g.count
-        con.print(Text(f"{'FAIL' if fail else 'WARN'}  {g.finding}: {counted(g)}: {g.cause}, "
-                       f"{g.why}", style="red" if fail else "yellow"))
+        con.print(
+            Text(
+                f"{'FAIL' if fail else 'WARN'}  {g.finding}: {counted(g)}: {g.cause}, {g.why}",
+                style="red" if fail else "yellow",
+            )
+        )
         names = ", ".join(g.names[:SHOWN_NAMES])
         if n > SHOWN_NAMES:
             names += f", ... (+{n - SHOWN_NAMES})"
@@ -154,8 +165,11 @@ class TableRenderer:
         return t
 
     def _attention(self, params: list) -> Table:
-        t = Table(title="needs attention (steps: + non-zero, 0 zero, - missing, ! non-finite, "
-                  "f frozen)", title_justify="left", show_lines=False)
+        t = Table(
+            title="needs attention (steps: + non-zero, 0 zero, - missing, ! non-finite, f frozen)",
+            title_justify="left",
+            show_lines=False,
+        )
         for col in ("parameter", "shape", "status", "steps", "cause", "detail"):
             t.add_column(col, overflow="fold")
         shown = 0
@@ -168,9 +182,14 @@ class TableRenderer:
                 if shown >= MAX_ROWS:
                     break
                 shown += 1
-                t.add_row("  " + p.name.rsplit(".", 1)[-1], "x".join(map(str, p.shape)),
-                          _status(p.status), timeline(p.steps), p.cause or "",
-                          p.cause_detail or "")
+                t.add_row(
+                    "  " + p.name.rsplit(".", 1)[-1],
+                    "x".join(map(str, p.shape)),
+                    _status(p.status),
+                    timeline(p.steps),
+                    p.cause or "",
+                    p.cause_detail or "",
+                )
         if len(params) > shown:
             t.caption = f"... and {len(params) - shown} more (see --format json)"
         return t
@@ -182,10 +201,14 @@ class TableRenderer:
         t.add_column("values per step")
         for term in report.loss_terms:
             dead = term.reaches == 0
-            vals = ", ".join(f"{v:.4g}" if isinstance(v, (int, float)) else str(v)
-                             for v in term.values)
-            t.add_row(Text(term.name, style="red" if dead else ""), str(term.reaches),
-                      vals + ("  (reaches nothing)" if dead else ""))
+            vals = ", ".join(
+                f"{v:.4g}" if isinstance(v, (int, float)) else str(v) for v in term.values
+            )
+            t.add_row(
+                Text(term.name, style="red" if dead else ""),
+                str(term.reaches),
+                vals + ("  (reaches nothing)" if dead else ""),
+            )
         # per-module reach: which terms reach each top-level module
         mods: dict = {}
         for p in report.params:
@@ -203,8 +226,11 @@ class TableRenderer:
         return t
 
     def _timeline(self, params: list) -> Table:
-        t = Table(title=f"status changes over steps ({len(params)} parameters)",
-                  title_justify="left", show_edge=False)
+        t = Table(
+            title=f"status changes over steps ({len(params)} parameters)",
+            title_justify="left",
+            show_edge=False,
+        )
         t.add_column("module")
         t.add_column("params", justify="right")
         t.add_column("pattern")
@@ -226,8 +252,9 @@ class TableRenderer:
         for m in rows:
             label = Text(f"{m.module or '<model>'}  {m.covered}/{m.trainable}  ")
             label.append(m.worst, style=STATUS_STYLE.get(m.worst, ""))
-            parent_key = m.module.rsplit(".", 1)[0] if "." in m.module else (
-                "" if m.module else None)
+            parent_key = (
+                m.module.rsplit(".", 1)[0] if "." in m.module else ("" if m.module else None)
+            )
             parent = nodes.get(parent_key, root) if parent_key is not None else root
             nodes[m.module] = parent.add(label)
         return root
@@ -240,17 +267,26 @@ class TableRenderer:
         for col in ("parameter", "before", "after", "", "cause"):
             t.add_column(col, overflow="fold")
         for c in cmp.added + cmp.changed + cmp.removed:
-            tag = ("REGRESSION" if c.regression and not c.allowed else
-                   "allowed" if c.allowed else "")
+            tag = "REGRESSION" if c.regression and not c.allowed else "allowed" if c.allowed else ""
             tag = f"{tag}: {c.kind}" if tag else c.kind
-            t.add_row(c.name, _status(c.before or "(new)"), _status(c.after or "(removed)"),
-                      Text(tag, style="bold red" if tag.startswith("REGRESSION") else "dim"),
-                      c.cause or "")
+            t.add_row(
+                c.name,
+                _status(c.before or "(new)"),
+                _status(c.after or "(removed)"),
+                Text(tag, style="bold red" if tag.startswith("REGRESSION") else "dim"),
+                c.cause or "",
+            )
         if t.row_count:
             con.print(t)
-        con.print(f"{len(cmp.added)} added, {len(cmp.removed)} removed, "
-                  f"{len(cmp.changed)} changed, "
-                  f"{cmp.unchanged} unchanged; {len(cmp.regressions)} regression(s), "
-                  f"{len(cmp.allowed)} allowed")
-        con.print(Text("compare: " + ("ok" if cmp.ok else "REGRESSION"),
-                       style="bold green" if cmp.ok else "bold red"))
+        con.print(
+            f"{len(cmp.added)} added, {len(cmp.removed)} removed, "
+            f"{len(cmp.changed)} changed, "
+            f"{cmp.unchanged} unchanged; {len(cmp.regressions)} regression(s), "
+            f"{len(cmp.allowed)} allowed"
+        )
+        con.print(
+            Text(
+                "compare: " + ("ok" if cmp.ok else "REGRESSION"),
+                style="bold green" if cmp.ok else "bold red",
+            )
+        )

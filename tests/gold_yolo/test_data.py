@@ -31,7 +31,7 @@ def test_synthetic_batch_is_deterministic_and_well_formed():
     np.testing.assert_array_equal(t, t2)
     assert t.shape != t3.shape or not np.array_equal(t, t3)
     assert isinstance(t, np.ndarray) and t.dtype == np.float32 and t.shape[1] == 6
-    assert set(t[:, 0].astype(int)) == {0, 1, 2}                       # every image has boxes
+    assert set(t[:, 0].astype(int)) == {0, 1, 2}  # every image has boxes
     assert (t[:, 2:] >= 0).all() and (t[:, 2:] <= 1).all() and (t[:, 4:] > 0).all()
     assert (t[:, 1] == t[:, 1].astype(int)).all() and t[:, 1].max() < 80
     # several sizes: smallest below one stride-8 cell, largest around 5 x 32 px
@@ -60,10 +60,11 @@ def _write_dataset(root, images, labels):
 
 
 def test_letterbox_and_box_adjustment(tmp_path):
-    root = _write_dataset(tmp_path / "ds",
-                          {"a.png": (200, 100, (255, 0, 0)), "b.jpg": (50, 100, (0, 0, 255))},
-                          {"a": "3 0.5 0.5 0.5 0.5\n",
-                           "b": "1 0.5 0.25 1.0 0.5\n0 0.5 0.5 0.2 0.2\n"})
+    root = _write_dataset(
+        tmp_path / "ds",
+        {"a.png": (200, 100, (255, 0, 0)), "b.jpg": (50, 100, (0, 0, 255))},
+        {"a": "3 0.5 0.5 0.5 0.5\n", "b": "1 0.5 0.25 1.0 0.5\n0 0.5 0.5 0.2 0.2\n"},
+    )
     ds = YoloDataset(root, 64)
     assert len(ds) == 2
     img, lab, path = ds[0]
@@ -83,11 +84,16 @@ def test_letterbox_and_box_adjustment(tmp_path):
 
 
 def test_load_batch_format_and_missing_labels(tmp_path):
-    root = _write_dataset(tmp_path / "ds",
-                          {"a.png": (80, 80, (10, 20, 30)), "b.png": (60, 90, (0, 0, 0)),
-                           "c.jpeg": (64, 64, (5, 5, 5))},
-                          # a duplicate line; b has no label file
-                          {"a": "2 0.5 0.5 0.2 0.2\n2 0.5 0.5 0.2 0.2\n\n", "c": ""})
+    root = _write_dataset(
+        tmp_path / "ds",
+        {
+            "a.png": (80, 80, (10, 20, 30)),
+            "b.png": (60, 90, (0, 0, 0)),
+            "c.jpeg": (64, 64, (5, 5, 5)),
+        },
+        # a duplicate line; b has no label file
+        {"a": "2 0.5 0.5 0.2 0.2\n2 0.5 0.5 0.2 0.2\n\n", "c": ""},
+    )
     images, targets = load_batch(root, 64, batch_size=4, start=0)
     assert isinstance(images, jt.Var) and tuple(images.shape) == (4, 3, 64, 64)
     assert targets.shape == (2, 6) and targets.dtype == np.float32
@@ -99,8 +105,10 @@ def test_load_batch_format_and_missing_labels(tmp_path):
 
 def test_dataset_feeds_the_loss(tmp_path):
     from gold_yolo.loss import ComputeLoss
-    root = _write_dataset(tmp_path / "ds", {"a.png": (96, 64, (200, 10, 10))},
-                          {"a": "0 0.5 0.5 0.6 0.6\n"})
+
+    root = _write_dataset(
+        tmp_path / "ds", {"a.png": (96, 64, (200, 10, 10))}, {"a": "0 0.5 0.5 0.6 0.6\n"}
+    )
     images, targets = load_batch(root, 64, batch_size=1)
     feats = [jt.zeros((1, 1, 64 // s, 64 // s)) for s in (8, 16, 32)]
     a = sum((64 // s) ** 2 for s in (8, 16, 32))
@@ -109,20 +117,26 @@ def test_dataset_feeds_the_loss(tmp_path):
     assert np.isfinite(res.total.item()) and res.stats["num_pos"] > 0
 
 
-@pytest.mark.parametrize("line,what", [
-    ("1 0.5 0.5 0.2", "expected 5 columns"),
-    ("1 0.5 0.5 0.2 0.2 7", "expected 5 columns"),
-    ("cat 0.5 0.5 0.2 0.2", "not a number"),
-    ("1 0.5 0.5 0.2 abc", "not a number"),
-    ("1 1.5 0.5 0.2 0.2", "normalised"),
-    ("1 0.5 -0.1 0.2 0.2", "normalised"),
-    ("-1 0.5 0.5 0.2 0.2", "non-negative integer"),
-    ("1.5 0.5 0.5 0.2 0.2", "non-negative integer"),
-    ("1 nan 0.5 0.2 0.2", "non-finite"),
-])
+@pytest.mark.parametrize(
+    "line,what",
+    [
+        ("1 0.5 0.5 0.2", "expected 5 columns"),
+        ("1 0.5 0.5 0.2 0.2 7", "expected 5 columns"),
+        ("cat 0.5 0.5 0.2 0.2", "not a number"),
+        ("1 0.5 0.5 0.2 abc", "not a number"),
+        ("1 1.5 0.5 0.2 0.2", "normalised"),
+        ("1 0.5 -0.1 0.2 0.2", "normalised"),
+        ("-1 0.5 0.5 0.2 0.2", "non-negative integer"),
+        ("1.5 0.5 0.5 0.2 0.2", "non-negative integer"),
+        ("1 nan 0.5 0.2 0.2", "non-finite"),
+    ],
+)
 def test_bad_label_lines_name_file_and_line(tmp_path, line, what):
-    root = _write_dataset(tmp_path / "ds", {"a.png": (32, 32, (0, 0, 0))},
-                          {"a": "0 0.5 0.5 0.1 0.1\n\n" + line + "\n"})
+    root = _write_dataset(
+        tmp_path / "ds",
+        {"a.png": (32, 32, (0, 0, 0))},
+        {"a": "0 0.5 0.5 0.1 0.1\n\n" + line + "\n"},
+    )
     with pytest.raises(DatasetError) as ei:
         YoloDataset(root, 64)
     msg = str(ei.value)

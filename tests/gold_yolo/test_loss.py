@@ -54,13 +54,13 @@ def loss_n(**kw):
 
 # ---------------------------------------------------------------- jittor idioms
 def test_jittor_reduction_idioms_match_numpy():
-    x = np.array([[1., 5, 5, 0], [7, 2, 7, 3]], np.float32)
+    x = np.array([[1.0, 5, 5, 0], [7, 2, 7, 3]], np.float32)
     v = jt.array(x)
-    idx, val = jt.argmax(v, 1)                      # (indices, values), first index on ties
+    idx, val = jt.argmax(v, 1)  # (indices, values), first index on ties
     np.testing.assert_array_equal(idx.numpy(), x.argmax(1))
     np.testing.assert_array_equal(val.numpy(), x.max(1))
-    np.testing.assert_array_equal(v.max(1).numpy(), x.max(1))       # values only
-    np.testing.assert_array_equal(v.max(0).numpy(), x.max(0))       # NOT image 0's row
+    np.testing.assert_array_equal(v.max(1).numpy(), x.max(1))  # values only
+    np.testing.assert_array_equal(v.max(0).numpy(), x.max(0))  # NOT image 0's row
     _, top = jt.topk(v, 2, dim=-1)
     assert set(top.numpy()[1]) == {0, 2}
     np.testing.assert_allclose(v.std().numpy(), np.std(x, ddof=1), rtol=1e-6)
@@ -117,8 +117,8 @@ def test_siou_matches_hand_formula_and_is_zero_on_identity():
         b = np.sort(rng.uniform(0, 10, (2, 2)), 0).T.reshape(-1)[[0, 2, 1, 3]]
         pairs.append((a, b))
     # |dx| > |dy|: the sin_alpha branch
-    pairs.append((np.array([1, 1, 4, 3.]), np.array([2, 0.5, 6, 5.])))
-    pairs.append((np.array([1, 1, 3, 3.]), np.array([1, 1, 3, 3.])))     # identical
+    pairs.append((np.array([1, 1, 4, 3.0]), np.array([2, 0.5, 6, 5.0])))
+    pairs.append((np.array([1, 1, 3, 3.0]), np.array([1, 1, 3, 3.0])))  # identical
     b1 = jt.array(np.array([p[0] for p in pairs], np.float32))
     b2 = jt.array(np.array([p[1] for p in pairs], np.float32))
     got = IOUloss("xyxy", "siou", eps=1e-10)(b1, b2).numpy()[:, 0]
@@ -126,8 +126,8 @@ def test_siou_matches_hand_formula_and_is_zero_on_identity():
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     assert abs(got[-1]) < 1e-5
     # and its gradient is finite on the identity pair
-    p = jt.array(np.array([[1, 1, 3, 3.]], np.float32))
-    same = jt.array(np.array([[1, 1, 3, 3.]], np.float32))
+    p = jt.array(np.array([[1, 1, 3, 3.0]], np.float32))
+    same = jt.array(np.array([[1, 1, 3, 3.0]], np.float32))
     g = jt.grad(IOUloss("xyxy", "siou", eps=1e-10)(p, same).sum(), p)
     assert np.isfinite(g.numpy()).all()
 
@@ -137,13 +137,15 @@ def test_diou_ciou_hand_values():
     b2 = jt.array(np.array([[1, 0, 3, 2]], np.float32))
     eps = 1e-10
     iou = 2 / 6
-    c2 = 3 ** 2 + 2 ** 2
+    c2 = 3**2 + 2**2
     rho2 = 1.0
-    np.testing.assert_allclose(IOUloss("xyxy", "diou", eps=eps)(b1, b2).numpy()[0, 0],
-                               1 - (iou - rho2 / c2), rtol=1e-5)
+    np.testing.assert_allclose(
+        IOUloss("xyxy", "diou", eps=eps)(b1, b2).numpy()[0, 0], 1 - (iou - rho2 / c2), rtol=1e-5
+    )
     # same aspect ratio -> v = 0 -> CIoU == DIoU
-    np.testing.assert_allclose(IOUloss("xyxy", "ciou", eps=eps)(b1, b2).numpy()[0, 0],
-                               1 - (iou - rho2 / c2), rtol=1e-5)
+    np.testing.assert_allclose(
+        IOUloss("xyxy", "ciou", eps=eps)(b1, b2).numpy()[0, 0], 1 - (iou - rho2 / c2), rtol=1e-5
+    )
 
 
 def test_iou_loss_rejects_misaligned_shapes():
@@ -161,7 +163,7 @@ def test_dist2bbox_bbox2dist_roundtrip_and_clip():
     np.testing.assert_allclose(boxes[..., :2], pts - d[..., :2], rtol=1e-6)
     back = bbox2dist(jt.array(pts), jt.array(boxes), 16).numpy()
     np.testing.assert_allclose(back, d, atol=1e-4)
-    np.testing.assert_allclose(bbox2dist(pts, dist2bbox(d, pts), 16), d, atol=1e-4)   # numpy path
+    np.testing.assert_allclose(bbox2dist(pts, dist2bbox(d, pts), 16), d, atol=1e-4)  # numpy path
     big = bbox2dist(jt.array(pts), jt.array(dist2bbox(d * 3 - 5, pts)), 16).numpy()
     assert big.min() >= 0 and big.max() <= 16 - 0.01 + 1e-6
     xywh = dist2bbox(jt.array(d), jt.array(pts), "xywh").numpy()
@@ -191,7 +193,7 @@ def test_anchors_layout():
     anchors, points, n_list, strides = generate_anchors([(4, 4), (2, 2), (1, 1)], STRIDES)
     assert n_list == [16, 4, 1]
     p = points.numpy()
-    np.testing.assert_array_equal(p[:3], [[4, 4], [12, 4], [20, 4]])            # x fastest
+    np.testing.assert_array_equal(p[:3], [[4, 4], [12, 4], [20, 4]])  # x fastest
     np.testing.assert_array_equal(p[16], [8, 8])
     np.testing.assert_array_equal(anchors.numpy()[20], [16 - 80, 16 - 80, 16 + 80, 16 + 80])
     np.testing.assert_array_equal(strides.numpy()[:, 0], [8] * 16 + [16] * 4 + [32])
@@ -226,7 +228,7 @@ def np_tal(scores, pd, points, labels, gts, valid, topk=13, alpha=1.0, beta=6.0,
     """Loop-based restatement of upstream TaskAlignedAssigner for ONE image."""
     m, a = len(gts), len(points)
     ov = _np_iou_matrix(gts, pd)
-    metric = scores[:, np.maximum(labels, 0)].T ** alpha * ov ** beta
+    metric = scores[:, np.maximum(labels, 0)].T ** alpha * ov**beta
     in_gt = _np_in_gts(points, gts)
     mask_pos = np.zeros((m, a))
     for j in range(m):
@@ -261,8 +263,8 @@ def np_atss(anchors, n_levels, labels, gts, valid, pd, nc, topk=9):
             continue
         cands, start = [], 0
         for n in n_levels:
-            order = np.argsort(dist[j, start:start + n], kind="stable")
-            cands += list(start + order[:min(topk, n)])
+            order = np.argsort(dist[j, start : start + n], kind="stable")
+            cands += list(start + order[: min(topk, n)])
             start += n
         vals = ov[j, cands]
         thr = vals.mean() + vals.std(ddof=1)
@@ -296,24 +298,38 @@ def _random_problem(seed, img=128, nc=5, counts=(4, 2)):
     pd = np.concatenate([points[None] - d[..., :2], points[None] + d[..., 2:]], -1)
     pd = pd.astype(np.float32)
     scores = rng.uniform(0.01, 0.99, (b, a, nc)).astype(np.float32)
-    return dict(anchors=anchors, points=points, n_list=n_list, gts=gts, labels=labels,
-                valid=valid, pd=pd, scores=scores, nc=nc)
+    return dict(
+        anchors=anchors,
+        points=points,
+        n_list=n_list,
+        gts=gts,
+        labels=labels,
+        valid=valid,
+        pd=pd,
+        scores=scores,
+        nc=nc,
+    )
 
 
 def _as_jt(p):
-    return (jt.array(p["labels"][..., None].astype(np.float32)), jt.array(p["gts"]),
-            jt.array(p["valid"][..., None].astype(np.float32)))
+    return (
+        jt.array(p["labels"][..., None].astype(np.float32)),
+        jt.array(p["gts"]),
+        jt.array(p["valid"][..., None].astype(np.float32)),
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_tal_matches_numpy_reference(seed):
     p = _random_problem(seed)
     gl, gb, mg = _as_jt(p)
-    lab, box, sc, fg = TaskAlignedAssigner(13, p["nc"])(jt.array(p["scores"]), jt.array(p["pd"]),
-                                                        jt.array(p["points"]), gl, gb, mg)
+    lab, box, sc, fg = TaskAlignedAssigner(13, p["nc"])(
+        jt.array(p["scores"]), jt.array(p["pd"]), jt.array(p["points"]), gl, gb, mg
+    )
     for i in range(len(p["gts"])):
-        r_lab, r_box, r_sc, r_fg = np_tal(p["scores"][i], p["pd"][i], p["points"],
-                                          p["labels"][i], p["gts"][i], p["valid"][i])
+        r_lab, r_box, r_sc, r_fg = np_tal(
+            p["scores"][i], p["pd"][i], p["points"], p["labels"][i], p["gts"][i], p["valid"][i]
+        )
         np.testing.assert_array_equal(fg.numpy()[i], r_fg)
         assert r_fg.sum() > 0
         np.testing.assert_array_equal(lab.numpy()[i][r_fg], r_lab[r_fg])
@@ -325,11 +341,19 @@ def test_tal_matches_numpy_reference(seed):
 def test_atss_matches_numpy_reference(seed):
     p = _random_problem(seed)
     gl, gb, mg = _as_jt(p)
-    lab, box, sc, fg = ATSSAssigner(9, p["nc"])(jt.array(p["anchors"]), p["n_list"], gl, gb, mg,
-                                                jt.array(p["pd"]))
+    lab, box, sc, fg = ATSSAssigner(9, p["nc"])(
+        jt.array(p["anchors"]), p["n_list"], gl, gb, mg, jt.array(p["pd"])
+    )
     for i in range(len(p["gts"])):
-        r_lab, r_box, r_sc, r_fg = np_atss(p["anchors"], p["n_list"], p["labels"][i],
-                                           p["gts"][i], p["valid"][i], p["pd"][i], p["nc"])
+        r_lab, r_box, r_sc, r_fg = np_atss(
+            p["anchors"],
+            p["n_list"],
+            p["labels"][i],
+            p["gts"][i],
+            p["valid"][i],
+            p["pd"][i],
+            p["nc"],
+        )
         np.testing.assert_array_equal(fg.numpy()[i], r_fg)
         assert r_fg.sum() > 0
         np.testing.assert_array_equal(lab.numpy()[i], r_lab)
@@ -338,7 +362,7 @@ def test_atss_matches_numpy_reference(seed):
 
 
 def test_select_highest_overlaps_resolves_conflicts():
-    mask_pos = np.array([[[1, 1, 0], [1, 0, 0]]], np.float32)      # anchor 0 claimed by both gts
+    mask_pos = np.array([[[1, 1, 0], [1, 0, 0]]], np.float32)  # anchor 0 claimed by both gts
     overlaps = np.array([[[0.2, 0.5, 0.1], [0.7, 0.1, 0.0]]], np.float32)
     idx, fg, mp = select_highest_overlaps(jt.array(mask_pos), jt.array(overlaps), 2)
     np.testing.assert_array_equal(idx.numpy(), [[1, 0, 0]])
@@ -349,7 +373,7 @@ def test_select_highest_overlaps_resolves_conflicts():
 def _one_gt_case(img=64):
     shapes = [(img // s, img // s) for s in STRIDES]
     anchors, points, n_list, _ = generate_anchors(shapes, STRIDES)
-    gt = np.array([[[10, 10, 30, 26]]], np.float32)                 # one box, image 0
+    gt = np.array([[[10, 10, 30, 26]]], np.float32)  # one box, image 0
     return anchors, points, n_list, gt
 
 
@@ -359,9 +383,14 @@ def test_tal_one_gt_positives_inside_it():
     a = len(pts)
     pd = np.concatenate([pts - 8, pts + 8], -1)[None].astype(np.float32)
     scores = np.full((1, a, 3), 0.3, np.float32)
-    lab, box, sc, fg = TaskAlignedAssigner(13, 3)(jt.array(scores), jt.array(pd), points,
-                                                  jt.array(np.array([[[2.]]], np.float32)),
-                                                  jt.array(gt), jt.ones((1, 1, 1)))
+    lab, box, sc, fg = TaskAlignedAssigner(13, 3)(
+        jt.array(scores),
+        jt.array(pd),
+        points,
+        jt.array(np.array([[[2.0]]], np.float32)),
+        jt.array(gt),
+        jt.ones((1, 1, 1)),
+    )
     fg = fg.numpy()[0]
     inside = (pts[:, 0] > 10) & (pts[:, 0] < 30) & (pts[:, 1] > 10) & (pts[:, 1] < 26)
     # < 13 candidates: all the inside ones (6+1+1)
@@ -377,33 +406,43 @@ def test_tal_one_gt_positives_inside_it():
 def test_atss_one_gt_positives_inside_it():
     anchors, points, n_list, gt = _one_gt_case()
     pts = points.numpy()
-    lab, box, sc, fg = ATSSAssigner(9, 3)(anchors, n_list, jt.array(np.array([[[1.]]], np.float32)),
-                                          jt.array(gt), jt.ones((1, 1, 1)), None)
+    lab, box, sc, fg = ATSSAssigner(9, 3)(
+        anchors,
+        n_list,
+        jt.array(np.array([[[1.0]]], np.float32)),
+        jt.array(gt),
+        jt.ones((1, 1, 1)),
+        None,
+    )
     fg = fg.numpy()[0]
     assert fg.sum() > 0
     p = pts[fg]
     assert ((p[:, 0] > 10) & (p[:, 0] < 30) & (p[:, 1] > 10) & (p[:, 1] < 26)).all()
     assert (lab.numpy()[0][fg] == 1).all() and (lab.numpy()[0][~fg] == 3).all()
-    np.testing.assert_array_equal(sc.numpy()[0][fg][:, 1], 1.0)       # no pd_bboxes: hard labels
+    np.testing.assert_array_equal(sc.numpy()[0][fg][:, 1], 1.0)  # no pd_bboxes: hard labels
 
 
 def test_assigners_with_no_gt_at_all():
     anchors, points, n_list, _ = _one_gt_case()
     a = len(points.numpy())
     empty_l, empty_b, empty_m = jt.zeros((2, 0, 1)), jt.zeros((2, 0, 4)), jt.zeros((2, 0, 1))
-    lab, box, sc, fg = TaskAlignedAssigner(13, 3)(jt.zeros((2, a, 3)), jt.zeros((2, a, 4)), points,
-                                                  empty_l, empty_b, empty_m)
+    lab, box, sc, fg = TaskAlignedAssigner(13, 3)(
+        jt.zeros((2, a, 3)), jt.zeros((2, a, 4)), points, empty_l, empty_b, empty_m
+    )
     assert fg.shape == [2, a] and not fg.numpy().any() and (lab.numpy() == 3).all()
-    lab, box, sc, fg = ATSSAssigner(9, 3)(anchors, n_list, empty_l, empty_b, empty_m,
-                                          jt.zeros((2, a, 4)))
+    lab, box, sc, fg = ATSSAssigner(9, 3)(
+        anchors, n_list, empty_l, empty_b, empty_m, jt.zeros((2, a, 4))
+    )
     assert not fg.numpy().any() and sc.shape == [2, a, 3]
 
 
 # ---------------------------------------------------------------- loss
 def test_preprocess_targets_pads_and_scales():
-    t = np.array([[1, 3, .5, .5, .5, .25], [0, 1, .25, .5, .5, .5], [1, 2, .5, .5, 1, 1]],
-                 np.float32)
-    out, counts = preprocess_targets(t, 3, (64, 128))     # H=64, W=128
+    t = np.array(
+        [[1, 3, 0.5, 0.5, 0.5, 0.25], [0, 1, 0.25, 0.5, 0.5, 0.5], [1, 2, 0.5, 0.5, 1, 1]],
+        np.float32,
+    )
+    out, counts = preprocess_targets(t, 3, (64, 128))  # H=64, W=128
     assert out.shape == (3, 2, 5) and list(counts) == [1, 2, 0]
     np.testing.assert_allclose(out[0, 0], [1, 0, 16, 64, 48])
     np.testing.assert_allclose(out[0, 1], [-1, 0, 0, 0, 0])
@@ -411,7 +450,7 @@ def test_preprocess_targets_pads_and_scales():
     assert (out[2, :, 0] == -1).all()
     assert preprocess_targets(np.zeros((0, 6)), 2, (64, 64))[0].shape == (2, 0, 5)
     with pytest.raises(ValueError):
-        preprocess_targets(np.array([[2, 0, .5, .5, .1, .1]]), 2, (64, 64))
+        preprocess_targets(np.array([[2, 0, 0.5, 0.5, 0.1, 0.1]]), 2, (64, 64))
 
 
 def test_loss_api_terms_items_and_stats():
@@ -425,8 +464,9 @@ def test_loss_api_terms_items_and_stats():
     np.testing.assert_allclose(total, sum(v.item() for v in res.terms.values()), rtol=1e-5)
     loss, items = crit(out, targets, 0, 0)
     np.testing.assert_allclose(loss.item(), total, rtol=1e-6)
-    np.testing.assert_allclose(items.numpy(), [res.terms[k].item() for k in ("iou", "dfl", "cls")],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        items.numpy(), [res.terms[k].item() for k in ("iou", "dfl", "cls")], rtol=1e-6
+    )
     assert items.is_stop_grad()
     # targets as a Var
     np.testing.assert_allclose(crit.compute(out, jt.array(targets)).total.item(), total, rtol=1e-6)
@@ -448,7 +488,7 @@ def test_each_term_carries_gradient():
     g_dfl = jt.grad(res.terms["dfl"], distri).numpy()
     for g in (g_cls, g_iou, g_dfl):
         assert np.isfinite(g).all() and np.abs(g).sum() > 0
-    assert res.terms["dfl"].item() > 0                         # the always-0 DFL bug
+    assert res.terms["dfl"].item() > 0  # the always-0 DFL bug
 
 
 def test_dfl_matches_hand_computation():
@@ -459,8 +499,10 @@ def test_dfl_matches_hand_computation():
     logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     left = np.floor(target).astype(int)
     wl = left + 1 - target
-    want = -(np.take_along_axis(logp, left[..., None], -1)[..., 0] * wl +
-             np.take_along_axis(logp, left[..., None] + 1, -1)[..., 0] * (1 - wl)).mean(-1)
+    want = -(
+        np.take_along_axis(logp, left[..., None], -1)[..., 0] * wl
+        + np.take_along_axis(logp, left[..., None] + 1, -1)[..., 0] * (1 - wl)
+    ).mean(-1)
     np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
@@ -469,9 +511,10 @@ def test_varifocal_hand_value():
     q = np.array([[[0.0, 0.6]]], np.float32)
     lab = np.array([[[0.0, 1.0]]], np.float32)
     from gold_yolo.loss import VarifocalLoss
+
     got = VarifocalLoss()(jt.array(p), jt.array(q), jt.array(lab)).item()
-    bce = lambda x, y: -(y * np.log(x) + (1 - y) * np.log(1 - x))   # noqa: E731
-    want = 0.75 * 0.2 ** 2 * bce(0.2, 0.0) + 0.6 * bce(0.9, 0.6)
+    bce = lambda x, y: -(y * np.log(x) + (1 - y) * np.log(1 - x))  # noqa: E731
+    want = 0.75 * 0.2**2 * bce(0.2, 0.0) + 0.6 * bce(0.9, 0.6)
     np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
@@ -492,7 +535,7 @@ def test_n_variant_has_constant_zero_dfl_attached():
 def test_loss_finite_on_empty_and_partial_targets(make, epoch):
     use_dfl = make is loss_s
     crit = make()
-    crit.warmup_epoch = 3                                       # epoch 0 -> ATSS, 5 -> TAL
+    crit.warmup_epoch = 3  # epoch 0 -> ATSS, 5 -> TAL
     feats, scores, distri = fake_outputs(2, 160, use_dfl=use_dfl)
     # no box at all
     res = crit.compute((feats, scores, distri), np.zeros((0, 6), np.float32), epoch, 0)
@@ -521,8 +564,8 @@ def test_batch_independence(epoch):
     _, t_a = synthetic_batch(160, 2, 11)
     t_b = t_a.copy()
     sel = t_b[:, 0] == 0
-    t_b[sel, 2:4] = rng.uniform(0.3, 0.7, (sel.sum(), 2))       # move image 0's boxes
-    t_b = np.concatenate([t_b, [[0, 3, .5, .5, .2, .2]] * 4])  # and more (changes padding M)
+    t_b[sel, 2:4] = rng.uniform(0.3, 0.7, (sel.sum(), 2))  # move image 0's boxes
+    t_b = np.concatenate([t_b, [[0, 3, 0.5, 0.5, 0.2, 0.2]] * 4])  # and more (changes padding M)
 
     def assignment(targets):
         # re-run the assigner the loss runs, via its public pieces
@@ -537,13 +580,13 @@ def test_batch_independence(epoch):
             r = crit.formal_assigner(scores, pd, points, gt[:, :, :1], gt[:, :, 1:], mask)
         return [x.numpy() for x in r]
 
-    ra, rb = assignment(t_a), assignment(t_b)      # labels, boxes, scores, fg
+    ra, rb = assignment(t_a), assignment(t_b)  # labels, boxes, scores, fg
     fg1 = ra[3][1]
     assert fg1.sum() > 0
     np.testing.assert_array_equal(fg1, rb[3][1])
     for xa, xb in zip(ra[:3], rb[:3]):
         np.testing.assert_allclose(xa[1][fg1], xb[1][fg1], rtol=1e-6)
-    assert not np.array_equal(ra[3][0], rb[3][0])              # image 0 did change
+    assert not np.array_equal(ra[3][0], rb[3][0])  # image 0 did change
     # and the full loss reports the same per-image positives for image 1
     sa = crit.compute((feats, scores, distri), t_a, epoch, 0).stats
     sb = crit.compute((feats, scores, distri), t_b, epoch, 0).stats
@@ -578,7 +621,7 @@ def test_synthetic_batch_gives_positives_on_every_stride(img, epoch):
 
 def test_image_size_taken_from_features_or_fixed():
     out = fake_outputs(1, 160)
-    t = np.array([[0, 1, .5, .5, .4, .4]], np.float32)
+    t = np.array([[0, 1, 0.5, 0.5, 0.4, 0.4]], np.float32)
     assert loss_s().compute(out, t).stats["img_hw"] == (160, 160)
     assert loss_s(ori_img_size=640).compute(out, t).stats["img_hw"] == (640, 640)
 
@@ -591,9 +634,15 @@ def test_shape_mismatch_is_reported():
 
 def test_from_config_and_build_loss():
     from gold_yolo.configs import get_config
+
     n = build_loss("gold_yolo_n", 20)
-    assert ((n.iou_type, n.use_dfl, n.reg_max, n.warmup_epoch, n.num_classes)
-            == ("siou", False, 0, 0, 20))
+    assert (n.iou_type, n.use_dfl, n.reg_max, n.warmup_epoch, n.num_classes) == (
+        "siou",
+        False,
+        0,
+        0,
+        20,
+    )
     s = ComputeLoss.from_config(get_config("gold_yolo_s"), 80)
     assert (s.iou_type, s.use_dfl, s.reg_max, s.fpn_strides) == ("giou", True, 16, [8, 16, 32])
     for name in ("gold_yolo_m", "gold_yolo_l"):
@@ -605,7 +654,7 @@ def test_loss_speed_320_batch2():
     crit = loss_s()
     out = fake_outputs(2, 320)
     _, targets = synthetic_batch(320, 2, 0)
-    crit.compute(out, targets).total.sync()                    # compile once
+    crit.compute(out, targets).total.sync()  # compile once
     t = time.perf_counter()
     for _ in range(3):
         crit.compute(out, targets).total.sync()
@@ -622,7 +671,7 @@ class _Tiny(jt.nn.Module):
         self.fc = jt.nn.Linear(4, 2)
         self.frozen = jt.nn.Conv2d(2, 1, 1, bias=False)
         self.frozen.weight = self.frozen.weight.stop_grad()
-        self.extra = jt.ones((2,))                            # neither weight nor bias of a module
+        self.extra = jt.ones((2,))  # neither weight nor bias of a module
 
     def execute(self, x):
         y = self.bn(self.conv(x)).mean([2, 3])
@@ -631,8 +680,10 @@ class _Tiny(jt.nn.Module):
 
 def _cfg(lr0=0.01, wd=0.0005, momentum=0.937):
     from types import SimpleNamespace
-    return SimpleNamespace(solver=SimpleNamespace(optim="SGD", lr0=lr0, momentum=momentum,
-                                                  weight_decay=wd))
+
+    return SimpleNamespace(
+        solver=SimpleNamespace(optim="SGD", lr0=lr0, momentum=momentum, weight_decay=wd)
+    )
 
 
 def test_optimizer_groups_on_small_module():
@@ -671,7 +722,7 @@ def test_nesterov_update_matches_hand_formula():
     m = jt.nn.Linear(1, 1, bias=False)
     m.weight.assign(jt.array(np.array([[2.0]], np.float32)))
     opt = build_optimizer(m, _cfg(lr0=0.1, wd=0.0, momentum=0.9), batch_size=32)
-    loss = (m(jt.ones((1, 1))) * 3).sum()                       # d/dw = 3
+    loss = (m(jt.ones((1, 1))) * 3).sum()  # d/dw = 3
     opt.step(loss)
     # v = 3 ; w -= lr * (g + mu * v) = 2 - 0.1 * (3 + 2.7)
     np.testing.assert_allclose(m.weight.numpy(), [[2 - 0.1 * 5.7]], rtol=1e-6)
@@ -689,12 +740,14 @@ def test_fused_sgd_equals_jittor_sgd_bitwise(nesterov, dampening):
 
     def run(cls):
         jt.set_global_seed(0)
-        layers = [jt.nn.Linear(3, 3) for _ in range(70)]          # 140 parameters > one chunk
+        layers = [jt.nn.Linear(3, 3) for _ in range(70)]  # 140 parameters > one chunk
         params = [p for m in layers for p in (m.weight, m.bias)]
         params[5] = params[5].stop_grad()
-        groups = [{"params": params[:40], "weight_decay": 0.0},
-                  {"params": params[40:100], "weight_decay": 5e-4},
-                  {"params": params[100:], "weight_decay": 0.0, "lr": 0.02}]
+        groups = [
+            {"params": params[:40], "weight_decay": 0.0},
+            {"params": params[40:100], "weight_decay": 5e-4},
+            {"params": params[100:], "weight_decay": 0.0, "lr": 0.02},
+        ]
         opt = cls(groups, lr=0.01, momentum=0.937, nesterov=nesterov, dampening=dampening)
         x = jt.array(np.random.RandomState(1).rand(4, 3).astype(np.float32))
         for _ in range(3):
@@ -702,8 +755,9 @@ def test_fused_sgd_equals_jittor_sgd_bitwise(nesterov, dampening):
             for m in layers:
                 y = jt.tanh(m(y))
             opt.step((y * y).sum())
-        return ([p.numpy() for p in params]
-                + [v.numpy() for pg in opt.param_groups for v in pg["values"]])
+        return [p.numpy() for p in params] + [
+            v.numpy() for pg in opt.param_groups for v in pg["values"]
+        ]
 
     ref, got = run(jt.optim.SGD), run(optim.SGD)
     assert len(ref) == len(got)
@@ -714,6 +768,7 @@ def test_fused_sgd_equals_jittor_sgd_bitwise(nesterov, dampening):
 # ---------------------------------------------------------------- real model
 def test_real_model_n_loss_gradients_and_one_step():
     from gold_yolo.model import build_model
+
     jt.set_global_seed(0)
     model = build_model("gold_yolo_n", num_classes=80)
     images, targets = synthetic_batch(160, 2, 0)
@@ -726,8 +781,9 @@ def test_real_model_n_loss_gradients_and_one_step():
     assert np.isfinite(res.total.item()) and min(res.stats["num_pos_per_stride"].values()) > 0
     # the official head init zeroes cls_pred/reg_pred weights: at step 0 only those layers
     # (and their biases) get gradient; everything must be finite
-    head = ([model.detect.cls_preds[i].weight for i in range(3)]
-            + [model.detect.reg_preds[i].bias for i in range(3)])
+    head = [model.detect.cls_preds[i].weight for i in range(3)] + [
+        model.detect.reg_preds[i].bias for i in range(3)
+    ]
     for g in jt.grad(res.total, head):
         g = g.numpy()
         assert np.isfinite(g).all() and np.abs(g).sum() > 0
@@ -751,6 +807,7 @@ def test_real_model_n_loss_gradients_and_one_step():
 @pytest.mark.parametrize("epoch", [0, 5])
 def test_real_model_s_dfl_nonzero_and_every_stride(epoch):
     from gold_yolo.model import build_model
+
     jt.set_global_seed(0)
     model = build_model("gold_yolo_s", num_classes=80)
     images, targets = synthetic_batch(160, 2, 3)

@@ -33,10 +33,18 @@ from gold_yolo.reparam import count_parameters, reparameterize  # noqa: E402
 
 SPEC_DIR = FIXTURES / "data"
 
-TRAIN_TOTALS = {"gold_yolo_n": 6_062_590, "gold_yolo_s": 23_202_974,
-                "gold_yolo_m": 44_326_806, "gold_yolo_l": 75_114_699}
-DEPLOY_TOTALS = {"gold_yolo_n": 5_624_478, "gold_yolo_s": 21_546_398,
-                 "gold_yolo_m": 41_338_582, "gold_yolo_l": 75_114_699}
+TRAIN_TOTALS = {
+    "gold_yolo_n": 6_062_590,
+    "gold_yolo_s": 23_202_974,
+    "gold_yolo_m": 44_326_806,
+    "gold_yolo_l": 75_114_699,
+}
+DEPLOY_TOTALS = {
+    "gold_yolo_n": 5_624_478,
+    "gold_yolo_s": 21_546_398,
+    "gold_yolo_m": 41_338_582,
+    "gold_yolo_l": 75_114_699,
+}
 RUNNING = ("running_mean", "running_var")
 
 
@@ -56,8 +64,11 @@ def load_spec(name: str) -> dict:
 
 
 def inventory(model) -> dict:
-    return {n: (tuple(int(s) for s in p.shape), not p.is_stop_grad())
-            for n, p in model.named_parameters() if not _is_running_stat(n)}
+    return {
+        n: (tuple(int(s) for s in p.shape), not p.is_stop_grad())
+        for n, p in model.named_parameters()
+        if not _is_running_stat(n)
+    }
 
 
 _MODELS: dict = {}
@@ -85,8 +96,12 @@ def test_configs():
     for c in (s, m, large):
         assert (c.head.use_dfl, c.head.reg_max, c.head.iou_type) == (True, 16, "giou")
     assert [c.training_mode for c in (n, s, m, large)] == ["repvgg"] * 3 + ["conv_silu"]
-    assert ([c.neck.type for c in (n, s, m, large)]
-            == ["RepGDNeck", "RepGDNeck", "GDNeck", "GDNeck2"])
+    assert [c.neck.type for c in (n, s, m, large)] == [
+        "RepGDNeck",
+        "RepGDNeck",
+        "GDNeck",
+        "GDNeck2",
+    ]
     assert n.solver.lr0 == 0.02 and s.solver.lr0 == 0.01 and s.solver.optim == "SGD"
     assert s.head.strides == [8, 16, 32] and s.head.atss_warmup_epoch == 0
     assert s.channels_list == [32, 64, 128, 256, 512, 128, 64, 64, 128, 128, 256]
@@ -100,16 +115,24 @@ def test_configs():
 def test_configs_import_without_jittor():
     """The configs (and the package itself) load without starting Jittor; the first
     Jittor-using submodule sets up the runtime, once, for the whole port."""
-    code = ("import sys, gold_yolo.configs as c, gold_yolo as g\n"
-            "assert g.CONFIG_NAMES == c.CONFIG_NAMES and g.get_config('gold_yolo_n')\n"
-            "print(sorted(m for m in ('jittor', 'gradcheck', 'gradcheck.runtime')\n"
-            "             if m in sys.modules))\n"
-            "import gold_yolo.layers.norm\n"
-            "from gradcheck import runtime\n"
-            "print('jittor' in sys.modules, runtime.state().device,\n"
-            "      g.jt is sys.modules['jittor'])\n")
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                       timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        "import sys, gold_yolo.configs as c, gold_yolo as g\n"
+        "assert g.CONFIG_NAMES == c.CONFIG_NAMES and g.get_config('gold_yolo_n')\n"
+        "print(sorted(m for m in ('jittor', 'gradcheck', 'gradcheck.runtime')\n"
+        "             if m in sys.modules))\n"
+        "import gold_yolo.layers.norm\n"
+        "from gradcheck import runtime\n"
+        "print('jittor' in sys.modules, runtime.state().device,\n"
+        "      g.jt is sys.modules['jittor'])\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[:2] == ["[]", f"True {runtime.state().device} True"], r.stdout
 
@@ -123,9 +146,12 @@ def test_inventory_matches_official(name):
     mine = inventory(cached(name))
     missing = sorted(set(spec) - set(mine))
     extra = sorted(set(mine) - set(spec))
-    wrong = [f"{k}: official {spec[k]} vs ours {mine[k]}"
-             for k in sorted(set(spec) & set(mine)) if spec[k] != mine[k]]
-    problems = ([f"missing {k}" for k in missing] + [f"extra {k}" for k in extra] + wrong)
+    wrong = [
+        f"{k}: official {spec[k]} vs ours {mine[k]}"
+        for k in sorted(set(spec) & set(mine))
+        if spec[k] != mine[k]
+    ]
+    problems = [f"missing {k}" for k in missing] + [f"extra {k}" for k in extra] + wrong
     assert not problems, f"{name}: {len(problems)} differences:\n" + "\n".join(problems[:60])
 
 
@@ -177,8 +203,9 @@ def test_head_priors_and_proj(name):
     # upstream never passes reg_max to Detect: 17 projection bins even for n
     assert det.reg_max == 16
     np.testing.assert_array_equal(det.proj.numpy(), np.arange(17, dtype=np.float32))
-    np.testing.assert_array_equal(det.proj_conv.weight.numpy(),
-                                  np.arange(17, dtype=np.float32).reshape(1, 17, 1, 1))
+    np.testing.assert_array_equal(
+        det.proj_conv.weight.numpy(), np.arange(17, dtype=np.float32).reshape(1, 17, 1, 1)
+    )
     assert det.proj.is_stop_grad() and det.proj_conv.weight.is_stop_grad()
 
 
@@ -204,10 +231,11 @@ def test_resampling_matches_torch_rules():
     np.testing.assert_allclose(up, [0.0, 0.25, 0.75, 1.0], atol=1e-6)  # torch's values
     x = jt.array(np.arange(5, dtype=np.float32).reshape(1, 1, 1, 5))
     pooled = adaptive_avg_pool2d(x, (1, 3)).numpy().ravel()
-    np.testing.assert_allclose(pooled, [0.5, 2.0, 3.5], atol=1e-6)      # bins [0:2],[1:4],[3:5]
+    np.testing.assert_allclose(pooled, [0.5, 2.0, 3.5], atol=1e-6)  # bins [0:2],[1:4],[3:5]
     x = jt.array(np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4))
-    np.testing.assert_allclose(adaptive_avg_pool2d(x, (2, 2)).numpy().ravel(),
-                               [2.5, 4.5, 10.5, 12.5])
+    np.testing.assert_allclose(
+        adaptive_avg_pool2d(x, (2, 2)).numpy().ravel(), [2.5, 4.5, 10.5, 12.5]
+    )
 
 
 def test_drop_path_uses_jittor_rng_and_can_be_disabled():
@@ -244,8 +272,10 @@ def _check_train_outputs(name, size=320, batch=2):
     ch = cfg.channels_list
     A = sum((size // s) ** 2 for s in (8, 16, 32))
     assert [tuple(f.shape) for f in feats] == [
-        (batch, ch[6], size // 8, size // 8), (batch, ch[8], size // 16, size // 16),
-        (batch, ch[10], size // 32, size // 32)]
+        (batch, ch[6], size // 8, size // 8),
+        (batch, ch[8], size // 16, size // 16),
+        (batch, ch[10], size // 32, size // 32),
+    ]
     assert tuple(cls_scores.shape) == (batch, A, 80)
     assert tuple(reg_distri.shape) == (batch, A, 4 * (cfg.head.reg_max + 1))
     c = cls_scores.numpy()

@@ -49,31 +49,47 @@ def sanitizer_env():
 @pytest.mark.slow
 def test_the_set_up_catches_an_overflow_in_a_jt_code_kernel(env, tmp_path):
     """Without this, a clean run below would prove nothing."""
-    proc = subprocess.run([sys.executable, "-c", OVERFLOW], env=env, capture_output=True,
-                          text=True, timeout=1200, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-c", OVERFLOW],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        cwd=tmp_path,
+    )
     assert proc.returncode == -signal.SIGABRT, proc.stderr[-3000:]
     assert "heap-buffer-overflow" in proc.stderr and "CodeOp::jit_run" in proc.stderr
 
 
-FINDING = ("UBSan, first found here: a Jittor getitem operator synced at gold_yolo/loss.py:266 "
-           "computes an index from 0xBEBEBEBE + 80, AddressSanitizer's fill of memory that was "
-           "never written: an operator reads an uninitialised buffer (see docs/benchmarks.md)")
+FINDING = (
+    "UBSan, first found here: a Jittor getitem operator synced at gold_yolo/loss.py:266 "
+    "computes an index from 0xBEBEBEBE + 80, AddressSanitizer's fill of memory that was "
+    "never written: an operator reads an uninitialised buffer (see docs/benchmarks.md)"
+)
 
 
 @pytest.mark.slow
 @pytest.mark.xfail(reason=FINDING, strict=False)
-@pytest.mark.parametrize("shape", [
-    {"size": 100, "batch": 3, "boxes": True, "seed": 2},     # not a multiple of 32
-    {"size": 33, "batch": 1, "boxes": False, "seed": 3},     # tiny, batch 1, no boxes
-    {"size": 70, "batch": 5, "boxes": True, "seed": 4},
-])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        {"size": 100, "batch": 3, "boxes": True, "seed": 2},  # not a multiple of 32
+        {"size": 33, "batch": 1, "boxes": False, "seed": 3},  # tiny, batch 1, no boxes
+        {"size": 70, "batch": 5, "boxes": True, "seed": 4},
+    ],
+)
 def test_a_gold_yolo_step_runs_clean(env, tmp_path, shape):
     """Gold-YOLO-N training steps, bare (a report under `gradcheck run` is lost in its
     compile-progress pipe): the oneDNN convolution forward, the BatchNorm kernels, the fused
     SGD and top-k in the assigner, all instrumented."""
     run_env = {**env, "BENCH_CRASH_SHAPE": json.dumps(shape)}
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_crash.py"), "--worker",
-                           "--steps", "2"], env=run_env, capture_output=True, text=True,
-                          timeout=3600, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_crash.py"), "--worker", "--steps", "2"],
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        cwd=tmp_path,
+    )
     assert sanitize.reports(proc.stderr) == 0, proc.stderr[-6000:]
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -28,10 +28,13 @@ def test_a_torch_module_goes_to_the_torch_probe():
 
 
 def test_picking_a_backend_loads_no_framework():
-    code = ("import sys; from gradcheck import backend; b = backend.for_model(object()); "
-            "print(b.name, 'jittor' in sys.modules, 'torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split()
+    code = (
+        "import sys; from gradcheck import backend; b = backend.for_model(object()); "
+        "print(b.name, 'jittor' in sys.modules, 'torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert out == ["jittor", "False", "False"]
 
 

@@ -51,42 +51,78 @@ def test_cli_with_a_yolo_dataset(tmp_path, monkeypatch):
     _dataset(tmp_path / "data")
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "r.json"
-    res = CliRunner().invoke(main, ["run", "--model", "gold_yolo_n", "--data", "data",
-                                    "--img-size", "320", "--batch-size", "2", "--steps", "1",
-                                    "-o", str(out), "--quiet"], catch_exceptions=False)
+    res = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--model",
+            "gold_yolo_n",
+            "--data",
+            "data",
+            "--img-size",
+            "320",
+            "--batch-size",
+            "2",
+            "--steps",
+            "1",
+            "-o",
+            str(out),
+            "--quiet",
+        ],
+        catch_exceptions=False,
+    )
     assert res.exit_code in (0, 1), res.output
     data = json.loads(out.read_text())
     assert data["config"]["data"] == "data" and data["steps"][0]["stats"]["num_targets"] == 4
     bad = tmp_path / "bad"
     _dataset(bad)
     (bad / "labels" / "im1.txt").write_text("3 0.5 0.5 0.6\n")
-    res = CliRunner().invoke(main, ["run", "--model", "gold_yolo_n", "--data", str(bad),
-                                    "--img-size", "320"], catch_exceptions=False)
+    res = CliRunner().invoke(
+        main,
+        ["run", "--model", "gold_yolo_n", "--data", str(bad), "--img-size", "320"],
+        catch_exceptions=False,
+    )
     assert res.exit_code == 2 and "im1.txt:1" in res.stderr and "Traceback" not in res.output
 
 
 def _report_with_level_stats(pos, scores):
-    rec = ParamRecord(name="detect.reg_convs.2.conv.weight", shape=[1], numel=1, status="zero",
-                      steps=["zero"], grad_norms=[0.0], module="detect.reg_convs.2.conv")
-    return rec, Report(config={"model": "gold_yolo_s"}, environment={}, params=[rec],
-                       steps=[StepRecord(step=1, stats={"num_pos_per_stride": pos,
-                                                        "target_score_per_stride": scores})])
+    rec = ParamRecord(
+        name="detect.reg_convs.2.conv.weight",
+        shape=[1],
+        numel=1,
+        status="zero",
+        steps=["zero"],
+        grad_norms=[0.0],
+        module="detect.reg_convs.2.conv",
+    )
+    return rec, Report(
+        config={"model": "gold_yolo_s"},
+        environment={},
+        params=[rec],
+        steps=[
+            StepRecord(step=1, stats={"num_pos_per_stride": pos, "target_score_per_stride": scores})
+        ],
+    )
 
 
 def test_level_hint_names_the_starved_level():
     hint = bundled.level_hint([8, 16, 32])
-    rec, rep = _report_with_level_stats({"8": 80, "16": 15, "32": 2},
-                                        {"8": 48.1, "16": 19.9, "32": 1.2e-20})
+    rec, rep = _report_with_level_stats(
+        {"8": 80, "16": 15, "32": 2}, {"8": 48.1, "16": 19.9, "32": 1.2e-20}
+    )
     assert "stride 32 has 2 positive anchors" in hint(rec, rep)
-    rec, rep = _report_with_level_stats({"8": 80, "16": 15, "32": 0},
-                                        {"8": 48.1, "16": 19.9, "32": 0})
+    rec, rep = _report_with_level_stats(
+        {"8": 80, "16": 15, "32": 0}, {"8": 48.1, "16": 19.9, "32": 0}
+    )
     assert "no positive anchors on stride 32" in hint(rec, rep)
-    rec, rep = _report_with_level_stats({"8": 80, "16": 15, "32": 9},
-                                        {"8": 48.1, "16": 19.9, "32": 12})
+    rec, rep = _report_with_level_stats(
+        {"8": 80, "16": 15, "32": 9}, {"8": 48.1, "16": 19.9, "32": 12}
+    )
     assert hint(rec, rep) is None
     other = ParamRecord(name="neck.x.weight", shape=[1], numel=1)
     assert hint(other, rep) is None
-    rec, rep = _report_with_level_stats({"8": 80, "16": 15, "32": 0},
-                                        {"8": 48.1, "16": 19.9, "32": 0})
+    rec, rep = _report_with_level_stats(
+        {"8": 80, "16": 15, "32": 0}, {"8": 48.1, "16": 19.9, "32": 0}
+    )
     explain(rep, policy=Policy(), zero_hint=hint)
     assert rec.cause == "zero_gradient" and "no positive anchors on stride 32" in rec.cause_detail

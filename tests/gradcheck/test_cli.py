@@ -20,8 +20,12 @@ def test_run_pass_writes_json(cli, tmp_path):
     data = json.loads(out.read_text())
     assert data["schema_version"] == SCHEMA_VERSION and data["verdict"]["result"] == "pass"
     assert data["config"]["steps"] == 2 and data["config"]["model"] == f"{ZOO}:healthy"
-    assert {p["name"] for p in data["params"]} == {"fc1.weight", "fc1.bias", "fc2.weight",
-                                                   "fc2.bias"}
+    assert {p["name"] for p in data["params"]} == {
+        "fc1.weight",
+        "fc1.bias",
+        "fc2.weight",
+        "fc2.bias",
+    }
     for key in ("summary", "environment", "buffers", "warnings", "modules", "steps"):
         assert key in data
 
@@ -43,7 +47,7 @@ def test_run_json_and_markdown_formats(cli):
 
 
 def test_markdown_golden(cli, golden, monkeypatch):
-    monkeypatch.chdir(Path(ZOO).parent)   # a relative model path: the same in every clone
+    monkeypatch.chdir(Path(ZOO).parent)  # a relative model path: the same in every clone
     res = cli("run", "--model", "zoo.py:multi_term", "--steps", "2", "--format", "markdown")
     golden("md", res.stdout)
 
@@ -76,22 +80,35 @@ def test_settings_origin_in_header_and_report(cli, tmp_path):
     res = cli("run", "--model", f"{ZOO}:healthy", "--config", str(cfg), "-o", str(out), "-q")
     assert f"{ZOO}:healthy (flag) | 3 steps (tool default) | seed 3 (config): PASS" in res.stdout
     assert json.loads(out.read_text())["config"]["settings_source"] == {
-        "model": "flag", "steps": "tool default", "seed": "config", "device": "tool default"}
+        "model": "flag",
+        "steps": "tool default",
+        "seed": "config",
+        "device": "tool default",
+    }
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--model", "no_such_model"], "unknown model 'no_such_model'"),
-    (["--model", "sub/nope.py:make"], "model file sub/nope.py does not exist"),
-    (["--model", "no_such_pkg.mod:make"], "no module named 'no_such_pkg.mod'"),
-    (["--model", f"{ZOO}:missing_factory"], "has no attribute 'missing_factory'"),
-    (["--model", f"{ZOO}:raises"], "raised RuntimeError: cannot build the model"),
-    (["--model", f"{ZOO}:not_a_workload"], "expected gradcheck.Workload"),
-    (["--model", f"{ZOO}:not_scalar"], "the loss is not a scalar: shape [8, 4]"),
-    (["--model", f"{ZOO}:healthy", "--steps", "-1"], "--steps must be at least 1, got -1"),
-    (["--model", f"{ZOO}:healthy", "--config", "nope.cfg"], "config file nope.cfg does not exist"),
-    (["--model", f"{ZOO}:healthy", "-o", "no/such/dir/r.json"], "its folder does not exist"),
-    (["--model", "gold_yolo_s", "--data", "no/such/data"], "--data no/such/data: no such folder"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--model", "no_such_model"], "unknown model 'no_such_model'"),
+        (["--model", "sub/nope.py:make"], "model file sub/nope.py does not exist"),
+        (["--model", "no_such_pkg.mod:make"], "no module named 'no_such_pkg.mod'"),
+        (["--model", f"{ZOO}:missing_factory"], "has no attribute 'missing_factory'"),
+        (["--model", f"{ZOO}:raises"], "raised RuntimeError: cannot build the model"),
+        (["--model", f"{ZOO}:not_a_workload"], "expected gradcheck.Workload"),
+        (["--model", f"{ZOO}:not_scalar"], "the loss is not a scalar: shape [8, 4]"),
+        (["--model", f"{ZOO}:healthy", "--steps", "-1"], "--steps must be at least 1, got -1"),
+        (
+            ["--model", f"{ZOO}:healthy", "--config", "nope.cfg"],
+            "config file nope.cfg does not exist",
+        ),
+        (["--model", f"{ZOO}:healthy", "-o", "no/such/dir/r.json"], "its folder does not exist"),
+        (
+            ["--model", "gold_yolo_s", "--data", "no/such/data"],
+            "--data no/such/data: no such folder",
+        ),
+    ],
+)
 def test_bad_input_one_line_exit_2(cli, tmp_path, args, message):
     out = tmp_path / "r.json"
     extra = [] if "-o" in args else ["-o", str(out)]
@@ -121,11 +138,14 @@ def test_compare_gate(cli, tmp_path):
     assert json.loads(js.stdout)["regressions"][0]["name"] == "fc1.weight"
 
 
-@pytest.mark.parametrize("content,message", [
-    ('{"schema_version": 1, "params": [', "truncated JSON"),
-    ("garbage", "corrupt JSON"),
-    ('{"schema_version": 7, "params": [], "config": {}}', "schema_version 7 is newer"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ('{"schema_version": 1, "params": [', "truncated JSON"),
+        ("garbage", "corrupt JSON"),
+        ('{"schema_version": 7, "params": [], "config": {}}', "schema_version 7 is newer"),
+    ],
+)
 def test_compare_bad_reports_exit_2(cli, tmp_path, content, message):
     good = tmp_path / "good.json"
     cli("run", "--model", f"{ZOO}:healthy", "-o", str(good), "--quiet")

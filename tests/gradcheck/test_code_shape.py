@@ -24,8 +24,12 @@ def _functions(path: Path):
 def long_functions(root: Path, limit: int = LIMIT) -> list:
     """``path:line name (lines)`` of every function longer than ``limit`` lines, decorators
     left out and nested functions counted inside their parent."""
-    return [f"{p.relative_to(root.parent)}:{line} {name} ({n} lines)"
-            for p in sorted(root.rglob("*.py")) for name, line, n in _functions(p) if n > limit]
+    return [
+        f"{p.relative_to(root.parent)}:{line} {name} ({n} lines)"
+        for p in sorted(root.rglob("*.py"))
+        for name, line, n in _functions(p)
+        if n > limit
+    ]
 
 
 def test_no_function_in_gradcheck_is_over_80_lines():

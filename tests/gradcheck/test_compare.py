@@ -8,14 +8,23 @@ from gradcheck.compare import compare
 
 def test_regressions_and_changes():
     before = make_report(**{"a.w": "covered", "b.w": "covered", "c.w": "zero", "gone.w": "covered"})
-    after = make_report(**{"b.w": "missing", "a.w": "covered", "c.w": "covered",
-                           "new.w": "zero", "new2.w": "covered"})
+    after = make_report(
+        **{
+            "b.w": "missing",
+            "a.w": "covered",
+            "c.w": "covered",
+            "new.w": "zero",
+            "new2.w": "covered",
+        }
+    )
     cmp = compare(before, after)
     assert {c.name for c in cmp.regressions} == {"b.w", "new.w"}
     assert [c.name for c in cmp.removed] == ["gone.w"]
     assert {c.name for c in cmp.added} == {"new.w", "new2.w"}
     assert {(c.name, c.before, c.after) for c in cmp.changed} == {
-        ("b.w", "covered", "missing"), ("c.w", "zero", "covered")}
+        ("b.w", "covered", "missing"),
+        ("c.w", "zero", "covered"),
+    }
     assert not cmp.ok
 
 
@@ -38,7 +47,7 @@ def test_allow_glob_accepts_a_regression():
 def test_new_declared_frozen_is_not_a_regression():
     before = make_report(**{"a.w": "covered"})
     after = make_report(**{"a.w": "covered", "proj.w": "frozen"})
-    assert not compare(before, after).ok           # undeclared frozen newcomer
+    assert not compare(before, after).ok  # undeclared frozen newcomer
     after.param("proj.w").frozen_reason = "fixed projection"
     assert compare(before, after).ok
 
@@ -68,8 +77,7 @@ def test_covered_to_frozen_without_reason_is_a_regression():
     after.param("b.w").frozen_reason = "frozen on purpose"
     cmp = compare(before, after)
     assert cmp.ok and [(c.name, c.kind) for c in cmp.changed] == [("b.w", "status")]
-    assert compare(before, make_report(**{"a.w": "covered", "b.w": "frozen"}),
-                   allow=("b.*",)).ok
+    assert compare(before, make_report(**{"a.w": "covered", "b.w": "frozen"}), allow=("b.*",)).ok
 
 
 def test_leaving_the_optimizer_is_a_regression():
@@ -77,7 +85,8 @@ def test_leaving_the_optimizer_is_a_regression():
     after = _flag(make_report(**{"a.w": "covered", "b.w": "covered"}), "b.w", in_optimizer=False)
     cmp = compare(before, after)
     assert [(c.name, c.kind, c.before, c.after) for c in cmp.regressions] == [
-        ("b.w", "left_optimizer", "in optimizer", "not in optimizer")]
+        ("b.w", "left_optimizer", "in optimizer", "not in optimizer")
+    ]
     assert cmp.unchanged == 1
     assert compare(before, after, allow=("b.w",)).ok
     # a frozen parameter is outside the optimizer by design: no regression there
@@ -96,17 +105,20 @@ def test_no_longer_updated_is_a_regression_once():
     # lost its gradient and so never moved: one regression, the gradient, not two
     lost = _flag(make_report(**{"a.w": "covered", "b.w": "missing"}), "a.w", updated=True)
     assert [(c.name, c.kind) for c in compare(before, lost).regressions] == [
-        ("b.w", "lost_gradient")]
+        ("b.w", "lost_gradient")
+    ]
 
 
 def test_later_first_gradient_and_removal_are_changes_not_regressions():
-    before = _flag(make_report(**{"a.w": "covered", "gone.w": "covered"}), "a.w",
-                   first_nonzero_step=1)
+    before = _flag(
+        make_report(**{"a.w": "covered", "gone.w": "covered"}), "a.w", first_nonzero_step=1
+    )
     after = _flag(make_report(**{"a.w": "covered"}), "a.w", first_nonzero_step=3)
     cmp = compare(before, after)
     assert cmp.ok
     assert [(c.name, c.kind, c.before, c.after) for c in cmp.changed] == [
-        ("a.w", "later_first_step", "first gradient at step 1", "first gradient at step 3")]
+        ("a.w", "later_first_step", "first gradient at step 1", "first gradient at step 3")
+    ]
     assert [(c.name, c.kind) for c in cmp.removed] == [("gone.w", "removed")]
     earlier = _flag(make_report(**{"a.w": "covered"}), "a.w", first_nonzero_step=1)
     assert not compare(after, earlier).changed
@@ -116,20 +128,27 @@ def test_kinds_of_the_existing_regressions():
     before = make_report(**{"a.w": "covered"})
     after = make_report(**{"a.w": "nonfinite", "new.w": "missing", "new2.w": "frozen"})
     kinds = {(c.name, c.kind) for c in compare(before, after).regressions}
-    assert kinds == {("a.w", "lost_gradient"), ("new.w", "new_uncovered"),
-                     ("new2.w", "new_uncovered")}
+    assert kinds == {
+        ("a.w", "lost_gradient"),
+        ("new.w", "new_uncovered"),
+        ("new2.w", "new_uncovered"),
+    }
 
 
 def test_gaining_untracked_or_never_updated_is_a_regression():
     before = make_report(**{"blocks.w": "covered", "body.w": "covered", "x.w": "covered"})
-    after = make_report(**{"blocks.w": "covered", "body.w": "covered", "x.w": "covered",
-                           "lazy.w": "covered"})
+    after = make_report(
+        **{"blocks.w": "covered", "body.w": "covered", "x.w": "covered", "lazy.w": "covered"}
+    )
     blocks, body, lazy = after.param("blocks.w"), after.param("body.w"), after.param("lazy.w")
-    blocks.in_optimizer, blocks.tracked = False, False          # moved into a plain list
-    body.cause = "never_updated"                                # its group's lr became 0
-    lazy.in_optimizer, lazy.tracked = False, False              # created after the optimizer
+    blocks.in_optimizer, blocks.tracked = False, False  # moved into a plain list
+    body.cause = "never_updated"  # its group's lr became 0
+    lazy.in_optimizer, lazy.tracked = False, False  # created after the optimizer
     cmp = compare(before, after)
     kinds = {c.name: c.kind for c in cmp.regressions}
-    assert kinds == {"blocks.w": "left_optimizer", "body.w": "new_finding",
-                     "lazy.w": "new_uncovered"}
-    assert compare(after, after).ok                             # unchanged findings pass
+    assert kinds == {
+        "blocks.w": "left_optimizer",
+        "body.w": "new_finding",
+        "lazy.w": "new_uncovered",
+    }
+    assert compare(after, after).ok  # unchanged findings pass

@@ -25,12 +25,19 @@ def _assert_fields(records, globs: dict, what: str):
         for rec in hit:
             for key, want in fields.items():
                 got = getattr(rec, key)
-                assert _matches(got, want), (rec.name, key, got, want,
-                                             getattr(rec, "cause_detail", None))
+                assert _matches(got, want), (
+                    rec.name,
+                    key,
+                    got,
+                    want,
+                    getattr(rec, "cause_detail", None),
+                )
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if c.slow else n
-                                  for n, c in sorted(CASES.items())])
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if c.slow else n for n, c in sorted(CASES.items())],
+)
 def test_corpus_case_reads_right(name):
     c = CASES[name]
     report = gradcheck.check(c.factory(), steps=c.steps)
@@ -58,11 +65,15 @@ def test_train_mode_flag_switches_an_eval_model(tmp_path):
     spec = f"{FIXTURES / 'corpus' / 'training.py'}:eval_at_import"
     as_handed, switched = tmp_path / "a.json", tmp_path / "b.json"
     for out, extra in ((as_handed, []), (switched, ["--train-mode"])):
-        CliRunner().invoke(main, ["run", "--model", spec, "--steps", "1", "-o", str(out),
-                                  "--quiet", *extra], catch_exceptions=False)
+        CliRunner().invoke(
+            main,
+            ["run", "--model", spec, "--steps", "1", "-o", str(out), "--quiet", *extra],
+            catch_exceptions=False,
+        )
     a, b = load_report(as_handed), load_report(switched)
     assert {(p.status, p.cause) for p in a.params} == {("frozen", "eval_mode")}
     assert a.config["train_mode"] is False
     assert {(p.status, p.cause, p.mode_change) for p in b.params} == {
-        ("covered", "train_mode", "unfrozen")}
+        ("covered", "train_mode", "unfrozen")
+    }
     assert b.config["train_mode"] is True and len(b.config["mode_changes"]) == len(b.params)

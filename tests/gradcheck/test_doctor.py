@@ -55,7 +55,7 @@ def test_conv_reference_matches_direct_loops():
         for f in range(4):
             for i in range(5):
                 for j in range(4):
-                    direct[n, f, i, j] = np.sum(xp[n, :, i:i + 3, j:j + 3] * w[f])
+                    direct[n, f, i, j] = np.sum(xp[n, :, i : i + 3, j : j + 3] * w[f])
     np.testing.assert_allclose(out, direct, rtol=1e-12, atol=1e-12)
 
 
@@ -90,8 +90,9 @@ def test_onednn_off_is_reported_with_a_fix():
         print(json.dumps(run_doctor(self_test=False).to_dict()))
     """)
     env = dict(os.environ, PYTHONPATH=str(REPO), use_mkl="0")
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout.strip().splitlines()[-1])
     onednn = next(c for c in data["checks"] if c["name"] == "onednn")
@@ -102,8 +103,11 @@ def test_onednn_off_is_reported_with_a_fix():
 def test_version_and_compiler_checks_carry_their_fixes(tmp_path):
     from types import SimpleNamespace
 
-    fake = SimpleNamespace(__version__="1.3.9", __file__=str(tmp_path / "jittor/__init__.py"),
-                           flags=SimpleNamespace(cc_path=""))
+    fake = SimpleNamespace(
+        __version__="1.3.9",
+        __file__=str(tmp_path / "jittor/__init__.py"),
+        flags=SimpleNamespace(cc_path=""),
+    )
     jit = doctor._jittor_check(fake)
     assert not jit.ok and jit.fix_hint == "pip install jittor==1.3.11 (tested version)"
     cc = doctor._compiler_check(fake)
@@ -133,9 +137,12 @@ def test_render_ok_and_failed():
     good = DoctorReport([Check("jittor", True, "Jittor 1.3.11"), Check("onednn", True, "on: x")])
     text = _render(good)
     assert "gradcheck doctor" in text and "Jittor 1.3.11" in text and "all checks passed" in text
-    bad = DoctorReport([Check("jittor", True, "Jittor 1.3.11"),
-                        Check("onednn", False, "off: not installed",
-                              "pip install onednn-cpu-gomp")])
+    bad = DoctorReport(
+        [
+            Check("jittor", True, "Jittor 1.3.11"),
+            Check("onednn", False, "off: not installed", "pip install onednn-cpu-gomp"),
+        ]
+    )
     text = _render(bad)
     assert "FAIL" in text and "fix: pip install onednn-cpu-gomp" in text
     assert "1 problem found" in text and "all checks passed" not in text

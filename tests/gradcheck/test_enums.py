@@ -37,8 +37,16 @@ MEMBERS = [m for e in ENUMS for m in e]
 NON_FINDING_FLAGS = {"intermittent"}
 
 # zoo cases that between them give every run status but "absent", causes and findings
-FRESH = ("unused", "stop_grad", "times_zero", "nan_grad", "not_in_optimizer", "tiny_update",
-         "decay_only", "stop_grad_declared")
+FRESH = (
+    "unused",
+    "stop_grad",
+    "times_zero",
+    "nan_grad",
+    "not_in_optimizer",
+    "tiny_update",
+    "decay_only",
+    "stop_grad_declared",
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +75,7 @@ def test_a_member_is_its_word_for_comparison_and_lookup(member):
     value = member.value
     assert member == value and value == member
     assert {value: 1}[member] == 1 and {member: 1}[value] == 1
-    assert type(member)(value) is member        # a loaded word finds its member
+    assert type(member)(value) is member  # a loaded word finds its member
 
 
 def test_values_are_unique_within_each_enum():
@@ -78,23 +86,41 @@ def test_values_are_unique_within_each_enum():
 
 # ---------------------------------------------------------------------- defined once
 def test_the_old_names_are_the_groups_of_enums():
-    homes = [(policy, "FINDINGS", "FINDINGS"), (policy, "ALLOWABLE", "ALLOWABLE"),
-             (merge, "FINDINGS", "RANK_FINDINGS"), (compare, "RANK_FINDINGS", "RANK_FINDINGS"),
-             (compare, "GAINED_FINDINGS", "GAINED_FINDINGS"),
-             (summary, "BUFFER_FINDINGS", "BUFFER_FINDINGS"), (api, "COVERED", "COVERED_FINDINGS"),
-             (common, "INFORMATIONAL", "INFORMATIONAL"), (explain, "CAUSES", "CAUSES"),
-             (float64, "MODES", "FLOAT64_MODES"), (status, "UNCOVERED", "UNCOVERED"),
-             (status, "RUN_STATUSES", "RUN_STATUSES"), (status, "STEP_STATUSES", "STEP_STATUSES")]
+    homes = [
+        (policy, "FINDINGS", "FINDINGS"),
+        (policy, "ALLOWABLE", "ALLOWABLE"),
+        (merge, "FINDINGS", "RANK_FINDINGS"),
+        (compare, "RANK_FINDINGS", "RANK_FINDINGS"),
+        (compare, "GAINED_FINDINGS", "GAINED_FINDINGS"),
+        (summary, "BUFFER_FINDINGS", "BUFFER_FINDINGS"),
+        (api, "COVERED", "COVERED_FINDINGS"),
+        (common, "INFORMATIONAL", "INFORMATIONAL"),
+        (explain, "CAUSES", "CAUSES"),
+        (float64, "MODES", "FLOAT64_MODES"),
+        (status, "UNCOVERED", "UNCOVERED"),
+        (status, "RUN_STATUSES", "RUN_STATUSES"),
+        (status, "STEP_STATUSES", "STEP_STATUSES"),
+    ]
     for module, name, group in homes:
         assert getattr(module, name) is getattr(enums, group), (module.__name__, name)
 
 
 def test_groups_hold_members_of_the_right_enum():
-    groups = {Status: ("STEP_STATUSES", "RUN_STATUSES", "UNCOVERED", "REACHED", "WORST_FIRST"),
-              Finding: ("FINDINGS", "ALLOWABLE", "FLAG_FINDINGS", "RANK_FINDINGS",
-                        "GAINED_FINDINGS", "BUFFER_FINDINGS", "COVERED_FINDINGS"),
-              Cause: ("CAUSES", "INFORMATIONAL"), Severity: ("SEVERITIES",),
-              Float64Mode: ("FLOAT64_MODES",)}
+    groups = {
+        Status: ("STEP_STATUSES", "RUN_STATUSES", "UNCOVERED", "REACHED", "WORST_FIRST"),
+        Finding: (
+            "FINDINGS",
+            "ALLOWABLE",
+            "FLAG_FINDINGS",
+            "RANK_FINDINGS",
+            "GAINED_FINDINGS",
+            "BUFFER_FINDINGS",
+            "COVERED_FINDINGS",
+        ),
+        Cause: ("CAUSES", "INFORMATIONAL"),
+        Severity: ("SEVERITIES",),
+        Float64Mode: ("FLOAT64_MODES",),
+    }
     for cls, names in groups.items():
         for name in names:
             group = getattr(enums, name)
@@ -184,11 +210,23 @@ def test_a_fresh_report_holds_only_members(fresh_reports):
             seen[cls].add(word)
     # the cases reach most of the vocabulary, so the check above is not vacuous
     assert seen[Status] >= set(RUN_STATUSES) | {Status.NONZERO}
-    assert {Cause.NOT_CALLED, Cause.ZERO_GRADIENT, Cause.NONFINITE, Cause.DECAY_ONLY,
-            Cause.FROZEN_UNDECLARED, Cause.FROZEN, Cause.NOT_IN_OPTIMIZER,
-            Cause.UPDATE_BELOW_PRECISION} <= seen[Cause]
-    assert {Finding.MISSING, Finding.ZERO, Finding.NONFINITE, Finding.NOT_IN_OPTIMIZER,
-            Finding.FROZEN_UNDECLARED} <= seen[Finding]
+    assert {
+        Cause.NOT_CALLED,
+        Cause.ZERO_GRADIENT,
+        Cause.NONFINITE,
+        Cause.DECAY_ONLY,
+        Cause.FROZEN_UNDECLARED,
+        Cause.FROZEN,
+        Cause.NOT_IN_OPTIMIZER,
+        Cause.UPDATE_BELOW_PRECISION,
+    } <= seen[Cause]
+    assert {
+        Finding.MISSING,
+        Finding.ZERO,
+        Finding.NONFINITE,
+        Finding.NOT_IN_OPTIMIZER,
+        Finding.FROZEN_UNDECLARED,
+    } <= seen[Finding]
     assert {Severity.FAIL, Severity.WARN} <= seen[Severity]
 
 
@@ -196,13 +234,13 @@ def test_a_loaded_report_reads_as_the_fresh_one(fresh_reports):
     for name, report in fresh_reports.items():
         text = report.to_json()
         loaded = Report.from_dict(json.loads(text))
-        for cls, word in _words(loaded):       # plain strings, each the word of a member
+        for cls, word in _words(loaded):  # plain strings, each the word of a member
             assert type(word) is str or type(word) is cls, (name, word)
             assert cls(word) == word, (name, word)
         assert loaded.to_json() == text, name
         again = Report.from_dict(json.loads(text))
         summary.finalize(again, gradcheck.Policy())
-        assert again.to_json() == text, name   # the verdict from plain strings: the same
+        assert again.to_json() == text, name  # the verdict from plain strings: the same
 
 
 def test_schema_still_checks_status_words():

@@ -21,17 +21,30 @@ FAILURES = str(FIXTURES / "zoo_failures.py")
 def _gradcheck(tmp_path, *args, env=None):
     """Start `python3 -m gradcheck.cli` from this checkout, in tmp_path (no [gradcheck] there)."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "gradcheck.cli", *args], cwd=tmp_path,
-                            env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "gradcheck.cli", *args],
+        cwd=tmp_path,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
-@pytest.mark.parametrize("sig,code,word", [(signal.SIGINT, 130, "interrupted"),
-                                           (signal.SIGTERM, 143, "terminated")])
+@pytest.mark.parametrize(
+    "sig,code,word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
+)
 def test_signal_during_a_step(tmp_path, sig, code, word):
     marker, report = tmp_path / "step-started", tmp_path / "r.json"
-    proc = _gradcheck(tmp_path, "run", "--model", f"{FAILURES}:sleeps", "-o", str(report),
-                      env={"GRADCHECK_TEST_MARKER": str(marker)})
+    proc = _gradcheck(
+        tmp_path,
+        "run",
+        "--model",
+        f"{FAILURES}:sleeps",
+        "-o",
+        str(report),
+        env={"GRADCHECK_TEST_MARKER": str(marker)},
+    )
     deadline = time.monotonic() + 120
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -41,13 +54,14 @@ def test_signal_during_a_step(tmp_path, sig, code, word):
     assert proc.returncode == code, err
     assert f"gradcheck: {word}; no report written" in err.splitlines()
     assert "Traceback" not in err and "quick exit" not in err
-    assert not report.exists() and list(tmp_path.iterdir()) == [marker]   # no temp file either
+    assert not report.exists() and list(tmp_path.iterdir()) == [marker]  # no temp file either
 
 
 def test_jittor_failure_exit_3_one_paragraph(tmp_path):
     report = tmp_path / "r.json"
-    proc = _gradcheck(tmp_path, "run", "--model", f"{FAILURES}:jittor_fails", "--steps", "2",
-                      "-o", str(report))
+    proc = _gradcheck(
+        tmp_path, "run", "--model", f"{FAILURES}:jittor_fails", "--steps", "2", "-o", str(report)
+    )
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 3, err
     assert "Traceback" not in err and "Async error" not in err
@@ -69,8 +83,15 @@ def test_a_crash_in_compiled_code_is_never_a_verdict(tmp_path):
     # when a child dies of a signal -- as this child will
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for supervised, code in (("0", -signal.SIGSEGV), ("1", 128 + signal.SIGSEGV)):
-        proc = _gradcheck(tmp_path, "run", "--model", f"{FAILURES}:segfaults", "-o", str(report),
-                          env={"GRADCHECK_SUPERVISE": supervised})
+        proc = _gradcheck(
+            tmp_path,
+            "run",
+            "--model",
+            f"{FAILURES}:segfaults",
+            "-o",
+            str(report),
+            env={"GRADCHECK_SUPERVISE": supervised},
+        )
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == code, (proc.returncode, err)
         assert "Segmentation fault" in err and "zoo_failures.py" in err, err
@@ -80,8 +101,9 @@ def test_a_crash_in_compiled_code_is_never_a_verdict(tmp_path):
 def test_compiler_flake_is_retried_once_and_recorded(cli, tmp_path, monkeypatch):
     monkeypatch.delenv("_GRADCHECK_TEST_FLAKED", raising=False)
     out = tmp_path / "r.json"
-    res = cli("run", "--model", f"{FAILURES}:flaky_compiler", "--steps", "1", "-o", str(out),
-              "--quiet")
+    res = cli(
+        "run", "--model", f"{FAILURES}:flaky_compiler", "--steps", "1", "-o", str(out), "--quiet"
+    )
     assert res.exit_code == 0, res.output
     from gradcheck.report import load_report
 
@@ -96,13 +118,20 @@ def test_failure_that_persists_after_the_retry(cli, tmp_path):
     assert not (tmp_path / "r.json").exists()
 
 
-@pytest.mark.parametrize("exc,code,text", [
-    (MemoryError(), 3, "gradcheck: out of memory"),
-    (RuntimeError("[f 1126 10:00:00.1 64 mem.cc:9] std::bad_alloc"), 3, "gradcheck: out of memory"),
-    (ValueError("a bug"), 3, "gradcheck: internal error: ValueError: a bug"),
-    (KeyboardInterrupt(), 130, "gradcheck: interrupted; no report written"),
-    (errors.Interrupted(signal.SIGTERM), 143, "gradcheck: terminated; no report written"),
-])
+@pytest.mark.parametrize(
+    "exc,code,text",
+    [
+        (MemoryError(), 3, "gradcheck: out of memory"),
+        (
+            RuntimeError("[f 1126 10:00:00.1 64 mem.cc:9] std::bad_alloc"),
+            3,
+            "gradcheck: out of memory",
+        ),
+        (ValueError("a bug"), 3, "gradcheck: internal error: ValueError: a bug"),
+        (KeyboardInterrupt(), 130, "gradcheck: interrupted; no report written"),
+        (errors.Interrupted(signal.SIGTERM), 143, "gradcheck: terminated; no report written"),
+    ],
+)
 def test_classify(exc, code, text):
     got_code, message = errors.classify(exc)
     assert got_code == code and message.startswith(text) and "Traceback" not in message
@@ -111,9 +140,11 @@ def test_classify(exc, code, text):
 def test_a_shape_error_at_op_creation_stays_bad_input():
     from gradcheck.workload import WorkloadError
 
-    cause = RuntimeError("Wrong inputs arguments, Please refer to examples(help(jt.matmul)).\n"
-                         "Failed reason:[f 1126 10:00:00.1 64 matmul_op.cc:30] Check failed: "
-                         "a->shape[1] == b->shape[0]")
+    cause = RuntimeError(
+        "Wrong inputs arguments, Please refer to examples(help(jt.matmul)).\n"
+        "Failed reason:[f 1126 10:00:00.1 64 matmul_op.cc:30] Check failed: "
+        "a->shape[1] == b->shape[0]"
+    )
     try:
         raise WorkloadError("the loss raised RuntimeError: Wrong inputs") from cause
     except WorkloadError as exc:
@@ -126,8 +157,8 @@ def test_forked_children_die_at_once_on_sigterm():
     (seen once in bench/bench_flaky.py).  Children get the default action back."""
     with errors.handling_signals():
         pid = os.fork()
-        if pid == 0:   # the child reports what it would do on SIGTERM
+        if pid == 0:  # the child reports what it would do on SIGTERM
             os._exit(0 if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL else 1)
         _, status = os.waitpid(pid, 0)
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-        assert signal.getsignal(signal.SIGTERM) is errors._on_signal   # the parent keeps its own
+        assert signal.getsignal(signal.SIGTERM) is errors._on_signal  # the parent keeps its own

@@ -29,7 +29,7 @@ def test_a_zero_weight_after_it_blocks_and_is_named():
 
 def test_a_zero_bias_blocks_nothing():
     a, b0 = _rand(4, 3), jt.zeros((3,))
-    loss = ((_rand(5, 4, seed=1) @ a) + b0).sum()   # an add passes the gradient through
+    loss = ((_rand(5, 4, seed=1) @ a) + b0).sum()  # an add passes the gradient through
     assert _proofs(loss, [a, b0], {1}) == {}
 
 
@@ -48,7 +48,7 @@ def test_an_empty_selection_on_every_path_is_no_data():
 
 
 def test_a_custom_function_blocks_only_on_a_zero_matrix():
-    class Scale(jt.Function):            # y = x * w (w a row), its own gradient
+    class Scale(jt.Function):  # y = x * w (w a row), its own gradient
         def execute(self, x, w):
             self.x, self.w = x, w
             return x * w
@@ -59,9 +59,9 @@ def test_a_custom_function_blocks_only_on_a_zero_matrix():
     x = _rand(4, 3)
     p = _rand(3, 3, seed=4)
     row0, mat0 = jt.zeros((3,)), jt.zeros((3, 3))
-    loss_row = Scale.apply(x @ p, row0).sum()        # 1-D zero input: opaque, not proven
+    loss_row = Scale.apply(x @ p, row0).sum()  # 1-D zero input: opaque, not proven
     assert _proofs(loss_row, [p, row0], {1}) == {}
-    loss_mat = (Scale.apply(x @ p, jt.ones((3,))) @ mat0).sum()   # a zero matrix after it
+    loss_mat = (Scale.apply(x @ p, jt.ones((3,))) @ mat0).sum()  # a zero matrix after it
     assert _proofs(loss_mat, [p, mat0], {1}) == {0: ("blocked", [1])}
 
 
@@ -76,9 +76,17 @@ class _Lists(nn.Module):
 
 def test_walk_names_plain_lists_and_dicts_and_skips_private():
     names = [name for name, *_ in graph.walk(_Lists())]
-    assert sorted(names) == ["blocks.0.bias", "blocks.0.weight", "blocks.1.bias",
-                             "blocks.1.weight", "heads.cls.bias", "heads.cls.weight",
-                             "scales.0", "seq.0.bias", "seq.0.weight"]
+    assert sorted(names) == [
+        "blocks.0.bias",
+        "blocks.0.weight",
+        "blocks.1.bias",
+        "blocks.1.weight",
+        "heads.cls.bias",
+        "heads.cls.weight",
+        "scales.0",
+        "seq.0.bias",
+        "seq.0.weight",
+    ]
 
 
 def test_inventory_marks_what_parameters_misses():
@@ -87,12 +95,20 @@ def test_inventory_marks_what_parameters_misses():
     tracked = {e.name for e in params if e.tracked}
     assert tracked == {"seq.0.weight", "seq.0.bias"}
     assert {e.name for e in params} - tracked == {
-        "scales.0", "blocks.0.weight", "blocks.0.bias", "blocks.1.weight", "blocks.1.bias",
-        "heads.cls.weight", "heads.cls.bias"}
+        "scales.0",
+        "blocks.0.weight",
+        "blocks.0.bias",
+        "blocks.1.weight",
+        "blocks.1.bias",
+        "heads.cls.weight",
+        "heads.cls.bias",
+    }
 
 
-@pytest.mark.parametrize("shape, empty", [("[0,3,]", True), ("[3,0,]", True), ("[10,]", False),
-                                          ("[2,10,]", False), ("[20,3,]", False)])
+@pytest.mark.parametrize(
+    "shape, empty",
+    [("[0,3,]", True), ("[3,0,]", True), ("[10,]", False), ("[2,10,]", False), ("[20,3,]", False)],
+)
 def test_empty_shape_pattern(shape, empty):
     assert bool(graph._EMPTY.search(f"Var(1:1:1:1:i1:o1:s0:n0:g1,float32,,0){shape}")) is empty
 

@@ -19,8 +19,8 @@ import pytest
 
 from fixtures import ROOT as REPO
 
-REPORT = str(REPO / "reports" / "gold_yolo_s.json")       # the committed baseline
-RUNTIME_ENV = ("nvcc_path", "log_silent", "use_mkl")       # what runtime.setup() may set
+REPORT = str(REPO / "reports" / "gold_yolo_s.json")  # the committed baseline
+RUNTIME_ENV = ("nvcc_path", "log_silent", "use_mkl")  # what runtime.setup() may set
 RESULT = "RESULT "
 
 
@@ -44,12 +44,18 @@ def fresh(code: str, timeout: int = 120) -> dict:
 
         env0, libs0 = dict(os.environ), maps()
     """)
-    r = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], cwd=REPO,
-                       env=env, capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run(
+        [sys.executable, "-c", prelude + textwrap.dedent(code)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith(RESULT)]
     assert lines, r.stdout[-3000:] + r.stderr[-3000:]
-    return json.loads(lines[-1][len(RESULT):])
+    return json.loads(lines[-1][len(RESULT) :])
 
 
 # --------------------------------------------------------------------------- inert imports
@@ -63,9 +69,19 @@ def test_import_gradcheck_has_no_side_effects():
     assert out == {"env": [], "libs": [], "jittor": False, "modules": ["gradcheck"]}
 
 
-@pytest.mark.parametrize("module", ["gradcheck.runtime", "gradcheck.cli", "gradcheck.api",
-                                    "gradcheck.probe", "gradcheck.pytest_plugin",
-                                    "gradcheck.watching", "gold_yolo", "gold_yolo.configs"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "gradcheck.runtime",
+        "gradcheck.cli",
+        "gradcheck.api",
+        "gradcheck.probe",
+        "gradcheck.pytest_plugin",
+        "gradcheck.watching",
+        "gold_yolo",
+        "gold_yolo.configs",
+    ],
+)
 def test_importing_a_part_sets_nothing_up(module):
     out = fresh(f"""
         import importlib
@@ -80,7 +96,8 @@ def test_importing_a_part_sets_nothing_up(module):
 
 
 def test_ensure_jittor_is_the_one_entry_and_is_idempotent():
-    out = fresh("""
+    out = fresh(
+        """
         import gradcheck
         jt = gradcheck.ensure_jittor()
         from gradcheck import runtime
@@ -89,22 +106,32 @@ def test_ensure_jittor_is_the_one_entry_and_is_idempotent():
         ch.update(same=gradcheck.ensure_jittor() is jt and runtime.state() is st,
                   device=st.device, onednn=st.onednn)
         print("RESULT", json.dumps(ch))
-    """, timeout=600)
+    """,
+        timeout=600,
+    )
     assert out["jittor"] and out["same"]
     assert "log_silent" in out["env"]
     if out["device"] == "cpu":
         assert "nvcc_path" in out["env"]
-    if out["onednn"]:   # laid out and preloaded before Jittor started
+    if out["onednn"]:  # laid out and preloaded before Jittor started
         assert any("dnnl" in lib or "mkldnn" in lib for lib in out["libs"]), out["libs"]
 
 
 # --------------------------------------------------------------------------- the commands
 def test_help_compare_and_show_never_start_jittor():
-    commands = [["--help"], ["--version"], ["run", "--help"], ["align", "--help"],
-                ["doctor", "--help"], ["show", REPORT], ["show", "--format", "html", REPORT],
-                ["show", "--format", "json", REPORT], ["compare", REPORT, REPORT],
-                ["compare", "--format", "markdown", REPORT, REPORT],
-                ["compare", "--across", REPORT, REPORT]]
+    commands = [
+        ["--help"],
+        ["--version"],
+        ["run", "--help"],
+        ["align", "--help"],
+        ["doctor", "--help"],
+        ["show", REPORT],
+        ["show", "--format", "html", REPORT],
+        ["show", "--format", "json", REPORT],
+        ["compare", REPORT, REPORT],
+        ["compare", "--format", "markdown", REPORT, REPORT],
+        ["compare", "--across", REPORT, REPORT],
+    ]
     out = fresh(f"""
         from gradcheck import runtime
         from gradcheck.cli import main
@@ -118,7 +145,7 @@ def test_help_compare_and_show_never_start_jittor():
         ch.update(codes=codes, set_up=runtime._state is not None)
         print("RESULT", json.dumps(ch))
     """)
-    assert out["codes"] == [0] * len(commands)      # the baseline passes: show and compare 0
+    assert out["codes"] == [0] * len(commands)  # the baseline passes: show and compare 0
     assert (out["jittor"], out["set_up"], out["env"]) == (False, False, []), out
 
 
@@ -126,6 +153,7 @@ def test_help_compare_and_show_never_start_jittor():
 def _top_level(tree: ast.Module):
     """The statements that run when the module is imported, in order (not in functions,
     not under ``if TYPE_CHECKING``)."""
+
     def walk(body):
         for node in body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -138,22 +166,29 @@ def _top_level(tree: ast.Module):
                 inner = getattr(node, field, None)
                 if isinstance(inner, list):
                     yield from walk(inner)
+
     yield from walk(tree.body)
 
 
 def _imports_jittor(node) -> bool:
     if isinstance(node, ast.Import):
         return any(a.name.split(".")[0] in ("jittor", "jittor_utils") for a in node.names)
-    return (isinstance(node, ast.ImportFrom) and not node.level
-            and (node.module or "").split(".")[0] in ("jittor", "jittor_utils"))
+    return (
+        isinstance(node, ast.ImportFrom)
+        and not node.level
+        and (node.module or "").split(".")[0] in ("jittor", "jittor_utils")
+    )
 
 
 def _sets_up(node) -> bool:
     """``from . import jt`` (gold_yolo's bootstrap) or a call of the runtime's entry."""
     if isinstance(node, ast.ImportFrom) and any(a.name == "jt" for a in node.names):
         return node.level > 0 or node.module == "gold_yolo"
-    return any(isinstance(n, ast.Call) and ast.unparse(n.func).split(".")[-1]
-               in ("ensure_jittor", "import_jittor", "setup") for n in ast.walk(node))
+    return any(
+        isinstance(n, ast.Call)
+        and ast.unparse(n.func).split(".")[-1] in ("ensure_jittor", "import_jittor", "setup")
+        for n in ast.walk(node)
+    )
 
 
 def test_every_module_that_imports_jittor_at_its_top_sets_the_runtime_up_first():
@@ -169,13 +204,16 @@ def test_every_module_that_imports_jittor_at_its_top_sets_the_runtime_up_first()
 
 
 def test_a_gold_yolo_module_imported_first_sets_the_runtime_up():
-    out = fresh("""
+    out = fresh(
+        """
         import gold_yolo.model
         from gradcheck import runtime
         ch = changes(env0, libs0)
         ch.update(set_up=runtime._state is not None, device=runtime.state().device)
         print("RESULT", json.dumps(ch))
-    """, timeout=600)
+    """,
+        timeout=600,
+    )
     assert out["jittor"] and out["set_up"] and "log_silent" in out["env"], out
 
 
@@ -196,7 +234,7 @@ def module_graph(package: str) -> tuple:
             return [a.name for a in node.names]
         base = mod.split(".") if is_pkg else mod.split(".")[:-1]
         if node.level:
-            base = base[:len(base) - node.level + 1]
+            base = base[: len(base) - node.level + 1]
             prefix = ".".join(base + ([node.module] if node.module else []))
         else:
             prefix = node.module
@@ -206,9 +244,13 @@ def module_graph(package: str) -> tuple:
     for mod, (path, is_pkg) in mods.items():
         tree = ast.parse(path.read_text(), str(path))
         at_top = {id(n) for n in _top_level(tree)}
-        for_types = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
-                     and "TYPE_CHECKING" in ast.unparse(block.test)
-                     for stmt in block.body for n in ast.walk(stmt)}   # never run
+        for_types = {
+            id(n)
+            for block in ast.walk(tree)
+            if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+            for stmt in block.body
+            for n in ast.walk(stmt)
+        }  # never run
         top[mod], inner[mod] = set(), set()
         for node in ast.walk(tree):
             if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in for_types:

@@ -45,11 +45,12 @@ def test_a_folder_or_fifo_as_the_report_path(cli, tmp_path):
     os.mkfifo(fifo)
     res = cli(*_run_args(fifo))
     assert res.exit_code == 2, res.output
-    assert res.stderr.splitlines() == [f"gradcheck: error: cannot write {fifo}: it is a FIFO, "
-                                       "not a regular file"]
-    assert stat.S_ISFIFO(os.stat(fifo).st_mode)          # still the FIFO, nothing opened
+    assert res.stderr.splitlines() == [
+        f"gradcheck: error: cannot write {fifo}: it is a FIFO, not a regular file"
+    ]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # still the FIFO, nothing opened
     with pytest.raises(ReportError, match="it is a folder"):
-        write_atomic(folder, "x")                       # the library says it too
+        write_atomic(folder, "x")  # the library says it too
 
 
 def test_a_read_only_folder(cli, tmp_path, monkeypatch):
@@ -68,8 +69,9 @@ def test_a_read_only_folder(cli, tmp_path, monkeypatch):
         res = cli(*_run_args(folder / "r.json"))
         assert res.exit_code == 2, res.output
         lines = res.stderr.splitlines()
-        assert len(lines) == 1 and lines[0].startswith(f"gradcheck: error: cannot write "
-                                                       f"{folder / 'r.json'}"), res.stderr
+        assert len(lines) == 1 and lines[0].startswith(
+            f"gradcheck: error: cannot write {folder / 'r.json'}"
+        ), res.stderr
         assert "read-only" in lines[0] or "permission denied" in lines[0]
         assert (folder / "r.json").read_text() == OLD and _no_litter(folder, "r.json")
     finally:
@@ -89,8 +91,10 @@ def test_a_full_disk_exit_3_one_line_old_file_intact(cli, tmp_path, monkeypatch)
     monkeypatch.setattr(os, "fsync", full)
     res = cli(*_run_args(out))
     assert res.exit_code == 3, res.output
-    assert res.stderr.splitlines() == [f"gradcheck: error: cannot write {out}: no space left on "
-                                       "device (the file there is unchanged)"]
+    assert res.stderr.splitlines() == [
+        f"gradcheck: error: cannot write {out}: no space left on "
+        "device (the file there is unchanged)"
+    ]
     assert out.read_text() == OLD and _no_litter(tmp_path, "r.json")
 
 
@@ -113,7 +117,7 @@ def test_two_writers_of_one_path_leave_one_whole_file(tmp_path):
             text = path.read_text()
         except FileNotFoundError:
             continue
-        assert text in texts            # never a mix, never a part
+        assert text in texts  # never a mix, never a part
         seen.add(text)
     for p in procs:
         p.join()
@@ -124,7 +128,7 @@ def test_two_writers_of_one_path_leave_one_whole_file(tmp_path):
 def test_sigkill_mid_write_leaves_the_old_file_or_the_whole_new_one(tmp_path):
     path = tmp_path / "baseline.json"
     path.write_text(OLD)
-    new = json.dumps({"new": list(range(3_000_000))})     # ~20 MB: a write takes a while
+    new = json.dumps({"new": list(range(3_000_000))})  # ~20 MB: a write takes a while
     started = time.monotonic()
     _writer(tmp_path / "probe.json", new, 1)
     duration = time.monotonic() - started
@@ -133,7 +137,7 @@ def test_sigkill_mid_write_leaves_the_old_file_or_the_whole_new_one(tmp_path):
     outcomes = set()
     for _ in range(20):
         pid = os.fork()
-        if pid == 0:   # pragma: no cover - the child
+        if pid == 0:  # pragma: no cover - the child
             try:
                 write_atomic(path, new)
             finally:
@@ -165,8 +169,14 @@ def test_sigkill_at_random_moments_of_a_real_run(tmp_path):
     cmd = [sys.executable, "-m", "gradcheck.cli", *_run_args(baseline)]
 
     def start():
-        return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            cmd,
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     t0 = time.monotonic()
     assert start().wait(timeout=600) == 0
@@ -179,17 +189,17 @@ def test_sigkill_at_random_moments_of_a_real_run(tmp_path):
         proc = start()
         time.sleep(rng.uniform(0, duration * 1.1))
         if i % 6 == 5:
-            proc.kill()                       # the supervisor alone: its child is told
+            proc.kill()  # the supervisor alone: its child is told
         else:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
         deadline = time.monotonic() + 60
         while _group_alive(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not _group_alive(proc.pid)     # no orphan still running
+        assert not _group_alive(proc.pid)  # no orphan still running
         text = baseline.read_text()
         if text != OLD:
-            load_report(baseline)             # whole, or this raises
+            load_report(baseline)  # whole, or this raises
             complete += 1
     write_atomic(baseline, OLD)
     assert _no_litter(tmp_path, "baseline.json")

@@ -47,7 +47,7 @@ class OwnStep(nn.Optimizer):
         self.pre_step(loss, retain_graph)
         for pg in self.param_groups:
             for p, g in zip(pg["params"], pg["grads"]):
-                p.update(p - g / (g.abs() + 1e-12) * pg.get("lr", self.lr))   # signSGD
+                p.update(p - g / (g.abs() + 1e-12) * pg.get("lr", self.lr))  # signSGD
         self.post_step()
 
 
@@ -65,16 +65,20 @@ def one_step(make_opt, init: float, grad_scale: float):
     return model.w, opt, not np.array_equal(model.w.numpy(), before)
 
 
-CASES = {   # name: (optimizer at a learning rate, small lr, w's initial value, gradient scale)
+CASES = {  # name: (optimizer at a learning rate, small lr, w's initial value, gradient scale)
     # Adam: m * step_size = 1e-10 * 3e-36 is zero even as a subnormal (so in any float mode:
     # whether a Jittor process flushes subnormals depends on how it loaded its kernels), though
     # the move it stands for, about 3e-38 from w = 0, is a normal float32
-    "adam": (lambda lr: (lambda ps: nn.Adam(ps, lr)), 1e-35, 0.0, 1e-9),
-    "adamw": (lambda lr: (lambda ps: nn.AdamW(ps, lr)), 1e-35, 0.0, 1e-9),
-    "sgd": (lambda lr: (lambda ps: nn.SGD(ps, lr)), 1e-30, 1.0, 1.0),   # lr * g < half an ulp
-    "momentum": (lambda lr: (lambda ps: nn.SGD(ps, lr, momentum=0.9, nesterov=True)), 1e-30,
-                 1.0, 1.0),
-    "rmsprop": (lambda lr: (lambda ps: nn.RMSprop(ps, lr)), 1e-30, 1.0, 1.0),
+    "adam": (lambda lr: lambda ps: nn.Adam(ps, lr), 1e-35, 0.0, 1e-9),
+    "adamw": (lambda lr: lambda ps: nn.AdamW(ps, lr), 1e-35, 0.0, 1e-9),
+    "sgd": (lambda lr: lambda ps: nn.SGD(ps, lr), 1e-30, 1.0, 1.0),  # lr * g < half an ulp
+    "momentum": (
+        lambda lr: lambda ps: nn.SGD(ps, lr, momentum=0.9, nesterov=True),
+        1e-30,
+        1.0,
+        1.0,
+    ),
+    "rmsprop": (lambda lr: lambda ps: nn.RMSprop(ps, lr), 1e-30, 1.0, 1.0),
 }
 
 
@@ -82,27 +86,33 @@ CASES = {   # name: (optimizer at a learning rate, small lr, w's initial value, 
 def test_update_rounded_away_by_the_optimizer(name):
     make, small, init, scale = CASES[name]
     w, opt, moved = one_step(make(small), init, scale)
-    assert not moved                                  # the small step left w as it was ...
-    assert one_step(make(1e-3), init, scale)[2]       # ... a larger one moves it: not masked
+    assert not moved  # the small step left w as it was ...
+    assert one_step(make(1e-3), init, scale)[2]  # ... a larger one moves it: not masked
     assert rounds_away(opt, w) is True
 
 
 def test_a_step_that_would_move_is_not_rounded_away():
     make, _, init, scale = CASES["adam"]
     w, opt, _ = one_step(make(1e-3), init, scale)
-    w.assign(jt.array(np.full(8, init, "float32")))   # as if the update had been undone
+    w.assign(jt.array(np.full(8, init, "float32")))  # as if the update had been undone
     assert rounds_away(opt, w) is False
 
 
 def test_masked_update_is_never_updated():
-    make = lambda ps: KeepsValues(ps, 1e-3)            # noqa: E731
+    make = lambda ps: KeepsValues(ps, 1e-3)  # noqa: E731
     w, opt, moved = one_step(make, 0.0, 1.0)
     assert not moved and not one_step(lambda ps: KeepsValues(ps, 1.0), 0.0, 1.0)[2]
     assert rounds_away(opt, w) is False
     model = Scale(0.0)
-    report = gradcheck.check(gradcheck.Workload(model, jt.array(X), lambda m, x: m(x).sum(),
-                                                optimizer=KeepsValues(model.parameters(), 1e-3)),
-                             steps=2)
+    report = gradcheck.check(
+        gradcheck.Workload(
+            model,
+            jt.array(X),
+            lambda m, x: m(x).sum(),
+            optimizer=KeepsValues(model.parameters(), 1e-3),
+        ),
+        steps=2,
+    )
     rec = report.param("w")
     assert rec.cause == "never_updated" and "would have moved it" in rec.cause_detail
     assert report.verdict.result == "fail"
@@ -110,9 +120,15 @@ def test_masked_update_is_never_updated():
 
 def test_adam_tiny_lr_is_below_precision_not_never_updated():
     model = Scale(0.0)
-    report = gradcheck.check(gradcheck.Workload(
-        model, jt.array(X), lambda m, x: (m(x) * 1e-9).sum(),
-        optimizer=nn.Adam(model.parameters(), 1e-35)), steps=2)
+    report = gradcheck.check(
+        gradcheck.Workload(
+            model,
+            jt.array(X),
+            lambda m, x: (m(x) * 1e-9).sum(),
+            optimizer=nn.Adam(model.parameters(), 1e-35),
+        ),
+        steps=2,
+    )
     rec = report.param("w")
     assert rec.rounded == [True, True] and rec.cause == "update_below_precision"
     assert report.verdict.result == "pass"

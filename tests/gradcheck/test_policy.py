@@ -19,11 +19,16 @@ def write(tmp_path, body: str):
 
 
 def test_reads_settings_and_policy_apart(tmp_path):
-    cfg = load_config(write(tmp_path, "model = gold_yolo_s\nsteps = 4\nimg_size = 320\n"
-                                      "fail_on = missing, nonfinite, zero\nstrict = yes\n"
-                                      "expected_frozen =\n    *.proj_conv.weight: fixed DFL\n"
-                                      "    detect.proj: fixed\n"
-                                      "allow_uncovered =\n    aux.*: second stage only\n"))
+    cfg = load_config(
+        write(
+            tmp_path,
+            "model = gold_yolo_s\nsteps = 4\nimg_size = 320\n"
+            "fail_on = missing, nonfinite, zero\nstrict = yes\n"
+            "expected_frozen =\n    *.proj_conv.weight: fixed DFL\n"
+            "    detect.proj: fixed\n"
+            "allow_uncovered =\n    aux.*: second stage only\n",
+        )
+    )
     assert cfg.settings == {"model": "gold_yolo_s", "steps": 4, "img_size": 320}
     p = cfg.policy
     assert p.strict and p.fail_on == ("missing", "nonfinite", "zero")
@@ -36,8 +41,11 @@ def test_reads_settings_and_policy_apart(tmp_path):
 def test_align_float64_settings_reach_the_tolerances(tmp_path):
     from gradcheck.parity.alignment import Tolerances
 
-    policy = load_config(write(tmp_path, "align_float64 = always\nalign_float64_tol = 1e-8\n"
-                                         "align_noise_samples = 0\n")).policy
+    policy = load_config(
+        write(
+            tmp_path, "align_float64 = always\nalign_float64_tol = 1e-8\nalign_noise_samples = 0\n"
+        )
+    ).policy
     tol = Tolerances.from_policy(policy)
     assert (tol.float64_mode, tol.float64, tol.noise_samples) == ("always", 1e-8, 0)
     never = policy.with_overrides(align_float64="never")
@@ -46,21 +54,25 @@ def test_align_float64_settings_reach_the_tolerances(tmp_path):
 
 
 def test_declared_reason_first_table_wins():
-    assert declared_reason("a.w", {"b.*": "no"}, {"a.*": "workload"},
-                           {"a.w": "config"}) == "workload"
+    assert (
+        declared_reason("a.w", {"b.*": "no"}, {"a.*": "workload"}, {"a.w": "config"}) == "workload"
+    )
     assert declared_reason("a.w", None, {}) is None
 
 
-@pytest.mark.parametrize("body,message", [
-    ("steps = many\n", "invalid steps = 'many'"),
-    ("steps = -1\n", "invalid steps = '-1'"),
-    ("colour = red\n", "unknown setting 'colour'"),
-    ("fail_on = missing, sadness\n", "unknown finding 'sadness'"),
-    ("expected_frozen =\n    no colon here\n", "is not 'glob: reason'"),
-    ("align_float64 = sometimes\n", "invalid align_float64 = 'sometimes'"),
-    ("align_noise_samples = -1\n", "invalid align_noise_samples = '-1'"),
-    ("align_float64_tol = tiny\n", "invalid align_float64_tol = 'tiny'"),
-])
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ("steps = many\n", "invalid steps = 'many'"),
+        ("steps = -1\n", "invalid steps = '-1'"),
+        ("colour = red\n", "unknown setting 'colour'"),
+        ("fail_on = missing, sadness\n", "unknown finding 'sadness'"),
+        ("expected_frozen =\n    no colon here\n", "is not 'glob: reason'"),
+        ("align_float64 = sometimes\n", "invalid align_float64 = 'sometimes'"),
+        ("align_noise_samples = -1\n", "invalid align_noise_samples = '-1'"),
+        ("align_float64_tol = tiny\n", "invalid align_float64_tol = 'tiny'"),
+    ],
+)
 def test_bad_settings_name_the_value(tmp_path, body, message):
     with pytest.raises(ConfigError, match=message):
         load_config(write(tmp_path, body))
@@ -84,13 +96,28 @@ def test_settings_origin_flag_config_model_tool():
     rec = registry.recommended("gold_yolo_s")
     s = resolve_settings({"model": "gold_yolo_s", "steps": 1}, {"batch_size": 4})
     assert (s.model, s.steps, s.img_size, s.batch_size, s.seed) == (
-        "gold_yolo_s", 1, rec.img_size, 4, 0)
-    assert s.source == {"model": "flag", "steps": "flag", "img_size": "model default",
-                        "batch_size": "config", "seed": "tool default", "device": "tool default"}
+        "gold_yolo_s",
+        1,
+        rec.img_size,
+        4,
+        0,
+    )
+    assert s.source == {
+        "model": "flag",
+        "steps": "flag",
+        "img_size": "model default",
+        "batch_size": "config",
+        "seed": "tool default",
+        "device": "tool default",
+    }
     # a user factory has no recommended settings: the tool's defaults, no image size
     u = resolve_settings({}, {"model": "pkg.mod:make"})
     assert (u.steps, u.img_size, u.source["model"], u.source["steps"]) == (
-        DEFAULT_STEPS, None, "config", "tool default")
+        DEFAULT_STEPS,
+        None,
+        "config",
+        "tool default",
+    )
 
 
 def test_same_settings_from_any_folder(repo_root, tmp_path, monkeypatch):
@@ -131,9 +158,11 @@ def test_zero_fails_by_default_unless_allowed():
     allowed = judge(rep, Policy(allow_uncovered={"b.*": "trained later"}))
     assert allowed.result == "pass" and not allowed.warnings
     assert [(g.severity, g.why, g.names) for g in allowed.groups] == [
-        ("allowed", "trained later", ["b.w"])]
+        ("allowed", "trained later", ["b.w"])
+    ]
     assert judge(rep, Policy(allow_uncovered={"c.*": "x"})).warnings == [
-        "allow_uncovered 'c.*' matches no parameter"]
+        "allow_uncovered 'c.*' matches no parameter"
+    ]
 
 
 def _zero_init_report(steps: int, model: str = "toy", source=None):
@@ -141,22 +170,35 @@ def _zero_init_report(steps: int, model: str = "toy", source=None):
     params = []
     for i in range(5):
         first = i + 1 if i < steps else None
-        st = ["zero"] * (first - 1 if first else steps) + (["nonzero"] * (steps - first + 1)
-                                                          if first else [])
-        params.append(ParamRecord(
-            name=f"l{i}.weight", shape=[2], numel=2, steps=st,
-            status="covered" if first else "zero", first_nonzero_step=first,
-            weight_norm=0.0 if i == 0 else 1.0, module=f"l{i}",
-            cause=None if first else "zero_gradient",
-            cause_detail=None if first else "reaches the loss, but its gradient is exactly zero: "
-                                            "likely weights that start at exactly zero (l0.weight) "
-                                            "block the gradient until they move"))
+        st = ["zero"] * (first - 1 if first else steps) + (
+            ["nonzero"] * (steps - first + 1) if first else []
+        )
+        params.append(
+            ParamRecord(
+                name=f"l{i}.weight",
+                shape=[2],
+                numel=2,
+                steps=st,
+                status="covered" if first else "zero",
+                first_nonzero_step=first,
+                weight_norm=0.0 if i == 0 else 1.0,
+                module=f"l{i}",
+                cause=None if first else "zero_gradient",
+                cause_detail=None
+                if first
+                else "reaches the loss, but its gradient is exactly zero: "
+                "likely weights that start at exactly zero (l0.weight) "
+                "block the gradient until they move",
+            )
+        )
     from gradcheck.report import Report
 
-    rep = Report(config={"model": model, "steps": steps, "seed": 0,
-                         "settings_source": source or {}},
-                 environment={}, params=params,
-                 steps=[StepRecord(step=k + 1) for k in range(steps)])
+    rep = Report(
+        config={"model": model, "steps": steps, "seed": 0, "settings_source": source or {}},
+        environment={},
+        params=params,
+        steps=[StepRecord(step=k + 1) for k in range(steps)],
+    )
     return finalize(rep, Policy())
 
 
@@ -164,10 +206,15 @@ def test_zero_gradients_behind_zero_weights_group_with_the_fix():
     rep = _zero_init_report(1, "gold_yolo_s", {"model": "flag", "steps": "flag"})
     (g,) = rep.verdict.groups
     assert (g.severity, g.cause, g.count, g.rerun) == (
-        "fail", "zero_gradient", 4, {"steps": registry.recommended("gold_yolo_s").steps})
+        "fail",
+        "zero_gradient",
+        4,
+        {"steps": registry.recommended("gold_yolo_s").steps},
+    )
     assert rep.verdict.reasons == [
         "zero: 4 parameters: zero_gradient, downstream weights start at zero; coverage spreads "
-        "one layer per step: run with --steps 3 (l1.weight, l2.weight, l3.weight, ... (+1))"]
+        "one layer per step: run with --steps 3 (l1.weight, l2.weight, l3.weight, ... (+1))"
+    ]
     assert next_command(rep) == "gradcheck run --model gold_yolo_s --steps 3"
     # a user model still spreading after the default: twice the steps
     assert _zero_init_report(3).verdict.groups[0].fix == "run with --steps 6"

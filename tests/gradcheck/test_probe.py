@@ -23,15 +23,18 @@ def test_zoo_case_is_classified(factory):
     report = gradcheck.check(getattr(zoo, factory)(), steps=2)
     for name, (want_status, want_cause) in zoo.EXPECT[factory].items():
         rec = report.param(name)
-        assert (rec.status, rec.cause) == (want_status, want_cause), (name, rec.steps,
-                                                                      rec.cause_detail)
+        assert (rec.status, rec.cause) == (want_status, want_cause), (
+            name,
+            rec.steps,
+            rec.cause_detail,
+        )
 
 
 def test_verdict_follows_default_policy():
-    assert gradcheck.check(zoo.unused()).verdict.result == "fail"       # missing fails
-    assert gradcheck.check(zoo.times_zero()).verdict.result == "fail"   # zero fails too
-    assert gradcheck.check(zoo.nan_grad()).verdict.result == "fail"     # nonfinite fails
-    assert gradcheck.check(zoo.not_in_optimizer()).verdict.result == "pass"   # only warns
+    assert gradcheck.check(zoo.unused()).verdict.result == "fail"  # missing fails
+    assert gradcheck.check(zoo.times_zero()).verdict.result == "fail"  # zero fails too
+    assert gradcheck.check(zoo.nan_grad()).verdict.result == "fail"  # nonfinite fails
+    assert gradcheck.check(zoo.not_in_optimizer()).verdict.result == "pass"  # only warns
     strict = gradcheck.Policy(strict=True)
     assert gradcheck.check(zoo.not_in_optimizer(), policy=strict).verdict.result == "fail"
 
@@ -105,26 +108,33 @@ print("RESULT " + json.dumps(out))
 def test_jittor_warnings_are_mapped_to_the_call_that_raised_them(repo_root):
     # Jittor warns once per variable name per process: a fresh process sees every warning
     env = dict(os.environ, PYTHONPATH=f"{repo_root}{os.pathsep}{repo_root / 'tests'}")
-    proc = subprocess.run([sys.executable, "-c", _WARNINGS_SCRIPT], cwd=repo_root, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", _WARNINGS_SCRIPT],
+        cwd=repo_root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert lines, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
     line = lines[0]
-    out = json.loads(line[len("RESULT "):])
+    out = json.loads(line[len("RESULT ") :])
     ev = out["eval_only"]["warnings"]
     assert {w[2] for w in ev} == {"eval_head.weight", "eval_head.bias"}
     assert all(w[0] == "optimizer" and w[3] is True for w in ev)
     gan = out["gan"]
     assert gan["warnings"], "the generator outside D's optimizer must make the probe's call warn"
-    for call, _index, param, agrees in gan["warnings"]:   # indices into the probe's own list
+    for call, _index, param, agrees in gan["warnings"]:  # indices into the probe's own list
         assert call == "probe" and param.startswith("generator.") and agrees is True
     assert {p: s for p, s in gan["status"].items() if p.startswith("discriminator.")} and all(
-        s == "covered" for p, s in gan["status"].items() if p.startswith("discriminator."))
+        s == "covered" for p, s in gan["status"].items() if p.startswith("discriminator.")
+    )
 
 
 def test_probe_leaves_the_model_as_handed_over():
     w = zoo.healthy()
-    w.model.eval()                                   # frozen by eval mode, never undone
+    w.model.eval()  # frozen by eval mode, never undone
     w.optimizer = jt.optim.SGD(w.model.parameters(), 0.01)
     report = gradcheck.check(w)
     assert not w.model.is_training()
@@ -133,7 +143,8 @@ def test_probe_leaves_the_model_as_handed_over():
     w.train_mode = True
     switched = gradcheck.check(w)
     assert {(p.status, p.cause, p.mode_change) for p in switched.params} == {
-        ("covered", "train_mode", "unfrozen")}
+        ("covered", "train_mode", "unfrozen")
+    }
 
 
 def test_status_rules():
@@ -157,14 +168,22 @@ def test_an_unread_parameter_says_what_the_module_calls_tell():
         def ran(self, module_name):
             return self._ran
 
-    rec = ParamRecord(name="head.aux.weight", shape=[2], numel=2, status="missing",
-                      steps=["missing"], read_steps=[False], module="head.aux")
-    said = {ran: cause_of(rec, None, Calls(ran))[1].split(": ", 1)[1]
-            for ran in (False, True, None)}
+    rec = ParamRecord(
+        name="head.aux.weight",
+        shape=[2],
+        numel=2,
+        status="missing",
+        steps=["missing"],
+        read_steps=[False],
+        module="head.aux",
+    )
+    said = {
+        ran: cause_of(rec, None, Calls(ran))[1].split(": ", 1)[1] for ran in (False, True, None)
+    }
     assert said[False].startswith("its module 'head.aux' never ran in the forward pass")
     assert said[True].startswith("its module 'head.aux' ran, but never read it")
     assert said[None] == "nothing read it" == cause_of(rec, None, None)[1].split(": ", 1)[1]
-    rec.reassigned, rec.in_optimizer = True, False   # held by an optimizer: stale_var
+    rec.reassigned, rec.in_optimizer = True, False  # held by an optimizer: stale_var
     code, sentence = cause_of(rec, None, None)
     assert code == "not_called" and sentence.endswith("than the one the optimizer holds")
 
@@ -188,9 +207,16 @@ def test_a_warning_the_graph_contradicts_is_counted_never_decisive():
     from gradcheck.report import WarningRecord
 
     report = gradcheck.check(zoo.healthy())
-    report.warnings.append(WarningRecord(text="grads[0] 'fc1.weight' doesn't have gradient",
-                                         step=1, index=0, param="fc1.weight", agrees=False,
-                                         call="optimizer"))
+    report.warnings.append(
+        WarningRecord(
+            text="grads[0] 'fc1.weight' doesn't have gradient",
+            step=1,
+            index=0,
+            param="fc1.weight",
+            agrees=False,
+            call="optimizer",
+        )
+    )
     summary.finalize(report, gradcheck.Policy())
     assert report.summary.jittor_warnings_disagree == 1
     assert report.param("fc1.weight").status == "covered"

@@ -51,8 +51,9 @@ def test_the_tests_import_this_checkout(repo_root):
 
 
 def test_fixture_in_a_users_suite(pytester, monkeypatch):
-    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")   # load exactly this checkout's
-    pytester.makepyfile(test_users=f"""
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")  # load exactly this checkout's
+    pytester.makepyfile(
+        test_users=f"""
         import sys
         sys.path.insert(0, {str(TESTS)!r})
         from fixtures import zoo
@@ -65,8 +66,13 @@ def test_fixture_in_a_users_suite(pytester, monkeypatch):
 
         def test_unused(assert_covered):
             assert_covered(zoo.unused(), steps=1)
-    """)
+    """
+    )
     result = pytester.runpytest("-p", "gradcheck.pytest_plugin")
     result.assert_outcomes(passed=2, failed=1)
-    result.stdout.fnmatch_lines(["*AssertionError: 2 of 4 parameter(s)*not covered*",
-                                 "*unused.weight: missing (not_called*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*AssertionError: 2 of 4 parameter(s)*not covered*",
+            "*unused.weight: missing (not_called*",
+        ]
+    )

@@ -18,8 +18,13 @@ WORDS = [Status.NONZERO, Status.ZERO, Status.MISSING, Status.NONFINITE, Status.F
 def _recorded(steps, moved, absent=0):
     rec = recorder.new_param("w", (2, 3), 6, absent=absent, module="m")
     for i, (s, m) in enumerate(zip(steps, moved)):
-        recorder.record_step(rec, s, float(i) if s != Status.FROZEN else None,
-                             Change(m, 0.5 if m else 0.0, 2.0 + i), lr=0.1)
+        recorder.record_step(
+            rec,
+            s,
+            float(i) if s != Status.FROZEN else None,
+            Change(m, 0.5 if m else 0.0, 2.0 + i),
+            lr=0.1,
+        )
     return rec
 
 
@@ -43,14 +48,26 @@ def _truth(steps, moved, numbers):
         if s in first and first[s] is None:
             first[s] = n
     no_grad = {Status.MISSING, Status.ZERO, Status.FROZEN}
-    return {"status": status, "first_nonzero_step": first[Status.NONZERO],
-            "first_nonfinite_step": first[Status.NONFINITE], "updated": any(moved),
-            "moved_without_grad": any(m and s in no_grad for s, m in zip(steps, moved))}
+    return {
+        "status": status,
+        "first_nonzero_step": first[Status.NONZERO],
+        "first_nonfinite_step": first[Status.NONFINITE],
+        "updated": any(moved),
+        "moved_without_grad": any(m and s in no_grad for s, m in zip(steps, moved)),
+    }
 
 
 def _derived(rec):
-    return {k: getattr(rec, k) for k in ("status", "first_nonzero_step", "first_nonfinite_step",
-                                         "updated", "moved_without_grad")}
+    return {
+        k: getattr(rec, k)
+        for k in (
+            "status",
+            "first_nonzero_step",
+            "first_nonfinite_step",
+            "updated",
+            "moved_without_grad",
+        )
+    }
 
 
 @pytest.mark.parametrize("seed", range(200))
@@ -63,8 +80,9 @@ def test_derived_fields_match_a_hand_reading(seed):
     rec = _recorded(steps, moved, absent)
     recorder.close([rec], numbers)
     full_steps = [Status.ABSENT] * absent + steps
-    assert _derived(rec) == _truth(full_steps, [False] * absent + moved,
-                                   numbers or range(1, n + absent + 1))
+    assert _derived(rec) == _truth(
+        full_steps, [False] * absent + moved, numbers or range(1, n + absent + 1)
+    )
     assert rec.grad_norm == (rec.grad_norms[-1] if rec.grad_norms else None)
     assert rec.update_norm == (rec.update_norms[-1] if rec.update_norms else None)
     assert len(rec.steps) == len(rec.lrs) == len(rec.rounded) == len(rec.read_steps) + n
@@ -94,7 +112,7 @@ def test_close_names_the_loss_terms_that_reach_each_record():
     recorder.close(recs, reach_by_term={"cls": {0, 2}, "box": {2}})
     assert [r.reached_by for r in recs] == [["cls"], [], ["cls", "box"]]
     recorder.close(recs[:1])
-    assert recs[0].reached_by == ["cls"]          # no terms traced: left as it was
+    assert recs[0].reached_by == ["cls"]  # no terms traced: left as it was
 
 
 def test_weight_norm_is_the_value_before_the_first_step_it_existed_on():

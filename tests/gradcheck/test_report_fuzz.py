@@ -13,8 +13,9 @@ from gradcheck.cli import main
 from gradcheck.render import FORMATS
 from gradcheck.report import LossTermRecord, StepRecord
 
-_REP = make_report(**{"a.w": "covered", "a.b": "zero", "b.w": "missing", "c.w": "nonfinite",
-                      "d.w": "frozen"})
+_REP = make_report(
+    **{"a.w": "covered", "a.b": "zero", "b.w": "missing", "c.w": "nonfinite", "d.w": "frozen"}
+)
 _REP.loss_terms = [LossTermRecord(name="cls", reaches=2, constant=False, values=[1.0])]
 _REP.steps = [StepRecord(step=1, loss=1.0, terms={"cls": 1.0}, stats={}, seconds=0.1)]
 VALID = _REP.to_dict()
@@ -22,12 +23,17 @@ VALID = _REP.to_dict()
 # no subnormal floats: a loaded Jittor operator library (built with -Ofast) flushes them to
 # zero process-wide, and hypothesis refuses to draw floats then
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-3, 10**12)
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 10**12)
     | st.floats(allow_nan=False, allow_subnormal=False)
-    | st.text(max_size=8) | st.sampled_from(["covered", "nan", "frozen", "nonzero", ""]),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
-                                                                 max_size=3),
-    max_leaves=6)
+    | st.text(max_size=8)
+    | st.sampled_from(["covered", "nan", "frozen", "nonzero", ""]),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
 
 
 def _paths(obj, prefix=()):
@@ -75,8 +81,11 @@ def _check(result):
         assert len(lines) == 1 and lines[0].startswith("gradcheck: error: "), result.stderr
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(text=report_texts(), fmt=st.sampled_from(FORMATS))
 @example(text=json.dumps(_mutate(VALID, ("summary", "by_status"), None, False)), fmt="table")
 @example(text=json.dumps(_mutate(VALID, ("params", 0, "reached_by"), [None], False)), fmt="table")

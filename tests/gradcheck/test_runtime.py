@@ -22,8 +22,14 @@ from gradcheck.progress import CompileStats, ProgressParser, compile_progress
 def run_py(code: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     full_env = dict(os.environ, PYTHONPATH=str(REPO))
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO,
-                          env=full_env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 # --------------------------------------------------------------------------- device
@@ -40,8 +46,9 @@ def test_auto_picks_cuda_when_driver_answers(monkeypatch):
 
 
 def test_cuda_requested_without_gpu_names_the_problem(monkeypatch):
-    monkeypatch.setattr(runtime, "cuda_available",
-                        lambda: (False, "CUDA driver present but no GPU"))
+    monkeypatch.setattr(
+        runtime, "cuda_available", lambda: (False, "CUDA driver present but no GPU")
+    )
     with pytest.raises(runtime.RuntimeSetupError) as info:
         runtime.choose_device("cuda")
     msg = str(info.value)
@@ -87,9 +94,11 @@ def test_setup_cuda_without_gpu_raises(fresh_setup):
 
 
 def test_onednn_fallback_warns_once_and_disables_mkl(fresh_setup, monkeypatch):
-    monkeypatch.setattr(runtime, "find_pypi_onednn",
-                        lambda: (None, None,
-                                 f"onednn-cpu-gomp=={runtime.ONEDNN_PYPI} is not installed"))
+    monkeypatch.setattr(
+        runtime,
+        "find_pypi_onednn",
+        lambda: (None, None, f"onednn-cpu-gomp=={runtime.ONEDNN_PYPI} is not installed"),
+    )
     with pytest.warns(runtime.OneDNNSlowWarning) as rec:
         st = runtime.setup()
         runtime.setup(device="cpu")  # a second setup (another device asked) must not warn again
@@ -152,7 +161,7 @@ def test_onednn_include_dir_is_the_laid_out_headers(mkl_dir, monkeypatch):
     """Our own oneDNN kernels (gold_yolo/layers/conv.py) compile against the headers Jittor's
     mkl ops use; none without oneDNN, or where the layout lacks them."""
     monkeypatch.setattr(runtime, "_state", runtime.RuntimeState(onednn=True))
-    assert runtime.onednn_include_dir() is None                  # nothing laid out yet
+    assert runtime.onednn_include_dir() is None  # nothing laid out yet
     assert runtime.install_onednn_for_jittor()[0]
     inc = runtime.onednn_include_dir()
     assert inc == mkl_dir / runtime.DNNL_DIRNAME / "include"
@@ -171,7 +180,7 @@ def test_layout_is_idempotent(mkl_dir):
 
 def test_a_half_written_target_is_repaired(mkl_dir):
     target = mkl_dir / runtime.DNNL_DIRNAME
-    (target / "lib").mkdir(parents=True)          # e.g. an interrupted download
+    (target / "lib").mkdir(parents=True)  # e.g. an interrupted download
     (target / "lib" / "libmkldnn.so").write_bytes(b"")
     ok, _, why = runtime.install_onednn_for_jittor()
     assert ok, why
@@ -195,7 +204,8 @@ def _fake_dnnl_dir(d, version):
     major, minor, patch = version
     (d / "include" / "dnnl_version.h").write_text(
         f"#define DNNL_VERSION_MAJOR {major}\n#define DNNL_VERSION_MINOR {minor}\n"
-        f"#define DNNL_VERSION_PATCH {patch}\n")
+        f"#define DNNL_VERSION_PATCH {patch}\n"
+    )
 
 
 def test_a_folder_of_another_onednn_version_is_laid_out_anew(mkl_dir):
@@ -235,8 +245,11 @@ def test_the_pinned_onednn_is_the_one_installed():
 
 
 def test_missing_pypi_onednn_leaves_nothing_behind(mkl_dir, monkeypatch):
-    monkeypatch.setattr(runtime, "find_pypi_onednn",
-                        lambda: (None, None, "onednn-devel-cpu-gomp is not installed (no dnnl.h)"))
+    monkeypatch.setattr(
+        runtime,
+        "find_pypi_onednn",
+        lambda: (None, None, "onednn-devel-cpu-gomp is not installed (no dnnl.h)"),
+    )
     ok, lib, why = runtime.install_onednn_for_jittor()
     assert (ok, lib) == (False, None) and "onednn-devel-cpu-gomp" in why
     assert not (mkl_dir / runtime.DNNL_DIRNAME).exists()
@@ -267,16 +280,22 @@ def test_import_is_quiet_and_uses_onednn():
     """)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "True"
-    alarming = [ln for ln in r.stderr.splitlines()
-                if ln.startswith(("[w", "[e", "[f")) or "Traceback" in ln
-                or "ownload" in ln or "Warning" in ln]
+    alarming = [
+        ln
+        for ln in r.stderr.splitlines()
+        if ln.startswith(("[w", "[e", "[f"))
+        or "Traceback" in ln
+        or "ownload" in ln
+        or "Warning" in ln
+    ]
     assert not alarming, r.stderr
 
 
 # --------------------------------------------------------------------------- progress
-PROGRESS = [f"Compiling Operators({i}/7) used: {0.5 * i:4.3g}s eta: {7.0 - i:4.3g}s \r"
-            for i in range(1, 8)]
-JITTOR_BURST = "\n" + "".join(PROGRESS) + "\n"   # exactly what parallel_compiler.cc writes
+PROGRESS = [
+    f"Compiling Operators({i}/7) used: {0.5 * i:4.3g}s eta: {7.0 - i:4.3g}s \r" for i in range(1, 8)
+]
+JITTOR_BURST = "\n" + "".join(PROGRESS) + "\n"  # exactly what parallel_compiler.cc writes
 
 
 def _parse(chunks):
@@ -291,7 +310,7 @@ def _parse(chunks):
 @pytest.mark.parametrize("step", [1, 3, 7, 1 << 20])
 def test_parser_strips_progress_and_keeps_everything_else(step):
     data = ("before\n" + JITTOR_BURST + "[e 0101 error] boom\r\n\n" + "tail no newline").encode()
-    chunks = [data[i:i + step] for i in range(0, len(data), step)]
+    chunks = [data[i : i + step] for i in range(0, len(data), step)]
     out, prog, batches = _parse(chunks)
     assert out == b"before\n[e 0101 error] boom\r\n\ntail no newline"
     assert [(p[1], p[2]) for p in prog] == [(i, 7) for i in range(1, 8)]
@@ -338,11 +357,11 @@ def _fd2_identity():
 
 
 def test_capture_hides_progress_and_forwards_the_rest(stderr_file):
-    big = b"x" * (1 << 20)          # far more than a pipe holds: must not deadlock
+    big = b"x" * (1 << 20)  # far more than a pipe holds: must not deadlock
     with stderr_file, compile_progress(quiet=True) as stats:
         os.write(2, b"first\n")
         os.write(2, JITTOR_BURST.encode())
-        with os.fdopen(os.dup(2), "w") as py_stderr:   # what sys.stderr is outside pytest
+        with os.fdopen(os.dup(2), "w") as py_stderr:  # what sys.stderr is outside pytest
             print("from python", file=py_stderr)
         os.write(2, big + b"\nlast line without newline")
     data = stderr_file.read()
@@ -377,7 +396,7 @@ def test_nested_capture_is_a_no_op(stderr_file):
         captured = _fd2_identity()
         with compile_progress(quiet=False) as inner:
             assert inner is outer and _fd2_identity() == captured
-        assert _fd2_identity() == captured   # the inner block did not restore fd 2
+        assert _fd2_identity() == captured  # the inner block did not restore fd 2
         os.write(2, JITTOR_BURST.encode() + b"after inner\n")
     assert stderr_file.read() == b"after inner\n"
     assert outer.progress_ops == 7
@@ -427,8 +446,7 @@ def test_pipe_chunks_drain_and_stop_while_a_writer_keeps_the_pipe_open():
         os.write(w, b"left in the pipe")
         os.write(stop_w, b"x")
         got: list = []
-        reader = threading.Thread(target=lambda: got.extend(_pipe_chunks(r, stop_r)),
-                                  daemon=True)
+        reader = threading.Thread(target=lambda: got.extend(_pipe_chunks(r, stop_r)), daemon=True)
         reader.start()
         reader.join(timeout=30)
         assert not reader.is_alive() and got == [b"left in the pipe"]
@@ -439,8 +457,10 @@ def test_pipe_chunks_drain_and_stop_while_a_writer_keeps_the_pipe_open():
 
 def test_stats_summary():
     assert CompileStats().summary() == "no operators compiled"
-    assert CompileStats(ops_compiled=3, compile_seconds=2.5).summary() == \
-        "compiled 3 Jittor operator(s) in 2.5s"
+    assert (
+        CompileStats(ops_compiled=3, compile_seconds=2.5).summary()
+        == "compiled 3 Jittor operator(s) in 2.5s"
+    )
 
 
 # --------------------------------------------------------------------------- op compiler
@@ -453,7 +473,7 @@ def _cache_with(tmp_path, libs):
     (tmp_path / "jit").mkdir()
     for i in range(libs):
         (tmp_path / "jit" / f"op{i}.so").write_bytes(b"")
-        (tmp_path / "jit" / f"op{i}.cc").write_text("")     # sources do not count
+        (tmp_path / "jit" / f"op{i}.cc").write_text("")  # sources do not count
     return _Flags(tmp_path)
 
 
@@ -499,7 +519,7 @@ def test_import_jittor_applies_the_choice_to_jittor():
 
 # --------------------------------------------------------------------------- Jittor's core
 def test_core_is_found_in_the_cache_and_not_in_an_empty_home(tmp_path, monkeypatch):
-    assert runtime.core_is_built()                       # this process imported Jittor
+    assert runtime.core_is_built()  # this process imported Jittor
     monkeypatch.setattr(runtime, "jittor_home", lambda: tmp_path)
     monkeypatch.delenv("cache_path", raising=False)
     assert not runtime.core_is_built()
@@ -510,7 +530,8 @@ def test_first_import_on_a_fresh_home_keeps_jittor_warnings(tmp_path):
     """On a fresh HOME the core is built in a child first, so this process's log capture sees
     the ``doesn't have gradient`` warning (without the child it captured nothing); minutes:
     Jittor compiles its core."""
-    r = run_py("""
+    r = run_py(
+        """
         from gradcheck import runtime
         runtime.setup()
         assert not runtime.core_is_built()
@@ -520,6 +541,9 @@ def test_first_import_on_a_fresh_home_keeps_jittor_warnings(tmp_path):
             jt.grad((w * 3).round().sum(), [w])
         print("built", runtime.core_is_built(),
               "warned", any("doesn't have gradient" in str(l.get("msg")) for l in logs))
-    """, env={"HOME": str(tmp_path), "JITTOR_HOME": str(tmp_path)}, timeout=1500)
+    """,
+        env={"HOME": str(tmp_path), "JITTOR_HOME": str(tmp_path)},
+        timeout=1500,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "built True warned True" in r.stdout, r.stdout

@@ -24,10 +24,12 @@ def test_waiting_for_reads_proc_locks(tmp_path):
     lock.touch()
     ino = os.stat(lock).st_ino
     table = tmp_path / "locks"
-    table.write_text(f"1: POSIX  ADVISORY  WRITE 500 fe:00:999 0 EOF\n"
-                     f"2: FLOCK  ADVISORY  WRITE 4242 fe:00:{ino} 0 EOF\n"
-                     f"2: -> FLOCK  ADVISORY  WRITE 77 fe:00:{ino} 0 EOF\n"
-                     f"3: POSIX  ADVISORY  WRITE 4243 00:2f:{ino} 0 EOF\n")
+    table.write_text(
+        f"1: POSIX  ADVISORY  WRITE 500 fe:00:999 0 EOF\n"
+        f"2: FLOCK  ADVISORY  WRITE 4242 fe:00:{ino} 0 EOF\n"
+        f"2: -> FLOCK  ADVISORY  WRITE 77 fe:00:{ino} 0 EOF\n"
+        f"3: POSIX  ADVISORY  WRITE 4243 00:2f:{ino} 0 EOF\n"
+    )
     assert cachelock.waiting_for(str(lock), pid=77, locks_file=str(table)) == 4242
     assert cachelock.waiting_for(str(lock), pid=4242, locks_file=str(table)) is None
     assert cachelock.waiting_for(str(lock), pid=500, locks_file=str(table)) is None
@@ -37,18 +39,31 @@ def test_waiting_for_reads_proc_locks(tmp_path):
 def test_the_watcher_sees_this_process_wait_and_for_how_long(tmp_path):
     lock = tmp_path / "jittor.lock"
     lock.touch()
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, sys, time\n"
-        f"f = open({str(lock)!r}, 'w'); fcntl.flock(f, fcntl.LOCK_EX)\n"
-        "print('held', flush=True); time.sleep(1.5)")], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import fcntl, sys, time\n"
+                f"f = open({str(lock)!r}, 'w'); fcntl.flock(f, fcntl.LOCK_EX)\n"
+                "print('held', flush=True); time.sleep(1.5)"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline() == "held\n"
     waits, done = [], []
-    watcher = cachelock.LockWatcher(lambda s, h: waits.append((s, h)),
-                                    lambda s, h: done.append((s, h)), interval=0.05,
-                                    show_after=0.2, path=lambda: str(lock)).start()
+    watcher = cachelock.LockWatcher(
+        lambda s, h: waits.append((s, h)),
+        lambda s, h: done.append((s, h)),
+        interval=0.05,
+        show_after=0.2,
+        path=lambda: str(lock),
+    ).start()
     t0 = time.monotonic()
     with open(lock, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)        # blocks until the holder exits
+        fcntl.flock(f, fcntl.LOCK_EX)  # blocks until the holder exits
         blocked = time.monotonic() - t0
     time.sleep(0.2)
     watcher.stop()
@@ -63,8 +78,14 @@ def _start(tmp_path, *args, env=None):
     full = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     for key in (supervise.ATTEMPT_ENV, supervise.DIR_ENV, supervise.RETRY_ENV):
         full.pop(key, None)
-    return subprocess.Popen([sys.executable, "-m", "gradcheck.cli", *args], cwd=tmp_path,
-                            env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "gradcheck.cli", *args],
+        cwd=tmp_path,
+        env=full,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_a_run_waiting_for_the_cache_lock_says_so_and_for_how_long(tmp_path):
@@ -85,11 +106,16 @@ def test_a_run_waiting_for_the_cache_lock_says_so_and_for_how_long(tmp_path):
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     lines = err.splitlines()
-    assert f"gradcheck: waiting for Jittor's cache lock held by another process (pid "\
-           f"{os.getpid()}) ..." in lines, err
+    assert (
+        f"gradcheck: waiting for Jittor's cache lock held by another process (pid "
+        f"{os.getpid()}) ..." in lines
+    ), err
     # (other processes sharing the cache may make it wait too: only ours is counted)
-    waited = [ln for ln in lines if ln.startswith("gradcheck: waited ")
-              and ln.endswith(f"(pid {os.getpid()})")]
+    waited = [
+        ln
+        for ln in lines
+        if ln.startswith("gradcheck: waited ") and ln.endswith(f"(pid {os.getpid()})")
+    ]
     assert len(waited) == 1, err
     seconds = float(waited[0].split()[2].rstrip("s"))
     assert 1.0 < seconds < 3.5
@@ -103,8 +129,12 @@ def test_two_runs_sharing_the_cache_both_finish_with_their_verdict(tmp_path):
     from gradcheck.report import load_report
 
     out = tmp_path / "r.json"
-    procs = {name: _start(tmp_path, "run", "--model", f"{ZOO}:{name}", "--steps", "2", "-q",
-                          "-o", str(out)) for name in ("healthy", "unused")}
+    procs = {
+        name: _start(
+            tmp_path, "run", "--model", f"{ZOO}:{name}", "--steps", "2", "-q", "-o", str(out)
+        )
+        for name in ("healthy", "unused")
+    }
     results = {name: (p.communicate(timeout=900), p.returncode) for name, p in procs.items()}
     assert results["healthy"][1] == 0, results["healthy"][0][1]
     assert results["unused"][1] == 1, results["unused"][0][1]

@@ -24,7 +24,7 @@ def test_snapshot_tells_changed_and_delta_norm():
     assert math.isclose(ca.before_norm, math.sqrt(14.0), rel_tol=1e-12)
     assert not cb.changed and cb.delta_norm == 0.0
     assert math.isclose(cb.before_norm, math.sqrt(41.0), rel_tol=1e-12)
-    assert cn.changed                        # NaN != NaN, as np.array_equal says
+    assert cn.changed  # NaN != NaN, as np.array_equal says
 
 
 def test_snapshot_of_an_int_buffer():
@@ -36,8 +36,12 @@ def test_snapshot_of_an_int_buffer():
 
 
 def test_grad_summary_status_and_norm():
-    gs = [jt.zeros((3,)), jt.array(np.array([3.0, -4.0], np.float32)),
-          jt.array(np.array([1.0, np.inf], np.float32)), jt.array(np.array([np.nan], np.float32))]
+    gs = [
+        jt.zeros((3,)),
+        jt.array(np.array([3.0, -4.0], np.float32)),
+        jt.array(np.array([1.0, np.inf], np.float32)),
+        jt.array(np.array([np.nan], np.float32)),
+    ]
     summ = GradSummary(gs)
     jt.sync(summ.vars)
     res = summ.results()
@@ -50,8 +54,8 @@ def test_grad_summary_sees_the_smallest_and_largest_float32():
     # not underflow to zero, nor the largest float32 squared overflow to inf.  (Denormals are
     # left out: once a fast-math kernel has set flush-to-zero, the CPU reads them as 0 in
     # every comparison too.)
-    tiny = np.array([0.0, 1.1754944e-38], np.float32)          # the smallest normal float32
-    huge = np.full((1000,), 3.4028235e38, np.float32)           # the largest float32
+    tiny = np.array([0.0, 1.1754944e-38], np.float32)  # the smallest normal float32
+    huge = np.full((1000,), 3.4028235e38, np.float32)  # the largest float32
     res = GradSummary([jt.array(tiny), jt.array(huge)])
     jt.sync(res.vars)
     (s_tiny, n_tiny), (s_huge, n_huge) = res.results()
@@ -70,8 +74,8 @@ def test_grads_alongside_serves_extras_from_the_optimizer_backward():
         opt.backward(loss)
     assert jt.grad is real
     assert len(got) == 1
-    np.testing.assert_allclose(got[0].numpy(), [5.0 + 14.0])                 # d/dv = sum(w*x)
-    np.testing.assert_allclose(w.opt_grad(opt).numpy(), [15.0, 21.0])        # d/dw = x*v
+    np.testing.assert_allclose(got[0].numpy(), [5.0 + 14.0])  # d/dv = sum(w*x)
+    np.testing.assert_allclose(w.opt_grad(opt).numpy(), [15.0, 21.0])  # d/dw = x*v
 
 
 def test_grads_alongside_without_extras_changes_nothing():
@@ -90,12 +94,14 @@ def test_snapshot_fused_kernel_edge_values_and_chunks():
     rng = np.random.default_rng(0)
     vals = [rng.standard_normal(int(rng.integers(1, 50))).astype(np.float32) for _ in range(300)]
     vs = [jt.array(v) for v in vals]
-    odd = {"nan": jt.array(np.array([np.nan, 1.0], np.float32)),
-           "zero": jt.array(np.array([0.0, 2.0], np.float32)),
-           "inf": jt.array(np.array([np.inf, 1.0], np.float32)),
-           "to_inf": jt.array(np.array([3.0], np.float32)),
-           "int": jt.array(np.array([1, 2], np.int32)),
-           "f64": jt.array(np.array([0.5], np.float64))}
+    odd = {
+        "nan": jt.array(np.array([np.nan, 1.0], np.float32)),
+        "zero": jt.array(np.array([0.0, 2.0], np.float32)),
+        "inf": jt.array(np.array([np.inf, 1.0], np.float32)),
+        "to_inf": jt.array(np.array([3.0], np.float32)),
+        "int": jt.array(np.array([1, 2], np.int32)),
+        "f64": jt.array(np.array([0.5], np.float64)),
+    }
     allv = vs[:150] + list(odd.values()) + vs[150:]
     snap = Snapshot(allv)
     for k, v in enumerate(vs):
@@ -106,11 +112,11 @@ def test_snapshot_fused_kernel_edge_values_and_chunks():
     odd["to_inf"].update(odd["to_inf"] * float("inf"))
     odd["f64"].update(odd["f64"] + 1.0)
     changes = snap.compare()
-    got = dict(zip(odd, changes[150:150 + len(odd)]))
+    got = dict(zip(odd, changes[150 : 150 + len(odd)]))
     assert not got["nan"].changed and not got["inf"].changed
-    assert got["zero"].changed and math.isclose(got["zero"].delta_norm, 2.0)   # the 2.0 -> 4.0
+    assert got["zero"].changed and math.isclose(got["zero"].delta_norm, 2.0)  # the 2.0 -> 4.0
     assert got["to_inf"].changed and got["f64"].changed and not got["int"].changed
-    for k, (v, ch) in enumerate(zip(vals, changes[:150] + changes[150 + len(odd):])):
+    for k, (v, ch) in enumerate(zip(vals, changes[:150] + changes[150 + len(odd) :])):
         assert ch.changed == (k % 3 == 0), k
         assert math.isclose(ch.before_norm, np.linalg.norm(v.astype(np.float64)), rel_tol=1e-12)
         want = np.linalg.norm(v.astype(np.float64) * 0.5) if k % 3 == 0 else 0.0

@@ -31,9 +31,15 @@ def gradcheck_cli(tmp_path):
         full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         for key in (supervise.ATTEMPT_ENV, supervise.DIR_ENV, supervise.RETRY_ENV):
             full_env.pop(key, None)
-        return subprocess.Popen([sys.executable, "-m", "gradcheck.cli", *args], cwd=tmp_path,
-                                env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "gradcheck.cli", *args],
+            cwd=tmp_path,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
 
     return start
 
@@ -44,14 +50,22 @@ def _verdict_lines(out: str) -> list:
 
 def test_a_crash_on_the_first_attempt_reruns_once(gradcheck_cli, tmp_path):
     report = tmp_path / "r.json"
-    proc = gradcheck_cli("run", "--model", f"{FAILURES}:crashes_first_attempt", "--steps", "1",
-                         "-q", "-o", str(report))
+    proc = gradcheck_cli(
+        "run",
+        "--model",
+        f"{FAILURES}:crashes_first_attempt",
+        "--steps",
+        "1",
+        "-q",
+        "-o",
+        str(report),
+    )
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     assert len(_verdict_lines(out)) == 1, out
     notes = [ln for ln in err.splitlines() if "running it once more" in ln]
     assert len(notes) == 1 and "SIGSEGV" in notes[0] and "zoo_failures.py" in notes[0], err
-    assert "Fatal Python error" not in err        # the first traceback is not shown
+    assert "Fatal Python error" not in err  # the first traceback is not shown
     warnings = json.loads(report.read_text())["verdict"]["warnings"]
     retried = [w for w in warnings if w.startswith("retried: the first attempt crashed")]
     assert len(retried) == 1 and "SIGSEGV" in retried[0], warnings
@@ -59,35 +73,45 @@ def test_a_crash_on_the_first_attempt_reruns_once(gradcheck_cli, tmp_path):
 
 def test_a_second_crash_exits_139_with_both_tracebacks(gradcheck_cli, tmp_path):
     report = tmp_path / "r.json"
-    proc = gradcheck_cli("run", "--model", f"{FAILURES}:segfaults", "--steps", "1",
-                         "-o", str(report))
+    proc = gradcheck_cli(
+        "run", "--model", f"{FAILURES}:segfaults", "--steps", "1", "-o", str(report)
+    )
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 128 + signal.SIGSEGV, err
     assert _verdict_lines(out) == [] and not report.exists()
     assert err.count("Fatal Python error: Segmentation fault") == 2, err
     assert "--- attempt 1: SIGSEGV ---" in err and "--- attempt 2: SIGSEGV ---" in err
-    assert err.count('zoo_failures.py", line') == 2     # each attempt's crashing frame
+    assert err.count('zoo_failures.py", line') == 2  # each attempt's crashing frame
 
 
 def test_a_crash_after_the_verdict_is_not_rerun(gradcheck_cli, tmp_path):
-    proc = gradcheck_cli("run", "--model", f"{FAILURES}:crashes_after_verdict", "--steps", "1",
-                         "-q")
+    proc = gradcheck_cli(
+        "run", "--model", f"{FAILURES}:crashes_after_verdict", "--steps", "1", "-q"
+    )
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     assert len(_verdict_lines(out)) == 1, out
     assert "running it once more" not in err and "the verdict stands" in err
 
 
-@pytest.mark.parametrize("sig,code,word", [(signal.SIGINT, 130, "interrupted"),
-                                           (signal.SIGTERM, 143, "terminated")])
+@pytest.mark.parametrize(
+    "sig,code,word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
+)
 @pytest.mark.parametrize("to_group", [False, True], ids=["parent", "group"])
-def test_signals_keep_their_exit_code_and_leave_no_report(gradcheck_cli, tmp_path, sig, code,
-                                                           word, to_group):
+def test_signals_keep_their_exit_code_and_leave_no_report(
+    gradcheck_cli, tmp_path, sig, code, word, to_group
+):
     """To the parent alone (`kill PID`: forwarded) or to the whole process group (a
     terminal's Ctrl-C, `kill -- -PGID`: both get it; still one message, no rerun)."""
     marker, report = tmp_path / "step-started", tmp_path / "r.json"
-    proc = gradcheck_cli("run", "--model", f"{FAILURES}:sleeps", "-o", str(report),
-                         env={"GRADCHECK_TEST_MARKER": str(marker)})
+    proc = gradcheck_cli(
+        "run",
+        "--model",
+        f"{FAILURES}:sleeps",
+        "-o",
+        str(report),
+        env={"GRADCHECK_TEST_MARKER": str(marker)},
+    )
     deadline = time.monotonic() + 300
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -119,29 +143,48 @@ def test_only_a_real_command_line_without_jittor_forks(monkeypatch):
 
 
 def test_innermost_frame_names_the_crashing_threads_own_code():
-    text = ('Fatal Python error: Segmentation fault\n\n'
-            'Thread 0x00007f01 (most recent call first):\n'
-            '  File "/usr/lib/python3.11/threading.py", line 9 in run\n\n'
-            'Current thread 0x00007f02 (most recent call first):\n'
-            f'  File "{os.path.dirname(os.__file__)}/ctypes/__init__.py", line 519 in string_at\n'
-            '  File "/src/model.py", line 90 in loss\n'
-            '  File "/src/probe.py", line 3 in check\n\nExtension modules: x\n')
+    text = (
+        "Fatal Python error: Segmentation fault\n\n"
+        "Thread 0x00007f01 (most recent call first):\n"
+        '  File "/usr/lib/python3.11/threading.py", line 9 in run\n\n'
+        "Current thread 0x00007f02 (most recent call first):\n"
+        f'  File "{os.path.dirname(os.__file__)}/ctypes/__init__.py", line 519 in string_at\n'
+        '  File "/src/model.py", line 90 in loss\n'
+        '  File "/src/probe.py", line 3 in check\n\nExtension modules: x\n'
+    )
     assert supervise._innermost_frame(text) == "in loss (model.py:90)"
     assert supervise._crash_name(text) == "SIGSEGV"
-    assert supervise._innermost_frame(
-        "Fatal Python error: Aborted\n\nCurrent thread 0x01 (most recent call first):\n"
-        "  <no Python frame>\n") == "in a thread running no Python code"
+    assert (
+        supervise._innermost_frame(
+            "Fatal Python error: Aborted\n\nCurrent thread 0x01 (most recent call first):\n"
+            "  <no Python frame>\n"
+        )
+        == "in a thread running no Python code"
+    )
 
 
-@pytest.mark.parametrize("port,what", [("port_crashes_first_attempt", "crashed with SIGSEGV"),
-                                       ("port_flaky_first_attempt", "transient fault")])
-def test_align_survives_a_first_attempt_crash_or_compiler_fault(gradcheck_cli, tmp_path, port,
-                                                                 what):
+@pytest.mark.parametrize(
+    "port,what",
+    [
+        ("port_crashes_first_attempt", "crashed with SIGSEGV"),
+        ("port_flaky_first_attempt", "transient fault"),
+    ],
+)
+def test_align_survives_a_first_attempt_crash_or_compiler_fault(
+    gradcheck_cli, tmp_path, port, what
+):
     pytest.importorskip("torch")
     out_path = tmp_path / "a.json"
-    proc = gradcheck_cli("align", "--port", f"{FIXTURES / 'crash_pairs.py'}:{port}",
-                         "--original", f"{FIXTURES / 'parity_pairs.py'}:original",
-                         "-q", "-o", str(out_path))
+    proc = gradcheck_cli(
+        "align",
+        "--port",
+        f"{FIXTURES / 'crash_pairs.py'}:{port}",
+        "--original",
+        f"{FIXTURES / 'parity_pairs.py'}:original",
+        "-q",
+        "-o",
+        str(out_path),
+    )
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     assert [ln for ln in out.splitlines() if ln.startswith("align:")] == out.splitlines()
@@ -173,14 +216,26 @@ print(supervise._writes)
 """
 
 
-@pytest.mark.parametrize("what,state", [("nothing", "clean"), ("file", "written"),
-                                        ("fd", "written"), ("socket", "written"),
-                                        ("subprocess", "written")])
+@pytest.mark.parametrize(
+    "what,state",
+    [
+        ("nothing", "clean"),
+        ("file", "written"),
+        ("fd", "written"),
+        ("socket", "written"),
+        ("subprocess", "written"),
+    ],
+)
 def test_leave_looks_for_unflushed_files_only_if_the_script_could_have_any(what, state):
     """The quick exit flushes the script's open files by a scan of the heap (40 ms in a
     Gold-YOLO process), skipped when the script opened nothing it could write through a
     buffer; gradcheck's own report, written after the watch, does not count."""
-    res = subprocess.run([sys.executable, "-c", WATCH, what], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-c", WATCH, what],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == [state]

@@ -51,31 +51,44 @@ def user_project(tmp_path) -> Path:
 
 
 def _python(code: str, cwd: Path, repo_root: Path) -> str:
-    out = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True,
-                         env={**__import__("os").environ, "PYTHONPATH": str(repo_root)},
-                         timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "PYTHONPATH": str(repo_root)},
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout.strip()
 
 
 def test_looking_up_bundled_names_imports_no_gold_yolo(user_project, repo_root):
-    got = _python("import sys, gradcheck; from gradcheck import registry, resolve; "
-                  "resolve.check_spec('gold_yolo_s'); print(sorted(registry.names())); "
-                  "print('gold_yolo' in sys.modules)", user_project, repo_root)
+    got = _python(
+        "import sys, gradcheck; from gradcheck import registry, resolve; "
+        "resolve.check_spec('gold_yolo_s'); print(sorted(registry.names())); "
+        "print('gold_yolo' in sys.modules)",
+        user_project,
+        repo_root,
+    )
     names, imported = got.splitlines()
     assert "gold_yolo_s" in names and "gold_yolo_n" in names
     assert imported == "False"
 
 
 def test_bundled_package_is_ours_beside_a_users_gold_yolo(user_project, repo_root):
-    got = _python(textwrap.dedent("""\
+    got = _python(
+        textwrap.dedent("""\
         import sys, gold_yolo                        # the user's, first on the path
         from gradcheck.vendored import bundled
         ours = bundled("gold_yolo")
         print(gold_yolo.WHOSE, sys.modules["gold_yolo"] is gold_yolo)
         print(ours.__file__)
         print(ours.get_config("gold_yolo_n").head.reg_max)
-        """), user_project, repo_root)
+        """),
+        user_project,
+        repo_root,
+    )
     first, ours_file, reg_max = got.splitlines()
     assert first == "theirs True"
     assert Path(ours_file) == repo_root / "gold_yolo" / "__init__.py"
@@ -85,10 +98,25 @@ def test_bundled_package_is_ours_beside_a_users_gold_yolo(user_project, repo_roo
 def test_users_factory_imports_their_gold_yolo(user_project, repo_root, tmp_path):
     out_json = tmp_path / "r.json"
     proc = subprocess.run(
-        [sys.executable, "-c", "from gradcheck.cli import main; main()", "run", "--quiet",
-         "--model", "checks.py:make", "--steps", "1", "--output", str(out_json)],
-        cwd=user_project, capture_output=True, text=True, timeout=600,
-        env={**__import__("os").environ, "PYTHONPATH": str(repo_root)})
+        [
+            sys.executable,
+            "-c",
+            "from gradcheck.cli import main; main()",
+            "run",
+            "--quiet",
+            "--model",
+            "checks.py:make",
+            "--steps",
+            "1",
+            "--output",
+            str(out_json),
+        ],
+        cwd=user_project,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**__import__("os").environ, "PYTHONPATH": str(repo_root)},
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     report = json.loads(out_json.read_text())
     assert {p["name"] for p in report["params"]} == {"fc.weight", "fc.bias"}

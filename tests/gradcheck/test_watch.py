@@ -35,6 +35,7 @@ def loop():
     """``loop(steps, every, branch_until, watch_kw) -> (watch, patched_at)``: a plain training
     loop with ``optimizer.step(loss)``; the branch is on for steps <= branch_until.
     ``patched_at``: the steps during which Jittor's Optimizer class was patched."""
+
     def run(steps, every, branch_until, **kw):
         jt.set_global_seed(0)
         model = Scheduled()
@@ -58,7 +59,7 @@ def loop():
 
 def test_samples_every_k_steps_and_nothing_between(loop):
     w, patched_at = loop(steps=35, every=10, branch_until=100)
-    assert patched_at == [1, 11, 21, 31]      # wrapped on the sampled steps only
+    assert patched_at == [1, 11, 21, 31]  # wrapped on the sampled steps only
     rep = w.report()
     assert [s.step for s in rep.steps] == [1, 11, 21, 31]
     assert rep.config["mode"] == "watch" and rep.config["steps_seen"] == 35
@@ -73,9 +74,11 @@ def test_branch_turned_off_by_a_schedule_stopped_training(loop, tmp_path):
     stopped = {p.name: p.stopped_step for p in rep.params if "stopped_training" in p.flags}
     # the branch's last sample with a gradient is step 41; the next sample, 51, has none
     assert stopped == {"branch.weight": 51, "branch.bias": 51}
-    assert rep.verdict.passed                    # a warning by default
-    assert any("stopped_training: 2 parameters" in line and "from step 51" in line
-               for line in rep.verdict.warnings)
+    assert rep.verdict.passed  # a warning by default
+    assert any(
+        "stopped_training: 2 parameters" in line and "from step 51" in line
+        for line in rep.verdict.warnings
+    )
     data = json.loads(out.read_text())
     assert {p["name"]: p.get("stopped_step") for p in data["params"]}["branch.bias"] == 51
     strict = gradcheck.Policy(fail_on=("missing", "stopped_training"))
@@ -115,7 +118,11 @@ def test_two_models_two_optimizers_named_by_the_dict():
     assert [s.step for s in rep.steps] == [1, 4, 7]
     # names: the dict's prefixes; phases: the loop's own names for its optimizers
     assert {p.name: p.optimizers for p in rep.params} == {
-        "G.weight": ["opt_g"], "G.bias": ["opt_g"], "D.weight": ["opt_d"], "D.bias": ["opt_d"]}
+        "G.weight": ["opt_g"],
+        "G.bias": ["opt_g"],
+        "D.weight": ["opt_d"],
+        "D.bias": ["opt_d"],
+    }
     # D's bias enters D's loss as +mean and -mean: exactly zero, as in a WGAN critic
     assert rep.param("D.bias").status == "zero"
     assert all(rep.param(n).status == "covered" for n in ("G.weight", "G.bias", "D.weight"))

@@ -67,7 +67,7 @@ def _heap_select(a, first, middle, last, comp):
 
 def _partial_sort(a, first, middle, last, comp):
     _heap_select(a, first, middle, last, comp)
-    while middle - first > 1:                       # sort_heap
+    while middle - first > 1:  # sort_heap
         middle -= 1
         _pop_heap(a, first, middle, middle, comp)
 
@@ -88,7 +88,7 @@ def _insertion_sort(a, first, last, comp):
     for i in range(first + 1, last):
         if comp(a[i], a[first]):
             val = a[i]
-            a[first + 1:i + 1] = a[first:i]
+            a[first + 1 : i + 1] = a[first:i]
             a[first] = val
         else:
             _unguarded_linear_insert(a, i, comp)

@@ -11,10 +11,15 @@ from gold_yolo.layers.conv import Conv2d, jt
 
 # (in, out, kernel, stride, padding, dilation, groups, bias): every geometry Gold-YOLO has
 # (3x3 and 1x1, stride 1 and 2, the stem's 3 input channels, depthwise), and dilation
-GEOMETRIES = [(3, 16, 3, 2, 1, 1, 1, True), (16, 16, 1, 1, 0, 1, 1, False),
-              (16, 24, 3, 1, 1, 1, 1, True), (16, 16, 3, 1, 1, 1, 16, True),
-              (8, 16, 3, 1, 2, 2, 1, False), (16, 8, 1, 2, 0, 1, 1, True),
-              (12, 24, 5, 1, 2, 1, 3, False)]
+GEOMETRIES = [
+    (3, 16, 3, 2, 1, 1, 1, True),
+    (16, 16, 1, 1, 0, 1, 1, False),
+    (16, 24, 3, 1, 1, 1, 1, True),
+    (16, 16, 3, 1, 1, 1, 16, True),
+    (8, 16, 3, 1, 2, 2, 1, False),
+    (16, 8, 1, 2, 0, 1, 1, True),
+    (12, 24, 5, 1, 2, 1, 3, False),
+]
 
 
 def _pair(geometry, seed):
@@ -41,8 +46,9 @@ def test_onednn_forward_equals_jittor_convolution(geometry, monkeypatch):
     ref, ours, x = _pair(geometry, seed=len(str(geometry)))
     calls = []
     apply = conv._OneDnnConv.apply
-    monkeypatch.setattr(conv._OneDnnConv, "apply",
-                        classmethod(lambda cls, *a: calls.append(a[2:]) or apply(*a)))
+    monkeypatch.setattr(
+        conv._OneDnnConv, "apply", classmethod(lambda cls, *a: calls.append(a[2:]) or apply(*a))
+    )
     want, got = _run(ref, x), _run(ours, x)
     assert calls, "the oneDNN forward did not run"
     assert want[0].shape == got[0].shape
@@ -55,7 +61,7 @@ def test_other_dtypes_take_jittor_convolution_unchanged(monkeypatch):
     """float64 (``gradcheck align``'s rerun) never reaches the float32 kernel: Jittor's own
     convolution runs, and gives exactly what ``jittor.nn.Conv2d`` gives."""
     ref, ours, x = _pair(GEOMETRIES[2], seed=1)
-    monkeypatch.setattr(conv._OneDnnConv, "apply", None)     # would fail if called
+    monkeypatch.setattr(conv._OneDnnConv, "apply", None)  # would fail if called
     with jt.flag_scope(auto_convert_64_to_32=0):
         ref64, ours64 = ref.float64(), ours.float64()
         for a, b in zip(_run(ref64, x, "float64"), _run(ours64, x, "float64")):

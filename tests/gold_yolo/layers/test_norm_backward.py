@@ -26,8 +26,15 @@ def test_batchnorm_backward_matches_float64_reference():
     xhat = (x64 - mean) * inv
     ref_gb = g64.sum((0, 2, 3))
     ref_gw = (g64 * xhat).sum((0, 2, 3))
-    ref_gx = w.reshape(1, -1, 1, 1) * inv * (g64 - g64.mean((0, 2, 3), keepdims=True)
-                                             - xhat * (g64 * xhat).mean((0, 2, 3), keepdims=True))
+    ref_gx = (
+        w.reshape(1, -1, 1, 1)
+        * inv
+        * (
+            g64
+            - g64.mean((0, 2, 3), keepdims=True)
+            - xhat * (g64 * xhat).mean((0, 2, 3), keepdims=True)
+        )
+    )
     np.testing.assert_allclose(gb.numpy(), ref_gb, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(gw.numpy(), ref_gw, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(gx.numpy(), ref_gx, rtol=1e-4, atol=1e-5)
@@ -60,8 +67,9 @@ def test_batchnorm_backward_twice_and_in_float64():
     mean = x.mean((0, 2, 3), keepdims=True)
     inv = 1 / np.sqrt(x.var((0, 2, 3), keepdims=True) + 1e-5)
     xhat = (x - mean) * inv
-    ref_gx = inv * (gy - gy.mean((0, 2, 3), keepdims=True)
-                    - xhat * (gy * xhat).mean((0, 2, 3), keepdims=True))
+    ref_gx = inv * (
+        gy - gy.mean((0, 2, 3), keepdims=True) - xhat * (gy * xhat).mean((0, 2, 3), keepdims=True)
+    )
     np.testing.assert_allclose(gx.numpy(), ref_gx, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(gw.numpy(), (gy * xhat).sum((0, 2, 3)), rtol=1e-10)
 
@@ -125,8 +133,14 @@ def test_cpu_kernels_do_not_depend_on_the_thread_count():
     digests = set()
     for threads in ("1", "2", "3"):
         env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS=threads)
-        r = subprocess.run([sys.executable, "-c", _DIGEST], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=600)
+        r = subprocess.run(
+            [sys.executable, "-c", _DIGEST],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert r.returncode == 0, r.stderr[-2000:]
         digests.add(next(ln for ln in r.stdout.splitlines() if ln.startswith("digest")))
     assert len(digests) == 1, digests

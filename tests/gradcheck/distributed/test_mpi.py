@@ -28,8 +28,10 @@ from gradcheck.report import load_report
 from gradcheck.workload import WorkloadError
 
 HAVE_MPI = bool(shutil.which("mpirun") and shutil.which("mpicc"))
-needs_mpi = pytest.mark.skipif(not HAVE_MPI, reason="OpenMPI not installed "
-                               "(apt-get install openmpi-bin libopenmpi-dev; .ci/run does)")
+needs_mpi = pytest.mark.skipif(
+    not HAVE_MPI,
+    reason="OpenMPI not installed (apt-get install openmpi-bin libopenmpi-dev; .ci/run does)",
+)
 
 
 def _env(**extra):
@@ -40,10 +42,12 @@ def _env(**extra):
 @pytest.fixture(scope="module")
 def scenarios(tmp_path_factory):
     out = tmp_path_factory.mktemp("mpi")
-    cmd = mpirun_command(2, [str(out)], program=[sys.executable,
-                                                  str(FIXTURES / "mpi_scenarios.py")])
-    res = subprocess.run(cmd, env=_env(OMPI_MCA_mpi_yield_when_idle="1"), capture_output=True,
-                         text=True, timeout=900)
+    cmd = mpirun_command(
+        2, [str(out)], program=[sys.executable, str(FIXTURES / "mpi_scenarios.py")]
+    )
+    res = subprocess.run(
+        cmd, env=_env(OMPI_MCA_mpi_yield_when_idle="1"), capture_output=True, text=True, timeout=900
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     return {p.stem: load_report(p) for p in out.glob("*.json")}
 
@@ -61,7 +65,7 @@ def test_data_dependent_branch_is_rank_divergent(scenarios):
     # rank 0's shard takes the positive branch, rank 1's the negative one
     assert d["pos.weight"]["local"] == [["nonzero", "nonzero"], ["missing", "missing"]]
     assert d["neg.weight"]["local"] == [["missing", "missing"], ["nonzero", "nonzero"]]
-    assert d["pos.weight"]["reduced"] == ["nonzero", "nonzero"]   # Jittor's mean reaches both
+    assert d["pos.weight"]["reduced"] == ["nonzero", "nonzero"]  # Jittor's mean reaches both
     assert d["pos.weight"]["divergent_steps"] == [1, 2]
     assert r.param("pos.weight").status == "covered"
     assert "rank_divergent" not in r.param("body.weight").flags
@@ -74,7 +78,7 @@ def test_optimizer_built_differently_on_one_rank(scenarios):
     r = scenarios["optimizer_by_rank"]
     assert _flagged(r, "optimizer_mismatch") == ["head.bias"]
     assert r.distributed["params"]["head.bias"]["in_optimizer"] == [True, False]
-    assert r.distributed["synchronized"] is False       # Jittor's all-reduce would pair wrongly
+    assert r.distributed["synchronized"] is False  # Jittor's all-reduce would pair wrongly
     assert [x["optimizer_params"] for x in r.distributed["ranks"]] == [4, 3]
     assert not r.verdict.passed and any("optimizer_mismatch" in x for x in r.verdict.reasons)
 
@@ -86,8 +90,10 @@ def test_rank_dependent_learning_rate_diverges_replicas(scenarios):
     assert r.distributed["params"]["head.weight"]["diverged_steps"] == [1, 2]
     norms = r.distributed["params"]["head.weight"]["value_norms"]
     assert norms[0] != norms[1]
-    assert r.distributed["params"]["body.weight"]["value_norms"][0] == \
-        r.distributed["params"]["body.weight"]["value_norms"][1]
+    assert (
+        r.distributed["params"]["body.weight"]["value_norms"][0]
+        == r.distributed["params"]["body.weight"]["value_norms"][1]
+    )
     assert not r.verdict.passed and any("replicas_diverged" in x for x in r.verdict.reasons)
 
 
@@ -110,7 +116,7 @@ def test_fully_covered_model_raises_no_alarm(scenarios):
 def test_batch_callable_taking_rank(scenarios):
     r = scenarios["rank_batch"]
     local = r.distributed["params"]["body.weight"]["local"]
-    assert local == [["nonzero", "nonzero"], ["zero", "zero"]]   # rank 1's shard is zeros
+    assert local == [["nonzero", "nonzero"], ["zero", "zero"]]  # rank 1's shard is zeros
     assert _flagged(r, "rank_divergent") == ["body.weight"]
 
 
@@ -118,12 +124,30 @@ def test_batch_callable_taking_rank(scenarios):
 @needs_mpi
 def test_nproc_runs_mpirun_and_report_round_trips_compare(tmp_path):
     out = tmp_path / "lr.json"
-    res = subprocess.run([sys.executable, "-m", "gradcheck.cli", "run", "--nproc", "2",
-                          "--model", str(FIXTURES / "mpi_zoo.py") + ":lr_by_rank", "--steps", "2",
-                          "--output", str(out), "--quiet"],
-                         cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=900)
-    assert res.returncode == 1, res.stderr              # rank 0's verdict (fail), via mpirun
-    assert "FAIL" in res.stdout and res.stdout.count("lr_by_rank") == 1   # rank 0 prints alone
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gradcheck.cli",
+            "run",
+            "--nproc",
+            "2",
+            "--model",
+            str(FIXTURES / "mpi_zoo.py") + ":lr_by_rank",
+            "--steps",
+            "2",
+            "--output",
+            str(out),
+            "--quiet",
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert res.returncode == 1, res.stderr  # rank 0's verdict (fail), via mpirun
+    assert "FAIL" in res.stdout and res.stdout.count("lr_by_rank") == 1  # rank 0 prints alone
     report = load_report(out)
     assert _flagged(report, "replicas_diverged") == ["head.bias", "head.weight"]
 
@@ -161,10 +185,23 @@ def _path_without_mpi(tmp_path) -> str:
 
 
 def test_nproc_without_mpirun_names_the_packages(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "gradcheck.cli", "run", "--nproc", "2",
-                          "--model", str(FIXTURES / "zoo.py") + ":healthy"],
-                         cwd=tmp_path, env=_env(PATH=str(Path(sys.executable).parent)),
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gradcheck.cli",
+            "run",
+            "--nproc",
+            "2",
+            "--model",
+            str(FIXTURES / "zoo.py") + ":healthy",
+        ],
+        cwd=tmp_path,
+        env=_env(PATH=str(Path(sys.executable).parent)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "openmpi-bin" in lines[0] and "libopenmpi-dev" in lines[0]
@@ -177,9 +214,22 @@ def test_plain_run_works_without_mpi(tmp_path):
     # Jittor's compiler by the path it always has: a different cc_path string would make
     # Jittor rebuild its core in the shared cache (and exit 0 asking for a rerun)
     env = _env(PATH=path, cc_path=os.environ.get("cc_path") or shutil.which("g++") or "g++")
-    res = subprocess.run([sys.executable, "-m", "gradcheck.cli", "run", "--model",
-                          str(FIXTURES / "zoo.py") + ":healthy", "--quiet"],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gradcheck.cli",
+            "run",
+            "--model",
+            str(FIXTURES / "zoo.py") + ":healthy",
+            "--quiet",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr
     assert "PASS" in res.stdout
 
@@ -192,7 +242,7 @@ def test_split_batch_cuts_the_leading_dimension():
     parts = [split_batch((x, {"y": y, "c": const}), r, 2) for r in range(2)]
     assert parts[0][0].tolist() == x[:2].tolist() and parts[1][0].tolist() == x[2:].tolist()
     assert parts[1][1]["y"].tolist() == [2, 3, 4]
-    assert parts[0][1]["c"] is const                 # not the batch dimension: passed whole
+    assert parts[0][1]["c"] is const  # not the batch dimension: passed whole
     with pytest.raises(WorkloadError, match="cannot be split over 8 ranks"):
         split_batch(x, 0, 8)
 
@@ -200,8 +250,12 @@ def test_split_batch_cuts_the_leading_dimension():
 def test_rank_callables_and_argv():
     assert takes_rank(lambda step, rank: None)
     assert not takes_rank(lambda step: None)
-    assert strip_nproc(["run", "--nproc", "2", "-q", "--nproc=3", "--steps", "2"]) \
-        == ["run", "-q", "--steps", "2"]
+    assert strip_nproc(["run", "--nproc", "2", "-q", "--nproc=3", "--steps", "2"]) == [
+        "run",
+        "-q",
+        "--steps",
+        "2",
+    ]
 
 
 def test_merge_without_mpi():
@@ -210,25 +264,49 @@ def test_merge_without_mpi():
     from gradcheck.report import ParamRecord, Report
 
     names = ("a", "b", "c")
-    report = Report(config={"model": "m"}, environment={},
-                    params=[ParamRecord(name=n, shape=[1], numel=1, steps=["nonzero"] * 2,
-                                        grad_norms=[1.0, 1.0], update_norms=[0.1, 0.1],
-                                        updated_steps=[True, True], weight_norm=1.0)
-                            for n in names])
+    report = Report(
+        config={"model": "m"},
+        environment={},
+        params=[
+            ParamRecord(
+                name=n,
+                shape=[1],
+                numel=1,
+                steps=["nonzero"] * 2,
+                grad_norms=[1.0, 1.0],
+                update_norms=[0.1, 0.1],
+                updated_steps=[True, True],
+                weight_norm=1.0,
+            )
+            for n in names
+        ],
+    )
 
     def blob(rank, local, digests, members):
-        return {"rank": rank, "host": "h", "sync": True, "params": list(names),
-                "in_optimizer": members, "local": local,
-                "reduced": {n: ["nonzero", "nonzero"] for n in names},
-                "local_grad_norms": {n: [1.0, 1.0] for n in names},
-                "value_norms": {n: [1.0, 1.0] for n in names}, "digests": digests,
-                "steps": [{"loss": 1.0, "seconds": 0.1}] * 2}
+        return {
+            "rank": rank,
+            "host": "h",
+            "sync": True,
+            "params": list(names),
+            "in_optimizer": members,
+            "local": local,
+            "reduced": {n: ["nonzero", "nonzero"] for n in names},
+            "local_grad_norms": {n: [1.0, 1.0] for n in names},
+            "value_norms": {n: [1.0, 1.0] for n in names},
+            "digests": digests,
+            "steps": [{"loss": 1.0, "seconds": 0.1}] * 2,
+        }
 
     same = {n: ["x", "y"] for n in names}
-    r0 = blob(0, {"a": ["nonzero"] * 2, "b": ["nonzero"] * 2, "c": ["nonzero"] * 2}, same,
-              ["a", "b", "c"])
-    r1 = blob(1, {"a": ["missing", "nonzero"], "b": ["nonzero"] * 2, "c": ["nonzero"] * 2},
-              {**same, "b": ["x", "z"]}, ["a", "b", "c"])
+    r0 = blob(
+        0, {"a": ["nonzero"] * 2, "b": ["nonzero"] * 2, "c": ["nonzero"] * 2}, same, ["a", "b", "c"]
+    )
+    r1 = blob(
+        1,
+        {"a": ["missing", "nonzero"], "b": ["nonzero"] * 2, "c": ["nonzero"] * 2},
+        {**same, "b": ["x", "z"]},
+        ["a", "b", "c"],
+    )
     merged = merge(report, [r0, r1], Policy())
     assert merged.param("a").flags == ["rank_divergent"]
     assert merged.distributed["params"]["a"]["divergent_steps"] == [1]
@@ -236,7 +314,7 @@ def test_merge_without_mpi():
     assert merged.distributed["params"]["b"]["diverged_steps"] == [2]
     assert merged.param("c").flags == []
     assert merged.summary.findings == {"rank_divergent": 1, "replicas_diverged": 1}
-    assert not merged.verdict.passed          # replicas_diverged fails by default
+    assert not merged.verdict.passed  # replicas_diverged fails by default
 
 
 def test_merge_unsynchronised_ranks_without_mpi():
@@ -245,17 +323,38 @@ def test_merge_unsynchronised_ranks_without_mpi():
     from gradcheck.policy import Policy
     from gradcheck.report import ParamRecord, Report
 
-    report = Report(config={"model": "m"}, environment={},
-                    params=[ParamRecord(name=n, shape=[1], numel=1, steps=["nonzero"],
-                                        grad_norms=[1.0], update_norms=[0.1],
-                                        updated_steps=[True], weight_norm=1.0)
-                            for n in ("a", "b")])
-    blobs = [{"rank": r, "host": "h", "sync": r == 0, "in_optimizer": members,
-              "local": {"a": [first], "b": ["nonzero"]},
-              "reduced": {"a": ["missing"], "b": ["missing"]},   # not used: not synchronised
-              "local_grad_norms": {"a": [1.0], "b": [1.0]}, "value_norms": {"a": [1.0], "b": [1.0]},
-              "digests": {"a": [str(r)], "b": [str(r)]}, "steps": [{"loss": 1.0, "seconds": 0.1}]}
-             for r, first, members in ((0, "nonzero", ["a", "b"]), (1, "zero", ["a"]))]
+    report = Report(
+        config={"model": "m"},
+        environment={},
+        params=[
+            ParamRecord(
+                name=n,
+                shape=[1],
+                numel=1,
+                steps=["nonzero"],
+                grad_norms=[1.0],
+                update_norms=[0.1],
+                updated_steps=[True],
+                weight_norm=1.0,
+            )
+            for n in ("a", "b")
+        ],
+    )
+    blobs = [
+        {
+            "rank": r,
+            "host": "h",
+            "sync": r == 0,
+            "in_optimizer": members,
+            "local": {"a": [first], "b": ["nonzero"]},
+            "reduced": {"a": ["missing"], "b": ["missing"]},  # not used: not synchronised
+            "local_grad_norms": {"a": [1.0], "b": [1.0]},
+            "value_norms": {"a": [1.0], "b": [1.0]},
+            "digests": {"a": [str(r)], "b": [str(r)]},
+            "steps": [{"loss": 1.0, "seconds": 0.1}],
+        }
+        for r, first, members in ((0, "nonzero", ["a", "b"]), (1, "zero", ["a"]))
+    ]
     merged = merge(report, blobs, Policy())
     dist = merged.distributed
     assert dist["synchronized"] is False and "without Jittor's synchronisation" in dist["note"]
@@ -263,8 +362,12 @@ def test_merge_unsynchronised_ranks_without_mpi():
     assert merged.param("a").flags == ["rank_divergent"]
     assert merged.param("a").cause_detail == (
         "locally covered on some ranks only (step 1: non-zero on rank(s) 0, rank 1 zero): "
-        "data-dependent control flow")
+        "data-dependent control flow"
+    )
     assert merged.param("b").flags == ["optimizer_mismatch"]
     assert merged.param("b").in_optimizer is False
-    assert dist["findings"] == {"rank_divergent": 1, "replicas_diverged": 0,
-                                "optimizer_mismatch": 1}
+    assert dist["findings"] == {
+        "rank_divergent": 1,
+        "replicas_diverged": 0,
+        "optimizer_mismatch": 1,
+    }

@@ -27,8 +27,9 @@ ALWAYS = Tolerances(float64_mode="always")
 
 def _align(name, bug="none", tolerances=ALWAYS):
     name_map = NameMap(zp.NAME_MAP_DENSENET) if name.startswith("densenet") else None
-    return align_mod.align(zp.port(name, bug), zp.original(name), name_map=name_map,
-                           tolerances=tolerances)
+    return align_mod.align(
+        zp.port(name, bug), zp.original(name), name_map=name_map, tolerances=tolerances
+    )
 
 
 def _check_faithful(res, name):
@@ -52,8 +53,11 @@ def _check_faithful(res, name):
     assert len(compared) >= 0.9 * sum(m.ok is not None for m in res.modules)
     assert max(m.rel_f64 for m in compared) < 1e-10
     assert all(p.grad_ok_f64 for p in res.params if p.grad_ok_f64 is not None)
-    big = [p.grad_rel_f64 for p in res.params
-           if (p.grad_norm or 0) > 1e-3 * max((q.grad_norm or 0) for q in res.params)]
+    big = [
+        p.grad_rel_f64
+        for p in res.params
+        if (p.grad_norm or 0) > 1e-3 * max((q.grad_norm or 0) for q in res.params)
+    ]
     assert big and np.median(big) < 1e-11
 
 
@@ -66,8 +70,11 @@ def test_faithful_zoo_port_aligns_in_float32_and_float64(name):
 def test_densenet_layers_differ_in_what_they_return():
     """Without the rename rule, torchvision's _DenseLayer (new features) and Jittor's (new
     features concatenated to the input) differ in output shape: reported, not hidden."""
-    res = align_mod.align(zp.port("densenet_small"), zp.original("densenet_small"),
-                          tolerances=Tolerances(float64_mode="never"))
+    res = align_mod.align(
+        zp.port("densenet_small"),
+        zp.original("densenet_small"),
+        tolerances=Tolerances(float64_mode="never"),
+    )
     assert not res.aligned
     assert res.first_divergence.module == "features.denseblock1.denselayer1"
     assert res.first_divergence.note.startswith("output shape")
@@ -77,7 +84,7 @@ def test_densenet_layers_differ_in_what_they_return():
 # ------------------------------------------------------------------ planted bugs
 def _before_agree(res, module, call=0):
     order = [(m.original_module, m.call) for m in res.modules]
-    for m in res.modules[:order.index((module, call))]:
+    for m in res.modules[: order.index((module, call))]:
         assert m.ok is not False, m
 
 
@@ -98,7 +105,7 @@ def test_resnet18_lost_final_relu_is_named():
 def test_mobilenet_v2_lost_residual_is_named():
     res = _align("mobilenet_v2", "no_residual", Tolerances())
     assert not res.aligned
-    assert res.first_divergence.module == "features.3"     # its children all agree
+    assert res.first_divergence.module == "features.3"  # its children all agree
     _before_agree(res, "features.3")
     assert res.float64_rerun.explained == 0
     assert res.first_divergence_f64.module == "features.3"
@@ -119,17 +126,17 @@ def test_float32_cast_in_the_port_is_named_not_fatal():
     float32-only matmul on fc's float32 input and float64 weight).  The rerun now runs on
     Jittor's own kernels and names where the float32 came in."""
     res = _align("resnet18", "float32_cast")
-    assert res.aligned, res.verdict                 # in float32 the cast changes nothing
+    assert res.aligned, res.verdict  # in float32 the cast changes nothing
     f = res.float64_rerun
     assert f.error is None
-    assert f.float32_leaks[0] == Leak(module="fc", type="Linear", at="input", dtype="float32",
-                                      after="avgpool")
-    assert len(f.float32_leaks) == 1             # the loss after fc: the leak spreading
-    assert Alignment.from_dict(json.loads(res.to_json())).float64_rerun == f   # Leak records
-    assert any("fc [Linear] got a float32 input after avgpool" in w
-               for w in res.verdict.warnings)
+    assert f.float32_leaks[0] == Leak(
+        module="fc", type="Linear", at="input", dtype="float32", after="avgpool"
+    )
+    assert len(f.float32_leaks) == 1  # the loss after fc: the leak spreading
+    assert Alignment.from_dict(json.loads(res.to_json())).float64_rerun == f  # Leak records
+    assert any("fc [Linear] got a float32 input after avgpool" in w for w in res.verdict.warnings)
     by = {m.module: m for m in res.modules}
-    assert by["avgpool"].rel_f64 < 1e-12 < by["fc"].rel_f64   # float32 rounding from fc
+    assert by["avgpool"].rel_f64 < 1e-12 < by["fc"].rel_f64  # float32 rounding from fc
 
 
 def test_failed_float64_rerun_is_a_warning_with_its_reason():
@@ -141,6 +148,7 @@ def test_failed_float64_rerun_is_a_warning_with_its_reason():
         if str(batch[0].dtype) == "float64":
             raise RuntimeError("float32 only, said the port")
         return loss(model, batch)
+
     wl.loss = float32_only
     before = {n: (str(v.dtype), v.numpy().copy()) for n, v in wl.model.state_dict().items()}
     res = align_mod.align(wl, pp.original(), tolerances=ALWAYS)
@@ -150,7 +158,7 @@ def test_failed_float64_rerun_is_a_warning_with_its_reason():
     assert back.float64_rerun == res.float64_rerun and back.to_json() == res.to_json()
     assert any("float64 rerun failed" in w for w in res.verdict.warnings)
     assert res.first_divergence_f64 is None
-    for n, v in wl.model.state_dict().items():      # dtypes back (values: one SGD step on)
+    for n, v in wl.model.state_dict().items():  # dtypes back (values: one SGD step on)
         assert str(v.dtype) == before[n][0], n
 
 
@@ -160,8 +168,9 @@ def test_output_gradient_of_a_module_that_hands_back_its_input():
     from gradcheck.parity.hooks import JittorOutputs
 
     jt.set_global_seed(0)
-    model = jt.nn.Sequential(jt.nn.Linear(4, 3), jt.nn.ReLU(), jt.nn.Dropout(0.0),
-                             jt.nn.Linear(3, 2))
+    model = jt.nn.Sequential(
+        jt.nn.Linear(4, 3), jt.nn.ReLU(), jt.nn.Dropout(0.0), jt.nn.Linear(3, 2)
+    )
     model.train()
     rec = JittorOutputs(model, jt)
     with rec:
@@ -184,9 +193,10 @@ def test_float64_mean_backward_is_float64():
         assert g.dtype == np.float64
         if means:
             assert np.allclose(g, 3 / 7, rtol=1e-15, atol=0)
-        else:   # what the means fix: float32's 1/7
+        else:  # what the means fix: float32's 1/7
             assert np.allclose(g, 3 * float(np.float32(1 / 7))) and not np.allclose(
-                g, 3 / 7, rtol=1e-12, atol=0)
+                g, 3 / 7, rtol=1e-12, atol=0
+            )
 
 
 def test_model_vars_reaches_private_and_contained_vars():
@@ -202,20 +212,28 @@ def test_model_vars_reaches_private_and_contained_vars():
 
     m = M()
     found = {id(v) for v in float64.model_vars(m, jt)}
-    want = [m.lin.weight, m.lin.bias, m._scale, m.table["a"][0], m.table["m"].weight,
-            m.table["m"].bias]
-    assert found == {id(v) for v in want}          # the int32 Var is not a float
+    want = [
+        m.lin.weight,
+        m.lin.bias,
+        m._scale,
+        m.table["a"][0],
+        m.table["m"].weight,
+        m.table["m"].bias,
+    ]
+    assert found == {id(v) for v in want}  # the int32 Var is not a float
 
 
 def test_brief_keeps_what_failed():
-    msg = ("\x1b[38;5;1m[f 1202 22:06:59.636300 44 executor.cc:686] \nExecute fused operator"
-           "(338/566) failed.[JIT Source]: /root/.cache/x.cc\n[OP TYPE]: fused_op:( "
-           "broadcast_to, broadcast_to, binary.multiply, reduce.add,)\n[Input]: float64[10,"
-           "512,]fc.weight, float32[2,512,], \n[Output]: float64[2,10,], \n[Async Backtrace]: "
-           "not found\n[Reason]: \x1b[38;5;1m[f 1202 22:06:59.636090 44 mkl_matmul_op.cc:27] "
-           "Check failed: a->dtype().dsize() == 4  Something wrong... Could you please report "
-           "this issue?\n support float32 only now.\x1b[m\x1b[m\n**********\nAsync error was "
-           "detected.")
+    msg = (
+        "\x1b[38;5;1m[f 1202 22:06:59.636300 44 executor.cc:686] \nExecute fused operator"
+        "(338/566) failed.[JIT Source]: /root/.cache/x.cc\n[OP TYPE]: fused_op:( "
+        "broadcast_to, broadcast_to, binary.multiply, reduce.add,)\n[Input]: float64[10,"
+        "512,]fc.weight, float32[2,512,], \n[Output]: float64[2,10,], \n[Async Backtrace]: "
+        "not found\n[Reason]: \x1b[38;5;1m[f 1202 22:06:59.636090 44 mkl_matmul_op.cc:27] "
+        "Check failed: a->dtype().dsize() == 4  Something wrong... Could you please report "
+        "this issue?\n support float32 only now.\x1b[m\x1b[m\n**********\nAsync error was "
+        "detected."
+    )
     text = float64._brief(msg)
     assert text.startswith("Check failed: a->dtype().dsize() == 4 support float32 only now.")
     assert "(mkl_matmul_op.cc:27)" in text and "float32[2,512,]" in text

@@ -38,7 +38,7 @@ def test_faithful_port_aligns(results):
     assert res.aligned, res.verdict.reasons
     assert res.first_divergence is None and res.first_backward_divergence is None
     assert all(m.grad_ok for m in res.modules if m.grad_ok is not None)
-    assert sum(m.grad_ok is not None for m in res.modules) >= 10    # d loss/d output, both sides
+    assert sum(m.grad_ok is not None for m in res.modules) >= 10  # d loss/d output, both sides
     assert res.calibrated and res.keys.copied == 16 and res.keys.known_torch_only == 2
     assert all(p.ok and p.value_ok for p in res.params)
     # the calibration is real: the original's own float32 noise, above zero
@@ -46,12 +46,15 @@ def test_faithful_port_aligns(results):
     assert any(p.noise_floor > 0 for p in res.params)
 
 
-@pytest.mark.parametrize("bug, first", [
-    ("skip_layer", "blocks.1.conv"),     # the first module of the skipped layer
-    ("activation", "blocks.1.act"),
-    ("no_residual", "blocks.0"),          # its children agree; the block's sum does not
-    ("transposed", "aux"),
-])
+@pytest.mark.parametrize(
+    "bug, first",
+    [
+        ("skip_layer", "blocks.1.conv"),  # the first module of the skipped layer
+        ("activation", "blocks.1.act"),
+        ("no_residual", "blocks.0"),  # its children agree; the block's sum does not
+        ("transposed", "aux"),
+    ],
+)
 def test_first_diverging_module_is_named(results, bug, first):
     res = results[bug]
     assert not res.aligned
@@ -59,7 +62,7 @@ def test_first_diverging_module_is_named(results, bug, first):
     assert res.first_divergence.port_module == first
     # every module that runs before it agrees
     order = [m.original_module for m in res.modules]
-    for m in res.modules[:order.index(first)]:
+    for m in res.modules[: order.index(first)]:
         assert m.ok in (True, None), m
 
 
@@ -74,15 +77,17 @@ def test_bn_eps_mismatch(results):
     res = results["bn_eps"]
     assert not res.aligned
     assert [(b.module, b.setting, b.port, b.original) for b in res.bn_mismatch] == [
-        ("blocks.0.bn", "eps", 0.1, 1e-5)]
+        ("blocks.0.bn", "eps", 0.1, 1e-5)
+    ]
     assert res.first_divergence.module == "blocks.0.bn"
 
 
 def test_frozen_by_mistake(results):
     res = results["frozen"]
     assert not res.aligned
-    assert res.membership.frozen_diff == [FrozenDiff(name="fc.weight", original_name="fc.weight",
-                                                     port="frozen", original="trainable")]
+    assert res.membership.frozen_diff == [
+        FrozenDiff(name="fc.weight", original_name="fc.weight", port="frozen", original="trainable")
+    ]
     # the forward is untouched, and so is d loss / d every output; the gradient is not
     assert res.first_divergence is None and res.first_backward_divergence is None
     fc = next(p for p in res.params if p.name == "fc.weight")
@@ -92,21 +97,29 @@ def test_frozen_by_mistake(results):
 
 def test_transposed_linear_weight(results):
     res = results["transposed"]
-    assert res.keys.shape_mismatch == [ShapeMismatch(name="aux.weight",
-                                                     original_name="aux.weight", port=[6, 4],
-                                                     original=[4, 6], transposed=True)]
+    assert res.keys.shape_mismatch == [
+        ShapeMismatch(
+            name="aux.weight",
+            original_name="aux.weight",
+            port=[6, 4],
+            original=[4, 6],
+            transposed=True,
+        )
+    ]
     assert any("transposed" in r for r in res.verdict.reasons)
 
 
 def test_align_pairs_renamed_modules_through_the_map():
     res = align_mod.align(pp.port("renamed"), pp.original(), steps=1)
-    assert not res.aligned and len(res.keys.original_only) == 10   # 6 params + 4 stats
+    assert not res.aligned and len(res.keys.original_only) == 10  # 6 params + 4 stats
     rules = parse_rules(r"^blocks(?=\.|$) -> body")
     res = align_mod.align(pp.port("renamed"), pp.original(), name_map=rules, steps=1)
     assert res.aligned, res.verdict.reasons
     assert {m.module for m in res.modules} >= {"body", "body.1.act"}
-    assert any(p.name == "body.0.conv.weight" and p.original_name == "blocks.0.conv.weight"
-               for p in res.params)
+    assert any(
+        p.name == "body.0.conv.weight" and p.original_name == "blocks.0.conv.weight"
+        for p in res.params
+    )
 
 
 def test_align_json_schema(results, tmp_path):
@@ -146,9 +159,21 @@ def test_align_json_reads_back_as_the_same_records(results):
         text = res.to_json()
         back = Alignment.from_dict(json.loads(text))
         assert back.to_json() == text, bug
-        assert (back.aligned, back.verdict, back.keys, back.membership, back.bn_mismatch,
-                back.float64_rerun) == (res.aligned, res.verdict, res.keys, res.membership,
-                                        res.bn_mismatch, res.float64_rerun), bug
+        assert (
+            back.aligned,
+            back.verdict,
+            back.keys,
+            back.membership,
+            back.bn_mismatch,
+            back.float64_rerun,
+        ) == (
+            res.aligned,
+            res.verdict,
+            res.keys,
+            res.membership,
+            res.bn_mismatch,
+            res.float64_rerun,
+        ), bug
         assert back.params == res.params and back.summary() == res.summary(), bug
         assert isinstance(back.loss, LossRow) and back.loss.terms == res.loss.terms
         assert [type(m) for m in back.modules] == [type(m) for m in res.modules]
@@ -156,7 +181,9 @@ def test_align_json_reads_back_as_the_same_records(results):
     skip = Alignment.from_dict(json.loads(results["skip_layer"].to_json()))
     assert type(skip.first_divergence) is ForwardDivergence
     assert (skip.first_divergence.note, skip.first_divergence.rel) == (
-        "never called in the port", "inf")                   # as in the file
+        "never called in the port",
+        "inf",
+    )  # as in the file
     fb = Alignment.from_dict(json.loads(results["activation"].to_json()))
     assert fb.first_divergence == results["activation"].first_divergence
     assert type(fb.first_backward_divergence) is Divergence
@@ -168,10 +195,12 @@ def test_bad_align_json_is_one_clear_error(results):
     from gradcheck.report import ReportError
 
     good = json.loads(results["none"].to_json())
-    for change, message in (({"kind": "across"}, "not a gradcheck align result"),
-                            ({"schema_version": 2}, "schema_version 2"),
-                            ({"params": [{"name": "a"}]}, "malformed align result"),
-                            ({"seconds": "soon"}, "seconds is 'soon'")):
+    for change, message in (
+        ({"kind": "across"}, "not a gradcheck align result"),
+        ({"schema_version": 2}, "schema_version 2"),
+        ({"params": [{"name": "a"}]}, "malformed align result"),
+        ({"seconds": "soon"}, "seconds is 'soon'"),
+    ):
         with pytest.raises(ReportError, match=message):
             Alignment.from_dict({**good, **change})
     modules = [dict(good["modules"][0], call="first")]
@@ -194,11 +223,11 @@ def test_one_ulp_moves_every_float_element_by_one_ulp():
         assert ((b == up) | (b == down)).all() and (b != a).all()
         assert (b == up).any() and (b == down).any()
     assert out["pair"][1] is y
-    rows = np.array([[0.0, 3.0, 0.25, 0.5]], np.float32)   # [image, class, x, y]: ids kept
+    rows = np.array([[0.0, 3.0, 0.25, 0.5]], np.float32)  # [image, class, x, y]: ids kept
     moved = one_ulp(rows, np.random.RandomState(1))
     assert (moved[0, :2] == rows[0, :2]).all() and (moved[0, 2:] != rows[0, 2:]).all()
     again = one_ulp(batch, np.random.RandomState(0))
-    assert np.array_equal(again["x"], out["x"])          # seeded: the same coins
+    assert np.array_equal(again["x"], out["x"])  # seeded: the same coins
 
 
 def test_noise_floor_is_the_largest_over_the_samples():
@@ -222,7 +251,7 @@ def test_every_planted_bug_survives_the_float64_rerun(results):
     for bug in pp.BUGS:
         res = results[bug]
         if bug == "none":
-            assert res.float64_rerun is None      # nothing for it to explain: not run
+            assert res.float64_rerun is None  # nothing for it to explain: not run
             continue
         assert res.float64_rerun is not None and res.float64_rerun.explained == 0, bug
         assert not res.aligned and not any(p.explained for p in res.params)
@@ -233,16 +262,17 @@ def test_float64_rerun_explains_noise_the_model_amplifies():
     original's noise floor; in float64 they agree to ~1e-10, so they are explained."""
     from gradcheck.parity.alignment import Tolerances
 
-    res = align_mod.align(pp.port_cancel(), pp.original_cancel(),
-                          tolerances=Tolerances(float64_mode="never"))
+    res = align_mod.align(
+        pp.port_cancel(), pp.original_cancel(), tolerances=Tolerances(float64_mode="never")
+    )
     assert not res.aligned and res.float64_rerun is None
     res = align_mod.align(pp.port_cancel(), pp.original_cancel())
     assert res.aligned, res.verdict.reasons
     by = {p.name: p for p in res.params}
     for name in ("a", "b", "head.weight"):
         p = by[name]
-        assert p.grad_rel > 1e3 * p.noise_floor and p.grad_rel > 1e-2   # float32
-        assert p.grad_rel_f64 < 1e-8 and p.explained == "float64"        # float64
+        assert p.grad_rel > 1e3 * p.noise_floor and p.grad_rel > 1e-2  # float32
+        assert p.grad_rel_f64 < 1e-8 and p.explained == "float64"  # float64
     assert res.float64_rerun.explained >= 3 and res.first_divergence_f64 is None
     act = next(m for m in res.modules if m.module == "act")
     assert act.rel > 1e-2 and act.rel_f64 < 1e-8 and act.ok
@@ -278,11 +308,11 @@ def test_float64_rerun_always_and_the_port_restored():
     ports = {}
     for mode in ("never", "always"):
         wl = pp.port("none")
-        res = align_mod.align(wl, pp.original(), steps=1,
-                              tolerances=Tolerances(float64_mode=mode))
+        res = align_mod.align(wl, pp.original(), steps=1, tolerances=Tolerances(float64_mode=mode))
         assert res.aligned, res.verdict.reasons
-        ports[mode] = {n: (str(v.dtype), v.is_stop_grad(), v.numpy())
-                       for n, v in wl.model.state_dict().items()}
+        ports[mode] = {
+            n: (str(v.dtype), v.is_stop_grad(), v.numpy()) for n, v in wl.model.state_dict().items()
+        }
         if mode == "always":
             assert res.float64_rerun is not None and res.float64_rerun.explained == 0
             assert max(p.grad_rel_f64 for p in res.params) < 1e-6
@@ -307,10 +337,13 @@ def test_float32_casts_in_a_tiny_port_are_leak_records():
     res = align_mod.align(wl, pp.original(), tolerances=Tolerances(float64_mode="always"))
     assert res.float64_rerun.float32_leaks == [
         Leak(module="blocks.1.conv", type="Conv", at="input", dtype="float32", after="blocks.0"),
-        Leak(module="fc", type="Linear", at="output", dtype="float32", after="blocks")]
-    assert any("blocks.1.conv [Conv] got a float32 input after blocks.0 gave out float64: a "
-               "cast to float32 in the code of blocks.1, which calls it (+1 more place(s))" in w
-               for w in res.verdict.warnings)
+        Leak(module="fc", type="Linear", at="output", dtype="float32", after="blocks"),
+    ]
+    assert any(
+        "blocks.1.conv [Conv] got a float32 input after blocks.0 gave out float64: a "
+        "cast to float32 in the code of blocks.1, which calls it (+1 more place(s))" in w
+        for w in res.verdict.warnings
+    )
     back = Alignment.from_dict(json.loads(res.to_json()))
     assert back.float64_rerun == res.float64_rerun and back.to_json() == res.to_json()
 
@@ -330,13 +363,16 @@ def test_torch_probe_same_schema(reports):
     again = Report.from_dict(json.loads(rep.to_json()))
     assert [p.name for p in again.params] == [p.name for p in jrep.params]
     assert {b.name for b in rep.buffers} - {b.name for b in jrep.buffers} == {
-        "blocks.0.bn.num_batches_tracked", "blocks.1.bn.num_batches_tracked"}
+        "blocks.0.bn.num_batches_tracked",
+        "blocks.1.bn.num_batches_tracked",
+    }
     assert rep.verdict.result == "pass"
     assert all(p.status == "covered" and p.in_optimizer for p in rep.params)
     # ce does not reach aux, reg does not reach fc: the same reach as Jittor's graph walk
     assert {t.name: t.reaches for t in rep.loss_terms} == {"ce": 10, "reg": 10}
-    assert rep.loss_terms == [dataclasses.replace(t, values=t2.values) for t, t2 in
-                              zip(jrep.loss_terms, rep.loss_terms)]
+    assert rep.loss_terms == [
+        dataclasses.replace(t, values=t2.values) for t, t2 in zip(jrep.loss_terms, rep.loss_terms)
+    ]
     assert rep.config["optimizer"]["type"] == "SGD"
 
 
@@ -346,10 +382,16 @@ def test_torch_probe_statuses():
 
     wl = pp.original()
     model = wl.model
-    model.blocks[1].forward = lambda x: x            # blocks.1 never runs
-    model.fc.bias.requires_grad_(False)              # frozen, undeclared
-    opt = torch.optim.SGD([p for n, p in model.named_parameters()
-                           if p.requires_grad and not n.startswith("aux.bias")], lr=0.1)
+    model.blocks[1].forward = lambda x: x  # blocks.1 never runs
+    model.fc.bias.requires_grad_(False)  # frozen, undeclared
+    opt = torch.optim.SGD(
+        [
+            p
+            for n, p in model.named_parameters()
+            if p.requires_grad and not n.startswith("aux.bias")
+        ],
+        lr=0.1,
+    )
     wl.optimizer = opt
 
     def loss(model, batch):
@@ -357,6 +399,7 @@ def test_torch_probe_statuses():
         logits, aux = model(x)
         ce = torch.nn.functional.cross_entropy(logits, y)
         return ce + 0 * aux.detach().sum() + (aux[:, :0] ** 2).sum(), {"ce": ce}
+
     wl.loss = loss
     rep = api.check(wl, steps=1)
     by = rep.by_name()
@@ -382,8 +425,11 @@ def test_across_finds_the_lost_gradients(reports):
     torch_rep, _, jt_skip = reports
     cmp = compare_across(jt_skip, torch_rep)
     assert not cmp.ok
-    assert {p.name for p in cmp.lost} == {"blocks.1.conv.weight", "blocks.1.bn.weight",
-                                          "blocks.1.bn.bias"}
+    assert {p.name for p in cmp.lost} == {
+        "blocks.1.conv.weight",
+        "blocks.1.bn.weight",
+        "blocks.1.bn.bias",
+    }
     assert all(p.port_cause == "not_called" for p in cmp.lost)
 
 
@@ -423,8 +469,13 @@ def test_name_map_sources(tmp_path):
 
 # ------------------------------------------------------------------ command line
 def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "gradcheck.cli", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "gradcheck.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+    )
 
 
 def test_cli_compare_across_and_bad_input(reports, repo_root, tmp_path):
@@ -437,15 +488,28 @@ def test_cli_compare_across_and_bad_input(reports, repo_root, tmp_path):
     assert r.returncode == 0 and "agree" in r.stdout, r.stdout + r.stderr
     r = _cli("compare", str(paths["skip"]), str(paths["t"]), "--across", cwd=repo_root)
     assert r.returncode == 1 and "blocks.1.conv.weight" in r.stdout
-    r = _cli("compare", str(paths["skip"]), str(paths["t"]), "--across", "--format", "json",
-             cwd=repo_root)
+    r = _cli(
+        "compare",
+        str(paths["skip"]),
+        str(paths["t"]),
+        "--across",
+        "--format",
+        "json",
+        cwd=repo_root,
+    )
     assert json.loads(r.stdout)["kind"] == "across"
     (tmp_path / "bad.map").write_text("(unclosed -> x\n")
-    r = _cli("compare", str(paths["ok"]), str(paths["t"]), "--across", "--map",
-             str(tmp_path / "bad.map"), cwd=repo_root)
+    r = _cli(
+        "compare",
+        str(paths["ok"]),
+        str(paths["t"]),
+        "--across",
+        "--map",
+        str(tmp_path / "bad.map"),
+        cwd=repo_root,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    r = _cli("align", "--port", "no/such/file.py:make", "--original", "x.py:make",
-             cwd=repo_root)
+    r = _cli("align", "--port", "no/such/file.py:make", "--original", "x.py:make", cwd=repo_root)
     assert r.returncode == 2 and "no/such/file.py" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -453,20 +517,49 @@ def test_cli_compare_across_and_bad_input(reports, repo_root, tmp_path):
 def test_cli_align_and_run_on_torch(repo_root, tmp_path):
     pairs = str(FIXTURES / "parity_pairs.py")
     out = tmp_path / "align.json"
-    r = _cli("align", "--port", f"{pairs}:port_activation", "--original", f"{pairs}:original",
-             "--output", str(out), "--html", str(tmp_path / "a.html"), "--quiet", cwd=repo_root)
+    r = _cli(
+        "align",
+        "--port",
+        f"{pairs}:port_activation",
+        "--original",
+        f"{pairs}:original",
+        "--output",
+        str(out),
+        "--html",
+        str(tmp_path / "a.html"),
+        "--quiet",
+        cwd=repo_root,
+    )
     assert r.returncode == 1, r.stderr
     assert "first divergence blocks.1.act" in r.stdout
     assert json.loads(out.read_text())["first_divergence"]["module"] == "blocks.1.act"
-    r = _cli("align", "--port", f"{pairs}:port_none", "--original", f"{pairs}:original",
-             "--steps", "2", "--quiet", cwd=repo_root)
+    r = _cli(
+        "align",
+        "--port",
+        f"{pairs}:port_none",
+        "--original",
+        f"{pairs}:original",
+        "--steps",
+        "2",
+        "--quiet",
+        cwd=repo_root,
+    )
     assert r.returncode == 0 and "aligned" in r.stdout, r.stdout + r.stderr
     # run on the torch original and on the port, then pair the two reports
     rt, rj = tmp_path / "t.json", tmp_path / "j.json"
     (tmp_path / "plain.cfg").write_text("[gradcheck]\nsteps = 1\n")
     for spec, path in ((f"{pairs}:original", rt), (f"{pairs}:port_none", rj)):
-        r = _cli("run", "--model", spec, "-o", str(path), "-q",
-                 "--config", str(tmp_path / "plain.cfg"), cwd=repo_root)
+        r = _cli(
+            "run",
+            "--model",
+            spec,
+            "-o",
+            str(path),
+            "-q",
+            "--config",
+            str(tmp_path / "plain.cfg"),
+            cwd=repo_root,
+        )
         assert r.returncode == 0, r.stderr
     assert json.loads(rt.read_text())["environment"]["framework"] == "torch"
     r = _cli("compare", str(rj), str(rt), "--across", "--quiet", cwd=repo_root)
@@ -495,7 +588,12 @@ def test_jittor_compiles_after_torch_threads_started(repo_root):
                             "@out(i) = @in0(i) * {time.time_ns() % 997}.0 + 1;")
         print("OK", float(y.numpy()[1]))
     """)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                       cwd=str(repo_root))
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=str(repo_root),
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.startswith("OK")

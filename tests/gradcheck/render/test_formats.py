@@ -26,24 +26,42 @@ def runs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("runs")
     (folder / "none.cfg").write_text("[gradcheck]\n")
     out = {}
-    for name, spec in (("healthy", f"{ZOO}:healthy"),
-                       ("frozen", f"{FAILURES}:frozen_layer"),
-                       ("declared", f"{FAILURES}:frozen_layer_declared"),
-                       ("optimizer", f"{ZOO}:not_in_optimizer"),
-                       ("still", f"{FAILURES}:no_decay_updates")):
+    for name, spec in (
+        ("healthy", f"{ZOO}:healthy"),
+        ("frozen", f"{FAILURES}:frozen_layer"),
+        ("declared", f"{FAILURES}:frozen_layer_declared"),
+        ("optimizer", f"{ZOO}:not_in_optimizer"),
+        ("still", f"{FAILURES}:no_decay_updates"),
+    ):
         out[name] = folder / f"{name}.json"
-        res = CliRunner().invoke(main, ["run", "--model", spec, "--steps", "2", "--config",
-                                        str(folder / "none.cfg"), "-o", str(out[name]), "-q"])
+        res = CliRunner().invoke(
+            main,
+            [
+                "run",
+                "--model",
+                spec,
+                "--steps",
+                "2",
+                "--config",
+                str(folder / "none.cfg"),
+                "-o",
+                str(out[name]),
+                "-q",
+            ],
+        )
         assert out[name].exists(), res.output
     return out
 
 
-@pytest.mark.parametrize("after,code,kind", [
-    ("frozen", 1, "frozen_undeclared"),
-    ("optimizer", 1, "left_optimizer"),
-    ("still", 1, "no_longer_updated"),
-    ("declared", 0, "status"),
-])
+@pytest.mark.parametrize(
+    "after,code,kind",
+    [
+        ("frozen", 1, "frozen_undeclared"),
+        ("optimizer", 1, "left_optimizer"),
+        ("still", 1, "no_longer_updated"),
+        ("declared", 0, "status"),
+    ],
+)
 def test_compare_gate_on_real_runs(cli, runs, after, code, kind):
     res = cli("compare", str(runs["healthy"]), str(runs[after]), "--format", "json")
     assert res.exit_code == code, res.output
@@ -51,8 +69,10 @@ def test_compare_gate_on_real_runs(cli, runs, after, code, kind):
     kinds = {(c["name"], c["kind"]) for c in data["regressions" if code else "changed"]}
     assert ("fc2.weight", kind) in kinds
     if code:
-        assert cli("compare", str(runs["healthy"]), str(runs[after]),
-                   "--allow", "fc2.*").exit_code == 0
+        assert (
+            cli("compare", str(runs["healthy"]), str(runs[after]), "--allow", "fc2.*").exit_code
+            == 0
+        )
 
 
 # ------------------------------------------------------------------ JUnit
@@ -68,8 +88,12 @@ def test_junit_report_one_case_per_parameter(cli):
     root = _junit(res.stdout)
     suite = root.find("testsuite")
     cases = suite.findall("testcase")
-    assert [c.get("name") for c in cases] == ["used.weight", "used.bias", "unused.weight",
-                                              "unused.bias"]
+    assert [c.get("name") for c in cases] == [
+        "used.weight",
+        "used.bias",
+        "unused.weight",
+        "unused.bias",
+    ]
     failed = [c for c in cases if c.find("failure") is not None]
     assert [c.get("name") for c in failed] == ["unused.weight", "unused.bias"]
     assert failed[0].get("classname") == "unused"
@@ -82,7 +106,7 @@ def test_junit_report_one_case_per_parameter(cli):
 def test_junit_skips_frozen_and_warns_in_system_out():
     rep = make_report(**{"a.w": "covered", "b.w": "covered", "c.w": "frozen", "d.w": "zero"})
     rep.param("c.w").frozen_reason = "pretrained"
-    rep.param("b.w").in_optimizer = False            # a warning under the default policy
+    rep.param("b.w").in_optimizer = False  # a warning under the default policy
     from gradcheck.policy import Policy
     from gradcheck.summary import finalize
 
@@ -113,11 +137,11 @@ def test_markdown_fits_a_pull_request_comment():
     rep = make_report(**{f"layer{i}.w": "missing" for i in range(3000)})
     text = render.render_text("markdown", "report", rep)
     lines = text.splitlines()
-    assert lines[0] == "<!-- gradcheck -->"          # a CI job finds and updates its comment
+    assert lines[0] == "<!-- gradcheck -->"  # a CI job finds and updates its comment
     assert lines[1].startswith("## gradcheck: ❌")
-    assert lines[3].startswith("- **FAIL** missing: 3000 parameters")   # the why comes first
+    assert lines[3].startswith("- **FAIL** missing: 3000 parameters")  # the why comes first
     assert "<details><summary>Coverage by module</summary>" in text
-    assert "… and 2900 more" in text and len(text) < 65536      # GitHub's comment limit
+    assert "… and 2900 more" in text and len(text) < 65536  # GitHub's comment limit
 
 
 def test_markdown_comparison_puts_regressions_first():
@@ -156,7 +180,7 @@ def test_html_is_a_format_and_the_html_file_goes_through_it(cli, tmp_path):
     res = cli("run", "--model", f"{ZOO}:healthy", "--format", "html", "--html", str(page))
     assert res.exit_code == 0
     assert "<html" in res.stdout[:200] and res.stdout.rstrip().endswith("</html>")
-    assert page.read_text() == res.stdout     # one renderer, two destinations
+    assert page.read_text() == res.stdout  # one renderer, two destinations
     a = tmp_path / "a.json"
     cli("run", "--model", f"{ZOO}:healthy", "-o", str(a), "-q")
     bad = cli("compare", str(a), str(a), "--format", "html")
@@ -180,11 +204,11 @@ def test_every_format_is_a_renderer_and_says_what_else_it_shows():
 
 
 def test_a_format_that_cannot_show_an_alignment_is_refused_before_any_work(cli, tmp_path):
-    bad = cli("align", "--port", "nowhere:port", "--original", "nowhere:orig",
-              "--format", "junit")
+    bad = cli("align", "--port", "nowhere:port", "--original", "nowhere:orig", "--format", "junit")
     assert bad.exit_code == 2
     assert bad.stderr.strip().endswith(
-        "--format junit cannot show an alignment; choose one of table, json, markdown, html")
+        "--format junit cannot show an alignment; choose one of table, json, markdown, html"
+    )
     assert len(bad.stderr.strip().splitlines()) == 1
 
 
@@ -198,13 +222,25 @@ def _exploding_report(n: int = 200):
 
     params = []
     for i in range(n):
-        p = ParamRecord(name=f"blocks.{i}.fc.weight", shape=[4, 4], numel=16, status="covered",
-                        steps=["nonzero"], grad_norms=[1e6 * (i + 1) if i % 2 else 1.0],
-                        requires_grad=True, in_optimizer=True, module=f"blocks.{i}.fc")
+        p = ParamRecord(
+            name=f"blocks.{i}.fc.weight",
+            shape=[4, 4],
+            numel=16,
+            status="covered",
+            steps=["nonzero"],
+            grad_norms=[1e6 * (i + 1) if i % 2 else 1.0],
+            requires_grad=True,
+            in_optimizer=True,
+            module=f"blocks.{i}.fc",
+        )
         p.flags = ["exploding"] if i % 2 else []
         params.append(p)
-    rep = Report(config={"model": "deep", "steps": 1, "seed": 0}, environment={}, params=params,
-                 created="2026-01-01T00:00:00+00:00")
+    rep = Report(
+        config={"model": "deep", "steps": 1, "seed": 0},
+        environment={},
+        params=params,
+        created="2026-01-01T00:00:00+00:00",
+    )
     return finalize(rep, Policy())
 
 
@@ -214,8 +250,10 @@ def test_page_and_screen_agree_on_findings_that_do_not_fail():
     worst, where) before any list, and no list repeats them row by row."""
     rep = _exploding_report()
     assert rep.verdict.passed and not rep.verdict.warnings
-    note = ("100 parameter(s) exploding (not a failure under this policy): worst "
-            "blocks.199.fc.weight (gradient norm 2e+08); in blocks (100)")
+    note = (
+        "100 parameter(s) exploding (not a failure under this policy): worst "
+        "blocks.199.fc.weight (gradient norm 2e+08); in blocks (100)"
+    )
     out = {}
     for fmt in ("table", "markdown", "html"):
         buf = io.StringIO()
@@ -225,5 +263,5 @@ def test_page_and_screen_agree_on_findings_that_do_not_fail():
     assert f"- note: {note}" in out["markdown"] and "Needs attention" not in out["markdown"]
     page = out["html"]
     assert f"<li>{note}</li>" in page and "Nothing to report" not in page
-    assert page.index(note) < page.index("blocks.1.fc.weight</td>")   # the sum before the rows
-    assert '<details class="cause" id="cause-other">' in page          # the rows start folded
+    assert page.index(note) < page.index("blocks.1.fc.weight</td>")  # the sum before the rows
+    assert '<details class="cause" id="cause-other">' in page  # the rows start folded

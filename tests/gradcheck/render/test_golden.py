@@ -18,8 +18,12 @@ from fixtures.reports import sample_report
 from gradcheck.render import get_renderer
 from gradcheck.render.html import render_html
 
-MASKED = {"created": "<created>", "host": "<host>", "platform": "<platform>",
-          "seconds": "<seconds>"}
+MASKED = {
+    "created": "<created>",
+    "host": "<host>",
+    "platform": "<platform>",
+    "seconds": "<seconds>",
+}
 
 
 def _report(created="2026-11-26T13:00:00+00:00", host="build-17"):
@@ -36,8 +40,9 @@ def mask_json(text: str) -> str:
 
     def walk(obj):
         if isinstance(obj, dict):
-            return {k: MASKED[k] if k in MASKED and v is not None else walk(v)
-                    for k, v in obj.items()}
+            return {
+                k: MASKED[k] if k in MASKED and v is not None else walk(v) for k, v in obj.items()
+            }
         if isinstance(obj, list):
             return [walk(v) for v in obj]
         return obj
@@ -62,7 +67,7 @@ def test_json_mask_hides_only_run_specific_values():
     b = mask_json(_render("json", _report(created="2030-01-01T00:00:00+00:00", host="other")))
     assert a == b
     changed = _report()
-    changed.params[0].grad_norm = 0.25          # a real difference still shows
+    changed.params[0].grad_norm = 0.25  # a real difference still shows
     assert mask_json(_render("json", changed)) != a
 
 
@@ -72,7 +77,7 @@ def test_markdown_golden(golden):
 
 def test_html_flow_section_golden(golden):
     page = render_html(_report())
-    section = page[page.index('<section id="flow">'):page.index('<section id="terms">')]
+    section = page[page.index('<section id="flow">') : page.index('<section id="terms">')]
     assert section.endswith("</section>")
     # one tag a line: readable diffs
     golden("html", re.sub(r"><", ">\n<", section) + "\n")
@@ -87,6 +92,6 @@ def test_markdown_shows_html_in_names_as_text():
 
     out = io.StringIO()
     get_renderer("markdown").report(_report(), out)
-    text = re.sub(r"`[^`\n]*`", "", out.getvalue())   # code spans show literally on GitHub
+    text = re.sub(r"`[^`\n]*`", "", out.getvalue())  # code spans show literally on GitHub
     assert "<b>" not in text and "<script>" not in text
     assert "&lt;b&gt;demo&lt;/b&gt;" in text

@@ -38,57 +38,58 @@ def test_page_shows_every_parameter_verdict_and_config(report, page):
             assert p.name in page
     assert report.verdict.result == "fail"
     assert "FAIL" in page
-    for reason in report.verdict.reasons:           # missing / nonfinite fail by default
+    for reason in report.verdict.reasons:  # missing / nonfinite fail by default
         assert reason.split(":")[0] in page
-    assert "loss term &#x27;dead_term&#x27; reaches no parameter" in page   # a verdict warning
+    assert "loss term &#x27;dead_term&#x27; reaches no parameter" in page  # a verdict warning
     for chip in ("320", "seed</span> 7", "batch</span> 2", "device</span> cpu"):
         assert chip in page
     # counts by status (cards) and the module tree with covered/trainable per module
     for status in ("covered", "zero", "missing", "nonfinite", "frozen", "buffers"):
         assert f"<span>{status}</span>" in page
-    tree = tree_of(page)                    # the tree is data that report.js builds from
-    assert tree["roots"] == [0] and tree["m"][0][0] == "" and tree["m"][0][9] == 1   # root open
+    tree = tree_of(page)  # the tree is data that report.js builds from
+    assert tree["roots"] == [0] and tree["m"][0][0] == "" and tree["m"][0][9] == 1  # root open
     backbone = next(m for m in report.modules if m.module == "backbone")
-    assert [backbone.covered, backbone.trainable] in [row[1:3] for row in tree["m"]
-                                                      if row[0] == "backbone"]
+    assert [backbone.covered, backbone.trainable] in [
+        row[1:3] for row in tree["m"] if row[0] == "backbone"
+    ]
     assert sorted(p[0] for p in tree["p"]) == sorted(p.name for p in report.params)
 
 
 def test_causes_grouped_with_codes_details_and_counts(report, page):
-    causes = page[page.index('<section id="causes">'):page.index('<section id="flow">')]
+    causes = page[page.index('<section id="causes">') : page.index('<section id="flow">')]
     for p in report.params:
         if p.cause:
             assert f'id="cause-{p.cause}"' in causes
             assert p.cause_detail.replace("'", "&#x27;") in causes
     assert '<span class="cnt">1</span>' in causes
-    assert "other findings" in causes                 # "scale" is vanishing without a cause
+    assert "other findings" in causes  # "scale" is vanishing without a cause
     assert "vanishing" in causes
 
 
 def test_loss_terms_and_status_timeline(page):
-    terms = page[page.index('<section id="terms">'):]
+    terms = page[page.index('<section id="terms">') :]
     assert "dead_term" in terms and "reaches nothing" in terms and "constant" in terms
-    timeline = page[page.index('<section id="timeline">'):page.index('<section id="modules">')]
+    timeline = page[page.index('<section id="timeline">') : page.index('<section id="modules">')]
     # backbone.stem.bias goes zero -> nonzero; the nonfinite one goes nonzero -> nonfinite
     assert "backbone.stem" in timeline and "head.cls" in timeline
     assert 'class="sq t-zero"' in timeline and 'class="sq t-nonfinite"' in timeline
 
 
 def test_gradient_flow_chart(report, page):
-    flow = page[page.index('<section id="flow">'):page.index('<section id="terms">')]
+    flow = page[page.index('<section id="flow">') : page.index('<section id="terms">')]
     assert flow.count("<svg") >= 1 and "</svg>" in flow
     assert 'class="mk-missing"' in flow and 'class="mk-zero"' in flow
     assert 'class="mk-frozen"' in flow and 'class="bnan"' in flow
     assert flow.count('class="bar') >= 2
-    assert 'class="rd"' in flow                       # update/weight ratio dots
-    assert "NaN" not in flow.replace("NaN/Inf", "")   # no NaN leaked into coordinates
+    assert 'class="rd"' in flow  # update/weight ratio dots
+    assert "NaN" not in flow.replace("NaN/Inf", "")  # no NaN leaked into coordinates
 
 
 def test_text_is_escaped(page):
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "zoo:&lt;b&gt;demo&lt;/b&gt;" in page
-    assert page.count("<script>") == 1                # only the page's own little script
+    assert page.count("<script>") == 1  # only the page's own little script
 
 
 def test_tree_data_is_embedded_safely():
@@ -98,7 +99,7 @@ def test_tree_data_is_embedded_safely():
     r.params.append(param(nasty))
     page = render_html(finalize(r, Policy()))
     assert "alert(2)" in page and "<script>alert(2)" not in page and "<!--" not in page
-    assert page.count("</script>") == 2                # the tree's data and the page's script
+    assert page.count("</script>") == 2  # the tree's data and the page's script
     tree = tree_of(page)
     assert nasty in [p[0] for p in tree["p"]] and EVIL in [p[0] for p in tree["p"]]
 
@@ -109,13 +110,13 @@ def test_tree_rows_and_modules_in_the_data():
     r = sample_report()
     data = tree_data(r)
     names = [m[0] for m in data["m"]]
-    for i, m in enumerate(data["m"]):                  # pre-order: sub-modules after a module
+    for i, m in enumerate(data["m"]):  # pre-order: sub-modules after a module
         assert all(k > i and names[k].startswith(m[0]) for k in m[7])
     cls = next(p for p in data["p"] if p[0] == "head.cls.weight")
     assert cls[2] == "nonfinite" and cls[3] == "+!!" and cls[7][0][:2] == ["c", "nonfinite"]
     aux = next(p for p in data["p"] if p[0] == "backbone.aux.weight")
-    assert aux[6] == [] and "cut" in aux[8]            # reached by nothing; the filter finds "cut"
-    assert next(p for p in data["p"] if p[0] == "scale")[6] is None      # not probed
+    assert aux[6] == [] and "cut" in aux[8]  # reached by nothing; the filter finds "cut"
+    assert next(p for p in data["p"] if p[0] == "scale")[6] is None  # not probed
 
 
 def test_a_big_tree_opens_a_bounded_number_of_rows_at_load():
@@ -123,10 +124,13 @@ def test_a_big_tree_opens_a_bounded_number_of_rows_at_load():
     of rows: 4,000 missing parameters do not all become rows before anyone asks."""
     from gradcheck.render.html_tree import LOAD_ROWS, tree_data
 
-    params = [param(f"blocks.{i // 4}.conv{i % 4}.weight", "missing" if i % 2 else "covered")
-              for i in range(8000)]
-    data = tree_data(finalize(Report(config={"model": "big"}, environment={}, params=params),
-                              Policy()))
+    params = [
+        param(f"blocks.{i // 4}.conv{i % 4}.weight", "missing" if i % 2 else "covered")
+        for i in range(8000)
+    ]
+    data = tree_data(
+        finalize(Report(config={"model": "big"}, environment={}, params=params), Policy())
+    )
     opened = [m for m in data["m"] if m[9]]
     assert LOAD_ROWS <= sum(len(m[8]) for m in opened) <= LOAD_ROWS + 4
     assert sum(len(m[8]) for m in data["m"]) == 8000
@@ -168,7 +172,7 @@ def test_write_is_atomic(tmp_path, report, monkeypatch):
     target = tmp_path / "r.html"
     out = write_html(report, target)
     assert out == target and target.read_text(encoding="utf-8") == render_html(report)
-    assert sorted(os.listdir(tmp_path)) == ["r.html"]          # no temp file left behind
+    assert sorted(os.listdir(tmp_path)) == ["r.html"]  # no temp file left behind
 
     target.write_text("old page", encoding="utf-8")
 
@@ -187,17 +191,27 @@ def test_gold_yolo_sized_report_stays_small():
     for i in range(700):
         stage = ("backbone", "neck", "detect")[i % 3]
         status = "missing" if i % 97 == 0 else "zero" if i % 131 == 0 else "covered"
-        params.append(param(f"{stage}.block{i // 30}.layer{i // 6}.conv{i % 6}.weight", status,
-                            cause="cut" if status == "missing" else None,
-                            cause_detail="no path" if status == "missing" else None,
-                            reached_by=["cls", "iou", "dfl"]))
-    r = Report(config={"model": "gold_yolo_l", "steps": 3}, environment={}, params=params,
-               loss_terms=[LossTermRecord(name="cls", reaches=700, constant=False,
-                                          values=[1.0, 0.9, 0.8])])
+        params.append(
+            param(
+                f"{stage}.block{i // 30}.layer{i // 6}.conv{i % 6}.weight",
+                status,
+                cause="cut" if status == "missing" else None,
+                cause_detail="no path" if status == "missing" else None,
+                reached_by=["cls", "iou", "dfl"],
+            )
+        )
+    r = Report(
+        config={"model": "gold_yolo_l", "steps": 3},
+        environment={},
+        params=params,
+        loss_terms=[
+            LossTermRecord(name="cls", reaches=700, constant=False, values=[1.0, 0.9, 0.8])
+        ],
+    )
     page = render_html(finalize(r, Policy()))
     assert len(page.encode()) < 3_000_000
     assert all(p.name in page for p in params)
-    assert page.count("<svg class=\"flow\"") >= 3        # charts split by module
+    assert page.count('<svg class="flow"') >= 3  # charts split by module
 
 
 def test_real_gold_yolo_s_page_is_smaller_than_it_was():
@@ -206,7 +220,7 @@ def test_real_gold_yolo_s_page_is_smaller_than_it_was():
     r = load_report(ROOT / "reports" / "gold_yolo_s.json")
     page = render_html(r)
     assert len(page.encode()) < 450_000
-    flow = page[page.index('<section id="flow">'):page.index('<section id="terms">')]
+    flow = page[page.index('<section id="flow">') : page.index('<section id="terms">')]
     assert "share a bar" not in flow and flow.count('class="bar') >= 400
 
 
@@ -217,8 +231,10 @@ def big_page():
 
 def test_9000_tensor_page_stays_under_5_mb(big_page):
     size = len(big_page.encode())
-    sections = {m.group(1): len(big_page[m.start():big_page.index("</section>", m.start())])
-                for m in re.finditer(r'<section id="(\w+)"', big_page)}
+    sections = {
+        m.group(1): len(big_page[m.start() : big_page.index("</section>", m.start())])
+        for m in re.finditer(r'<section id="(\w+)"', big_page)
+    }
     print(f"9,004-tensor page: {size:,} bytes; sections {sections}")
     assert size < 5_000_000
     assert sections["flow"] < 300_000 and sections["modules"] < 1_500_000
@@ -228,11 +244,11 @@ def test_big_flow_charts_share_bars_and_keep_the_worst_visible(big_page):
     from gradcheck.render.html_svg import CHART_BARS
 
     r = big_report()
-    flow = big_page[big_page.index('<section id="flow">'):big_page.index('<section id="terms">')]
+    flow = big_page[big_page.index('<section id="flow">') : big_page.index('<section id="terms">')]
     assert "9,004 parameters: past 1,200 a chart draws at most 240 bars" in flow
-    assert flow.count('<svg class="flow"') == 3                 # inp, body, out
+    assert flow.count('<svg class="flow"') == 3  # inp, body, out
     assert flow.count('class="band') < CHART_BARS
-    for p in r.params:                        # every missing, zero and non-finite one is named
+    for p in r.params:  # every missing, zero and non-finite one is named
         if p.status in ("missing", "zero", "nonfinite"):
             assert f"{p.name}  [{p.status}" in flow, p.name
     assert flow.count('class="bnan"') == 1 and flow.count('class="bmin"') > 100
@@ -241,18 +257,23 @@ def test_big_flow_charts_share_bars_and_keep_the_worst_visible(big_page):
 def test_long_cause_groups_and_the_reach_matrix_are_bounded(big_page):
     from gradcheck.render.html_sections import MAX_CAUSE_ROWS, MAX_REACH_ROWS
 
-    causes = big_page[big_page.index('<section id="causes">'):big_page.index('<section id="flow">')]
-    assert "more: the module tree below lists every one" in causes       # 1,200+ other findings
+    causes = big_page[
+        big_page.index('<section id="causes">') : big_page.index('<section id="flow">')
+    ]
+    assert "more: the module tree below lists every one" in causes  # 1,200+ other findings
     assert causes.count("<tr><td") <= 4 * MAX_CAUSE_ROWS
-    terms = big_page[big_page.index('<section id="terms">'):
-                     big_page.index('<section id="timeline">')]
+    terms = big_page[
+        big_page.index('<section id="terms">') : big_page.index('<section id="timeline">')
+    ]
     assert terms.count("<tr") <= MAX_REACH_ROWS + 10 and '<td class="pn">body</td>' in terms
     params = [param(f"m{i}.w", "missing", cause="cut", cause_detail="no path") for i in range(300)]
     page = render_html(finalize(Report(config={}, environment={}, params=params), Policy()))
-    cut = page[page.index('id="cause-cut"'):page.index('<section id="flow">')]
+    cut = page[page.index('id="cause-cut"') : page.index('<section id="flow">')]
     assert cut.count('<td class="pn">') == MAX_CAUSE_ROWS
-    assert '… 100 more: <a href="#modules" data-filter="cut">filter the module tree by cut</a>' \
-           ' for all 300' in cut
+    assert (
+        '… 100 more: <a href="#modules" data-filter="cut">filter the module tree by cut</a>'
+        " for all 300" in cut
+    )
 
 
 def test_shared_bars_keep_order_and_every_parameter():
@@ -272,9 +293,9 @@ def test_band_keys_widen_only_for_shared_bars():
     one_each = [[param(f"body.{i}.fc.w")] for i in range(40)]
     assert _band_keys(one_each, 2) == [f"body.{i}" for i in range(40)]
     shared = [[param(f"body.{i}.fc.w"), param(f"body.{i}.fc.b")] for i in range(40)]
-    assert _band_keys(shared, 2) == ["body"] * 40           # 40 bands for 40 bars: too many
+    assert _band_keys(shared, 2) == ["body"] * 40  # 40 bands for 40 bars: too many
     few = [[param(f"body.{i // 10}.fc.w"), param(f"body.{i // 10}.fc.b")] for i in range(40)]
-    assert _band_keys(few, 2) == [f"body.{i // 10}" for i in range(40)]   # 4 bands: kept
+    assert _band_keys(few, 2) == [f"body.{i // 10}" for i in range(40)]  # 4 bands: kept
 
 
 def test_cli_writes_html(tmp_path, monkeypatch):
@@ -285,17 +306,32 @@ def test_cli_writes_html(tmp_path, monkeypatch):
 
     monkeypatch.chdir(ROOT)
     target = tmp_path / "r.html"
-    result = CliRunner().invoke(main, ["run", "--model", "tests/fixtures/zoo.py:detached",
-                                       "--steps", "2", "--html", str(target), "--quiet"])
-    assert result.exit_code == 1, result.output          # side.* has no gradient: fail
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--model",
+            "tests/fixtures/zoo.py:detached",
+            "--steps",
+            "2",
+            "--html",
+            str(target),
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 1, result.output  # side.* has no gradient: fail
     page = target.read_text(encoding="utf-8")
     assert sorted(os.listdir(tmp_path)) == ["r.html"]
     assert "tests/fixtures/zoo.py:detached" in page and ">FAIL<" in page
     assert "https://" not in page and "http://" not in page
     rows = {p[0]: p[2] for p in tree_of(page)["p"]}
-    assert rows == {"main.weight": "covered", "main.bias": "covered",
-                    "side.weight": "missing", "side.bias": "missing"}
-    causes = page[page.index('<section id="causes">'):page.index('<section id="flow">')]
+    assert rows == {
+        "main.weight": "covered",
+        "main.bias": "covered",
+        "side.weight": "missing",
+        "side.bias": "missing",
+    }
+    causes = page[page.index('<section id="causes">') : page.index('<section id="flow">')]
     assert 'id="cause-cut"' in causes and "side.weight" in causes and "main.weight" not in causes
     assert page.count('<svg class="flow"') == 1 and 'class="mk-missing"' in page
 
@@ -309,6 +345,6 @@ def test_css_and_js_ship_as_package_data_and_are_inlined(page):
     patterns = [p.strip() for p in cfg["options.package_data"]["gradcheck.render"].split(",")]
     assets = sorted((ROOT / "gradcheck" / "render" / "assets").iterdir())
     assert {a.name for a in assets} == {"report.css", "report.js"}
-    for asset in assets:                       # an installed wheel carries every asset ...
+    for asset in assets:  # an installed wheel carries every asset ...
         assert any(fnmatch.fnmatch(f"assets/{asset.name}", p) for p in patterns), asset
-        assert asset.read_text(encoding="utf-8") in page   # ... and the page inlines it
+        assert asset.read_text(encoding="utf-8") in page  # ... and the page inlines it

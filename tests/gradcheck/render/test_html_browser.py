@@ -25,8 +25,10 @@ from gradcheck.render.html import render_html
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
-CATCH = ('<script>window.__gcErr=[];window.addEventListener("error",function(e){'
-         'window.__gcErr.push(String(e.message))});</script>')
+CATCH = (
+    '<script>window.__gcErr=[];window.addEventListener("error",function(e){'
+    "window.__gcErr.push(String(e.message))});</script>"
+)
 
 HARNESS = r"""<script>(function(){
 var R={load_ms:Math.round(performance.now()),errors:window.__gcErr};
@@ -73,8 +75,9 @@ def _browser():
 def test_big_page_loads_and_every_section_and_module_opens(tmp_path):
     browser = _browser()
     if browser is None:
-        pytest.skip("no chromium binary on PATH (Debian: apt-get install chromium; "
-                    ".ci/run installs it)")
+        pytest.skip(
+            "no chromium binary on PATH (Debian: apt-get install chromium; .ci/run installs it)"
+        )
     report = big_report()
     page = render_html(report)
     tree = tree_of(page)
@@ -86,40 +89,58 @@ def test_big_page_loads_and_every_section_and_module_opens(tmp_path):
 
     started = time.monotonic()
     run = subprocess.run(
-        [browser, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run",
-         "--disable-extensions", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
-         path.as_uri()],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "LANG": "C.UTF-8"})
+        [
+            browser,
+            "--headless",
+            "--disable-gpu",
+            "--no-sandbox",
+            "--no-first-run",
+            "--disable-extensions",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--dump-dom",
+            path.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "LANG": "C.UTF-8"},
+    )
     wall = time.monotonic() - started
     found = re.search(r'<pre id="gc-result">(.*?)</pre>', run.stdout, re.S)
     assert found, f"no result from the page (rc {run.returncode}): {run.stderr[-2000:]}"
-    res = json.loads(found.group(1).replace("&amp;", "&").replace("&lt;", "<")
-                     .replace("&gt;", ">").replace("&quot;", '"'))
-    print(f"\n{len(page.encode()):,}-byte page, 9,004 tensors: parsed and script run in "
-          f"{res['load_ms']} ms; level-by-level opening of all {res['mods']} modules "
-          f"{res['open_ms']} ms in {res['rounds']} rounds; expand all {res['expand_all_ms']} ms; "
-          f"cards {[(c['filter'], c['click_ms']) for c in res['cards']]} ms; "
-          f"chromium {wall:.1f} s in all")
+    res = json.loads(
+        found.group(1)
+        .replace("&amp;", "&")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", '"')
+    )
+    print(
+        f"\n{len(page.encode()):,}-byte page, 9,004 tensors: parsed and script run in "
+        f"{res['load_ms']} ms; level-by-level opening of all {res['mods']} modules "
+        f"{res['open_ms']} ms in {res['rounds']} rounds; expand all {res['expand_all_ms']} ms; "
+        f"cards {[(c['filter'], c['click_ms']) for c in res['cards']]} ms; "
+        f"chromium {wall:.1f} s in all"
+    )
 
     assert res["errors"] == []
-    assert res["sections"] == ["summary", "causes", "flow", "terms", "timeline", "modules",
-                               "more"]
+    assert res["sections"] == ["summary", "causes", "flow", "terms", "timeline", "modules", "more"]
     assert [href for href, _ in res["nav"]] == ["#" + s for s in res["sections"]]
     assert all(shown for _, shown in res["nav"]), res["nav"]
     # folded at load: the root, the modules with an uncovered parameter, within the budget
     assert 0 < res["load_rows"] <= 520 and res["load_mods"] < 2000
     by = report.summary.by_status
-    assert [c["filter"] for c in res["cards"]] == [f"s:{s}" for s in
-                                                   ("covered", "zero", "missing",
-                                                    "nonfinite", "frozen")]
+    assert [c["filter"] for c in res["cards"]] == [
+        f"s:{s}" for s in ("covered", "zero", "missing", "nonfinite", "frozen")
+    ]
     for card in res["cards"]:
         n = by.get(card["filter"][2:], 0)
         assert card["count"] == n
         assert card["said"].startswith(f"{n} of 9004 parameters match"), card
         assert card["built"] == min(n, card["built"]) and (card["built"] > 0) == (n > 0)
-        assert card["all_rows"] == n, card          # expand all: every matching row
+        assert card["all_rows"] == n, card  # expand all: every matching row
     assert res["cleared_rows"] == res["load_rows"] and res["cleared_mods"] == res["load_mods"]
     assert res["rows"] == 9004 and res["mods"] == len(tree["m"]) and res["rounds"] <= 5
     assert res["closed_open"] == 0 and res["expand_all_rows"] == 9004
-    assert res["load_ms"] < 15_000                  # 2 shared cores; about 1 s on a desktop
+    assert res["load_ms"] < 15_000  # 2 shared cores; about 1 s on a desktop
     assert wall < 120
