@@ -48,7 +48,7 @@ from gradcheck.optimizers import backward_list, optimizer_params
 from gradcheck.snapshot import GradSummary, Snapshot, grads_alongside
 from gradcheck.workload import Phase, Workload
 
-MAX_WAIT = 10      # steps of the first optimizer a round waits for the others (see _round_complete)
+MAX_WAIT = 10  # steps of the first optimizer a round waits for the others (see _round_complete)
 PATCHED = ("__init__", "backward", "pre_step", "post_step", "zero_grad")
 _OWN_DIRS = (os.path.dirname(os.path.abspath(__file__)),)
 
@@ -69,10 +69,10 @@ class _Open:
     """One optimizer step being recorded."""
 
     res: probe.PhaseResult
-    losses: list = field(default_factory=list)       # loss Vars of its backward calls
+    losses: list = field(default_factory=list)  # loss Vars of its backward calls
     probe_grads: list = field(default_factory=list)  # per backward: grads of run.extra
     gathered: bool = False
-    view: object = None                              # the last backward's graph (zero proofs)
+    view: object = None  # the last backward's graph (zero proofs)
 
 
 @dataclass
@@ -82,7 +82,7 @@ class _Round:
     buf_before: Snapshot
     t0: float
     results: list = field(default_factory=list)
-    frozen: set | None = None        # params stop-grad at the round's first optimizer step
+    frozen: set | None = None  # params stop-grad at the round's first optimizer step
 
 
 @dataclass
@@ -92,40 +92,46 @@ class _Done:
     index: int
     results: list
     seconds: float
-    states: list          # per param: (status, grad norm, Change, read, reassigned, lr)
+    states: list  # per param: (status, grad norm, Change, read, reassigned, lr)
     buffers_changed: list
 
 
 class StepRecorder:
     """Observe every Jittor optimizer; record the first ``steps`` rounds (see the module doc)."""
 
-    def __init__(self, steps: int, name: str = "script", keep_going: bool = False,
-                 on_step: Callable[[int, int, str], None] | None = None,
-                 models: list | None = None, optimizers: list | None = None):
+    def __init__(
+        self,
+        steps: int,
+        name: str = "script",
+        keep_going: bool = False,
+        on_step: Callable[[int, int, str], None] | None = None,
+        models: list | None = None,
+        optimizers: list | None = None,
+    ):
         self.steps, self.name, self.keep_going, self.on_step = steps, name, keep_going, on_step
         # given (gradcheck.watch): [(name, Module)] and the optimizers, in phase order
         self.models, self.optimizers = models, optimizers
-        self.next_index: int | None = None      # the number of the next round (watch: its step)
+        self.next_index: int | None = None  # the number of the next round (watch: its step)
         self.run: probe.Run | None = None
         self.frozen_by_eval: dict = {}
-        self.phase_of: dict = {}        # id(optimizer) -> Phase
-        self.order: list = []           # phases, in the order the loop first stepped them
-        self.fixed = False              # no new phase after the first round
-        self.open: dict = {}            # id(optimizer) -> _Open
+        self.phase_of: dict = {}  # id(optimizer) -> Phase
+        self.order: list = []  # phases, in the order the loop first stepped them
+        self.fixed = False  # no new phase after the first round
+        self.open: dict = {}  # id(optimizer) -> _Open
         self.round: _Round | None = None
-        self.done: list = []            # [_Done]
-        self.next_before: tuple | None = None        # values at the last optimizer step
-        self.first_before: tuple | None = None       # values when the recorder started
+        self.done: list = []  # [_Done]
+        self.next_before: tuple | None = None  # values at the last optimizer step
+        self.first_before: tuple | None = None  # values when the recorder started
         self.fence = 0
         self.finished = False
-        self.notes: list = []           # sentences for the verdict's warnings
-        self.ignored: set = set()       # ids of optimizers outside the run
-        self.candidates: set = set()    # phase names of the optimizers found at the start
+        self.notes: list = []  # sentences for the verdict's warnings
+        self.ignored: set = set()  # ids of optimizers outside the run
+        self.candidates: set = set()  # phase names of the optimizers found at the start
         self.warnings: list = []
         self._saved: dict | None = None
         self._in_post = False
-        self.created: list = []         # weakrefs to the optimizers created while attached
-        self.walk_again = False         # started before the first forward: look for new layers
+        self.created: list = []  # weakrefs to the optimizers created while attached
+        self.walk_again = False  # started before the first forward: look for new layers
 
     # ------------------------------------------------------------------ attach / detach
     @property
@@ -147,7 +153,7 @@ class StepRecorder:
         saved = self._saved = {n: cls.__dict__[n] for n in PATCHED}
         rec = self
 
-        def __init__(opt, *args, **kw):      # the optimizers this run creates
+        def __init__(opt, *args, **kw):  # the optimizers this run creates
             saved["__init__"](opt, *args, **kw)
             rec.created.append(weakref.ref(opt))
 
@@ -163,9 +169,14 @@ class StepRecorder:
         def zero_grad(opt):
             return rec._on_zero_grad(opt, saved["zero_grad"])
 
-        f: Any     # a function, given the attribute that names what it wraps
-        for n, f in (("__init__", __init__), ("backward", backward), ("pre_step", pre_step),
-                     ("post_step", post_step), ("zero_grad", zero_grad)):
+        f: Any  # a function, given the attribute that names what it wraps
+        for n, f in (
+            ("__init__", __init__),
+            ("backward", backward),
+            ("pre_step", pre_step),
+            ("post_step", post_step),
+            ("zero_grad", zero_grad),
+        ):
             f.__wrapped__ = saved[n]
             setattr(cls, n, f)
         return self
@@ -201,7 +212,7 @@ class StepRecorder:
 
     def _on_zero_grad(self, opt, orig):
         if not self._in_post and not self.finished and self.run is None:
-            self._start(opt)        # before the forward: buffers' first change is seen too
+            self._start(opt)  # before the forward: buffers' first change is seen too
             self.walk_again = True  # and a layer the forward makes is not listed yet
         return orig(opt)
 
@@ -213,34 +224,43 @@ class StepRecorder:
         if cur is None:
             return orig(opt, loss, retain_graph)
         run, phase = self._live, self.phase_of[id(opt)]
-        if self.walk_again:         # once: a layer made lazily in the first forward
+        if self.walk_again:  # once: a layer made lazily in the first forward
             self.walk_again = False
             if probe.refresh(run):
                 self._own(run)
         self._tell(phase.name, "backward")
-        reach, read, cur.view = graph.analyse({"__loss__": loss}, run.targets, self.fence,
-                                              keep=True)
-        n = len(run.params)    # graph targets are params then buffers: keep param indices
+        reach, read, cur.view = graph.analyse(
+            {"__loss__": loss}, run.targets, self.fence, keep=True
+        )
+        n = len(run.params)  # graph targets are params then buffers: keep param indices
         reached = {i for i in reach["__loss__"] if i < n}
         cur.res.reached |= reached
         cur.res.read |= {i for i in read if i < n}
         extra = [run.targets[i] for i in run.extra]
         got: list = []
         with jt.log_capture_scope(log_v=0, log_silent=1) as logs:
-            if extra and not retain_graph:   # ride along the optimizer's own jt.grad
+            if extra and not retain_graph:  # ride along the optimizer's own jt.grad
                 with grads_alongside(extra) as got:
                     out = orig(opt, loss, retain_graph)
             else:
                 out = orig(opt, loss, retain_graph)
         served, own = bool(extra) and len(got) == len(extra), backward_list(opt)
         cur.res.warnings += probe.map_warnings(
-            logs, own + (extra if served else []), "optimizer", run, reached,
-            self._rnd.index, phase.name, probe_from=len(own))
+            logs,
+            own + (extra if served else []),
+            "optimizer",
+            run,
+            reached,
+            self._rnd.index,
+            phase.name,
+            probe_from=len(own),
+        )
         if extra and not served:
             with jt.log_capture_scope(log_v=0, log_silent=1) as logs:
                 got = jt.grad(loss, extra, True)
-            cur.res.warnings += probe.map_warnings(logs, extra, "probe", run, reached,
-                                                   self._rnd.index, phase.name)
+            cur.res.warnings += probe.map_warnings(
+                logs, extra, "probe", run, reached, self._rnd.index, phase.name
+            )
         if extra:
             cur.probe_grads.append(list(got))
         cur.losses.append(loss)
@@ -252,7 +272,7 @@ class StepRecorder:
         if self._passive(opt):
             return orig(opt, loss, retain_graph)
         cur = self._begin(opt)
-        out = orig(opt, loss, retain_graph)    # calls backward(loss) when given one
+        out = orig(opt, loss, retain_graph)  # calls backward(loss) when given one
         if cur is not None:
             self._gather(opt, cur)
         return out
@@ -266,7 +286,7 @@ class StepRecorder:
         if self.finished or id(opt) not in self.open:
             return out
         cur = self.open.pop(id(opt))
-        if not cur.gathered:                 # a subclass step() that skips pre_step
+        if not cur.gathered:  # a subclass step() that skips pre_step
             self._gather(opt, cur)
         phase = self.phase_of[id(opt)]
         if phase not in self.order:
@@ -276,8 +296,12 @@ class StepRecorder:
         self.fence = graph.fence()
         errors_reclaim()
         # the last phase's N-th step: stop here, not at the next forward
-        if (self.fixed and self.steps_made + 1 == self.steps and phase is self.order[-1]
-                and all(any(r.name == p.name for r in self._rnd.results) for p in self.order)):
+        if (
+            self.fixed
+            and self.steps_made + 1 == self.steps
+            and phase is self.order[-1]
+            and all(any(r.name == p.name for r in self._rnd.results) for p in self.order)
+        ):
             self._finish_round()
             self._stop()
         return out
@@ -293,19 +317,22 @@ class StepRecorder:
         phase = self.phase_of.get(id(opt))
         if phase is None or (self.fixed and phase not in self.order):
             self.ignored.add(id(opt))
-            self.notes.append(f"an optimizer ({type(opt).__name__}) first stepped after the "
-                              "first step: not recorded (phases are the optimizers of step 1)")
+            self.notes.append(
+                f"an optimizer ({type(opt).__name__}) first stepped after the "
+                "first step: not recorded (phases are the optimizers of step 1)"
+            )
             return None
         if self.round is None:
             before, buf_before = self.first_before or self._snapshots()
-            self.round = _Round(self.next_index or self.steps_made + 1, before, buf_before,
-                                time.perf_counter())
+            self.round = _Round(
+                self.next_index or self.steps_made + 1, before, buf_before, time.perf_counter()
+            )
         elif self.order and phase is self.order[0] and self._round_complete():
-            self.fixed = True               # the first optimizer again: a new round
+            self.fixed = True  # the first optimizer again: a new round
             self._finish_round()
             if self.steps_made >= self.steps:
                 self._stop()
-                if self.finished:          # keep_going: the loop runs on unobserved
+                if self.finished:  # keep_going: the loop runs on unobserved
                     return None
             before, buf_before = self.next_before or self._snapshots()
             self.round = _Round(self.steps_made + 1, before, buf_before, time.perf_counter())
@@ -332,12 +359,15 @@ class StepRecorder:
         res = cur.res
         grads = {}
         frozen = {i for i, e in enumerate(run.params) if e.var.is_stop_grad()}
-        if self._rnd.frozen is None:         # frozen state as the script left it, at step time
+        if self._rnd.frozen is None:  # frozen state as the script left it, at step time
             self._rnd.frozen = frozen
         if cur.losses:
-            grads = {i: run.params[i].var.opt_grad(opt) for i in sorted(run.owned[phase.name])
-                     if i not in frozen}
-        for i, gs in zip(run.extra, zip(*cur.probe_grads)):   # summed over the micro-batches
+            grads = {
+                i: run.params[i].var.opt_grad(opt)
+                for i in sorted(run.owned[phase.name])
+                if i not in frozen
+            }
+        for i, gs in zip(run.extra, zip(*cur.probe_grads)):  # summed over the micro-batches
             grads[i] = sum(gs[1:], gs[0])
         summary = GradSummary(grads.values())
         exact = [i for i in grads if i in run.exact]
@@ -346,9 +376,10 @@ class StepRecorder:
         res.grads = dict(zip(grads, summary.results()))
         res.arrays = {i: grads[i].numpy() for i in exact}
         res.lrs = probe.group_lrs(opt, run, phase.name)
-        zero = {i for i, (state, _) in res.grads.items()
-                if state == Status.ZERO and i in res.reached}
-        if zero and cur.view is not None:   # before the update: the values the forward used
+        zero = {
+            i for i, (state, _) in res.grads.items() if state == Status.ZERO and i in res.reached
+        }
+        if zero and cur.view is not None:  # before the update: the values the forward used
             res.proofs = probe.prove_zero(run, zero, res.reached, cur.view)
         cur.losses, cur.probe_grads, cur.gathered, cur.view = [], [], True, None
 
@@ -359,7 +390,7 @@ class StepRecorder:
             return
         run = self._live
         changes, buf_changes = rnd.before.compare(), rnd.buf_before.compare()
-        for snap in run.late:           # parameters listed since the round began
+        for snap in run.late:  # parameters listed since the round began
             changes += snap.compare()
         run.late = []
         across_ranks(rnd.results)
@@ -367,16 +398,33 @@ class StepRecorder:
         states = []
         frozen = rnd.frozen or set()
         for i, e in enumerate(run.params):
-            state, gnorm = ((Status.FROZEN, None) if i in frozen
-                            else probe.classify(run, i, rnd.results))
-            lr = next((r.lrs[i] for r in rnd.results if i in r.lrs), None)
-            states.append((state, gnorm, changes[i], i in read, e.current() is not e.var, lr,
-                           probe.rounding(run, self.order, i, state, changes[i], lr)))
+            state, gnorm = (
+                (Status.FROZEN, None) if i in frozen else probe.classify(run, i, rnd.results)
+            )
+            lr = probe.step_lr(i, rnd.results)
+            states.append(
+                (
+                    state,
+                    gnorm,
+                    changes[i],
+                    i in read,
+                    e.current() is not e.var,
+                    lr,
+                    probe.rounding(run, self.order, i, state, changes[i], lr),
+                )
+            )
         for r in rnd.results:
             r.arrays = {}
             self.warnings.extend(r.warnings)
-        self.done.append(_Done(rnd.index, rnd.results, time.perf_counter() - rnd.t0, states,
-                               [c.changed for c in buf_changes]))
+        self.done.append(
+            _Done(
+                rnd.index,
+                rnd.results,
+                time.perf_counter() - rnd.t0,
+                states,
+                [c.changed for c in buf_changes],
+            )
+        )
         self.round = None
 
     def _stop(self) -> None:
@@ -392,7 +440,7 @@ class StepRecorder:
         if self.finished or self.run is None:
             return
         self.open.clear()
-        if self.round is not None:   # drop a phase result that never got to its step
+        if self.round is not None:  # drop a phase result that never got to its step
             self.round.results = [r for r in self.round.results if r.grads or r.losses]
         self._finish_round()
         self.finished = True
@@ -414,11 +462,12 @@ class StepRecorder:
         phases: list = []
         used: set[str] = set()
         for i, o in enumerate(opts):
-            default = "main" if len(opts) == 1 and self.optimizers else \
-                f"{type(o).__name__.lower()}{i}"
+            default = (
+                "main" if len(opts) == 1 and self.optimizers else f"{type(o).__name__.lower()}{i}"
+            )
             name = unique(names.get(id(o)) or default, used)
             phases.append(Phase(name, loss=None, optimizer=o))
-        if self.optimizers:             # known phases, in the given order
+        if self.optimizers:  # known phases, in the given order
             self.order, self.fixed = list(phases), True
         roots = self.models or find_models(opts)
         if not roots:
@@ -433,8 +482,10 @@ class StepRecorder:
         known = {id(e.var) for e in run.params + run.buffers}
         outside = len(held - known)
         if outside:
-            self.notes.append(f"{outside} optimizer parameter(s) belong to no Module the "
-                              "script holds: not reported")
+            self.notes.append(
+                f"{outside} optimizer parameter(s) belong to no Module the "
+                "script holds: not reported"
+            )
         self.run = run
         self.phase_of = {id(p.optimizer): p for p in phases}
         self.candidates = {p.name for p in phases}
@@ -473,13 +524,14 @@ class StepRecorder:
 
         run = self._live
         run.phases = list(self.order)
-        for p in run.phases:          # micro-batches of its first step
+        for p in run.phases:  # micro-batches of its first step
             p.accumulate = max(1, len(self._first(p.name).losses))
         records, buf_records = new_records(run, {}, self.frozen_by_eval, policy)
         step_log = []
         for d in self.done:
             for i, (rec, (state, gnorm, change, read, reassigned, lr, rounded)) in enumerate(
-                    zip(records, d.states)):
+                zip(records, d.states)
+            ):
                 recorder.record_step(rec, state, gnorm, change, lr, rounded)
                 if state == Status.ZERO:
                     record_proof(rec, [r.proofs[i] for r in d.results if i in r.proofs], run)
@@ -493,7 +545,8 @@ class StepRecorder:
         if short_note and self.steps_made < self.steps:
             report.verdict.warnings.append(
                 f"the script stopped after {self.steps_made} of {self.steps} optimizer "
-                "step(s): this report covers those")
+                "step(s): this report covers those"
+            )
         report.verdict.warnings.extend(self.notes)
         return report
 
@@ -526,7 +579,7 @@ def across_ranks(results: list) -> None:
 def errors_reclaim() -> None:
     from gradcheck import errors
 
-    errors.reclaim_signals()   # the script's Jittor may have put its own handlers back
+    errors.reclaim_signals()  # the script's Jittor may have put its own handlers back
 
 
 # ---------------------------------------------------------------------- finding the models
@@ -536,8 +589,7 @@ def live_optimizers(first=None) -> list:
     gc.collect()
     # type(), not isinstance: the latter reads __class__, which some lazy objects warn about
     kinds = subclasses(jt.optim.Optimizer)
-    found = [o for o in gc.get_objects() if type(o) in kinds
-             and optimizer_params(o)]
+    found = [o for o in gc.get_objects() if type(o) in kinds and optimizer_params(o)]
     if first is not None:
         found = [first] + [o for o in found if o is not first]
     return found
@@ -615,8 +667,11 @@ def name_objects(objs) -> dict:
                         continue
                     if id(v) in want:
                         out.setdefault(id(v), k)
-                    elif hasattr(v, "__dict__") and not isinstance(v, (type, types.ModuleType)) \
-                            and not callable(v):
+                    elif (
+                        hasattr(v, "__dict__")
+                        and not isinstance(v, (type, types.ModuleType))
+                        and not callable(v)
+                    ):
                         try:
                             attrs = list(vars(v).items())
                         except TypeError:

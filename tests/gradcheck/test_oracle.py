@@ -43,8 +43,13 @@ def _agree(spec: Spec) -> None:
 
 
 def _run(profile: str, examples: int, derandomize: bool) -> None:
-    @settings(max_examples=examples, deadline=None, database=None, derandomize=derandomize,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=derandomize,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(generate.specs(profile))
     def agrees(spec):
         _agree(spec)
@@ -66,58 +71,185 @@ def test_gradcheck_agrees_with_oracle_slow(profile):
 # One small explicit set-up per class of disagreement found so far, named by what it exercises
 # (the new semantics of issue 21, or a probe bug); each must agree.
 REGRESSIONS = {
+    # a parameter held by two phases' optimizers, one at lr 0: the step's learning rate is the
+    # one of the phase whose gradient on it was non-zero (here 0: never_updated, lr_zero),
+    # not the first optimizer's (which read it as update_below_precision)
+    "shared_across_optimizers_one_at_lr_0": Spec(
+        seed=0,
+        nodes=(
+            Node(
+                kind="linear",
+                src=-1,
+                add=None,
+                cut=None,
+                home="attr",
+                share=None,
+                tie=None,
+                stop_grad=True,
+                eval=True,
+                zero=True,
+                buffer=False,
+                replace=False,
+                skip=True,
+                opt=0,
+                lr="zero",
+            ),
+            Node(
+                kind="bare",
+                src=0,
+                add=None,
+                cut=None,
+                home="attr",
+                share=None,
+                tie=None,
+                stop_grad=False,
+                eval=False,
+                zero=True,
+                buffer=False,
+                replace=False,
+                skip=False,
+                opt=0,
+                lr="normal",
+            ),
+            Node(
+                kind="relu",
+                src=0,
+                add=None,
+                cut=None,
+                home="attr",
+                share=None,
+                tie=None,
+                stop_grad=False,
+                eval=False,
+                zero=False,
+                buffer=False,
+                replace=False,
+                skip=False,
+                opt=0,
+                lr="normal",
+            ),
+            Node(
+                kind="bare",
+                src=0,
+                add=None,
+                cut=None,
+                home="attr",
+                share=1,
+                tie=None,
+                stop_grad=True,
+                eval=False,
+                zero=True,
+                buffer=False,
+                replace=False,
+                skip=True,
+                opt=1,
+                lr="zero",
+            ),
+        ),
+        phases=(
+            PhaseSpec(outputs=(0,), opt="sgd", accumulate=1),
+            PhaseSpec(outputs=(1,), opt="sgd", accumulate=1),
+        ),
+        steps=1,
+        counter=True,
+    ),
     # a zero-initialised BatchNorm weight with lr 1e-30: the step underflows (Jittor flushes
     # subnormal results), so it is below precision, not never_updated
-    "never_updated_zero_weight_tiny_lr": Spec(seed=1, nodes=(
-        Node("bn", zero=True, lr="tiny"),
-        Node("linear", src=0, home="lazy", stop_grad=True, eval=True, zero=True, skip=True,
-             opt=-1)), phases=(PhaseSpec((0,)),), steps=1),
+    "never_updated_zero_weight_tiny_lr": Spec(
+        seed=1,
+        nodes=(
+            Node("bn", zero=True, lr="tiny"),
+            Node(
+                "linear",
+                src=0,
+                home="lazy",
+                stop_grad=True,
+                eval=True,
+                zero=True,
+                skip=True,
+                opt=-1,
+            ),
+        ),
+        phases=(PhaseSpec((0,)),),
+        steps=1,
+    ),
     # (Adam's own underflow, the first version of the case above, is tested in
     # test_optimizers.py: whether a Jittor process flushes it depends on how its kernels were
     # first loaded, so two copies of the model in one cold-cache process can differ)
     # a sub-network in a plain list attribute: trained by the loss, held by no optimizer
-    "untracked_plain_list": Spec(seed=1, nodes=(
-        Node("linear"), Node("linear", src=0, home="list", opt=-1)),
-        phases=(PhaseSpec((1,)),), steps=1),
-    "untracked_plain_dict": Spec(seed=2, nodes=(
-        Node("linear"), Node("ln", src=0, home="dict", opt=-1)),
-        phases=(PhaseSpec((1,)),), steps=1),
+    "untracked_plain_list": Spec(
+        seed=1,
+        nodes=(Node("linear"), Node("linear", src=0, home="list", opt=-1)),
+        phases=(PhaseSpec((1,)),),
+        steps=1,
+    ),
+    "untracked_plain_dict": Spec(
+        seed=2,
+        nodes=(Node("linear"), Node("ln", src=0, home="dict", opt=-1)),
+        phases=(PhaseSpec((1,)),),
+        steps=1,
+    ),
     # a layer created on the first forward, after the optimizer was built
-    "lazy_layer": Spec(seed=3, nodes=(
-        Node("linear"), Node("linear", src=0, home="lazy", opt=-1)),
-        phases=(PhaseSpec((1,)),), steps=2),
+    "lazy_layer": Spec(
+        seed=3,
+        nodes=(Node("linear"), Node("linear", src=0, home="lazy", opt=-1)),
+        phases=(PhaseSpec((1,)),),
+        steps=2,
+    ),
     # ... or on step 2's first forward: tracked from the step it appears
-    "late_layer_from_step_2": Spec(seed=13, nodes=(
-        Node("linear"), Node("ln", src=0, home="late", opt=-1)),
-        phases=(PhaseSpec((1,)),), steps=2),
+    "late_layer_from_step_2": Spec(
+        seed=13,
+        nodes=(Node("linear"), Node("ln", src=0, home="late", opt=-1)),
+        phases=(PhaseSpec((1,)),),
+        steps=2,
+    ),
     # an lr-0 group: full gradients, the value never moves
-    "never_updated_lr0": Spec(seed=4, nodes=(
-        Node("linear", lr="zero"), Node("linear", src=0)),
-        phases=(PhaseSpec((1,)),), steps=2),
+    "never_updated_lr0": Spec(
+        seed=4,
+        nodes=(Node("linear", lr="zero"), Node("linear", src=0)),
+        phases=(PhaseSpec((1,)),),
+        steps=2,
+    ),
     # ... while a tiny lr is only below float32 precision (update_below_precision, no finding)
-    "below_precision_is_not_never_updated": Spec(seed=5, nodes=(
-        Node("linear", lr="tiny"), Node("linear", src=0)),
-        phases=(PhaseSpec((1,)),), steps=2),
+    "below_precision_is_not_never_updated": Spec(
+        seed=5,
+        nodes=(Node("linear", lr="tiny"), Node("linear", src=0)),
+        phases=(PhaseSpec((1,)),),
+        steps=2,
+    ),
     # register_buffer does not stop_grad: an optimizer from parameters() trains the buffer
     "trained_buffer": Spec(seed=6, nodes=(Node("linear", buffer=True),), steps=1),
     # a weight replaced after the optimizer was built: the optimizer holds a dead Var
-    "optimizer_only_missing": Spec(seed=7, nodes=(
-        Node("linear", replace=True), Node("relu", src=0)),
-        phases=(PhaseSpec((1,)),), steps=1),
+    "optimizer_only_missing": Spec(
+        seed=7,
+        nodes=(Node("linear", replace=True), Node("relu", src=0)),
+        phases=(PhaseSpec((1,)),),
+        steps=1,
+    ),
     # weight norm: the optimizer built from parameters() holds the weight computed at
     # weight_norm(); every forward computes a new one (Jittor issue #635): the held Var is missing
-    "weight_norm_stale_weight": Spec(seed=10, nodes=(Node("wnorm"), Node("relu", src=0)),
-                                     phases=(PhaseSpec((1,)),), steps=2),
+    "weight_norm_stale_weight": Spec(
+        seed=10, nodes=(Node("wnorm"), Node("relu", src=0)), phases=(PhaseSpec((1,)),), steps=2
+    ),
     # probe bug: Jittor's round/floor/ceil have no gradient (jt.grad warns "doesn't have
     # gradient"), but the graph walk passes through them: gradcheck said "zero", truth "missing"
-    "round_has_no_gradient": Spec(seed=11, nodes=(Node("linear"), Node("round", src=0)),
-                                  phases=(PhaseSpec((1,)),), steps=1),
+    "round_has_no_gradient": Spec(
+        seed=11, nodes=(Node("linear"), Node("round", src=0)), phases=(PhaseSpec((1,)),), steps=1
+    ),
     # the whole feature set together, two optimizers and accumulation
-    "two_phases_accumulate": Spec(seed=8, nodes=(
-        Node("linear"), Node("bn", src=0, opt=1), Node("attn", src=1, home="seq"),
-        Node("embed", src=2, opt=1, lr="zero"), Node("linear", src=3, home="list", opt=-1),
-        Node("scale", src=4, buffer=True, opt=1)),
-        phases=(PhaseSpec((2, 5), "momentum", 2), PhaseSpec((5,), "adam")), steps=2),
+    "two_phases_accumulate": Spec(
+        seed=8,
+        nodes=(
+            Node("linear"),
+            Node("bn", src=0, opt=1),
+            Node("attn", src=1, home="seq"),
+            Node("embed", src=2, opt=1, lr="zero"),
+            Node("linear", src=3, home="list", opt=-1),
+            Node("scale", src=4, buffer=True, opt=1),
+        ),
+        phases=(PhaseSpec((2, 5), "momentum", 2), PhaseSpec((5,), "adam")),
+        steps=2,
+    ),
 }
 
 
@@ -132,15 +264,22 @@ def test_oracle_sees_what_it_must():
     is untracked, an lr-0 group never updates, a trained buffer is found."""
     from fixtures.oracle import oracle
 
-    spec = Spec(seed=9, nodes=(
-        Node("linear"),                                   # 0: covered
-        Node("linear", src=-1, cut="detach"),             # 1: its input detached: still covered
-        Node("linear", src=0),                            # 2: unused -> missing
-        Node("linear", src=1), Node("dead", src=3),       # 3: zero (dead relu after it)
-        Node("linear", src=-1), Node("sqrt0", src=5),     # 5: nonfinite
-        Node("linear", src=1, home="list", opt=-1),       # 7: untracked
-        Node("scale", src=1, lr="zero", buffer=True)),    # 8: never updated, trained buffer
-        phases=(PhaseSpec((0, 1, 4, 6, 7, 8)),), steps=1)
+    spec = Spec(
+        seed=9,
+        nodes=(
+            Node("linear"),  # 0: covered
+            Node("linear", src=-1, cut="detach"),  # 1: its input detached: still covered
+            Node("linear", src=0),  # 2: unused -> missing
+            Node("linear", src=1),
+            Node("dead", src=3),  # 3: zero (dead relu after it)
+            Node("linear", src=-1),
+            Node("sqrt0", src=5),  # 5: nonfinite
+            Node("linear", src=1, home="list", opt=-1),  # 7: untracked
+            Node("scale", src=1, lr="zero", buffer=True),
+        ),  # 8: never updated, trained buffer
+        phases=(PhaseSpec((0, 1, 4, 6, 7, 8)),),
+        steps=1,
+    )
     truth = oracle.run(generate.build(spec))
     by = {n: t for t in truth.vars.values() for n in t.names}
     assert by["m0.weight"].status == "covered" and by["m1.weight"].status == "covered"
@@ -158,9 +297,17 @@ def test_oracle_tells_lr0_from_precision_and_finds_stale_vars():
     missing, its recomputed copies are not compared; a lazy layer appears on step 1."""
     from fixtures.oracle import oracle
 
-    spec = Spec(seed=12, nodes=(
-        Node("linear", lr="zero"), Node("linear", src=0, lr="tiny"), Node("wnorm", src=1),
-        Node("linear", src=2, home="lazy", opt=-1)), phases=(PhaseSpec((3,)),), steps=2)
+    spec = Spec(
+        seed=12,
+        nodes=(
+            Node("linear", lr="zero"),
+            Node("linear", src=0, lr="tiny"),
+            Node("wnorm", src=1),
+            Node("linear", src=2, home="lazy", opt=-1),
+        ),
+        phases=(PhaseSpec((3,)),),
+        steps=2,
+    )
     truth = oracle.run(generate.build(spec))
     by = {n: t for t in truth.vars.values() if not t.optional for n in t.names}
     assert by["m0.weight"].stuck == ["lr0", "lr0"]
