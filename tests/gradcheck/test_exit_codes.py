@@ -6,29 +6,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
-from fixtures import FIXTURES, ROOT
+from fixtures import FIXTURES, cli
 from gradcheck import errors
 
 FAILURES = str(FIXTURES / "zoo_failures.py")
-
-
-def _gradcheck(tmp_path, *args, env=None):
-    """Start `python3 -m gradcheck.cli` from this checkout, in tmp_path (no [gradcheck] there)."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.Popen(
-        [sys.executable, "-m", "gradcheck.cli", *args],
-        cwd=tmp_path,
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 @pytest.mark.parametrize(
@@ -36,7 +20,7 @@ def _gradcheck(tmp_path, *args, env=None):
 )
 def test_signal_during_a_step(tmp_path, sig, code, word):
     marker, report = tmp_path / "step-started", tmp_path / "r.json"
-    proc = _gradcheck(
+    proc = cli.start(
         tmp_path,
         "run",
         "--model",
@@ -45,10 +29,7 @@ def test_signal_during_a_step(tmp_path, sig, code, word):
         str(report),
         env={"GRADCHECK_TEST_MARKER": str(marker)},
     )
-    deadline = time.monotonic() + 120
-    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert marker.exists(), proc.communicate()
+    cli.wait_for(marker, proc, 120)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
@@ -59,7 +40,7 @@ def test_signal_during_a_step(tmp_path, sig, code, word):
 
 def test_jittor_failure_exit_3_one_paragraph(tmp_path):
     report = tmp_path / "r.json"
-    proc = _gradcheck(
+    proc = cli.start(
         tmp_path, "run", "--model", f"{FAILURES}:jittor_fails", "--steps", "2", "-o", str(report)
     )
     out, err = proc.communicate(timeout=300)
@@ -83,7 +64,7 @@ def test_a_crash_in_compiled_code_is_never_a_verdict(tmp_path):
     # when a child dies of a signal -- as this child will
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for supervised, code in (("0", -signal.SIGSEGV), ("1", 128 + signal.SIGSEGV)):
-        proc = _gradcheck(
+        proc = cli.start(
             tmp_path,
             "run",
             "--model",

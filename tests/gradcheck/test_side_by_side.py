@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from fixtures import FIXTURES, ROOT
-from gradcheck import cachelock, supervise
+from fixtures import FIXTURES, cli
+from gradcheck import cachelock
 
 ZOO = str(FIXTURES / "zoo.py")
 
@@ -74,20 +74,6 @@ def test_the_watcher_sees_this_process_wait_and_for_how_long(tmp_path):
     assert abs(done[0][0] - blocked) < 0.3 and abs(watcher.total - blocked) < 0.3
 
 
-def _start(tmp_path, *args, env=None):
-    full = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    for key in (supervise.ATTEMPT_ENV, supervise.DIR_ENV, supervise.RETRY_ENV):
-        full.pop(key, None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "gradcheck.cli", *args],
-        cwd=tmp_path,
-        env=full,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def test_a_run_waiting_for_the_cache_lock_says_so_and_for_how_long(tmp_path):
     """This test holds the real cache lock (as another run importing Jittor would) for 3 s;
     the run's supervisor watches its child's waits from outside (the child holds the GIL
@@ -100,7 +86,7 @@ def test_a_run_waiting_for_the_cache_lock_says_so_and_for_how_long(tmp_path):
     assert path and os.path.exists(path)
     with open(path, "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
-        proc = _start(tmp_path, "run", "--model", f"{ZOO}:healthy", "--steps", "1")
+        proc = cli.start(tmp_path, "run", "--model", f"{ZOO}:healthy", "--steps", "1")
         time.sleep(3)
         fcntl.flock(held, fcntl.LOCK_UN)
     out, err = proc.communicate(timeout=600)
@@ -130,7 +116,7 @@ def test_two_runs_sharing_the_cache_both_finish_with_their_verdict(tmp_path):
 
     out = tmp_path / "r.json"
     procs = {
-        name: _start(
+        name: cli.start(
             tmp_path, "run", "--model", f"{ZOO}:{name}", "--steps", "2", "-q", "-o", str(out)
         )
         for name in ("healthy", "unused")

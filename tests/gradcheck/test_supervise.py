@@ -9,11 +9,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from fixtures import FIXTURES, ROOT
+from fixtures import FIXTURES, ROOT, cli
 from gradcheck import supervise
 
 FAILURES = str(FIXTURES / "zoo_failures.py")
@@ -28,18 +27,7 @@ def gradcheck_cli(tmp_path):
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
     def start(*args, env=None):
-        full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-        for key in (supervise.ATTEMPT_ENV, supervise.DIR_ENV, supervise.RETRY_ENV):
-            full_env.pop(key, None)
-        return subprocess.Popen(
-            [sys.executable, "-m", "gradcheck.cli", *args],
-            cwd=tmp_path,
-            env=full_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
+        return cli.start(tmp_path, *args, env=env, new_session=True)
 
     return start
 
@@ -112,10 +100,7 @@ def test_signals_keep_their_exit_code_and_leave_no_report(
         str(report),
         env={"GRADCHECK_TEST_MARKER": str(marker)},
     )
-    deadline = time.monotonic() + 300
-    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert marker.exists(), proc.communicate()
+    cli.wait_for(marker, proc, 300)
     if to_group:
         os.killpg(proc.pid, sig)
     else:
