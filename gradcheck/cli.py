@@ -11,6 +11,7 @@ import functools
 import gc
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
@@ -167,27 +168,7 @@ def _defaults_help(key: str, other_models: bool = False) -> str:
 @click.argument("script", nargs=-1, type=click.UNPROCESSED)
 @supervise.supervised
 @user_errors_exit_2
-def run(
-    model,
-    steps,
-    img_size,
-    batch_size,
-    seed,
-    data,
-    output,
-    html_path,
-    strict,
-    train_mode,
-    nproc,
-    fmt,
-    quiet,
-    verbose,
-    config_path,
-    device,
-    depth,
-    keep_going,
-    script,
-):
+def run(**params):
     """Run real training steps and report every parameter's gradient coverage.
 
     Each setting comes from its flag, else the [gradcheck] config section, else the bundled
@@ -197,46 +178,82 @@ def run(
     train.py ARGS (also -- python -m pkg.train ARGS): its first --steps optimizer steps.
     """
     from gradcheck.policy import load_config
+
+    o = _RunOptions(**params)
+    config = load_config(o.config_path)
+    if o.script:
+        _run_script(o, config)
+    if o.keep_going:
+        fail_usage("--continue needs a script after --")
+    settings = _model_settings(o, config)
+    policy = config.policy.with_overrides(strict=o.strict)
+    _check_outputs(o.output, o.html_path)
+
+    from gradcheck.distributed.launch import finish, launch, mpi_world
+
+    quiet = o.quiet or o.fmt != "table"
+    if mpi_world() is not None:  # one rank of an MPI run (ours or the user's)
+        from gradcheck.distributed.rank import run_rank
+
+        report = run_rank(settings, policy, quiet=quiet, nproc=o.nproc, train_mode=o.train_mode)
+        if report is None:  # not rank 0: rank 0 reports for everyone
+            sys.exit(finish(EXIT_PASS))
+    elif o.nproc is not None and o.nproc > 1:
+        sys.exit(launch(o.nproc, sys.argv[1:]))
+    else:
+        from gradcheck import api
+
+        report = api.run(settings, policy, quiet=quiet, train_mode=o.train_mode)
+    _write_and_emit(report, o.output, o.html_path, o.fmt, o.quiet, o.table_depth)
+    supervise.leave(finish(EXIT_PASS if report.verdict.passed else EXIT_FAIL))
+
+
+@dataclass(frozen=True)
+class _RunOptions:
+    """``gradcheck run``'s options, as click hands them over."""
+
+    model: str | None
+    steps: int | None
+    img_size: int | None
+    batch_size: int | None
+    seed: int | None
+    data: str | None
+    output: str | None
+    html_path: str | None
+    strict: bool | None
+    train_mode: bool
+    nproc: int | None
+    fmt: str
+    quiet: bool
+    verbose: bool
+    config_path: str | None
+    device: str | None
+    depth: int | None
+    keep_going: bool
+    script: tuple
+
+    @property
+    def table_depth(self) -> int | None:
+        """How deep the table's module tree goes (``--verbose`` and ``--depth``)."""
+        return options.table_depth(self.verbose, self.depth)
+
+
+def _model_settings(o: _RunOptions, config):
+    """The settings of a bundled or named model's run, resolved and checked (exit 2)."""
     from gradcheck.settings import resolve_settings
 
-    config = load_config(config_path)
-    if script:
-        _run_script(
-            script,
-            model,
-            steps,
-            img_size,
-            batch_size,
-            seed,
-            data,
-            output,
-            html_path,
-            strict,
-            train_mode,
-            nproc,
-            fmt,
-            quiet,
-            verbose,
-            depth,
-            keep_going,
-            config,
-            device,
-        )
-    if keep_going:
-        fail_usage("--continue needs a script after --")
     settings = resolve_settings(
         dict(
-            model=model,
-            steps=steps,
-            img_size=img_size,
-            batch_size=batch_size,
-            seed=seed,
-            device=device,
-            data=data,
+            model=o.model,
+            steps=o.steps,
+            img_size=o.img_size,
+            batch_size=o.batch_size,
+            seed=o.seed,
+            device=o.device,
+            data=o.data,
         ),
         config.settings,
     )
-    policy = config.policy.with_overrides(strict=strict)
     if not settings.model:
         fail_usage("no model: pass --model NAME or set model in the [gradcheck] config section")
     if settings.steps < 1:
@@ -247,84 +264,46 @@ def run(
             fail_usage(f"--{key.replace('_', '-')} must be positive, got {value}")
     if settings.data is not None and not Path(settings.data).is_dir():
         fail_usage(f"--data {settings.data}: no such folder")
-    _check_outputs(output, html_path)
-
-    from gradcheck.distributed.launch import finish, launch, mpi_world
-
-    if mpi_world() is not None:  # one rank of an MPI run (ours or the user's)
-        from gradcheck.distributed.rank import run_rank
-
-        report = run_rank(
-            settings, policy, quiet=quiet or fmt != "table", nproc=nproc, train_mode=train_mode
-        )
-        if report is None:  # not rank 0: rank 0 reports for everyone
-            sys.exit(finish(EXIT_PASS))
-    elif nproc is not None and nproc > 1:
-        sys.exit(launch(nproc, sys.argv[1:]))
-    else:
-        from gradcheck import api
-
-        report = api.run(settings, policy, quiet=quiet or fmt != "table", train_mode=train_mode)
-    _write_and_emit(report, output, html_path, fmt, quiet, options.table_depth(verbose, depth))
-    supervise.leave(finish(EXIT_PASS if report.verdict.passed else EXIT_FAIL))
+    return settings
 
 
-def _run_script(
-    script,
-    model,
-    steps,
-    img_size,
-    batch_size,
-    seed,
-    data,
-    output,
-    html_path,
-    strict,
-    train_mode,
-    nproc,
-    fmt,
-    quiet,
-    verbose,
-    depth,
-    keep_going,
-    config,
-    device,
-):
+def _run_script(o: _RunOptions, config):
+    """``gradcheck run -- python train.py``: the script's first steps, checked and reported."""
     from gradcheck import api
     from gradcheck.script import ScriptError
     from gradcheck.settings import resolve_settings
 
     for flag, value in (
-        ("--model", model),
-        ("--img-size", img_size),
-        ("--batch-size", batch_size),
-        ("--seed", seed),
-        ("--data", data),
-        ("--train-mode", train_mode or None),
+        ("--model", o.model),
+        ("--img-size", o.img_size),
+        ("--batch-size", o.batch_size),
+        ("--seed", o.seed),
+        ("--data", o.data),
+        ("--train-mode", o.train_mode or None),
     ):
         if value is not None:
             fail_usage(f"{flag} does not apply to a script: pass the script its own arguments")
     settings = resolve_settings(
-        dict(steps=steps, device=device),
+        dict(steps=o.steps, device=o.device),
         {k: v for k, v in config.settings.items() if k in ("steps", "device")},
     )
     if settings.steps < 1:
         fail_usage(f"--steps must be at least 1, got {settings.steps}")
-    _check_outputs(output, html_path)
-    policy = config.policy.with_overrides(strict=strict)
+    _check_outputs(o.output, o.html_path)
+    policy = config.policy.with_overrides(strict=o.strict)
     from gradcheck.distributed.launch import finish, launch, mpi_world
 
-    world = mpi_world()
+    world, nproc = mpi_world(), o.nproc
     if world is None and nproc is not None and nproc > 1:
         from gradcheck.script import parse_command
 
-        parse_command(script)  # a missing script fails here, not N times
+        parse_command(o.script)  # a missing script fails here, not N times
         sys.exit(launch(nproc, sys.argv[1:]))
     if world is not None and nproc is not None and nproc != world[1]:
         fail_usage(f"--nproc {nproc}, but this mpirun started {world[1]} ranks")
     try:
         result = api.run_script(
-            script, settings, policy, quiet=quiet or fmt != "table", keep_going=keep_going
+            o.script, settings, policy, quiet=o.quiet or o.fmt != "table", keep_going=o.keep_going
         )
     except ScriptError as exc:
         if exc.script_traceback and (world is None or world[0] == 0):
@@ -334,9 +313,7 @@ def _run_script(
         sys.exit(finish(EXIT_PASS))
     if result.script_traceback:
         click.echo(result.script_traceback.rstrip(), err=True)
-    _write_and_emit(
-        result.report, output, html_path, fmt, quiet, options.table_depth(verbose, depth)
-    )
+    _write_and_emit(result.report, o.output, o.html_path, o.fmt, o.quiet, o.table_depth)
     supervise.leave(finish(EXIT_PASS if result.report.verdict.passed else EXIT_FAIL))
 
 

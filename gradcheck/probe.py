@@ -265,26 +265,7 @@ def run_phase(run: Run, phase, step: int) -> PhaseResult:
         res.read |= {i for i in read if i < n}
         for term, found in reach.items():
             res.term_reach.setdefault(term, set()).update(found)
-        run.tell(step, "backward")
-        with jt.log_capture_scope(log_v=0, log_silent=1) as logs:
-            # params outside the optimizer ride along in its own gradient call: one backward
-            with grads_alongside(extra) as got:
-                opt.backward(loss, retain_graph=bool(extra))
-        served, own = len(got) == len(extra), backward_list(opt)
-        res.warnings += map_warnings(
-            logs,
-            own + (extra if served else []),
-            "optimizer",
-            run,
-            reached,
-            step,
-            phase.name,
-            probe_from=len(own),
-        )
-        if extra and not served:  # a custom backward that never called jt.grad
-            with jt.log_capture_scope(log_v=0, log_silent=1) as logs:
-                got = jt.grad(loss, extra)
-            res.warnings += map_warnings(logs, extra, "probe", run, reached, step, phase.name)
+        got = _backward(run, phase, res, loss, extra, reached, step)
         if extra:
             probe_grads.append(list(got))
         pending.append((loss, terms))
@@ -320,6 +301,33 @@ def run_phase(run: Run, phase, step: int) -> PhaseResult:
             snap.queue()  # compared inside the update's execution: no copies
     jt.sync_all()
     return res
+
+
+def _backward(run: Run, phase, res: PhaseResult, loss, extra: list, reached: set, step: int):
+    """One backward through the optimizer, the params outside it riding along, its warnings
+    mapped into ``res``; the gradients of ``extra``."""
+    jt, opt = runtime.import_jittor(), phase.optimizer
+    run.tell(step, "backward")
+    with jt.log_capture_scope(log_v=0, log_silent=1) as logs:
+        # params outside the optimizer ride along in its own gradient call: one backward
+        with grads_alongside(extra) as got:
+            opt.backward(loss, retain_graph=bool(extra))
+    served, own = len(got) == len(extra), backward_list(opt)
+    res.warnings += map_warnings(
+        logs,
+        own + (extra if served else []),
+        "optimizer",
+        run,
+        reached,
+        step,
+        phase.name,
+        probe_from=len(own),
+    )
+    if extra and not served:  # a custom backward that never called jt.grad
+        with jt.log_capture_scope(log_v=0, log_silent=1) as logs:
+            got = jt.grad(loss, extra)
+        res.warnings += map_warnings(logs, extra, "probe", run, reached, step, phase.name)
+    return got
 
 
 def prove_zero(run: Run, zero: set, reached: set, view) -> dict:

@@ -24,7 +24,7 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from gradcheck.workload import WorkloadError
 
@@ -163,26 +163,45 @@ def run_script(
         raise failure from raised
     tb = script_traceback(raised) if raised is not None else ""
     if recorder.steps_made == 0:
-        label = command.label
-        if raised is not None:
-            raise ScriptError(
-                f"the script {label} raised {type(raised).__name__} before its "
-                f"first optimizer step: {_one_line(raised)}",
-                tb,
-            ) from raised
-        if exit_status:
-            raise ScriptError(
-                f"the script {label} exited with status {exit_status} before "
-                "its first optimizer step"
-            )
-        raise ScriptError(
-            f"the script {label} ended without stepping a jittor optimizer "
-            "(gradcheck records jittor.optim.Optimizer steps)"
+        _raise_no_steps(command.label, raised, exit_status, tb)
+    config = _script_config(command, recorder.steps_made, keep_going, exit_status, raised)
+    report = recorder.report(policy, config)
+    if raised is not None:
+        report.verdict.warnings.append(
+            f"the script raised {type(raised).__name__} after {recorder.steps_made} recorded "
+            f"step(s): {_one_line(raised)}"
         )
+    return ScriptRun(report, exit_status, tb)
+
+
+def _raise_no_steps(label: str, raised, exit_status, tb: str) -> NoReturn:
+    """The script ended before its first optimizer step: say how, as a ScriptError."""
+    if raised is not None:
+        raise ScriptError(
+            f"the script {label} raised {type(raised).__name__} before its "
+            f"first optimizer step: {_one_line(raised)}",
+            tb,
+        ) from raised
+    if exit_status:
+        raise ScriptError(
+            f"the script {label} exited with status {exit_status} before its first optimizer step"
+        )
+    raise ScriptError(
+        f"the script {label} ended without stepping a jittor optimizer "
+        "(gradcheck records jittor.optim.Optimizer steps)"
+    )
+
+
+def _script_config(
+    command: Command, steps_made: int, keep_going: bool, exit_status, raised
+) -> dict:
+    """The report's config: the command, how many steps it made, how the script ended."""
+    from gradcheck import runtime
+
     config = {
         "mode": "script",
         "command": command.words,
-        "steps_made": recorder.steps_made,
+        "steps_made": steps_made,
         "keep_going": keep_going,
     }
     jt = runtime.import_jittor()
@@ -193,13 +212,7 @@ def run_script(
     if raised is not None:
         config["script_exit"] = 1
         config["script_error"] = f"{type(raised).__name__}: {_one_line(raised)}"
-    report = recorder.report(policy, config)
-    if raised is not None:
-        report.verdict.warnings.append(
-            f"the script raised {type(raised).__name__} after {recorder.steps_made} recorded "
-            f"step(s): {_one_line(raised)}"
-        )
-    return ScriptRun(report, exit_status, tb)
+    return config
 
 
 def _exit_status(exc: SystemExit) -> int:

@@ -35,7 +35,7 @@ from gradcheck.enums import Status
 from gradcheck.parity.records import FrozenDiff, OptimizerDiff, ShapeMismatch, trainable_word
 from gradcheck.policy import ConfigError
 from gradcheck.report import Report
-from gradcheck.schema import items_of, plain
+from gradcheck.schema import ParamRecord, items_of, plain
 
 ACROSS_SCHEMA_VERSION = 1
 # buffers that exist in torch only and carry no training state a port needs
@@ -215,45 +215,58 @@ def compare_across(
             continue
         used.add(target)
         cmp.paired += 1
-        if list(mine.shape) != list(rec.shape):
-            cmp.shape_mismatch.append(
-                ShapeMismatch(
-                    target,
-                    rec.name,
-                    list(mine.shape),
-                    list(rec.shape),
-                    transposed(mine.shape, rec.shape),
-                )
-            )
-        pair = Pair(
-            target,
-            rec.name,
-            mine.status,
-            rec.status,
-            list(mine.shape),
-            list(rec.shape),
-            mine.cause,
-            rec.cause,
-        )
-        if rec.status == Status.COVERED and mine.status != Status.COVERED:
-            cmp.lost.append(pair)
-        elif mine.status == Status.COVERED and rec.status != Status.COVERED:
-            cmp.gained.append(pair)
-        if mine.requires_grad != rec.requires_grad:
-            cmp.frozen_diff.append(
-                FrozenDiff(
-                    target,
-                    rec.name,
-                    trainable_word(mine.requires_grad),
-                    trainable_word(rec.requires_grad),
-                )
-            )
-        # membership only matters where something trains it
-        if mine.in_optimizer != rec.in_optimizer and (mine.requires_grad or rec.requires_grad):
-            cmp.optimizer_diff.append(
-                OptimizerDiff(target, rec.name, mine.in_optimizer, rec.in_optimizer)
-            )
+        _compare_pair(cmp, target, mine, rec)
     cmp.port_only = [p.name for p in port.params if p.name not in used]
+    _compare_buffers(cmp, port, original, name_map)
+    return cmp
+
+
+def _compare_pair(cmp: AcrossComparison, target: str, mine: ParamRecord, rec: ParamRecord) -> None:
+    """Record every way the paired port parameter ``mine`` and original ``rec`` disagree."""
+    if list(mine.shape) != list(rec.shape):
+        cmp.shape_mismatch.append(
+            ShapeMismatch(
+                target,
+                rec.name,
+                list(mine.shape),
+                list(rec.shape),
+                transposed(mine.shape, rec.shape),
+            )
+        )
+    pair = Pair(
+        target,
+        rec.name,
+        mine.status,
+        rec.status,
+        list(mine.shape),
+        list(rec.shape),
+        mine.cause,
+        rec.cause,
+    )
+    if rec.status == Status.COVERED and mine.status != Status.COVERED:
+        cmp.lost.append(pair)
+    elif mine.status == Status.COVERED and rec.status != Status.COVERED:
+        cmp.gained.append(pair)
+    if mine.requires_grad != rec.requires_grad:
+        cmp.frozen_diff.append(
+            FrozenDiff(
+                target,
+                rec.name,
+                trainable_word(mine.requires_grad),
+                trainable_word(rec.requires_grad),
+            )
+        )
+    # membership only matters where something trains it
+    if mine.in_optimizer != rec.in_optimizer and (mine.requires_grad or rec.requires_grad):
+        cmp.optimizer_diff.append(
+            OptimizerDiff(target, rec.name, mine.in_optimizer, rec.in_optimizer)
+        )
+
+
+def _compare_buffers(
+    cmp: AcrossComparison, port: Report, original: Report, name_map: NameMap
+) -> None:
+    """List the buffers only one side has, leaving out those only torch keeps."""
     port_buffers = {b.name for b in port.buffers}
     mapped_buffers = set()
     for b in original.buffers:
@@ -265,4 +278,3 @@ def compare_across(
         if target not in port_buffers:
             cmp.buffers_original_only.append(b.name)
     cmp.buffers_port_only = sorted(port_buffers - mapped_buffers)
-    return cmp

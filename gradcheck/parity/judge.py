@@ -213,28 +213,50 @@ def judge_params(
         if gr is None and gp is None:
             row.grad_rel = 0.0 if p.requires_grad or trainable_p else None
         else:
-            gr = np.zeros(p.shape) if gr is None else gr
-            gp = np.zeros(p.shape) if gp is None else _f64(gp)
-            diff = float(np.linalg.norm((gp - gr).ravel()))
-            den = float(np.linalg.norm(gr.ravel()))
-            row.grad_rel = 0.0 if diff == 0 else diff / (den + TINY)
-            floor_abs = None
-            if grads_64 is not None:
-                floor_abs = max(
-                    float(np.linalg.norm(((np.zeros(p.shape) if g is None else g) - gr).ravel()))
-                    for g in [go] + [s.grads.get(oname) for s in samples]
-                )
-                row.noise_floor = 0.0 if floor_abs == 0 else floor_abs / (den + TINY)
-            allowed = max(
-                tol.grad * den,
-                1e-6 * gmax,
-                tol.noise_factor * floor_abs if floor_abs is not None else 0.0,
-            )
-            row.grad_norm = den
-            row.grad_ok = bool(diff <= allowed)
-            if diff > allowed:
-                row.ok = False
+            others = [go] + [s.grads.get(oname) for s in samples] if grads_64 is not None else None
+            _judge_grad(row, p.shape, gp, gr, others, tol, gmax)
     # values after the steps, judged on the update (value - initial value) like a gradient
+    updates = _updates(rows, port_values, o_named, named_64, initial)
+    umax = max((float(np.linalg.norm(u[2])) for u in updates.values()), default=0.0)
+    for row in rows:
+        oname = row.original_name
+        u = updates.get(oname)
+        if u is None:
+            continue
+        others = [s.updates[oname] for s in update_samples if oname in s.updates]
+        _judge_update(row, u, others if named_64 else None, tol, umax)
+    return rows
+
+
+def _judge_grad(row: ParamRow, shape, gp, gr, others, tol, gmax: float) -> None:
+    """Judge the port's gradient ``gp`` against the reference ``gr``, with a noise floor
+    over ``others`` (the original's gradient and the samples'; None: no float64 run)."""
+    gr = np.zeros(shape) if gr is None else gr
+    gp = np.zeros(shape) if gp is None else _f64(gp)
+    diff = float(np.linalg.norm((gp - gr).ravel()))
+    den = float(np.linalg.norm(gr.ravel()))
+    row.grad_rel = 0.0 if diff == 0 else diff / (den + TINY)
+    floor_abs = None
+    if others is not None:
+        floor_abs = max(
+            float(np.linalg.norm(((np.zeros(shape) if g is None else g) - gr).ravel()))
+            for g in others
+        )
+        row.noise_floor = 0.0 if floor_abs == 0 else floor_abs / (den + TINY)
+    allowed = max(
+        tol.grad * den,
+        1e-6 * gmax,
+        tol.noise_factor * floor_abs if floor_abs is not None else 0.0,
+    )
+    row.grad_norm = den
+    row.grad_ok = bool(diff <= allowed)
+    if diff > allowed:
+        row.ok = False
+
+
+def _updates(rows, port_values, o_named, named_64, initial) -> dict:
+    """Each comparable row's (port, original, float64) update over the steps, by original
+    name; sets the rows' ``value_rel`` on the way."""
     updates = {}
     for row in rows:
         oname = row.original_name
@@ -245,34 +267,30 @@ def judge_params(
         w64 = named_64[oname].detach().numpy() if named_64 else wo
         updates[oname] = (_f64(wp) - initial[oname], wo - initial[oname], w64 - initial[oname])
         row.value_rel = rel_norm(wp, w64)
-    umax = max((float(np.linalg.norm(u[2])) for u in updates.values()), default=0.0)
-    for row in rows:
-        oname = row.original_name
-        u = updates.get(oname)
-        if u is None:
-            continue
-        up, uo, u64 = u
-        diff = float(np.linalg.norm((up - u64).ravel()))
-        den = float(np.linalg.norm(u64.ravel()))
-        row.update_rel = 0.0 if diff == 0 else diff / (den + TINY)
-        floor_abs = (
-            max(
-                float(np.linalg.norm((x - u64).ravel()))
-                for x in [uo] + [s.updates[oname] for s in update_samples if oname in s.updates]
-            )
-            if named_64
-            else None
-        )
-        row.update_floor = (
-            None if floor_abs is None else 0.0 if floor_abs == 0 else floor_abs / (den + TINY)
-        )
-        allowed = max(
-            tol.value * den,
-            1e-6 * umax,
-            tol.noise_factor * floor_abs if floor_abs is not None else 0.0,
-        )
-        row.value_ok = bool(diff <= allowed)
-    return rows
+    return updates
+
+
+def _judge_update(row: ParamRow, u, others, tol, umax: float) -> None:
+    """Judge the port's update against the float64 one, with a noise floor over the
+    original's update and ``others`` (the samples'; None: no float64 run, no floor)."""
+    up, uo, u64 = u
+    diff = float(np.linalg.norm((up - u64).ravel()))
+    den = float(np.linalg.norm(u64.ravel()))
+    row.update_rel = 0.0 if diff == 0 else diff / (den + TINY)
+    floor_abs = (
+        max(float(np.linalg.norm((x - u64).ravel())) for x in [uo] + others)
+        if others is not None
+        else None
+    )
+    row.update_floor = (
+        None if floor_abs is None else 0.0 if floor_abs == 0 else floor_abs / (den + TINY)
+    )
+    allowed = max(
+        tol.value * den,
+        1e-6 * umax,
+        tol.noise_factor * floor_abs if floor_abs is not None else 0.0,
+    )
+    row.value_ok = bool(diff <= allowed)
 
 
 @dataclass

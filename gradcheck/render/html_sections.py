@@ -41,7 +41,40 @@ MAX_REACH_ROWS = 100  # modules of the term-to-module matrix (by top-level modul
 
 def _header(report) -> str:
     cfg, v, s = report.config, report.verdict, report.summary
-    env = report.environment or {}
+    verdict = "pass" if v.passed else "fail"
+    out = [
+        f'<header class="hero {verdict}"><div class="vd">{esc(v.result.upper())}</div>'
+        f'<div class="ht"><h1>{esc(cfg.get("model", "?"))}</h1>'
+        f'<div class="hl">{esc(headline(report))}</div>'
+        f'<div class="chips">{"".join(_chips(report))}</div></div></header>'
+    ]
+    by = s.by_status
+    cov = s.coverage
+    cov_txt = (
+        f"{cov * 100:.1f}% of trainable parameters covered"
+        if isinstance(cov, (int, float))
+        else "no trainable parameters"
+    )
+    out.append(
+        f'<section id="summary"><div class="cards">{"".join(_cards(s))}</div>'
+        f'<div class="covline">{_stack(by, sum(by.values()), "stack big")}'
+        f"<span>{esc(cov_txt)}; {s.in_optimizer} in the optimizer, "
+        f"{s.updated} updated"
+        + (
+            f", <b>{s.moved_without_grad} moved without a gradient</b>"
+            if s.moved_without_grad
+            else ""
+        )
+        + "</span></div>"
+    )
+    out += _verdict_lines(report)
+    out.append("</section>")
+    return "".join(out)
+
+
+def _chips(report) -> list:
+    """The run's settings as chips: steps, sizes, seed, device, optimizer, when it ran."""
+    cfg, env = report.config, report.environment or {}
     chips = []
     for key, label in (
         ("steps", "steps"),
@@ -67,14 +100,11 @@ def _header(report) -> str:
         chips.append(
             f'<span class="chip"><span class="dim">run</span> {esc(report.created)}</span>'
         )
-    verdict = "pass" if v.passed else "fail"
-    out = [
-        f'<header class="hero {verdict}"><div class="vd">{esc(v.result.upper())}</div>'
-        f'<div class="ht"><h1>{esc(cfg.get("model", "?"))}</h1>'
-        f'<div class="hl">{esc(headline(report))}</div>'
-        f'<div class="chips">{"".join(chips)}</div></div></header>'
-    ]
-    # counts by status
+    return chips
+
+
+def _cards(s) -> list:
+    """One card per status, counts linking to the filtered module table, then the buffers."""
     by, numel = s.by_status, s.numel_by_status
     cards = []
     for st in RUN_STATUSES:
@@ -90,24 +120,12 @@ def _header(report) -> str:
         f"</b><span>buffers</span><small>{esc(human(s.buffer_numel))} values"
         f"</small></div>"
     )
-    cov = s.coverage
-    cov_txt = (
-        f"{cov * 100:.1f}% of trainable parameters covered"
-        if isinstance(cov, (int, float))
-        else "no trainable parameters"
-    )
-    out.append(
-        f'<section id="summary"><div class="cards">{"".join(cards)}</div>'
-        f'<div class="covline">{_stack(by, sum(by.values()), "stack big")}'
-        f"<span>{esc(cov_txt)}; {s.in_optimizer} in the optimizer, "
-        f"{s.updated} updated"
-        + (
-            f", <b>{s.moved_without_grad} moved without a gradient</b>"
-            if s.moved_without_grad
-            else ""
-        )
-        + "</span></div>"
-    )
+    return cards
+
+
+def _verdict_lines(report) -> list:
+    """The verdict's failures and warnings (or that there are none), then the notes."""
+    v, out = report.verdict, []
     if v.reasons or v.warnings:
         out.append('<ul class="verdict">')
         out.extend(f'<li class="fail"><b>FAIL</b> {esc(r)}</li>' for r in v.reasons)
@@ -123,8 +141,7 @@ def _header(report) -> str:
             + "".join(f"<li>{esc(line)}</li>" for line in notes(report))
             + "</ul>"
         )
-    out.append("</section>")
-    return "".join(out)
+    return out
 
 
 def _causes(report) -> str:

@@ -141,18 +141,7 @@ def align_sections(res) -> list:
             ],
         )
     )
-    lo = res.loss
-    rows = [
-        f"loss: port {lo.port[0]:.7g} original {lo.original[0]:.7g} rel "
-        f"{_f(lo.rel)} floor {_f(lo.noise_floor)} {_verdict(lo)}"
-    ]
-    rows += [
-        f"  {t.name}: port {_f(t.port, '.7g')} original "
-        f"{_f(t.original, '.7g')} rel {_f(t.rel)} "
-        f"{_verdict(t)}"
-        for t in lo.terms
-    ]
-    out.append(("loss", rows))
+    out.append(("loss", _loss_rows(res.loss)))
     mods = [m for m in res.modules if m.ok is False][:MAX_ROWS]
     if mods:
         out.append(
@@ -165,41 +154,7 @@ def align_sections(res) -> list:
                 ],
             )
         )
-    f = res.float64_rerun
-    if f is not None:
-        from gradcheck.parity.float64 import describe_leak
-
-        fd = res.first_divergence_f64
-        out.append(
-            (
-                "port rerun in float64 (step 1, against the original in float64)",
-                [
-                    f"{f.explained} row(s) beyond float32 noise explained (agree in float64), "
-                    f"{f.float64_only} differ only in float64; {f.seconds:.1f} s",
-                    f"loss: port {_f(res.loss.port_f64, '.10g')} rel {_f(res.loss.rel_f64)}",
-                    "first module that differs in float64: "
-                    + (
-                        f"{fd.port_module or '<root>'} [{fd.type}] rel {_f(fd.rel)}"
-                        if fd
-                        else "none"
-                    ),
-                ]
-                + ([f"failed: {f.error}"] if f.error else [])
-                + [f"float32 leak: {describe_leak(k)}" for k in f.float32_leaks],
-            )
-        )
-        expl = [p for p in res.params if p.explained][:MAX_ROWS]
-        if expl:
-            out.append(
-                (
-                    "explained by float64 (float32 noise, amplified)",
-                    [
-                        f"{p.name}: grad rel {_f(p.grad_rel)} floor {_f(p.noise_floor)}; "
-                        f"in float64 {_f(p.grad_rel_f64)}"
-                        for p in expl
-                    ],
-                )
-            )
+    out += _float64_sections(res)
     bad = [p for p in res.params if not p.ok or p.value_ok is False][:MAX_ROWS]
     if bad:
         out.append(
@@ -215,6 +170,58 @@ def align_sections(res) -> list:
                     + (f"; in float64 {_f(p.grad_rel_f64)}" if p.grad_rel_f64 is not None else "")
                     + (f" -- {p.note}" if p.note else "")
                     for p in bad
+                ],
+            )
+        )
+    return out
+
+
+def _loss_rows(lo) -> list:
+    """The loss, port against original, then each of its terms."""
+    rows = [
+        f"loss: port {lo.port[0]:.7g} original {lo.original[0]:.7g} rel "
+        f"{_f(lo.rel)} floor {_f(lo.noise_floor)} {_verdict(lo)}"
+    ]
+    rows += [
+        f"  {t.name}: port {_f(t.port, '.7g')} original "
+        f"{_f(t.original, '.7g')} rel {_f(t.rel)} "
+        f"{_verdict(t)}"
+        for t in lo.terms
+    ]
+    return rows
+
+
+def _float64_sections(res) -> list:
+    """The port's float64 rerun and the rows it explained; none when there was no rerun."""
+    f = res.float64_rerun
+    if f is None:
+        return []
+    from gradcheck.parity.float64 import describe_leak
+
+    fd = res.first_divergence_f64
+    out = [
+        (
+            "port rerun in float64 (step 1, against the original in float64)",
+            [
+                f"{f.explained} row(s) beyond float32 noise explained (agree in float64), "
+                f"{f.float64_only} differ only in float64; {f.seconds:.1f} s",
+                f"loss: port {_f(res.loss.port_f64, '.10g')} rel {_f(res.loss.rel_f64)}",
+                "first module that differs in float64: "
+                + (f"{fd.port_module or '<root>'} [{fd.type}] rel {_f(fd.rel)}" if fd else "none"),
+            ]
+            + ([f"failed: {f.error}"] if f.error else [])
+            + [f"float32 leak: {describe_leak(k)}" for k in f.float32_leaks],
+        )
+    ]
+    expl = [p for p in res.params if p.explained][:MAX_ROWS]
+    if expl:
+        out.append(
+            (
+                "explained by float64 (float32 noise, amplified)",
+                [
+                    f"{p.name}: grad rel {_f(p.grad_rel)} floor {_f(p.noise_floor)}; "
+                    f"in float64 {_f(p.grad_rel_f64)}"
+                    for p in expl
                 ],
             )
         )
