@@ -162,3 +162,14 @@ def test_show_renders_saved_report(cli, tmp_path):
     cli("run", "--model", f"{ZOO}:unused", "-o", str(path), "--quiet")
     res = cli("show", str(path))
     assert res.exit_code == 1 and "unused.weight" in res.output
+
+
+def test_every_run_option_has_its_field():
+    """`run` hands click's keywords straight to _RunOptions: an option added to one and not
+    the other would fail only when the command runs, so they are compared here."""
+    import dataclasses
+
+    from gradcheck import cli as cli_mod
+
+    options = {p.name for p in cli_mod.run.params}
+    assert options == {f.name for f in dataclasses.fields(cli_mod._RunOptions)}
