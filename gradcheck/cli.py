@@ -125,20 +125,8 @@ def _defaults_help(key: str, other_models: bool = False) -> str:
     default=None,
     help="A YOLO-format dataset folder (images/, labels/) for a bundled model.",
 )
-@click.option(
-    "--output",
-    "-o",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Write the JSON report here (atomically).",
-)
-@click.option(
-    "--html",
-    "html_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Also write a self-contained HTML page here.",
-)
+@options.output_option("report")
+@options.html_option
 @click.option("--strict", is_flag=True, default=None, help="Warnings fail the run too.")
 @click.option(
     "--train-mode",
@@ -481,20 +469,8 @@ def _compare_across(port, original, map_path, fmt, quiet):
     "difference: auto (only when float32 leaves a row beyond tolerance; the "
     "default, or align_float64 in the config), always, never.",
 )
-@click.option(
-    "--output",
-    "-o",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Write the JSON result here (atomically).",
-)
-@click.option(
-    "--html",
-    "html_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Also write a self-contained HTML page here.",
-)
+@options.output_option("result")
+@options.html_option
 @options.format_option
 @options.quiet_option
 @options.config_option

@@ -47,6 +47,26 @@ verbose_option = click.option(
 )
 
 
+html_option = click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write a self-contained HTML page here.",
+)
+
+
+def output_option(what: str):
+    """``--output/-o FILE``: where the command writes its JSON ``what`` (atomically)."""
+    return click.option(
+        "--output",
+        "-o",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help=f"Write the JSON {what} here (atomically).",
+    )
+
+
 def table_depth(verbose: bool, depth):
     """The renderers' ``depth``: None is the one-screen summary, a number the full tables."""
     return depth if depth is not None else (2 if verbose else None)
