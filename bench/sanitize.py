@@ -13,8 +13,14 @@ How (each found the hard way):
   parts so that its ``jittor.lock`` is not the shared one, which Jittor keeps one level up: a
   copy of its compiled core, no operators), since an instrumented operator library must never be
   loaded by an ordinary process; it is kept between runs, so only the first compiles;
-* Jittor's memory pools off (``use_sfrl_allocator=0 use_temp_allocator=0``): inside a pool an
-  overflow never reaches a redzone;
+* Jittor's main memory pool kept on (``use_sfrl_allocator=1``): with it off, Jittor 1.3.11
+  computes wrong results, since a reshape's output shares its input's buffer only through a
+  pool (``Var::alloc_buffer`` asks the allocator to ``share_with``; the plain allocator says
+  no, so the reshape gets a fresh buffer that nothing writes: ``x.int32().squeeze(-1)`` reads
+  as AddressSanitizer's fill, 0xBEBEBEBE).  The price: an overflow of one Var's buffer into
+  the next inside a pool block goes unseen; an overflow of anything a kernel allocates
+  itself, of the stack or of a global is caught.  The temporary pool is off
+  (``use_temp_allocator=0``), which computes right;
 * the sanitizer runtimes preloaded (``g++ -print-file-name``), after
   ``tests/fixtures/sanitize/jittor_shim.c`` (built here), which drops Jittor's
   ``RTLD_DEEPBIND`` and makes its ``aligned_alloc`` sizes legal; ``verify_asan_link_order=0``
@@ -101,7 +107,7 @@ def sanitizer_env(base: dict | None = None, cache_name: str = CACHE_NAME) -> dic
         {
             "cache_name": cache_name,
             "kernel_flags": "-fsanitize=address,undefined -fno-omit-frame-pointer -g",
-            "use_sfrl_allocator": "0",
+            "use_sfrl_allocator": "1",
             "use_temp_allocator": "0",
             "gdb_path": "",
             "LD_PRELOAD": " ".join(
