@@ -161,6 +161,38 @@ def test_every_record_is_checked_though_most_are_alike(first, second):
         Report.from_dict(json.loads(json.dumps(data)))
 
 
+@pytest.mark.parametrize("drop", [(), ("stopped_step",), ("aliases", "zero_why")])
+def test_a_record_built_without_init_equals_one_built_with_it(drop):
+    """The second record of a shape is built without the dataclass's ``__init__``: it equals
+    ``ParamRecord(**d)`` field for field, with the defaults of the keys its file lacks (older
+    reports), and owns a fresh default list when a lacking field's default is a factory."""
+    from gradcheck.schema import ParamRecord, load
+
+    data = make_report(**{"a.w": "covered", "b.w": "zero"}).to_dict()["params"]
+    for d in data:
+        for key in drop:
+            d.pop(key, None)
+    first, second = (load(ParamRecord, json.loads(json.dumps(d))) for d in data)
+    for d, rec in zip(data, (first, second)):
+        assert rec == ParamRecord(**json.loads(json.dumps(d)))
+        assert [f.name for f in dataclasses.fields(rec)] == list(
+            dataclasses.asdict(ParamRecord(**json.loads(json.dumps(d))))
+        )
+    if "aliases" in drop:
+        first.aliases.append("x")
+        assert second.aliases == []
+
+
+def test_a_report_loaded_without_totals_has_the_same_records(tmp_path):
+    rep = finalize(make_report(**{"a.w": "covered", "b.w": "missing"}), Policy())
+    path = tmp_path / "r.json"
+    save_report(rep, path)
+    whole, records = load_report(path), load_report(path, totals=False)
+    assert records.params == whole.params and records.config == whole.config
+    assert whole.modules and whole.summary.params == 2
+    assert records.modules == [] and records.summary.params == 0
+
+
 @pytest.mark.parametrize("module", ["gradcheck.schema", "gradcheck.parity.records"])
 def test_every_field_annotation_has_a_check(module):
     """load() checks a value by its field's annotation, read as text: a spelling it does not
