@@ -82,6 +82,11 @@ class JittorFailure(RuntimeError):
                 f"{head}\nThis is a limit of the machine, not a finding about the model; "
                 f"no report was written. {tips}"
             )
+        if self.kind == "restart":
+            return (
+                f"gradcheck: {self.reason}; no report was written. Run the command again: "
+                "Jittor starts from the rebuilt library."
+            )
         else:
             head = f"gradcheck: Jittor failed{where}: {self.reason}."
             cache = self.cache_dir or "~/.cache/jittor/<build>/jit"
@@ -295,6 +300,13 @@ def is_compiler_flake(exc: BaseException) -> bool:
     """A failure inside Jittor's own operator compiler (op_compiler.cc), not a g++ error."""
     e = jittor_cause(exc)
     return e is not None and "op_compiler.cc" in _text(e)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A known transient Jittor fault that a rerun gets past: its operator compiler's own
+    failure, or its exit after rebuilding its core library while starting."""
+    restart = isinstance(exc, JittorFailure) and exc.kind == "restart"
+    return restart or is_compiler_flake(exc)
 
 
 def _shorten(text: str, limit: int = 300) -> str:

@@ -377,7 +377,10 @@ def import_jittor():
     st = state()
     if "jittor" not in sys.modules and not core_is_built():
         build_core_in_child()
-    import jittor as jt
+    try:
+        import jittor as jt
+    except SystemExit as exc:
+        raise _exit_in_import(exc) from None
 
     jt.flags.use_cuda = 1 if st.device == "cuda" else 0
     if not st.op_compiler:
@@ -388,6 +391,22 @@ def import_jittor():
         if compile_extern.mkl_ops is None:  # Jittor refused our oneDNN after all
             st.onednn, st.onednn_reason = False, "Jittor did not load its oneDNN ops"
     return jt
+
+
+def _exit_in_import(exc: SystemExit):
+    """What Jittor's ``sys.exit`` while being imported stands for.  When it has just rebuilt
+    its ``jit_utils_core`` (a new ``cache_name``, an upgraded Jittor, a cache half cleared:
+    whatever :func:`core_is_built` did not foresee), it prints "jit_utils updated, please
+    rerun your command" and exits with status 0, which would read as a passing verdict."""
+    from gradcheck.errors import JittorFailure
+
+    if exc.code in (0, None):
+        return JittorFailure(
+            "Jittor rebuilt its core library (jit_utils_core) while starting, and exits "
+            "asking for the command to be run again",
+            kind="restart",
+        )
+    return JittorFailure(f"Jittor exited while being imported (status {exc.code})")
 
 
 def core_is_built() -> bool:

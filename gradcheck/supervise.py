@@ -2,7 +2,9 @@
 
 Jittor's parallel operator compiler dies of SIGSEGV in about one cold process in 20-40, and
 steps have crashed in compiled code now and then; a known transient fault of Jittor's own
-(``op_compiler.cc: Check failed``) is as random.  A crashed process cannot rerun itself, so
+(``op_compiler.cc: Check failed``) is as random; and a Jittor that rebuilds its core library
+while starting exits with status 0 ("please rerun your command"), which must not read as a
+verdict.  A crashed process cannot rerun itself, so
 ``gradcheck run`` and ``gradcheck align``, started from a real command line, work under a
 parent process (:func:`supervised`):
 
@@ -215,7 +217,7 @@ def rerun_instead(exc: BaseException) -> bool:
     already: leave its reason for the parent and return True (exit :data:`EXIT_RERUN`,
     printing nothing).  Anywhere else False: the failure is reported as usual."""
     d = _notes_dir()
-    if d is None or attempt() != 1 or not errors.is_compiler_flake(exc):
+    if d is None or attempt() != 1 or not errors.is_transient(exc):
         return False
     failure = exc if isinstance(exc, errors.JittorFailure) else errors.as_jittor_failure(exc)
     if failure is None or getattr(failure, "retried", False):
@@ -253,7 +255,7 @@ class Outcome:
         if self.crash:
             where = f", {self.where}" if self.where else ""
             return f"crashed with {self.crash} in compiled code{where}"
-        return f"hit a known transient fault of Jittor's operator compiler ({self.transient})"
+        return f"hit a known transient fault of Jittor ({self.transient})"
 
 
 def _supervise(show_lock_waits: bool = True) -> int | None:

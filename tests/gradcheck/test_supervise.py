@@ -224,3 +224,49 @@ def test_leave_looks_for_unflushed_files_only_if_the_script_could_have_any(what,
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == [state]
+
+
+# Jittor, when it has just rebuilt its jit_utils_core, prints this and exits with status 0
+# from inside `import jittor` (jittor/compiler.py); this stand-in does that once, then hands
+# the import on to the real Jittor
+EXITS_ONCE = """
+import os, sys
+if not os.path.exists(os.environ["JITTOR_EXITED"]):
+    open(os.environ["JITTOR_EXITED"], "w").close()
+    print("jit_utils updated, please rerun your command.", file=sys.stderr)
+    sys.exit(0)
+sys.path.remove(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+del sys.modules["jittor"]
+import importlib
+sys.modules["jittor"] = importlib.import_module("jittor")
+"""
+
+
+@pytest.mark.parametrize("supervised", [True, False])
+def test_jittor_exiting_in_its_import_is_never_a_verdict(gradcheck_cli, tmp_path, supervised):
+    """Status 0 from Jittor's import must not read as a pass: supervised, the command runs
+    once more (Jittor starts from the rebuilt library) and gives its one verdict; alone, it
+    exits 3 with one paragraph that says to run it again, and writes no report."""
+    fake = tmp_path / "fake"
+    (fake / "jittor").mkdir(parents=True)
+    (fake / "jittor" / "__init__.py").write_text(EXITS_ONCE)
+    report = tmp_path / "r.json"
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(fake), str(ROOT)]),
+        "JITTOR_EXITED": str(tmp_path / "exited"),
+        "GRADCHECK_SUPERVISE": "1" if supervised else "0",
+    }
+    model = f"{FIXTURES / 'zoo.py'}:healthy"
+    proc = gradcheck_cli("run", "--model", model, "-q", "-o", str(report), env=env)
+    out, err = proc.communicate(timeout=600)
+    assert (tmp_path / "exited").exists(), err  # the stand-in did exit
+    if supervised:
+        assert proc.returncode == 0, err
+        assert len(_verdict_lines(out)) == 1, out
+        assert err.count("running it once more") == 1 and "jit_utils_core" in err, err
+        warnings = json.loads(report.read_text())["verdict"]["warnings"]
+        assert [w for w in warnings if "jit_utils_core" in w], warnings
+    else:
+        assert proc.returncode == 3, (out, err)
+        assert not report.exists() and not _verdict_lines(out)
+        assert "Run the command again" in err and "Traceback" not in err, err
