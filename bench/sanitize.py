@@ -90,6 +90,20 @@ def fresh_op_cache(warm: Path, name: str) -> Path:
             shutil.copytree(entry, target / entry.name, symlinks=True)
         else:
             shutil.copy2(entry, target / entry.name)
+    # Jittor keeps each library's compile command (its output path included) in a .key file
+    # next to it and rebuilds it when the command differs: name the copy's own paths there,
+    # or the copy's core is rebuilt (and Jittor exits after rebuilding jit_utils_core)
+    for key in [*target.glob("*.key"), *target.glob("obj_files/*.key")]:
+        text = key.read_text(encoding="utf-8", errors="surrogateescape")
+        key.write_text(
+            text.replace(str(warm), str(target)), encoding="utf-8", errors="surrogateescape"
+        )
+    for gen in target.glob("gen/*"):
+        if gen.is_file():
+            text = gen.read_text(encoding="utf-8", errors="surrogateescape")
+            gen.write_text(
+                text.replace(str(warm), str(target)), encoding="utf-8", errors="surrogateescape"
+            )
     (target / "jittor_core.done").touch()
     return target
 
