@@ -420,8 +420,15 @@ def core_is_built() -> bool:
         return (Path(os.environ["cache_path"]) / name).exists()
     py = f"/py{sys.version_info.major}.{sys.version_info.minor}"
     root = jittor_home() / ".cache" / "jittor"
+    # Jittor's $cache_name is the last folder(s) of its cache ("a/b": two), each its own core
+    named = os.path.normpath(os.environ["cache_name"]) if os.environ.get("cache_name") else ""
+    depth_of_name = named.count(os.sep) + 1 if named else 0
     try:
-        return any(py in str(p) for depth in range(5, 10) for p in root.glob("*/" * depth + name))
+        return any(
+            py in str(p) and (not named or str(p.parent).endswith(os.sep + named))
+            for depth in range(5, 10)
+            for p in root.glob("*/" * (depth + depth_of_name) + name)
+        )
     except OSError:
         return False
 

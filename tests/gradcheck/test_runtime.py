@@ -256,6 +256,32 @@ def test_missing_pypi_onednn_leaves_nothing_behind(mkl_dir, monkeypatch):
 
 
 # --------------------------------------------------------------------------- seeding
+@pytest.mark.parametrize(
+    "cache_name,built",
+    [(None, True), ("master", True), ("ci/run_7", True), ("other", False), ("ci", False)],
+)
+def test_core_is_built_looks_in_the_cache_name_jittor_will_use(
+    tmp_path, monkeypatch, cache_name, built
+):
+    """Jittor builds a core per ``$cache_name`` folder and exits after building its
+    jit_utils_core (runtime._exit_in_import): a core in another folder does not count."""
+    import sysconfig
+
+    name = "jit_utils_core" + sysconfig.get_config_var("EXT_SUFFIX")
+    py = f"py{sys.version_info.major}.{sys.version_info.minor}.0"
+    base = tmp_path / ".cache" / "jittor" / "jt1.3.11" / "g++12" / py / "Linux" / "cpu" / "ab12"
+    for folder in (base / "master", base / "ci" / "run_7"):
+        folder.mkdir(parents=True)
+        (folder / name).write_bytes(b"")
+    monkeypatch.setenv("JITTOR_HOME", str(tmp_path))
+    monkeypatch.delenv("cache_path", raising=False)
+    if cache_name is None:
+        monkeypatch.delenv("cache_name", raising=False)
+    else:
+        monkeypatch.setenv("cache_name", cache_name)
+    assert runtime.core_is_built() is built
+
+
 def test_seed_everything_reproduces_and_differs():
     def draw(seed):
         runtime.seed_everything(seed)
