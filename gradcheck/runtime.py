@@ -52,6 +52,7 @@ from __future__ import annotations
 import ctypes
 import os
 import random
+import signal
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -378,6 +379,10 @@ def import_jittor():
     if "jittor" not in sys.modules and not core_is_built():
         build_core_in_child()
     try:
+        if "jittor" not in sys.modules:
+            import jittor_utils  # what `import jittor` imports first
+
+            _pool_workers_die_with_their_process(jittor_utils)
         import jittor as jt
     except SystemExit as exc:
         raise _exit_in_import(exc) from None
@@ -391,6 +396,43 @@ def import_jittor():
         if compile_extern.mkl_ops is None:  # Jittor refused our oneDNN after all
             st.onednn, st.onednn_reason = False, "Jittor did not load its oneDNN ops"
     return jt
+
+
+def _pool_workers_die_with_their_process(jittor_utils) -> None:
+    """Jittor compiles in a ``multiprocessing.Pool`` that lives as long as the process
+    (``jittor_utils.run_cmds``).  A Ctrl-C to the process group kills its workers, the pool's
+    handler thread forks new ones, and gradcheck then exits at once (its exit handler can hang
+    on the dead pool: :mod:`gradcheck.cli`): the new workers outlived it for ever, waiting on
+    the task queue and holding the terminal's or a pipe's ends open (``gradcheck run | tee``
+    never ended).  Jittor's own initializer asks for SIGKILL at its parent's end
+    (``PR_SET_PDEATHSIG``), but too late for a worker forked as the process exits: that
+    parent is gone already.  This one also checks the parent it was forked from."""
+    original = jittor_utils.pool_initializer
+    if getattr(original, "dies_with_parent", False):
+        return
+
+    def initializer():
+        import multiprocessing
+
+        maker = multiprocessing.parent_process()  # its pid was taken before the fork
+        die_with_parent(maker.pid if maker and maker.pid else os.getppid(), signal.SIGKILL)
+        original()
+
+    initializer.dies_with_parent = True  # type: ignore[attr-defined]
+    jittor_utils.pool_initializer = initializer
+
+
+def die_with_parent(parent: int, sig: int) -> None:
+    """Have the kernel send ``sig`` to this process when ``parent`` (the process that forked
+    it) ends, and send it now if that already happened (Linux; elsewhere nothing)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it ended before prctl
+        os.kill(os.getpid(), sig)
 
 
 def _exit_in_import(exc: SystemExit):

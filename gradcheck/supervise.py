@@ -318,16 +318,9 @@ def _become_child(n: int, notes: str, retried: str | None, old_mask, parent: int
 
 def _die_with_parent(parent: int) -> None:
     """SIGTERM when the parent dies (``kill -9`` of the parent alone): no orphan run."""
-    try:
-        import ctypes
+    from gradcheck import runtime
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the run finishes as an orphan
-        return
-    if os.getppid() != parent:  # it died before prctl
-        os.kill(os.getpid(), signal.SIGTERM)
+    runtime.die_with_parent(parent, signal.SIGTERM)
 
 
 def _wait(pid: int, watched: set, show_lock_waits: bool = False) -> tuple:

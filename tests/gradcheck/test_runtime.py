@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -280,6 +281,45 @@ def test_core_is_built_looks_in_the_cache_name_jittor_will_use(
     else:
         monkeypatch.setenv("cache_name", cache_name)
     assert runtime.core_is_built() is built
+
+
+LATE_WORKER = """
+import multiprocessing, os, sys, time
+from gradcheck import runtime
+runtime.import_jittor()
+import jittor_utils
+path, parent_exits = sys.argv[1], sys.argv[2] == "exits"
+
+def worker():
+    time.sleep(1)                    # meanwhile its parent exits: a worker forked as it ends
+    jittor_utils.pool_initializer()  # what the compile pool runs first in each worker
+    open(path, "w").write(str(os.getpid()))
+    if parent_exits:
+        time.sleep(120)              # a worker waiting for a task that never comes
+
+child = multiprocessing.Process(target=worker)
+child.start()
+if parent_exits:
+    os._exit(0)                      # as gradcheck exits on a signal
+child.join()
+"""
+
+
+@pytest.mark.parametrize("parent", ["exits", "stays"])
+def test_a_compile_worker_forked_as_its_process_ends_does_not_outlive_it(tmp_path, parent):
+    """Jittor's compile pool forks new workers when a Ctrl-C to the process group killed the
+    old ones; one forked as gradcheck exits found its parent gone, waited for ever and held
+    the terminal's or a pipe's ends open (a piped run never ended).  A worker whose parent
+    is there carries on."""
+    alive = tmp_path / "alive"
+    subprocess.run(
+        [sys.executable, "-c", LATE_WORKER, str(alive), parent],
+        check=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    time.sleep(3)
+    assert alive.exists() == (parent == "stays")
 
 
 def test_seed_everything_reproduces_and_differs():
