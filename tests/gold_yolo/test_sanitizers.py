@@ -51,17 +51,17 @@ def sanitizer_env():
     return sanitize.sanitizer_env()
 
 
+def run_sanitized(env, cwd, *args, timeout=1200):
+    """``python3 ARGS`` with instrumented operators; its output captured."""
+    return subprocess.run(
+        [sys.executable, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
+
+
 @pytest.mark.slow
 def test_the_set_up_catches_an_overflow_in_a_jt_code_kernel(env, tmp_path):
     """Without this, a clean run below would prove nothing."""
-    proc = subprocess.run(
-        [sys.executable, "-c", OVERFLOW],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        cwd=tmp_path,
-    )
+    proc = run_sanitized(env, tmp_path, "-c", OVERFLOW)
     assert proc.returncode == -signal.SIGABRT, proc.stderr[-3000:]
     assert "heap-buffer-overflow" in proc.stderr and "CodeOp::jit_run" in proc.stderr
 
@@ -79,14 +79,7 @@ print(x.int32().squeeze(-1).numpy().ravel().tolist())
 
 @pytest.mark.slow
 def test_the_set_up_computes_as_jittor_does(env, tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-c", RESHAPE],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        cwd=tmp_path,
-    )
+    proc = run_sanitized(env, tmp_path, "-c", RESHAPE)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split("\n")[-2] == str(list(range(24)))
 
@@ -105,13 +98,7 @@ def test_a_gold_yolo_step_runs_clean(env, tmp_path, shape):
     compile-progress pipe): the oneDNN convolution forward, the BatchNorm kernels, the fused
     SGD and top-k in the assigner, all instrumented."""
     run_env = {**env, "BENCH_CRASH_SHAPE": json.dumps(shape)}
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_crash.py"), "--worker", "--steps", "2"],
-        env=run_env,
-        capture_output=True,
-        text=True,
-        timeout=3600,
-        cwd=tmp_path,
-    )
+    worker = [str(ROOT / "bench" / "bench_crash.py"), "--worker", "--steps", "2"]
+    proc = run_sanitized(run_env, tmp_path, *worker, timeout=3600)
     assert sanitize.reports(proc.stderr) == 0, proc.stderr[-6000:]
     assert proc.returncode == 0, proc.stderr[-3000:]
