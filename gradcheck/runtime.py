@@ -50,6 +50,7 @@ keeps Jittor's own settings).  The set-up, :func:`setup`, does this:
 from __future__ import annotations
 
 import ctypes
+import glob
 import os
 import random
 import signal
@@ -463,13 +464,11 @@ def core_is_built() -> bool:
     py = f"/py{sys.version_info.major}.{sys.version_info.minor}"
     root = jittor_home() / ".cache" / "jittor"
     # Jittor's $cache_name is the last folder(s) of its cache ("a/b": two), each its own core
-    named = os.path.normpath(os.environ["cache_name"]) if os.environ.get("cache_name") else ""
-    depth_of_name = named.count(os.sep) + 1 if named else 0
+    named = os.environ.get("cache_name")
+    last = glob.escape(os.path.normpath(named)) + "/" if named else "*/"
     try:
         return any(
-            py in str(p) and (not named or str(p.parent).endswith(os.sep + named))
-            for depth in range(5, 10)
-            for p in root.glob("*/" * (depth + depth_of_name) + name)
+            py in str(p) for depth in range(4, 9) for p in root.glob("*/" * depth + last + name)
         )
     except OSError:
         return False

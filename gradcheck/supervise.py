@@ -313,14 +313,9 @@ def _become_child(n: int, notes: str, retried: str | None, old_mask, parent: int
     if retried:
         os.environ[RETRY_ENV] = retried
     signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-    _die_with_parent(parent)
-
-
-def _die_with_parent(parent: int) -> None:
-    """SIGTERM when the parent dies (``kill -9`` of the parent alone): no orphan run."""
     from gradcheck import runtime
 
-    runtime.die_with_parent(parent, signal.SIGTERM)
+    runtime.die_with_parent(parent, signal.SIGTERM)  # `kill -9` of the parent: no orphan run
 
 
 def _wait(pid: int, watched: set, show_lock_waits: bool = False) -> tuple:
