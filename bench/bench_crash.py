@@ -21,6 +21,14 @@ Prints one line per process, then ``crashes/runs`` per cache state::
     python3 bench/bench_crash.py --runs 4 --steps 2                # 4 warm
     python3 bench/bench_crash.py --runs 200 --cold-share 0.5       # the issue's figure
     python3 bench/bench_crash.py --runs 20 --via gradcheck
+
+The figure can be gathered over several sittings: ``--log FILE`` appends one JSON line per
+process (commit, date, cache state, shape, outcome), and ``--tally FILE`` prints the totals of
+a log without running anything::
+
+    python3 bench/bench_crash.py --runs 40 --cold-share 1 --via gradcheck \\
+        --log bench/results/crash_runs.jsonl
+    python3 bench/bench_crash.py --tally bench/results/crash_runs.jsonl
 """
 
 from __future__ import annotations
@@ -177,6 +185,58 @@ def run_one(shape: dict, steps: int, via: str, cache_name: str, timeout: float) 
     }
 
 
+def _commit() -> str:
+    """The checked-out commit (short), "unknown" outside a git clone."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        )
+    except OSError:
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def log_line(path: Path, state: str, shape: dict, steps: int, via: str, r: dict) -> None:
+    """Append one process's outcome to the log at ``path`` (one JSON object per line)."""
+    rec = {
+        "commit": _commit(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "state": state,
+        "via": via,
+        "steps": steps,
+        "shape": shape,
+        **r,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fh.write(json.dumps(rec, sort_keys=True) + "\n")
+
+
+def tally_lines(records: list[dict]) -> dict[tuple[str, str], list[int]]:
+    """(cache state, via) -> [crashes, runs, absorbed by the rerun]."""
+    tally: dict[tuple[str, str], list[int]] = {}
+    for rec in records:
+        t = tally.setdefault((rec["state"], rec["via"]), [0, 0, 0])
+        t[0] += rec["kind"] in ("crash", "hung")
+        t[1] += 1
+        t[2] += bool(rec["retried"])
+    return tally
+
+
+def print_tally(paths: list[Path]) -> None:
+    """The totals of one or more logs written by ``--log``."""
+    records = [json.loads(ln) for p in paths for ln in p.read_text().splitlines() if ln.strip()]
+    commits = sorted({r["commit"] for r in records})
+    dates = sorted(r["date"] for r in records)
+    print(f"{len(records)} processes, commits {', '.join(commits)}, {dates[0]} .. {dates[-1]}")
+    for (state, via), (crashes, runs, absorbed) in sorted(tally_lines(records).items()):
+        extra = f", {absorbed} absorbed by the rerun" if via == "gradcheck" else ""
+        print(f"{state}: {crashes}/{runs} processes crashed (via {via}{extra})")
+    other = [r for r in records if r["kind"] == "error"]
+    if other:
+        print(f"{len(other)} exited with an error that is not a crash; first: {other[0]['detail']}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=4, help="processes in all (K)")
@@ -190,10 +250,15 @@ def main() -> None:
     ap.add_argument("--via", choices=("bare", "gradcheck"), default="bare")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per process")
+    ap.add_argument("--log", type=Path, help="append one JSON line per process to this file")
+    ap.add_argument("--tally", type=Path, nargs="+", help="print the totals of these logs and stop")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         worker(args.steps)
+        return
+    if args.tally:
+        print_tally(args.tally)
         return
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     rng = random.Random(args.seed)
@@ -211,6 +276,8 @@ def main() -> None:
                 cache_name = cold_cache(base, i)
                 made.append(cache_name)
             r = run_one(shape, args.steps, args.via, cache_name, args.timeout)
+            if args.log:
+                log_line(args.log, state, shape, args.steps, args.via, r)
             t = tally[state]
             t[0] += r["kind"] in ("crash", "hung")
             t[1] += 1
