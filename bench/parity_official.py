@@ -55,6 +55,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import gold_yolo  # noqa: E402
+import gold_yolo.optim  # noqa: E402  (not imported by the package itself)
 import gradcheck  # noqa: E402
 from gradcheck import runtime  # noqa: E402
 from gradcheck.parity import align as align_mod, torchenv  # noqa: E402

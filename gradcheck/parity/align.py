@@ -48,7 +48,10 @@ object of kind ``align``.
 from __future__ import annotations
 
 import copy
+import ctypes
+import gc
 import platform
+import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -131,6 +134,12 @@ class _Runs:
         self.losses[side].append(loss)
         self.terms[side].append(terms)
 
+    def release_float32(self, jt) -> None:
+        """Drop the float32 runs' module records once judged (the float64 rerun compares with
+        the reference only), and hand Jittor's cached blocks back."""
+        self.outs_p = self.grads_out_p = self.rec_o = None
+        release_memory(jt)
+
 
 def align(
     port: Workload,
@@ -187,6 +196,7 @@ def align(
     res.calibrated = runs.ref is not None
     # 4. modules, 5. loss, gradients, 6. values
     _judge_float32(res, runs, side, o_named, initial, name_map, dict(pm.named_modules()), tol)
+    runs.release_float32(jt)
     # 7. noise or port bug? the port rerun in float64, where float32 left rows unexplained
     if start is not None and (tol.float64_mode == Float64Mode.ALWAYS or numeric_failures(res)):
         _rerun_float64(res, port, side, port_vars, start, runs, name_map, tol, jt)
@@ -352,24 +362,53 @@ def _step(
         runs.first_batch = (batch_np, template)
     # the port runs first: Jittor compiles before torch's thread pools do any work
     lp, tp = _port_side(port, batch_p, extra_port, step == 1, runs, jt)
-    lo, to = _original_side(original, batch_t, step == 1, runs, torch)
     if runs.ref is not None:
+        # the reference before the original, on the same random draws: the original's run
+        # is then measured against it as it goes, never held whole
+        rng = _random_states(torch)
         try:
             _reference_side(original, batch_t, step == 1, runs, torch)
             if step == 1 and noisy:  # the noise samples, measured against the reference
+                assert runs.rec_64 is not None and runs.grads_64 is not None  # recorded
+                ref = noise.Reference(runs.rec_64, runs.grads_64, runs.ref[0])
                 runs.samples = [
-                    noise.sample(
-                        original, noisy, batch_np, batch_o, k, seed or 0, torch, runs.rec_64
-                    )
+                    noise.sample(original, noisy, batch_np, batch_o, k, seed or 0, torch, ref)
                     for k in range(tol.noise_samples)
                 ]
         except WorkloadError as exc:
             warnings.append(f"no float64 reference: {exc}")
             runs.ref, runs.rec_64, runs.grads_64 = None, None, None
+        _set_random_states(rng, torch)
+        release_memory()
+    lo, to = _original_side(original, batch_t, step == 1, runs, torch)
     port.optimizer.step()
     original.optimizer.step()
     runs.log("port", lp, tp)
     runs.log("original", lo, to)
+
+
+def _random_states(torch) -> tuple:
+    """torch's, numpy's and Python's random states now."""
+    return torch.get_rng_state(), np.random.get_state(), random.getstate()
+
+
+def _set_random_states(states: tuple, torch) -> None:
+    torch.set_rng_state(states[0])
+    np.random.set_state(states[1])
+    random.setstate(states[2])
+
+
+def release_memory(jt=None) -> None:
+    """Hand freed memory back to the system: Jittor's cached blocks, and the C heap's free
+    pages (glibc keeps freed blocks of up to 32 MB in its heap, where numpy's and torch's
+    activation-sized arrays land once the mmap threshold has grown)."""
+    gc.collect()
+    if jt is not None:
+        jt.gc()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 def _port_side(
@@ -385,18 +424,21 @@ def _port_side(
         lp, tp, gp = port_step(port, batch, extra_port, jt, rec_p)
     rec_p.fetch()
     runs.outs_p, runs.grads_p, runs.grads_out_p = rec_p.out, gp, rec_p.grads
+    del rec_p
+    release_memory(jt)
     return lp, tp
 
 
 def _original_side(
     original: Workload, batch, record: bool, runs: _Runs, torch
 ) -> tuple[float, dict[str, float]]:
-    """The original's forward, loss and backward, recorded as the port's."""
+    """The original's forward, loss and backward, recorded as the port's (reduced to its
+    distances from the float64 reference, where there is one)."""
     om, opt = original.model, original.optimizer
     if not record:
         lo, to, _ = torch_step(original, om, opt, batch, torch)
         return lo, to
-    rec_o = TorchOutputs(om, torch)
+    rec_o = TorchOutputs(om, torch, reference=runs.rec_64)  # reduced where there is one
     with rec_o:
         lo, to, go = torch_step(original, om, opt, batch, torch, rec_o)
     runs.rec_o, runs.grads_o = rec_o, go

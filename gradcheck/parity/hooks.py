@@ -2,6 +2,11 @@
 
 The home of :class:`TorchOutputs` and :class:`JittorOutputs`: each module's outputs in call
 order and d loss / d each output, for the per-module (forward and backward) comparison.
+
+A tensor that several modules return (a block's output is its last layer's, and its
+parent's) is copied once and its one array shared by every record that names it, and its
+gradient is asked for once: nested modules would otherwise hold the model's activations
+several times over (on Gold-YOLO about twice).  The arrays are only read.
 """
 
 from __future__ import annotations
@@ -9,40 +14,77 @@ from __future__ import annotations
 import numpy as np
 
 from gradcheck.parity.batches import tree_leaves
+from gradcheck.parity.judge import rel_scale
 from gradcheck.parity.records import Leak
 
 
 class TorchOutputs:
     """Forward hooks on every named module (root included, as ""): outputs in call order,
-    cloned at once (an in-place op later must not change what was recorded)."""
+    cloned at once (an in-place op later must not change what was recorded).
 
-    def __init__(self, model, torch):
+    Given a ``reference`` (another recorder of the same model's run: the float64 one), the
+    run is reduced as it goes to its distances from the reference (``out_floor`` and
+    ``grad_floor``, per (module, call): the largest scale-relative difference over the
+    outputs); ``out`` and ``grads`` then keep only each array's shape (a zero-size view), so
+    such a run never holds a model's worth of activations."""
+
+    def __init__(self, model, torch, reference: TorchOutputs | None = None):
         self.model, self.torch = model, torch
+        self.reference = reference
         self.order: list = []  # [(name, call, type)]
         self.out: dict = {}  # name -> [[np leaves]]
         self.live: list = []  # per entry of order: [(output tensor, its version)]
         self.grads: dict = {}  # (name, call) -> [np d loss / d output]
+        self.out_floor: dict = {}  # (name, call) -> distance from the reference's outputs
+        self.grad_floor: dict = {}  # (name, call) -> distance from its d loss / d outputs
         self._handles: list = []
+        self._copies: dict = {}  # id(tensor) -> (tensor, its version, its array), while recording
+
+    def _copy(self, t) -> np.ndarray:
+        """``t`` as a numpy array, copied once per tensor and version."""
+        hit = self._copies.get(id(t))
+        if hit is not None and hit[0] is t and hit[1] == t._version:
+            return hit[2]
+        a = t.detach().cpu().numpy().copy()
+        self._copies[id(t)] = (t, t._version, a)  # t held: its id stays its own
+        return a
+
+    def _keep(self, key, arrays: list, floors: dict, ref: list | None) -> list:
+        """What is kept of one record's ``arrays``: themselves, or (with a reference) their
+        shapes, their distance from ``ref`` stored in ``floors``."""
+        if self.reference is None:
+            return arrays
+        if ref is not None:
+            d = [rel_scale(a, r) for a, r in zip(arrays, ref) if tuple(a.shape) == tuple(r.shape)]
+            if d:
+                floors[key] = max(d)
+        return [shape_only(a.shape) for a in arrays]
 
     def output_grads(self, loss) -> None:
-        """d loss / d every recorded output (before the backward that frees the graph)."""
-        flat = [t for ts in self.live for t, _ in ts]
-        if not flat or not loss.requires_grad:
+        """d loss / d every recorded output (before the backward that frees the graph), in
+        the outputs' own dtype; one gradient per distinct tensor."""
+        unique = {id(t): t for ts in self.live for t, _ in ts}
+        if not unique or not loss.requires_grad:
+            self.live = []
             return
         try:
-            gs = iter(self.torch.autograd.grad(loss, flat, retain_graph=True, allow_unused=True))
+            got_all = self.torch.autograd.grad(
+                loss, list(unique.values()), retain_graph=True, allow_unused=True
+            )
         except RuntimeError:  # e.g. an output changed in place later: no backward view
             self.live = []
             return
+        gs = {k: (None if g is None else g.detach().cpu().numpy()) for k, g in zip(unique, got_all)}
+        del got_all
+        ref = self.reference.grads if self.reference is not None else {}
         for (name, call, _), ts in zip(self.order, self.live):
-            got = [next(gs) for _ in ts]
+            got = [gs[id(t)] for t, _ in ts]
             # an output changed in place later (e.g. ReLU(inplace=True)) is no longer the
             # tensor the hook saw: its gradient would be the in-place result's
             inplace = any(t._version != v for t, v in ts)
             if got and not inplace and all(g is not None for g in got):
-                self.grads[(name, call)] = [
-                    g.detach().cpu().numpy().astype(np.float64) for g in got
-                ]
+                key = (name, call)
+                self.grads[key] = self._keep(key, got, self.grad_floor, ref.get(key))
         self.live = []
 
     def __enter__(self):
@@ -51,10 +93,16 @@ class TorchOutputs:
 
             def hook(mod, inp, out, name=name):
                 tensors = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
-                leaves = [t.detach().cpu().numpy().copy() for t in tensors]
                 calls = self.out.setdefault(name, [])
+                key = (name, len(calls))
                 self.order.append((name, len(calls), type(mod).__name__))
-                calls.append(leaves)
+                if self.reference is None:
+                    calls.append([self._copy(t) for t in tensors])
+                else:  # measured now, against the reference's record of the same call
+                    refs = self.reference.out.get(name, [])
+                    ref = refs[key[1]] if key[1] < len(refs) else None
+                    arrays = [t.detach().cpu().numpy() for t in tensors]
+                    calls.append(self._keep(key, arrays, self.out_floor, ref))
                 self.live.append([(t, t._version) for t in tensors if t.requires_grad])
 
             self._handles.append(m.register_forward_hook(hook))
@@ -63,7 +111,14 @@ class TorchOutputs:
     def __exit__(self, *exc):
         for h in self._handles:
             h.remove()
+        self._copies = {}
         return False
+
+
+def shape_only(shape) -> np.ndarray:
+    """A read-only array of ``shape`` that takes no memory (a zero-strided view of one zero):
+    where only a record's shape is kept."""
+    return np.broadcast_to(np.float32(0), tuple(shape))
 
 
 class JittorOutputs:
@@ -76,6 +131,7 @@ class JittorOutputs:
         self.live: dict = {}  # (name, call) -> the output Vars, graph attached
         self.grads: dict = {}  # (name, call) -> [d loss / d output]
         self._saved: list = []
+        self._held: dict = {}  # Var id -> (the Var, its detached handle), while recording
         # ``expect_dtype`` (the float64 rerun): where a float Var of another dtype first
         # enters or leaves a module (see :meth:`_watch`)
         self.expect = expect_dtype
@@ -116,7 +172,7 @@ class JittorOutputs:
                     )
                 calls = self.out.setdefault(name, [])
                 self.live[(name, len(calls))] = [v for v in vs if _float_var(v)]
-                calls.append([v.detach() for v in vs])
+                calls.append([self._detached(v) for v in vs])
                 if prev is not None:
                     return prev(mod, args, out, *kw)
                 return None
@@ -124,7 +180,15 @@ class JittorOutputs:
             m.register_forward_hook(hook)
         return self
 
+    def _detached(self, v):
+        """One detached handle per Var, however many modules return it (fetched once)."""
+        hit = self._held.get(v.id)
+        if hit is None or hit[0] is not v:
+            hit = self._held[v.id] = (v, v.detach())
+        return hit[1]
+
     def __exit__(self, *exc):
+        self._held = {}
         for m, prev in self._saved:
             if prev is None:
                 m.__dict__.pop("__fhook__", None)
@@ -161,8 +225,16 @@ class JittorOutputs:
             [v for calls in self.out.values() for c in calls for v in c]
             + [g for gs in self.grads.values() for g in gs]
         )
-        self.out = {k: [[v.numpy() for v in c] for c in calls] for k, calls in self.out.items()}
-        self.grads = {k: [g.numpy() for g in gs] for k, gs in self.grads.items()}
+        arrays: dict = {}  # id(Var) -> its array: a Var under several records fetched once
+
+        def fetched(v):
+            a = arrays.get(id(v))
+            if a is None:
+                a = arrays[id(v)] = v.numpy()
+            return a
+
+        self.out = {k: [[fetched(v) for v in c] for c in calls] for k, calls in self.out.items()}
+        self.grads = {k: [fetched(g) for g in gs] for k, gs in self.grads.items()}
 
 
 def _is_float(v) -> bool:

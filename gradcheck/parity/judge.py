@@ -60,6 +60,8 @@ def judge_modules(
     d its outputs against the port's, floors over the original's run and ``samples``."""
     rows = []
     grads_p = grads_p or {}
+    # the original measured against the reference as it ran: only its outputs' shapes kept
+    reduced = getattr(rec_o, "reference", None) is not None
     for name, call, typ in rec_o.order:
         target = name_map(name)
         row = ModuleRow(target, name, typ, call)
@@ -100,11 +102,14 @@ def judge_modules(
                 row.note = f"output shape {list(a.shape)} vs {list(b.shape)}"
                 break
             rel = max(rel, rel_scale(a, r))
-            if rec_64 is not None:
+            if rec_64 is not None and not reduced:
                 floor = max(floor, rel_scale(b, r))
         else:
             if rec_64 is not None:  # the noise samples' distances (gradcheck.parity.noise)
-                floor = max([floor] + [s.out_floor.get((name, call), 0.0) for s in samples])
+                floors = [s.out_floor.get((name, call), 0.0) for s in samples]
+                if reduced:  # the original's own distance, measured as it ran
+                    floors.append(rec_o.out_floor.get((name, call), 0.0))
+                floor = max([floor, *floors])
             row.rel = rel
             row.noise_floor = floor if rec_64 is not None else None
             row.ok = bool(rel <= tol.allowed(tol.output, row.noise_floor))
@@ -115,17 +120,19 @@ def judge_modules(
         if (
             gp is None
             or go is None
+            or (reduced and g64 is None)  # the original kept only its distance from it
             or len(gp) != len(go)
             or any(tuple(a.shape) != tuple(b.shape) for a, b in zip(gp, go))
         ):
             continue
         grad_rel = max((rel_scale(a, r) for a, r in zip(gp, gref)), default=0.0)
+        own = (
+            [rec_o.grad_floor.get((name, call), 0.0)]
+            if reduced
+            else [rel_scale(b, r) for b, r in zip(go, g64 if g64 is not None else ())]
+        )
         grad_floor = (
-            max(
-                [rel_scale(b, r) for b, r in zip(go, g64)]
-                + [s.grad_floor.get((name, call), 0.0) for s in samples],
-                default=0.0,
-            )
+            max(own + [s.grad_floor.get((name, call), 0.0) for s in samples], default=0.0)
             if g64 is not None
             else None
         )
@@ -213,35 +220,45 @@ def judge_params(
         if gr is None and gp is None:
             row.grad_rel = 0.0 if p.requires_grad or trainable_p else None
         else:
-            others = [go] + [s.grads.get(oname) for s in samples] if grads_64 is not None else None
-            _judge_grad(row, p.shape, gp, gr, others, tol, gmax)
+            floors = (
+                [_dist(go, gr, p.shape)]
+                + [s.grad_dist[oname] for s in samples if oname in s.grad_dist]
+                if grads_64 is not None
+                else None
+            )
+            _judge_grad(row, p.shape, gp, gr, floors, tol, gmax)
     # values after the steps, judged on the update (value - initial value) like a gradient
     updates = _updates(rows, port_values, o_named, named_64, initial)
-    umax = max((float(np.linalg.norm(u[2])) for u in updates.values()), default=0.0)
+    umax = max((u[1] for u in updates.values()), default=0.0)
     for row in rows:
         oname = row.original_name
         u = updates.get(oname)
         if u is None:
             continue
-        others = [s.updates[oname] for s in update_samples if oname in s.updates]
+        others = [s.update_dist[oname] for s in update_samples if oname in s.update_dist]
         _judge_update(row, u, others if named_64 else None, tol, umax)
     return rows
 
 
-def _judge_grad(row: ParamRow, shape, gp, gr, others, tol, gmax: float) -> None:
-    """Judge the port's gradient ``gp`` against the reference ``gr``, with a noise floor
-    over ``others`` (the original's gradient and the samples'; None: no float64 run)."""
+def _dist(g, ref, shape) -> float:
+    """|g - ref| (L2, float64; None counts as zeros of ``shape``)."""
+    g = np.zeros(shape) if g is None else _f64(g)
+    ref = np.zeros(shape) if ref is None else _f64(ref)
+    return float(np.linalg.norm((g - ref).ravel()))
+
+
+def _judge_grad(row: ParamRow, shape, gp, gr, floors, tol, gmax: float) -> None:
+    """Judge the port's gradient ``gp`` against the reference ``gr``, with a noise floor:
+    the largest of ``floors`` (the original's and the samples' distances from ``gr``;
+    None: no float64 run)."""
     gr = np.zeros(shape) if gr is None else gr
     gp = np.zeros(shape) if gp is None else _f64(gp)
     diff = float(np.linalg.norm((gp - gr).ravel()))
     den = float(np.linalg.norm(gr.ravel()))
     row.grad_rel = 0.0 if diff == 0 else diff / (den + TINY)
     floor_abs = None
-    if others is not None:
-        floor_abs = max(
-            float(np.linalg.norm(((np.zeros(shape) if g is None else g) - gr).ravel()))
-            for g in others
-        )
+    if floors is not None:
+        floor_abs = max(floors)
         row.noise_floor = 0.0 if floor_abs == 0 else floor_abs / (den + TINY)
     allowed = max(
         tol.grad * den,
@@ -255,8 +272,10 @@ def _judge_grad(row: ParamRow, shape, gp, gr, others, tol, gmax: float) -> None:
 
 
 def _updates(rows, port_values, o_named, named_64, initial) -> dict:
-    """Each comparable row's (port, original, float64) update over the steps, by original
-    name; sets the rows' ``value_rel`` on the way."""
+    """Each comparable row's update over the steps measured against the float64 one, by
+    original name: (|u_port - u_64|, |u_64|, |u_original - u_64|), L2 -- three numbers
+    kept per parameter, never the updates themselves; sets the rows' ``value_rel`` on the
+    way."""
     updates = {}
     for row in rows:
         oname = row.original_name
@@ -265,23 +284,24 @@ def _updates(rows, port_values, o_named, named_64, initial) -> dict:
         if wp is None or wp.shape != wo.shape:
             continue
         w64 = named_64[oname].detach().numpy() if named_64 else wo
-        updates[oname] = (_f64(wp) - initial[oname], wo - initial[oname], w64 - initial[oname])
+        w0 = initial[oname]
+        u64 = w64 - w0
+        updates[oname] = (
+            float(np.linalg.norm(((_f64(wp) - w0) - u64).ravel())),
+            float(np.linalg.norm(u64.ravel())),
+            float(np.linalg.norm(((wo - w0) - u64).ravel())),
+        )
         row.value_rel = rel_norm(wp, w64)
     return updates
 
 
 def _judge_update(row: ParamRow, u, others, tol, umax: float) -> None:
-    """Judge the port's update against the float64 one, with a noise floor over the
-    original's update and ``others`` (the samples'; None: no float64 run, no floor)."""
-    up, uo, u64 = u
-    diff = float(np.linalg.norm((up - u64).ravel()))
-    den = float(np.linalg.norm(u64.ravel()))
+    """Judge the port's update against the float64 one (``u``: the distances of
+    :func:`_updates`), with a noise floor over the original's update and ``others`` (the
+    samples' distances; None: no float64 run, no floor)."""
+    diff, den, own = u
     row.update_rel = 0.0 if diff == 0 else diff / (den + TINY)
-    floor_abs = (
-        max(float(np.linalg.norm((x - u64).ravel())) for x in [uo] + others)
-        if others is not None
-        else None
-    )
+    floor_abs = max([own, *others]) if others is not None else None
     row.update_floor = (
         None if floor_abs is None else 0.0 if floor_abs == 0 else floor_abs / (den + TINY)
     )

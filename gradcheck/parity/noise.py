@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -31,15 +32,26 @@ from gradcheck.parity.steps import torch_step
 
 @dataclass
 class NoiseSample:
-    """Step 1 of the original on a batch moved by one ulp (:func:`sample`); a floor's key is
-    (module, call), its value the distance from the float64 reference."""
+    """Step 1 of the original (on a batch moved by one ulp, :func:`sample`; or its own run,
+    ``align``'s ``original`` side) reduced to its distances from the float64 reference: a
+    floor's key is (module, call) or the original parameter name."""
 
     loss: float
     terms: dict[str, float]
-    grads: dict[str, np.ndarray | None]  # original parameter name -> float64 gradient
-    updates: dict[str, np.ndarray]  # original parameter name -> value after - before
-    out_floor: dict[tuple[str, int], float]  # of the module's outputs
+    grad_dist: dict[str, float]  # parameter -> |g - g_64| (L2; no gradient counts as zeros)
+    update_dist: dict[str, float]  # parameter -> |u - u_64| of the step's update (L2)
+    out_floor: dict[tuple[str, int], float]  # of the module's outputs (scale-relative)
     grad_floor: dict[tuple[str, int], float]  # of d loss / d its outputs
+
+
+def param_distances(values: dict, reference: dict) -> dict[str, float]:
+    """Per name, |values - reference| (L2, float64; a missing array counts as zeros)."""
+    out = {}
+    for n in values.keys() | reference.keys():
+        a, r = values.get(n), reference.get(n)
+        diff = r if a is None else a if r is None else np.asarray(a, np.float64) - r
+        out[n] = 0.0 if diff is None else float(np.linalg.norm(np.ravel(diff)))
+    return out
 
 
 def one_ulp(batch, rng):
@@ -59,50 +71,39 @@ def one_ulp(batch, rng):
     return map_leaves(batch, leaf)
 
 
-def _distances(recorded: dict, reference: dict) -> dict:
-    """Per key, the largest scale-relative distance of the recorded arrays from the
-    reference's (keys and arrays the reference lacks, or shaped otherwise, skipped)."""
-    from gradcheck.parity.judge import rel_scale
+@dataclass
+class Reference:
+    """The float64 run of step 1 that samples are measured against."""
 
-    out = {}
-    for key, arrays in recorded.items():
-        ref = reference.get(key)
-        if ref is None:
-            continue
-        d = [rel_scale(a, r) for a, r in zip(arrays, ref) if tuple(a.shape) == tuple(r.shape)]
-        if d:
-            out[key] = max(d)
-    return out
+    rec: TorchOutputs  # its module outputs and d loss / d outputs
+    grads: dict  # original parameter name -> its gradient (None: none)
+    model: Any  # the float64 model, after its step-1 update
 
 
-def sample(
-    workload, pristine, batch_np, batch_o, k: int, seed: int, torch, reference
-) -> NoiseSample:
+def sample(workload, pristine, batch_np, batch_o, k: int, seed: int, torch, ref: Reference):
     """Step 1 of the original on the batch moved by one ulp (coin flips seeded by ``seed``,
     ``k``), on a fresh copy of ``pristine`` (its (model, optimizer) before any step), the
-    optimizer's update included.  Module outputs are reduced at once to their distances
-    from ``reference`` (the float64 run's recorder): a sample never holds a model's worth
-    of activations."""
+    optimizer's update included, reduced as it runs to its distances from the float64 run
+    ``ref``: a sample never holds a model's worth of activations or gradients."""
     model, optimizer = copy.deepcopy(pristine)
     rng = np.random.RandomState([seed % 2**32, k])
     batch = to_torch_like(one_ulp(batch_np, rng), batch_o, torch)
-    before = {n: p.detach().cpu().numpy().astype(np.float64) for n, p in model.named_parameters()}
-    rec = TorchOutputs(model, torch)
+    rec = TorchOutputs(model, torch, reference=ref.rec)
     with rec:
         loss, terms, grads = torch_step(workload, model, optimizer, batch, torch, rec)
+    grad_dist = param_distances(grads, ref.grads)
+    del grads
     optimizer.step()
-    updates = {
-        n: p.detach().cpu().numpy().astype(np.float64) - before[n]
-        for n, p in model.named_parameters()
-    }
-    outs = {
-        (name, call): arrays for name, calls in rec.out.items() for call, arrays in enumerate(calls)
-    }
-    refs = {
-        (name, call): arrays
-        for name, calls in reference.out.items()
-        for call, arrays in enumerate(calls)
-    }
-    return NoiseSample(
-        loss, terms, grads, updates, _distances(outs, refs), _distances(rec.grads, reference.grads)
-    )
+    start = dict(pristine[0].named_parameters())  # the weights before the step (unchanged)
+    ref_now = dict(ref.model.named_parameters())
+    update_dist = {}
+    for n, p in model.named_parameters():
+        w0 = _f64(start[n])
+        u, u64 = _f64(p) - w0, _f64(ref_now[n]) - w0
+        update_dist[n] = float(np.linalg.norm((u - u64).ravel()))
+    return NoiseSample(loss, terms, grad_dist, update_dist, rec.out_floor, rec.grad_floor)
+
+
+def _f64(t) -> np.ndarray:
+    """A torch tensor's values as a float64 array."""
+    return t.detach().cpu().numpy().astype(np.float64)
