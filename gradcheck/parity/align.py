@@ -198,7 +198,12 @@ def align(
     _judge_float32(res, runs, side, o_named, initial, name_map, dict(pm.named_modules()), tol)
     runs.release_float32(jt)
     # 7. noise or port bug? the port rerun in float64, where float32 left rows unexplained
-    if start is not None and (tol.float64_mode == Float64Mode.ALWAYS or numeric_failures(res)):
+    # (not where the reference failed during the steps: nothing to compare the rerun with)
+    if (
+        start is not None
+        and res.calibrated
+        and (tol.float64_mode == Float64Mode.ALWAYS or numeric_failures(res))
+    ):
         _rerun_float64(res, port, side, port_vars, start, runs, name_map, tol, jt)
     res.first_backward_divergence = _first_backward_divergence(res.modules)
     res.first_divergence = _first_divergence(res.modules)

@@ -244,6 +244,106 @@ def test_noise_floor_is_the_largest_over_the_samples():
     assert [p.grad_rel for p in one.params] == [p.grad_rel for p in four.params]
 
 
+# ------------------------------------------------------------------ what the recorders hold
+def _nested_torch_model(torch, dtype):
+    """Linear inside a Sequential inside the root: one tensor is three modules' output."""
+    torch.manual_seed(0)
+    nn = torch.nn
+    return nn.Sequential(nn.Sequential(nn.Linear(5, 4)), nn.Tanh()).to(dtype)
+
+
+def _record(model, torch, x, reference=None):
+    from gradcheck.parity.hooks import TorchOutputs
+
+    rec = TorchOutputs(model, torch, reference=reference)
+    with rec:
+        loss = model(x).square().sum()
+        rec.output_grads(loss)
+    return rec
+
+
+def test_recorder_holds_one_array_per_tensor():
+    """The Linear's output is also its Sequential's: one copy, one gradient, shared; the
+    gradients keep the run's own dtype."""
+    torch = pytest.importorskip("torch")
+    x = torch.from_numpy(np.random.RandomState(0).standard_normal((3, 5)).astype(np.float32))
+    rec = _record(_nested_torch_model(torch, torch.float32), torch, x)
+    assert rec.out["0.0"][0][0] is rec.out["0"][0][0]
+    assert rec.out[""][0][0] is not rec.out["0"][0][0]  # Tanh made a new tensor
+    assert rec.grads[("0.0", 0)][0] is rec.grads[("0", 0)][0]
+    assert rec.grads[("0", 0)][0].dtype == np.float32
+    # the values are the layer's, and d loss / d output that of sum(tanh(y)^2)
+    y = rec.out["0.0"][0][0].astype(np.float64)
+    want = 2 * np.tanh(y) * (1 - np.tanh(y) ** 2)
+    assert np.allclose(rec.grads[("0.0", 0)][0], want, rtol=1e-5)
+
+
+def test_recorder_against_a_reference_keeps_distances_and_shapes_only():
+    """Measured against a float64 record as it runs: the same distances as a full record
+    compared afterwards, and no array data kept."""
+    from gradcheck.parity.judge import rel_scale
+
+    torch = pytest.importorskip("torch")
+    x32 = torch.from_numpy(np.random.RandomState(1).standard_normal((3, 5)).astype(np.float32))
+    ref = _record(_nested_torch_model(torch, torch.float64), torch, x32.double())
+    full = _record(_nested_torch_model(torch, torch.float32), torch, x32)
+    reduced = _record(_nested_torch_model(torch, torch.float32), torch, x32, reference=ref)
+    assert set(reduced.out_floor) == {("", 0), ("0", 0), ("0.0", 0), ("1", 0)}
+    for name, call, _ in full.order:
+        key = (name, call)
+        want_out = rel_scale(full.out[name][call][0], ref.out[name][call][0])
+        want_grad = rel_scale(full.grads[key][0], ref.grads[key][0])
+        assert reduced.out_floor[key] == want_out and want_out > 0
+        assert reduced.grad_floor[key] == want_grad and want_grad > 0
+        kept = reduced.out[name][call][0]
+        assert kept.shape == full.out[name][call][0].shape and kept.strides == (0, 0)
+        assert reduced.grads[key][0].strides == (0, 0)
+    assert reduced.order == full.order
+
+
+def test_original_and_reference_draw_the_same_random_numbers():
+    """The float64 reference runs on the random draws the original's float32 run gets: a
+    dropout mask is then the same on both, and the floor measures float32 noise, not the
+    mask (a port with its own masks still differs: a random model is not aligned)."""
+    torch = pytest.importorskip("torch")
+    from gradcheck.parity.alignment import Tolerances
+
+    class DropLinear(torch.nn.Linear):
+        def forward(self, x):
+            return super().forward(torch.nn.functional.dropout(x, 0.5, training=True))
+
+    orig = pp.original()
+    fc = orig.model.fc
+    orig.model.fc = DropLinear(fc.in_features, fc.out_features)
+    orig.model.fc.load_state_dict(fc.state_dict())
+    orig.optimizer = None  # built again by align, over the new layer
+    res = align_mod.align(pp.port("none"), orig, tolerances=Tolerances(noise_samples=0))
+    assert res.calibrated
+    row = next(m for m in res.modules if m.original_module == "fc")
+    assert row.noise_floor is not None and row.noise_floor < 1e-5  # float32 rounding only
+    assert row.ok is False and row.rel > 1e-2  # the port's masks are its own
+    assert not res.aligned
+
+
+def test_reference_that_fails_in_its_step_leaves_no_float64_rerun():
+    """A forward that only works in float32 (here: it reads the float32 original's weight
+    from the float64 copy) fails the reference's step: the verdict is the float32 one, with
+    a warning, and the float64 rerun of the port -- nothing to compare it with -- is not
+    run (it used to crash the alignment)."""
+    torch = pytest.importorskip("torch")
+    from gradcheck.enums import Float64Mode
+    from gradcheck.parity.alignment import Tolerances
+
+    orig = pp.original()
+    fc = orig.model.fc
+    fc.forward = lambda x: torch.nn.functional.linear(x, fc.weight, fc.bias)  # not copied
+    tol = Tolerances(noise_samples=0, float64_mode=Float64Mode.ALWAYS)
+    res = align_mod.align(pp.port("none"), orig, tolerances=tol)
+    assert not res.calibrated and res.float64_rerun is None
+    assert any(w.startswith("no float64 reference") for w in res.verdict.warnings)
+    assert res.aligned  # float32 against float32: the faithful port still agrees
+
+
 # ------------------------------------------------------- noise or port bug: the float64 rerun
 def test_every_planted_bug_survives_the_float64_rerun(results):
     """A planted bug differs at any precision: the rerun (auto: float32 left rows beyond
