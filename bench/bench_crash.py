@@ -121,8 +121,11 @@ def cold_cache(base: Path, n: int) -> str:
     sys.path.insert(0, str(Path(__file__).parent))
     from sanitize import fresh_op_cache, warm_cache
 
+    from gradcheck import errors
+
     name = f"{base.name}/{n}"
     fresh_op_cache(warm_cache(), name)
+    errors.reclaim_signals()  # Jittor, imported there, quick-exits on Ctrl-C: no clean-up
     return name
 
 
@@ -268,28 +271,31 @@ def main() -> None:
     base = Path(f"bench_crash_cold_{os.getpid()}")
     tally = {"warm": [0, 0, 0], "cold": [0, 0, 0]}  # crashes, runs, absorbed by the rerun
     made = []
+    from gradcheck import errors
+
     try:
-        for i, state in enumerate(plan):
-            shape = draw(rng, args.seed * 1000 + i)
-            cache_name = ""
-            if state == "cold":
-                cache_name = cold_cache(base, i)
-                made.append(cache_name)
-            r = run_one(shape, args.steps, args.via, cache_name, args.timeout)
-            if args.log:
-                log_line(args.log, state, shape, args.steps, args.via, r)
-            t = tally[state]
-            t[0] += r["kind"] in ("crash", "hung")
-            t[1] += 1
-            t[2] += r["retried"]
-            note = " (a crash absorbed by the rerun)" if r["retried"] else ""
-            detail = f": {r['detail']}" if r["kind"] != "ok" else ""
-            print(
-                f"{i + 1:4d} {state} size {shape['size']:3d} batch {shape['batch']} "
-                f"{'boxes' if shape['boxes'] else 'no boxes'}: {r['kind']} "
-                f"(exit {r['code']}, {r['seconds']:.0f}s){note}{detail}",
-                flush=True,
-            )
+        with errors.handling_signals():  # Ctrl-C/SIGTERM raise here: the clean-up runs
+            for i, state in enumerate(plan):
+                shape = draw(rng, args.seed * 1000 + i)
+                cache_name = ""
+                if state == "cold":
+                    cache_name = cold_cache(base, i)
+                    made.append(cache_name)
+                r = run_one(shape, args.steps, args.via, cache_name, args.timeout)
+                if args.log:
+                    log_line(args.log, state, shape, args.steps, args.via, r)
+                t = tally[state]
+                t[0] += r["kind"] in ("crash", "hung")
+                t[1] += 1
+                t[2] += r["retried"]
+                note = " (a crash absorbed by the rerun)" if r["retried"] else ""
+                detail = f": {r['detail']}" if r["kind"] != "ok" else ""
+                print(
+                    f"{i + 1:4d} {state} size {shape['size']:3d} batch {shape['batch']} "
+                    f"{'boxes' if shape['boxes'] else 'no boxes'}: {r['kind']} "
+                    f"(exit {r['code']}, {r['seconds']:.0f}s){note}{detail}",
+                    flush=True,
+                )
     finally:
         if made:
             from gradcheck import runtime
@@ -306,4 +312,16 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from gradcheck import errors
+
+    code = 0
+    try:
+        main()
+    except errors.Interrupted as exc:
+        print(f"interrupted by signal {exc.signum}", file=sys.stderr)
+        code = 128 + exc.signum
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # no interpreter shutdown: the Jittor imported for the cold caches leaves a compile pool
+    # whose finaliser waits for ever on a lock a worker held when a Ctrl-C reached the group
+    os._exit(code)
