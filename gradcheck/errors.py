@@ -108,6 +108,7 @@ class _SignalState:
     depth: int = 0
     received: int | None = None  # the first signal seen while handling
     pid: int = 0  # the process that installed the handlers
+    continued: bool = False  # stopped and continued (Ctrl-Z then fg, SIGSTOP then SIGCONT)
 
 
 _signals = _SignalState()
@@ -126,10 +127,16 @@ def _on_signal(signum, frame):
     raise Interrupted(signum)
 
 
+def _on_continue(signum, frame):
+    _signals.continued = True
+
+
 def _install() -> None:
     _signals.pid = os.getpid()
     for sig in HANDLED_SIGNALS:
         signal.signal(sig, _on_signal)
+    # a stop kills Jittor's compiler helpers (see is_stop_casualty): remember one happened
+    signal.signal(signal.SIGCONT, _on_continue)
     # Jittor's SIGCHLD handler quick-exits (status 1) when a compiler child dies of a
     # signal, e.g. of the Ctrl-C sent to the whole process group, or of the OOM killer.
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -233,9 +240,12 @@ def handling_signals() -> Iterator[None]:
     if not _main_thread():
         yield
         return
-    saved = {sig: signal.getsignal(sig) for sig in HANDLED_SIGNALS + (signal.SIGCHLD,)}
+    saved = {
+        sig: signal.getsignal(sig) for sig in HANDLED_SIGNALS + (signal.SIGCHLD, signal.SIGCONT)
+    }
     if _signals.depth == 0:
         _signals.received = None
+        _signals.continued = False
     _signals.depth += 1
     _install()
     try:
@@ -302,11 +312,25 @@ def is_compiler_flake(exc: BaseException) -> bool:
     return e is not None and "op_compiler.cc" in _text(e)
 
 
+def is_stop_casualty(exc: BaseException) -> bool:
+    """A compile command that failed in a run that was stopped and continued (Ctrl-Z then
+    ``fg``).  Jittor compiles each operator through a Python helper (``asm_tuner.py``, which
+    runs g++) whose SIGCHLD handler quits ("Caught SIGCHLD ... quick exit") when its child
+    merely stops or continues: a stop of the process group during a compile fails the
+    operator, though nothing is wrong with it."""
+    e = jittor_cause(exc)
+    return _signals.continued and e is not None and "Run cmd failed" in _text(e)
+
+
+STOP_CASUALTY = "a stop (Ctrl-Z or SIGSTOP) while Jittor compiled killed its compiler helper"
+
+
 def is_transient(exc: BaseException) -> bool:
     """A known transient Jittor fault that a rerun gets past: its operator compiler's own
-    failure, or its exit after rebuilding its core library while starting."""
+    failure, a compile killed by a stop of the run, or Jittor's exit after rebuilding its
+    core library while starting."""
     restart = isinstance(exc, JittorFailure) and exc.kind == "restart"
-    return restart or is_compiler_flake(exc)
+    return restart or is_compiler_flake(exc) or is_stop_casualty(exc)
 
 
 def _shorten(text: str, limit: int = 300) -> str:

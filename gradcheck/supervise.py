@@ -222,7 +222,10 @@ def rerun_instead(exc: BaseException) -> bool:
     failure = exc if isinstance(exc, errors.JittorFailure) else errors.as_jittor_failure(exc)
     if failure is None or getattr(failure, "retried", False):
         return False
-    _write(d / f"transient-{os.getpid()}", f"{failure.reason} {failure.where}".strip())
+    reason = f"{failure.reason} {failure.where}".strip()
+    if errors.is_stop_casualty(exc):
+        reason = f"{errors.STOP_CASUALTY}: {reason}"
+    _write(d / f"transient-{os.getpid()}", reason)
     return True
 
 

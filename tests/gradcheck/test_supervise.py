@@ -149,6 +149,32 @@ def test_innermost_frame_names_the_crashing_threads_own_code():
 
 
 @pytest.mark.parametrize(
+    "model,rerun",
+    [("stopped_mid_compile", True), ("compile_cmd_fails", False)],
+    ids=["after-a-stop", "no-stop"],
+)
+def test_a_compile_killed_by_a_stop_is_rerun(gradcheck_cli, tmp_path, model, rerun):
+    """Ctrl-Z then ``fg`` during a cold compile fails an operator (Jittor's compiler helper
+    quits when its g++ child stops): the run goes on in a second attempt and names the stop.
+    The same failure without a stop is a compile error: exit 3, no rerun."""
+    report = tmp_path / "r.json"
+    proc = gradcheck_cli(
+        "run", "--model", f"{FAILURES}:{model}", "--steps", "1", "-q", "-o", str(report)
+    )
+    out, err = proc.communicate(timeout=600)
+    if rerun:
+        assert proc.returncode == 0, err
+        assert len(_verdict_lines(out)) == 1, out
+        notes = [ln for ln in err.splitlines() if "running it once more" in ln]
+        assert len(notes) == 1 and "a stop (Ctrl-Z or SIGSTOP)" in notes[0], err
+        warnings = json.loads(report.read_text())["verdict"]["warnings"]
+        assert [w for w in warnings if "a stop (Ctrl-Z or SIGSTOP)" in w], warnings
+    else:
+        assert proc.returncode == 3, err
+        assert "running it once more" not in err and not report.exists()
+
+
+@pytest.mark.parametrize(
     "port,what",
     [
         ("port_crashes_first_attempt", "crashed with SIGSEGV"),
