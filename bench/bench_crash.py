@@ -237,7 +237,8 @@ def print_tally(paths: list[Path]) -> None:
         print(f"{state}: {crashes}/{runs} processes crashed (via {via}{extra})")
     other = [r for r in records if r["kind"] == "error"]
     if other:
-        print(f"{len(other)} exited with an error that is not a crash; first: {other[0]['detail']}")
+        why = other[0].get("note") or other[0]["detail"]
+        print(f"{len(other)} exited with an error that is not a crash; first: {why}")
 
 
 def main() -> None:
