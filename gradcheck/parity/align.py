@@ -53,6 +53,7 @@ import gc
 import platform
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -64,13 +65,14 @@ from gradcheck.parity import float64, noise, torchenv
 from gradcheck.parity.across import NameMap
 from gradcheck.parity.alignment import Alignment, Tolerances, verdict
 from gradcheck.parity.batches import batch_for_port, batch_to_double, to_numpy_tree, to_torch_like
-from gradcheck.parity.hooks import JittorOutputs, TorchOutputs
+from gradcheck.parity.hooks import JittorOutputs, TorchOutputs, shape_only
 from gradcheck.parity.judge import (
     judge_float64,
     judge_loss,
     judge_modules,
     judge_params,
     numeric_failures,
+    rel_scale,
 )
 from gradcheck.parity.noise import NoiseSample
 from gradcheck.parity.records import (
@@ -117,12 +119,17 @@ class _Runs:
     outputs and gradients on each side, the noise samples."""
 
     ref: tuple | None  # the original's float64 copy (model, optimizer); None: none
+    name_map: NameMap = field(default_factory=NameMap)  # original module -> port module
     losses: dict[str, list[float]] = field(default_factory=_sides)
     terms: dict[str, list[dict[str, float]]] = field(default_factory=_sides)
     first_batch: tuple[Any, Any] | None = None  # step 1's (numpy batch, the port's template)
     grads_p: dict | None = None  # id(Var) -> gradient, the port's
     outs_p: dict | None = None  # module -> [[outputs]] per call, the port's
     grads_out_p: dict | None = None  # (module, call) -> [d loss / d output], the port's
+    # the port's records measured against the float64 reference once it ran (then only their
+    # shapes are kept): (port module, call) -> distance of its outputs, of d loss / d them
+    port_rel: dict = field(default_factory=dict)
+    port_grad_rel: dict = field(default_factory=dict)
     rec_o: TorchOutputs | None = None
     grads_o: dict | None = None  # name -> gradient, the original's
     rec_64: TorchOutputs | None = None
@@ -133,6 +140,28 @@ class _Runs:
         """One step's loss and terms of ``side``."""
         self.losses[side].append(loss)
         self.terms[side].append(terms)
+
+    def measure_port(self) -> None:
+        """The port's step-1 records against the float64 reference's, now that it ran: each
+        record one original module pairs with keeps its distance and its shapes only, so the
+        port's activations are not held through the original's run and the noise samples."""
+        rec = self.rec_64
+        if rec is None or self.outs_p is None or self.grads_out_p is None:
+            return
+        pairs = Counter(self.name_map(n) for n in rec.out)
+        for name, calls in rec.out.items():
+            target = self.name_map(name)
+            if pairs[target] != 1:  # two original modules renamed to one: kept whole
+                continue
+            port_calls = self.outs_p.get(target, [])
+            for call, ref in enumerate(calls[: len(port_calls)]):
+                key = (target, call)
+                self.port_rel[key] = _distance(port_calls[call], ref)
+                port_calls[call] = [shape_only(a.shape) for a in port_calls[call]]
+                grads, ref_grads = self.grads_out_p.get(key), rec.grads.get((name, call))
+                if grads is not None and ref_grads is not None:
+                    self.port_grad_rel[key] = _distance(grads, ref_grads)
+                    self.grads_out_p[key] = [shape_only(a.shape) for a in grads]
 
     def release_float32(self, jt) -> None:
         """Drop the float32 runs' module records once judged (the float64 rerun compares with
@@ -178,7 +207,7 @@ def align(
     ref, noisy = _reference_copies(original, calibrate, tol, res.verdict.warnings)
     extra_port = [v for v in side.trainable() if id(v) not in p_opt]
     port_vars, start = _rerun_start(side, pm, ref is not None, tol, jt)
-    runs = _Runs(ref)  # every step on the original's batch, all three runs; step 1 recorded
+    runs = _Runs(ref, name_map)  # every step on the original's batch, three runs; step 1 recorded
     for step in range(1, steps + 1):
         _step(
             port,
@@ -210,6 +239,13 @@ def align(
     verdict(res)
     res.seconds = time.time() - t0
     return res
+
+
+def _distance(arrays: list, ref: list) -> float:
+    """The largest scale-relative distance of ``arrays`` from ``ref``, over the pairs of one
+    shape (:func:`gradcheck.parity.judge.rel_scale`; a shape mismatch is judged later)."""
+    d = [rel_scale(a, r) for a, r in zip(arrays, ref) if tuple(a.shape) == tuple(r.shape)]
+    return max(d, default=0.0)
 
 
 def _check_inputs(port: Workload, original: Workload, steps: int, jt, torch) -> None:
@@ -373,6 +409,8 @@ def _step(
         rng = _random_states(torch)
         try:
             _reference_side(original, batch_t, step == 1, runs, torch)
+            if step == 1:
+                runs.measure_port()
             if step == 1 and noisy:  # the noise samples, measured against the reference
                 assert runs.rec_64 is not None and runs.grads_64 is not None  # recorded
                 ref = noise.Reference(runs.rec_64, runs.grads_64, runs.ref[0])
@@ -487,7 +525,15 @@ def _judge_float32(
     samples = runs.samples if res.calibrated else []
     res.noise_samples = len(samples)
     res.modules = judge_modules(
-        runs.outs_p, runs.rec_o, runs.rec_64, name_map, port_modules, tol, runs.grads_out_p, samples
+        runs.outs_p,
+        runs.rec_o,
+        runs.rec_64,
+        name_map,
+        port_modules,
+        tol,
+        runs.grads_out_p,
+        samples,
+        measured=(runs.port_rel, runs.port_grad_rel),
     )
     res.loss = judge_loss(runs.losses, runs.terms, tol, res.calibrated, samples)
     port_values = {e.name: e.var.numpy() for e in side.params}

@@ -54,12 +54,16 @@ def rel_norm(a, ref) -> float:
 
 
 def judge_modules(
-    outs_p, rec_o, rec_64, name_map, port_modules, tol, grads_p=None, samples=()
+    outs_p, rec_o, rec_64, name_map, port_modules, tol, grads_p=None, samples=(), measured=None
 ) -> list[ModuleRow]:
     """Per call of each module of the original (execution order): its outputs and d loss /
-    d its outputs against the port's, floors over the original's run and ``samples``."""
+    d its outputs against the port's, floors over the original's run and ``samples``.
+    ``measured``: the port's distances already taken from the reference, (outputs, d loss /
+    d outputs) by (port module, call), where its records keep only their shapes."""
     rows = []
     grads_p = grads_p or {}
+    port_rel: dict = measured[0] if measured else {}
+    port_grad_rel: dict = measured[1] if measured else {}
     # the original measured against the reference as it ran: only its outputs' shapes kept
     reduced = getattr(rec_o, "reference", None) is not None
     for name, call, typ in rec_o.order:
@@ -101,10 +105,12 @@ def judge_modules(
                 row.ok, row.rel = False, math.inf
                 row.note = f"output shape {list(a.shape)} vs {list(b.shape)}"
                 break
-            rel = max(rel, rel_scale(a, r))
+            if (target, call) not in port_rel:
+                rel = max(rel, rel_scale(a, r))
             if rec_64 is not None and not reduced:
                 floor = max(floor, rel_scale(b, r))
         else:
+            rel = port_rel.get((target, call), rel)
             if rec_64 is not None:  # the noise samples' distances (gradcheck.parity.noise)
                 floors = [s.out_floor.get((name, call), 0.0) for s in samples]
                 if reduced:  # the original's own distance, measured as it ran
@@ -125,7 +131,9 @@ def judge_modules(
             or any(tuple(a.shape) != tuple(b.shape) for a, b in zip(gp, go))
         ):
             continue
-        grad_rel = max((rel_scale(a, r) for a, r in zip(gp, gref)), default=0.0)
+        grad_rel = port_grad_rel.get((target, call))
+        if grad_rel is None:
+            grad_rel = max((rel_scale(a, r) for a, r in zip(gp, gref)), default=0.0)
         own = (
             [rec_o.grad_floor.get((name, call), 0.0)]
             if reduced

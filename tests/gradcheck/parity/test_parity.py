@@ -301,6 +301,20 @@ def test_recorder_against_a_reference_keeps_distances_and_shapes_only():
     assert reduced.order == full.order
 
 
+@pytest.mark.parametrize("bug", ["none", *pp.BUGS[1:3]])
+def test_port_measured_against_the_reference_early_judges_the_same(monkeypatch, bug):
+    """The port's records are reduced to distances right after the reference ran; the rows
+    are those of the port's whole records judged at the end."""
+    early = align_mod.align(pp.port(bug), pp.original())
+    assert early.calibrated
+    monkeypatch.setattr(align_mod._Runs, "measure_port", lambda self: None)
+    late = align_mod.align(pp.port(bug), pp.original())
+    assert [dataclasses.asdict(m) for m in early.modules] == [
+        dataclasses.asdict(m) for m in late.modules
+    ]
+    assert early.first_divergence == late.first_divergence
+
+
 def test_original_and_reference_draw_the_same_random_numbers():
     """The float64 reference runs on the random draws the original's float32 run gets: a
     dropout mask is then the same on both, and the floor measures float32 noise, not the
