@@ -71,8 +71,8 @@ from gradcheck.parity.judge import (
     judge_loss,
     judge_modules,
     judge_params,
+    max_rel_scale,
     numeric_failures,
-    rel_scale,
 )
 from gradcheck.parity.noise import NoiseSample
 from gradcheck.parity.records import (
@@ -156,11 +156,11 @@ class _Runs:
             port_calls = self.outs_p.get(target, [])
             for call, ref in enumerate(calls[: len(port_calls)]):
                 key = (target, call)
-                self.port_rel[key] = _distance(port_calls[call], ref)
+                self.port_rel[key] = max_rel_scale(port_calls[call], ref)
                 port_calls[call] = [shape_only(a.shape) for a in port_calls[call]]
                 grads, ref_grads = self.grads_out_p.get(key), rec.grads.get((name, call))
                 if grads is not None and ref_grads is not None:
-                    self.port_grad_rel[key] = _distance(grads, ref_grads)
+                    self.port_grad_rel[key] = max_rel_scale(grads, ref_grads)
                     self.grads_out_p[key] = [shape_only(a.shape) for a in grads]
 
     def release_float32(self, jt) -> None:
@@ -239,13 +239,6 @@ def align(
     verdict(res)
     res.seconds = time.time() - t0
     return res
-
-
-def _distance(arrays: list, ref: list) -> float:
-    """The largest scale-relative distance of ``arrays`` from ``ref``, over the pairs of one
-    shape (:func:`gradcheck.parity.judge.rel_scale`; a shape mismatch is judged later)."""
-    d = [rel_scale(a, r) for a, r in zip(arrays, ref) if tuple(a.shape) == tuple(r.shape)]
-    return max(d, default=0.0)
 
 
 def _check_inputs(port: Workload, original: Workload, steps: int, jt, torch) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from gradcheck.parity.batches import tree_leaves
-from gradcheck.parity.judge import rel_scale
+from gradcheck.parity.judge import max_rel_scale
 from gradcheck.parity.records import Leak
 
 
@@ -54,10 +54,8 @@ class TorchOutputs:
         shapes, their distance from ``ref`` stored in ``floors``."""
         if self.reference is None:
             return arrays
-        if ref is not None:
-            d = [rel_scale(a, r) for a, r in zip(arrays, ref) if tuple(a.shape) == tuple(r.shape)]
-            if d:
-                floors[key] = max(d)
+        if ref is not None and any(tuple(a.shape) == tuple(r.shape) for a, r in zip(arrays, ref)):
+            floors[key] = max_rel_scale(arrays, ref)
         return [shape_only(a.shape) for a in arrays]
 
     def output_grads(self, loss) -> None:

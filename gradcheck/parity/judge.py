@@ -36,6 +36,13 @@ def rel_scale(a, ref) -> float:
     return 0.0 if d == 0 else d / (s + TINY)
 
 
+def max_rel_scale(arrays, ref) -> float:
+    """The largest :func:`rel_scale` over the pairs of ``arrays`` and ``ref`` that have one
+    shape (0.0 when none: a shape mismatch is judged on its own)."""
+    d = [rel_scale(a, r) for a, r in zip(arrays, ref) if tuple(a.shape) == tuple(r.shape)]
+    return max(d, default=0.0)
+
+
 def _rel_abs(a, ref):
     """(|a - ref|, |ref|) in L2, float64 (a non-finite difference as inf)."""
     a, ref = _f64(a), _f64(ref)
@@ -229,7 +236,7 @@ def judge_params(
             row.grad_rel = 0.0 if p.requires_grad or trainable_p else None
         else:
             floors = (
-                [_dist(go, gr, p.shape)]
+                [l2_dist(go, gr, p.shape)]
                 + [s.grad_dist[oname] for s in samples if oname in s.grad_dist]
                 if grads_64 is not None
                 else None
@@ -248,7 +255,7 @@ def judge_params(
     return rows
 
 
-def _dist(g, ref, shape) -> float:
+def l2_dist(g, ref, shape) -> float:
     """|g - ref| (L2, float64; None counts as zeros of ``shape``)."""
     g = np.zeros(shape) if g is None else _f64(g)
     ref = np.zeros(shape) if ref is None else _f64(ref)

@@ -27,6 +27,7 @@ import numpy as np
 
 from gradcheck.parity.batches import map_leaves, to_torch_like
 from gradcheck.parity.hooks import TorchOutputs
+from gradcheck.parity.judge import l2_dist
 from gradcheck.parity.steps import torch_step
 
 
@@ -49,8 +50,8 @@ def param_distances(values: dict, reference: dict) -> dict[str, float]:
     out = {}
     for n in values.keys() | reference.keys():
         a, r = values.get(n), reference.get(n)
-        diff = r if a is None else a if r is None else np.asarray(a, np.float64) - r
-        out[n] = 0.0 if diff is None else float(np.linalg.norm(np.ravel(diff)))
+        shape = np.shape(a) if a is not None else np.shape(r) if r is not None else ()
+        out[n] = l2_dist(a, r, shape)
     return out
 
 
