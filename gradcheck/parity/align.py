@@ -402,18 +402,14 @@ def _step(
         rng = _random_states(torch)
         try:
             _reference_side(original, batch_t, step == 1, runs, torch)
-            if step == 1:
-                runs.measure_port()
-            if step == 1 and noisy:  # the noise samples, measured against the reference
-                assert runs.rec_64 is not None and runs.grads_64 is not None  # recorded
-                ref = noise.Reference(runs.rec_64, runs.grads_64, runs.ref[0])
-                runs.samples = [
-                    noise.sample(original, noisy, batch_np, batch_o, k, seed or 0, torch, ref)
-                    for k in range(tol.noise_samples)
-                ]
         except WorkloadError as exc:
             warnings.append(f"no float64 reference: {exc}")
             runs.ref, runs.rec_64, runs.grads_64 = None, None, None
+        else:
+            if step == 1:
+                runs.measure_port()  # the port's records: distances from here on
+            if step == 1 and noisy:  # the noise samples, measured against the reference
+                _noise_samples(original, noisy, batch_np, batch_o, runs, tol, seed, warnings, torch)
         _set_random_states(rng, torch)
         release_memory()
     lo, to = _original_side(original, batch_t, step == 1, runs, torch)
@@ -421,6 +417,21 @@ def _step(
     original.optimizer.step()
     runs.log("port", lp, tp)
     runs.log("original", lo, to)
+
+
+def _noise_samples(original, noisy, batch_np, batch_o, runs, tol, seed, warnings, torch) -> None:
+    """The noise samples of step 1 into ``runs``; one that fails costs the samples (a
+    warning), never the reference they are measured against."""
+    assert runs.ref is not None and runs.rec_64 is not None and runs.grads_64 is not None
+    ref = noise.Reference(runs.rec_64, runs.grads_64, runs.ref[0])
+    try:
+        runs.samples = [
+            noise.sample(original, noisy, batch_np, batch_o, k, seed or 0, torch, ref)
+            for k in range(tol.noise_samples)
+        ]
+    except WorkloadError as exc:
+        warnings.append(f"no noise samples: {exc}")
+        runs.samples = []
 
 
 def _random_states(torch) -> tuple:

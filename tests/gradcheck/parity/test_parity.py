@@ -339,6 +339,25 @@ def test_original_and_reference_draw_the_same_random_numbers():
     assert not res.aligned
 
 
+def test_a_failing_noise_sample_costs_the_samples_not_the_reference():
+    """A loss that fails on the moved batches of the noise samples (only there): the
+    alignment keeps its float64 reference, with a warning that it has no samples."""
+    torch = pytest.importorskip("torch")
+    orig = pp.original()
+    model, loss = orig.model, orig.loss
+
+    def picky_loss(m, batch):  # a float32 model other than the original's: a sample's copy
+        if m is not model and m.fc.weight.dtype == torch.float32:
+            raise ValueError("not this batch")
+        return loss(m, batch)
+
+    orig.loss = picky_loss
+    res = align_mod.align(pp.port("none"), orig)
+    assert res.calibrated and res.noise_samples == 0
+    assert any(w.startswith("no noise samples") for w in res.verdict.warnings)
+    assert res.aligned
+
+
 def test_reference_that_fails_in_its_step_leaves_no_float64_rerun():
     """A forward that only works in float32 (here: it reads the float32 original's weight
     from the float64 copy) fails the reference's step: the verdict is the float32 one, with
