@@ -127,33 +127,50 @@ def judge_modules(
             row.noise_floor = floor if rec_64 is not None else None
             row.ok = bool(rel <= tol.allowed(tol.output, row.noise_floor))
         # backward: d loss / d this output, on both sides
-        gp, go = grads_p.get((target, call)), rec_o.grads.get((name, call))
-        g64 = rec_64.grads.get((name, call)) if rec_64 is not None else None
-        gref = g64 if g64 is not None else go
-        if (
-            gp is None
-            or go is None
-            or (reduced and g64 is None)  # the original kept only its distance from it
-            or len(gp) != len(go)
-            or any(tuple(a.shape) != tuple(b.shape) for a, b in zip(gp, go))
-        ):
-            continue
-        grad_rel = port_grad_rel.get((target, call))
-        if grad_rel is None:
-            grad_rel = max((rel_scale(a, r) for a, r in zip(gp, gref)), default=0.0)
-        own = (
-            [rec_o.grad_floor.get((name, call), 0.0)]
-            if reduced
-            else [rel_scale(b, r) for b, r in zip(go, g64 if g64 is not None else ())]
+        _judge_output_grads(
+            row,
+            (name, call),
+            grads_p.get((target, call)),
+            port_grad_rel.get((target, call)),
+            rec_o,
+            rec_64,
+            samples,
+            tol,
         )
-        grad_floor = (
-            max(own + [s.grad_floor.get((name, call), 0.0) for s in samples], default=0.0)
-            if g64 is not None
-            else None
-        )
-        row.grad_rel, row.grad_floor = grad_rel, grad_floor
-        row.grad_ok = bool(grad_rel <= tol.allowed(tol.grad, grad_floor))
     return rows
+
+
+def _judge_output_grads(row, key, gp, measured, rec_o, rec_64, samples, tol) -> None:
+    """d loss / d one module call's outputs (``key``): the port's ``gp`` (or its distance
+    already ``measured``) against the float64 run's, else the original's; the floor over the
+    original's run and ``samples``.  Not judged where either side has none or shapes differ."""
+    reduced = getattr(rec_o, "reference", None) is not None  # the original kept distances
+    go = rec_o.grads.get(key)
+    g64 = rec_64.grads.get(key) if rec_64 is not None else None
+    gref = g64 if g64 is not None else go
+    if (
+        gp is None
+        or go is None
+        or (reduced and g64 is None)  # the original kept only its distance from it
+        or len(gp) != len(go)
+        or any(tuple(a.shape) != tuple(b.shape) for a, b in zip(gp, go))
+    ):
+        return
+    grad_rel = measured
+    if grad_rel is None:
+        grad_rel = max((rel_scale(a, r) for a, r in zip(gp, gref)), default=0.0)
+    own = (
+        [rec_o.grad_floor.get(key, 0.0)]
+        if reduced
+        else [rel_scale(b, r) for b, r in zip(go, g64 if g64 is not None else ())]
+    )
+    grad_floor = (
+        max(own + [s.grad_floor.get(key, 0.0) for s in samples], default=0.0)
+        if g64 is not None
+        else None
+    )
+    row.grad_rel, row.grad_floor = grad_rel, grad_floor
+    row.grad_ok = bool(grad_rel <= tol.allowed(tol.grad, grad_floor))
 
 
 def judge_loss(losses, terms_log, tol, calibrated, samples=()) -> LossRow:
