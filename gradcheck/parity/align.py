@@ -408,10 +408,13 @@ def _step(
         else:
             if step == 1:
                 runs.measure_port()  # the port's records: distances from here on
-            if step == 1 and noisy:  # the noise samples, measured against the reference
-                _noise_samples(original, noisy, batch_np, batch_o, runs, tol, seed, warnings, torch)
+                if noisy:  # the noise samples, measured against the reference
+                    _noise_samples(
+                        original, noisy, batch_np, batch_o, runs, tol, seed, warnings, torch
+                    )
         _set_random_states(rng, torch)
-        release_memory()
+        if step == 1:  # later steps record nothing: nothing to hand back
+            release_memory()
     lo, to = _original_side(original, batch_t, step == 1, runs, torch)
     port.optimizer.step()
     original.optimizer.step()

@@ -43,7 +43,7 @@ class TorchOutputs:
     def _copy(self, t) -> np.ndarray:
         """``t`` as a numpy array, copied once per tensor and version."""
         hit = self._copies.get(id(t))
-        if hit is not None and hit[0] is t and hit[1] == t._version:
+        if hit is not None and hit[1] == t._version:
             return hit[2]
         a = t.detach().cpu().numpy().copy()
         self._copies[id(t)] = (t, t._version, a)  # t held: its id stays its own
@@ -181,7 +181,7 @@ class JittorOutputs:
     def _detached(self, v):
         """One detached handle per Var, however many modules return it (fetched once)."""
         hit = self._held.get(v.id)
-        if hit is None or hit[0] is not v:
+        if hit is None:  # the Var is held: its id stays its own while recording
             hit = self._held[v.id] = (v, v.detach())
         return hit[1]
 

@@ -72,7 +72,7 @@ def judge_modules(
     port_rel: dict = measured[0] if measured else {}
     port_grad_rel: dict = measured[1] if measured else {}
     # the original measured against the reference as it ran: only its outputs' shapes kept
-    reduced = getattr(rec_o, "reference", None) is not None
+    reduced = rec_o.reference is not None
     for name, call, typ in rec_o.order:
         target = name_map(name)
         row = ModuleRow(target, name, typ, call)
@@ -144,7 +144,7 @@ def _judge_output_grads(row, key, gp, measured, rec_o, rec_64, samples, tol) -> 
     """d loss / d one module call's outputs (``key``): the port's ``gp`` (or its distance
     already ``measured``) against the float64 run's, else the original's; the floor over the
     original's run and ``samples``.  Not judged where either side has none or shapes differ."""
-    reduced = getattr(rec_o, "reference", None) is not None  # the original kept distances
+    reduced = rec_o.reference is not None  # the original kept only distances
     go = rec_o.grads.get(key)
     g64 = rec_64.grads.get(key) if rec_64 is not None else None
     gref = g64 if g64 is not None else go
