@@ -199,10 +199,10 @@ def _commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
-def log_line(path: Path, state: str, shape: dict, steps: int, via: str, r: dict) -> None:
-    """Append one process's outcome to the log at ``path`` (one JSON object per line)."""
-    rec = {
-        "commit": _commit(),
+def process_record(commit: str, state: str, shape: dict, steps: int, via: str, r: dict) -> dict:
+    """One process's outcome as the log keeps it (one JSON object per line)."""
+    return {
+        "commit": commit,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "state": state,
         "via": via,
@@ -210,20 +210,36 @@ def log_line(path: Path, state: str, shape: dict, steps: int, via: str, r: dict)
         "shape": shape,
         **r,
     }
+
+
+def append_log(path: Path, rec: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as fh:
         fh.write(json.dumps(rec, sort_keys=True) + "\n")
 
 
-def tally_lines(records: list[dict]) -> dict[tuple[str, str], list[int]]:
-    """(cache state, via) -> [crashes, runs, absorbed by the rerun]."""
-    tally: dict[tuple[str, str], list[int]] = {}
+def tally_lines(records: list[dict]) -> dict[tuple[str, str, int], list[int]]:
+    """(cache state, via, steps) -> [crashes, runs, absorbed by the rerun]."""
+    tally: dict[tuple[str, str, int], list[int]] = {}
     for rec in records:
-        t = tally.setdefault((rec["state"], rec["via"]), [0, 0, 0])
+        t = tally.setdefault((rec["state"], rec["via"], rec["steps"]), [0, 0, 0])
         t[0] += rec["kind"] in ("crash", "hung")
         t[1] += 1
         t[2] += bool(rec["retried"])
     return tally
+
+
+def print_totals(records: list[dict]) -> None:
+    """Crashes per runs, per cache state, and the errors that are not crashes."""
+    for (state, via, steps), (crashes, runs, absorbed) in sorted(tally_lines(records).items()):
+        extra = f", {absorbed} absorbed by the rerun" if via == "gradcheck" else ""
+        print(
+            f"{state}: {crashes}/{runs} processes crashed (via {via}, {steps} step(s) each{extra})"
+        )
+    other = [r for r in records if r["kind"] == "error"]
+    if other:
+        why = other[0].get("note") or other[0]["detail"]
+        print(f"{len(other)} exited with an error that is not a crash; first: {why}")
 
 
 def print_tally(paths: list[Path]) -> None:
@@ -232,13 +248,7 @@ def print_tally(paths: list[Path]) -> None:
     commits = sorted({r["commit"] for r in records})
     dates = sorted(r["date"] for r in records)
     print(f"{len(records)} processes, commits {', '.join(commits)}, {dates[0]} .. {dates[-1]}")
-    for (state, via), (crashes, runs, absorbed) in sorted(tally_lines(records).items()):
-        extra = f", {absorbed} absorbed by the rerun" if via == "gradcheck" else ""
-        print(f"{state}: {crashes}/{runs} processes crashed (via {via}{extra})")
-    other = [r for r in records if r["kind"] == "error"]
-    if other:
-        why = other[0].get("note") or other[0]["detail"]
-        print(f"{len(other)} exited with an error that is not a crash; first: {why}")
+    print_totals(records)
 
 
 def main() -> None:
@@ -270,8 +280,7 @@ def main() -> None:
     plan = ["cold"] * n_cold + ["warm"] * (args.runs - n_cold)
     rng.shuffle(plan)
     base = Path(f"bench_crash_cold_{os.getpid()}")
-    tally = {"warm": [0, 0, 0], "cold": [0, 0, 0]}  # crashes, runs, absorbed by the rerun
-    made = []
+    commit, records, made = _commit(), [], []
     from gradcheck import errors
 
     try:
@@ -283,12 +292,9 @@ def main() -> None:
                     cache_name = cold_cache(base, i)
                     made.append(cache_name)
                 r = run_one(shape, args.steps, args.via, cache_name, args.timeout)
+                records.append(process_record(commit, state, shape, args.steps, args.via, r))
                 if args.log:
-                    log_line(args.log, state, shape, args.steps, args.via, r)
-                t = tally[state]
-                t[0] += r["kind"] in ("crash", "hung")
-                t[1] += 1
-                t[2] += r["retried"]
+                    append_log(args.log, records[-1])
                 note = " (a crash absorbed by the rerun)" if r["retried"] else ""
                 detail = f": {r['detail']}" if r["kind"] != "ok" else ""
                 print(
@@ -303,13 +309,7 @@ def main() -> None:
 
             warm = Path(runtime.import_jittor().flags.cache_path)
             shutil.rmtree(warm.parent / base.name, ignore_errors=True)
-    for state, (crashes, runs, absorbed) in tally.items():
-        if runs:
-            extra = f", {absorbed} absorbed by the rerun" if args.via == "gradcheck" else ""
-            print(
-                f"{state}: {crashes}/{runs} processes crashed (via {args.via}, "
-                f"{args.steps} step(s) each{extra})"
-            )
+    print_totals(records)
 
 
 if __name__ == "__main__":
