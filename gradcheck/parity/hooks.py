@@ -17,6 +17,8 @@ from gradcheck.parity.batches import tree_leaves
 from gradcheck.parity.judge import max_rel_scale
 from gradcheck.parity.records import Leak
 
+RELEASE_BYTES = 256 << 20  # Jittor's freed blocks handed back after about this much is read
+
 
 class TorchOutputs:
     """Forward hooks on every named module (root included, as ""): outputs in call order,
@@ -219,20 +221,34 @@ class JittorOutputs:
             self._last_clean = name
 
     def fetch(self) -> None:
-        self.jt.sync(
-            [v for calls in self.out.values() for c in calls for v in c]
-            + [g for gs in self.grads.values() for g in gs]
-        )
-        arrays: dict = {}  # id(Var) -> its array: a Var under several records fetched once
+        """The records as numpy arrays: each Var fetched once (a Var under several records
+        gives them one array) and let go as soon as it is (Jittor hands its memory back
+        while the next are read, so the run's records are never held twice)."""
+        index: dict = {}  # id(Var) -> its place in ``unique``
+        unique: list = []
 
-        def fetched(v):
-            a = arrays.get(id(v))
-            if a is None:
-                a = arrays[id(v)] = v.numpy()
-            return a
+        def place(v) -> int:
+            i = index.get(id(v))
+            if i is None:  # every Var is held in ``unique``: its id stays its own
+                i = index[id(v)] = len(unique)
+                unique.append(v)
+            return i
 
-        self.out = {k: [[fetched(v) for v in c] for c in calls] for k, calls in self.out.items()}
-        self.grads = {k: [fetched(g) for g in gs] for k, gs in self.grads.items()}
+        out = {k: [[place(v) for v in c] for c in calls] for k, calls in self.out.items()}
+        grads = {k: [place(g) for g in gs] for k, gs in self.grads.items()}
+        self.out, self.grads = {}, {}  # the Vars are now held by ``unique`` alone
+        self.jt.sync(unique)
+        arrays, freed = [], 0
+        for i, v in enumerate(unique):
+            arrays.append(v.numpy())
+            unique[i] = None  # let go of the Var
+            freed += arrays[-1].nbytes
+            if freed > RELEASE_BYTES:  # Jittor keeps freed blocks for itself until told
+                self.jt.gc()
+                freed = 0
+        del v
+        self.out = {k: [[arrays[i] for i in c] for c in calls] for k, calls in out.items()}
+        self.grads = {k: [arrays[i] for i in gs] for k, gs in grads.items()}
 
 
 def _is_float(v) -> bool:
