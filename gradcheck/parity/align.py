@@ -75,6 +75,7 @@ from gradcheck.parity.judge import (
     numeric_failures,
 )
 from gradcheck.parity.noise import NoiseSample
+from gradcheck.parity.parking import ParkingLot
 from gradcheck.parity.records import (
     Divergence,
     Float64Rerun,
@@ -120,6 +121,7 @@ class _Runs:
 
     ref: tuple | None  # the original's float64 copy (model, optimizer); None: none
     name_map: NameMap = field(default_factory=NameMap)  # original module -> port module
+    noisy: tuple | None = None  # the pristine float32 copy the noise samples start from
     losses: dict[str, list[float]] = field(default_factory=_sides)
     terms: dict[str, list[dict[str, float]]] = field(default_factory=_sides)
     first_batch: tuple[Any, Any] | None = None  # step 1's (numpy batch, the port's template)
@@ -135,6 +137,8 @@ class _Runs:
     rec_64: TorchOutputs | None = None
     grads_64: dict | None = None  # name -> gradient, the float64 reference's
     samples: list[NoiseSample] = field(default_factory=list)
+    # where the port's step-1 records wait out the reference's step (the peak of an alignment)
+    lot: ParkingLot = field(default_factory=ParkingLot)
 
     def log(self, side: str, loss: float, terms: dict[str, float]) -> None:
         """One step's loss and terms of ``side``."""
@@ -156,12 +160,35 @@ class _Runs:
             port_calls = self.outs_p.get(target, [])
             for call, ref in enumerate(calls[: len(port_calls)]):
                 key = (target, call)
-                self.port_rel[key] = max_rel_scale(port_calls[call], ref)
+                self.port_rel[key] = max_rel_scale(self.lot.fetch_all(port_calls[call]), ref)
                 port_calls[call] = [shape_only(a.shape) for a in port_calls[call]]
                 grads, ref_grads = self.grads_out_p.get(key), rec.grads.get((name, call))
                 if grads is not None and ref_grads is not None:
-                    self.port_grad_rel[key] = max_rel_scale(grads, ref_grads)
+                    self.port_grad_rel[key] = max_rel_scale(self.lot.fetch_all(grads), ref_grads)
                     self.grads_out_p[key] = [shape_only(a.shape) for a in grads]
+        self.unpark()  # what no reference record measured is judged whole
+
+    def park_port(self) -> None:
+        """Park the port's step-1 records on disk while the reference steps (it has one):
+        they are read again only after it."""
+        if self.ref is not None:
+            self.outs_p, self.grads_out_p, self.grads_p = self.lot.park(
+                (self.outs_p, self.grads_out_p, self.grads_p)
+            )
+
+    def park_reference(self) -> None:
+        """Park the float64 reference's records while the port reruns in float64 (the
+        judge reads them one at a time after)."""
+        if self.rec_64 is not None:
+            rec = self.rec_64
+            rec.out, rec.grads, self.grads_64 = self.lot.park((rec.out, rec.grads, self.grads_64))
+            release_memory()
+
+    def unpark(self) -> None:
+        """Every parked record of the port back in memory (for the judges)."""
+        self.outs_p, self.grads_out_p, self.grads_p = self.lot.fetch_all(
+            (self.outs_p, self.grads_out_p, self.grads_p)
+        )
 
     def release_float32(self, jt) -> None:
         """Drop the float32 runs' module records once judged (the float64 rerun compares with
@@ -202,38 +229,47 @@ def align(
     p_opt = _ensure_optimizers(port, original, side, torch)
     o_named = dict(om.named_parameters())
     res.membership = _membership(side, o_named, p_opt, original.optimizer)
-    initial = {n: p.detach().cpu().numpy().astype(np.float64) for n, p in o_named.items()}
     # 3. the float64 reference, and the original's float32 noise samples around it
     ref, noisy = _reference_copies(original, calibrate, tol, res.verdict.warnings)
     extra_port = [v for v in side.trainable() if id(v) not in p_opt]
-    port_vars, start = _rerun_start(side, pm, ref is not None, tol, jt)
-    runs = _Runs(ref, name_map)  # every step on the original's batch, three runs; step 1 recorded
-    for step in range(1, steps + 1):
-        _step(
-            port,
-            original,
-            step,
-            runs,
-            noisy,
-            extra_port,
-            tol,
-            seed,
-            res.verdict.warnings,
-            jt,
-            torch,
-        )
-    res.calibrated = runs.ref is not None
-    # 4. modules, 5. loss, gradients, 6. values
-    _judge_float32(res, runs, side, o_named, initial, name_map, dict(pm.named_modules()), tol)
-    runs.release_float32(jt)
-    # 7. noise or port bug? the port rerun in float64, where float32 left rows unexplained
-    # (not where the reference failed during the steps: nothing to compare the rerun with)
-    if (
-        start is not None
-        and res.calibrated
-        and (tol.float64_mode == Float64Mode.ALWAYS or numeric_failures(res))
-    ):
-        _rerun_float64(res, port, side, port_vars, start, runs, name_map, tol, jt)
+    with ParkingLot() as lot:  # what is read only after the steps waits out their peak on disk
+        initial = lot.park({n: p.detach().cpu().numpy().copy() for n, p in o_named.items()})
+        port_vars, start = _rerun_start(side, pm, ref is not None, tol, jt)
+        start = lot.park(start)
+        runs = _Runs(ref, name_map, noisy=noisy, lot=lot)  # the steps' three runs, step 1 recorded
+        del noisy  # runs drops it once the noise samples ran
+        try:
+            for step in range(1, steps + 1):
+                _step(
+                    port,
+                    original,
+                    step,
+                    runs,
+                    extra_port,
+                    tol,
+                    seed,
+                    res.verdict.warnings,
+                    jt,
+                    torch,
+                )
+            res.calibrated = runs.ref is not None
+            # 4. modules, 5. loss, gradients, 6. values
+            port_modules = dict(pm.named_modules())
+            _judge_float32(
+                res, runs, side, o_named, lot.fetch_all(initial), name_map, port_modules, tol
+            )
+        finally:
+            runs.release_float32(jt)
+        # 7. noise or port bug? the port rerun in float64, where float32 left rows unexplained
+        # (not where the reference failed during the steps: nothing to compare the rerun with)
+        if (
+            start is not None
+            and res.calibrated
+            and (tol.float64_mode == Float64Mode.ALWAYS or numeric_failures(res))
+        ):
+            start = lot.fetch_all(start)
+            runs.park_reference()
+            _rerun_float64(res, port, side, port_vars, start, runs, name_map, tol, jt)
     res.first_backward_divergence = _first_backward_divergence(res.modules)
     res.first_divergence = _first_divergence(res.modules)
     verdict(res)
@@ -377,7 +413,6 @@ def _step(
     original: Workload,
     step: int,
     runs: _Runs,
-    noisy: tuple | None,
     extra_port: list,
     tol: Tolerances,
     seed: int | None,
@@ -408,12 +443,11 @@ def _step(
         else:
             if step == 1:
                 runs.measure_port()  # the port's records: distances from here on
-                if noisy:  # the noise samples, measured against the reference
-                    _noise_samples(
-                        original, noisy, batch_np, batch_o, runs, tol, seed, warnings, torch
-                    )
+                if runs.noisy:  # the noise samples, measured against the reference
+                    _noise_samples(original, batch_np, batch_o, runs, tol, seed, warnings, torch)
         _set_random_states(rng, torch)
         if step == 1:  # later steps record nothing: nothing to hand back
+            runs.noisy = None  # the noise samples' pristine copy: they ran
             release_memory()
     lo, to = _original_side(original, batch_t, step == 1, runs, torch)
     port.optimizer.step()
@@ -422,14 +456,14 @@ def _step(
     runs.log("original", lo, to)
 
 
-def _noise_samples(original, noisy, batch_np, batch_o, runs, tol, seed, warnings, torch) -> None:
+def _noise_samples(original, batch_np, batch_o, runs, tol, seed, warnings, torch) -> None:
     """The noise samples of step 1 into ``runs``; one that fails costs the samples (a
     warning), never the reference they are measured against."""
     assert runs.ref is not None and runs.rec_64 is not None and runs.grads_64 is not None
     ref = noise.Reference(runs.rec_64, runs.grads_64, runs.ref[0])
     try:
         runs.samples = [
-            noise.sample(original, noisy, batch_np, batch_o, k, seed or 0, torch, ref)
+            noise.sample(original, runs.noisy, batch_np, batch_o, k, seed or 0, torch, ref)
             for k in range(tol.noise_samples)
         ]
     except WorkloadError as exc:
@@ -474,7 +508,8 @@ def _port_side(
         lp, tp, gp = port_step(port, batch, extra_port, jt, rec_p)
     rec_p.fetch()
     runs.outs_p, runs.grads_p, runs.grads_out_p = rec_p.out, gp, rec_p.grads
-    del rec_p
+    del rec_p, gp
+    runs.park_port()
     release_memory(jt)
     return lp, tp
 
@@ -529,6 +564,7 @@ def _judge_float32(
 ) -> None:
     """The modules, the loss and the parameters (gradients, then values after the steps)
     judged against the float64 reference, floors over the original's runs."""
+    runs.unpark()  # where no reference measured them (it failed, or there is none)
     samples = runs.samples if res.calibrated else []
     res.noise_samples = len(samples)
     res.modules = judge_modules(

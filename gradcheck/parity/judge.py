@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gradcheck.parity.parking import fetch
 from gradcheck.parity.records import EXPLAINED, LossRow, LossTerm, ModuleRow, ParamRow
 
 TINY = 1e-30
@@ -316,7 +317,7 @@ def _updates(rows, port_values, o_named, named_64, initial) -> dict:
         if wp is None or wp.shape != wo.shape:
             continue
         w64 = named_64[oname].detach().numpy() if named_64 else wo
-        w0 = initial[oname]
+        w0 = _f64(initial[oname])
         u64 = w64 - w0
         updates[oname] = (
             float(np.linalg.norm(((_f64(wp) - w0) - u64).ravel())),
@@ -369,17 +370,20 @@ def judge_float64(res, run, grads_64, rec_64, losses, terms_log, name_map, var_o
     ``explained: "float64"`` -- float32 noise that the model amplified, not a port
     difference.  A row that float32 passed keeps its verdict whatever float64 says (a
     difference below float32's own noise does not change float32 training); such rows are
-    counted in the returned :class:`Settled`."""
+    counted in the returned :class:`Settled`.  The reference's arrays may be parked
+    (:mod:`gradcheck.parity.parking`): each is read back where it is compared."""
     f64 = tol.float64
     settled = Settled()
 
     # parameters: gradients of step 1 (updates only when the one step is step 1)
-    gmax = max((float(np.linalg.norm(g)) for g in grads_64.values() if g is not None), default=0.0)
+    gmax = max(
+        (float(np.linalg.norm(fetch(g))) for g in grads_64.values() if g is not None), default=0.0
+    )
     for row in res.params:
         var = var_of.get(row.name)
         if var is None or row.grad_ok is None:
             continue
-        gp, g64 = run.grads.get(id(var)), grads_64.get(row.original_name)
+        gp, g64 = run.grads.get(id(var)), fetch(grads_64.get(row.original_name))
         shape = tuple(row.shape)
         diff, den = _rel_abs(
             np.zeros(shape) if gp is None else gp, np.zeros(shape) if g64 is None else g64
@@ -403,7 +407,7 @@ def judge_float64(res, run, grads_64, rec_64, losses, terms_log, name_map, var_o
             and len(p64[call])
             and all(tuple(a.shape) == tuple(b.shape) for a, b in zip(p64[call], o64[call]))
         ):
-            m.rel_f64 = rel_f64 = max(rel_scale(a, b) for a, b in zip(p64[call], o64[call]))
+            m.rel_f64 = rel_f64 = max(rel_scale(a, fetch(b)) for a, b in zip(p64[call], o64[call]))
             ok = bool(rel_f64 <= f64)
             m.ok_f64 = ok
             if settled.settle(m.ok, ok):
@@ -417,7 +421,7 @@ def judge_float64(res, run, grads_64, rec_64, losses, terms_log, name_map, var_o
             and all(tuple(a.shape) == tuple(b.shape) for a, b in zip(gp, go))
         ):
             m.grad_rel_f64 = grad_rel_f64 = max(
-                (rel_scale(a, b) for a, b in zip(gp, go)), default=0.0
+                (rel_scale(a, fetch(b)) for a, b in zip(gp, go)), default=0.0
             )
             ok = bool(grad_rel_f64 <= f64)
             m.grad_ok_f64 = ok

@@ -315,6 +315,39 @@ def test_port_measured_against_the_reference_early_judges_the_same(monkeypatch, 
     assert early.first_divergence == late.first_divergence
 
 
+@pytest.mark.parametrize("bug", ["none", pp.BUGS[1]])
+def test_records_parked_through_the_peak_judge_the_same(monkeypatch, tmp_path, bug):
+    """Every array parked on disk (not only the large ones) while the reference steps and
+    while the port reruns in float64: the same rows as an alignment that parks nothing,
+    and no folder left behind."""
+    from gradcheck.enums import Float64Mode
+    from gradcheck.parity import parking
+    from gradcheck.parity.alignment import Tolerances
+
+    tol = Tolerances(float64_mode=Float64Mode.ALWAYS)
+    kept = align_mod.align(pp.port(bug), pp.original(), steps=2, tolerances=tol)
+    monkeypatch.setattr(parking, "MIN_BYTES", 0)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    written = []
+    save = parking.np.save
+    monkeypatch.setattr(
+        parking.np, "save", lambda p, *a, **k: written.append(p) or save(p, *a, **k)
+    )
+    parked = align_mod.align(pp.port(bug), pp.original(), steps=2, tolerances=tol)
+    assert written and not list(tmp_path.iterdir())
+    assert parked.float64_rerun is not None and parked.float64_rerun.error is None
+    for field in ("modules", "params", "loss", "first_divergence", "first_divergence_f64"):
+        got, want = getattr(parked, field), getattr(kept, field)
+        assert dataclasses.asdict(Wrap(got)) == dataclasses.asdict(Wrap(want)), field
+
+
+@dataclasses.dataclass
+class Wrap:
+    """Any field of an Alignment, for ``dataclasses.asdict``."""
+
+    value: object
+
+
 def test_original_and_reference_draw_the_same_random_numbers():
     """The float64 reference runs on the random draws the original's float32 run gets: a
     dropout mask is then the same on both, and the floor measures float32 noise, not the
@@ -358,14 +391,20 @@ def test_a_failing_noise_sample_costs_the_samples_not_the_reference():
     assert res.aligned
 
 
-def test_reference_that_fails_in_its_step_leaves_no_float64_rerun():
+@pytest.mark.parametrize("park_all", [False, True])
+def test_reference_that_fails_in_its_step_leaves_no_float64_rerun(monkeypatch, park_all):
     """A forward that only works in float32 (here: it reads the float32 original's weight
     from the float64 copy) fails the reference's step: the verdict is the float32 one, with
     a warning, and the float64 rerun of the port -- nothing to compare it with -- is not
-    run (it used to crash the alignment)."""
+    run (it used to crash the alignment).  The port's records, parked for the reference's
+    step, are judged whole."""
     torch = pytest.importorskip("torch")
     from gradcheck.enums import Float64Mode
+    from gradcheck.parity import parking
     from gradcheck.parity.alignment import Tolerances
+
+    if park_all:
+        monkeypatch.setattr(parking, "MIN_BYTES", 0)
 
     orig = pp.original()
     fc = orig.model.fc
@@ -375,6 +414,7 @@ def test_reference_that_fails_in_its_step_leaves_no_float64_rerun():
     assert not res.calibrated and res.float64_rerun is None
     assert any(w.startswith("no float64 reference") for w in res.verdict.warnings)
     assert res.aligned  # float32 against float32: the faithful port still agrees
+    assert all(m.ok and m.rel is not None for m in res.modules)
 
 
 # ------------------------------------------------------- noise or port bug: the float64 rerun
