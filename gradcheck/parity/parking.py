@@ -9,10 +9,15 @@ may reclaim), and come back one record at a time.
 An array that several records share is parked once and fetched as one.  Small arrays stay
 in memory (a file each would cost more than they hold), and so does everything once a write
 fails (a full or read-only temporary folder): parking saves memory, it never fails a run.
+
+The folder is made in Python's temporary folder (``TMPDIR``), except where that is a
+``tmpfs`` (memory itself) and ``TMPDIR`` is not set: then in ``/var/tmp``, the disk-backed
+one, where it can be written.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -59,10 +64,14 @@ class ParkingLot:
 
     def _write(self, a: np.ndarray) -> Parked:
         if self._dir is None:
-            self._dir = Path(tempfile.mkdtemp(prefix="gradcheck-align-"))
+            self._dir = Path(tempfile.mkdtemp(prefix="gradcheck-align-", dir=_folder()))
         p = Parked(self._dir / f"{self._count}.npy", tuple(a.shape))
         self._count += 1
-        np.save(p.path, a, allow_pickle=False)
+        try:
+            np.save(p.path, a, allow_pickle=False)
+        except OSError:
+            p.path.unlink(missing_ok=True)  # a part written: the lot stays whole
+            raise
         return p
 
     @staticmethod
@@ -81,6 +90,33 @@ class ParkingLot:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _folder() -> str | None:
+    """Where the lot's folder goes (None: Python's temporary folder); see the module doc."""
+    if os.environ.get("TMPDIR") or _fs_type(tempfile.gettempdir()) != "tmpfs":
+        return None
+    return "/var/tmp" if os.access("/var/tmp", os.W_OK) else None
+
+
+def _fs_type(path: str, mounts: str = "/proc/mounts") -> str | None:
+    """The type of the file system holding ``path`` (the longest mount point above it), or
+    None where the mount table cannot be read."""
+    path = os.path.realpath(path)
+    best, kind = "", None
+    try:
+        with open(mounts, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) < 3:
+                    continue
+                point = parts[1].replace("\\040", " ")
+                inside = path == point or path.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, kind = point, parts[2]
+    except OSError:
+        return None
+    return kind
 
 
 def fetch(x):

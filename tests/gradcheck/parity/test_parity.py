@@ -327,6 +327,7 @@ def test_records_parked_through_the_peak_judge_the_same(monkeypatch, tmp_path, b
     tol = Tolerances(float64_mode=Float64Mode.ALWAYS)
     kept = align_mod.align(pp.port(bug), pp.original(), steps=2, tolerances=tol)
     monkeypatch.setattr(parking, "MIN_BYTES", 0)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     written = []
     save = parking.np.save

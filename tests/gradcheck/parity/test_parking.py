@@ -14,6 +14,7 @@ from gradcheck.parity.parking import Parked, ParkingLot, fetch
 @pytest.fixture
 def tmpdir_only(tmp_path, monkeypatch):
     """Python's temporary folder moved under ``tmp_path`` (what is left there is seen)."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # set: used even where /tmp is a tmpfs
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     return tmp_path
 
@@ -49,3 +50,46 @@ def test_a_folder_that_cannot_be_written_keeps_the_arrays_in_memory(monkeypatch)
     with ParkingLot() as lot:
         assert lot.park([a, a])[0] is a
         assert lot.park({"later": _big(3)})["later"].dtype == np.float32  # no retry
+
+
+def test_a_write_that_fails_midway_leaves_no_part_behind(tmpdir_only, monkeypatch):
+    def half_then_full(path, a, allow_pickle=False):
+        with open(path, "wb") as f:
+            f.write(b"\x93NUMPY partial")
+        raise OSError(28, "No space left on device")
+
+    a, b = _big(4), _big(5)
+    with ParkingLot() as lot:
+        first = lot.park(a)
+        monkeypatch.setattr(parking.np, "save", half_then_full)
+        assert lot.park([b])[0] is b
+        (folder,) = list(tmpdir_only.iterdir())
+        assert sorted(os.listdir(folder)) == ["0.npy"]
+        assert np.array_equal(fetch(first), a)
+
+
+def test_the_file_system_type_is_the_nearest_mount_above(tmp_path):
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        "/dev/vda / ext4 rw 0 0\n"
+        "tmpfs /tmp tmpfs rw 0 0\n"
+        "tmpfs /tmp/my\\040disk ext4 rw 0 0\n"
+        "broken line\n"
+    )
+    assert parking._fs_type("/tmp/x/y", str(mounts)) == "tmpfs"
+    assert parking._fs_type("/tmp", str(mounts)) == "tmpfs"
+    assert parking._fs_type("/tmpfoo", str(mounts)) == "ext4"
+    assert parking._fs_type("/tmp/my disk/z", str(mounts)) == "ext4"
+    assert parking._fs_type("/", str(tmp_path / "absent")) is None
+
+
+def test_a_tmpfs_temporary_folder_is_passed_over_for_var_tmp(monkeypatch):
+    monkeypatch.delenv("TMPDIR", raising=False)
+    monkeypatch.setattr(parking, "_fs_type", lambda path: "tmpfs")
+    want = "/var/tmp" if os.access("/var/tmp", os.W_OK) else None
+    assert parking._folder() == want
+    monkeypatch.setenv("TMPDIR", "/somewhere")  # the user's own choice stands
+    assert parking._folder() is None
+    monkeypatch.delenv("TMPDIR")
+    monkeypatch.setattr(parking, "_fs_type", lambda path: "ext4")
+    assert parking._folder() is None
