@@ -137,7 +137,7 @@ class _Runs:
     rec_64: TorchOutputs | None = None
     grads_64: dict | None = None  # name -> gradient, the float64 reference's
     samples: list[NoiseSample] = field(default_factory=list)
-    # where the port's step-1 records wait out the reference's step (the peak of an alignment)
+    # where what is read only after the reference's step (the peak) waits it out
     lot: ParkingLot = field(default_factory=ParkingLot)
 
     def log(self, side: str, loss: float, terms: dict[str, float]) -> None:
@@ -166,7 +166,8 @@ class _Runs:
                 if grads is not None and ref_grads is not None:
                     self.port_grad_rel[key] = max_rel_scale(self.lot.fetch_all(grads), ref_grads)
                     self.grads_out_p[key] = [shape_only(a.shape) for a in grads]
-        self.unpark()  # what no reference record measured is judged whole
+        # what no reference record measured is judged whole (the gradients wait for the judge)
+        self.outs_p, self.grads_out_p = self.lot.fetch_all((self.outs_p, self.grads_out_p))
 
     def park_port(self) -> None:
         """Park the port's step-1 records on disk while the reference steps (it has one):
