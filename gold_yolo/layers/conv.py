@@ -24,8 +24,6 @@ convolution unchanged.
 
 from __future__ import annotations
 
-from functools import cache
-
 from .. import jt  # the package sets up the Jittor runtime first
 
 # Jittor's own modules only after the runtime set-up above:
@@ -35,13 +33,16 @@ from jittor import nn
 __all__ = ["Conv2d"]
 
 _HEADER = "#include <oneapi/dnnl/dnnl.hpp>\n"
-# STRIDE_H ... PLAIN are substituted per geometry (_fwd_src): one compiled kernel for each.
+# The geometry comes in the op's ``data`` (float64 values, read at run time), so one compiled
+# kernel serves every convolution: each one compiled per geometry cost a cold cache about 4 s
+# of g++ over oneDNN's headers (five geometries in Gold-YOLO-S).
 _FWD_SRC = r"""
 using namespace dnnl;
 using tag = memory::format_tag;
 using dt = memory::data_type;
 // in0 x (N, C, H, W), in1 w (O, C/G, KH, KW), out0 y (N, O, OH, OW); float32, plain layouts
-const memory::dim G = GROUPS;
+auto at = [&](const char* key) { return (memory::dim)data[key]; };
+const memory::dim G = at("groups");
 const memory::dims xd = {in0_shape0, in0_shape1, in0_shape2, in0_shape3};
 const memory::dims yd = {out0_shape0, out0_shape1, out0_shape2, out0_shape3};
 const memory::dims wd = G > 1
@@ -53,12 +54,13 @@ memory ux({xd, dt::f32, tag::nchw}, eng, in0_p);
 memory uw({wd, dt::f32, G > 1 ? tag::goihw : tag::oihw}, eng, in1_p);
 memory uy({yd, dt::f32, tag::nchw}, eng, out0_p);
 // a pointwise convolution keeps NCHW (a GEMM, no reorder); others take oneDNN's blocked layout
-const bool plain = PLAIN;
+const bool plain = at("plain") != 0;
 const tag act = plain ? tag::nchw : tag::any;
 auto desc = convolution_forward::desc(
     prop_kind::forward_training, algorithm::convolution_direct,
     memory::desc(xd, dt::f32, act), memory::desc(wd, dt::f32, tag::any), memory::desc(yd, dt::f32, act),
-    {STRIDE_H, STRIDE_W}, {DILATION_H - 1, DILATION_W - 1}, {PAD_H, PAD_W}, {PAD_H, PAD_W});
+    {at("stride_h"), at("stride_w")}, {at("dilation_h") - 1, at("dilation_w") - 1},
+    {at("pad_h"), at("pad_w")}, {at("pad_h"), at("pad_w")});
 convolution_forward::primitive_desc pd(desc, eng);
 memory cx = ux, cw = uw, cy = uy;
 if (pd.src_desc() != ux.get_desc()) { cx = memory(pd.src_desc(), eng); reorder(ux, cx).execute(s, ux, cx); }
@@ -85,22 +87,18 @@ def _onednn_flags():
 _FLAGS = _onednn_flags()
 
 
-@cache
-def _fwd_src(stride, padding, dilation, groups, plain) -> str:
-    """``_FWD_SRC`` for one geometry (built once, not on every forward)."""
-    src = _FWD_SRC
-    for key, value in (
-        ("STRIDE_H", stride[0]),
-        ("STRIDE_W", stride[1]),
-        ("PAD_H", padding[0]),
-        ("PAD_W", padding[1]),
-        ("DILATION_H", dilation[0]),
-        ("DILATION_W", dilation[1]),
-        ("GROUPS", groups),
-        ("PLAIN", "true" if plain else "false"),
-    ):
-        src = src.replace(key, str(value))
-    return src
+def _geometry(stride, padding, dilation, groups, plain) -> dict:
+    """The kernel's ``data``: one convolution's geometry."""
+    return {
+        "stride_h": stride[0],
+        "stride_w": stride[1],
+        "pad_h": padding[0],
+        "pad_w": padding[1],
+        "dilation_h": dilation[0],
+        "dilation_w": dilation[1],
+        "groups": groups,
+        "plain": int(plain),
+    }
 
 
 class _OneDnnConv(jt.Function):
@@ -113,8 +111,10 @@ class _OneDnnConv(jt.Function):
         oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
         ow = (wi + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
         plain = (kh, kw, stride, padding, groups) == (1, 1, (1, 1), (0, 0), 1)
-        src = _fwd_src(stride, padding, dilation, groups, plain)
-        y = jt.code((n, o, oh, ow), "float32", [x, w], cpu_header=_HEADER, cpu_src=src)
+        data = _geometry(stride, padding, dilation, groups, plain)
+        y = jt.code(
+            (n, o, oh, ow), "float32", [x, w], cpu_header=_HEADER, cpu_src=_FWD_SRC, data=data
+        )
         y.compile_options = {_FLAGS: 1}
         self.saved = (x, w, stride, padding, dilation, groups)
         return y
