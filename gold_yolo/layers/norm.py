@@ -47,7 +47,7 @@ _FWD_SRC = r"""
 // out4 1/std (C) float32
 const index_t N = in0_shape0, C = in0_shape1, L = in0_shape2;
 const double rcount = C * 1.0 / (N * C * L);   // as Jittor: y->num * 1.0 / x->num
-const double eps = (double)(float)(EPS);
+const double eps = (double)(float)data["eps"];  // run-time data: one kernel for any eps
 #pragma omp parallel for schedule(static) if (N * C * L >= 65536)
 for (index_t c = 0; c < C; c++) {
     double s = 0;
@@ -139,7 +139,8 @@ class _TrainNorm(jt.Function):
             ["float32", "float64", "float64", "float32", "float32"],
             [x3, weight, bias],
             cpu_header=_NORM_HEADER,
-            cpu_src=_FWD_SRC.replace("EPS", repr(float(eps))),
+            cpu_src=_FWD_SRC,
+            data={"eps": float(eps)},
         )
         self.saved = (x3, mean32, inv, weight, shape)
         return y.reshape(shape), mean.stop_grad(), var.stop_grad()
