@@ -239,14 +239,13 @@ class JittorOutputs:
         self.out, self.grads = {}, {}  # the Vars are now held by ``unique`` alone
         self.jt.sync(unique)
         arrays, freed = [], 0
-        for i, v in enumerate(unique):
-            arrays.append(v.numpy())
+        for i in range(len(unique)):
+            arrays.append(unique[i].numpy())
             unique[i] = None  # let go of the Var
             freed += arrays[-1].nbytes
             if freed > RELEASE_BYTES:  # Jittor keeps freed blocks for itself until told
                 self.jt.gc()
                 freed = 0
-        del v
         self.out = {k: [[arrays[i] for i in c] for c in calls] for k, calls in out.items()}
         self.grads = {k: [arrays[i] for i in gs] for k, gs in grads.items()}
 

@@ -261,3 +261,19 @@ def test_jittor_recorder_fetches_one_array_per_var(monkeypatch):
     assert rec.grads[("0.0", 0)][0] is rec.grads[("0", 0)][0]
     want = 2 * np.tanh(y) * (1 - np.tanh(y) ** 2)
     assert np.allclose(rec.grads[("0", 0)][0], want, rtol=1e-5)
+
+
+def test_jittor_recorder_with_nothing_to_fetch():
+    """A model whose modules return no Var (here: a number) records nothing, and fetching
+    that is no error."""
+    from gradcheck.parity import hooks
+
+    class Count(jt.nn.Module):
+        def execute(self, x):
+            return 3
+
+    rec = hooks.JittorOutputs(Count(), jt)
+    with rec:
+        rec.model(jt.array([1.0]))
+    rec.fetch()
+    assert rec.out == {"": [[]]} and rec.grads == {}
