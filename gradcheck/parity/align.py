@@ -75,7 +75,7 @@ from gradcheck.parity.judge import (
     numeric_failures,
 )
 from gradcheck.parity.noise import NoiseSample
-from gradcheck.parity.parking import ParkingLot
+from gradcheck.parity.parking import ParkingLot, Reader
 from gradcheck.parity.records import (
     Divergence,
     Float64Rerun,
@@ -153,6 +153,7 @@ class _Runs:
         if rec is None or self.outs_p is None or self.grads_out_p is None:
             return
         pairs = Counter(self.name_map(n) for n in rec.out)
+        read_out, read_grads = Reader(), Reader()  # nested modules' shared arrays read once
         for name, calls in rec.out.items():
             target = self.name_map(name)
             if pairs[target] != 1:  # two original modules renamed to one: kept whole
@@ -160,11 +161,11 @@ class _Runs:
             port_calls = self.outs_p.get(target, [])
             for call, ref in enumerate(calls[: len(port_calls)]):
                 key = (target, call)
-                self.port_rel[key] = max_rel_scale(self.lot.fetch_all(port_calls[call]), ref)
+                self.port_rel[key] = max_rel_scale(read_out(port_calls[call]), ref)
                 port_calls[call] = [shape_only(a.shape) for a in port_calls[call]]
                 grads, ref_grads = self.grads_out_p.get(key), rec.grads.get((name, call))
                 if grads is not None and ref_grads is not None:
-                    self.port_grad_rel[key] = max_rel_scale(self.lot.fetch_all(grads), ref_grads)
+                    self.port_grad_rel[key] = max_rel_scale(read_grads(grads), ref_grads)
                     self.grads_out_p[key] = [shape_only(a.shape) for a in grads]
         # what no reference record measured is judged whole (the gradients wait for the judge)
         self.outs_p, self.grads_out_p = self.lot.fetch_all((self.outs_p, self.grads_out_p))

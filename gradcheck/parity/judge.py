@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradcheck.parity.parking import fetch
+from gradcheck.parity.parking import Reader, fetch
 from gradcheck.parity.records import EXPLAINED, LossRow, LossTerm, ModuleRow, ParamRow
 
 TINY = 1e-30
@@ -371,31 +371,14 @@ def judge_float64(res, run, grads_64, rec_64, losses, terms_log, name_map, var_o
     difference.  A row that float32 passed keeps its verdict whatever float64 says (a
     difference below float32's own noise does not change float32 training); such rows are
     counted in the returned :class:`Settled`.  The reference's arrays may be parked
-    (:mod:`gradcheck.parity.parking`): each is read back where it is compared."""
+    (:mod:`gradcheck.parity.parking`): each is read back once, where it is compared."""
     f64 = tol.float64
     settled = Settled()
 
-    # parameters: gradients of step 1 (updates only when the one step is step 1)
-    gmax = max(
-        (float(np.linalg.norm(fetch(g))) for g in grads_64.values() if g is not None), default=0.0
-    )
-    for row in res.params:
-        var = var_of.get(row.name)
-        if var is None or row.grad_ok is None:
-            continue
-        gp, g64 = run.grads.get(id(var)), fetch(grads_64.get(row.original_name))
-        shape = tuple(row.shape)
-        diff, den = _rel_abs(
-            np.zeros(shape) if gp is None else gp, np.zeros(shape) if g64 is None else g64
-        )
-        row.grad_rel_f64 = 0.0 if diff == 0 else diff / (den + TINY)
-        ok = bool(diff <= max(f64 * den, 1e-9 * gmax))
-        row.grad_ok_f64 = ok
-        if not row.note and settled.settle(row.grad_ok, ok):
-            row.ok, row.explained = True, EXPLAINED
-            if res.steps == 1 and row.value_ok is False:
-                row.value_ok, row.value_explained = True, EXPLAINED
+    _judge_grads_f64(res, run, grads_64, var_of, f64, settled)
     # modules: outputs and d loss / d output
+    # nested modules share outputs: an array is read back once for consecutive records
+    read_out, read_grads = Reader(), Reader()
     for m in res.modules:
         name, call, target = m.original_module, m.call, m.module
         o64 = rec_64.out.get(name, [])
@@ -407,7 +390,9 @@ def judge_float64(res, run, grads_64, rec_64, losses, terms_log, name_map, var_o
             and len(p64[call])
             and all(tuple(a.shape) == tuple(b.shape) for a, b in zip(p64[call], o64[call]))
         ):
-            m.rel_f64 = rel_f64 = max(rel_scale(a, fetch(b)) for a, b in zip(p64[call], o64[call]))
+            m.rel_f64 = rel_f64 = max(
+                rel_scale(a, b) for a, b in zip(p64[call], read_out(o64[call]))
+            )
             ok = bool(rel_f64 <= f64)
             m.ok_f64 = ok
             if settled.settle(m.ok, ok):
@@ -421,7 +406,7 @@ def judge_float64(res, run, grads_64, rec_64, losses, terms_log, name_map, var_o
             and all(tuple(a.shape) == tuple(b.shape) for a, b in zip(gp, go))
         ):
             m.grad_rel_f64 = grad_rel_f64 = max(
-                (rel_scale(a, fetch(b)) for a, b in zip(gp, go)), default=0.0
+                (rel_scale(a, b) for a, b in zip(gp, read_grads(go))), default=0.0
             )
             ok = bool(grad_rel_f64 <= f64)
             m.grad_ok_f64 = ok
@@ -443,6 +428,41 @@ def judge_float64(res, run, grads_64, rec_64, losses, terms_log, name_map, var_o
         if settled.settle(t.ok, rel <= f64):
             t.ok, t.explained = True, EXPLAINED
     return settled
+
+
+def _judge_grads_f64(res, run, grads_64, var_of, f64: float, settled: Settled) -> None:
+    """:func:`judge_float64`'s parameter rows: gradients of step 1 (updates only when the one
+    step is step 1).  Each reference gradient is read once (it may be parked): a row's
+    distances and the gradient's norm first, then the verdicts against the largest norm."""
+    measured, norms = [], {}  # (row, diff, |g_64|); original name -> |g_64|
+    for row in res.params:
+        var = var_of.get(row.name)
+        if var is None or row.grad_ok is None:
+            continue
+        gp, g64 = run.grads.get(id(var)), fetch(grads_64.get(row.original_name))
+        shape = tuple(row.shape)
+        diff, den = _rel_abs(
+            np.zeros(shape) if gp is None else gp, np.zeros(shape) if g64 is None else g64
+        )
+        if g64 is not None:
+            norms[row.original_name] = float(np.linalg.norm(g64))
+        measured.append((row, diff, den))
+    gmax = max(
+        (
+            norms[n] if n in norms else float(np.linalg.norm(fetch(g)))
+            for n, g in grads_64.items()
+            if g is not None
+        ),
+        default=0.0,
+    )
+    for row, diff, den in measured:
+        row.grad_rel_f64 = 0.0 if diff == 0 else diff / (den + TINY)
+        ok = bool(diff <= max(f64 * den, 1e-9 * gmax))
+        row.grad_ok_f64 = ok
+        if not row.note and settled.settle(row.grad_ok, ok):
+            row.ok, row.explained = True, EXPLAINED
+            if res.steps == 1 and row.value_ok is False:
+                row.value_ok, row.value_explained = True, EXPLAINED
 
 
 def numeric_failures(res) -> int:

@@ -92,6 +92,23 @@ class ParkingLot:
         self.close()
 
 
+class Reader:
+    """Parked records read back in turn: an array that the previous record also held (a
+    tensor that nested modules all return) is read once, not once per record."""
+
+    def __init__(self) -> None:
+        self._recent: dict = {}  # handle -> array, of the record read last
+
+    def __call__(self, xs: list) -> list:
+        """One record's arrays, parked or not."""
+        now: dict = {}
+        for x in xs:
+            if isinstance(x, Parked) and x not in now:
+                now[x] = self._recent[x] if x in self._recent else fetch(x)
+        self._recent = now
+        return [now.get(x, x) if isinstance(x, Parked) else x for x in xs]
+
+
 def _folder() -> str | None:
     """Where the lot's folder goes (None: Python's temporary folder); see the module doc."""
     if os.environ.get("TMPDIR") or _fs_type(tempfile.gettempdir()) != "tmpfs":

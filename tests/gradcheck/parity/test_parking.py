@@ -93,3 +93,18 @@ def test_a_tmpfs_temporary_folder_is_passed_over_for_var_tmp(monkeypatch):
     monkeypatch.delenv("TMPDIR")
     monkeypatch.setattr(parking, "_fs_type", lambda path: "ext4")
     assert parking._folder() is None
+
+
+def test_a_reader_reads_an_array_the_previous_record_held_once(tmpdir_only, monkeypatch):
+    a, b = _big(6), _big(7)
+    with ParkingLot() as lot:
+        leaf, parent, other, small = lot.park(([a], [a, b], [b], [np.arange(2.0)]))
+        loads = []
+        load = parking.np.load
+        monkeypatch.setattr(parking.np, "load", lambda p, **k: loads.append(p) or load(p, **k))
+        read = parking.Reader()
+        got = [read(leaf), read(parent), read(other), read(small), read(leaf)]
+        assert len(loads) == 3  # a; b (a from the leaf's read); a again, after a record without it
+        assert got[1][0] is got[0][0] and np.array_equal(got[1][1], b)
+        assert got[2][0] is got[1][1] and got[3][0].tolist() == [0.0, 1.0]
+        assert np.array_equal(got[4][0], a)
