@@ -163,14 +163,7 @@ def run_one(shape: dict, steps: int, via: str, cache_name: str, timeout: float) 
             str(Path(tempfile.gettempdir()) / f"bench_crash_{os.getpid()}.json"),
         ]
     t0 = time.monotonic()
-    try:
-        proc = subprocess.run(
-            cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-        )
-        code = proc.returncode
-        err = proc.stderr
-    except subprocess.TimeoutExpired as exc:
-        code, err = None, (exc.stderr or b"").decode(errors="replace")
+    code, err = _run_group(cmd, env, timeout)
     seconds = time.monotonic() - t0
     crashed = code is not None and (
         code < 0 or (via == "gradcheck" and code > 128 and code not in (130, 143))
@@ -186,6 +179,36 @@ def run_one(shape: dict, steps: int, via: str, cache_name: str, timeout: float) 
         "retried": retried,
         "detail": last[:160],
     }
+
+
+def _run_group(cmd: list[str], env: dict, timeout: float) -> tuple[int | None, str]:
+    """Run ``cmd`` in a process group of its own: (exit code, None if it hung; its stderr).
+
+    However this returns (exit, timeout, Ctrl-C or SIGTERM raised here), the whole group is
+    killed: the compiler processes that Jittor starts would otherwise outlive the process
+    and go on writing into a cold cache folder that the clean-up has removed.  stderr goes
+    to a file, not a pipe, so that a leftover holding it open cannot keep us waiting."""
+    with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as err:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,  # its own group: Ctrl-C reaches it through us, then killpg
+        )
+        try:
+            code: int | None = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass  # the group is gone
+            proc.wait()
+        err.seek(0)
+        return code, err.read()
 
 
 def _commit() -> str:
