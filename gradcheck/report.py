@@ -37,6 +37,7 @@ from gradcheck.schema import (  # noqa: F401 (the records are re-exported from h
     WarningRecord,
     _nonfinite_text,
     load,
+    load_all,
     plain,
 )
 from gradcheck.status import RUN_STATUSES, STEP_STATUSES, UNCOVERED  # noqa: F401 (re-exported)
@@ -161,7 +162,7 @@ def _typed(value, kind, what: str):
 
 
 def _records(cls, value, what: str) -> list:
-    return [load(cls, x) for x in _typed(value, list, what)]
+    return load_all(cls, _typed(value, list, what))
 
 
 def _finite(obj):
@@ -338,7 +339,7 @@ def load_report(path: os.PathLike | str, totals: bool = True) -> Report:
     collecting = gc.isenabled()
     gc.disable()
     try:
-        data = json.loads(text)
+        data = parse_json(text)
         return Report.from_dict(data, source=str(path), totals=totals)
     except json.JSONDecodeError as exc:
         what = "truncated" if exc.pos >= len(text.rstrip()) else "corrupt"
@@ -346,6 +347,22 @@ def load_report(path: os.PathLike | str, totals: bool = True) -> Report:
     finally:
         if collecting:
             gc.enable()
+
+
+def parse_json(text: str):
+    """``json.loads(text)``, at orjson's speed where orjson is installed: half the time of
+    reading a 9,000-parameter report.  What orjson refuses (the NaN and Infinity that Python's
+    json reads, bad JSON) goes to ``json.loads``, so that such a file loads, or fails with the
+    error, as before.  One difference: orjson reads an integer past 64 bits as a float (no
+    report field holds one; a count field then fails its ``int`` check)."""
+    try:
+        import orjson
+    except ImportError:
+        return json.loads(text)
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def jsonable(obj):

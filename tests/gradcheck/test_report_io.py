@@ -20,6 +20,7 @@ from gradcheck.report import (
     ReportError,
     StepRecord,
     load_report,
+    parse_json,
     save_report,
     write_atomic,
 )
@@ -267,3 +268,40 @@ def test_timestamps_do_not_matter_for_compare():
     b.created, b.environment = "2030-01-01T00:00:00+00:00", {"host": "other"}
     cmp = compare(a, b)
     assert cmp.ok and not cmp.warnings and cmp.unchanged == 1
+
+
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("status", "weird", "unknown status"),
+        ("steps", ["nonzero", "sideways"], "unknown step status"),
+        ("shape", [2, True], "has shape"),
+        ("flags", ["exploding", 3], "non-text entry in flags"),
+        ("reached_by", ["cls", None], "non-text entry in reached_by"),
+        ("rounded", [None, 1], "non-boolean in rounded"),
+        ("grad_norms", [1.0, "abc"], "non-number in grad_norms"),
+        ("lrs", [0.1, [0.1]], "non-number in lrs"),
+    ],
+)
+def test_a_bad_value_in_one_record_of_many_is_named(key, value, message):
+    """The parameters' own checks run over all records at once; a bad value in any one of
+    them still fails the load, naming that record."""
+    data = make_report(**{f"m{i}.w": "covered" for i in range(5)}).to_dict()
+    Report.from_dict(json.loads(json.dumps(data)))
+    data["params"][3][key] = value
+    with pytest.raises(ReportError, match=message) as err:
+        Report.from_dict(json.loads(json.dumps(data)))
+    assert "m3.w" in str(err.value)
+
+
+def test_values_of_a_rarer_type_still_load():
+    """Texts for non-finite norms, None lists and JSON's NaN literal (which strict JSON
+    lacks, but Python's json reads) take the slower paths, and load as before."""
+    data = make_report(**{"a.w": "covered", "b.w": "covered"}).to_dict()
+    data["params"][1]["grad_norms"] = ["nan", "inf"]
+    data["params"][1]["reached_by"] = None
+    data["params"][0]["grad_norm"] = 1.5
+    text = json.dumps(data).replace('"grad_norm": 1.5', '"grad_norm": NaN', 1)
+    rep = Report.from_dict(parse_json(text))
+    assert rep.params[1].grad_norms == ["nan", "inf"] and rep.params[1].reached_by is None
+    assert math.isnan(rep.params[0].grad_norm)
