@@ -152,3 +152,32 @@ def test_gaining_untracked_or_never_updated_is_a_regression():
         "lazy.w": "new_uncovered",
     }
     assert compare(after, after).ok  # unchanged findings pass
+
+
+def test_fields_the_checks_do_not_read_change_nothing():
+    """compare skips a parameter whose read fields are equal in both reports: it is sound
+    only while no check reads any other field. Each other field, changed alone, gives no
+    change through the full checks."""
+    import dataclasses
+
+    from gradcheck.compare import _READ, _read_changes
+
+    read = set(_READ.__reduce__()[1])
+    base = make_report(**{"a.w": "covered"}).params[0]
+    other = {bool: lambda v: not v, int: lambda v: v + 7, float: lambda v: v * 3 + 1}
+    changed = 0
+    for f in dataclasses.fields(base):
+        if f.name in read:
+            continue
+        value = getattr(base, f.name)
+        if isinstance(value, list):
+            new = [*value, "x"] if not value or isinstance(value[0], str) else value[::-1] + [9.0]
+        elif value is None:
+            new = 3 if "step" in f.name else "something"
+        else:
+            new = other.get(type(value), lambda v: f"{v}-other")(value)
+        assert new != value, f.name
+        after = dataclasses.replace(base, **{f.name: new})
+        assert _read_changes(base, after) == [], f.name
+        changed += 1
+    assert changed >= 20  # every field the checks do not read was tried
