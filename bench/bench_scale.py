@@ -12,7 +12,7 @@ single 10,000 x 10,000 layer (1e8 values in one tensor).  For each:
   (``GradSummary.results``: their compute runs inside the step's own execution), building the
   report (``StepRecorder.report``) and writing it (``save_report``);
 * **the report**: JSON and HTML size, and the wall time of ``gradcheck compare R R`` and
-  ``gradcheck show R`` (median of 3 fresh processes);
+  ``gradcheck show R`` (median of 5 fresh processes after an untimed one);
 * **growth**: how each figure grows per doubling of the tensor count, between the deep
   models (2.0x per doubling is linear).
 
@@ -74,8 +74,14 @@ main(words)
 PHASE_NAMES = ("graph walk", "snapshot", "gradient norms", "report building", "writing")
 
 
-def wall(cmd: list, reps: int = 3) -> float:
+def wall(cmd: list, reps: int = 5) -> float:
+    """The median wall of ``reps`` fresh processes, after one untimed run.  Python caches its
+    bytecode, as on a user's machine: a ``PYTHONDONTWRITEBYTECODE`` set in the environment (as
+    in some containers) would have every process compile gradcheck's modules again (0.04-0.08 s
+    here), a cost no installed gradcheck pays."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     times = []
     for _ in range(reps):
         t = time.perf_counter()
