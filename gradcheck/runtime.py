@@ -384,6 +384,7 @@ def import_jittor():
             import jittor_utils  # what `import jittor` imports first
 
             _pool_workers_die_with_their_process(jittor_utils)
+            _signals_back_once_its_core_loads(jittor_utils)
         import jittor as jt
     except SystemExit as exc:
         raise _exit_in_import(exc) from None
@@ -397,6 +398,32 @@ def import_jittor():
         if compile_extern.mkl_ops is None:  # Jittor refused our oneDNN after all
             st.onednn, st.onednn_reason = False, "Jittor did not load its oneDNN ops"
     return jt
+
+
+def _signals_back_once_its_core_loads(jittor_utils) -> None:
+    """Loading ``jit_utils_core`` installs Jittor's signal handlers; the rest of ``import
+    jittor`` then compiles (on a fresh operator cache: its extern operators, half a minute
+    and more) in child processes.  Jittor's SIGCHLD handler quick-exits with status 1 when a
+    child merely stops (Ctrl-Z, SIGSTOP) or is killed, writing its message to fd 2, which
+    during a run is the compile-progress pipe: the run ended as a silent coverage "FAIL".
+    Inside a command (:func:`errors.handling_signals`), gradcheck's handlers are put back as
+    soon as that core is loaded (Jittor loads it through ``try_import_jit_utils_core``), in
+    this process only: the compile pool's workers keep Jittor's."""
+    original = jittor_utils.try_import_jit_utils_core
+    if getattr(original, "reclaims_signals", False):
+        return
+    from gradcheck import errors
+
+    here = os.getpid()
+
+    def try_import_jit_utils_core(*args, **kwargs):
+        result = original(*args, **kwargs)
+        if os.getpid() == here:
+            errors.reclaim_signals()
+        return result
+
+    try_import_jit_utils_core.reclaims_signals = True  # type: ignore[attr-defined]
+    jittor_utils.try_import_jit_utils_core = try_import_jit_utils_core
 
 
 def _pool_workers_die_with_their_process(jittor_utils) -> None:

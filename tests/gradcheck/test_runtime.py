@@ -322,6 +322,39 @@ def test_a_compile_worker_forked_as_its_process_ends_does_not_outlive_it(tmp_pat
     assert alive.exists() == (parent == "stays")
 
 
+def test_jittor_compiles_its_extern_operators_under_our_signal_handlers():
+    """On a fresh operator cache, ``import jittor`` compiles its extern operators in child
+    processes after ``jit_utils_core`` (loaded by ``import jittor_utils``) installed Jittor's
+    handlers; its SIGCHLD one quick-exits with status 1 when a child merely stops, so a
+    Ctrl-Z during a first run ended it as a silent coverage "FAIL".  Inside a command, the
+    handlers when that compile begins are gradcheck's."""
+    r = run_py("""
+        import ctypes, importlib.abc, signal, sys
+        from gradcheck import errors, runtime
+
+        def handler(sig):  # the process's own (C) handler: Python's getsignal cannot see Jittor's
+            action = ctypes.create_string_buffer(256)  # struct sigaction; the handler first
+            assert ctypes.CDLL(None, use_errno=True).sigaction(sig, None, action) == 0
+            return ctypes.c_void_p.from_buffer(action).value or 0
+
+        seen = {}
+
+        class Spy(importlib.abc.MetaPathFinder):  # the handlers when that import begins
+            def find_spec(self, name, path=None, target=None):
+                if name == "jittor.compile_extern" and not seen:
+                    seen.update(chld=handler(signal.SIGCHLD), int=handler(signal.SIGINT))
+                return None
+
+        sys.meta_path.insert(0, Spy())
+        with errors.handling_signals():
+            python_sigint = handler(signal.SIGINT)  # Python's own C-level trampoline
+            runtime.import_jittor()
+        print(seen["chld"] == 0, seen["int"] == python_sigint)
+    """)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "True"], r.stdout
+
+
 def test_seed_everything_reproduces_and_differs():
     def draw(seed):
         runtime.seed_everything(seed)
