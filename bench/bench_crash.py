@@ -14,7 +14,9 @@ Two ways to run a process:
 * ``--via bare`` (default): ``python3 bench/bench_crash.py --worker``, no gradcheck around it:
   the raw crash rate (a process that dies of a signal counts as a crash);
 * ``--via gradcheck``: ``gradcheck run --model bench/bench_crash.py:workload``, supervised:
-  what reaches a user (exit 128 + N), and how many crashes the one rerun absorbed.
+  what reaches a user (exit 128 + N), and how many crashes the one rerun absorbed.  A process
+  counts as ok when it wrote its report (exit 0 or 1): Jittor's own quick exit is status 1
+  too, so an exit 1 without a report is an error.
 
 Prints one line per process, then ``crashes/runs`` per cache state::
 
@@ -146,6 +148,8 @@ def run_one(shape: dict, steps: int, via: str, cache_name: str, timeout: float) 
     }
     if cache_name:
         env["cache_name"] = cache_name
+    report = Path(tempfile.gettempdir()) / f"bench_crash_{os.getpid()}.json"
+    report.unlink(missing_ok=True)
     if via == "bare":
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--steps", str(steps)]
     else:
@@ -160,7 +164,7 @@ def run_one(shape: dict, steps: int, via: str, cache_name: str, timeout: float) 
             str(steps),
             "-q",
             "-o",
-            str(Path(tempfile.gettempdir()) / f"bench_crash_{os.getpid()}.json"),
+            str(report),
         ]
     t0 = time.monotonic()
     code, err = _run_group(cmd, env, timeout)
@@ -172,6 +176,11 @@ def run_one(shape: dict, steps: int, via: str, cache_name: str, timeout: float) 
     last = next((ln for ln in reversed(err.splitlines()) if ln.strip()), "")
     passed = (0, 1) if via == "gradcheck" else (0,)  # gradcheck: a verdict either way
     kind = "hung" if code is None else "crash" if crashed else "ok" if code in passed else "error"
+    if kind == "ok" and via == "gradcheck" and not report.exists():
+        # Jittor's quick exit is status 1 too, its message lost in the progress pipe: a
+        # verdict is a written report, not an exit code
+        kind, last = "error", f"exit {code} without a report (not a verdict)"
+    report.unlink(missing_ok=True)
     return {
         "kind": kind,
         "code": code,
