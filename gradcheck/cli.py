@@ -58,10 +58,46 @@ def exit_codes(fn):
 user_errors_exit_2 = exit_codes  # the name the commands (and branches adding commands) use
 
 
+class _ReaderMayLeave:
+    """stdout for a reader that may stop reading (``gradcheck show R | head``): once the pipe
+    is closed, the rest of the output goes to /dev/null and the command ends as it would have,
+    with its verdict's exit code.  Before, rich's console exited with status 1 (a coverage
+    failure's), and the markdown and JUnit renderers ended in "internal error", exit 3."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._to_devnull()
+            return len(text)
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._to_devnull()
+            self._stream.flush()  # what was left in the buffer, now to /dev/null
+
+    def _to_devnull(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())
+        finally:
+            os.close(devnull)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 class _Main(click.Group):
     def main(self, args=None, *rest, **kwargs):
         if args is None:  # the process's own command line: run and align may be supervised
             supervise.from_command_line()
+            if not isinstance(sys.stdout, _ReaderMayLeave):
+                sys.stdout = _ReaderMayLeave(sys.stdout)
         return super().main(args, *rest, **kwargs)
 
 

@@ -143,3 +143,28 @@ def test_forked_children_die_at_once_on_sigterm():
         _, status = os.waitpid(pid, 0)
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
         assert signal.getsignal(signal.SIGTERM) is errors._on_signal  # the parent keeps its own
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown", "junit", "json"])
+@pytest.mark.parametrize("verdict", ["pass", "fail"])
+def test_a_reader_that_stops_reading_leaves_the_verdict_code(tmp_path, fmt, verdict):
+    """`gradcheck show R | head`: the pipe closes while the output is written.  The command
+    still ends with its verdict's code, without a word on stderr: before, rich's console
+    exited 1 (a coverage failure's code) and the markdown and JUnit writers raised, "internal
+    error", exit 3.  The same for compare, with 3,000 changes to list."""
+    from fixtures.reports import make_report
+    from gradcheck.report import save_report
+
+    names = [f"block{i}.linear.weight" for i in range(3000)]  # output over a pipe's 64 KiB
+    before, after = tmp_path / "before.json", tmp_path / "after.json"
+    save_report(make_report(**dict.fromkeys(names, "covered")), before)
+    save_report(make_report(**dict.fromkeys(names, "zero")), after)
+    allow = ["--allow", "block*"] if verdict == "pass" else []
+    shown = before if verdict == "pass" else after
+    expected = 0 if verdict == "pass" else 1
+    for args in (["show", str(shown), "--verbose"], ["compare", str(before), str(after), *allow]):
+        proc = cli.start(tmp_path, *args, "--format", fmt)
+        proc.stdout.read(10)
+        proc.stdout.close()  # the reader leaves
+        err = proc.stderr.read()
+        assert (proc.wait(timeout=120), err) == (expected, ""), args
