@@ -11,8 +11,10 @@ One home for the mapping the CLI uses (and that a CI reads)::
 
 Jittor installs its own SIGINT handler when its library loads (a ``quick_exit(1)``: exit 1,
 no message, which reads as "coverage failed"), and a SIGCHLD handler that quick-exits when
-a compiler child dies of a signal.  :func:`handling_signals` puts Python-level handlers back
-for the duration of a command, and :func:`reclaim_signals` re-installs them once Jittor is up.
+a compiler child dies of a signal or merely stops.  :func:`handling_signals` puts Python-level
+handlers back for the duration of a command, and :func:`reclaim_signals` re-installs them as
+soon as Jittor's core library has loaded (:func:`gradcheck.runtime.import_jittor`, before the
+rest of its import compiles anything) and again after each step.
 
 A failing step leaves parameters half-updated, so a retry re-runs the whole probe from a
 fresh model (:func:`retrying`), and only for failures inside Jittor's operator compiler:
@@ -221,7 +223,7 @@ if hasattr(os, "register_at_fork"):
 
 
 def reclaim_signals() -> None:
-    """Re-install gradcheck's handlers (call once Jittor is imported); a no-op outside
+    """Re-install gradcheck's handlers (call once Jittor's core is loaded); a no-op outside
     :func:`handling_signals` or off the main thread."""
     if _signals.depth and _main_thread():
         _install()
