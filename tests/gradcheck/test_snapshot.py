@@ -63,6 +63,37 @@ def test_grad_summary_sees_the_smallest_and_largest_float32():
     assert s_huge == "nonzero" and math.isfinite(n_huge)
 
 
+def test_grad_summary_kernel_chunks_and_mixed_dtypes():
+    """Norms are numpy's float64 ones, in order, across several kernels (300 float32
+    gradients of any shape) mixed with float64, float16 and empty ones that take Jittor ops."""
+    rng = np.random.default_rng(1)
+    vals = [
+        rng.standard_normal(tuple(rng.integers(1, 6, size=int(rng.integers(1, 4))))).astype(
+            np.float32
+        )
+        for _ in range(300)
+    ]
+    vals[7][...] = 0.0
+    odd = [
+        np.array([0.25, -2.0], np.float64),
+        np.array([3.0, 4.0], np.float16),
+        np.zeros((0, 3), np.float32),
+        np.array([np.nan, 1.0], np.float32),
+    ]
+    allv = vals[:100] + odd + vals[100:]
+    summ = GradSummary([jt.array(v) for v in allv])
+    jt.sync(summ.vars)
+    got = summ.results()
+    assert len(got) == len(allv)
+    for k, (v, (status, norm)) in enumerate(zip(allv, got)):
+        want = float(np.linalg.norm(v.astype(np.float64).ravel()))
+        if np.isnan(want):
+            assert status == "nonfinite" and math.isnan(norm), k
+            continue
+        assert math.isclose(norm, want, rel_tol=1e-12, abs_tol=0.0), (k, norm, want)
+        assert status == ("nonzero" if want > 0 else "zero"), k
+
+
 def test_grads_alongside_serves_extras_from_the_optimizer_backward():
     w = jt.array(np.array([1.0, 2.0], np.float32))
     v = jt.array(np.array([3.0], np.float32))
