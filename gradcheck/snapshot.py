@@ -206,24 +206,24 @@ class GradSummary:
         jt = runtime.import_jittor()
         self._order: list = []  # per gradient: (fused?, its row in that kind's results)
         flat: list = []
-        self._cols: list = [[]]
+        self._others: list = []  # the norms of the rest, as Jittor ops
         for g in grads:
             if _fused(g, jt):
                 self._order.append((True, len(flat)))
                 flat.append(g.reshape((-1,)))  # 1-D: the kernel's source never sees a shape
             else:
-                self._order.append((False, len(self._cols[0])))
-                self._cols[0].append(_norm64(g))
+                self._order.append((False, len(self._others)))
+                self._others.append(_norm64(g))
         self._kernels = _kernels(flat, 1, _NORM_CHUNK, 1, _NORM_SRC, jt)
 
     @property
     def vars(self) -> list:
         """The Vars to put in the backward's ``jt.sync``."""
-        return self._kernels + self._cols[0]
+        return self._kernels + self._others
 
     def results(self) -> list:
         """One ``(status, norm)`` per gradient: status ``nonfinite``, ``nonzero`` or ``zero``."""
-        roots, norms = np.sqrt(_rows(self._kernels, 1)[:, 0]), _fetch(self._cols)[:, 0]
+        roots, norms = np.sqrt(_rows(self._kernels, 1)[:, 0]), _fetch([self._others])[:, 0]
         out = []
         for fused, row in self._order:
             norm = float(roots[row] if fused else norms[row])
